@@ -1,0 +1,226 @@
+package model
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+)
+
+// Resolver turns gateway DNS names into IPs; *net.Resolver satisfies it.
+// Envoy accepts only IPs in EDS, so names are resolved before translation.
+type Resolver interface {
+	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
+}
+
+// Gateway-related labels and defaults, as Istio users already write them.
+const (
+	// NetworkLabel marks a Pod, a Namespace or a gateway Service with its network.
+	NetworkLabel = "topology.istio.io/network"
+	// GatewayPortLabel overrides the port of a network-labelled gateway Service.
+	GatewayPortLabel = "networking.istio.io/gatewayPort"
+	// DefaultGatewayPort is the mTLS passthrough port of a network gateway.
+	DefaultGatewayPort = 15443
+	// DefaultDomainSuffix ends every service hostname.
+	DefaultDomainSuffix = "cluster.local"
+)
+
+// BuildInput is everything Build assembles into a Mesh.
+type BuildInput struct {
+	Clusters []*ClusterSnapshot
+	Networks *MeshNetworks // nil: no meshNetworks
+	// DomainSuffix ends service hostnames; DefaultDomainSuffix when empty.
+	DomainSuffix string
+	// Resolver resolves gateway DNS names; nil means names yield no gateway.
+	Resolver Resolver
+}
+
+// Hostname returns the mesh hostname of a Service.
+func Hostname(name, namespace, domainSuffix string) string {
+	if domainSuffix == "" {
+		domainSuffix = DefaultDomainSuffix
+	}
+	return name + "." + namespace + ".svc." + domainSuffix
+}
+
+// Build assembles cluster snapshots and meshNetworks into a Mesh: services
+// merged across clusters, each endpoint's network resolved, and gateways
+// resolved to IPs. It does not modify its input. Problems that do not stop
+// the mesh from being built (an unresolvable gateway name, say) come back as
+// warnings; a duplicate cluster ID is an error and its second snapshot is
+// left out.
+func Build(ctx context.Context, in BuildInput) (*Mesh, Diagnostics) {
+	var diags Diagnostics
+	suffix := in.DomainSuffix
+	if suffix == "" {
+		suffix = DefaultDomainSuffix
+	}
+	nets := in.Networks
+	if nets == nil {
+		nets = &MeshNetworks{}
+	}
+	clusters := uniqueClusters(in.Clusters, &diags)
+	netOf := newNetworkResolver(nets)
+
+	m := &Mesh{}
+	byHost := map[string]*Service{}
+	for _, c := range clusters {
+		for _, cs := range c.Services {
+			host := Hostname(cs.Name, cs.Namespace, suffix)
+			svc := byHost[host]
+			if svc == nil {
+				svc = &Service{Hostname: host, Name: cs.Name, Namespace: cs.Namespace,
+					Endpoints: map[uint32][]*Endpoint{}, ClusterIPs: map[ClusterID][]string{}}
+				byHost[host] = svc
+				m.services = append(m.services, svc)
+			}
+			mergePorts(svc, cs.Ports)
+			if len(cs.ClusterIPs) > 0 {
+				svc.ClusterIPs[c.ID] = cs.ClusterIPs
+			}
+			for port, eps := range cs.Endpoints {
+				for _, e := range eps {
+					cp := *e // never mutate the source's snapshot
+					cp.Cluster = c.ID
+					cp.Network = netOf.network(&cp, c)
+					svc.Endpoints[port] = append(svc.Endpoints[port], &cp)
+				}
+			}
+		}
+	}
+	for _, svc := range m.services {
+		for _, eps := range svc.Endpoints {
+			sortEndpoints(eps)
+		}
+	}
+
+	gb := gatewayBuilder{ctx: ctx, resolver: in.Resolver, diags: &diags, suffix: suffix, clusters: clusters}
+	m.gateways = gb.build(nets)
+	m.networks = knownNetworks(nets, m)
+	m.index()
+	return m, diags
+}
+
+// uniqueClusters drops snapshots whose ID was already seen, with an error,
+// and returns the rest sorted by ID.
+func uniqueClusters(in []*ClusterSnapshot, diags *Diagnostics) []*ClusterSnapshot {
+	seen := map[ClusterID]bool{}
+	var out []*ClusterSnapshot
+	for _, c := range in {
+		if c == nil {
+			continue
+		}
+		if seen[c.ID] {
+			diags.AddError("", fmt.Sprintf("cluster %q", c.ID), "id", "duplicate cluster ID; the second definition is ignored")
+			continue
+		}
+		seen[c.ID] = true
+		out = append(out, c)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+func mergePorts(svc *Service, ports []ServicePort) {
+	for _, p := range ports {
+		if _, ok := svc.Port(p.Port); !ok {
+			svc.Ports = append(svc.Ports, p)
+		}
+	}
+	sort.Slice(svc.Ports, func(i, j int) bool { return svc.Ports[i].Port < svc.Ports[j].Port })
+}
+
+func sortEndpoints(eps []*Endpoint) {
+	sort.Slice(eps, func(i, j int) bool {
+		a, b := eps[i], eps[j]
+		if a.Cluster != b.Cluster {
+			return a.Cluster < b.Cluster
+		}
+		return addrPortLess(a.Address, a.Port, b.Address, b.Port)
+	})
+}
+
+// networkResolver applies the rule for an endpoint's network, first match
+// wins: the Pod's network label; the cluster's system namespace label;
+// meshNetworks fromRegistry naming the cluster; meshNetworks fromCidr
+// containing the address (the longest prefix wins); otherwise none.
+type networkResolver struct {
+	registry map[ClusterID]string
+	cidrs    []cidrNetwork
+}
+
+type cidrNetwork struct {
+	prefix  netip.Prefix
+	network string
+}
+
+func newNetworkResolver(nets *MeshNetworks) *networkResolver {
+	r := &networkResolver{registry: map[ClusterID]string{}}
+	for _, n := range nets.Networks {
+		for _, c := range n.Registries {
+			if _, taken := r.registry[c]; !taken { // meshNetworks already warned
+				r.registry[c] = n.Name
+			}
+		}
+		for _, p := range n.CIDRs {
+			r.cidrs = append(r.cidrs, cidrNetwork{p, n.Name})
+		}
+	}
+	// Longest prefix first; ties keep network-name order (stable sort).
+	sort.SliceStable(r.cidrs, func(i, j int) bool { return r.cidrs[i].prefix.Bits() > r.cidrs[j].prefix.Bits() })
+	return r
+}
+
+func (r *networkResolver) network(e *Endpoint, c *ClusterSnapshot) string {
+	if e.PodNetwork != "" {
+		return e.PodNetwork
+	}
+	if c.SystemNamespaceNetwork != "" {
+		return c.SystemNamespaceNetwork
+	}
+	if n, ok := r.registry[c.ID]; ok {
+		return n
+	}
+	addr := e.Address.Unmap()
+	for _, cn := range r.cidrs {
+		if cn.prefix.Contains(addr) {
+			return cn.network
+		}
+	}
+	return ""
+}
+
+func knownNetworks(nets *MeshNetworks, m *Mesh) []string {
+	set := map[string]bool{}
+	for _, n := range nets.Networks {
+		set[n.Name] = true
+	}
+	for _, g := range m.gateways {
+		set[g.Network] = true
+	}
+	for _, s := range m.services {
+		for _, eps := range s.Endpoints {
+			for _, e := range eps {
+				set[e.Network] = true
+			}
+		}
+	}
+	delete(set, "")
+	out := make([]string, 0, len(set))
+	for n := range set {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// serviceKey finds a service of one cluster by its hostname.
+func findClusterService(c *ClusterSnapshot, host, suffix string) *ClusterService {
+	for _, s := range c.Services {
+		if strings.EqualFold(Hostname(s.Name, s.Namespace, suffix), host) {
+			return s
+		}
+	}
+	return nil
+}

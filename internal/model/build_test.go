@@ -1,0 +1,201 @@
+package model
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+)
+
+type fakeResolver map[string][]string
+
+func (f fakeResolver) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr, error) {
+	addrs, ok := f[host]
+	if !ok {
+		return nil, errors.New("no such host")
+	}
+	var out []netip.Addr
+	for _, a := range addrs {
+		out = append(out, netip.MustParseAddr(a))
+	}
+	return out, nil
+}
+
+func svcWithEndpoint(name, ns string, e *Endpoint) *ClusterService {
+	return &ClusterService{Name: name, Namespace: ns, Ports: []ServicePort{{Name: "http", Port: 80}},
+		Endpoints: map[uint32][]*Endpoint{80: {e}}}
+}
+
+func TestEndpointNetworkPrecedence(t *testing.T) {
+	nets := &MeshNetworks{Networks: []*NetworkConfig{
+		{Name: "reg", Registries: []ClusterID{"c-reg"}},
+		{Name: "wide", CIDRs: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}},
+		{Name: "narrow", CIDRs: []netip.Prefix{netip.MustParsePrefix("10.1.0.0/16")}},
+	}}
+	tests := []struct {
+		name      string
+		cluster   ClusterID
+		nsNetwork string
+		pod       string
+		addr      string
+		want      string
+	}{
+		{"pod label first", "c-reg", "sysnet", "podnet", "10.1.0.1", "podnet"},
+		{"system namespace label second", "c-reg", "sysnet", "", "10.1.0.1", "sysnet"},
+		{"fromRegistry third", "c-reg", "", "", "10.1.0.1", "reg"},
+		{"fromCidr, longest prefix", "other", "", "", "10.1.0.1", "narrow"},
+		{"fromCidr, wide", "other", "", "", "10.2.0.1", "wide"},
+		{"none", "other", "", "", "192.0.2.1", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			e := &Endpoint{Address: netip.MustParseAddr(tt.addr), Port: 8080, PodNetwork: tt.pod}
+			snap := &ClusterSnapshot{ID: tt.cluster, SystemNamespaceNetwork: tt.nsNetwork,
+				Services: []*ClusterService{svcWithEndpoint("a", "ns", e)}}
+			m, diags := Build(context.Background(), BuildInput{Clusters: []*ClusterSnapshot{snap}, Networks: nets})
+			if len(diags) != 0 {
+				t.Fatalf("diagnostics: %v", diags)
+			}
+			got := m.Service("a.ns.svc.cluster.local").Endpoints[80][0]
+			if got.Network != tt.want {
+				t.Errorf("network = %q, want %q", got.Network, tt.want)
+			}
+			if got.Cluster != tt.cluster {
+				t.Errorf("cluster = %q, want %q", got.Cluster, tt.cluster)
+			}
+			if e.Network != "" {
+				t.Errorf("Build modified its input endpoint")
+			}
+		})
+	}
+}
+
+func TestServicesMergeAcrossClusters(t *testing.T) {
+	a := &ClusterSnapshot{ID: "c1", Services: []*ClusterService{svcWithEndpoint("hello", "sample", &Endpoint{Address: netip.MustParseAddr("10.0.0.1"), Port: 5000})}}
+	b := &ClusterSnapshot{ID: "c2", Services: []*ClusterService{svcWithEndpoint("hello", "sample", &Endpoint{Address: netip.MustParseAddr("10.0.0.1"), Port: 5000})}}
+	b.Services[0].Ports = append(b.Services[0].Ports, ServicePort{Name: "grpc", Port: 9090})
+	m, diags := Build(context.Background(), BuildInput{Clusters: []*ClusterSnapshot{b, a}, DomainSuffix: "example.org"})
+	if len(diags) != 0 {
+		t.Fatal(diags)
+	}
+	if len(m.Services()) != 1 {
+		t.Fatalf("services: %d", len(m.Services()))
+	}
+	s := m.Service("hello.sample.svc.example.org")
+	if s == nil {
+		t.Fatal("service not found under the configured domain suffix")
+	}
+	eps := s.Endpoints[80]
+	if len(eps) != 2 || eps[0].Cluster != "c1" || eps[1].Cluster != "c2" {
+		t.Errorf("endpoints of both clusters (same IP, different clusters) expected in cluster order, got %v, %v", eps[0].Cluster, eps[len(eps)-1].Cluster)
+	}
+	if len(s.Ports) != 2 || s.Ports[0].Port != 80 || s.Ports[1].Port != 9090 {
+		t.Errorf("ports = %v", s.Ports)
+	}
+}
+
+func TestDuplicateClusterID(t *testing.T) {
+	a := &ClusterSnapshot{ID: "c1"}
+	_, diags := Build(context.Background(), BuildInput{Clusters: []*ClusterSnapshot{a, {ID: "c1"}}})
+	if err := diags.Err(); err == nil || !strings.Contains(err.Error(), `cluster "c1"`) {
+		t.Fatalf("want duplicate cluster error, got %v", err)
+	}
+}
+
+func TestGatewaySources(t *testing.T) {
+	lbService := &ClusterService{Name: "istio-ingressgateway", Namespace: "istio-system",
+		Ports: []ServicePort{{Port: 443}}, LoadBalancer: []string{"203.0.113.10", "gw.example.com"}}
+	labelled := &ClusterService{Name: "eastwest", Namespace: "istio-system",
+		Labels:      map[string]string{NetworkLabel: "n3", GatewayPortLabel: "15444"},
+		Ports:       []ServicePort{{Port: 15443}},
+		ExternalIPs: []string{"203.0.113.30"}}
+	badPort := &ClusterService{Name: "bad", Namespace: "istio-system",
+		Labels: map[string]string{NetworkLabel: "n3", GatewayPortLabel: "http"}, Ports: []ServicePort{{Port: 1}},
+		LoadBalancer: []string{"203.0.113.31"}}
+	noAddr := &ClusterService{Name: "pending", Namespace: "istio-system",
+		Labels: map[string]string{NetworkLabel: "n3"}, Ports: []ServicePort{{Port: 1}}}
+	nets := &MeshNetworks{Networks: []*NetworkConfig{
+		{Name: "n1", Gateways: []GatewaySpec{
+			{Address: "198.51.100.1", Port: 443},
+			{Address: "0.0.0.0", Port: 443},
+			{Address: "gw1.example.com", Port: 443},
+			{Address: "missing.example.com", Port: 443},
+		}},
+		{Name: "n2", Registries: []ClusterID{"c2"}, Gateways: []GatewaySpec{
+			{RegistryServiceName: "istio-ingressgateway.istio-system.svc.cluster.local", Port: 443},
+			{RegistryServiceName: "absent.istio-system.svc.cluster.local", Port: 443},
+			// Also named by the label below in another network: dedup is per network.
+			{Address: "203.0.113.30", Port: 15444},
+		}},
+	}}
+	clusters := []*ClusterSnapshot{
+		{ID: "c2", Services: []*ClusterService{lbService}},
+		// The same LB service in a cluster that is not in n2's registries is not used.
+		{ID: "c9", Services: []*ClusterService{lbService, labelled, badPort, noAddr}},
+	}
+	res := fakeResolver{"gw1.example.com": {"198.51.100.2", "198.51.100.1"}, "gw.example.com": {"203.0.113.11"}}
+	m, diags := Build(context.Background(), BuildInput{Clusters: clusters, Networks: nets, Resolver: res})
+	if err := diags.Err(); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, g := range m.Gateways() {
+		got = append(got, g.String())
+	}
+	want := []string{
+		`198.51.100.1:443 (network "n1", cluster "")`,
+		`198.51.100.2:443 (network "n1", cluster "")`,
+		`203.0.113.30:15444 (network "n2", cluster "")`,
+		`203.0.113.10:443 (network "n2", cluster "c2")`,
+		`203.0.113.11:443 (network "n2", cluster "c2")`,
+		`203.0.113.30:15444 (network "n3", cluster "c9")`,
+		`203.0.113.31:15443 (network "n3", cluster "c9")`,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("gateways:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	warnings := diags.Warnings()
+	for _, w := range []string{"0.0.0.0", "missing.example.com", "absent.istio-system", "invalid port \"http\"", "Service istio-system/pending"} {
+		found := false
+		for _, d := range warnings {
+			if strings.Contains(d.String(), w) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("no warning mentioning %q in %v", w, warnings)
+		}
+	}
+	// Scale: n1 has 2, n2 has 3 (2 in c2), n3 has 2 (2 in c9) → lcm(2,3,2,2,2) = 6.
+	if m.ScaleFactor() != 6 {
+		t.Errorf("scale = %d, want 6", m.ScaleFactor())
+	}
+	if gws := m.GatewaysFor("n2", "c2"); len(gws) != 2 {
+		t.Errorf("GatewaysFor(n2, c2) = %v", gws)
+	}
+	if gws := m.GatewaysFor("n2", "c7"); len(gws) != 3 {
+		t.Errorf("GatewaysFor(n2, c7) falls back to the network: %v", gws)
+	}
+	if nets := m.Networks(); strings.Join(nets, ",") != "n1,n2,n3" {
+		t.Errorf("networks = %v", nets)
+	}
+}
+
+func TestGatewayDedupPrefersCluster(t *testing.T) {
+	labelled := &ClusterService{Name: "gw", Namespace: "istio-system", Labels: map[string]string{NetworkLabel: "n1"},
+		Ports: []ServicePort{{Port: 15443}}, LoadBalancer: []string{"203.0.113.1"}}
+	nets := &MeshNetworks{Networks: []*NetworkConfig{{Name: "n1", Gateways: []GatewaySpec{{Address: "203.0.113.1", Port: 15443}}}}}
+	m, _ := Build(context.Background(), BuildInput{Clusters: []*ClusterSnapshot{{ID: "c1", Services: []*ClusterService{labelled}}}, Networks: nets})
+	if gws := m.Gateways(); len(gws) != 1 || gws[0].Cluster != "c1" {
+		t.Errorf("gateways = %v", gws)
+	}
+}
+
+func TestLCM(t *testing.T) {
+	for _, tt := range []struct{ a, b, want uint32 }{{1, 1, 1}, {2, 3, 6}, {4, 6, 12}, {0, 5, 5}, {1 << 20, 1<<20 - 1, ^uint32(0)}} {
+		if got := lcm(tt.a, tt.b); got != tt.want {
+			t.Errorf("lcm(%d,%d) = %d, want %d", tt.a, tt.b, got, tt.want)
+		}
+	}
+}

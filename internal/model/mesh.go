@@ -1,0 +1,146 @@
+package model
+
+import (
+	"net/netip"
+	"sort"
+)
+
+// Service is one mesh service: the same name and namespace in every cluster,
+// with the endpoints of all clusters merged.
+type Service struct {
+	Hostname  string
+	Name      string
+	Namespace string
+	// Ports is the union of the ports the clusters define, sorted by number;
+	// for a number defined differently in two clusters the first cluster (by
+	// ID) names it.
+	Ports []ServicePort
+	// Endpoints by service port number, sorted by cluster, address, port.
+	Endpoints map[uint32][]*Endpoint
+	// ClusterIPs per cluster, as each cluster allocated them.
+	ClusterIPs map[ClusterID][]string
+}
+
+// Port returns the service port with the given number.
+func (s *Service) Port(number uint32) (ServicePort, bool) {
+	for _, p := range s.Ports {
+		if p.Port == number {
+			return p, true
+		}
+	}
+	return ServicePort{}, false
+}
+
+type networkCluster struct {
+	network string
+	cluster ClusterID
+}
+
+// Mesh is the assembled, read-only state of the whole mesh. Build creates it;
+// nothing mutates it afterwards, so translators may read it concurrently.
+type Mesh struct {
+	services  []*Service
+	byHost    map[string]*Service
+	gateways  []Gateway
+	byNetwork map[string][]Gateway
+	byNetClus map[networkCluster][]Gateway
+	networks  []string
+	scale     uint32
+}
+
+// Services returns every service, sorted by hostname.
+func (m *Mesh) Services() []*Service { return m.services }
+
+// Service returns the service with the given hostname, or nil.
+func (m *Mesh) Service(hostname string) *Service { return m.byHost[hostname] }
+
+// Gateways returns every resolved gateway, sorted by network, cluster,
+// address and port.
+func (m *Mesh) Gateways() []Gateway { return m.gateways }
+
+// HasGateways reports whether any network has a gateway. Without gateways
+// split horizon is off and every endpoint is sent as is.
+func (m *Mesh) HasGateways() bool { return len(m.gateways) > 0 }
+
+// GatewaysFor returns the gateways that reach an endpoint of cluster on
+// network: the gateways of that (network, cluster) pair if it has any, else
+// every gateway of the network.
+func (m *Mesh) GatewaysFor(network string, cluster ClusterID) []Gateway {
+	if gws := m.byNetClus[networkCluster{network, cluster}]; len(gws) > 0 {
+		return gws
+	}
+	return m.byNetwork[network]
+}
+
+// ScaleFactor is the least common multiple of the gateway counts of every
+// network and every (network, cluster) pair that has gateways, so that an
+// endpoint's weight divides evenly among its gateways. It is 1 without
+// gateways.
+func (m *Mesh) ScaleFactor() uint32 { return m.scale }
+
+// Networks returns every network the mesh knows of (from meshNetworks,
+// endpoints and gateways), sorted; the empty network is not listed.
+func (m *Mesh) Networks() []string { return m.networks }
+
+// index fills the lookup tables from services and gateways.
+func (m *Mesh) index() {
+	sort.Slice(m.services, func(i, j int) bool { return m.services[i].Hostname < m.services[j].Hostname })
+	m.byHost = make(map[string]*Service, len(m.services))
+	for _, s := range m.services {
+		m.byHost[s.Hostname] = s
+	}
+	sort.Slice(m.gateways, func(i, j int) bool { return gatewayLess(m.gateways[i], m.gateways[j]) })
+	m.byNetwork = map[string][]Gateway{}
+	m.byNetClus = map[networkCluster][]Gateway{}
+	for _, g := range m.gateways {
+		m.byNetwork[g.Network] = append(m.byNetwork[g.Network], g)
+		if g.Cluster != "" {
+			k := networkCluster{g.Network, g.Cluster}
+			m.byNetClus[k] = append(m.byNetClus[k], g)
+		}
+	}
+	m.scale = 1
+	for _, gws := range m.byNetwork {
+		m.scale = lcm(m.scale, uint32(len(gws)))
+	}
+	for _, gws := range m.byNetClus {
+		m.scale = lcm(m.scale, uint32(len(gws)))
+	}
+}
+
+func gatewayLess(a, b Gateway) bool {
+	if a.Network != b.Network {
+		return a.Network < b.Network
+	}
+	if a.Cluster != b.Cluster {
+		return a.Cluster < b.Cluster
+	}
+	if c := a.Address.Compare(b.Address); c != 0 {
+		return c < 0
+	}
+	return a.Port < b.Port
+}
+
+// lcm returns the least common multiple, saturating at the uint32 maximum.
+func lcm(a, b uint32) uint32 {
+	if a == 0 || b == 0 {
+		return max(a, b)
+	}
+	x, y := uint64(a), uint64(b)
+	for y != 0 {
+		x, y = y, x%y
+	}
+	l := uint64(a) / x * uint64(b)
+	if l > uint64(^uint32(0)) {
+		return ^uint32(0)
+	}
+	return uint32(l)
+}
+
+// addrLess orders endpoints by address then port.
+func addrPortLess(a netip.Addr, ap uint32, b netip.Addr, bp uint32) bool {
+	if c := a.Compare(b); c != 0 {
+		return c < 0
+	}
+	return ap < bp
+}

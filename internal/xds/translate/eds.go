@@ -1,0 +1,184 @@
+package translate
+
+import (
+	"math"
+	"net/netip"
+	"sort"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/horizonmesh/horizon/internal/model"
+)
+
+// EDSView is what decides a proxy's endpoints: only its network. Every proxy
+// of one network shares one EDS view.
+type EDSView struct {
+	Network string
+}
+
+// TransportSocketMatchKey is the endpoint metadata namespace Envoy's
+// transport_socket_matches read; TLSModeIstio marks an mTLS-capable endpoint.
+const (
+	TransportSocketMatchKey = "envoy.transport_socket_match"
+	TLSModeIstio            = "istio"
+)
+
+// mtlsMetadata is shared by every mTLS endpoint: protos are only read once
+// built, so one copy saves an allocation per endpoint.
+var mtlsMetadata = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{
+	TransportSocketMatchKey: {Fields: map[string]*structpb.Value{"tlsMode": structpb.NewStringValue(TLSModeIstio)}},
+}}
+
+// EDS returns the load assignment of every service port, sorted by cluster
+// name, as a proxy in view v receives them.
+func EDS(m *model.Mesh, v EDSView) []*endpointv3.ClusterLoadAssignment {
+	var out []*endpointv3.ClusterLoadAssignment
+	for _, svc := range m.Services() {
+		for _, p := range svc.Ports {
+			out = append(out, LoadAssignment(m, v, svc, p.Port))
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ClusterName < out[j].ClusterName })
+	return out
+}
+
+// localityGroup collects what one locality's LocalityLbEndpoints will hold.
+type localityGroup struct {
+	locality model.Locality
+	direct   []*model.Endpoint
+	weights  []uint32 // weights[i] is direct[i]'s scaled weight
+	gateways map[model.Gateway]uint64
+}
+
+// LoadAssignment applies the split-horizon rule to one service port for a
+// proxy in view v:
+//   - without any gateway in the mesh, every endpoint goes out as is;
+//   - otherwise every weight is multiplied by the mesh's scale factor S;
+//   - an endpoint on the proxy's network, on no network, or on a network
+//     without gateways goes out directly;
+//   - an endpoint on another network that is not mTLS-capable is dropped,
+//     since crossing networks is always mutual TLS;
+//   - otherwise its weight is split evenly over the gateways that reach it,
+//     which go out, in its locality, in its stead.
+func LoadAssignment(m *model.Mesh, v EDSView, svc *model.Service, port uint32) *endpointv3.ClusterLoadAssignment {
+	cla := &endpointv3.ClusterLoadAssignment{ClusterName: ClusterName(port, svc.Hostname)}
+	eps := svc.Endpoints[port]
+	if len(eps) == 0 {
+		return cla
+	}
+	split := m.HasGateways()
+	scale := uint64(m.ScaleFactor())
+	groups := map[model.Locality]*localityGroup{}
+	group := func(l model.Locality) *localityGroup {
+		g := groups[l]
+		if g == nil {
+			g = &localityGroup{locality: l}
+			groups[l] = g
+		}
+		return g
+	}
+	for _, e := range eps {
+		if !split {
+			g := group(e.Locality)
+			g.direct = append(g.direct, e)
+			g.weights = append(g.weights, e.EffectiveWeight())
+			continue
+		}
+		w := min(uint64(e.EffectiveWeight())*scale, math.MaxUint32)
+		var gws []model.Gateway
+		if e.Network != "" && e.Network != v.Network {
+			gws = m.GatewaysFor(e.Network, e.Cluster)
+		}
+		if len(gws) == 0 {
+			g := group(e.Locality)
+			g.direct = append(g.direct, e)
+			g.weights = append(g.weights, uint32(w))
+			continue
+		}
+		if !e.MTLS {
+			continue
+		}
+		g := group(e.Locality)
+		if g.gateways == nil {
+			g.gateways = map[model.Gateway]uint64{}
+		}
+		share := w / uint64(len(gws))
+		for _, gw := range gws {
+			g.gateways[gw] += share
+		}
+	}
+	cla.Endpoints = emitGroups(groups)
+	return cla
+}
+
+func emitGroups(groups map[model.Locality]*localityGroup) []*endpointv3.LocalityLbEndpoints {
+	ordered := make([]*localityGroup, 0, len(groups))
+	for _, g := range groups {
+		ordered = append(ordered, g)
+	}
+	sort.Slice(ordered, func(i, j int) bool { return ordered[i].locality.Less(ordered[j].locality) })
+
+	out := make([]*endpointv3.LocalityLbEndpoints, 0, len(ordered))
+	for _, g := range ordered {
+		lbs := make([]*endpointv3.LbEndpoint, 0, len(g.direct)+len(g.gateways))
+		var total uint64
+		for i, e := range g.direct {
+			lbs = append(lbs, lbEndpoint(e.Address, e.Port, g.weights[i], e.MTLS))
+			total += uint64(g.weights[i])
+		}
+		for _, gw := range sortedGateways(g.gateways) {
+			w := uint32(max(1, min(g.gateways[gw], math.MaxUint32)))
+			lbs = append(lbs, lbEndpoint(gw.Address, gw.Port, w, true))
+			total += uint64(w)
+		}
+		out = append(out, &endpointv3.LocalityLbEndpoints{
+			Locality:            &corev3.Locality{Region: g.locality.Region, Zone: g.locality.Zone, SubZone: g.locality.Subzone},
+			LbEndpoints:         lbs,
+			LoadBalancingWeight: wrapperspb.UInt32(uint32(min(total, math.MaxUint32))),
+		})
+	}
+	return out
+}
+
+// sortedGateways orders a group's gateways by address and port; the same
+// address:port may stand for several clusters' gateways only once, as the
+// model deduplicates per network, so ties fall back to network and cluster.
+func sortedGateways(acc map[model.Gateway]uint64) []model.Gateway {
+	out := make([]model.Gateway, 0, len(acc))
+	for g := range acc {
+		out = append(out, g)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if c := a.Address.Compare(b.Address); c != 0 {
+			return c < 0
+		}
+		if a.Port != b.Port {
+			return a.Port < b.Port
+		}
+		if a.Network != b.Network {
+			return a.Network < b.Network
+		}
+		return a.Cluster < b.Cluster
+	})
+	return out
+}
+
+func lbEndpoint(addr netip.Addr, port, weight uint32, mtls bool) *endpointv3.LbEndpoint {
+	lb := &endpointv3.LbEndpoint{
+		HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
+			Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+				Address:       addr.String(),
+				PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port},
+			}}},
+		}},
+		LoadBalancingWeight: wrapperspb.UInt32(weight),
+	}
+	if mtls {
+		lb.Metadata = mtlsMetadata
+	}
+	return lb
+}
