@@ -42,8 +42,8 @@ type Mesh struct {
 	services  []*Service
 	byHost    map[string]*Service
 	gateways  []Gateway
-	byNetwork map[string][]Gateway
-	byNetClus map[networkCluster][]Gateway
+	byNetwork map[string][]*Gateway
+	byNetClus map[networkCluster][]*Gateway
 	networks  []string
 	scale     uint32
 }
@@ -64,8 +64,9 @@ func (m *Mesh) HasGateways() bool { return len(m.gateways) > 0 }
 
 // GatewaysFor returns the gateways that reach an endpoint of cluster on
 // network: the gateways of that (network, cluster) pair if it has any, else
-// every gateway of the network.
-func (m *Mesh) GatewaysFor(network string, cluster ClusterID) []Gateway {
+// every gateway of the network. The pointers are stable for the Mesh's life,
+// so callers may key maps by them; the gateways must not be modified.
+func (m *Mesh) GatewaysFor(network string, cluster ClusterID) []*Gateway {
 	if gws := m.byNetClus[networkCluster{network, cluster}]; len(gws) > 0 {
 		return gws
 	}
@@ -90,9 +91,10 @@ func (m *Mesh) index() {
 		m.byHost[s.Hostname] = s
 	}
 	sort.Slice(m.gateways, func(i, j int) bool { return gatewayLess(m.gateways[i], m.gateways[j]) })
-	m.byNetwork = map[string][]Gateway{}
-	m.byNetClus = map[networkCluster][]Gateway{}
-	for _, g := range m.gateways {
+	m.byNetwork = map[string][]*Gateway{}
+	m.byNetClus = map[networkCluster][]*Gateway{}
+	for i := range m.gateways {
+		g := &m.gateways[i]
 		m.byNetwork[g.Network] = append(m.byNetwork[g.Network], g)
 		if g.Cluster != "" {
 			k := networkCluster{g.Network, g.Cluster}

@@ -50,7 +50,7 @@ type localityGroup struct {
 	locality model.Locality
 	direct   []*model.Endpoint
 	weights  []uint32 // weights[i] is direct[i]'s scaled weight
-	gateways map[model.Gateway]uint64
+	gateways map[*model.Gateway]uint64
 }
 
 // LoadAssignment applies the split-horizon rule to one service port for a
@@ -80,6 +80,10 @@ func LoadAssignment(m *model.Mesh, v EDSView, svc *model.Service, port uint32) *
 		}
 		return g
 	}
+	// Endpoints come sorted by cluster, so the previous lookup usually answers.
+	var lastNet string
+	var lastCluster model.ClusterID
+	var lastGWs []*model.Gateway
 	for _, e := range eps {
 		if !split {
 			g := group(e.Locality)
@@ -88,9 +92,12 @@ func LoadAssignment(m *model.Mesh, v EDSView, svc *model.Service, port uint32) *
 			continue
 		}
 		w := min(uint64(e.EffectiveWeight())*scale, math.MaxUint32)
-		var gws []model.Gateway
+		var gws []*model.Gateway
 		if e.Network != "" && e.Network != v.Network {
-			gws = m.GatewaysFor(e.Network, e.Cluster)
+			if e.Network != lastNet || e.Cluster != lastCluster || lastGWs == nil {
+				lastNet, lastCluster, lastGWs = e.Network, e.Cluster, m.GatewaysFor(e.Network, e.Cluster)
+			}
+			gws = lastGWs
 		}
 		if len(gws) == 0 {
 			g := group(e.Locality)
@@ -103,7 +110,7 @@ func LoadAssignment(m *model.Mesh, v EDSView, svc *model.Service, port uint32) *
 		}
 		g := group(e.Locality)
 		if g.gateways == nil {
-			g.gateways = map[model.Gateway]uint64{}
+			g.gateways = map[*model.Gateway]uint64{}
 		}
 		share := w / uint64(len(gws))
 		for _, gw := range gws {
@@ -121,17 +128,22 @@ func emitGroups(groups map[model.Locality]*localityGroup) []*endpointv3.Locality
 	}
 	sort.Slice(ordered, func(i, j int) bool { return ordered[i].locality.Less(ordered[j].locality) })
 
+	total := 0
+	for _, g := range ordered {
+		total += len(g.direct) + len(g.gateways)
+	}
+	arena := newLBArena(total)
 	out := make([]*endpointv3.LocalityLbEndpoints, 0, len(ordered))
 	for _, g := range ordered {
 		lbs := make([]*endpointv3.LbEndpoint, 0, len(g.direct)+len(g.gateways))
 		var total uint64
 		for i, e := range g.direct {
-			lbs = append(lbs, lbEndpoint(e.Address, e.Port, g.weights[i], e.MTLS))
+			lbs = append(lbs, arena.lbEndpoint(e.Address, e.Port, g.weights[i], e.MTLS))
 			total += uint64(g.weights[i])
 		}
 		for _, gw := range sortedGateways(g.gateways) {
 			w := uint32(max(1, min(g.gateways[gw], math.MaxUint32)))
-			lbs = append(lbs, lbEndpoint(gw.Address, gw.Port, w, true))
+			lbs = append(lbs, arena.lbEndpoint(gw.Address, gw.Port, w, true))
 			total += uint64(w)
 		}
 		out = append(out, &endpointv3.LocalityLbEndpoints{
@@ -146,8 +158,8 @@ func emitGroups(groups map[model.Locality]*localityGroup) []*endpointv3.Locality
 // sortedGateways orders a group's gateways by address and port; the same
 // address:port may stand for several clusters' gateways only once, as the
 // model deduplicates per network, so ties fall back to network and cluster.
-func sortedGateways(acc map[model.Gateway]uint64) []model.Gateway {
-	out := make([]model.Gateway, 0, len(acc))
+func sortedGateways(acc map[*model.Gateway]uint64) []*model.Gateway {
+	out := make([]*model.Gateway, 0, len(acc))
 	for g := range acc {
 		out = append(out, g)
 	}
@@ -167,16 +179,44 @@ func sortedGateways(acc map[model.Gateway]uint64) []model.Gateway {
 	return out
 }
 
-func lbEndpoint(addr netip.Addr, port, weight uint32, mtls bool) *endpointv3.LbEndpoint {
-	lb := &endpointv3.LbEndpoint{
-		HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
-			Address: &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
-				Address:       addr.String(),
-				PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port},
-			}}},
-		}},
-		LoadBalancingWeight: wrapperspb.UInt32(weight),
+// lbArena allocates the messages of many LbEndpoints in a few slices rather
+// than eight small objects each: EDS for a 10,000-endpoint service is built
+// once per view on every change, so allocation count matters.
+type lbArena struct {
+	lbs     []endpointv3.LbEndpoint
+	hosts   []endpointv3.LbEndpoint_Endpoint
+	eps     []endpointv3.Endpoint
+	addrs   []corev3.Address
+	sockets []corev3.Address_SocketAddress
+	sas     []corev3.SocketAddress
+	ports   []corev3.SocketAddress_PortValue
+	weights []wrapperspb.UInt32Value
+	next    int
+}
+
+func newLBArena(n int) *lbArena {
+	return &lbArena{
+		lbs: make([]endpointv3.LbEndpoint, n), hosts: make([]endpointv3.LbEndpoint_Endpoint, n),
+		eps: make([]endpointv3.Endpoint, n), addrs: make([]corev3.Address, n),
+		sockets: make([]corev3.Address_SocketAddress, n), sas: make([]corev3.SocketAddress, n),
+		ports: make([]corev3.SocketAddress_PortValue, n), weights: make([]wrapperspb.UInt32Value, n),
 	}
+}
+
+func (a *lbArena) lbEndpoint(addr netip.Addr, port, weight uint32, mtls bool) *endpointv3.LbEndpoint {
+	i := a.next
+	a.next++
+	a.ports[i].PortValue = port
+	a.sas[i].Address = addr.String()
+	a.sas[i].PortSpecifier = &a.ports[i]
+	a.sockets[i].SocketAddress = &a.sas[i]
+	a.addrs[i].Address = &a.sockets[i]
+	a.eps[i].Address = &a.addrs[i]
+	a.hosts[i].Endpoint = &a.eps[i]
+	a.weights[i].Value = weight
+	lb := &a.lbs[i]
+	lb.HostIdentifier = &a.hosts[i]
+	lb.LoadBalancingWeight = &a.weights[i]
 	if mtls {
 		lb.Metadata = mtlsMetadata
 	}
