@@ -1,0 +1,35 @@
+# Horizon — build, test, lint. `make help` lists the targets.
+GO      ?= go
+BIN     ?= bin/horizon
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -X github.com/horizonmesh/horizon/internal/cli.Version=$(VERSION)
+
+.PHONY: help build test unit lint bench quickstart golden clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+
+build: ## build bin/horizon
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/horizon
+
+test: lint unit ## the test command: lint, then unit tests with the race detector
+
+unit: ## go test -race ./...
+	$(GO) test -race -count=1 ./...
+
+lint: ## gofmt and go vet
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+bench: ## benchmarks (EDS building)
+	$(GO) test -run '^$$' -bench . -benchmem ./internal/xds/translate/
+
+golden: ## refresh golden files after a deliberate output change; review the diff
+	$(GO) test ./internal/xds/translate/ -run TestGolden -update
+
+quickstart: build ## split-horizon EDS of the walkthrough, as each side sees it
+	./scripts/quickstart.sh
+
+clean:
+	rm -rf bin

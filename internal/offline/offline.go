@@ -1,0 +1,63 @@
+// Package offline assembles a mesh from files: cluster manifest directories
+// and a meshNetworks file. `horizon translate` and the golden tests use it; the
+// live server assembles the same model from informers instead.
+package offline
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/horizonmesh/horizon/internal/model"
+	"github.com/horizonmesh/horizon/internal/source/kube"
+	"github.com/horizonmesh/horizon/internal/source/manifest"
+	"github.com/horizonmesh/horizon/internal/source/meshnetworks"
+)
+
+// Options say which files make up the mesh.
+type Options struct {
+	Clusters         []manifest.ClusterSource
+	MeshNetworksFile string // optional
+	DomainSuffix     string // default cluster.local
+	SystemNamespace  string // default istio-system
+	Resolver         model.Resolver
+}
+
+// Load reads every input and builds the mesh. All problems found are
+// returned, not only the first; the mesh is nil when any is an error.
+func Load(ctx context.Context, opts Options) (*model.Mesh, model.Diagnostics) {
+	var diags model.Diagnostics
+	if len(opts.Clusters) == 0 {
+		diags.AddError("", "", "--cluster", "at least one cluster (ID=PATH) is required")
+	}
+	kopts := kube.Options{DomainSuffix: opts.DomainSuffix, SystemNamespace: opts.SystemNamespace}
+	seen := map[model.ClusterID]string{}
+	var snaps []*model.ClusterSnapshot
+	for _, c := range opts.Clusters {
+		if prev, dup := seen[c.ID]; dup {
+			diags.AddError("", fmt.Sprintf("cluster %q", c.ID), "--cluster",
+				fmt.Sprintf("duplicate cluster ID (paths %s and %s)", prev, c.Path))
+			continue
+		}
+		seen[c.ID] = c.Path
+		store, d := manifest.Load(c.Path)
+		diags = append(diags, d...)
+		snap, d := kube.Convert(c.ID, store, kopts)
+		diags = append(diags, d...)
+		snaps = append(snaps, snap)
+	}
+	var nets *model.MeshNetworks
+	if opts.MeshNetworksFile != "" {
+		var d model.Diagnostics
+		nets, d = meshnetworks.ParseFile(opts.MeshNetworksFile)
+		diags = append(diags, d...)
+	}
+	if diags.Err() != nil {
+		return nil, diags
+	}
+	m, d := model.Build(ctx, model.BuildInput{Clusters: snaps, Networks: nets, DomainSuffix: opts.DomainSuffix, Resolver: opts.Resolver})
+	diags = append(diags, d...)
+	if diags.Err() != nil {
+		return nil, diags
+	}
+	return m, diags
+}

@@ -1,0 +1,256 @@
+package kube
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+
+	"github.com/horizonmesh/horizon/internal/model"
+)
+
+// Convert builds the cluster's snapshot from the store's current contents.
+// It is deterministic and never modifies the stored objects. Invalid objects
+// are left out with an error diagnostic; the rest of the cluster converts.
+func Convert(id model.ClusterID, s *Store, opts Options) (*model.ClusterSnapshot, model.Diagnostics) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	c := converter{id: id, s: s}
+	snap := &model.ClusterSnapshot{ID: id}
+	if ns, ok := s.namespaces[objectKey{"", opts.systemNamespace()}]; ok {
+		snap.SystemNamespaceNetwork = ns.obj.Labels[LabelNetwork]
+	}
+	byKey := map[objectKey]*model.ClusterService{}
+	for _, k := range sortedKeys(s.services) {
+		e := s.services[k]
+		if cs := c.service(e.obj, e.origin); cs != nil {
+			byKey[k] = cs
+			snap.Services = append(snap.Services, cs)
+		}
+	}
+	for _, k := range sortedKeys(s.slices) {
+		e := s.slices[k]
+		c.slice(e.obj, e.origin, byKey)
+	}
+	for _, cs := range snap.Services {
+		for _, eps := range cs.Endpoints {
+			sort.Slice(eps, func(i, j int) bool {
+				if cmp := eps[i].Address.Compare(eps[j].Address); cmp != 0 {
+					return cmp < 0
+				}
+				return eps[i].Port < eps[j].Port
+			})
+		}
+	}
+	return snap, c.diags
+}
+
+type converter struct {
+	id    model.ClusterID
+	s     *Store
+	diags model.Diagnostics
+}
+
+func objName(kind, namespace, name string) string {
+	if namespace == "" {
+		return kind + " " + name
+	}
+	return kind + " " + namespace + "/" + name
+}
+
+// service converts a Service, or returns nil (with an error) when it has no
+// usable port.
+func (c *converter) service(svc *corev1.Service, origin string) *model.ClusterService {
+	obj := objName("Service", svc.Namespace, svc.Name)
+	if len(svc.Spec.Ports) == 0 {
+		c.diags.AddError(origin, obj, "spec.ports", "service has no ports")
+		return nil
+	}
+	cs := &model.ClusterService{
+		Name: svc.Name, Namespace: svc.Namespace, Labels: svc.Labels,
+		Endpoints:   map[uint32][]*model.Endpoint{},
+		ExternalIPs: svc.Spec.ExternalIPs,
+	}
+	ips := svc.Spec.ClusterIPs
+	if len(ips) == 0 && svc.Spec.ClusterIP != "" {
+		ips = []string{svc.Spec.ClusterIP}
+	}
+	for _, ip := range ips {
+		if ip != "" && ip != corev1.ClusterIPNone {
+			cs.ClusterIPs = append(cs.ClusterIPs, ip)
+		}
+	}
+	names := map[string]bool{}
+	numbers := map[string]bool{}
+	for i, p := range svc.Spec.Ports {
+		field := fmt.Sprintf("spec.ports[%d]", i)
+		proto := string(p.Protocol)
+		if proto == "" {
+			proto = string(corev1.ProtocolTCP)
+		}
+		switch {
+		case p.Port < 1 || p.Port > 65535:
+			c.diags.AddError(origin, obj, field+".port", fmt.Sprintf("port %d out of range 1-65535", p.Port))
+			continue
+		case names[p.Name]:
+			c.diags.AddError(origin, obj, field+".name", fmt.Sprintf("duplicate port name %q", p.Name))
+			continue
+		case numbers[fmt.Sprint(p.Port, proto)]:
+			c.diags.AddError(origin, obj, field+".port", fmt.Sprintf("duplicate port %d/%s", p.Port, proto))
+			continue
+		}
+		names[p.Name] = true
+		numbers[fmt.Sprint(p.Port, proto)] = true
+		cs.Ports = append(cs.Ports, model.ServicePort{Name: p.Name, Port: uint32(p.Port), Protocol: proto})
+	}
+	if len(cs.Ports) == 0 {
+		return nil // every port was invalid; already reported
+	}
+	for _, ing := range svc.Status.LoadBalancer.Ingress {
+		switch {
+		case ing.IP != "":
+			cs.LoadBalancer = append(cs.LoadBalancer, ing.IP)
+		case ing.Hostname != "":
+			cs.LoadBalancer = append(cs.LoadBalancer, ing.Hostname)
+		}
+	}
+	return cs
+}
+
+// slice adds the endpoints of one EndpointSlice to its Service.
+func (c *converter) slice(sl *discoveryv1.EndpointSlice, origin string, services map[objectKey]*model.ClusterService) {
+	obj := objName("EndpointSlice", sl.Namespace, sl.Name)
+	svcName, ok := sl.Labels[LabelServiceName]
+	if !ok || svcName == "" {
+		c.diags.AddWarning(origin, obj, "metadata.labels["+LabelServiceName+"]", "no service-name label; slice ignored")
+		return
+	}
+	cs := services[objectKey{sl.Namespace, svcName}]
+	if cs == nil {
+		c.diags.AddWarning(origin, obj, "metadata.labels["+LabelServiceName+"]",
+			fmt.Sprintf("service %s/%s does not exist (or is invalid); slice ignored", sl.Namespace, svcName))
+		return
+	}
+	if sl.AddressType == discoveryv1.AddressTypeFQDN {
+		c.diags.AddWarning(origin, obj, "addressType", "FQDN endpoints are not supported; slice ignored")
+		return
+	}
+	for _, sp := range cs.Ports {
+		target, ok := slicePort(sl, sp.Name)
+		if !ok {
+			continue
+		}
+		for i := range sl.Endpoints {
+			c.endpoint(sl, i, origin, obj, cs, sp.Port, target)
+		}
+	}
+}
+
+// slicePort finds the slice port whose name matches the Service port's name
+// (an unnamed port matches an unnamed one).
+func slicePort(sl *discoveryv1.EndpointSlice, name string) (uint32, bool) {
+	for _, p := range sl.Ports {
+		pn := ""
+		if p.Name != nil {
+			pn = *p.Name
+		}
+		if pn == name && p.Port != nil && *p.Port > 0 && *p.Port <= 65535 {
+			return uint32(*p.Port), true
+		}
+	}
+	return 0, false
+}
+
+func (c *converter) endpoint(sl *discoveryv1.EndpointSlice, i int, origin, obj string, cs *model.ClusterService, svcPort, target uint32) {
+	ep := &sl.Endpoints[i]
+	if ep.Conditions.Ready != nil && !*ep.Conditions.Ready {
+		return
+	}
+	pod := c.pod(sl, ep)
+	nodeName := ""
+	if ep.NodeName != nil {
+		nodeName = *ep.NodeName
+	}
+	if pod != nil && pod.Spec.NodeName != "" {
+		nodeName = pod.Spec.NodeName
+	}
+	for j, a := range ep.Addresses {
+		addr, err := netip.ParseAddr(a)
+		if err != nil {
+			if svcPort == cs.Ports[0].Port { // report once, not once per port
+				c.diags.AddError(origin, obj, fmt.Sprintf("endpoints[%d].addresses[%d]", i, j), fmt.Sprintf("invalid IP %q; address ignored", a))
+			}
+			continue
+		}
+		addr = addr.Unmap()
+		if hasEndpoint(cs.Endpoints[svcPort], addr, target) {
+			continue // listed by two slices: counts once
+		}
+		e := &model.Endpoint{Address: addr, Port: target, Cluster: c.id, Locality: c.locality(nodeName)}
+		if pod != nil {
+			e.Namespace, e.PodName, e.Labels = pod.Namespace, pod.Name, pod.Labels
+			e.ServiceAccount = pod.Spec.ServiceAccountName
+			if e.ServiceAccount == "" {
+				e.ServiceAccount = DefaultServiceAcct
+			}
+			e.PodNetwork = pod.Labels[LabelNetwork]
+			e.MTLS = pod.Labels[LabelTLSMode] == TLSModeIstio
+		}
+		cs.Endpoints[svcPort] = append(cs.Endpoints[svcPort], e)
+	}
+}
+
+func hasEndpoint(eps []*model.Endpoint, addr netip.Addr, port uint32) bool {
+	for _, e := range eps {
+		if e.Address == addr && e.Port == port {
+			return true
+		}
+	}
+	return false
+}
+
+// pod returns the Pod an endpoint's targetRef names, or nil when there is
+// none or it is not (yet) known: informers deliver in any order, and the
+// endpoint is re-evaluated when the Pod arrives.
+func (c *converter) pod(sl *discoveryv1.EndpointSlice, ep *discoveryv1.Endpoint) *corev1.Pod {
+	ref := ep.TargetRef
+	if ref == nil || (ref.Kind != "" && ref.Kind != "Pod") {
+		return nil
+	}
+	ns := ref.Namespace
+	if ns == "" {
+		ns = sl.Namespace
+	}
+	if e, ok := c.s.pods[objectKey{ns, ref.Name}]; ok {
+		return e.obj
+	}
+	return nil
+}
+
+func (c *converter) locality(nodeName string) model.Locality {
+	if nodeName == "" {
+		return model.Locality{}
+	}
+	n, ok := c.s.nodes[objectKey{"", nodeName}]
+	if !ok {
+		return model.Locality{}
+	}
+	l := n.obj.Labels
+	return model.Locality{Region: l[LabelRegion], Zone: l[LabelZone], Subzone: l[LabelSubzone]}
+}
+
+func sortedKeys[T any](m map[objectKey]T) []objectKey {
+	keys := make([]objectKey, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if keys[i].namespace != keys[j].namespace {
+			return keys[i].namespace < keys[j].namespace
+		}
+		return keys[i].name < keys[j].name
+	})
+	return keys
+}
