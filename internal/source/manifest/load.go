@@ -151,7 +151,7 @@ func (l *loader) object(origin string, doc []byte) {
 		return
 	}
 	if err != nil {
-		l.diags.AddError(origin, tm.Kind, "", fmt.Sprintf("cannot decode %s %s: %v", tm.APIVersion, tm.Kind, err))
+		l.diags.AddError(origin, bestEffortName(tm.Kind, doc), "", fmt.Sprintf("cannot decode %s %s: %v", tm.APIVersion, tm.Kind, err))
 		return
 	}
 	if !kube.Supported(obj) {
@@ -176,6 +176,21 @@ func (l *loader) object(origin string, doc []byte) {
 		return
 	}
 	l.store.Upsert(obj, origin)
+}
+
+// bestEffortName names an object that failed to decode, as far as its
+// metadata can be read.
+func bestEffortName(kind string, doc []byte) string {
+	var partial struct {
+		Metadata struct {
+			Name      string `json:"name"`
+			Namespace string `json:"namespace"`
+		} `json:"metadata"`
+	}
+	if utilyaml.Unmarshal(doc, &partial) != nil || partial.Metadata.Name == "" {
+		return kind
+	}
+	return strings.TrimSpace(kind + " " + strings.TrimPrefix(partial.Metadata.Namespace+"/"+partial.Metadata.Name, "/"))
 }
 
 func namespaced(obj runtime.Object) bool {
