@@ -120,7 +120,7 @@ func TestEndpointFromPodAndNode(t *testing.T) {
 	}
 	e := svc.Endpoints[80][0]
 	want := model.Endpoint{Address: e.Address, Port: 8080, Cluster: "c1", PodNetwork: "net-pod",
-		Locality: model.Locality{Region: "eu", Zone: "eu-1a", Subzone: "rack7"},
+		Locality:  model.Locality{Region: "eu", Zone: "eu-1a", Subzone: "rack7"},
 		Namespace: "sample", PodName: "hw-1", ServiceAccount: "hw-sa", MTLS: true}
 	e2 := *e
 	e2.Labels = nil
