@@ -78,7 +78,7 @@ func (f translateFlags) validate() ([]manifest.ClusterSource, error) {
 		}
 	}
 	if f.proxyCluster != "" {
-		if _, err := manifest.ParseClusterFlag(f.proxyCluster + "=-"); err != nil {
+		if err := model.ValidateClusterID(f.proxyCluster); err != nil {
 			return nil, usageErrorf("--proxy-cluster %q: invalid cluster ID", f.proxyCluster)
 		}
 	}

@@ -28,20 +28,13 @@ func checkNetworkName(name string) string {
 	return ""
 }
 
-var clusterIDRE = regexp.MustCompile(`^[-._a-zA-Z0-9]+$`)
-
-// checkClusterID returns why id cannot be a cluster ID, or "". Cluster IDs use
-// the character set of Secret data keys.
+// checkClusterID returns why id cannot be a cluster ID, or "".
 func checkClusterID(id string) string {
-	switch {
-	case id == "":
+	if id == "" {
 		return "fromRegistry must not be empty"
-	case len(id) > 253:
-		return fmt.Sprintf("invalid cluster ID %q: longer than 253 characters", id)
-	case !clusterIDRE.MatchString(id):
-		return fmt.Sprintf("invalid cluster ID %q: only letters, digits, '-', '_' and '.' are allowed", id)
-	case id == "." || id == "..":
-		return fmt.Sprintf("invalid cluster ID %q", id)
+	}
+	if err := model.ValidateClusterID(id); err != nil {
+		return err.Error()
 	}
 	return ""
 }
