@@ -15,10 +15,13 @@ import (
 // It is deterministic and never modifies the stored objects. Invalid objects
 // are left out with an error diagnostic; the rest of the cluster converts.
 func Convert(id model.ClusterID, s *Store, opts Options) (*model.ClusterSnapshot, model.Diagnostics) {
+	snap := &model.ClusterSnapshot{ID: id}
+	if s == nil {
+		return snap, nil
+	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	c := converter{id: id, s: s}
-	snap := &model.ClusterSnapshot{ID: id}
+	c := converter{id: id, s: s, seen: map[*model.ClusterService]map[addrPort]bool{}}
 	if ns, ok := s.namespaces[objectKey{"", opts.systemNamespace()}]; ok {
 		snap.SystemNamespaceNetwork = ns.obj.Labels[LabelNetwork]
 	}
@@ -27,6 +30,7 @@ func Convert(id model.ClusterID, s *Store, opts Options) (*model.ClusterSnapshot
 		e := s.services[k]
 		if cs := c.service(e.obj, e.origin); cs != nil {
 			byKey[k] = cs
+			c.seen[cs] = map[addrPort]bool{}
 			snap.Services = append(snap.Services, cs)
 		}
 	}
@@ -51,6 +55,8 @@ type converter struct {
 	id    model.ClusterID
 	s     *Store
 	diags model.Diagnostics
+	// seen holds each service's endpoints so far, to count each once.
+	seen map[*model.ClusterService]map[addrPort]bool
 }
 
 func objName(kind, namespace, name string) string {
@@ -60,12 +66,17 @@ func objName(kind, namespace, name string) string {
 	return kind + " " + namespace + "/" + name
 }
 
-// service converts a Service, or returns nil (with an error) when it has no
-// usable port.
+// service converts a Service, or returns nil (with a diagnostic) when it has
+// no usable port. Kubernetes allows headless and ExternalName Services without
+// ports: those are left out with a warning only.
 func (c *converter) service(svc *corev1.Service, origin string) *model.ClusterService {
 	obj := objName("Service", svc.Namespace, svc.Name)
 	if len(svc.Spec.Ports) == 0 {
-		c.diags.AddError(origin, obj, "spec.ports", "service has no ports")
+		if svc.Spec.Type == corev1.ServiceTypeExternalName || svc.Spec.ClusterIP == corev1.ClusterIPNone {
+			c.diags.AddWarning(origin, obj, "spec.ports", "headless or ExternalName service has no ports; ignored")
+		} else {
+			c.diags.AddError(origin, obj, "spec.ports", "service has no ports")
+		}
 		return nil
 	}
 	cs := &model.ClusterService{
@@ -127,25 +138,65 @@ func (c *converter) slice(sl *discoveryv1.EndpointSlice, origin string, services
 		c.diags.AddWarning(origin, obj, "metadata.labels["+LabelServiceName+"]", "no service-name label; slice ignored")
 		return
 	}
-	cs := services[objectKey{sl.Namespace, svcName}]
+	key := objectKey{sl.Namespace, svcName}
+	cs := services[key]
 	if cs == nil {
-		c.diags.AddWarning(origin, obj, "metadata.labels["+LabelServiceName+"]",
-			fmt.Sprintf("service %s/%s does not exist (or is invalid); slice ignored", sl.Namespace, svcName))
+		if _, exists := c.s.services[key]; !exists {
+			c.diags.AddWarning(origin, obj, "metadata.labels["+LabelServiceName+"]",
+				fmt.Sprintf("service %s/%s does not exist; slice ignored", sl.Namespace, svcName))
+		} // else the Service was left out, with its own diagnostic
 		return
 	}
 	if sl.AddressType == discoveryv1.AddressTypeFQDN {
 		c.diags.AddWarning(origin, obj, "addressType", "FQDN endpoints are not supported; slice ignored")
 		return
 	}
-	for _, sp := range cs.Ports {
+	// Parse the endpoints once (diagnostics once per slice), then add them
+	// for every service port the slice has a port for.
+	eps := c.sliceEndpoints(sl, origin, obj)
+	seen := c.seen[cs]
+	for _, sp := range endpointPorts(cs.Ports) {
 		target, ok := slicePort(sl, sp.Name)
 		if !ok {
 			continue
 		}
-		for i := range sl.Endpoints {
-			c.endpoint(sl, i, origin, obj, cs, sp.Port, target)
+		for _, tmpl := range eps {
+			ap := addrPort{tmpl.Address, sp.Port, target}
+			if seen[ap] {
+				continue // listed twice or by two slices: counts once
+			}
+			seen[ap] = true
+			e := tmpl
+			e.Port = target
+			cs.Endpoints[sp.Port] = append(cs.Endpoints[sp.Port], &e)
 		}
 	}
+}
+
+// addrPort identifies an endpoint of one service port.
+type addrPort struct {
+	addr             netip.Addr
+	svcPort, tgtPort uint32
+}
+
+// endpointPorts returns the Service ports whose endpoints are kept: one per
+// port number, because model.ClusterService.Endpoints is keyed by number. When
+// a number is listed for two protocols (kube-dns: 53/UDP and 53/TCP), the TCP
+// port wins, the protocol Envoy proxies; otherwise the first one listed.
+func endpointPorts(ports []model.ServicePort) []model.ServicePort {
+	idx := map[uint32]int{}
+	var out []model.ServicePort
+	for _, p := range ports {
+		i, dup := idx[p.Port]
+		switch {
+		case !dup:
+			idx[p.Port] = len(out)
+			out = append(out, p)
+		case p.Protocol == string(corev1.ProtocolTCP) && out[i].Protocol != string(corev1.ProtocolTCP):
+			out[i] = p
+		}
+	}
+	return out
 }
 
 // slicePort finds the slice port whose name matches the Service port's name
@@ -163,52 +214,45 @@ func slicePort(sl *discoveryv1.EndpointSlice, name string) (uint32, bool) {
 	return 0, false
 }
 
-func (c *converter) endpoint(sl *discoveryv1.EndpointSlice, i int, origin, obj string, cs *model.ClusterService, svcPort, target uint32) {
-	ep := &sl.Endpoints[i]
-	if ep.Conditions.Ready != nil && !*ep.Conditions.Ready {
-		return
-	}
-	pod := c.pod(sl, ep)
-	nodeName := ""
-	if ep.NodeName != nil {
-		nodeName = *ep.NodeName
-	}
-	if pod != nil && pod.Spec.NodeName != "" {
-		nodeName = pod.Spec.NodeName
-	}
-	for j, a := range ep.Addresses {
-		addr, err := netip.ParseAddr(a)
-		if err != nil {
-			if svcPort == cs.Ports[0].Port { // report once, not once per port
-				c.diags.AddError(origin, obj, fmt.Sprintf("endpoints[%d].addresses[%d]", i, j), fmt.Sprintf("invalid IP %q; address ignored", a))
-			}
+// sliceEndpoints returns one endpoint (without Port) per address of the
+// slice's ready endpoints, reporting invalid addresses.
+func (c *converter) sliceEndpoints(sl *discoveryv1.EndpointSlice, origin, obj string) []model.Endpoint {
+	var out []model.Endpoint
+	for i := range sl.Endpoints {
+		ep := &sl.Endpoints[i]
+		if ep.Conditions.Ready != nil && !*ep.Conditions.Ready {
 			continue
 		}
-		addr = addr.Unmap()
-		if hasEndpoint(cs.Endpoints[svcPort], addr, target) {
-			continue // listed by two slices: counts once
+		pod := c.pod(sl, ep)
+		nodeName := ""
+		if ep.NodeName != nil {
+			nodeName = *ep.NodeName
 		}
-		e := &model.Endpoint{Address: addr, Port: target, Cluster: c.id, Locality: c.locality(nodeName)}
+		if pod != nil && pod.Spec.NodeName != "" {
+			nodeName = pod.Spec.NodeName
+		}
+		tmpl := model.Endpoint{Cluster: c.id, Locality: c.locality(nodeName)}
 		if pod != nil {
-			e.Namespace, e.PodName, e.Labels = pod.Namespace, pod.Name, pod.Labels
-			e.ServiceAccount = pod.Spec.ServiceAccountName
-			if e.ServiceAccount == "" {
-				e.ServiceAccount = DefaultServiceAcct
+			tmpl.Namespace, tmpl.PodName, tmpl.Labels = pod.Namespace, pod.Name, pod.Labels
+			tmpl.ServiceAccount = pod.Spec.ServiceAccountName
+			if tmpl.ServiceAccount == "" {
+				tmpl.ServiceAccount = DefaultServiceAcct
 			}
-			e.PodNetwork = pod.Labels[LabelNetwork]
-			e.MTLS = pod.Labels[LabelTLSMode] == TLSModeIstio
+			tmpl.PodNetwork = pod.Labels[LabelNetwork]
+			tmpl.MTLS = pod.Labels[LabelTLSMode] == TLSModeIstio
 		}
-		cs.Endpoints[svcPort] = append(cs.Endpoints[svcPort], e)
-	}
-}
-
-func hasEndpoint(eps []*model.Endpoint, addr netip.Addr, port uint32) bool {
-	for _, e := range eps {
-		if e.Address == addr && e.Port == port {
-			return true
+		for j, a := range ep.Addresses {
+			addr, err := netip.ParseAddr(a)
+			if err != nil || addr.Zone() != "" {
+				c.diags.AddError(origin, obj, fmt.Sprintf("endpoints[%d].addresses[%d]", i, j), fmt.Sprintf("invalid IP %q; address ignored", a))
+				continue
+			}
+			e := tmpl
+			e.Address = addr.Unmap()
+			out = append(out, e)
 		}
 	}
-	return false
+	return out
 }
 
 // pod returns the Pod an endpoint's targetRef names, or nil when there is

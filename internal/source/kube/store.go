@@ -74,6 +74,9 @@ func Supported(obj runtime.Object) bool {
 // supported. The store keeps the pointer: callers must not modify the object
 // afterwards (informer objects are never modified).
 func (s *Store) Upsert(obj runtime.Object, origin string) bool {
+	if isNil(obj) {
+		return false
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch o := obj.(type) {
@@ -96,6 +99,9 @@ func (s *Store) Upsert(obj runtime.Object, origin string) bool {
 // Origin returns where an already stored object of the same kind, namespace
 // and name came from, and whether there is one.
 func (s *Store) Origin(obj runtime.Object) (string, bool) {
+	if isNil(obj) {
+		return "", false
+	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	switch o := obj.(type) {
@@ -120,6 +126,9 @@ func origin[T any](m map[objectKey]entry[T], k objectKey) (string, bool) {
 
 // Delete removes the object of obj's kind, namespace and name, if stored.
 func (s *Store) Delete(obj runtime.Object) {
+	if isNil(obj) {
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch o := obj.(type) {
@@ -134,4 +143,24 @@ func (s *Store) Delete(obj runtime.Object) {
 	case *corev1.Node:
 		delete(s.nodes, objectKey{"", o.Name})
 	}
+}
+
+// isNil reports whether obj is nil or a nil pointer of a supported type, so
+// that odd input never panics.
+func isNil(obj runtime.Object) bool {
+	switch o := obj.(type) {
+	case nil:
+		return true
+	case *corev1.Namespace:
+		return o == nil
+	case *corev1.Service:
+		return o == nil
+	case *discoveryv1.EndpointSlice:
+		return o == nil
+	case *corev1.Pod:
+		return o == nil
+	case *corev1.Node:
+		return o == nil
+	}
+	return false
 }

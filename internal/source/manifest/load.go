@@ -27,9 +27,9 @@ import (
 const maxDocument = 16 << 20
 
 // Load reads path — a directory (every *.yaml, *.yml and *.json below it,
-// in lexical order) or one file — into a new Store. Unsupported kinds are
-// warnings; malformed documents, objects without a name and objects defined
-// twice are errors.
+// in lexical order, skipping hidden files and directories) or one file — into
+// a new Store. Unsupported kinds are warnings; malformed documents, objects
+// without a name and objects defined twice are errors.
 func Load(path string) (*kube.Store, model.Diagnostics) {
 	l := &loader{store: kube.NewStore()}
 	files, err := manifestFiles(path)
@@ -55,6 +55,15 @@ func manifestFiles(path string) ([]string, error) {
 	err = filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
+		}
+		if p != path && strings.HasPrefix(d.Name(), ".") {
+			// Hidden entries: .git, editor files, and the ..data and
+			// ..TIMESTAMP copies of a mounted ConfigMap, which would
+			// otherwise define every object twice.
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
 		}
 		switch strings.ToLower(filepath.Ext(p)) {
 		case ".yaml", ".yml", ".json":
@@ -167,8 +176,12 @@ func (l *loader) object(origin string, doc []byte) {
 		l.diags.AddError(origin, tm.Kind, "metadata.name", "object has no name")
 		return
 	}
-	if namespaced(obj) && meta.GetNamespace() == "" {
+	switch {
+	case namespaced(obj) && meta.GetNamespace() == "":
 		meta.SetNamespace(metav1.NamespaceDefault)
+		what = objectName(tm.Kind, meta)
+	case !namespaced(obj) && meta.GetNamespace() != "":
+		meta.SetNamespace("") // cluster-scoped: the API server ignores it too
 		what = objectName(tm.Kind, meta)
 	}
 	if prev, dup := l.store.Origin(obj); dup {

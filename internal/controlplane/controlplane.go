@@ -1,0 +1,397 @@
+// Package controlplane is the live heart of `horizon discovery`: it holds the
+// clusters and meshNetworks the sources report, rebuilds the mesh model when
+// they change (debounced), and updates the xDS views that proxies watch.
+package controlplane
+
+import (
+	"context"
+	"log/slog"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/horizonmesh/horizon/internal/model"
+	"github.com/horizonmesh/horizon/internal/source/kube"
+	"github.com/horizonmesh/horizon/internal/xds/server"
+	"github.com/horizonmesh/horizon/internal/xds/translate"
+)
+
+// Options configure a ControlPlane.
+type Options struct {
+	DomainSuffix    string
+	SystemNamespace string
+	// Debounce is the quiet period after a change before a push; DebounceMax
+	// bounds how long a stream of changes can delay one.
+	Debounce    time.Duration
+	DebounceMax time.Duration
+	// RemoteSyncTimeout bounds how long readiness waits for remote clusters.
+	RemoteSyncTimeout time.Duration
+	// RefreshInterval forces a rebuild this often (re-resolving gateway DNS
+	// names); 0 disables it.
+	RefreshInterval time.Duration
+	Resolver        model.Resolver
+	Logger          *slog.Logger
+	Registry        prometheus.Registerer
+}
+
+// SidecarView is the CDS view every sidecar shares.
+const SidecarView = "sidecar"
+
+// ControlPlane assembles the mesh from its sources and feeds the xDS views.
+type ControlPlane struct {
+	opts    Options
+	log     *slog.Logger
+	metrics *metrics
+
+	mu       sync.Mutex
+	clusters map[model.ClusterID]*clusterState
+	failed   map[model.ClusterID]*ClusterStatus // clusters that could not join
+	networks *model.MeshNetworks
+	netsErr  string
+	pending  time.Time // first change not yet pushed (zero: none)
+	gates    map[string]func() bool
+
+	kick  chan struct{}
+	mesh  atomic.Pointer[model.Mesh]
+	ready atomic.Bool
+	start time.Time
+
+	cdsKey  string // cluster names of the last CDS build
+	Views   *server.ViewCache
+	Tracker *server.Tracker
+}
+
+// clusterState is one cluster as a source reported it.
+type clusterState struct {
+	id        model.ClusterID
+	source    string
+	local     bool
+	store     *kube.Store
+	synced    func() bool
+	lastEvent func() time.Time
+	added     time.Time
+	err       string
+	snap      *model.ClusterSnapshot
+	dirty     bool
+}
+
+// New returns a ControlPlane; Run drives it.
+func New(opts Options) *ControlPlane {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Registry == nil {
+		opts.Registry = prometheus.NewRegistry()
+	}
+	if opts.Debounce <= 0 {
+		opts.Debounce = 50 * time.Millisecond
+	}
+	if opts.DebounceMax < opts.Debounce {
+		opts.DebounceMax = 10 * opts.Debounce
+	}
+	cp := &ControlPlane{
+		opts: opts, log: opts.Logger, start: time.Now(),
+		clusters: map[model.ClusterID]*clusterState{},
+		failed:   map[model.ClusterID]*ClusterStatus{},
+		gates:    map[string]func() bool{},
+		kick:     make(chan struct{}, 1),
+	}
+	cp.metrics = newMetrics(opts.Registry, cp)
+	cp.Views = server.NewViewCache(cp.build, Classify)
+	cp.Tracker = server.NewTracker(server.Hooks{
+		Ready:     cp.Ready,
+		Connected: func(n string, d int) { cp.metrics.proxies.WithLabelValues(n).Add(float64(d)) },
+		NACK:      func(_ server.Proxy, t, _ string) { cp.metrics.nacks.WithLabelValues(server.TypeName(t)).Inc() },
+		Pushed:    func(t string) { cp.metrics.pushes.WithLabelValues(server.TypeName(t)).Inc() },
+	}, Classify, cp.log)
+	return cp
+}
+
+// Classify maps a proxy to its view of a type: EDS depends only on the
+// proxy's network; CDS is the same for every sidecar.
+func Classify(typeURL string, p server.Proxy) (string, error) {
+	switch typeURL {
+	case resource.EndpointType:
+		return "network=" + p.Network, nil
+	case resource.ClusterType:
+		return SidecarView, nil
+	}
+	return "", errUnsupportedType(typeURL)
+}
+
+type errUnsupportedType string
+
+func (e errUnsupportedType) Error() string {
+	return "resource type " + string(e) + " is not served (only clusters and endpoints)"
+}
+
+// Mesh returns the mesh of the last push (nil before the first).
+func (cp *ControlPlane) Mesh() *model.Mesh { return cp.mesh.Load() }
+
+// Ready reports whether proxies may connect: the first push has happened
+// with every local cluster synced, and remote clusters have synced or had
+// RemoteSyncTimeout to do so.
+func (cp *ControlPlane) Ready() bool { return cp.ready.Load() }
+
+// AddReadinessGate adds a condition readiness waits for (e.g. the
+// meshNetworks ConfigMap having been read).
+func (cp *ControlPlane) AddReadinessGate(name string, ok func() bool) {
+	cp.mu.Lock()
+	cp.gates[name] = ok
+	cp.mu.Unlock()
+}
+
+// SetCluster adds or replaces a cluster. Replacing is how a kubeconfig
+// rotation is made before it breaks: the source calls SetCluster with the
+// new, synced store and only then stops the old watcher.
+func (cp *ControlPlane) SetCluster(id model.ClusterID, source string, local bool, store *kube.Store, synced func() bool, lastEvent func() time.Time) {
+	cp.mu.Lock()
+	added := time.Now()
+	if old, ok := cp.clusters[id]; ok {
+		added = old.added
+	}
+	cp.clusters[id] = &clusterState{id: id, source: source, local: local, store: store, synced: synced,
+		lastEvent: lastEvent, added: added, dirty: true}
+	delete(cp.failed, id)
+	cp.mu.Unlock()
+	cp.log.Info("cluster set", "cluster", id, "source", source)
+	cp.changed()
+}
+
+// RemoveCluster withdraws a cluster and its endpoints.
+func (cp *ControlPlane) RemoveCluster(id model.ClusterID) {
+	cp.mu.Lock()
+	_, ok := cp.clusters[id]
+	delete(cp.clusters, id)
+	delete(cp.failed, id)
+	cp.mu.Unlock()
+	if ok {
+		cp.log.Info("cluster removed", "cluster", id)
+		cp.metrics.clusterSynced.DeleteLabelValues(string(id))
+		cp.changed()
+	}
+}
+
+// ClusterChanged marks a cluster's store as changed.
+func (cp *ControlPlane) ClusterChanged(id model.ClusterID) {
+	cp.mu.Lock()
+	if c, ok := cp.clusters[id]; ok {
+		c.dirty = true
+	}
+	cp.mu.Unlock()
+	cp.changed()
+}
+
+// ClusterError records why a cluster is unhealthy or could not join; an
+// empty msg clears it. A cluster that never joined shows in Clusters with
+// its error.
+func (cp *ControlPlane) ClusterError(id model.ClusterID, source, msg string) {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	if c, ok := cp.clusters[id]; ok {
+		c.err = msg
+	} else if msg != "" {
+		cp.failed[id] = &ClusterStatus{ID: string(id), Source: source, Error: msg}
+	} else {
+		delete(cp.failed, id)
+	}
+	if msg != "" {
+		cp.metrics.clusterErrors.WithLabelValues(string(id)).Inc()
+	}
+}
+
+// SetMeshNetworks applies a validated meshNetworks config.
+func (cp *ControlPlane) SetMeshNetworks(n *model.MeshNetworks, warnings model.Diagnostics) {
+	for _, w := range warnings {
+		cp.log.Warn("meshNetworks", "problem", w.String())
+	}
+	cp.mu.Lock()
+	cp.networks, cp.netsErr = n, ""
+	cp.mu.Unlock()
+	cp.changed()
+}
+
+// MeshNetworksRejected records an invalid meshNetworks change; the last good
+// config keeps serving.
+func (cp *ControlPlane) MeshNetworksRejected(err error) {
+	cp.mu.Lock()
+	cp.netsErr = err.Error()
+	cp.mu.Unlock()
+	cp.metrics.meshNetErrors.Inc()
+	cp.log.Error("meshNetworks change rejected; the previous config keeps serving", "error", err)
+}
+
+func (cp *ControlPlane) changed() {
+	cp.mu.Lock()
+	if cp.pending.IsZero() {
+		cp.pending = time.Now()
+	}
+	cp.mu.Unlock()
+	select {
+	case cp.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Run debounces changes into pushes until ctx ends.
+func (cp *ControlPlane) Run(ctx context.Context) {
+	tick := time.NewTicker(time.Second) // readiness deadlines
+	defer tick.Stop()
+	var refresh <-chan time.Time
+	if cp.opts.RefreshInterval > 0 {
+		t := time.NewTicker(cp.opts.RefreshInterval)
+		defer t.Stop()
+		refresh = t.C
+	}
+	var quiet <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-cp.kick:
+			cp.mu.Lock()
+			first := cp.pending
+			cp.mu.Unlock()
+			wait := min(cp.opts.Debounce, time.Until(first.Add(cp.opts.DebounceMax)))
+			quiet = time.After(max(wait, 0))
+		case <-quiet:
+			quiet = nil
+			cp.push(ctx)
+		case <-tick.C:
+			if !cp.ready.Load() {
+				cp.push(ctx)
+			}
+		case <-refresh:
+			cp.changed()
+		}
+	}
+}
+
+// push rebuilds the mesh from every synced cluster and updates the views.
+func (cp *ControlPlane) push(ctx context.Context) {
+	cp.mu.Lock()
+	first := cp.pending
+	cp.pending = time.Time{}
+	kopts := kube.Options{DomainSuffix: cp.opts.DomainSuffix, SystemNamespace: cp.opts.SystemNamespace}
+	var snaps []*model.ClusterSnapshot
+	allLocal, allRemote := true, true
+	for _, c := range cp.clusters {
+		synced := c.synced()
+		cp.metrics.clusterSynced.WithLabelValues(string(c.id)).Set(b2f(synced))
+		if !synced {
+			if c.local {
+				allLocal = false
+			} else if time.Since(c.added) < cp.opts.RemoteSyncTimeout {
+				allRemote = false
+			}
+			if c.snap == nil {
+				continue // never synced: nothing to serve yet
+			}
+		} else if c.dirty || c.snap == nil {
+			snap, diags := kube.Convert(c.id, c.store, kopts)
+			for _, d := range diags.Errors() {
+				cp.log.Warn("object skipped", "cluster", c.id, "problem", d.String())
+			}
+			c.snap, c.dirty = snap, false
+		}
+		snaps = append(snaps, c.snap)
+	}
+	nets := cp.networks
+	gatesOK := true
+	for _, ok := range cp.gates {
+		gatesOK = gatesOK && ok()
+	}
+	cp.mu.Unlock()
+
+	m, diags := model.Build(ctx, model.BuildInput{Clusters: snaps, Networks: nets,
+		DomainSuffix: cp.opts.DomainSuffix, Resolver: cp.opts.Resolver})
+	for _, d := range diags {
+		cp.log.Debug("mesh", "severity", d.Severity, "problem", d.String())
+	}
+	cp.mesh.Store(m)
+	cp.updateViews(m)
+	if !first.IsZero() {
+		cp.metrics.pushLatency.Observe(time.Since(first).Seconds())
+	}
+	if !cp.ready.Load() && allLocal && gatesOK && (allRemote || time.Since(cp.start) >= cp.opts.RemoteSyncTimeout) {
+		cp.ready.Store(true)
+		cp.log.Info("ready: serving xDS", "clusters", len(snaps), "services", len(m.Services()))
+	}
+}
+
+// updateViews rebuilds CDS only when the set of clusters changed, and EDS
+// for every network view that has proxies.
+func (cp *ControlPlane) updateViews(m *model.Mesh) {
+	if key := cdsKey(m); key != cp.cdsKey {
+		cp.cdsKey = key
+		v := server.View{TypeURL: resource.ClusterType, Key: SidecarView}
+		if _, err := cp.Views.Update(v, cp.build(v)); err != nil {
+			cp.log.Error("CDS update", "error", err)
+		}
+	}
+	views := cp.Views.Views()
+	sort.Slice(views, func(i, j int) bool { return views[i].Key < views[j].Key })
+	for _, v := range views {
+		if v.TypeURL != resource.EndpointType {
+			continue
+		}
+		if _, err := cp.Views.Update(v, cp.build(v)); err != nil {
+			cp.log.Error("EDS update", "view", v.String(), "error", err)
+		}
+	}
+}
+
+// build builds one view's resources from the current mesh. ViewCache calls
+// it for a view's first proxy; updateViews for every change.
+func (cp *ControlPlane) build(v server.View) map[string]types.Resource {
+	m := cp.mesh.Load()
+	out := map[string]types.Resource{}
+	if m == nil {
+		return out
+	}
+	cp.metrics.builds.WithLabelValues(server.TypeName(v.TypeURL)).Inc()
+	switch v.TypeURL {
+	case resource.ClusterType:
+		for _, c := range translate.CDS(m) {
+			out[c.Name] = c
+		}
+	case resource.EndpointType:
+		network, _ := cutPrefix(v.Key, "network=")
+		for _, cla := range translate.EDS(m, translate.EDSView{Network: network}) {
+			out[cla.ClusterName] = cla
+		}
+	}
+	return out
+}
+
+// cdsKey identifies the CDS output: clusters depend only on the service
+// ports, so an endpoint-only change keeps the key and skips the build.
+func cdsKey(m *model.Mesh) string {
+	var b []byte
+	for _, s := range m.Services() {
+		for _, p := range s.Ports {
+			b = append(b, translate.ClusterName(p.Port, s.Hostname)...)
+			b = append(b, '\n')
+		}
+	}
+	return string(b)
+}
+
+func cutPrefix(s, prefix string) (string, bool) {
+	if len(s) >= len(prefix) && s[:len(prefix)] == prefix {
+		return s[len(prefix):], true
+	}
+	return s, false
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}

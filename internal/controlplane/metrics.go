@@ -1,0 +1,69 @@
+package controlplane
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the control plane's Prometheus series, on its own registry.
+type metrics struct {
+	proxies       *prometheus.GaugeVec
+	pushes        *prometheus.CounterVec
+	pushLatency   prometheus.Histogram
+	builds        *prometheus.CounterVec
+	nacks         *prometheus.CounterVec
+	clusterSynced *prometheus.GaugeVec
+	clusterErrors *prometheus.CounterVec
+	meshNetErrors prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer, cp *ControlPlane) *metrics {
+	m := &metrics{
+		proxies: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "horizon_xds_connected_proxies", Help: "Connected proxies by network.",
+		}, []string{"network"}),
+		pushes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "horizon_xds_pushes_total", Help: "xDS responses sent, by type.",
+		}, []string{"type"}),
+		pushLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "horizon_push_duration_seconds",
+			Help:    "Time from the first change of a push to its views being updated (debounce included).",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 12),
+		}),
+		builds: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "horizon_xds_builds_total", Help: "Resource builds, by type: one per view that was rebuilt.",
+		}, []string{"type"}),
+		nacks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "horizon_xds_nacks_total", Help: "Config rejected by proxies, by type.",
+		}, []string{"type"}),
+		clusterSynced: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "horizon_cluster_synced", Help: "1 when the cluster's sources have synced.",
+		}, []string{"cluster"}),
+		clusterErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "horizon_cluster_errors_total", Help: "Errors joining or reading a cluster.",
+		}, []string{"cluster"}),
+		meshNetErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "horizon_meshnetworks_rejected_total", Help: "meshNetworks changes rejected as invalid.",
+		}),
+	}
+	reg.MustRegister(m.proxies, m.pushes, m.pushLatency, m.builds, m.nacks, m.clusterSynced, m.clusterErrors, m.meshNetErrors,
+		&lastEventCollector{cp: cp, desc: prometheus.NewDesc("horizon_cluster_last_event_age_seconds",
+			"Seconds since the cluster's last source event.", []string{"cluster"}, nil)})
+	return m
+}
+
+// lastEventCollector reports event ages at scrape time.
+type lastEventCollector struct {
+	cp   *ControlPlane
+	desc *prometheus.Desc
+}
+
+func (c *lastEventCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *lastEventCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, s := range c.cp.Clusters() {
+		if s.LastEvent.IsZero() {
+			continue
+		}
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, s.LastEventAgeSeconds, s.ID)
+	}
+}

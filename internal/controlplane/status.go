@@ -1,0 +1,47 @@
+package controlplane
+
+import (
+	"sort"
+	"time"
+)
+
+// ClusterStatus is what /debug/clusters shows of a cluster.
+type ClusterStatus struct {
+	ID                  string    `json:"id"`
+	Source              string    `json:"source"`
+	Local               bool      `json:"local"`
+	Synced              bool      `json:"synced"`
+	LastEvent           time.Time `json:"lastEvent,omitzero"`
+	LastEventAgeSeconds float64   `json:"lastEventAgeSeconds,omitempty"`
+	Error               string    `json:"error,omitempty"`
+}
+
+// Clusters lists every cluster, joined or failed, sorted by ID.
+func (cp *ControlPlane) Clusters() []ClusterStatus {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	var out []ClusterStatus
+	for _, c := range cp.clusters {
+		s := ClusterStatus{ID: string(c.id), Source: c.source, Local: c.local, Synced: c.synced(), Error: c.err}
+		if c.lastEvent != nil {
+			s.LastEvent = c.lastEvent()
+		}
+		if !s.LastEvent.IsZero() {
+			s.LastEventAgeSeconds = time.Since(s.LastEvent).Seconds()
+		}
+		out = append(out, s)
+	}
+	for _, f := range cp.failed {
+		out = append(out, *f)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// MeshNetworksError is the last rejected meshNetworks change ("" if the
+// current config is the latest).
+func (cp *ControlPlane) MeshNetworksError() string {
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	return cp.netsErr
+}

@@ -1,0 +1,273 @@
+package remote
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/horizonmesh/horizon/internal/model"
+	"github.com/horizonmesh/horizon/internal/source/kube"
+)
+
+// MultiClusterLabel marks the Secrets that hold remote clusters' kubeconfigs.
+const MultiClusterLabel = "istio/multiCluster"
+
+// Registry is where remote clusters are reported (the control plane).
+type Registry interface {
+	SetCluster(id model.ClusterID, source string, local bool, store *kube.Store, synced func() bool, lastEvent func() time.Time)
+	RemoveCluster(id model.ClusterID)
+	ClusterChanged(id model.ClusterID)
+	ClusterError(id model.ClusterID, source, msg string)
+}
+
+// Options configure the Secret controller.
+type Options struct {
+	Namespace     string          // where the Secrets live
+	LocalCluster  model.ClusterID // a data key naming it is ignored
+	AllowInsecure bool            // accept kubeconfigs that run programs or read files
+	// SyncTimeout bounds how long a new cluster (or a rotated kubeconfig)
+	// may take to sync before an error is reported; a rotation that does
+	// not sync in time is abandoned and the old client keeps serving.
+	SyncTimeout time.Duration
+	// NewClient makes a client from a kubeconfig (kubernetes.NewForConfig
+	// by default; tests swap in fakes).
+	NewClient func(*rest.Config) (kubernetes.Interface, error)
+	Logger    *slog.Logger
+}
+
+// Controller follows the multi-cluster Secrets and runs one kube.Watcher per
+// remote cluster they name.
+type Controller struct {
+	opts Options
+	reg  Registry
+	log  *slog.Logger
+
+	mu      sync.Mutex
+	running map[model.ClusterID]*remoteCluster
+	pending map[model.ClusterID]*remoteCluster // rotations waiting to sync
+}
+
+type remoteCluster struct {
+	id      model.ClusterID
+	source  string // "Secret ns/name"
+	hash    [32]byte
+	watcher *kube.Watcher
+}
+
+// NewController returns a Controller reporting to reg.
+func NewController(opts Options, reg Registry) *Controller {
+	if opts.NewClient == nil {
+		opts.NewClient = func(c *rest.Config) (kubernetes.Interface, error) { return kubernetes.NewForConfig(c) }
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.SyncTimeout <= 0 {
+		opts.SyncTimeout = 30 * time.Second
+	}
+	return &Controller{opts: opts, reg: reg, log: opts.Logger,
+		running: map[model.ClusterID]*remoteCluster{}, pending: map[model.ClusterID]*remoteCluster{}}
+}
+
+// Run watches the Secrets through the local cluster's client until ctx ends,
+// then stops every remote watcher.
+func (c *Controller) Run(ctx context.Context, local kubernetes.Interface) {
+	factory := informers.NewSharedInformerFactoryWithOptions(local, 0, informers.WithNamespace(c.opts.Namespace),
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = MultiClusterLabel + "=true" }))
+	inf := factory.Core().V1().Secrets()
+	reconcile := func(any) { c.Reconcile(ctx, listSecrets(inf.Lister())) }
+	_, _ = inf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: reconcile, UpdateFunc: func(_, o any) { reconcile(o) }, DeleteFunc: reconcile,
+	})
+	factory.Start(ctx.Done())
+	<-ctx.Done()
+	factory.Shutdown()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, rc := range c.running {
+		rc.watcher.Stop()
+	}
+	for _, rc := range c.pending {
+		rc.watcher.Stop()
+	}
+}
+
+func listSecrets(l interface {
+	List(labels.Selector) ([]*corev1.Secret, error)
+}) []*corev1.Secret {
+	s, _ := l.List(labels.Everything()) // a cache lister does not fail
+	return s
+}
+
+type desired struct {
+	source string
+	data   []byte
+}
+
+// Reconcile brings the running remote clusters in line with secrets.
+func (c *Controller) Reconcile(ctx context.Context, secrets []*corev1.Secret) {
+	// Oldest Secret first, so that when two name the same cluster the first
+	// one keeps it.
+	sort.Slice(secrets, func(i, j int) bool {
+		ti, tj := secrets[i].CreationTimestamp, secrets[j].CreationTimestamp
+		if !ti.Equal(&tj) {
+			return ti.Before(&tj)
+		}
+		return secrets[i].Name < secrets[j].Name
+	})
+	want := map[model.ClusterID]desired{}
+	for _, s := range secrets {
+		if s.Labels[MultiClusterLabel] != "true" || s.DeletionTimestamp != nil {
+			continue
+		}
+		source := "Secret " + s.Namespace + "/" + s.Name
+		keys := make([]string, 0, len(s.Data))
+		for k := range s.Data {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			id := model.ClusterID(k)
+			switch {
+			case model.ValidateClusterID(k) != nil:
+				c.log.Warn("Secret data key is not a valid cluster ID; ignored", "secret", source, "key", k)
+			case id == c.opts.LocalCluster:
+				c.log.Warn("Secret names the local cluster; ignored", "secret", source, "cluster", id)
+			case want[id].source != "":
+				c.log.Warn("cluster already served by another Secret; the first keeps it", "cluster", id,
+					"served_by", want[id].source, "ignored", source)
+			default:
+				want[id] = desired{source: source, data: s.Data[k]}
+			}
+		}
+	}
+
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for id, rc := range c.running {
+		if _, ok := want[id]; !ok {
+			c.log.Info("remote cluster removed", "cluster", id, "source", rc.source)
+			c.cancelPending(id)
+			rc.watcher.Stop()
+			delete(c.running, id)
+			c.reg.RemoveCluster(id)
+		}
+	}
+	for id, d := range want {
+		hash := sha256.Sum256(d.data)
+		rc, running := c.running[id]
+		if p, ok := c.pending[id]; ok && p.hash == hash {
+			continue // this rotation is already syncing
+		}
+		if running && rc.hash == hash {
+			c.cancelPending(id) // a rotation was reverted
+			continue
+		}
+		next, err := c.start(id, d, hash)
+		if err != nil {
+			c.log.Error("remote cluster not joined", "cluster", id, "source", d.source, "error", err)
+			c.reg.ClusterError(id, d.source, err.Error())
+			continue
+		}
+		if !running {
+			c.running[id] = next
+			c.reg.SetCluster(id, d.source, false, next.watcher.Store, next.watcher.HasSynced, next.watcher.LastEvent)
+			go c.reportIfNotSynced(ctx, next)
+			continue
+		}
+		// Make before break: the new client must sync before the old stops,
+		// so none of the cluster's endpoints disappear in between.
+		c.cancelPending(id)
+		c.pending[id] = next
+		go c.swapWhenSynced(ctx, next)
+	}
+}
+
+func (c *Controller) start(id model.ClusterID, d desired, hash [32]byte) (*remoteCluster, error) {
+	cfg, err := ParseKubeconfig(d.data, c.opts.AllowInsecure)
+	if err != nil {
+		return nil, fmt.Errorf("%s, key %s: %w", d.source, id, err)
+	}
+	cfg.Timeout = 30 * time.Second
+	client, err := c.opts.NewClient(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("%s, key %s: %w", d.source, id, err)
+	}
+	w := kube.NewWatcher(id, client, c.reg.ClusterChanged)
+	w.Start()
+	return &remoteCluster{id: id, source: d.source, hash: hash, watcher: w}, nil
+}
+
+func (c *Controller) cancelPending(id model.ClusterID) {
+	if p, ok := c.pending[id]; ok {
+		p.watcher.Stop()
+		delete(c.pending, id)
+	}
+}
+
+// reportIfNotSynced records an error when a new cluster does not sync in
+// time (it keeps trying; the error clears when it syncs).
+func (c *Controller) reportIfNotSynced(ctx context.Context, rc *remoteCluster) {
+	wctx, cancel := context.WithTimeout(ctx, c.opts.SyncTimeout)
+	defer cancel()
+	if rc.watcher.WaitForSync(wctx) {
+		c.reg.ClusterChanged(rc.id)
+		return
+	}
+	if ctx.Err() != nil {
+		return
+	}
+	msg := fmt.Sprintf("not synced after %s", c.opts.SyncTimeout)
+	if e := rc.watcher.LastError(); e != "" {
+		msg += ": " + e
+	}
+	c.log.Error("remote cluster unreachable", "cluster", rc.id, "error", msg)
+	c.reg.ClusterError(rc.id, rc.source, msg)
+	if rc.watcher.WaitForSync(ctx) { // keeps retrying in the background
+		c.reg.ClusterError(rc.id, rc.source, "")
+		c.reg.ClusterChanged(rc.id)
+	}
+}
+
+// swapWhenSynced replaces the running watcher with a rotated one once it has
+// synced, or abandons the rotation after SyncTimeout.
+func (c *Controller) swapWhenSynced(ctx context.Context, next *remoteCluster) {
+	wctx, cancel := context.WithTimeout(ctx, c.opts.SyncTimeout)
+	defer cancel()
+	synced := next.watcher.WaitForSync(wctx)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.pending[next.id] != next {
+		return // superseded or cancelled meanwhile
+	}
+	delete(c.pending, next.id)
+	if !synced {
+		next.watcher.Stop()
+		msg := fmt.Sprintf("rotated kubeconfig did not sync within %s; still using the previous one", c.opts.SyncTimeout)
+		if e := next.watcher.LastError(); e != "" {
+			msg += ": " + e
+		}
+		c.log.Error("kubeconfig rotation abandoned", "cluster", next.id, "error", msg)
+		c.reg.ClusterError(next.id, next.source, msg)
+		return
+	}
+	old := c.running[next.id]
+	c.running[next.id] = next
+	c.reg.SetCluster(next.id, next.source, false, next.watcher.Store, next.watcher.HasSynced, next.watcher.LastEvent)
+	if old != nil {
+		old.watcher.Stop()
+	}
+	c.log.Info("remote cluster kubeconfig rotated", "cluster", next.id, "source", next.source)
+}
