@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -122,10 +123,17 @@ func uniqueClusters(in []*ClusterSnapshot, diags *Diagnostics) []*ClusterSnapsho
 	return out
 }
 
+// mergePorts adds the ports of one cluster's Service. One port per number:
+// when a number is listed for two protocols (kube-dns: 53/UDP and 53/TCP),
+// TCP wins, the protocol Envoy proxies, as in the cluster's endpoints.
 func mergePorts(svc *Service, ports []ServicePort) {
 	for _, p := range ports {
-		if _, ok := svc.Port(p.Port); !ok {
+		i := slices.IndexFunc(svc.Ports, func(q ServicePort) bool { return q.Port == p.Port })
+		switch {
+		case i < 0:
 			svc.Ports = append(svc.Ports, p)
+		case p.Protocol == "TCP" && svc.Ports[i].Protocol != "TCP":
+			svc.Ports[i] = p
 		}
 	}
 	sort.Slice(svc.Ports, func(i, j int) bool { return svc.Ports[i].Port < svc.Ports[j].Port })

@@ -62,6 +62,7 @@ type viewEntry struct {
 	// which is exactly the LinearCache's own version counter.
 	current map[string]types.Resource
 	updates int
+	prefix  string
 }
 
 // NewViewCache returns a cache whose new views are filled by build.
@@ -142,6 +143,7 @@ func (c *ViewCache) view(typeURL string, p Proxy) (*viewEntry, error) {
 	e := &viewEntry{
 		lc:      cache.NewLinearCache(typeURL, cache.WithInitialResources(res), cache.WithVersionPrefix(versionPrefix(v))),
 		current: res,
+		prefix:  versionPrefix(v),
 	}
 	c.caches[v] = e
 	return e, nil
@@ -158,6 +160,17 @@ func (c *ViewCache) CreateWatch(req *cache.Request, sub cache.Subscription, out 
 	e, err := c.view(req.GetTypeUrl(), p)
 	if err != nil {
 		return nil, err
+	}
+	if req.GetErrorDetail() != nil && req.GetResponseNonce() != "" {
+		// A NACK carries the last version the proxy accepted, "" if none:
+		// LinearCache would answer "" with the same resources at once, and
+		// the proxy would reject them again, in a loop. Treat the proxy as
+		// current instead; the next change reaches it as usual.
+		nack := proto.Clone(req).(*cache.Request)
+		e.mu.Lock()
+		nack.VersionInfo = e.prefix + strconv.Itoa(e.updates)
+		e.mu.Unlock()
+		req = nack
 	}
 	return e.lc.CreateWatch(req, sub, out)
 }
