@@ -68,8 +68,8 @@ func startDiscovery(t *testing.T) *discoveryEnv {
 	cfg := DiscoveryConfig{
 		ClusterID: "Kubernetes", Namespace: "istio-system", SystemNamespace: "istio-system",
 		MeshNetworksFile: filepath.Join(env.dir, "meshnetworks.yaml"),
-		Clusters: []string{"cluster1=" + filepath.Join(env.dir, "cluster1"), "remote_kubecfg=" + filepath.Join(env.dir, "remote")},
-		XDSAddr:  env.xds, HTTPAddr: env.http,
+		Clusters:         []string{"cluster1=" + filepath.Join(env.dir, "cluster1"), "remote_kubecfg=" + filepath.Join(env.dir, "remote")},
+		XDSAddr:          env.xds, HTTPAddr: env.http,
 		Debounce: 10 * time.Millisecond, DebounceMax: 100 * time.Millisecond, RemoteSyncTimeout: time.Second,
 		DomainSuffix: "cluster.local", PollInterval: 50 * time.Millisecond, DNSRefresh: time.Minute,
 	}
