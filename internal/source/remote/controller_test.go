@@ -1,0 +1,184 @@
+package remote
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/fake"
+	"k8s.io/client-go/rest"
+
+	"github.com/horizonmesh/horizon/internal/model"
+	"github.com/horizonmesh/horizon/internal/source/kube"
+)
+
+// registry records what the controller reports.
+type registry struct {
+	mu      sync.Mutex
+	stores  map[model.ClusterID]*kube.Store
+	sets    map[model.ClusterID]int
+	errors  map[model.ClusterID]string
+	removed []model.ClusterID
+}
+
+func newRegistry() *registry {
+	return &registry{stores: map[model.ClusterID]*kube.Store{}, sets: map[model.ClusterID]int{}, errors: map[model.ClusterID]string{}}
+}
+
+func (r *registry) SetCluster(id model.ClusterID, _ string, local bool, s *kube.Store, _ func() bool, _ func() time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.stores[id] = s
+	r.sets[id]++
+}
+func (r *registry) RemoveCluster(id model.ClusterID) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.stores, id)
+	r.removed = append(r.removed, id)
+}
+func (r *registry) ClusterChanged(model.ClusterID) {}
+func (r *registry) ClusterError(id model.ClusterID, _ string, msg string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.errors[id] = msg
+}
+
+func (r *registry) get(id model.ClusterID) (*kube.Store, int, string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.stores[id], r.sets[id], r.errors[id]
+}
+
+func kubeconfig(server string) []byte {
+	return []byte(strings.Replace(goodKubeconfig, "https://203.0.113.5:6443", server, 1))
+}
+
+func secret(name string, created time.Time, data map[string][]byte) *corev1.Secret {
+	return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "istio-system",
+		CreationTimestamp: metav1.NewTime(created), Labels: map[string]string{MultiClusterLabel: "true"}}, Data: data}
+}
+
+// fakeClusters hands out one fake clientset per API server URL, each holding
+// a Service whose name tells which server it came from.
+func fakeClusters() func(*rest.Config) (kubernetes.Interface, error) {
+	return func(c *rest.Config) (kubernetes.Interface, error) {
+		if strings.Contains(c.Host, "unreachable") {
+			return kubernetes.NewForConfig(&rest.Config{Host: "http://127.0.0.1:1", Timeout: 100 * time.Millisecond})
+		}
+		name := strings.NewReplacer("https://", "", ".", "-", ":", "-").Replace(c.Host)
+		return fake.NewClientset(&corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"},
+			Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Port: 80}}}}), nil
+	}
+}
+
+// waitServedFrom waits until the cluster's registered store holds the
+// Service of the API server want (see fakeClusters) and fails otherwise.
+func waitServedFrom(t *testing.T, r *registry, id model.ClusterID, want string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	got := ""
+	for time.Now().Before(deadline) {
+		if s, _, _ := r.get(id); s != nil {
+			if snap, _ := kube.Convert(id, s, kube.Options{}); len(snap.Services) == 1 {
+				if got = snap.Services[0].Name; got == want {
+					return
+				}
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("cluster %s served from %q, want %q", id, got, want)
+}
+
+func newController(r *registry) *Controller {
+	return NewController(Options{Namespace: "istio-system", LocalCluster: "local", SyncTimeout: 500 * time.Millisecond,
+		NewClient: fakeClusters(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, r)
+}
+
+func TestSecretLifecycle(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	r := newRegistry()
+	c := newController(r)
+	t0 := time.Unix(1000, 0)
+
+	// Join: the walkthrough's Secret, key remote_kubecfg; a key naming the
+	// local cluster and a second Secret claiming the same cluster are ignored.
+	first := secret("iks", t0, map[string][]byte{"remote_kubecfg": kubeconfig("https://a.example:6443"), "local": kubeconfig("https://x.example:1")})
+	dup := secret("zzz-dup", t0.Add(time.Hour), map[string][]byte{"remote_kubecfg": kubeconfig("https://b.example:6443")})
+	c.Reconcile(ctx, []*corev1.Secret{dup, first})
+	waitServedFrom(t, r, "remote_kubecfg", "a-example-6443") // the older Secret's server
+	if s, _, _ := r.get("local"); s != nil {
+		t.Error("a Secret key naming the local cluster was joined")
+	}
+
+	// Rotation: the new kubeconfig's client syncs, then replaces the old.
+	rotated := secret("iks", t0, map[string][]byte{"remote_kubecfg": kubeconfig("https://c.example:6443")})
+	c.Reconcile(ctx, []*corev1.Secret{rotated})
+	waitServedFrom(t, r, "remote_kubecfg", "c-example-6443")
+	// The same Secret again changes nothing.
+	_, sets, _ := r.get("remote_kubecfg")
+	c.Reconcile(ctx, []*corev1.Secret{rotated})
+	time.Sleep(50 * time.Millisecond)
+	if _, again, _ := r.get("remote_kubecfg"); again != sets {
+		t.Errorf("an unchanged Secret re-joined the cluster (%d → %d)", sets, again)
+	}
+
+	// A rotation to an unreachable server is abandoned; the old one stays.
+	bad := secret("iks", t0, map[string][]byte{"remote_kubecfg": kubeconfig("https://unreachable.example:6443")})
+	c.Reconcile(ctx, []*corev1.Secret{bad})
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, _, msg := r.get("remote_kubecfg")
+		if strings.Contains(msg, "did not sync") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("abandoned rotation not reported; error = %q", msg)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	waitServedFrom(t, r, "remote_kubecfg", "c-example-6443") // the previous server
+
+	// A malformed kubeconfig: reported, the running cluster is untouched.
+	c.Reconcile(ctx, []*corev1.Secret{secret("iks", t0, map[string][]byte{"remote_kubecfg": []byte("not: [yaml")})})
+	if _, _, msg := r.get("remote_kubecfg"); !strings.Contains(msg, "does not parse") {
+		t.Errorf("malformed kubeconfig error = %q", msg)
+	}
+	if s, _, _ := r.get("remote_kubecfg"); s == nil {
+		t.Error("a malformed update withdrew the running cluster")
+	}
+
+	// Delete: withdrawn.
+	c.Reconcile(ctx, nil)
+	if s, _, _ := r.get("remote_kubecfg"); s != nil || fmt.Sprint(r.removed) != "[remote_kubecfg]" {
+		t.Errorf("after delete: store %v, removed %v", s, r.removed)
+	}
+}
+
+func TestUnreachableNewClusterIsReported(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	r := newRegistry()
+	c := newController(r)
+	c.Reconcile(ctx, []*corev1.Secret{secret("s", time.Unix(1, 0), map[string][]byte{"c9": kubeconfig("https://unreachable.example:6443")})})
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if _, _, msg := r.get("c9"); strings.Contains(msg, "not synced after") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("unreachable cluster not reported")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
