@@ -39,8 +39,12 @@ func TestParseKubeconfig(t *testing.T) {
 	}{
 		{"empty", func(string) string { return "" }, false, "empty"},
 		{"not yaml", func(string) string { return "clusters: [" }, false, "does not parse"},
-		{"no such context", func(s string) string { return strings.Replace(s, "current-context: remote", "current-context: other", 1) }, false, `"other" is not defined`},
-		{"no server", func(s string) string { return strings.Replace(s, "server: https://203.0.113.5:6443", "server: \"\"", 1) }, false, "no server"},
+		{"no such context", func(s string) string {
+			return strings.Replace(s, "current-context: remote", "current-context: other", 1)
+		}, false, `"other" is not defined`},
+		{"no server", func(s string) string {
+			return strings.Replace(s, "server: https://203.0.113.5:6443", "server: \"\"", 1)
+		}, false, "no server"},
 		{"exec plugin", func(s string) string {
 			return strings.Replace(s, "token: abc.def", "exec: {apiVersion: client.authentication.k8s.io/v1, command: /bin/sh, args: [-c, id]}", 1)
 		}, true, "users[istio-multi].exec"},
