@@ -90,6 +90,9 @@ func WatchConfigMap(ctx context.Context, client kubernetes.Interface, namespace,
 		mu.Lock()
 		defer mu.Unlock()
 		cm, ok := obj.(*corev1.ConfigMap)
+		if ok && cm.Name != name {
+			return // the field selector already filters; be safe anyway
+		}
 		var data []byte
 		if ok && cm != nil {
 			data = []byte(cm.Data[ConfigMapKey])

@@ -1,0 +1,119 @@
+package controlplane
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/horizonmesh/horizon/internal/model"
+	"github.com/horizonmesh/horizon/internal/source/kube"
+	"github.com/horizonmesh/horizon/internal/testing/adsclient"
+	"github.com/horizonmesh/horizon/internal/xds/server"
+)
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// serve runs cp and its ADS server on loopback and returns the address.
+func serve(t *testing.T, cp *ControlPlane) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go cp.Run(ctx)
+	g := server.NewGRPC(ctx, cp.Views, cp.Tracker)
+	go func() { _ = server.Serve(ctx, g, lis) }()
+	return lis.Addr().String()
+}
+
+func TestUnavailableUntilLocalClusterSyncs(t *testing.T) {
+	cp := New(Options{Logger: quietLogger(), RemoteSyncTimeout: time.Hour, Debounce: 5 * time.Millisecond})
+	var synced atomic.Bool
+	cp.SetCluster("local", "test", true, kube.NewStore(), synced.Load, nil)
+	addr := serve(t, cp)
+
+	c, err := adsclient.Dial(addr, adsclient.Node("early", "n1", "local"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.Request(resource.ClusterType, nil, "", "", "")
+	_, err = c.Wait(resource.ClusterType, 5*time.Second, func(*discovery.DiscoveryResponse) bool { return true })
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("before sync: %v, want Unavailable", err)
+	}
+	if cp.Ready() {
+		t.Fatal("ready before the local cluster synced")
+	}
+
+	synced.Store(true)
+	cp.ClusterChanged("local")
+	deadline := time.Now().Add(5 * time.Second)
+	for !cp.Ready() {
+		if time.Now().After(deadline) {
+			t.Fatal("not ready after sync")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	c2, err := adsclient.Dial(addr, adsclient.Node("late", "n1", "local"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	_ = c2.Request(resource.ClusterType, nil, "", "", "")
+	if _, err := c2.Wait(resource.ClusterType, 5*time.Second, func(*discovery.DiscoveryResponse) bool { return true }); err != nil {
+		t.Fatalf("after sync: %v", err)
+	}
+}
+
+func TestRemoteNeverBlocksReadinessBeyondTimeout(t *testing.T) {
+	cp := New(Options{Logger: quietLogger(), RemoteSyncTimeout: 300 * time.Millisecond, Debounce: 5 * time.Millisecond})
+	always := func() bool { return true }
+	never := func() bool { return false }
+	cp.SetCluster("local", "test", true, kube.NewStore(), always, nil)
+	cp.SetCluster("remote", "test", false, kube.NewStore(), never, nil)
+	start := time.Now()
+	serve(t, cp)
+	time.Sleep(100 * time.Millisecond)
+	if cp.Ready() {
+		t.Fatal("ready before the remote's sync timeout while it is unsynced")
+	}
+	for !cp.Ready() {
+		if time.Since(start) > 5*time.Second {
+			t.Fatal("an unsynced remote blocked readiness beyond the timeout")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestReadinessGate(t *testing.T) {
+	cp := New(Options{Logger: quietLogger(), RemoteSyncTimeout: time.Second, Debounce: 5 * time.Millisecond})
+	var gate atomic.Bool
+	cp.AddReadinessGate("meshNetworks", gate.Load)
+	cp.SetCluster("local", "test", true, kube.NewStore(), func() bool { return true }, nil)
+	serve(t, cp)
+	time.Sleep(1500 * time.Millisecond)
+	if cp.Ready() {
+		t.Fatal("ready with a closed gate")
+	}
+	gate.Store(true)
+	cp.SetMeshNetworks(&model.MeshNetworks{}, nil)
+	deadline := time.Now().Add(5 * time.Second)
+	for !cp.Ready() {
+		if time.Now().After(deadline) {
+			t.Fatal("not ready after the gate opened")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
