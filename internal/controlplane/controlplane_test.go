@@ -23,7 +23,7 @@ import (
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // serve runs cp and its ADS server on loopback and returns the address.
-func serve(t *testing.T, cp *ControlPlane) string {
+func serve(t testing.TB, cp *ControlPlane) string {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
