@@ -74,7 +74,8 @@ type clusterState struct {
 	store     *kube.Store
 	synced    func() bool
 	lastEvent func() time.Time
-	added     time.Time
+	added     time.Time // first SetCluster of this ID
+	updated   time.Time // latest SetCluster (a rotation swaps the store)
 	err       string
 	snap      *model.ClusterSnapshot
 	dirty     bool
@@ -156,7 +157,7 @@ func (cp *ControlPlane) SetCluster(id model.ClusterID, source string, local bool
 		added = old.added
 	}
 	cp.clusters[id] = &clusterState{id: id, source: source, local: local, store: store, synced: synced,
-		lastEvent: lastEvent, added: added, dirty: true}
+		lastEvent: lastEvent, added: added, updated: time.Now(), dirty: true}
 	delete(cp.failed, id)
 	cp.mu.Unlock()
 	cp.log.Info("cluster set", "cluster", id, "source", source)

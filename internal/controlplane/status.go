@@ -7,10 +7,12 @@ import (
 
 // ClusterStatus is what /debug/clusters shows of a cluster.
 type ClusterStatus struct {
-	ID                  string    `json:"id"`
-	Source              string    `json:"source"`
-	Local               bool      `json:"local"`
-	Synced              bool      `json:"synced"`
+	ID     string    `json:"id"`
+	Source string    `json:"source"`
+	Local  bool      `json:"local"`
+	Synced bool      `json:"synced"`
+	Since  time.Time `json:"since,omitzero"` // when its current source was set
+
 	LastEvent           time.Time `json:"lastEvent,omitzero"`
 	LastEventAgeSeconds float64   `json:"lastEventAgeSeconds,omitempty"`
 	Error               string    `json:"error,omitempty"`
@@ -22,7 +24,7 @@ func (cp *ControlPlane) Clusters() []ClusterStatus {
 	defer cp.mu.Unlock()
 	var out []ClusterStatus
 	for _, c := range cp.clusters {
-		s := ClusterStatus{ID: string(c.id), Source: c.source, Local: c.local, Synced: c.synced(), Error: c.err}
+		s := ClusterStatus{ID: string(c.id), Source: c.source, Local: c.local, Synced: c.synced(), Error: c.err, Since: c.updated}
 		if c.lastEvent != nil {
 			s.LastEvent = c.lastEvent()
 		}

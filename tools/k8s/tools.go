@@ -1,0 +1,9 @@
+//go:build tools
+
+// Package tools pins the Kubernetes binaries Horizon's integration tests run:
+// scripts/k8s-bins.sh builds them from this module.
+package tools
+
+import (
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+)
