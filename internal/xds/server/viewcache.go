@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"sync"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
@@ -128,6 +129,15 @@ func (c *ViewCache) Version(v View) string {
 	return versionPrefix(v) + strconv.Itoa(e.updates)
 }
 
+// entryFor validates the requesting node and returns its view of typeURL.
+func (c *ViewCache) entryFor(node *corev3.Node, typeURL string) (*viewEntry, error) {
+	p, err := ProxyFromNode(node)
+	if err != nil {
+		return nil, err
+	}
+	return c.view(typeURL, p)
+}
+
 func (c *ViewCache) view(typeURL string, p Proxy) (*viewEntry, error) {
 	key, err := c.classify(typeURL, p)
 	if err != nil {
@@ -153,11 +163,7 @@ func versionPrefix(v View) string { return v.Key + "-" }
 
 // CreateWatch implements cache.ConfigWatcher for state-of-the-world streams.
 func (c *ViewCache) CreateWatch(req *cache.Request, sub cache.Subscription, out chan cache.Response) (func(), error) {
-	p, err := ProxyFromNode(req.GetNode())
-	if err != nil {
-		return nil, err
-	}
-	e, err := c.view(req.GetTypeUrl(), p)
+	e, err := c.entryFor(req.GetNode(), req.GetTypeUrl())
 	if err != nil {
 		return nil, err
 	}
@@ -177,11 +183,7 @@ func (c *ViewCache) CreateWatch(req *cache.Request, sub cache.Subscription, out 
 
 // CreateDeltaWatch implements cache.ConfigWatcher for delta streams.
 func (c *ViewCache) CreateDeltaWatch(req *cache.DeltaRequest, sub cache.Subscription, out chan cache.DeltaResponse) (func(), error) {
-	p, err := ProxyFromNode(req.GetNode())
-	if err != nil {
-		return nil, err
-	}
-	e, err := c.view(req.GetTypeUrl(), p)
+	e, err := c.entryFor(req.GetNode(), req.GetTypeUrl())
 	if err != nil {
 		return nil, err
 	}

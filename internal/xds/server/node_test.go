@@ -1,0 +1,45 @@
+package server
+
+import (
+	"strings"
+	"testing"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+func TestProxyFromNode(t *testing.T) {
+	node := func(id string, meta map[string]*structpb.Value) *corev3.Node {
+		return &corev3.Node{Id: id, Metadata: &structpb.Struct{Fields: meta}}
+	}
+	str := structpb.NewStringValue
+	tests := []struct {
+		name    string
+		node    *corev3.Node
+		want    Proxy
+		wantErr string
+	}{
+		{"full", node("a", map[string]*structpb.Value{MetaNetwork: str("network2"), MetaClusterID: str("remote_kubecfg")}),
+			Proxy{ID: "a", Network: "network2", Cluster: "remote_kubecfg"}, ""},
+		{"no metadata: no network", &corev3.Node{Id: "b"}, Proxy{ID: "b"}, ""},
+		{"nil node", nil, Proxy{}, "no node"},
+		{"empty id", node("", nil), Proxy{}, "node.id"},
+		{"network not a string", node("c", map[string]*structpb.Value{MetaNetwork: structpb.NewNumberValue(2)}), Proxy{}, "must be a string"},
+		{"invalid network", node("d", map[string]*structpb.Value{MetaNetwork: str("net/2")}), Proxy{}, "not a valid network"},
+		{"invalid cluster", node("e", map[string]*structpb.Value{MetaClusterID: str("a b")}), Proxy{}, "CLUSTER_ID"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := ProxyFromNode(tt.node)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Fatalf("got %+v, %v; want %+v", got, err, tt.want)
+			}
+		})
+	}
+}
