@@ -192,9 +192,6 @@ func startDiscovery(t *testing.T, local *kubeharness.Cluster, kubeconfig []byte,
 	done := make(chan error, 1)
 	started := make(chan *controlplane.ControlPlane, 1)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if testing.Verbose() {
-		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
-	}
 	go func() {
 		done <- cli.RunDiscovery(c, cfg, log, &cli.Listeners{XDS: xl, HTTP: hl, Started: func(cp *controlplane.ControlPlane) { started <- cp }})
 	}()
