@@ -60,6 +60,9 @@ func TestEndpointChangeDoesNotRebuildClusters(t *testing.T) {
 	c := dial(t, env, "sleep.sample", "")
 	subscribe(t, c)
 	waitEDS(t, c, "initial", func(w map[string]uint32) bool { return len(w) == 2 })
+	if _, err := c.Wait(resource.ClusterType, 5*time.Second, func(*discovery.DiscoveryResponse) bool { return true }); err != nil {
+		t.Fatal(err)
+	}
 	cdsBefore := c.Count(resource.ClusterType)
 	cdsBuilds := metric(t, env, `horizon_xds_builds_total{type="cds"}`)
 	edsBuilds := metric(t, env, `horizon_xds_builds_total{type="eds"}`)

@@ -39,6 +39,9 @@ func TestWalkthroughAcrossClusters(t *testing.T) {
 
 	// 2. Scaling helloworld v2: the gateway's weight follows; clusters are
 	// not rebuilt.
+	if _, err := n1.Wait(resource.ClusterType, 10*time.Second, func(*discovery.DiscoveryResponse) bool { return true }); err != nil {
+		t.Fatal(err)
+	}
 	cdsResponses := n1.Count(resource.ClusterType)
 	cdsBuilds := metricValue(t, d, `horizon_xds_builds_total{type="cds"}`)
 	pod(t, m.c2, "sample", "helloworld-v2-b", "10.2.0.6", map[string]string{"app": "helloworld", "version": "v2"})
