@@ -44,7 +44,9 @@ type Options struct {
 	// NewClient makes a client from a kubeconfig (kubernetes.NewForConfig
 	// by default; tests swap in fakes).
 	NewClient func(*rest.Config) (kubernetes.Interface, error)
-	Logger    *slog.Logger
+	// Clients, if set, is kept current with each remote cluster's client.
+	Clients *kube.Clients
+	Logger  *slog.Logger
 }
 
 // Controller follows the multi-cluster Secrets and runs one kube.Watcher per
@@ -64,6 +66,7 @@ type remoteCluster struct {
 	source  string // "Secret ns/name"
 	hash    [32]byte
 	watcher *kube.Watcher
+	client  kubernetes.Interface
 }
 
 // NewController returns a Controller reporting to reg.
@@ -163,6 +166,9 @@ func (c *Controller) Reconcile(ctx context.Context, secrets []*corev1.Secret) {
 			rc.watcher.Stop()
 			delete(c.running, id)
 			c.reg.RemoveCluster(id)
+			if c.opts.Clients != nil {
+				c.opts.Clients.Delete(id)
+			}
 		}
 	}
 	for id, d := range want {
@@ -184,6 +190,7 @@ func (c *Controller) Reconcile(ctx context.Context, secrets []*corev1.Secret) {
 		if !running {
 			c.running[id] = next
 			c.reg.SetCluster(id, d.source, false, next.watcher.Store, next.watcher.HasSynced, next.watcher.LastEvent)
+			c.setClient(next)
 			go c.reportIfNotSynced(ctx, next)
 			continue
 		}
@@ -207,7 +214,13 @@ func (c *Controller) start(id model.ClusterID, d desired, hash [32]byte) (*remot
 	}
 	w := kube.NewWatcher(id, client, c.reg.ClusterChanged)
 	w.Start()
-	return &remoteCluster{id: id, source: d.source, hash: hash, watcher: w}, nil
+	return &remoteCluster{id: id, source: d.source, hash: hash, watcher: w, client: client}, nil
+}
+
+func (c *Controller) setClient(rc *remoteCluster) {
+	if c.opts.Clients != nil {
+		c.opts.Clients.Set(rc.id, rc.client)
+	}
 }
 
 func (c *Controller) cancelPending(id model.ClusterID) {
@@ -266,6 +279,7 @@ func (c *Controller) swapWhenSynced(ctx context.Context, next *remoteCluster) {
 	old := c.running[next.id]
 	c.running[next.id] = next
 	c.reg.SetCluster(next.id, next.source, false, next.watcher.Store, next.watcher.HasSynced, next.watcher.LastEvent)
+	c.setClient(next)
 	if old != nil {
 		old.watcher.Stop()
 	}

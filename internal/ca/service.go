@@ -1,0 +1,123 @@
+package ca
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	securityv1alpha1 "istio.io/api/security/v1alpha1"
+	authenticationv1 "k8s.io/api/authentication/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/horizonmesh/horizon/internal/model"
+)
+
+// ClusterIDHeader names the caller's cluster in gRPC metadata, as Istio's
+// agents send it.
+const ClusterIDHeader = "clusterid"
+
+// Caller is an authenticated workload.
+type Caller struct {
+	Namespace      string
+	ServiceAccount string
+}
+
+// Authenticator checks a caller's token against its cluster.
+type Authenticator interface {
+	Authenticate(ctx context.Context, cluster model.ClusterID, token string) (Caller, error)
+}
+
+// TokenReviewer authenticates Kubernetes service-account tokens with a
+// TokenReview sent to the caller's own cluster's API server.
+type TokenReviewer struct {
+	Audiences []string // the token must be for one of these (istio-ca)
+	Clients   func(model.ClusterID) kubernetes.Interface
+}
+
+// Authenticate implements Authenticator.
+func (r *TokenReviewer) Authenticate(ctx context.Context, cluster model.ClusterID, token string) (Caller, error) {
+	client := r.Clients(cluster)
+	if client == nil {
+		return Caller{}, fmt.Errorf("unknown cluster %q", cluster)
+	}
+	tr, err := client.AuthenticationV1().TokenReviews().Create(ctx, &authenticationv1.TokenReview{
+		Spec: authenticationv1.TokenReviewSpec{Token: token, Audiences: r.Audiences}}, metav1.CreateOptions{})
+	if err != nil {
+		return Caller{}, fmt.Errorf("TokenReview in cluster %s: %w", cluster, err)
+	}
+	if !tr.Status.Authenticated {
+		return Caller{}, fmt.Errorf("token not authenticated by cluster %s: %s", cluster, tr.Status.Error)
+	}
+	if !slices.ContainsFunc(tr.Status.Audiences, func(a string) bool { return slices.Contains(r.Audiences, a) }) {
+		return Caller{}, fmt.Errorf("token audiences %v include none of %v", tr.Status.Audiences, r.Audiences)
+	}
+	parts := strings.Split(tr.Status.User.Username, ":")
+	if len(parts) != 4 || parts[0] != "system" || parts[1] != "serviceaccount" || parts[2] == "" || parts[3] == "" {
+		return Caller{}, fmt.Errorf("%q is not a service account", tr.Status.User.Username)
+	}
+	return Caller{Namespace: parts[2], ServiceAccount: parts[3]}, nil
+}
+
+// Service is the CSR service (Istio's IstioCertificateService).
+type Service struct {
+	securityv1alpha1.UnimplementedIstioCertificateServiceServer
+	CA          *Authority
+	Auth        Authenticator
+	TrustDomain string
+	DefaultTTL  time.Duration
+	MaxTTL      time.Duration
+	Log         *slog.Logger
+}
+
+// CreateCertificate authenticates the caller with its bearer token against
+// the cluster it names and signs its CSR for its own identity only.
+func (s *Service) CreateCertificate(ctx context.Context, req *securityv1alpha1.IstioCertificateRequest) (*securityv1alpha1.IstioCertificateResponse, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	token := bearer(md.Get("authorization"))
+	if token == "" {
+		return nil, status.Error(codes.Unauthenticated, "no bearer token in the authorization metadata")
+	}
+	cluster := first(md.Get(ClusterIDHeader))
+	if err := model.ValidateClusterID(cluster); err != nil {
+		return nil, status.Errorf(codes.Unauthenticated, "metadata %s: %v", ClusterIDHeader, err)
+	}
+	caller, err := s.Auth.Authenticate(ctx, model.ClusterID(cluster), token)
+	if err != nil {
+		s.Log.Warn("CSR refused", "cluster", cluster, "error", err)
+		return nil, status.Errorf(codes.Unauthenticated, "authentication failed: %v", err)
+	}
+	ttl := s.DefaultTTL
+	if req.GetValidityDuration() > 0 {
+		ttl = min(time.Duration(req.GetValidityDuration())*time.Second, s.MaxTTL)
+	}
+	id := Identity(s.TrustDomain, caller.Namespace, caller.ServiceAccount)
+	leaf, err := s.CA.SignWorkload([]byte(req.GetCsr()), id, ttl)
+	if err != nil {
+		return nil, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	chain := s.CA.WorkloadChain(leaf)
+	s.Log.Info("certificate signed", "identity", id.String(), "cluster", cluster, "ttl", ttl)
+	return &securityv1alpha1.IstioCertificateResponse{CertChain: chain}, nil
+}
+
+func bearer(values []string) string {
+	v := first(values)
+	if t, ok := strings.CutPrefix(v, "Bearer "); ok {
+		return strings.TrimSpace(t)
+	}
+	return ""
+}
+
+func first(v []string) string {
+	if len(v) == 0 {
+		return ""
+	}
+	return v[0]
+}
