@@ -56,7 +56,7 @@ func TestCSRService(t *testing.T) {
 		"cluster9": reviewingCluster("alice"),
 	}
 	svc := &Service{CA: a, TrustDomain: "cluster.local", DefaultTTL: 24 * time.Hour, MaxTTL: 48 * time.Hour,
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Log:  slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Auth: &TokenReviewer{Audiences: []string{"istio-ca"}, Clients: func(id model.ClusterID) kubernetes.Interface { return clusters[id] }}}
 	lis, _ := net.Listen("tcp", "127.0.0.1:0")
 	g := grpc.NewServer()

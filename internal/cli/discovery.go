@@ -20,6 +20,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/horizonmesh/horizon/internal/ca"
 	"github.com/horizonmesh/horizon/internal/controlplane"
 	"github.com/horizonmesh/horizon/internal/dnscache"
 	"github.com/horizonmesh/horizon/internal/model"
@@ -48,10 +49,30 @@ type DiscoveryConfig struct {
 	DomainSuffix      string
 	PollInterval      time.Duration
 	DNSRefresh        time.Duration
+	// The CA and the TLS port.
+	CACertsDir     string
+	TrustDomain    string
+	SecureAddr     string
+	SecureSANs     []string
+	TokenAudiences []string
+	CertTTL        time.Duration
+	MaxCertTTL     time.Duration
+}
+
+// DefaultDiscoveryConfig is the configuration with every flag at its default.
+func DefaultDiscoveryConfig() DiscoveryConfig {
+	return DiscoveryConfig{
+		ClusterID: "Kubernetes", Namespace: "istio-system", SystemNamespace: "istio-system",
+		XDSAddr: ":15010", HTTPAddr: ":15014", SecureAddr: ":15012",
+		Debounce: 50 * time.Millisecond, DebounceMax: time.Second, RemoteSyncTimeout: 30 * time.Second,
+		DomainSuffix: model.DefaultDomainSuffix, PollInterval: 2 * time.Second, DNSRefresh: 30 * time.Second,
+		TrustDomain: "cluster.local", TokenAudiences: []string{"istio-ca"}, CertTTL: 24 * time.Hour, MaxCertTTL: 7 * 24 * time.Hour,
+	}
 }
 
 func newDiscoveryCommand(logger *slog.Logger) *cobra.Command {
 	var c DiscoveryConfig
+	d := DefaultDiscoveryConfig()
 	cmd := &cobra.Command{
 		Use:   "discovery",
 		Short: "Run the multi-cluster control plane, serving xDS (CDS, EDS) over ADS",
@@ -69,20 +90,27 @@ With neither a kubeconfig nor in-cluster config it runs on manifests alone.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&c.Kubeconfig, "kubeconfig", "", "kubeconfig of the local (config) cluster; empty: in-cluster config if available")
-	fl.StringVar(&c.ClusterID, "cluster-id", "Kubernetes", "ID of the local cluster")
-	fl.StringVar(&c.Namespace, "namespace", "istio-system", "namespace of the control plane: remote-cluster Secrets and the istio ConfigMap")
-	fl.StringVar(&c.SystemNamespace, "system-namespace", "istio-system", "namespace whose topology.istio.io/network label names a cluster's network")
+	fl.StringVar(&c.ClusterID, "cluster-id", d.ClusterID, "ID of the local cluster")
+	fl.StringVar(&c.Namespace, "namespace", d.Namespace, "namespace of the control plane: remote-cluster Secrets and the istio ConfigMap")
+	fl.StringVar(&c.SystemNamespace, "system-namespace", d.SystemNamespace, "namespace whose topology.istio.io/network label names a cluster's network")
 	fl.StringVar(&c.MeshNetworksFile, "mesh-networks", "", "meshNetworks file, watched (default: the istio ConfigMap's meshNetworks key)")
 	fl.StringArrayVar(&c.Clusters, "cluster", nil, "a cluster from manifests as ID=PATH, watched (repeatable)")
-	fl.StringVar(&c.XDSAddr, "xds-addr", ":15010", "plaintext xDS gRPC address; empty disables it")
-	fl.StringVar(&c.HTTPAddr, "http-addr", ":15014", "ops HTTP address: /ready, /metrics, /debug/...")
-	fl.DurationVar(&c.Debounce, "debounce", 50*time.Millisecond, "quiet period before a push")
-	fl.DurationVar(&c.DebounceMax, "debounce-max", time.Second, "longest a stream of changes may delay a push")
-	fl.DurationVar(&c.RemoteSyncTimeout, "remote-sync-timeout", 30*time.Second, "how long readiness waits for remote clusters")
+	fl.StringVar(&c.XDSAddr, "xds-addr", d.XDSAddr, "plaintext xDS gRPC address; empty disables it")
+	fl.StringVar(&c.HTTPAddr, "http-addr", d.HTTPAddr, "ops HTTP address: /ready, /metrics, /debug/...")
+	fl.DurationVar(&c.Debounce, "debounce", d.Debounce, "quiet period before a push")
+	fl.DurationVar(&c.DebounceMax, "debounce-max", d.DebounceMax, "longest a stream of changes may delay a push")
+	fl.DurationVar(&c.RemoteSyncTimeout, "remote-sync-timeout", d.RemoteSyncTimeout, "how long readiness waits for remote clusters")
 	fl.BoolVar(&c.AllowInsecure, "allow-insecure-kubeconfig", false, "accept remote kubeconfigs with exec/auth-provider plugins or file paths")
-	fl.StringVar(&c.DomainSuffix, "domain-suffix", model.DefaultDomainSuffix, "domain suffix of service hostnames")
-	fl.DurationVar(&c.PollInterval, "poll-interval", 2*time.Second, "how often watched files are checked")
-	fl.DurationVar(&c.DNSRefresh, "dns-refresh", 30*time.Second, "how long gateway DNS answers are kept before re-resolving")
+	fl.StringVar(&c.DomainSuffix, "domain-suffix", d.DomainSuffix, "domain suffix of service hostnames")
+	fl.DurationVar(&c.PollInterval, "poll-interval", d.PollInterval, "how often watched files are checked")
+	fl.DurationVar(&c.DNSRefresh, "dns-refresh", d.DNSRefresh, "how long gateway DNS answers are kept before re-resolving")
+	fl.StringVar(&c.CACertsDir, "cacerts-dir", "", "plug-in CA directory (ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem); default: the cacerts Secret in --namespace, else a self-signed root")
+	fl.StringVar(&c.TrustDomain, "trust-domain", d.TrustDomain, "SPIFFE trust domain of workload identities")
+	fl.StringVar(&c.SecureAddr, "secure-addr", d.SecureAddr, "TLS address for xDS and the CSR service; empty disables it")
+	fl.StringSliceVar(&c.SecureSANs, "secure-san", nil, "names and IPs agents dial, put in the TLS port's certificate (default: localhost, loopback, this host's names and addresses)")
+	fl.StringSliceVar(&c.TokenAudiences, "token-audience", d.TokenAudiences, "audiences a CSR caller's token must carry")
+	fl.DurationVar(&c.CertTTL, "cert-ttl", d.CertTTL, "lifetime of workload certificates")
+	fl.DurationVar(&c.MaxCertTTL, "max-cert-ttl", d.MaxCertTTL, "longest lifetime a CSR may ask for")
 	return cmd
 }
 
@@ -98,6 +126,12 @@ func (c DiscoveryConfig) validate() ([]manifest.ClusterSource, error) {
 	}
 	if c.HTTPAddr == "" {
 		return nil, usageErrorf("--http-addr is required")
+	}
+	if c.TrustDomain == "" || len(c.TokenAudiences) == 0 {
+		return nil, usageErrorf("--trust-domain and --token-audience must not be empty")
+	}
+	if c.CertTTL <= 0 || c.MaxCertTTL < c.CertTTL {
+		return nil, usageErrorf("--cert-ttl must be > 0 and --max-cert-ttl >= --cert-ttl")
 	}
 	var out []manifest.ClusterSource
 	seen := map[model.ClusterID]bool{model.ClusterID(c.ClusterID): c.Kubeconfig != ""}
@@ -117,7 +151,7 @@ func (c DiscoveryConfig) validate() ([]manifest.ClusterSource, error) {
 
 // Listeners lets tests pass pre-bound listeners (nil: bind the flags' addresses).
 type Listeners struct {
-	XDS, HTTP net.Listener
+	XDS, HTTP, Secure net.Listener
 	// Started, if set, receives the control plane once it is running.
 	Started func(*controlplane.ControlPlane)
 }
@@ -144,6 +178,23 @@ func RunDiscovery(ctx context.Context, c DiscoveryConfig, log *slog.Logger, lis 
 	if err != nil {
 		return err
 	}
+	clients := kube.NewClients()
+	var local kubernetes.Interface
+	if restCfg != nil {
+		if local, err = kubernetes.NewForConfig(restCfg); err != nil {
+			return fmt.Errorf("local cluster: %w", err)
+		}
+		clients.Set(model.ClusterID(c.ClusterID), local)
+	}
+	var authority *ca.Authority
+	if c.SecureAddr != "" || lis.Secure != nil {
+		if authority, err = loadAuthority(ctx, c, local, log); err != nil {
+			return err
+		}
+		if len(c.SecureSANs) == 0 {
+			c.SecureSANs = defaultSecureSANs(c.Namespace)
+		}
+	}
 	if restCfg == nil && len(manifests) == 0 {
 		return usageErrorf("nothing to serve: give --kubeconfig, run in a cluster, or give --cluster ID=PATH")
 	}
@@ -152,10 +203,8 @@ func RunDiscovery(ctx context.Context, c DiscoveryConfig, log *slog.Logger, lis 
 			return err
 		}
 	}
-	if restCfg != nil {
-		if err := startLocal(ctx, c, restCfg, cp, log); err != nil {
-			return err
-		}
+	if local != nil {
+		startLocal(ctx, c, local, clients, cp, log)
 	}
 	for _, m := range manifests {
 		if err := manifest.Watch(ctx, m, c.PollInterval, cp); err != nil {
@@ -163,7 +212,7 @@ func RunDiscovery(ctx context.Context, c DiscoveryConfig, log *slog.Logger, lis 
 		}
 	}
 	go cp.Run(ctx)
-	return serve(ctx, c, cp, reg, lis, log)
+	return serve(ctx, c, cp, reg, lis, authority, clients, log)
 }
 
 // localConfig returns the local cluster's client config: the kubeconfig
@@ -183,11 +232,7 @@ func localConfig(path string) (*rest.Config, error) {
 	return cfg, err
 }
 
-func startLocal(ctx context.Context, c DiscoveryConfig, cfg *rest.Config, cp *controlplane.ControlPlane, log *slog.Logger) error {
-	client, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return fmt.Errorf("local cluster: %w", err)
-	}
+func startLocal(ctx context.Context, c DiscoveryConfig, client kubernetes.Interface, clients *kube.Clients, cp *controlplane.ControlPlane, log *slog.Logger) {
 	id := model.ClusterID(c.ClusterID)
 	w := kube.NewWatcher(id, client, cp.ClusterChanged)
 	w.Start()
@@ -204,7 +249,7 @@ func startLocal(ctx context.Context, c DiscoveryConfig, cfg *rest.Config, cp *co
 	}()
 
 	rc := remote.NewController(remote.Options{Namespace: c.Namespace, LocalCluster: id,
-		AllowInsecure: c.AllowInsecure, SyncTimeout: c.RemoteSyncTimeout, Logger: log}, cp)
+		AllowInsecure: c.AllowInsecure, SyncTimeout: c.RemoteSyncTimeout, Clients: clients, Logger: log}, cp)
 	go rc.Run(ctx, client)
 
 	if c.MeshNetworksFile == "" {
@@ -218,10 +263,10 @@ func startLocal(ctx context.Context, c DiscoveryConfig, cfg *rest.Config, cp *co
 			read.Store(true)
 		}()
 	}
-	return nil
 }
 
-func serve(ctx context.Context, c DiscoveryConfig, cp *controlplane.ControlPlane, reg *prometheus.Registry, lis *Listeners, log *slog.Logger) error {
+func serve(ctx context.Context, c DiscoveryConfig, cp *controlplane.ControlPlane, reg *prometheus.Registry, lis *Listeners,
+	authority *ca.Authority, clients *kube.Clients, log *slog.Logger) error {
 	var err error
 	httpLis := lis.HTTP
 	if httpLis == nil {
@@ -235,7 +280,21 @@ func serve(ctx context.Context, c DiscoveryConfig, cp *controlplane.ControlPlane
 			return fmt.Errorf("--xds-addr: %w", err)
 		}
 	}
-	errs := make(chan error, 2)
+	secureLis := lis.Secure
+	if secureLis == nil && c.SecureAddr != "" {
+		if secureLis, err = net.Listen("tcp", c.SecureAddr); err != nil {
+			return fmt.Errorf("--secure-addr: %w", err)
+		}
+	}
+	errs := make(chan error, 3)
+	if secureLis != nil {
+		g, err := newSecureServer(ctx, c, cp, authority, clients, log)
+		if err != nil {
+			return err
+		}
+		go func() { errs <- server.Serve(ctx, g, secureLis) }()
+		log.Info("serving xDS and CSR over TLS", "addr", secureLis.Addr().String(), "sans", c.SecureSANs)
+	}
 	hs := &http.Server{Handler: ops.Handler(cp, reg), ReadHeaderTimeout: 10 * time.Second}
 	go func() { errs <- hs.Serve(httpLis) }()
 	if xdsLis != nil {

@@ -65,14 +65,12 @@ func startDiscovery(t *testing.T) *discoveryEnv {
 		t.Fatal(err)
 	}
 	env.xds, env.http = xl.Addr().String(), hl.Addr().String()
-	cfg := DiscoveryConfig{
-		ClusterID: "Kubernetes", Namespace: "istio-system", SystemNamespace: "istio-system",
-		MeshNetworksFile: filepath.Join(env.dir, "meshnetworks.yaml"),
-		Clusters:         []string{"cluster1=" + filepath.Join(env.dir, "cluster1"), "remote_kubecfg=" + filepath.Join(env.dir, "remote")},
-		XDSAddr:          env.xds, HTTPAddr: env.http,
-		Debounce: 10 * time.Millisecond, DebounceMax: 100 * time.Millisecond, RemoteSyncTimeout: time.Second,
-		DomainSuffix: "cluster.local", PollInterval: 50 * time.Millisecond, DNSRefresh: time.Minute,
-	}
+	cfg := DefaultDiscoveryConfig()
+	cfg.MeshNetworksFile = filepath.Join(env.dir, "meshnetworks.yaml")
+	cfg.Clusters = []string{"cluster1=" + filepath.Join(env.dir, "cluster1"), "remote_kubecfg=" + filepath.Join(env.dir, "remote")}
+	cfg.XDSAddr, cfg.HTTPAddr, cfg.SecureAddr = env.xds, env.http, ""
+	cfg.Debounce, cfg.DebounceMax, cfg.RemoteSyncTimeout = 10*time.Millisecond, 100*time.Millisecond, time.Second
+	cfg.PollInterval = 50 * time.Millisecond
 	ctx, cancel := context.WithCancel(context.Background())
 	env.cancel = cancel
 	started := make(chan *controlplane.ControlPlane, 1)

@@ -185,9 +185,11 @@ func startDiscovery(t *testing.T, local *kubeharness.Cluster, kubeconfig []byte,
 	xl, _ := net.Listen("tcp", "127.0.0.1:0")
 	hl, _ := net.Listen("tcp", "127.0.0.1:0")
 	d := &discoveryProc{xds: xl.Addr().String(), http: hl.Addr().String()}
-	cfg := cli.DiscoveryConfig{Kubeconfig: path, ClusterID: "cluster1", Namespace: "istio-system", SystemNamespace: "istio-system",
-		XDSAddr: d.xds, HTTPAddr: d.http, Debounce: 20 * time.Millisecond, DebounceMax: 200 * time.Millisecond,
-		RemoteSyncTimeout: 5 * time.Second, DomainSuffix: "cluster.local", PollInterval: time.Second, DNSRefresh: time.Minute}
+	cfg := cli.DefaultDiscoveryConfig()
+	cfg.Kubeconfig, cfg.ClusterID = path, "cluster1"
+	cfg.XDSAddr, cfg.HTTPAddr, cfg.SecureAddr = d.xds, d.http, ""
+	cfg.Debounce, cfg.DebounceMax, cfg.RemoteSyncTimeout = 20*time.Millisecond, 200*time.Millisecond, 5*time.Second
+	cfg.PollInterval = time.Second
 	c, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	started := make(chan *controlplane.ControlPlane, 1)

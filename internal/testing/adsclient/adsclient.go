@@ -17,7 +17,19 @@ import (
 
 // Node returns an Envoy node with Horizon's metadata.
 func Node(id, network, cluster string) *corev3.Node {
+	return NodeWithIdentity(id, network, cluster, "", "")
+}
+
+// NodeWithIdentity is Node with the NAMESPACE and SERVICE_ACCOUNT metadata
+// the secure port checks against the client certificate.
+func NodeWithIdentity(id, network, cluster, namespace, serviceAccount string) *corev3.Node {
 	f := map[string]*structpb.Value{}
+	if namespace != "" {
+		f["NAMESPACE"] = structpb.NewStringValue(namespace)
+	}
+	if serviceAccount != "" {
+		f["SERVICE_ACCOUNT"] = structpb.NewStringValue(serviceAccount)
+	}
 	if network != "" {
 		f["NETWORK"] = structpb.NewStringValue(network)
 	}
@@ -46,9 +58,14 @@ type Client struct {
 	sendMu    sync.Mutex
 }
 
-// Dial opens an ADS stream to addr.
+// Dial opens a plaintext ADS stream to addr.
 func Dial(addr string, node *corev3.Node) (*Client, error) {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	return DialWith(addr, node, grpc.WithTransportCredentials(insecure.NewCredentials()))
+}
+
+// DialWith opens an ADS stream to addr with the given dial options (TLS).
+func DialWith(addr string, node *corev3.Node, opts ...grpc.DialOption) (*Client, error) {
+	conn, err := grpc.NewClient(addr, opts...)
 	if err != nil {
 		return nil, err
 	}

@@ -25,6 +25,8 @@ type Hooks struct {
 type StreamStatus struct {
 	StreamID  int64                 `json:"streamID"`
 	Delta     bool                  `json:"delta"`
+	Secure    bool                  `json:"secure"`             // on the TLS port
+	Identity  string                `json:"identity,omitempty"` // from its client certificate
 	Proxy     string                `json:"proxy"`
 	Network   string                `json:"network"`
 	Cluster   string                `json:"cluster"`
@@ -76,12 +78,14 @@ func (t *Tracker) Streams() []StreamStatus {
 	return out
 }
 
-func (t *Tracker) open(id int64, delta bool) error {
+func (t *Tracker) open(ctx context.Context, id int64, delta bool) error {
 	if t.hooks.Ready != nil && !t.hooks.Ready() {
 		return status.Error(codes.Unavailable, "control plane is not ready: the local cluster has not synced yet")
 	}
+	identity, secure := peerIdentity(ctx)
 	t.mu.Lock()
-	t.streams[id] = &StreamStatus{StreamID: id, Delta: delta, Connected: time.Now(), Types: map[string]*TypeState{}}
+	t.streams[id] = &StreamStatus{StreamID: id, Delta: delta, Secure: secure, Identity: identity,
+		Connected: time.Now(), Types: map[string]*TypeState{}}
 	t.mu.Unlock()
 	return nil
 }
@@ -111,6 +115,13 @@ func (t *Tracker) request(id int64, node *corev3.Node, typeURL, version, nonce s
 		if err != nil {
 			t.mu.Unlock()
 			return status.Error(codes.InvalidArgument, err.Error())
+		}
+		if s.Secure {
+			if err := checkIdentity(s.Identity, p); err != nil {
+				t.mu.Unlock()
+				t.log.Warn("proxy refused", "proxy", p.ID, "error", err)
+				return status.Error(codes.PermissionDenied, err.Error())
+			}
 		}
 		s.Proxy, s.Network, s.Cluster = p.ID, p.Network, string(p.Cluster)
 	}
@@ -159,8 +170,8 @@ func (t *Tracker) sent(id int64, typeURL, version string) {
 }
 
 // OnStreamOpen refuses streams until ready.
-func (t *Tracker) OnStreamOpen(_ context.Context, id int64, _ string) error {
-	return t.open(id, false)
+func (t *Tracker) OnStreamOpen(ctx context.Context, id int64, _ string) error {
+	return t.open(ctx, id, false)
 }
 
 // OnStreamClosed forgets the stream.
@@ -177,8 +188,8 @@ func (t *Tracker) OnStreamResponse(_ context.Context, id int64, _ *discovery.Dis
 }
 
 // OnDeltaStreamOpen refuses streams until ready.
-func (t *Tracker) OnDeltaStreamOpen(_ context.Context, id int64, _ string) error {
-	return t.open(id, true)
+func (t *Tracker) OnDeltaStreamOpen(ctx context.Context, id int64, _ string) error {
+	return t.open(ctx, id, true)
 }
 
 // OnDeltaStreamClosed forgets the stream.

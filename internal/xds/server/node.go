@@ -15,15 +15,19 @@ import (
 
 // Node metadata keys a proxy sets in its bootstrap, as Istio proxies do.
 const (
-	MetaNetwork   = "NETWORK"
-	MetaClusterID = "CLUSTER_ID"
+	MetaNetwork        = "NETWORK"
+	MetaClusterID      = "CLUSTER_ID"
+	MetaNamespace      = "NAMESPACE"
+	MetaServiceAccount = "SERVICE_ACCOUNT"
 )
 
 // Proxy is what the control plane knows of a connected proxy from its node.
 type Proxy struct {
-	ID      string
-	Network string
-	Cluster model.ClusterID
+	ID             string
+	Network        string
+	Cluster        model.ClusterID
+	Namespace      string
+	ServiceAccount string
 }
 
 var networkRE = regexp.MustCompile(`^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$`)
@@ -53,6 +57,8 @@ func ProxyFromNode(n *corev3.Node) (Proxy, error) {
 		}
 		p.Cluster = model.ClusterID(v.GetStringValue())
 	}
+	p.Namespace = fields[MetaNamespace].GetStringValue()
+	p.ServiceAccount = fields[MetaServiceAccount].GetStringValue()
 	return p, nil
 }
 

@@ -1,0 +1,128 @@
+package cli
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/pem"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	securityv1alpha1 "istio.io/api/security/v1alpha1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/horizonmesh/horizon/internal/ca"
+	"github.com/horizonmesh/horizon/internal/controlplane"
+	"github.com/horizonmesh/horizon/internal/model"
+	"github.com/horizonmesh/horizon/internal/source/kube"
+	"github.com/horizonmesh/horizon/internal/xds/server"
+)
+
+// CASecretName is the plug-in CA Secret, as in the walkthrough's
+// `kubectl create secret generic cacerts -n istio-system ...`.
+const CASecretName = "cacerts"
+
+// loadAuthority picks the CA: --cacerts-dir, else the cacerts Secret in the
+// control plane's namespace, else a self-signed root (with a loud warning).
+// Invalid cacerts stop the start-up.
+func loadAuthority(ctx context.Context, c DiscoveryConfig, local kubernetes.Interface, log *slog.Logger) (*ca.Authority, error) {
+	if c.CACertsDir != "" {
+		a, err := ca.LoadDir(c.CACertsDir)
+		if err != nil {
+			return nil, fmt.Errorf("--cacerts-dir %s: %w", c.CACertsDir, err)
+		}
+		log.Info("CA: plug-in certificates", "dir", c.CACertsDir)
+		return a, nil
+	}
+	if local != nil {
+		s, err := local.CoreV1().Secrets(c.Namespace).Get(ctx, CASecretName, metav1.GetOptions{})
+		switch {
+		case err == nil:
+			a, err := ca.Load(s.Data)
+			if err != nil {
+				return nil, fmt.Errorf("Secret %s/%s: %w", c.Namespace, CASecretName, err)
+			}
+			log.Info("CA: plug-in certificates", "secret", c.Namespace+"/"+CASecretName)
+			return a, nil
+		case !apierrors.IsNotFound(err):
+			return nil, fmt.Errorf("Secret %s/%s: %w", c.Namespace, CASecretName, err)
+		}
+	}
+	log.Warn("!!! NO PLUG-IN CA: using a self-signed root. Workloads of other control planes or clusters will " +
+		"not trust these certificates. Give --cacerts-dir or create the cacerts Secret for anything but a trial. !!!")
+	return ca.SelfSigned(c.TrustDomain)
+}
+
+// serverCredentials makes the secure port's TLS config: a serving
+// certificate from the mesh CA for the names agents dial; client
+// certificates verified against the mesh roots when given (the CSR call has
+// none yet; xDS streams without one are refused by the tracker).
+func serverCredentials(a *ca.Authority, c DiscoveryConfig) (credentials.TransportCredentials, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	var dns []string
+	var ips []net.IP
+	for _, s := range c.SecureSANs {
+		if ip := net.ParseIP(s); ip != nil {
+			ips = append(ips, ip)
+		} else {
+			dns = append(dns, s)
+		}
+	}
+	leaf, err := a.SignServer(&key.PublicKey, ca.Identity(c.TrustDomain, c.Namespace, "horizon"), dns, ips, 365*24*time.Hour)
+	if err != nil {
+		return nil, err
+	}
+	chain := [][]byte{}
+	for _, p := range append([]string{string(leaf)}, a.ChainPEM()...) {
+		b, _ := pem.Decode([]byte(p))
+		chain = append(chain, b.Bytes)
+	}
+	return credentials.NewTLS(&tls.Config{
+		MinVersion:   tls.VersionTLS12,
+		Certificates: []tls.Certificate{{Certificate: chain, PrivateKey: key}},
+		ClientAuth:   tls.VerifyClientCertIfGiven,
+		ClientCAs:    a.Roots(),
+	}), nil
+}
+
+// defaultSecureSANs are the names and addresses agents are likely to dial.
+func defaultSecureSANs(namespace string) []string {
+	out := []string{"localhost", "127.0.0.1", "::1", "horizon." + namespace + ".svc", "istiod." + namespace + ".svc"}
+	if h, err := os.Hostname(); err == nil {
+		out = append(out, h)
+	}
+	if addrs, err := net.InterfaceAddrs(); err == nil {
+		for _, a := range addrs {
+			if n, ok := a.(*net.IPNet); ok && !n.IP.IsLoopback() {
+				out = append(out, n.IP.String())
+			}
+		}
+	}
+	return out
+}
+
+// newSecureServer serves ADS and the CSR service over TLS.
+func newSecureServer(ctx context.Context, c DiscoveryConfig, cp *controlplane.ControlPlane, a *ca.Authority, clients *kube.Clients, log *slog.Logger) (*grpc.Server, error) {
+	creds, err := serverCredentials(a, c)
+	if err != nil {
+		return nil, err
+	}
+	g := server.NewGRPC(ctx, cp.Views, cp.Tracker, grpc.Creds(creds))
+	securityv1alpha1.RegisterIstioCertificateServiceServer(g, &ca.Service{
+		CA: a, TrustDomain: c.TrustDomain, DefaultTTL: c.CertTTL, MaxTTL: c.MaxCertTTL, Log: log,
+		Auth: &ca.TokenReviewer{Audiences: c.TokenAudiences, Clients: func(id model.ClusterID) kubernetes.Interface { return clients.Get(id) }},
+	})
+	return g, nil
+}
