@@ -171,6 +171,11 @@ type discoveryProc struct {
 }
 
 func startDiscovery(t *testing.T, local *kubeharness.Cluster, kubeconfig []byte, wait bool) *discoveryProc {
+	return startDiscoveryWith(t, local, kubeconfig, wait, nil)
+}
+
+// startDiscoveryWith lets a test adjust the configuration (e.g. the TLS port).
+func startDiscoveryWith(t *testing.T, local *kubeharness.Cluster, kubeconfig []byte, wait bool, edit func(*cli.DiscoveryConfig)) *discoveryProc {
 	t.Helper()
 	if kubeconfig == nil {
 		var err error
@@ -190,6 +195,9 @@ func startDiscovery(t *testing.T, local *kubeharness.Cluster, kubeconfig []byte,
 	cfg.XDSAddr, cfg.HTTPAddr, cfg.SecureAddr = d.xds, d.http, ""
 	cfg.Debounce, cfg.DebounceMax, cfg.RemoteSyncTimeout = 20*time.Millisecond, 200*time.Millisecond, 5*time.Second
 	cfg.PollInterval = time.Second
+	if edit != nil {
+		edit(&cfg)
+	}
 	c, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	started := make(chan *controlplane.ControlPlane, 1)
