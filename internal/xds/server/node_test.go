@@ -1,6 +1,8 @@
 package server
 
 import (
+	"net/netip"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -22,6 +24,9 @@ func TestProxyFromNode(t *testing.T) {
 		{"full", node("a", map[string]*structpb.Value{MetaNetwork: str("network2"), MetaClusterID: str("remote_kubecfg")}),
 			Proxy{ID: "a", Network: "network2", Cluster: "remote_kubecfg"}, ""},
 		{"no metadata: no network", &corev3.Node{Id: "b"}, Proxy{ID: "b"}, ""},
+		{"instance IPs", node("f", map[string]*structpb.Value{MetaInstanceIPs: str("10.0.0.2, 10.0.0.1")}),
+			Proxy{ID: "f", IPs: []netip.Addr{netip.MustParseAddr("10.0.0.2"), netip.MustParseAddr("10.0.0.1")}}, ""},
+		{"bad instance IP", node("g", map[string]*structpb.Value{MetaInstanceIPs: str("10.0.0.300")}), Proxy{}, "INSTANCE_IPS"},
 		{"nil node", nil, Proxy{}, "no node"},
 		{"empty id", node("", nil), Proxy{}, "node.id"},
 		{"network not a string", node("c", map[string]*structpb.Value{MetaNetwork: structpb.NewNumberValue(2)}), Proxy{}, "must be a string"},
@@ -37,7 +42,7 @@ func TestProxyFromNode(t *testing.T) {
 				}
 				return
 			}
-			if err != nil || got != tt.want {
+			if err != nil || !reflect.DeepEqual(got, tt.want) {
 				t.Fatalf("got %+v, %v; want %+v", got, err, tt.want)
 			}
 		})

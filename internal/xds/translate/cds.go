@@ -6,7 +6,14 @@ import (
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	rawbufferv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/raw_buffer/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/horizonmesh/horizon/internal/model"
 )
@@ -14,29 +21,134 @@ import (
 // ConnectTimeout is the upstream connect timeout of every outbound cluster.
 const ConnectTimeout = 10 * time.Second
 
-// CDS returns one EDS cluster per service port, sorted by name. Clusters do
-// not depend on the proxy's network: every sidecar shares one CDS view, and
-// an endpoint-only change leaves them alone.
-func CDS(m *model.Mesh) []*clusterv3.Cluster {
-	var out []*clusterv3.Cluster
+// CDS returns the outbound clusters every sidecar shares, sorted by name: one
+// EDS cluster per service port, and the passthrough cluster. They do not
+// depend on the proxy's network, and an endpoint-only change leaves them
+// alone.
+func CDS(m *model.Mesh, opts Options) []*clusterv3.Cluster {
+	out := []*clusterv3.Cluster{Passthrough()}
 	for _, svc := range m.Services() {
 		for _, p := range svc.Ports {
-			out = append(out, OutboundCluster(ClusterName(p.Port, svc.Hostname)))
+			out = append(out, OutboundCluster(svc, p.Port, opts))
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
 }
 
-// OutboundCluster is an EDS cluster fed over ADS.
-func OutboundCluster(name string) *clusterv3.Cluster {
+// OutboundCluster is the EDS cluster of a service port, fed over ADS. Its
+// mTLS-capable endpoints (metadata tlsMode: istio, gateways included) get
+// Istio mutual TLS; the others plain TCP.
+func OutboundCluster(svc *model.Service, port uint32, opts Options) *clusterv3.Cluster {
+	name := ClusterName(port, svc.Hostname)
 	return &clusterv3.Cluster{
 		Name:                 name,
 		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
-		EdsClusterConfig: &clusterv3.Cluster_EdsClusterConfig{EdsConfig: &corev3.ConfigSource{
-			ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}},
-			ResourceApiVersion:    corev3.ApiVersion_V3,
-		}},
-		ConnectTimeout: durationpb.New(ConnectTimeout),
+		EdsClusterConfig:     &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsSource()},
+		ConnectTimeout:       durationpb.New(ConnectTimeout),
+		TransportSocketMatches: []*clusterv3.Cluster_TransportSocketMatch{
+			{
+				Name:            "tlsMode-istio",
+				Match:           &structpb.Struct{Fields: map[string]*structpb.Value{"tlsMode": structpb.NewStringValue(TLSModeIstio)}},
+				TransportSocket: upstreamMTLS(SNI(port, svc.Hostname), spiffeIDs(svc, port, opts.trustDomain())),
+			},
+			{Name: "tlsMode-disabled", Match: &structpb.Struct{}, TransportSocket: rawBuffer()},
+		},
 	}
+}
+
+// SNI is the server name a mesh client sends for a service port; gateways
+// route on it without decrypting.
+func SNI(port uint32, host string) string {
+	return "outbound_." + itoa(port) + "_._." + host
+}
+
+// Passthrough forwards to the original destination: traffic captured for
+// an address that is not a mesh service.
+func Passthrough() *clusterv3.Cluster {
+	return &clusterv3.Cluster{
+		Name:                 PassthroughCluster,
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_ORIGINAL_DST},
+		LbPolicy:             clusterv3.Cluster_CLUSTER_PROVIDED,
+		ConnectTimeout:       durationpb.New(ConnectTimeout),
+	}
+}
+
+// InboundCluster reaches the workload's own port on localhost.
+func InboundCluster(port uint32) *clusterv3.Cluster {
+	name := "inbound|" + itoa(port) + "||"
+	return &clusterv3.Cluster{
+		Name:                 name,
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
+		ConnectTimeout:       durationpb.New(ConnectTimeout),
+		LoadAssignment: &endpointv3.ClusterLoadAssignment{ClusterName: name, Endpoints: []*endpointv3.LocalityLbEndpoints{{
+			LbEndpoints: []*endpointv3.LbEndpoint{{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
+				Address: socketAddress("127.0.0.1", port)}}}},
+		}}},
+	}
+}
+
+func adsSource() *corev3.ConfigSource {
+	return &corev3.ConfigSource{
+		ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}},
+		ResourceApiVersion:    corev3.ApiVersion_V3,
+	}
+}
+
+// sdsSource is the agent's SDS server, through the bootstrap's sds-grpc
+// cluster (a Unix socket).
+func sdsSource() *corev3.ConfigSource {
+	return &corev3.ConfigSource{
+		ResourceApiVersion: corev3.ApiVersion_V3,
+		ConfigSourceSpecifier: &corev3.ConfigSource_ApiConfigSource{ApiConfigSource: &corev3.ApiConfigSource{
+			ApiType: corev3.ApiConfigSource_GRPC, TransportApiVersion: corev3.ApiVersion_V3,
+			GrpcServices: []*corev3.GrpcService{{TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{
+				EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: SDSCluster}}}},
+		}},
+	}
+}
+
+// meshTLSContext is the common part of both sides: our certificate from
+// SDS "default", peers validated against SDS "ROOTCA".
+func meshTLSContext(sans []string) *tlsv3.CommonTlsContext {
+	validation := &tlsv3.CertificateValidationContext{}
+	for _, id := range sans {
+		validation.MatchTypedSubjectAltNames = append(validation.MatchTypedSubjectAltNames, &tlsv3.SubjectAltNameMatcher{
+			SanType: tlsv3.SubjectAltNameMatcher_URI,
+			Matcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: id}},
+		})
+	}
+	return &tlsv3.CommonTlsContext{
+		TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{{Name: SecretDefault, SdsConfig: sdsSource()}},
+		ValidationContextType: &tlsv3.CommonTlsContext_CombinedValidationContext{CombinedValidationContext: &tlsv3.CommonTlsContext_CombinedCertificateValidationContext{
+			DefaultValidationContext:         validation,
+			ValidationContextSdsSecretConfig: &tlsv3.SdsSecretConfig{Name: SecretRootCA, SdsConfig: sdsSource()},
+		}},
+		AlpnProtocols: MeshALPN[:1],
+	}
+}
+
+func upstreamMTLS(sni string, sans []string) *corev3.TransportSocket {
+	return transportSocket("envoy.transport_sockets.tls", &tlsv3.UpstreamTlsContext{Sni: sni, CommonTlsContext: meshTLSContext(sans)})
+}
+
+func rawBuffer() *corev3.TransportSocket {
+	return transportSocket("envoy.transport_sockets.raw_buffer", &rawbufferv3.RawBuffer{})
+}
+
+func transportSocket(name string, cfg proto.Message) *corev3.TransportSocket {
+	return &corev3.TransportSocket{Name: name, ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(cfg)}}
+}
+
+func mustAny(m proto.Message) *anypb.Any {
+	a, err := anypb.New(m)
+	if err != nil {
+		panic(err) // only for our own, statically typed messages
+	}
+	return a
+}
+
+func socketAddress(addr string, port uint32) *corev3.Address {
+	return &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+		Address: addr, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port}}}}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/horizonmesh/horizon/internal/model"
@@ -181,7 +182,7 @@ func TestClusterName(t *testing.T) {
 
 func TestCDSValid(t *testing.T) {
 	m := exampleMesh(t, true)
-	cds := CDS(m)
+	cds := CDS(m, Options{})
 	if len(cds) == 0 {
 		t.Fatal("no clusters")
 	}
@@ -190,7 +191,15 @@ func TestCDSValid(t *testing.T) {
 			t.Errorf("%s: %v", c.Name, err)
 		}
 	}
-	if cds[1].Name != "outbound|80||example.ns.svc.cluster.local" {
-		t.Errorf("clusters: %v", cds)
+	var names []string
+	for _, c := range cds {
+		names = append(names, c.Name)
+	}
+	if want := "PassthroughCluster outbound|15443||gw.istio-system.svc.cluster.local outbound|80||example.ns.svc.cluster.local"; strings.Join(names, " ") != want {
+		t.Errorf("clusters: %v", names)
+	}
+	example := cds[2]
+	if len(example.TransportSocketMatches) != 2 {
+		t.Fatalf("transport socket matches: %v", example.TransportSocketMatches)
 	}
 }

@@ -62,6 +62,12 @@ type goldenDoc struct {
 	Warnings []string                     `json:"warnings"`
 	CDS      []json.RawMessage            `json:"cds"`
 	EDS      map[string][]json.RawMessage `json:"eds"`
+	// Sidecar is what a sidecar of the first cluster serving port 5000 gets.
+	Sidecar struct {
+		LDS     []json.RawMessage `json:"lds"`
+		RDS     []json.RawMessage `json:"rds"`
+		Inbound []json.RawMessage `json:"inboundClusters"`
+	} `json:"sidecar"`
 }
 
 func goldenOutput(t *testing.T, dir string) []byte {
@@ -90,7 +96,7 @@ func goldenOutput(t *testing.T, dir string) []byte {
 		doc.Warnings = append(doc.Warnings, w.String())
 	}
 	sort.Strings(doc.Warnings)
-	cds := translate.CDS(m)
+	cds := translate.CDS(m, translate.Options{})
 	for _, c := range cds {
 		if err := c.ValidateAll(); err != nil {
 			t.Errorf("CDS %s: %v", c.Name, err)
@@ -109,6 +115,27 @@ func goldenOutput(t *testing.T, dir string) []byte {
 		if doc.EDS[network], err = render.Resources(eds); err != nil {
 			t.Fatal(err)
 		}
+	}
+	view := translate.SidecarView{Cluster: opts.Clusters[0].ID, InboundPorts: []uint32{5000}}
+	lds, rds, inbound := translate.LDS(m, view), translate.RDS(m, view), translate.InboundClusters(view)
+	for _, l := range lds {
+		if err := l.ValidateAll(); err != nil {
+			t.Errorf("LDS %s: %v", l.Name, err)
+		}
+	}
+	for _, r := range rds {
+		if err := r.ValidateAll(); err != nil {
+			t.Errorf("RDS %s: %v", r.Name, err)
+		}
+	}
+	if doc.Sidecar.LDS, err = render.Resources(lds); err != nil {
+		t.Fatal(err)
+	}
+	if doc.Sidecar.RDS, err = render.Resources(rds); err != nil {
+		t.Fatal(err)
+	}
+	if doc.Sidecar.Inbound, err = render.Resources(inbound); err != nil {
+		t.Fatal(err)
 	}
 	out, err := render.Document("json", doc)
 	if err != nil {

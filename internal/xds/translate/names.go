@@ -26,3 +26,5 @@ func ParseClusterName(name string) (port uint32, host string, err error) {
 	}
 	return uint32(p), parts[3], nil
 }
+
+func itoa(n uint32) string { return strconv.FormatUint(uint64(n), 10) }

@@ -1,0 +1,165 @@
+// Package agent is `horizon agent`: beside a workload it generates Envoy's
+// bootstrap, obtains the workload certificate from the CA, serves it to
+// Envoy over SDS and runs Envoy.
+package agent
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+	"time"
+
+	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	upstreamsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/horizonmesh/horizon/internal/xds/server"
+	"github.com/horizonmesh/horizon/internal/xds/translate"
+)
+
+// XDSCluster is the bootstrap's static cluster reaching discovery.
+const XDSCluster = "xds-grpc"
+
+// BootstrapConfig is what the bootstrap says about the proxy and where its
+// control plane is.
+type BootstrapConfig struct {
+	NodeID         string
+	Cluster        string // cluster ID
+	Network        string
+	Namespace      string
+	ServiceAccount string
+	Labels         map[string]string
+	IPs            []netip.Addr
+	// Discovery is host:port of the control plane's TLS port; DiscoverySAN
+	// the name its certificate must carry (checked by Envoy).
+	Discovery    string
+	DiscoverySNI string
+	SDSSocket    string // the agent's SDS Unix socket
+	AdminPort    uint32 // on 127.0.0.1
+}
+
+// Bootstrap builds Envoy's bootstrap: node identity and metadata, ADS to
+// discovery over mutual TLS (the workload certificate from the agent's SDS),
+// and the static SDS cluster on the agent's Unix socket.
+func Bootstrap(c BootstrapConfig) (*bootstrapv3.Bootstrap, error) {
+	host, port, err := splitHostPort(c.Discovery)
+	if err != nil {
+		return nil, err
+	}
+	meta := map[string]*structpb.Value{
+		server.MetaNetwork:        structpb.NewStringValue(c.Network),
+		server.MetaClusterID:      structpb.NewStringValue(c.Cluster),
+		server.MetaNamespace:      structpb.NewStringValue(c.Namespace),
+		server.MetaServiceAccount: structpb.NewStringValue(c.ServiceAccount),
+	}
+	if len(c.Labels) > 0 {
+		labels := map[string]*structpb.Value{}
+		for k, v := range c.Labels {
+			labels[k] = structpb.NewStringValue(v)
+		}
+		meta["LABELS"] = structpb.NewStructValue(&structpb.Struct{Fields: labels})
+	}
+	if len(c.IPs) > 0 {
+		ips := make([]string, 0, len(c.IPs))
+		for _, ip := range c.IPs {
+			ips = append(ips, ip.String())
+		}
+		sort.Strings(ips)
+		meta["INSTANCE_IPS"] = structpb.NewStringValue(strings.Join(ips, ","))
+	}
+	h2, err := anypb.New(&upstreamsv3.HttpProtocolOptions{UpstreamProtocolOptions: &upstreamsv3.HttpProtocolOptions_ExplicitHttpConfig_{
+		ExplicitHttpConfig: &upstreamsv3.HttpProtocolOptions_ExplicitHttpConfig{ProtocolConfig: &upstreamsv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{
+			Http2ProtocolOptions: &corev3.Http2ProtocolOptions{}}}}})
+	if err != nil {
+		return nil, err
+	}
+	h2opts := map[string]*anypb.Any{"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": h2}
+	xdsTLS, err := anypb.New(&tlsv3.UpstreamTlsContext{
+		Sni: c.DiscoverySNI,
+		CommonTlsContext: &tlsv3.CommonTlsContext{
+			TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{{Name: translate.SecretDefault, SdsConfig: sdsConfig()}},
+			ValidationContextType: &tlsv3.CommonTlsContext_ValidationContextSdsSecretConfig{
+				ValidationContextSdsSecretConfig: &tlsv3.SdsSecretConfig{Name: translate.SecretRootCA, SdsConfig: sdsConfig()}},
+			AlpnProtocols: []string{"h2"},
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &bootstrapv3.Bootstrap{
+		Node: &corev3.Node{Id: c.NodeID, Cluster: c.Cluster, Metadata: &structpb.Struct{Fields: meta}},
+		DynamicResources: &bootstrapv3.Bootstrap_DynamicResources{
+			AdsConfig: &corev3.ApiConfigSource{ApiType: corev3.ApiConfigSource_GRPC, TransportApiVersion: corev3.ApiVersion_V3,
+				SetNodeOnFirstMessageOnly: true,
+				GrpcServices: []*corev3.GrpcService{{TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{
+					EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: XDSCluster}}}}},
+			CdsConfig: adsConfig(),
+			LdsConfig: adsConfig(),
+		},
+		StaticResources: &bootstrapv3.Bootstrap_StaticResources{Clusters: []*clusterv3.Cluster{
+			{
+				Name:                          XDSCluster,
+				ClusterDiscoveryType:          &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STRICT_DNS},
+				ConnectTimeout:                durationpb.New(5 * time.Second),
+				TypedExtensionProtocolOptions: h2opts,
+				LoadAssignment:                staticLoad(XDSCluster, tcpAddress(host, port)),
+				TransportSocket:               &corev3.TransportSocket{Name: "envoy.transport_sockets.tls", ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: xdsTLS}},
+			},
+			{
+				Name:                          translate.SDSCluster,
+				ClusterDiscoveryType:          &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
+				ConnectTimeout:                durationpb.New(time.Second),
+				TypedExtensionProtocolOptions: h2opts,
+				LoadAssignment: staticLoad(translate.SDSCluster, &corev3.Address{Address: &corev3.Address_Pipe{
+					Pipe: &corev3.Pipe{Path: c.SDSSocket}}}),
+			},
+		}},
+		Admin: &bootstrapv3.Admin{Address: tcpAddress("127.0.0.1", c.AdminPort)},
+	}, nil
+}
+
+func adsConfig() *corev3.ConfigSource {
+	return &corev3.ConfigSource{ResourceApiVersion: corev3.ApiVersion_V3,
+		ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}}}
+}
+
+func sdsConfig() *corev3.ConfigSource {
+	return &corev3.ConfigSource{ResourceApiVersion: corev3.ApiVersion_V3,
+		ConfigSourceSpecifier: &corev3.ConfigSource_ApiConfigSource{ApiConfigSource: &corev3.ApiConfigSource{
+			ApiType: corev3.ApiConfigSource_GRPC, TransportApiVersion: corev3.ApiVersion_V3,
+			GrpcServices: []*corev3.GrpcService{{TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{
+				EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: translate.SDSCluster}}}}}}}
+}
+
+func staticLoad(name string, addr *corev3.Address) *endpointv3.ClusterLoadAssignment {
+	return &endpointv3.ClusterLoadAssignment{ClusterName: name, Endpoints: []*endpointv3.LocalityLbEndpoints{{
+		LbEndpoints: []*endpointv3.LbEndpoint{{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{Address: addr}}}}}}}
+}
+
+func tcpAddress(host string, port uint32) *corev3.Address {
+	return &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+		Address: host, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port}}}}
+}
+
+func splitHostPort(hp string) (string, uint32, error) {
+	ap, err := netip.ParseAddrPort(hp)
+	if err == nil {
+		return ap.Addr().String(), uint32(ap.Port()), nil
+	}
+	i := strings.LastIndex(hp, ":")
+	if i <= 0 {
+		return "", 0, fmt.Errorf("discovery address %q: want host:port", hp)
+	}
+	var port uint32
+	if _, err := fmt.Sscanf(hp[i+1:], "%d", &port); err != nil || port == 0 || port > 65535 {
+		return "", 0, fmt.Errorf("discovery address %q: invalid port", hp)
+	}
+	return hp[:i], port, nil
+}

@@ -1,0 +1,46 @@
+package translate
+
+import (
+	"sort"
+
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/horizonmesh/horizon/internal/model"
+)
+
+// RDS returns one route configuration per HTTP service port, named by the
+// port: a virtual host per service on that port whose domains are every
+// name a client may use (host, host:port, name.namespace[:port], the
+// ClusterIPs of the proxy's cluster[:port]), plus a catch-all to the
+// passthrough cluster for destinations outside the mesh.
+func RDS(m *model.Mesh, v SidecarView) []*routev3.RouteConfiguration {
+	byPort := map[uint32][]*routev3.VirtualHost{}
+	for _, svc := range m.Services() {
+		for _, p := range svc.Ports {
+			if !isHTTP(p) {
+				continue
+			}
+			port := itoa(p.Port)
+			short := svc.Name + "." + svc.Namespace
+			domains := []string{svc.Hostname, svc.Hostname + ":" + port, short, short + ":" + port}
+			for _, ip := range svc.ClusterIPs[v.Cluster] {
+				domains = append(domains, ip, ip+":"+port)
+			}
+			byPort[p.Port] = append(byPort[p.Port], &routev3.VirtualHost{
+				Name: svc.Hostname + ":" + port, Domains: domains,
+				Routes: []*routev3.Route{routeTo(ClusterName(p.Port, svc.Hostname))},
+			})
+		}
+	}
+	out := make([]*routev3.RouteConfiguration, 0, len(byPort))
+	for port, vhosts := range byPort {
+		vhosts = append(vhosts, &routev3.VirtualHost{Name: "allow_any", Domains: []string{"*"},
+			Routes: []*routev3.Route{routeTo(PassthroughCluster)}})
+		out = append(out, &routev3.RouteConfiguration{Name: itoa(port), VirtualHosts: vhosts, ValidateClusters: falseValue()})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+func falseValue() *wrapperspb.BoolValue { return wrapperspb.Bool(false) }

@@ -1,0 +1,74 @@
+package translate
+
+import (
+	"sort"
+
+	"github.com/horizonmesh/horizon/internal/model"
+)
+
+// Names shared by the generated config and the agent's bootstrap.
+const (
+	// SDSCluster is the bootstrap's static cluster reaching the agent's SDS
+	// socket; SecretDefault and SecretRootCA are the SDS resource names.
+	SDSCluster    = "sds-grpc"
+	SecretDefault = "default"
+	SecretRootCA  = "ROOTCA"
+	// PassthroughCluster forwards traffic to destinations outside the mesh
+	// to where it was going.
+	PassthroughCluster = "PassthroughCluster"
+	// OutboundPort and InboundPort are where the agent's iptables rules send
+	// captured traffic.
+	OutboundPort = 15001
+	InboundPort  = 15006
+	// DefaultTrustDomain is the SPIFFE trust domain unless configured.
+	DefaultTrustDomain = "cluster.local"
+)
+
+// MeshALPN is the ALPN list mesh mTLS connections offer; gateways match on it
+// too (one list, used on both sides).
+var MeshALPN = []string{"istio", "istio-peer-exchange", "istio-http/1.0", "istio-http/1.1", "istio-h2"}
+
+// Options are translation settings that are not part of the mesh model.
+type Options struct {
+	TrustDomain string
+}
+
+func (o Options) trustDomain() string {
+	if o.TrustDomain == "" {
+		return DefaultTrustDomain
+	}
+	return o.TrustDomain
+}
+
+// SpiffeIDs are the identities of the workloads behind a service port.
+func SpiffeIDs(svc *model.Service, port uint32, opts Options) []string {
+	return spiffeIDs(svc, port, opts.trustDomain())
+}
+
+// spiffeIDs are the identities of the mTLS-capable workloads behind a
+// service port: what a client checks the server's certificate against.
+func spiffeIDs(svc *model.Service, port uint32, trustDomain string) []string {
+	set := map[string]bool{}
+	for _, e := range svc.Endpoints[port] {
+		if e.MTLS && e.Namespace != "" && e.ServiceAccount != "" {
+			set["spiffe://"+trustDomain+"/ns/"+e.Namespace+"/sa/"+e.ServiceAccount] = true
+		}
+	}
+	out := make([]string, 0, len(set))
+	for id := range set {
+		out = append(out, id)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// isHTTP tells whether a service port carries HTTP, from its name as Istio
+// users name ports (http, http2, grpc, with an optional -suffix).
+func isHTTP(p model.ServicePort) bool {
+	for _, prefix := range []string{"http", "grpc", "h2c"} {
+		if p.Name == prefix || len(p.Name) > len(prefix) && p.Name[:len(prefix)+1] == prefix+"-" {
+			return true
+		}
+	}
+	return false
+}
