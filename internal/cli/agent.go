@@ -14,6 +14,7 @@ import (
 
 	"github.com/horizonmesh/horizon/internal/agent"
 	"github.com/horizonmesh/horizon/internal/model"
+	"github.com/horizonmesh/horizon/internal/xds/translate"
 )
 
 func newAgentCommand(logger *slog.Logger) *cobra.Command {
@@ -51,6 +52,43 @@ func newAgentCommand(logger *slog.Logger) *cobra.Command {
 	fl.DurationVar(&c.CertTTL, "cert-ttl", 24*time.Hour, "certificate lifetime to ask for")
 	fl.DurationVar(&c.Drain, "drain", 5*time.Second, "how long Envoy drains on SIGTERM")
 	fl.StringVar(&c.LogLevel, "envoy-log-level", "warning", "Envoy log level")
+	cmd.AddCommand(newIptablesCommand())
+	return cmd
+}
+
+func newIptablesCommand() *cobra.Command {
+	c := agent.CaptureConfig{OutboundPort: translate.OutboundPort, InboundPort: translate.InboundPort}
+	var exclude []uint
+	var iptables string
+	var dryRun bool
+	cmd := &cobra.Command{
+		Use:   "iptables",
+		Short: "Install traffic capture in the workload's network namespace (run once, like an init container)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if c.ProxyUID <= 0 {
+				return usageErrorf("--proxy-uid must be a non-root uid (the agent's and Envoy's)")
+			}
+			for _, p := range exclude {
+				if p == 0 || p > 65535 {
+					return usageErrorf("--exclude-inbound-port %d out of range", p)
+				}
+				c.ExcludeInPort = append(c.ExcludeInPort, uint32(p))
+			}
+			if dryRun {
+				for _, r := range agent.CaptureRules(c) {
+					fmt.Fprintln(cmd.OutOrStdout(), iptables, strings.Join(r, " "))
+				}
+				return nil
+			}
+			return agent.ApplyCapture(c, iptables)
+		},
+	}
+	fl := cmd.Flags()
+	fl.IntVar(&c.ProxyUID, "proxy-uid", 1337, "uid of the agent and Envoy: their traffic is not captured")
+	fl.UintSliceVar(&exclude, "exclude-inbound-port", []uint{15021, 15090}, "inbound ports not captured")
+	fl.StringVar(&iptables, "iptables", "iptables", "iptables command")
+	fl.BoolVar(&dryRun, "dry-run", false, "print the rules instead of installing them")
 	return cmd
 }
 
