@@ -45,6 +45,12 @@ type SidecarView struct {
 // traffic, dispatched on the original destination port) and inbound on
 // 15006 (mutual TLS terminated, forwarded to the workload on localhost).
 func LDS(m *model.Mesh, v SidecarView) []*listenerv3.Listener {
+	if len(v.InboundPorts) == 0 {
+		// A workload serving nothing through the mesh gets no inbound
+		// listener (Envoy rejects one without filter chains): captured
+		// inbound connections are refused.
+		return []*listenerv3.Listener{outboundListener(m, v)}
+	}
 	return []*listenerv3.Listener{outboundListener(m, v), inboundListener(v)}
 }
 

@@ -1,0 +1,189 @@
+// Package netlab builds test networks from Linux network namespaces, veth
+// pairs and bridges (iproute2), and runs processes inside them. Every name
+// it creates starts with the lab's prefix; leftovers of an earlier run with
+// the same prefix are removed first.
+package netlab
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// Require skips the test (fails it under CI=true) unless it runs as root
+// with ip, iptables and curl available.
+func Require(t testing.TB) {
+	t.Helper()
+	var missing []string
+	if os.Geteuid() != 0 {
+		missing = append(missing, "root")
+	}
+	for _, b := range []string{"ip", "iptables", "curl", "setpriv"} {
+		if _, err := exec.LookPath(b); err != nil {
+			missing = append(missing, b)
+		}
+	}
+	if len(missing) > 0 {
+		msg := fmt.Sprintf("network-namespace tests need %s (apt-get install iproute2 iptables curl)", strings.Join(missing, ", "))
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+}
+
+// Lab is a set of namespaces joined by one bridge.
+type Lab struct {
+	t      testing.TB
+	prefix string
+	bridge string // namespace holding the bridge
+	procs  []*exec.Cmd
+	ns     []string
+}
+
+// New creates the bridge namespace (PREFIX-br, bridge br0 with gateway
+// address gw, e.g. "10.44.0.1/24") and removes leftovers first.
+func New(t testing.TB, prefix, gw string) *Lab {
+	t.Helper()
+	l := &Lab{t: t, prefix: prefix, bridge: prefix + "-br"}
+	l.cleanupLeftovers()
+	t.Cleanup(l.close)
+	l.addNS(l.bridge)
+	l.In(l.bridge, "ip", "link", "add", "br0", "type", "bridge")
+	l.In(l.bridge, "ip", "addr", "add", gw, "dev", "br0")
+	l.In(l.bridge, "ip", "link", "set", "br0", "up")
+	l.In(l.bridge, "ip", "link", "set", "lo", "up")
+	return l
+}
+
+func (l *Lab) cleanupLeftovers() {
+	out, _ := exec.Command("ip", "netns", "list").Output()
+	for _, line := range strings.Split(string(out), "\n") {
+		if name := strings.Fields(line + " x")[0]; strings.HasPrefix(name, l.prefix+"-") {
+			_ = exec.Command("ip", "netns", "del", name).Run()
+			_ = os.RemoveAll(filepath.Join("/etc/netns", name))
+		}
+	}
+	_ = exec.Command("ip", "link", "del", l.prefix+"-root").Run()
+}
+
+func (l *Lab) addNS(name string) {
+	l.run("ip", "netns", "add", name)
+	l.ns = append(l.ns, name)
+}
+
+// Host adds namespace PREFIX-name with address cidr (e.g. 10.44.0.10/24)
+// on the bridge and a default route via gw; hosts lines go to its
+// /etc/hosts. It returns the namespace's name.
+func (l *Lab) Host(name, cidr, gw string, hosts ...string) string {
+	ns := l.prefix + "-" + name
+	l.addNS(ns)
+	l.veth(ns, cidr)
+	l.In(ns, "ip", "route", "add", "default", "via", gw)
+	if len(hosts) > 0 {
+		dir := filepath.Join("/etc/netns", ns)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			l.t.Fatal(err)
+		}
+		content := "127.0.0.1 localhost\n" + strings.Join(hosts, "\n") + "\n"
+		if err := os.WriteFile(filepath.Join(dir, "hosts"), []byte(content), 0o644); err != nil {
+			l.t.Fatal(err)
+		}
+	}
+	return ns
+}
+
+// RootLink joins the test's own (root) namespace to the bridge with
+// address cidr, so that a server the test runs in-process is reachable.
+func (l *Lab) RootLink(cidr string) {
+	root, peer := l.prefix+"-root", l.prefix+"-rootp"
+	l.run("ip", "link", "add", root, "type", "veth", "peer", "name", peer)
+	l.run("ip", "link", "set", peer, "netns", l.bridge)
+	l.In(l.bridge, "ip", "link", "set", peer, "master", "br0", "up")
+	l.run("ip", "addr", "add", cidr, "dev", root)
+	l.run("ip", "link", "set", root, "up")
+}
+
+func (l *Lab) veth(ns, cidr string) {
+	a, b := ns+"-a", ns+"-b"
+	if len(a) > 15 { // interface names are at most 15 bytes
+		a, b = fmt.Sprintf("%s%da", l.prefix, len(l.ns)), fmt.Sprintf("%s%db", l.prefix, len(l.ns))
+	}
+	l.run("ip", "link", "add", a, "type", "veth", "peer", "name", b)
+	l.run("ip", "link", "set", a, "netns", l.bridge)
+	l.run("ip", "link", "set", b, "netns", ns)
+	l.In(l.bridge, "ip", "link", "set", a, "master", "br0", "up")
+	l.In(ns, "ip", "link", "set", b, "name", "eth0")
+	l.In(ns, "ip", "addr", "add", cidr, "dev", "eth0")
+	l.In(ns, "ip", "link", "set", "eth0", "up")
+	l.In(ns, "ip", "link", "set", "lo", "up")
+}
+
+// In runs a command in a namespace and fails the test if it fails.
+func (l *Lab) In(ns string, args ...string) string {
+	l.t.Helper()
+	return l.run(append([]string{"ip", "netns", "exec", ns}, args...)...)
+}
+
+// Try runs a command in a namespace (as uid when uid > 0) and returns its
+// output and error.
+func (l *Lab) Try(ns string, uid int, args ...string) (string, error) {
+	cmd := exec.Command("ip", l.nsArgs(ns, uid, args)...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func (l *Lab) nsArgs(ns string, uid int, args []string) []string {
+	a := []string{"netns", "exec", ns}
+	if uid > 0 {
+		u := fmt.Sprint(uid)
+		a = append(a, "setpriv", "--reuid", u, "--regid", u, "--clear-groups")
+	}
+	return append(a, args...)
+}
+
+// Start starts a long-running process in a namespace (as uid when uid > 0),
+// its output to logFile; it is killed when the test ends.
+func (l *Lab) Start(ns string, uid int, logFile string, args ...string) {
+	l.t.Helper()
+	out, err := os.Create(logFile)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	cmd := exec.Command("ip", l.nsArgs(ns, uid, args)...)
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		l.t.Fatal(err)
+	}
+	l.procs = append(l.procs, cmd)
+}
+
+func (l *Lab) run(args ...string) string {
+	l.t.Helper()
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	if err != nil {
+		l.t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func (l *Lab) close() {
+	for _, p := range l.procs {
+		if p.Process != nil {
+			_ = syscall.Kill(-p.Process.Pid, syscall.SIGTERM)
+		}
+	}
+	for _, p := range l.procs {
+		_ = p.Wait()
+	}
+	for i := len(l.ns) - 1; i >= 0; i-- {
+		_ = exec.Command("ip", "netns", "del", l.ns[i]).Run()
+		_ = os.RemoveAll(filepath.Join("/etc/netns", l.ns[i]))
+	}
+	_ = exec.Command("ip", "link", "del", l.prefix+"-root").Run()
+}
