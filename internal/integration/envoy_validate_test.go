@@ -50,7 +50,7 @@ func TestEnvoyAcceptsGeneratedConfig(t *testing.T) {
 	}
 	for _, view := range []translate.SidecarView{
 		{Cluster: "cluster1", InboundPorts: []uint32{5000}},
-		{Cluster: "cluster1"}, // a client-only workload, like sleep
+		{Cluster: "cluster1"},                                           // a client-only workload, like sleep
 		{Cluster: "remote_kubecfg", InboundPorts: []uint32{5000, 9080}}, // a TCP service (the gateway) too
 	} {
 		b, err := agent.Bootstrap(agent.BootstrapConfig{NodeID: "sidecar~10.10.0.5~sleep.sample~sample.svc.cluster.local",
