@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/horizonmesh/horizon/internal/agent"
+	"github.com/horizonmesh/horizon/internal/model"
 	"github.com/horizonmesh/horizon/internal/offline"
 	"github.com/horizonmesh/horizon/internal/source/manifest"
 	"github.com/horizonmesh/horizon/internal/xds/translate"
@@ -73,6 +74,34 @@ func TestEnvoyAcceptsGeneratedConfig(t *testing.T) {
 		}
 		validate(t, envoy, b)
 	}
+}
+
+// TestEnvoyAcceptsGatewayConfig validates a network gateway's
+// AUTO_PASSTHROUGH listeners and SNI clusters with the real Envoy.
+func TestEnvoyAcceptsGatewayConfig(t *testing.T) {
+	envoy := envoyBinary(t)
+	m, diags := offline.Load(context.Background(), offline.Options{Clusters: []manifest.ClusterSource{
+		{ID: "cluster1", Path: "../../examples/walkthrough/cluster1"},
+		{ID: "remote_kubecfg", Path: "../../examples/walkthrough/remote"},
+	}, MeshNetworksFile: "../../examples/walkthrough/meshnetworks.yaml"})
+	if err := diags.Err(); err != nil {
+		t.Fatal(err)
+	}
+	v := translate.GatewayView{Network: "network2", Gateways: []*model.IstioGateway{{Name: "helloworld-gateway", Namespace: "sample",
+		Selector: map[string]string{"istio": "ingressgateway"},
+		Servers:  []model.GatewayServer{{Port: 15443, Protocol: "TLS", TLSMode: model.TLSModeAutoPassthrough, Hosts: []string{"*"}}}}}}
+	b, err := agent.Bootstrap(agent.BootstrapConfig{NodeID: "router~203.0.113.20~gw.istio-system", Cluster: "remote_kubecfg",
+		Network: "network2", Namespace: "istio-system", ServiceAccount: "istio-ingressgateway",
+		Discovery: "127.0.0.1:15012", DiscoverySNI: "localhost", SDSSocket: filepath.Join(t.TempDir(), "sds.sock"), AdminPort: 15000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.StaticResources.Listeners = translate.GatewayLDS(m, v)
+	if len(b.StaticResources.Listeners) == 0 {
+		t.Fatal("no gateway listener")
+	}
+	b.StaticResources.Clusters = append(b.StaticResources.Clusters, translate.GatewayCDS(m, v)...)
+	validate(t, envoy, b)
 }
 
 func validate(t *testing.T, envoy string, b *bootstrapv3.Bootstrap) {
