@@ -64,7 +64,7 @@ func Bootstrap(c BootstrapConfig) (*bootstrapv3.Bootstrap, error) {
 		for k, v := range c.Labels {
 			labels[k] = structpb.NewStringValue(v)
 		}
-		meta["LABELS"] = structpb.NewStructValue(&structpb.Struct{Fields: labels})
+		meta[server.MetaLabels] = structpb.NewStructValue(&structpb.Struct{Fields: labels})
 	}
 	if len(c.IPs) > 0 {
 		ips := make([]string, 0, len(c.IPs))

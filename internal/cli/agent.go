@@ -21,11 +21,20 @@ func newAgentCommand(logger *slog.Logger) *cobra.Command {
 	var c agent.Config
 	var labels, ips []string
 	var adminPort uint
+	var router bool
 	cmd := &cobra.Command{
 		Use:   "agent",
 		Short: "Run beside a workload: get its mesh certificate, serve it over SDS, run Envoy under Horizon's control",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if router && c.NodeID == "" {
+				// A network gateway: no capture, config from Istio Gateways.
+				ip := "0.0.0.0"
+				if len(ips) > 0 {
+					ip = ips[0]
+				}
+				c.NodeID = fmt.Sprintf("router~%s~%s~%s", ip, c.Namespace, c.ServiceAccount)
+			}
 			if err := agentFlags(&c, labels, ips, adminPort); err != nil {
 				return err
 			}
@@ -35,7 +44,8 @@ func newAgentCommand(logger *slog.Logger) *cobra.Command {
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&c.NodeID, "node-id", "", "Envoy node id (default: sidecar~IP~NAMESPACE~SERVICE_ACCOUNT)")
+	fl.StringVar(&c.NodeID, "node-id", "", "Envoy node id (default: sidecar~IP~NAMESPACE~SERVICE_ACCOUNT, router~... with --router)")
+	fl.BoolVar(&router, "router", false, "run as a network gateway (role router): configured by the Istio Gateways its --label values select")
 	fl.StringVar(&c.ClusterID, "cluster-id", "Kubernetes", "the workload's cluster")
 	fl.StringVar(&c.Network, "network", "", "the workload's network (empty: none)")
 	fl.StringVar(&c.Namespace, "namespace", "", "the workload's namespace (required)")

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
+	istioclient "istio.io/client-go/pkg/clientset/versioned"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -25,6 +26,7 @@ import (
 	"github.com/horizonmesh/horizon/internal/dnscache"
 	"github.com/horizonmesh/horizon/internal/model"
 	"github.com/horizonmesh/horizon/internal/ops"
+	istiosource "github.com/horizonmesh/horizon/internal/source/istio"
 	"github.com/horizonmesh/horizon/internal/source/kube"
 	"github.com/horizonmesh/horizon/internal/source/manifest"
 	"github.com/horizonmesh/horizon/internal/source/meshnetworks"
@@ -205,6 +207,9 @@ func RunDiscovery(ctx context.Context, c DiscoveryConfig, log *slog.Logger, lis 
 	}
 	if local != nil {
 		startLocal(ctx, c, local, clients, cp, log)
+		if err := startGateways(ctx, restCfg, local, cp, log); err != nil {
+			return err
+		}
 	}
 	for _, m := range manifests {
 		if err := manifest.Watch(ctx, m, c.PollInterval, cp); err != nil {
@@ -315,4 +320,31 @@ func serve(ctx context.Context, c DiscoveryConfig, cp *controlplane.ControlPlane
 	case err := <-errs:
 		return err
 	}
+}
+
+// startGateways follows Istio Gateways in the config (local) cluster when
+// their CRD is installed; without it there are simply none.
+func startGateways(ctx context.Context, cfg *rest.Config, local kubernetes.Interface, cp *controlplane.ControlPlane, log *slog.Logger) error {
+	resources, err := local.Discovery().ServerResourcesForGroupVersion("networking.istio.io/v1")
+	found := false
+	if err == nil {
+		for _, r := range resources.APIResources {
+			found = found || r.Name == "gateways"
+		}
+	}
+	if !found {
+		log.Info("no networking.istio.io/v1 Gateway CRD in the config cluster: no Istio Gateways")
+		return nil
+	}
+	ic, err := istioclient.NewForConfig(cfg)
+	if err != nil {
+		return fmt.Errorf("istio client: %w", err)
+	}
+	var read atomic.Bool
+	cp.AddReadinessGate("Istio Gateways", read.Load)
+	go func() {
+		istiosource.WatchGateways(ctx, ic, cp)
+		read.Store(true)
+	}()
+	return nil
 }

@@ -5,6 +5,7 @@ package controlplane
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"slices"
 	"sort"
@@ -54,7 +55,8 @@ type ControlPlane struct {
 	failed   map[model.ClusterID]*ClusterStatus // clusters that could not join
 	networks *model.MeshNetworks
 	netsErr  string
-	pending  time.Time // first change not yet pushed (zero: none)
+	gateways []*model.IstioGateway // Istio Gateways of the config cluster
+	pending  time.Time             // first change not yet pushed (zero: none)
 	gates    map[string]func() bool
 
 	kick  chan struct{}
@@ -119,6 +121,9 @@ func New(opts Options) *ControlPlane {
 // cluster whose workload serves the same ports (its inbound side); routes by
 // every sidecar of a cluster (they name its ClusterIPs).
 func (cp *ControlPlane) Classify(typeURL string, p server.Proxy) (string, error) {
+	if p.Router {
+		return routerKey(typeURL, p)
+	}
 	switch typeURL {
 	case resource.EndpointType:
 		return EDSViewKey(p.Network), nil
@@ -128,6 +133,62 @@ func (cp *ControlPlane) Classify(typeURL string, p server.Proxy) (string, error)
 		return sidecarKey(p.Cluster, nil), nil
 	}
 	return "", errUnsupportedType(typeURL)
+}
+
+// routerKey: a gateway's listeners and clusters depend on its network and
+// labels (which Gateways select it); its endpoints on its network only.
+func routerKey(typeURL string, p server.Proxy) (string, error) {
+	switch typeURL {
+	case resource.EndpointType:
+		return "router;network=" + p.Network, nil
+	case resource.ClusterType, resource.ListenerType:
+		keys := make([]string, 0, len(p.Labels))
+		for k, v := range p.Labels {
+			keys = append(keys, k+"="+v)
+		}
+		sort.Strings(keys)
+		return "router;network=" + p.Network + ";labels=" + strings.Join(keys, ","), nil
+	}
+	return "", errUnsupportedType(typeURL)
+}
+
+// gatewayView returns the network and the Gateways selecting the labels of
+// a router view key.
+func (cp *ControlPlane) gatewayView(key string) translate.GatewayView {
+	var v translate.GatewayView
+	labels := map[string]string{}
+	for _, part := range strings.Split(key, ";") {
+		if n, ok := strings.CutPrefix(part, "network="); ok {
+			v.Network = n
+		}
+		if ls, ok := strings.CutPrefix(part, "labels="); ok && ls != "" {
+			for _, kv := range strings.Split(ls, ",") {
+				k, val, _ := strings.Cut(kv, "=")
+				labels[k] = val
+			}
+		}
+	}
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	for _, g := range cp.gateways {
+		if g.Selects(labels) {
+			v.Gateways = append(v.Gateways, g)
+		}
+	}
+	return v
+}
+
+// SetIstioGateways applies the config cluster's valid Gateways.
+func (cp *ControlPlane) SetIstioGateways(gws []*model.IstioGateway) {
+	cp.mu.Lock()
+	cp.gateways = gws
+	cp.mu.Unlock()
+	cp.changed()
+}
+
+// IstioGatewayError reports an invalid Gateway (left out).
+func (cp *ControlPlane) IstioGatewayError(object, msg string) {
+	cp.log.Error("Gateway ignored", "gateway", object, "error", msg)
 }
 
 // EDSViewKey names the EDS view of a network.
@@ -389,7 +450,13 @@ func (cp *ControlPlane) push(ctx context.Context) {
 // for every network view that has proxies.
 func (cp *ControlPlane) updateViews(m *model.Mesh) {
 	rebuildCDS := false
-	if key := cdsKey(m, cp.opts.Translate); key != cp.cdsKey {
+	cp.mu.Lock()
+	gwKey := fmt.Sprint(len(cp.gateways))
+	for _, g := range cp.gateways {
+		gwKey += fmt.Sprintf("%v", *g)
+	}
+	cp.mu.Unlock()
+	if key := cdsKey(m, cp.opts.Translate) + gwKey; key != cp.cdsKey {
 		cp.cdsKey, rebuildCDS = key, true
 	}
 	views := cp.Views.Views()
@@ -413,6 +480,9 @@ func (cp *ControlPlane) build(v server.View) map[string]types.Resource {
 		return out
 	}
 	cp.metrics.builds.WithLabelValues(server.TypeName(v.TypeURL)).Inc()
+	if strings.HasPrefix(v.Key, "router;") {
+		return cp.buildRouter(m, v)
+	}
 	switch v.TypeURL {
 	case resource.ClusterType:
 		for _, c := range translate.CDS(m, cp.opts.Translate) {
@@ -432,6 +502,28 @@ func (cp *ControlPlane) build(v server.View) map[string]types.Resource {
 	case resource.EndpointType:
 		network, _ := cutPrefix(v.Key, "network=")
 		for _, cla := range translate.EDS(m, translate.EDSView{Network: network}) {
+			out[cla.ClusterName] = cla
+		}
+	}
+	return out
+}
+
+// buildRouter builds a network gateway's view: AUTO_PASSTHROUGH listeners,
+// their SNI clusters, and those clusters' local-network endpoints.
+func (cp *ControlPlane) buildRouter(m *model.Mesh, v server.View) map[string]types.Resource {
+	out := map[string]types.Resource{}
+	gv := cp.gatewayView(v.Key)
+	switch v.TypeURL {
+	case resource.ListenerType:
+		for _, l := range translate.GatewayLDS(m, gv) {
+			out[l.Name] = l
+		}
+	case resource.ClusterType:
+		for _, c := range translate.GatewayCDS(m, gv) {
+			out[c.Name] = c
+		}
+	case resource.EndpointType:
+		for _, cla := range translate.GatewayEDS(m, gv) {
 			out[cla.ClusterName] = cla
 		}
 	}

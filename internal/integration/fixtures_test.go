@@ -12,7 +12,9 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -288,4 +290,14 @@ func bindClusterAdmin(c *kubeharness.Cluster, ns, sa string) error {
 		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: "cluster-admin"},
 		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: sa, Namespace: ns}}}, metav1.CreateOptions{})
 	return err
+}
+
+// moduleFile finds a file of a dependency in the module cache.
+func moduleFile(t testing.TB, module, file string) string {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", module).Output()
+	if err != nil {
+		t.Fatalf("go list %s: %v", module, err)
+	}
+	return filepath.Join(strings.TrimSpace(string(out)), file)
 }

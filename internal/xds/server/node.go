@@ -22,6 +22,7 @@ const (
 	MetaNamespace      = "NAMESPACE"
 	MetaServiceAccount = "SERVICE_ACCOUNT"
 	MetaInstanceIPs    = "INSTANCE_IPS"
+	MetaLabels         = "LABELS"
 )
 
 // Proxy is what the control plane knows of a connected proxy from its node.
@@ -34,6 +35,10 @@ type Proxy struct {
 	// IPs are the workload's addresses (metadata INSTANCE_IPS): they tell
 	// which endpoints, and so which inbound ports, are its own.
 	IPs []netip.Addr
+	// Router is set for gateway proxies (node id "router~..."), whose
+	// config comes from the Istio Gateways their Labels match.
+	Router bool
+	Labels map[string]string
 }
 
 var networkRE = regexp.MustCompile(`^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$`)
@@ -72,6 +77,13 @@ func ProxyFromNode(n *corev3.Node) (Proxy, error) {
 			return Proxy{}, fmt.Errorf("node %s: metadata.%s: %q is not an IP", p.ID, MetaInstanceIPs, s)
 		}
 		p.IPs = append(p.IPs, ip.Unmap())
+	}
+	p.Router = strings.HasPrefix(p.ID, "router~")
+	if l := fields[MetaLabels].GetStructValue(); l != nil {
+		p.Labels = map[string]string{}
+		for k, v := range l.GetFields() {
+			p.Labels[k] = v.GetStringValue()
+		}
 	}
 	p.Namespace = fields[MetaNamespace].GetStringValue()
 	p.ServiceAccount = fields[MetaServiceAccount].GetStringValue()

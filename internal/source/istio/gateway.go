@@ -1,0 +1,82 @@
+// Package istio reads Istio configuration resources — the networking
+// Gateway — from the config cluster, with istio.io/client-go, into the model.
+package istio
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	versioned "istio.io/client-go/pkg/clientset/versioned"
+	istioinformers "istio.io/client-go/pkg/informers/externalversions"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/horizonmesh/horizon/internal/model"
+)
+
+// ConvertGateway turns a Gateway resource into the model, validating what
+// Horizon uses: a non-empty selector and server ports in range.
+func ConvertGateway(g *networkingv1.Gateway) (*model.IstioGateway, error) {
+	obj := "Gateway " + g.Namespace + "/" + g.Name
+	if len(g.Spec.GetSelector()) == 0 {
+		return nil, fmt.Errorf("%s: spec.selector is empty (it would select no gateway proxy)", obj)
+	}
+	out := &model.IstioGateway{Name: g.Name, Namespace: g.Namespace, Selector: g.Spec.GetSelector()}
+	for i, s := range g.Spec.GetServers() {
+		p := s.GetPort()
+		if p.GetNumber() == 0 || p.GetNumber() > 65535 {
+			return nil, fmt.Errorf("%s: spec.servers[%d].port.number %d out of range", obj, i, p.GetNumber())
+		}
+		if len(s.GetHosts()) == 0 {
+			return nil, fmt.Errorf("%s: spec.servers[%d].hosts is empty", obj, i)
+		}
+		srv := model.GatewayServer{Port: p.GetNumber(), PortName: p.GetName(), Protocol: p.GetProtocol(), Hosts: s.GetHosts()}
+		if s.GetTls() != nil {
+			srv.TLSMode = s.GetTls().GetMode().String()
+		}
+		out.Servers = append(out.Servers, srv)
+	}
+	return out, nil
+}
+
+// Sink receives the current set of valid Gateways.
+type Sink interface {
+	SetIstioGateways([]*model.IstioGateway)
+	IstioGatewayError(object, msg string)
+}
+
+// WatchGateways follows networking.istio.io Gateways in every namespace of
+// the config cluster until ctx ends. Invalid Gateways are reported and
+// left out; the others keep applying.
+func WatchGateways(ctx context.Context, client versioned.Interface, sink Sink) {
+	factory := istioinformers.NewSharedInformerFactory(client, 0)
+	inf := factory.Networking().V1().Gateways()
+	var mu sync.Mutex
+	push := func(any) {
+		mu.Lock()
+		defer mu.Unlock()
+		list, _ := inf.Lister().List(labels.Everything())
+		sort.Slice(list, func(i, j int) bool {
+			return list[i].Namespace+"/"+list[i].Name < list[j].Namespace+"/"+list[j].Name
+		})
+		var out []*model.IstioGateway
+		for _, g := range list {
+			mg, err := ConvertGateway(g)
+			if err != nil {
+				sink.IstioGatewayError(g.Namespace+"/"+g.Name, err.Error())
+				continue
+			}
+			out = append(out, mg)
+		}
+		sink.SetIstioGateways(out)
+	}
+	_, _ = inf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc: push, UpdateFunc: func(_, o any) { push(o) }, DeleteFunc: push,
+	})
+	factory.Start(ctx.Done())
+	cache.WaitForCacheSync(ctx.Done(), inf.Informer().HasSynced)
+	push(nil) // a defined state even with no Gateway at all
+}
