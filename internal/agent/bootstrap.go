@@ -87,7 +87,9 @@ func Bootstrap(c BootstrapConfig) (*bootstrapv3.Bootstrap, error) {
 			TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{{Name: translate.SecretDefault, SdsConfig: sdsConfig()}},
 			ValidationContextType: &tlsv3.CommonTlsContext_ValidationContextSdsSecretConfig{
 				ValidationContextSdsSecretConfig: &tlsv3.SdsSecretConfig{Name: translate.SecretRootCA, SdsConfig: sdsConfig()}},
-			AlpnProtocols: []string{"h2"},
+			// "istio" lets a network gateway pass the connection through
+			// to discovery on SNI (remote networks reach it that way).
+			AlpnProtocols: []string{"h2", translate.MeshALPN[0]},
 		},
 	})
 	if err != nil {

@@ -18,6 +18,8 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	securityv1alpha1 "istio.io/api/security/v1alpha1"
+
+	"github.com/horizonmesh/horizon/internal/xds/translate"
 )
 
 // Identity is the workload's key and certificate chain.
@@ -58,12 +60,16 @@ func (c *CertClient) Fetch(ctx context.Context) (*Identity, error) {
 	if !roots.AppendCertsFromPEM(c.RootPEM) {
 		return nil, errors.New("no root certificate to trust discovery with")
 	}
+	// ALPN "istio" too: through a network gateway the connection is routed
+	// by a passthrough chain that matches the mesh ALPN list.
 	conn, err := grpc.NewClient(c.Addr, grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{
-		RootCAs: roots, ServerName: c.ServerName, MinVersion: tls.VersionTLS12})))
+		RootCAs: roots, ServerName: c.ServerName, MinVersion: tls.VersionTLS12, NextProtos: []string{"h2", translate.MeshALPN[0]}})))
 	if err != nil {
 		return nil, err
 	}
 	defer conn.Close()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
 	ctx = metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+strings.TrimSpace(string(token)), "clusterid", c.ClusterID)
 	resp, err := securityv1alpha1.NewIstioCertificateServiceClient(conn).CreateCertificate(ctx, &securityv1alpha1.IstioCertificateRequest{
 		Csr: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csrDER})), ValidityDuration: int64(c.TTL.Seconds())})

@@ -43,6 +43,7 @@ type Lab struct {
 	bridge string // namespace holding the bridge
 	procs  []*exec.Cmd
 	ns     []string
+	links  int
 }
 
 // New creates the bridge namespace (PREFIX-br, bridge br0 with gateway
@@ -85,16 +86,20 @@ func (l *Lab) Host(name, cidr, gw string, hosts ...string) string {
 	l.veth(ns, cidr)
 	l.In(ns, "ip", "route", "add", "default", "via", gw)
 	if len(hosts) > 0 {
-		dir := filepath.Join("/etc/netns", ns)
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			l.t.Fatal(err)
-		}
-		content := "127.0.0.1 localhost\n" + strings.Join(hosts, "\n") + "\n"
-		if err := os.WriteFile(filepath.Join(dir, "hosts"), []byte(content), 0o644); err != nil {
-			l.t.Fatal(err)
-		}
+		l.writeHosts(ns, hosts)
 	}
 	return ns
+}
+
+func (l *Lab) writeHosts(ns string, hosts []string) {
+	dir := filepath.Join("/etc/netns", ns)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		l.t.Fatal(err)
+	}
+	content := "127.0.0.1 localhost\n" + strings.Join(hosts, "\n") + "\n"
+	if err := os.WriteFile(filepath.Join(dir, "hosts"), []byte(content), 0o644); err != nil {
+		l.t.Fatal(err)
+	}
 }
 
 // RootLink joins the test's own (root) namespace to the bridge with
