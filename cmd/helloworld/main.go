@@ -23,9 +23,11 @@ func main() {
 	probe := flag.String("probe", "", "probe mode: host:port to connect to with TLS")
 	sni := flag.String("sni", "", "probe: server name to send")
 	alpn := flag.String("alpn", "istio", "probe: ALPN protocol to offer")
+	cert := flag.String("cert", "", "probe: client certificate chain (PEM file)")
+	key := flag.String("key", "", "probe: client key (PEM file)")
 	flag.Parse()
 	if *probe != "" {
-		os.Exit(runProbe(*probe, *sni, *alpn))
+		os.Exit(runProbe(*probe, *sni, *alpn, *cert, *key))
 	}
 	if *name == "" {
 		*name, _ = os.Hostname()
@@ -40,8 +42,17 @@ func main() {
 
 // runProbe sends GET /hello over TLS (no client certificate, server not
 // verified) and prints the answer; exit 0 only when one arrives.
-func runProbe(addr, sni, alpn string) int {
-	conn, err := tls.DialWithDialer(&netDialer, "tcp", addr, &tls.Config{ServerName: sni, NextProtos: []string{alpn}, InsecureSkipVerify: true}) //nolint:gosec // a probe
+func runProbe(addr, sni, alpn, certFile, keyFile string) int {
+	cfg := &tls.Config{ServerName: sni, NextProtos: []string{alpn}, InsecureSkipVerify: true} //nolint:gosec // a probe
+	if certFile != "" {
+		pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			fmt.Println("probe:", err)
+			return 2
+		}
+		cfg.Certificates = []tls.Certificate{pair}
+	}
+	conn, err := tls.DialWithDialer(&netDialer, "tcp", addr, cfg)
 	if err != nil {
 		fmt.Println("no answer:", err)
 		return 1
