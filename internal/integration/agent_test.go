@@ -17,9 +17,6 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
 	"github.com/horizonmesh/horizon/internal/agent"
 	"github.com/horizonmesh/horizon/internal/ca"
 	"github.com/horizonmesh/horizon/internal/ca/catest"
@@ -46,9 +43,7 @@ func TestAgentRunsRealEnvoyOverMTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = m.c1.Client.CoreV1().Secrets("istio-system").Create(ctx, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: cli.CASecretName, Namespace: "istio-system"}, Data: files}, metav1.CreateOptions{})
-	must(t, err)
+	installCACerts(t, m.c1, files)
 	must(t, createSA(m.c1, "sample", "helloworld"))
 	secure := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	d := startDiscoveryWith(t, m.c1, nil, true, func(c *cli.DiscoveryConfig) {

@@ -20,7 +20,6 @@ import (
 	"google.golang.org/grpc/status"
 	securityv1alpha1 "istio.io/api/security/v1alpha1"
 	authenticationv1 "k8s.io/api/authentication/v1"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/horizonmesh/horizon/internal/ca"
@@ -49,9 +48,7 @@ func TestCSRAgainstRealAPIServers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = m.c1.Client.CoreV1().Secrets("istio-system").Create(ctx, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: cli.CASecretName, Namespace: "istio-system"}, Data: files}, metav1.CreateOptions{})
-	must(t, err)
+	installCACerts(t, m.c1, files)
 	for _, c := range []*kubeharness.Cluster{m.c1, m.c2} {
 		must(t, createSA(c, "sample", "sleep"))
 	}

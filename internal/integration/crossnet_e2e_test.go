@@ -170,9 +170,7 @@ func TestAcrossIsolatedNetworks(t *testing.T) {
 		}
 		must(t, createSA(c, "istio-system", "istio-eastwestgateway"))
 	}
-	_, err = c1.Client.CoreV1().Secrets("istio-system").Create(ctx, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: cli.CASecretName, Namespace: "istio-system"}, Data: files}, metav1.CreateOptions{})
-	must(t, err)
+	installCACerts(t, c1, files)
 	for _, w := range workloads {
 		if w.public == "" {
 			podWith(t, clusters[w.cluster], "sample", w.name, w.ip, w.sa, map[string]string{"app": w.name})

@@ -42,13 +42,7 @@ func envoyBinary(t *testing.T) string {
 // Envoy would at run time).
 func TestEnvoyAcceptsGeneratedConfig(t *testing.T) {
 	envoy := envoyBinary(t)
-	m, diags := offline.Load(context.Background(), offline.Options{Clusters: []manifest.ClusterSource{
-		{ID: "cluster1", Path: "../../examples/walkthrough/cluster1"},
-		{ID: "remote_kubecfg", Path: "../../examples/walkthrough/remote"},
-	}, MeshNetworksFile: "../../examples/walkthrough/meshnetworks.yaml"})
-	if err := diags.Err(); err != nil {
-		t.Fatal(err)
-	}
+	m := walkthroughMesh(t)
 	for _, view := range []translate.SidecarView{
 		{Cluster: "cluster1", InboundPorts: []uint32{5000}},
 		{Cluster: "cluster1"},                                           // a client-only workload, like sleep
@@ -80,13 +74,7 @@ func TestEnvoyAcceptsGeneratedConfig(t *testing.T) {
 // AUTO_PASSTHROUGH listeners and SNI clusters with the real Envoy.
 func TestEnvoyAcceptsGatewayConfig(t *testing.T) {
 	envoy := envoyBinary(t)
-	m, diags := offline.Load(context.Background(), offline.Options{Clusters: []manifest.ClusterSource{
-		{ID: "cluster1", Path: "../../examples/walkthrough/cluster1"},
-		{ID: "remote_kubecfg", Path: "../../examples/walkthrough/remote"},
-	}, MeshNetworksFile: "../../examples/walkthrough/meshnetworks.yaml"})
-	if err := diags.Err(); err != nil {
-		t.Fatal(err)
-	}
+	m := walkthroughMesh(t)
 	v := translate.GatewayView{Network: "network2", Gateways: []*model.IstioGateway{{Name: "helloworld-gateway", Namespace: "sample",
 		Selector: map[string]string{"istio": "ingressgateway"},
 		Servers:  []model.GatewayServer{{Port: 15443, Protocol: "TLS", TLSMode: model.TLSModeAutoPassthrough, Hosts: []string{"*"}}}}}}
@@ -121,4 +109,17 @@ func validate(t *testing.T, envoy string, b *bootstrapv3.Bootstrap) {
 	if err != nil {
 		t.Fatalf("Envoy rejected the config: %v\n%s", err, out)
 	}
+}
+
+// walkthroughMesh is the mesh of examples/walkthrough.
+func walkthroughMesh(t *testing.T) *model.Mesh {
+	t.Helper()
+	m, diags := offline.Load(context.Background(), offline.Options{Clusters: []manifest.ClusterSource{
+		{ID: "cluster1", Path: "../../examples/walkthrough/cluster1"},
+		{ID: "remote_kubecfg", Path: "../../examples/walkthrough/remote"},
+	}, MeshNetworksFile: "../../examples/walkthrough/meshnetworks.yaml"})
+	if err := diags.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return m
 }

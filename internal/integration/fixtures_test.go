@@ -301,3 +301,12 @@ func moduleFile(t testing.TB, module, file string) string {
 	}
 	return filepath.Join(strings.TrimSpace(string(out)), file)
 }
+
+// installCACerts creates the plug-in CA Secret (the walkthrough's cacerts)
+// in the cluster's istio-system namespace.
+func installCACerts(t testing.TB, c *kubeharness.Cluster, files map[string][]byte) {
+	t.Helper()
+	_, err := c.Client.CoreV1().Secrets("istio-system").Create(ctx, &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: cli.CASecretName, Namespace: "istio-system"}, Data: files}, metav1.CreateOptions{})
+	must(t, err)
+}

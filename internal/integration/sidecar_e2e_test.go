@@ -75,9 +75,7 @@ func TestSidecarsMutualTLSEndToEnd(t *testing.T) {
 	namespace(t, c1, "sample", nil)
 	files, err := catest.New("mesh")
 	must(t, err)
-	_, err = c1.Client.CoreV1().Secrets("istio-system").Create(ctx, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: cli.CASecretName, Namespace: "istio-system"}, Data: files}, metav1.CreateOptions{})
-	must(t, err)
+	installCACerts(t, c1, files)
 	_, err = c1.Client.CoreV1().Services("sample").Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "helloworld", Namespace: "sample"},
 		Spec: corev1.ServiceSpec{ClusterIP: clusterIP, Ports: []corev1.ServicePort{{Name: "http", Port: 5000}}, Selector: map[string]string{"app": "helloworld"}}}, metav1.CreateOptions{})
 	must(t, err)
