@@ -4,7 +4,7 @@
 # Idempotent: a warm run only checks what is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-declare -A pkg=([ip]=iproute2 [iptables]=iptables [curl]=curl [setpriv]=util-linux [python3]=python3)
+declare -A pkg=([ip]=iproute2 [iptables]=iptables [curl]=curl [setpriv]=util-linux [sysctl]=procps [python3]=python3)
 missing=()
 for bin in "${!pkg[@]}"; do
   command -v "$bin" >/dev/null 2>&1 || missing+=("${pkg[$bin]}")

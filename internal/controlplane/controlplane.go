@@ -64,9 +64,10 @@ type ControlPlane struct {
 	ready atomic.Bool
 	start time.Time
 
-	cdsKey  string // cluster names of the last CDS build
-	Views   *server.ViewCache
-	Tracker *server.Tracker
+	cdsKey       string // cluster names of the last CDS build
+	meshProblems string // the mesh diagnostics last logged
+	Views        *server.ViewCache
+	Tracker      *server.Tracker
 }
 
 // clusterState is one cluster as a source reported it.
@@ -80,6 +81,7 @@ type clusterState struct {
 	added     time.Time // first SetCluster of this ID
 	updated   time.Time // latest SetCluster (a rotation swaps the store)
 	err       string
+	problems  string // the conversion errors last logged, to log each set once
 	snap      *model.ClusterSnapshot
 	dirty     bool
 }
@@ -416,8 +418,13 @@ func (cp *ControlPlane) push(ctx context.Context) {
 			}
 		} else if c.dirty || c.snap == nil {
 			snap, diags := kube.Convert(c.id, c.store, kopts)
-			for _, d := range diags.Errors() {
-				cp.log.Warn("object skipped", "cluster", c.id, "problem", d.String())
+			// Every event re-converts the cluster: log a set of problems
+			// when it changes, not on every push.
+			if p := fmt.Sprint(diags.Errors()); p != c.problems {
+				c.problems = p
+				for _, d := range diags.Errors() {
+					cp.log.Warn("object skipped", "cluster", c.id, "problem", d.String())
+				}
 			}
 			c.snap, c.dirty = snap, false
 		}
@@ -432,8 +439,11 @@ func (cp *ControlPlane) push(ctx context.Context) {
 
 	m, diags := model.Build(ctx, model.BuildInput{Clusters: snaps, Networks: nets,
 		DomainSuffix: cp.opts.DomainSuffix, Resolver: cp.opts.Resolver})
-	for _, d := range diags {
-		cp.log.Debug("mesh", "severity", d.Severity, "problem", d.String())
+	if p := fmt.Sprint(diags); p != cp.meshProblems {
+		cp.meshProblems = p
+		for _, d := range diags {
+			cp.log.Warn("mesh", "severity", d.Severity.String(), "problem", d.String())
+		}
 	}
 	cp.mesh.Store(m)
 	cp.updateViews(m)

@@ -22,7 +22,7 @@ func Require(t testing.TB) {
 	if os.Geteuid() != 0 {
 		missing = append(missing, "root")
 	}
-	for _, b := range []string{"ip", "iptables", "curl", "setpriv"} {
+	for _, b := range []string{"ip", "iptables", "curl", "setpriv", "sysctl"} {
 		if _, err := exec.LookPath(b); err != nil {
 			missing = append(missing, b)
 		}
