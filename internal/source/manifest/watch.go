@@ -40,6 +40,7 @@ func Watch(ctx context.Context, src ClusterSource, interval time.Duration, reg R
 	always := func() bool { return true }
 	reg.SetCluster(src.ID, source, true, store, always, func() time.Time { return loaded })
 	print := fingerprint(src.Path)
+	seen := print
 	go func() {
 		t := time.NewTicker(interval)
 		defer t.Stop()
@@ -49,8 +50,12 @@ func Watch(ctx context.Context, src ClusterSource, interval time.Duration, reg R
 				return
 			case <-t.C:
 			}
+			// Reload once the files look the same on two polls in a row, so
+			// a half-written file is never loaded.
 			next := fingerprint(src.Path)
-			if next == print {
+			stable := next == seen
+			seen = next
+			if !stable || next == print {
 				continue
 			}
 			print = next

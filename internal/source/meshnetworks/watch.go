@@ -46,6 +46,7 @@ func WatchFile(ctx context.Context, path string, interval time.Duration, sink Si
 	go func() {
 		t := time.NewTicker(interval)
 		defer t.Stop()
+		applied, seen := data, data
 		for {
 			select {
 			case <-ctx.Done():
@@ -53,11 +54,23 @@ func WatchFile(ctx context.Context, path string, interval time.Duration, sink Si
 			case <-t.C:
 			}
 			next, err := os.ReadFile(path)
-			if err != nil || bytes.Equal(next, data) {
+			if err != nil {
 				continue // a file being replaced may briefly be missing
 			}
-			data = next
-			apply(sink, path, data)
+			// Apply a change only once it reads the same on two polls in a
+			// row: an editor's or a copy's half-written file must never be
+			// applied (a truncated file would parse as "no networks").
+			stable := bytes.Equal(next, seen)
+			seen = next
+			if !stable || bytes.Equal(next, applied) {
+				continue
+			}
+			applied = next
+			if len(bytes.TrimSpace(next)) == 0 {
+				sink.MeshNetworksRejected(fmt.Errorf("%s: the file is empty; write `networks: {}` to remove every network", path))
+				continue
+			}
+			apply(sink, path, next)
 		}
 	}()
 	return nil

@@ -92,6 +92,15 @@ func TestWatchFile(t *testing.T) {
 	if got := s.last().Networks[0].Gateways[0].Address; got != "192.0.2.2" {
 		t.Errorf("applied gateway %s", got)
 	}
+	// An emptied file (say, truncated by a half-done copy) is rejected,
+	// never applied as "no networks".
+	if err := os.WriteFile(path, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitCounts(t, s, 2, 2)
+	if n := len(s.last().Networks); n != 1 {
+		t.Errorf("the last good config was replaced: %d networks", n)
+	}
 }
 
 func TestWatchConfigMap(t *testing.T) {
