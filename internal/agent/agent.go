@@ -50,12 +50,10 @@ func Run(ctx context.Context, c Config, log *slog.Logger) error {
 	}
 	certs := &CertClient{Addr: c.Discovery, ServerName: c.DiscoverySNI, RootPEM: root, TokenFile: c.TokenFile,
 		ClusterID: c.ClusterID, TTL: c.CertTTL}
-	id, err := fetchWithRetry(ctx, certs, log)
-	if err != nil {
-		return err
-	}
 	sds := NewSDS()
-	if err := sds.Update(id); err != nil {
+	renewer := &Renewer{Certs: certs, SDS: sds, Log: log}
+	id, err := renewer.First(ctx)
+	if err != nil {
 		return err
 	}
 	sock := filepath.Join(c.WorkDir, "sds.sock")
@@ -81,7 +79,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger) error {
 	if err := os.WriteFile(bootstrap, js, 0o644); err != nil {
 		return err
 	}
-	go rotate(ctx, certs, sds, id, log)
+	go renewer.Run(ctx, id)
 	out, err := os.Create(filepath.Join(c.WorkDir, "envoy.log"))
 	if err != nil {
 		return err
@@ -89,43 +87,4 @@ func Run(ctx context.Context, c Config, log *slog.Logger) error {
 	defer out.Close()
 	e := &Envoy{Binary: envoyBin, Bootstrap: bootstrap, AdminPort: c.AdminPort, LogLevel: c.LogLevel, Drain: c.Drain, Stdout: out, Log: log}
 	return e.Run(ctx)
-}
-
-func fetchWithRetry(ctx context.Context, certs *CertClient, log *slog.Logger) (*Identity, error) {
-	backoff := 500 * time.Millisecond
-	for {
-		id, err := certs.Fetch(ctx)
-		if err == nil {
-			log.Info("workload certificate", "identity", id.Leaf.URIs, "notAfter", id.NotAfter)
-			return id, nil
-		}
-		log.Warn("certificate request failed; retrying", "error", err, "in", backoff)
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("no certificate: %w", err)
-		case <-time.After(backoff):
-		}
-		backoff = min(2*backoff, 30*time.Second)
-	}
-}
-
-// rotate renews the certificate at half its life and pushes it to Envoy.
-func rotate(ctx context.Context, certs *CertClient, sds *SDS, id *Identity, log *slog.Logger) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(time.Until(id.RenewAt())):
-		}
-		next, err := fetchWithRetry(ctx, certs, log)
-		if err != nil {
-			return
-		}
-		if err := sds.Update(next); err != nil {
-			log.Error("SDS update", "error", err)
-			continue
-		}
-		id = next
-		log.Info("certificate rotated", "notAfter", id.NotAfter)
-	}
 }
