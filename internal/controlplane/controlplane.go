@@ -18,6 +18,8 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/horizonmesh/horizon/internal/model"
 	"github.com/horizonmesh/horizon/internal/source/kube"
@@ -40,8 +42,12 @@ type Options struct {
 	RefreshInterval time.Duration
 	Resolver        model.Resolver
 	Translate       translate.Options
-	Logger          *slog.Logger
-	Registry        prometheus.Registerer
+	// MaxViews bounds the xDS views held at once (0: server.DefaultMaxViews).
+	MaxViews int
+	// Limits bound the streams clients can open.
+	Limits   server.Limits
+	Logger   *slog.Logger
+	Registry prometheus.Registerer
 }
 
 // ControlPlane assembles the mesh from its sources and feeds the xDS views.
@@ -108,13 +114,14 @@ func New(opts Options) *ControlPlane {
 		kick:     make(chan struct{}, 1),
 	}
 	cp.metrics = newMetrics(opts.Registry, cp)
-	cp.Views = server.NewViewCache(cp.build, cp.Classify)
+	cp.Views = server.NewViewCache(cp.build, cp.Classify, opts.MaxViews)
 	cp.Tracker = server.NewTracker(server.Hooks{
-		Ready:     cp.Ready,
-		Connected: func(n string, d int) { cp.metrics.proxies.WithLabelValues(n).Add(float64(d)) },
-		NACK:      func(_ server.Proxy, t, _ string) { cp.metrics.nacks.WithLabelValues(server.TypeName(t)).Inc() },
-		Pushed:    func(t string) { cp.metrics.pushes.WithLabelValues(server.TypeName(t)).Inc() },
-	}, cp.Classify, cp.log)
+		Ready:       cp.Ready,
+		Connected:   func(n string, d int) { cp.metrics.proxies.WithLabelValues(n).Add(float64(d)) },
+		NACK:        func(_ server.Proxy, t, _ string) { cp.metrics.nacks.WithLabelValues(server.TypeName(t)).Inc() },
+		Pushed:      func(t string) { cp.metrics.pushes.WithLabelValues(server.TypeName(t)).Inc() },
+		Unsupported: func() { cp.metrics.unsupported.Inc() },
+	}, cp.Views, opts.Limits, cp.log)
 	return cp
 }
 
@@ -122,7 +129,17 @@ func New(opts Options) *ControlPlane {
 // proxy's network. Listeners and clusters are shared by every sidecar of a
 // cluster whose workload serves the same ports (its inbound side); routes by
 // every sidecar of a cluster (they name its ClusterIPs).
+//
+// A proxy must stand somewhere the mesh knows: its network one the mesh
+// names (meshNetworks, network labels, gateways) and its cluster one that
+// joined. Otherwise it is refused with FailedPrecondition (it retries, and
+// is served once its network or cluster appears). This is what bounds the
+// views: without it every distinct NETWORK a client invents would be a
+// view holding a copy of the whole mesh's endpoints.
 func (cp *ControlPlane) Classify(typeURL string, p server.Proxy) (string, error) {
+	if err := cp.knows(p); err != nil {
+		return "", err
+	}
 	if p.Router {
 		return routerKey(typeURL, p)
 	}
@@ -134,7 +151,39 @@ func (cp *ControlPlane) Classify(typeURL string, p server.Proxy) (string, error)
 	case resource.RouteType:
 		return sidecarKey(p.Cluster, nil), nil
 	}
-	return "", errUnsupportedType(typeURL)
+	return "", server.UnsupportedType(typeURL)
+}
+
+// knows checks that the proxy's network and cluster are part of the mesh.
+func (cp *ControlPlane) knows(p server.Proxy) error {
+	if p.Network != "" {
+		m := cp.mesh.Load()
+		if m == nil || !slices.Contains(m.Networks(), p.Network) {
+			var known []string
+			if m != nil {
+				known = m.Networks()
+			}
+			return status.Errorf(codes.FailedPrecondition, "node %s: network %q is not known to the mesh (known: %s); "+
+				"a network is known from meshNetworks, a topology.istio.io/network label or a gateway",
+				cutID(p.ID), p.Network, strings.Join(known, ", "))
+		}
+	}
+	if p.Cluster != "" {
+		cp.mu.Lock()
+		_, ok := cp.clusters[p.Cluster]
+		cp.mu.Unlock()
+		if !ok {
+			return status.Errorf(codes.FailedPrecondition, "node %s: cluster %q has not joined the mesh", cutID(p.ID), p.Cluster)
+		}
+	}
+	return nil
+}
+
+func cutID(id string) string {
+	if len(id) > 64 {
+		return strconv.Quote(id[:64]) + "..."
+	}
+	return strconv.Quote(id)
 }
 
 // routerKey: a gateway's listeners and clusters depend on its network and
@@ -151,7 +200,7 @@ func routerKey(typeURL string, p server.Proxy) (string, error) {
 		sort.Strings(keys)
 		return "router;network=" + p.Network + ";labels=" + strings.Join(keys, ","), nil
 	}
-	return "", errUnsupportedType(typeURL)
+	return "", server.UnsupportedType(typeURL)
 }
 
 // gatewayView returns the network and the Gateways selecting the labels of
@@ -246,12 +295,6 @@ func (cp *ControlPlane) inboundPorts(p server.Proxy) []uint32 {
 	}
 	slices.Sort(out)
 	return out
-}
-
-type errUnsupportedType string
-
-func (e errUnsupportedType) Error() string {
-	return "resource type " + string(e) + " is not served (only clusters and endpoints)"
 }
 
 // Mesh returns the mesh of the last push (nil before the first).

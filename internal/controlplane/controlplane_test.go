@@ -66,7 +66,7 @@ func TestUnavailableUntilLocalClusterSyncs(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	c2, err := adsclient.Dial(addr, adsclient.Node("late", "n1", "local"))
+	c2, err := adsclient.Dial(addr, adsclient.Node("late", "", "local"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ type metrics struct {
 	clusterSynced *prometheus.GaugeVec
 	clusterErrors *prometheus.CounterVec
 	meshNetErrors prometheus.Counter
+	unsupported   prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, cp *ControlPlane) *metrics {
@@ -44,8 +45,20 @@ func newMetrics(reg prometheus.Registerer, cp *ControlPlane) *metrics {
 		meshNetErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "horizon_meshnetworks_rejected_total", Help: "meshNetworks changes rejected as invalid.",
 		}),
+		unsupported: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "horizon_xds_unsupported_type_requests_total",
+			Help: "Requests for resource types Horizon does not serve (left unanswered, the stream stays up).",
+		}),
 	}
-	reg.MustRegister(m.proxies, m.pushes, m.pushLatency, m.builds, m.nacks, m.clusterSynced, m.clusterErrors, m.meshNetErrors,
+	views := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "horizon_xds_views", Help: "xDS views held (each freed when its last stream closes).",
+	}, func() float64 {
+		if cp.Views == nil {
+			return 0
+		}
+		return float64(len(cp.Views.Views()))
+	})
+	reg.MustRegister(views, m.unsupported, m.proxies, m.pushes, m.pushLatency, m.builds, m.nacks, m.clusterSynced, m.clusterErrors, m.meshNetErrors,
 		&lastEventCollector{cp: cp, desc: prometheus.NewDesc("horizon_cluster_last_event_age_seconds",
 			"Seconds since the cluster's last source event.", []string{"cluster"}, nil)})
 	return m

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sort"
 	"sync"
@@ -11,14 +12,36 @@ import (
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 )
 
 // Hooks are how the tracker reports to the rest of the control plane.
 type Hooks struct {
-	Ready     func() bool                                  // false: new streams get Unavailable
-	Connected func(network string, delta int)              // proxies per network
-	NACK      func(p Proxy, typeURL string, detail string) // a proxy rejected config
-	Pushed    func(typeURL string)                         // a response went out
+	Ready       func() bool                                  // false: new streams get Unavailable
+	Connected   func(network string, delta int)              // proxies per network
+	NACK        func(p Proxy, typeURL string, detail string) // a proxy rejected config
+	Pushed      func(typeURL string)                         // a response went out
+	Unsupported func()                                       // a request for a type Horizon does not serve
+}
+
+// Limits bound what clients can make the tracker hold.
+type Limits struct {
+	// MaxStreams bounds the open ADS streams of both kinds together; a
+	// stream past it is refused with ResourceExhausted. 0: 10,000.
+	MaxStreams int
+	// MaxTypesPerStream bounds the resource types one stream may ask for
+	// (served or not). 0: 16.
+	MaxTypesPerStream int
+}
+
+func (l Limits) withDefaults() Limits {
+	if l.MaxStreams <= 0 {
+		l.MaxStreams = 10000
+	}
+	if l.MaxTypesPerStream <= 0 {
+		l.MaxTypesPerStream = 16
+	}
+	return l
 }
 
 // StreamStatus is what /debug/syncz shows of one stream.
@@ -36,119 +59,174 @@ type StreamStatus struct {
 
 // TypeState is one stream's progress on one resource type.
 type TypeState struct {
-	View     string    `json:"view"`
-	Sent     string    `json:"sent"`  // version (or nonce, for delta) last sent
-	Acked    string    `json:"acked"` // version last accepted
-	LastNACK string    `json:"lastNACK,omitempty"`
-	NACKAt   time.Time `json:"nackAt,omitzero"`
+	View        string    `json:"view"`
+	Unsupported bool      `json:"unsupported,omitempty"` // a type Horizon does not serve: never answered
+	Sent        string    `json:"sent"`                  // version (or nonce, for delta) last sent
+	Acked       string    `json:"acked"`                 // version last accepted
+	LastNACK    string    `json:"lastNACK,omitempty"`
+	NACKAt      time.Time `json:"nackAt,omitzero"`
+	NACKs       int       `json:"nacks,omitempty"`
+}
+
+// streamKey names a stream. go-control-plane numbers state-of-the-world and
+// delta streams with two counters that both start at 1, so the ID alone
+// would let a delta stream read or overwrite a state-of-the-world stream's
+// entry (and its verified identity).
+type streamKey struct {
+	delta bool
+	id    int64
+}
+
+// stream is everything known of one open stream. node is this stream's own
+// copy of its first node: every request of the stream is rewritten to carry
+// exactly that pointer, which is how ViewCache finds the stream's views.
+type stream struct {
+	status StreamStatus
+	first  *corev3.Node // as the proxy sent it, to compare later nodes with
+	node   *corev3.Node
+	proxy  Proxy
+	// counted: the proxy was reported Connected (its first request was
+	// accepted), so closing must report it gone.
+	counted bool
 }
 
 // Tracker implements go-control-plane's server callbacks: it refuses streams
-// until the control plane is ready, validates each proxy's node, and records
-// per stream what was sent, acknowledged and rejected.
+// until the control plane is ready, validates each proxy's node and
+// identity on every request, binds each stream to its views, and records
+// what was sent, acknowledged and rejected.
 type Tracker struct {
-	hooks    Hooks
-	classify Classifier
-	log      *slog.Logger
+	hooks  Hooks
+	views  *ViewCache
+	limits Limits
+	log    *slog.Logger
+	logged *onceSet // unsupported type URLs already logged
 
 	mu      sync.Mutex
-	streams map[int64]*StreamStatus
+	streams map[streamKey]*stream
 }
 
-// NewTracker returns a Tracker.
-func NewTracker(hooks Hooks, classify Classifier, log *slog.Logger) *Tracker {
-	return &Tracker{hooks: hooks, classify: classify, log: log, streams: map[int64]*StreamStatus{}}
+// NewTracker returns a Tracker binding streams to views of vc.
+func NewTracker(hooks Hooks, vc *ViewCache, limits Limits, log *slog.Logger) *Tracker {
+	return &Tracker{hooks: hooks, views: vc, limits: limits.withDefaults(), log: log,
+		logged: newOnceSet(64), streams: map[streamKey]*stream{}}
 }
 
-// Streams returns a copy of every open stream's status, by stream ID.
+// Streams returns a copy of every open stream's status, ordered by kind
+// and ID.
 func (t *Tracker) Streams() []StreamStatus {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	out := make([]StreamStatus, 0, len(t.streams))
 	for _, s := range t.streams {
-		c := *s
+		c := s.status
 		c.Types = map[string]*TypeState{}
-		for k, v := range s.Types {
+		for k, v := range s.status.Types {
 			vv := *v
 			c.Types[k] = &vv
 		}
 		out = append(out, c)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].StreamID < out[j].StreamID })
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Delta != out[j].Delta {
+			return !out[i].Delta
+		}
+		return out[i].StreamID < out[j].StreamID
+	})
 	return out
 }
 
-func (t *Tracker) open(ctx context.Context, id int64, delta bool) error {
+func (t *Tracker) open(ctx context.Context, k streamKey) error {
 	if t.hooks.Ready != nil && !t.hooks.Ready() {
 		return status.Error(codes.Unavailable, "control plane is not ready: the local cluster has not synced yet")
 	}
 	identity, secure := peerIdentity(ctx)
 	t.mu.Lock()
-	t.streams[id] = &StreamStatus{StreamID: id, Delta: delta, Secure: secure, Identity: identity,
-		Connected: time.Now(), Types: map[string]*TypeState{}}
-	t.mu.Unlock()
+	defer t.mu.Unlock()
+	if len(t.streams) >= t.limits.MaxStreams {
+		return status.Errorf(codes.ResourceExhausted, "too many xDS streams (%d); try another replica or later", t.limits.MaxStreams)
+	}
+	t.streams[k] = &stream{status: StreamStatus{StreamID: k.id, Delta: k.delta, Secure: secure, Identity: identity,
+		Connected: time.Now(), Types: map[string]*TypeState{}}}
 	return nil
 }
 
-func (t *Tracker) closed(id int64) {
+func (t *Tracker) closed(k streamKey) {
 	t.mu.Lock()
-	s, ok := t.streams[id]
-	delete(t.streams, id)
+	s, ok := t.streams[k]
+	delete(t.streams, k)
 	t.mu.Unlock()
-	if ok && s.Proxy != "" && t.hooks.Connected != nil {
-		t.hooks.Connected(s.Network, -1)
+	if !ok || s.node == nil {
+		return
+	}
+	t.views.Unbind(s.node)
+	if s.counted && t.hooks.Connected != nil {
+		t.hooks.Connected(s.proxy.Network, -1)
 	}
 }
 
-// request validates the node on a stream's first request and records ACKs
-// and NACKs. node may be nil on later requests.
-func (t *Tracker) request(id int64, node *corev3.Node, typeURL, version, nonce string, errDetail string) error {
+// request authorises one request of a stream and binds its type to a view.
+// The first request fixes the stream's node; every later one must carry the
+// same node (go-control-plane fills in the stream's node when a request
+// has none) and is checked against the stream's own peer identity again.
+// It sets *node to the stream's own node pointer.
+func (t *Tracker) request(k streamKey, node **corev3.Node, typeURL, version, nonce, errDetail string) error {
 	t.mu.Lock()
-	s, ok := t.streams[id]
+	s, ok := t.streams[k]
 	if !ok {
 		t.mu.Unlock()
 		return status.Error(codes.Internal, "unknown stream")
 	}
-	first := s.Proxy == ""
+	first := s.node == nil
+	p := s.proxy
 	if first {
-		p, err := ProxyFromNode(node)
-		if err != nil {
+		var err error
+		if p, err = ProxyFromNode(*node); err != nil {
 			t.mu.Unlock()
 			return status.Error(codes.InvalidArgument, err.Error())
 		}
-		if s.Secure {
-			if err := checkIdentity(s.Identity, p); err != nil {
-				t.mu.Unlock()
-				t.log.Warn("proxy refused", "proxy", p.ID, "error", err)
-				return status.Error(codes.PermissionDenied, err.Error())
-			}
-		}
-		s.Proxy, s.Network, s.Cluster = p.ID, p.Network, string(p.Cluster)
+	} else if *node != nil && *node != s.node && !proto.Equal(*node, s.first) {
+		t.mu.Unlock()
+		return status.Errorf(codes.PermissionDenied, "node %s: a stream's node may not change; open a new stream", quote(p.ID))
 	}
-	p := Proxy{ID: s.Proxy, Network: s.Network, Cluster: clusterID(s.Cluster)}
-	ts := s.Types[typeURL]
-	if ts == nil {
-		key, err := t.classify(typeURL, p)
-		if err != nil {
+	if s.status.Secure {
+		if err := checkIdentity(s.status.Identity, p); err != nil {
 			t.mu.Unlock()
-			return status.Error(codes.InvalidArgument, err.Error())
+			t.log.Warn("proxy refused", "proxy", quote(p.ID), "stream", k.id, "delta", k.delta, "error", err)
+			return status.Error(codes.PermissionDenied, err.Error())
 		}
-		ts = &TypeState{View: key}
-		s.Types[typeURL] = ts
 	}
+	if first {
+		s.first, s.node, s.proxy = *node, proto.Clone(*node).(*corev3.Node), p
+		s.status.Proxy, s.status.Network, s.status.Cluster = p.ID, p.Network, string(p.Cluster)
+	}
+	*node = s.node
+	ts, err := t.bind(s, typeURL)
+	if err != nil {
+		t.mu.Unlock()
+		return err
+	}
+	newlyCounted := !s.counted
+	s.counted = true
 	nack := errDetail != "" && nonce != ""
+	logNACK := false
 	if nack {
-		ts.LastNACK, ts.NACKAt = errDetail, time.Now()
+		ts.NACKs++
+		detail := cut(errDetail, 1024)
+		logNACK = detail != ts.LastNACK // once per (stream, type, error)
+		ts.LastNACK, ts.NACKAt = detail, time.Now()
 	} else if nonce != "" {
 		ts.Acked = version
 	}
 	t.mu.Unlock()
 
-	if first && t.hooks.Connected != nil {
+	if newlyCounted && t.hooks.Connected != nil {
 		t.hooks.Connected(p.Network, +1)
 	}
 	if nack {
-		t.log.Warn("proxy rejected config", "proxy", p.ID, "type", TypeName(typeURL), "detail", errDetail)
+		if logNACK {
+			t.log.Warn("proxy rejected config (logged once per error; horizon_xds_nacks_total counts all)",
+				"proxy", quote(p.ID), "type", TypeName(typeURL), "detail", cut(errDetail, 1024))
+		}
 		if t.hooks.NACK != nil {
 			t.hooks.NACK(p, typeURL, errDetail)
 		}
@@ -156,10 +234,44 @@ func (t *Tracker) request(id int64, node *corev3.Node, typeURL, version, nonce s
 	return nil
 }
 
-func (t *Tracker) sent(id int64, typeURL, version string) {
+// bind returns the stream's state for typeURL, binding the stream to its
+// view of that type on first use. A type Horizon does not serve is
+// remembered and never answered, rather than ending the stream: Istio
+// agents ask for their own types (the NDS name table) on the same stream.
+// Called with t.mu held.
+func (t *Tracker) bind(s *stream, typeURL string) (*TypeState, error) {
+	if ts := s.status.Types[typeURL]; ts != nil {
+		return ts, nil
+	}
+	if len(s.status.Types) >= t.limits.MaxTypesPerStream {
+		return nil, status.Errorf(codes.ResourceExhausted, "a stream may ask for at most %d resource types", t.limits.MaxTypesPerStream)
+	}
+	v, err := t.views.Bind(s.node, typeURL, s.proxy)
+	var unsupported errUnsupported
+	switch {
+	case errors.As(err, &unsupported):
+		ts := &TypeState{Unsupported: true}
+		s.status.Types[cut(typeURL, 256)] = ts
+		if t.logged.add(typeURL) {
+			t.log.Info("ignoring requests for a resource type Horizon does not serve (logged once per type)",
+				"type", quote(typeURL), "proxy", quote(s.proxy.ID))
+		}
+		if t.hooks.Unsupported != nil {
+			t.hooks.Unsupported()
+		}
+		return ts, nil
+	case err != nil:
+		return nil, err
+	}
+	ts := &TypeState{View: v.Key}
+	s.status.Types[typeURL] = ts
+	return ts, nil
+}
+
+func (t *Tracker) sent(k streamKey, typeURL, version string) {
 	t.mu.Lock()
-	if s, ok := t.streams[id]; ok {
-		if ts := s.Types[typeURL]; ts != nil {
+	if s, ok := t.streams[k]; ok {
+		if ts := s.status.Types[typeURL]; ts != nil {
 			ts.Sent = version
 		}
 	}
@@ -171,39 +283,41 @@ func (t *Tracker) sent(id int64, typeURL, version string) {
 
 // OnStreamOpen refuses streams until ready.
 func (t *Tracker) OnStreamOpen(ctx context.Context, id int64, _ string) error {
-	return t.open(ctx, id, false)
+	return t.open(ctx, streamKey{id: id})
 }
 
-// OnStreamClosed forgets the stream.
-func (t *Tracker) OnStreamClosed(id int64, _ *corev3.Node) { t.closed(id) }
+// OnStreamClosed forgets the stream and releases its views.
+func (t *Tracker) OnStreamClosed(id int64, _ *corev3.Node) { t.closed(streamKey{id: id}) }
 
-// OnStreamRequest validates and records a state-of-the-world request.
+// OnStreamRequest authorises and records a state-of-the-world request.
 func (t *Tracker) OnStreamRequest(id int64, r *discovery.DiscoveryRequest) error {
-	return t.request(id, r.GetNode(), r.GetTypeUrl(), r.GetVersionInfo(), r.GetResponseNonce(), r.GetErrorDetail().GetMessage())
+	return t.request(streamKey{id: id}, &r.Node, r.GetTypeUrl(), r.GetVersionInfo(), r.GetResponseNonce(), r.GetErrorDetail().GetMessage())
 }
 
 // OnStreamResponse records what was sent.
 func (t *Tracker) OnStreamResponse(_ context.Context, id int64, _ *discovery.DiscoveryRequest, r *discovery.DiscoveryResponse) {
-	t.sent(id, r.GetTypeUrl(), r.GetVersionInfo())
+	t.sent(streamKey{id: id}, r.GetTypeUrl(), r.GetVersionInfo())
 }
 
 // OnDeltaStreamOpen refuses streams until ready.
 func (t *Tracker) OnDeltaStreamOpen(ctx context.Context, id int64, _ string) error {
-	return t.open(ctx, id, true)
+	return t.open(ctx, streamKey{delta: true, id: id})
 }
 
-// OnDeltaStreamClosed forgets the stream.
-func (t *Tracker) OnDeltaStreamClosed(id int64, _ *corev3.Node) { t.closed(id) }
+// OnDeltaStreamClosed forgets the stream and releases its views.
+func (t *Tracker) OnDeltaStreamClosed(id int64, _ *corev3.Node) {
+	t.closed(streamKey{delta: true, id: id})
+}
 
-// OnStreamDeltaRequest validates and records a delta request. Delta has no
-// version_info: the acknowledged nonce stands for it.
+// OnStreamDeltaRequest authorises and records a delta request. Delta has
+// no version_info: the acknowledged nonce stands for it.
 func (t *Tracker) OnStreamDeltaRequest(id int64, r *discovery.DeltaDiscoveryRequest) error {
-	return t.request(id, r.GetNode(), r.GetTypeUrl(), r.GetResponseNonce(), r.GetResponseNonce(), r.GetErrorDetail().GetMessage())
+	return t.request(streamKey{delta: true, id: id}, &r.Node, r.GetTypeUrl(), r.GetResponseNonce(), r.GetResponseNonce(), r.GetErrorDetail().GetMessage())
 }
 
 // OnStreamDeltaResponse records what was sent.
 func (t *Tracker) OnStreamDeltaResponse(id int64, _ *discovery.DeltaDiscoveryRequest, r *discovery.DeltaDiscoveryResponse) {
-	t.sent(id, r.GetTypeUrl(), r.GetNonce())
+	t.sent(streamKey{delta: true, id: id}, r.GetTypeUrl(), r.GetNonce())
 }
 
 // OnFetchRequest refuses REST fetches.
@@ -213,3 +327,31 @@ func (t *Tracker) OnFetchRequest(context.Context, *discovery.DiscoveryRequest) e
 
 // OnFetchResponse is unused.
 func (t *Tracker) OnFetchResponse(*discovery.DiscoveryRequest, *discovery.DiscoveryResponse) {}
+
+// cut shortens client-provided text kept in memory or logs.
+func cut(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
+// onceSet remembers up to max keys; add reports whether a key is new and
+// was remembered, so a client sending endless distinct keys cannot grow it.
+type onceSet struct {
+	mu   sync.Mutex
+	max  int
+	seen map[string]bool
+}
+
+func newOnceSet(max int) *onceSet { return &onceSet{max: max, seen: map[string]bool{}} }
+
+func (o *onceSet) add(k string) bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.seen[k] || len(o.seen) >= o.max {
+		return false
+	}
+	o.seen[k] = true
+	return true
+}

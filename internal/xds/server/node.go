@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"strconv"
 	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -43,7 +44,22 @@ type Proxy struct {
 
 var networkRE = regexp.MustCompile(`^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$`)
 
-// ProxyFromNode validates a node and reads its network and cluster.
+// Bounds on what a node may carry: a proxy's metadata is client input, and
+// everything in it may end up in logs, view keys and /debug output.
+const (
+	maxNodeIDLen    = 1024
+	maxNameLen      = 253 // namespace, service account: DNS subdomain length
+	maxInstanceIPs  = 16
+	maxLabels       = 64
+	maxLabelLen     = 317 // a qualified label key (253 + "/" + 63)
+	maxQuotedInputs = 64  // bytes of a rejected value echoed in an error
+)
+
+// ProxyFromNode validates a node and reads what it says of the proxy. Every
+// metadata key Horizon reads must have the type Istio proxies send (strings,
+// LABELS a struct of strings): a value of another type is an error rather
+// than silently ignored. Errors quote at most maxQuotedInputs bytes of the
+// offending value.
 func ProxyFromNode(n *corev3.Node) (Proxy, error) {
 	if n == nil {
 		return Proxy{}, fmt.Errorf("request has no node")
@@ -51,43 +67,103 @@ func ProxyFromNode(n *corev3.Node) (Proxy, error) {
 	if n.GetId() == "" {
 		return Proxy{}, fmt.Errorf("node.id is empty")
 	}
-	p := Proxy{ID: n.GetId()}
+	if len(n.GetId()) > maxNodeIDLen {
+		return Proxy{}, fmt.Errorf("node.id %s is longer than %d bytes", quote(n.GetId()), maxNodeIDLen)
+	}
+	p := Proxy{ID: n.GetId(), Router: strings.HasPrefix(n.GetId(), "router~")}
 	fields := n.GetMetadata().GetFields()
-	if v, ok := fields[MetaNetwork]; ok {
+	str := func(key string, max int) (string, error) {
+		v, ok := fields[key]
+		if !ok {
+			return "", nil
+		}
 		if _, isStr := v.GetKind().(*structpb.Value_StringValue); !isStr {
-			return Proxy{}, fmt.Errorf("node %s: metadata.%s must be a string", p.ID, MetaNetwork)
+			return "", fmt.Errorf("node %s: metadata.%s must be a string", quote(p.ID), key)
 		}
-		p.Network = v.GetStringValue()
-		if len(p.Network) > 63 || !networkRE.MatchString(p.Network) {
-			return Proxy{}, fmt.Errorf("node %s: metadata.%s %q is not a valid network name", p.ID, MetaNetwork, p.Network)
+		if s := v.GetStringValue(); len(s) > max {
+			return "", fmt.Errorf("node %s: metadata.%s %s is longer than %d bytes", quote(p.ID), key, quote(s), max)
 		}
+		return v.GetStringValue(), nil
 	}
-	if v, ok := fields[MetaClusterID]; ok && v.GetStringValue() != "" {
-		if err := model.ValidateClusterID(v.GetStringValue()); err != nil {
-			return Proxy{}, fmt.Errorf("node %s: metadata.%s: %v", p.ID, MetaClusterID, err)
-		}
-		p.Cluster = model.ClusterID(v.GetStringValue())
+	var err error
+	if p.Network, err = str(MetaNetwork, 63); err != nil {
+		return Proxy{}, err
 	}
-	for _, s := range strings.Split(fields[MetaInstanceIPs].GetStringValue(), ",") {
+	if !networkRE.MatchString(p.Network) {
+		return Proxy{}, fmt.Errorf("node %s: metadata.%s %s is not a valid network name", quote(p.ID), MetaNetwork, quote(p.Network))
+	}
+	cluster, err := str(MetaClusterID, maxNameLen)
+	if err != nil {
+		return Proxy{}, err
+	}
+	if cluster != "" {
+		if err := model.ValidateClusterID(cluster); err != nil {
+			return Proxy{}, fmt.Errorf("node %s: metadata.%s: %v", quote(p.ID), MetaClusterID, err)
+		}
+		p.Cluster = model.ClusterID(cluster)
+	}
+	if p.Namespace, err = str(MetaNamespace, maxNameLen); err != nil {
+		return Proxy{}, err
+	}
+	if p.ServiceAccount, err = str(MetaServiceAccount, maxNameLen); err != nil {
+		return Proxy{}, err
+	}
+	ips, err := str(MetaInstanceIPs, maxInstanceIPs*40)
+	if err != nil {
+		return Proxy{}, err
+	}
+	for _, s := range strings.Split(ips, ",") {
 		if s = strings.TrimSpace(s); s == "" {
 			continue
 		}
 		ip, err := netip.ParseAddr(s)
 		if err != nil {
-			return Proxy{}, fmt.Errorf("node %s: metadata.%s: %q is not an IP", p.ID, MetaInstanceIPs, s)
+			return Proxy{}, fmt.Errorf("node %s: metadata.%s: %s is not an IP", quote(p.ID), MetaInstanceIPs, quote(s))
+		}
+		if len(p.IPs) == maxInstanceIPs {
+			return Proxy{}, fmt.Errorf("node %s: metadata.%s: more than %d addresses", quote(p.ID), MetaInstanceIPs, maxInstanceIPs)
 		}
 		p.IPs = append(p.IPs, ip.Unmap())
 	}
-	p.Router = strings.HasPrefix(p.ID, "router~")
-	if l := fields[MetaLabels].GetStructValue(); l != nil {
-		p.Labels = map[string]string{}
-		for k, v := range l.GetFields() {
-			p.Labels[k] = v.GetStringValue()
-		}
+	if p.Labels, err = labels(p.ID, fields[MetaLabels]); err != nil {
+		return Proxy{}, err
 	}
-	p.Namespace = fields[MetaNamespace].GetStringValue()
-	p.ServiceAccount = fields[MetaServiceAccount].GetStringValue()
 	return p, nil
+}
+
+// labels reads metadata LABELS: a struct of at most maxLabels strings.
+func labels(id string, v *structpb.Value) (map[string]string, error) {
+	if v == nil {
+		return nil, nil
+	}
+	st, ok := v.GetKind().(*structpb.Value_StructValue)
+	if !ok {
+		return nil, fmt.Errorf("node %s: metadata.%s must be a struct of strings", quote(id), MetaLabels)
+	}
+	fields := st.StructValue.GetFields()
+	if len(fields) > maxLabels {
+		return nil, fmt.Errorf("node %s: metadata.%s has %d labels, more than %d", quote(id), MetaLabels, len(fields), maxLabels)
+	}
+	out := make(map[string]string, len(fields))
+	for k, lv := range fields {
+		if _, isStr := lv.GetKind().(*structpb.Value_StringValue); !isStr {
+			return nil, fmt.Errorf("node %s: metadata.%s.%s must be a string", quote(id), MetaLabels, quote(k))
+		}
+		if len(k) > maxLabelLen || len(lv.GetStringValue()) > maxLabelLen {
+			return nil, fmt.Errorf("node %s: metadata.%s.%s is longer than %d bytes", quote(id), MetaLabels, quote(k), maxLabelLen)
+		}
+		out[k] = lv.GetStringValue()
+	}
+	return out, nil
+}
+
+// quote quotes s for an error message, cut to maxQuotedInputs bytes: a
+// client must not be able to make the server echo a megabyte back.
+func quote(s string) string {
+	if len(s) <= maxQuotedInputs {
+		return strconv.Quote(s)
+	}
+	return strconv.Quote(s[:maxQuotedInputs]) + fmt.Sprintf("... (%d bytes)", len(s))
 }
 
 func clusterID(s string) model.ClusterID { return model.ClusterID(s) }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -10,6 +11,8 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -42,38 +45,70 @@ func TypeName(typeURL string) string {
 // Builder builds the current resources of a view.
 type Builder func(View) map[string]types.Resource
 
-// Classifier tells which view of a type a proxy belongs to.
+// Classifier tells which view of a type a proxy belongs to. It returns
+// UnsupportedType for a type Horizon does not serve, and a gRPC status
+// error (or any error, taken as InvalidArgument) for a proxy it refuses.
 type Classifier func(typeURL string, p Proxy) (key string, err error)
+
+// UnsupportedType is the Classifier's answer for a resource type Horizon
+// does not serve.
+func UnsupportedType(typeURL string) error { return errUnsupported(typeURL) }
+
+type errUnsupported string
+
+func (e errUnsupported) Error() string {
+	return "resource type " + quote(string(e)) + " is not served (Horizon serves listeners, routes, clusters and endpoints)"
+}
+
+// DefaultMaxViews bounds the views a ViewCache holds when NewViewCache is
+// given no bound.
+const DefaultMaxViews = 1024
 
 // ViewCache is a go-control-plane cache.Cache with one LinearCache per view.
 // A LinearCache marshals each resource once however many streams watch it,
-// whereas SnapshotCache marshals per response, i.e. once per proxy. Views are
-// created when their first proxy asks and kept current by Update.
+// whereas SnapshotCache marshals per response, i.e. once per proxy.
+//
+// A view lives exactly as long as a stream is bound to it: the Tracker binds
+// a stream's node (its own pointer, see Tracker.request) to one view per
+// type on the stream's first request of that type, and unbinds it when the
+// stream closes; the last unbinding frees the view. At most maxViews views
+// exist; binding a stream to a new view past that is ResourceExhausted.
 type ViewCache struct {
-	mu       sync.Mutex
-	caches   map[View]*viewEntry
 	build    Builder
 	classify Classifier
+	maxViews int
+
+	mu       sync.Mutex
+	caches   map[View]*viewEntry
+	bindings map[*corev3.Node]map[string]*viewEntry // stream node -> type -> view; nil: unsupported type
 }
 
 type viewEntry struct {
-	lc *cache.LinearCache
-	mu sync.Mutex // guards current and updates
-	// current is what the view holds; updates counts UpdateResources calls,
-	// which is exactly the LinearCache's own version counter.
+	view View
+	lc   *cache.LinearCache
+	refs int        // bindings, guarded by ViewCache.mu
+	mu   sync.Mutex // guards current and updates
+	// current is what the view holds (replaced, never mutated, by Update);
+	// updates counts UpdateResources calls, which is exactly the
+	// LinearCache's own version counter.
 	current map[string]types.Resource
 	updates int
 	prefix  string
 }
 
-// NewViewCache returns a cache whose new views are filled by build.
-func NewViewCache(build Builder, classify Classifier) *ViewCache {
-	return &ViewCache{caches: map[View]*viewEntry{}, build: build, classify: classify}
+// NewViewCache returns a cache whose new views are filled by build, holding
+// at most maxViews views (0: DefaultMaxViews).
+func NewViewCache(build Builder, classify Classifier, maxViews int) *ViewCache {
+	if maxViews <= 0 {
+		maxViews = DefaultMaxViews
+	}
+	return &ViewCache{caches: map[View]*viewEntry{}, bindings: map[*corev3.Node]map[string]*viewEntry{},
+		build: build, classify: classify, maxViews: maxViews}
 }
 
 var _ cache.Cache = (*ViewCache)(nil)
 
-// Views lists the views that exist (have had a proxy).
+// Views lists the views that exist (have a stream bound).
 func (c *ViewCache) Views() []View {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -82,6 +117,73 @@ func (c *ViewCache) Views() []View {
 		out = append(out, v)
 	}
 	return out
+}
+
+// Bind binds the stream whose node is node to p's view of typeURL,
+// creating (and building) the view if it is new. An unsupported type is
+// bound to no view and reported as UnsupportedType.
+func (c *ViewCache) Bind(node *corev3.Node, typeURL string, p Proxy) (View, error) {
+	key, err := c.classify(typeURL, p)
+	var unsupported errUnsupported
+	if errors.As(err, &unsupported) {
+		c.mu.Lock()
+		c.bindingsOf(node)[typeURL] = nil
+		c.mu.Unlock()
+		return View{}, err
+	}
+	if err != nil {
+		if _, ok := status.FromError(err); !ok {
+			err = status.Error(codes.InvalidArgument, err.Error())
+		}
+		return View{}, err
+	}
+	v := View{TypeURL: typeURL, Key: key}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	b := c.bindingsOf(node)
+	if _, ok := b[typeURL]; ok {
+		return v, nil // already bound (the Tracker binds each type once)
+	}
+	e, ok := c.caches[v]
+	if !ok {
+		if len(c.caches) >= c.maxViews {
+			return View{}, status.Errorf(codes.ResourceExhausted,
+				"the control plane holds its limit of %d views; refusing a new %s view", c.maxViews, v)
+		}
+		res := c.build(v)
+		e = &viewEntry{view: v, current: res, prefix: versionPrefix(v),
+			lc: cache.NewLinearCache(typeURL, cache.WithInitialResources(res), cache.WithVersionPrefix(versionPrefix(v)))}
+		c.caches[v] = e
+	}
+	e.refs++
+	b[typeURL] = e
+	return v, nil
+}
+
+// Unbind releases every view the stream of node is bound to, freeing those
+// no other stream is bound to.
+func (c *ViewCache) Unbind(node *corev3.Node) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, e := range c.bindings[node] {
+		if e == nil {
+			continue
+		}
+		if e.refs--; e.refs == 0 {
+			delete(c.caches, e.view)
+		}
+	}
+	delete(c.bindings, node)
+}
+
+// bindingsOf returns node's bindings, creating them. Called with c.mu held.
+func (c *ViewCache) bindingsOf(node *corev3.Node) map[string]*viewEntry {
+	b := c.bindings[node]
+	if b == nil {
+		b = map[string]*viewEntry{}
+		c.bindings[node] = b
+	}
+	return b
 }
 
 // Update replaces a view's resources, sending only those that changed (by
@@ -129,33 +231,17 @@ func (c *ViewCache) Version(v View) string {
 	return versionPrefix(v) + strconv.Itoa(e.updates)
 }
 
-// entryFor validates the requesting node and returns its view of typeURL.
-func (c *ViewCache) entryFor(node *corev3.Node, typeURL string) (*viewEntry, error) {
-	p, err := ProxyFromNode(node)
-	if err != nil {
-		return nil, err
-	}
-	return c.view(typeURL, p)
-}
-
-func (c *ViewCache) view(typeURL string, p Proxy) (*viewEntry, error) {
-	key, err := c.classify(typeURL, p)
-	if err != nil {
-		return nil, err
-	}
-	v := View{TypeURL: typeURL, Key: key}
+// bound returns the view the request's stream is bound to for typeURL; nil
+// without error for a type Horizon does not serve.
+func (c *ViewCache) bound(node *corev3.Node, typeURL string) (*viewEntry, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if e, ok := c.caches[v]; ok {
-		return e, nil
+	e, ok := c.bindings[node][typeURL]
+	if !ok {
+		// Only requests the Tracker accepted reach the cache, and it binds
+		// them first: this is a stream that is closing, or a bug.
+		return nil, status.Errorf(codes.Internal, "stream is not bound to a %s view", TypeName(typeURL))
 	}
-	res := c.build(v)
-	e := &viewEntry{
-		lc:      cache.NewLinearCache(typeURL, cache.WithInitialResources(res), cache.WithVersionPrefix(versionPrefix(v))),
-		current: res,
-		prefix:  versionPrefix(v),
-	}
-	c.caches[v] = e
 	return e, nil
 }
 
@@ -163,9 +249,9 @@ func versionPrefix(v View) string { return v.Key + "-" }
 
 // CreateWatch implements cache.ConfigWatcher for state-of-the-world streams.
 func (c *ViewCache) CreateWatch(req *cache.Request, sub cache.Subscription, out chan cache.Response) (func(), error) {
-	e, err := c.entryFor(req.GetNode(), req.GetTypeUrl())
-	if err != nil {
-		return nil, err
+	e, err := c.bound(req.GetNode(), req.GetTypeUrl())
+	if err != nil || e == nil {
+		return func() {}, err // unsupported: never answered
 	}
 	if req.GetErrorDetail() != nil && req.GetResponseNonce() != "" {
 		// A NACK carries the last version the proxy accepted, "" if none:
@@ -183,9 +269,9 @@ func (c *ViewCache) CreateWatch(req *cache.Request, sub cache.Subscription, out 
 
 // CreateDeltaWatch implements cache.ConfigWatcher for delta streams.
 func (c *ViewCache) CreateDeltaWatch(req *cache.DeltaRequest, sub cache.Subscription, out chan cache.DeltaResponse) (func(), error) {
-	e, err := c.entryFor(req.GetNode(), req.GetTypeUrl())
-	if err != nil {
-		return nil, err
+	e, err := c.bound(req.GetNode(), req.GetTypeUrl())
+	if err != nil || e == nil {
+		return func() {}, err // unsupported: never answered
 	}
 	return e.lc.CreateDeltaWatch(req, sub, out)
 }

@@ -1,0 +1,294 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"log/slog"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	statuspb "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/structpb"
+)
+
+// fixture is a Tracker over a ViewCache whose views are keyed by network
+// (EDS, CDS) and whose builds are counted.
+type fixture struct {
+	t         *testing.T
+	tr        *Tracker
+	vc        *ViewCache
+	logs      *syncBuffer
+	mu        sync.Mutex
+	connected map[string]int
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) count(substr string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return strings.Count(s.b.String(), substr)
+}
+
+func newFixture(t *testing.T, maxViews int, limits Limits) *fixture {
+	f := &fixture{t: t, logs: &syncBuffer{}, connected: map[string]int{}}
+	classify := func(typeURL string, p Proxy) (string, error) {
+		if typeURL != resource.EndpointType && typeURL != resource.ClusterType {
+			return "", UnsupportedType(typeURL)
+		}
+		if p.Network == "refused" {
+			return "", status.Error(codes.FailedPrecondition, "network refused")
+		}
+		return "network=" + p.Network, nil
+	}
+	build := func(View) map[string]types.Resource { return map[string]types.Resource{} }
+	f.vc = NewViewCache(build, classify, maxViews)
+	f.tr = NewTracker(Hooks{Connected: func(n string, d int) {
+		f.mu.Lock()
+		f.connected[n] += d
+		f.mu.Unlock()
+	}}, f.vc, limits, slog.New(slog.NewTextHandler(f.logs, nil)))
+	return f
+}
+
+func node(id, network, ns, sa string) *corev3.Node {
+	fields := map[string]*structpb.Value{"NETWORK": structpb.NewStringValue(network)}
+	if ns != "" {
+		fields["NAMESPACE"] = structpb.NewStringValue(ns)
+		fields["SERVICE_ACCOUNT"] = structpb.NewStringValue(sa)
+	}
+	return &corev3.Node{Id: id, Metadata: &structpb.Struct{Fields: fields}}
+}
+
+// tlsPeer is the context of a TLS stream whose verified client certificate
+// names spiffeID ("" for a TLS client without a certificate).
+func tlsPeer(spiffeID string) context.Context {
+	state := tls.ConnectionState{}
+	if spiffeID != "" {
+		u, _ := url.Parse(spiffeID)
+		state.VerifiedChains = [][]*x509.Certificate{{{URIs: []*url.URL{u}}}}
+	}
+	return peer.NewContext(context.Background(), &peer.Peer{AuthInfo: credentials.TLSInfo{State: state}})
+}
+
+func sotw(n *corev3.Node, typeURL string) *discovery.DiscoveryRequest {
+	return &discovery.DiscoveryRequest{Node: n, TypeUrl: typeURL}
+}
+
+func delta(n *corev3.Node, typeURL string) *discovery.DeltaDiscoveryRequest {
+	return &discovery.DeltaDiscoveryRequest{Node: n, TypeUrl: typeURL}
+}
+
+func wantCode(t *testing.T, err error, want codes.Code) {
+	t.Helper()
+	if status.Code(err) != want {
+		t.Fatalf("error %v: code %s, want %s", err, status.Code(err), want)
+	}
+}
+
+// A delta stream and a state-of-the-world stream share the ID 1 (two
+// counters): the delta client without a certificate must not inherit the
+// verified identity of the other, and both must be tracked.
+func TestStreamsOfBothKindsWithTheSameIDAreSeparate(t *testing.T) {
+	f := newFixture(t, 0, Limits{})
+	// The attacker's delta stream opens first, then a verified client's
+	// state-of-the-world stream gets the same number and is served.
+	if err := f.tr.OnDeltaStreamOpen(tlsPeer(""), 1, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.tr.OnStreamOpen(tlsPeer("spiffe://cluster.local/ns/sample/sa/sleep"), 1, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.tr.OnStreamRequest(1, sotw(node("good", "", "sample", "sleep"), resource.ClusterType)); err != nil {
+		t.Fatalf("verified stream refused: %v", err)
+	}
+	err := f.tr.OnStreamDeltaRequest(1, delta(node("evil", "", "evil", "evil"), resource.ClusterType))
+	wantCode(t, err, codes.PermissionDenied)
+	// Claiming the verified client's own identity does not help either.
+	err = f.tr.OnStreamDeltaRequest(1, delta(node("evil", "", "sample", "sleep"), resource.ClusterType))
+	wantCode(t, err, codes.PermissionDenied)
+	if got := len(f.tr.Streams()); got != 2 {
+		t.Fatalf("%d streams tracked, want 2", got)
+	}
+	f.tr.OnDeltaStreamClosed(1, nil)
+	f.tr.OnStreamClosed(1, nil)
+	if f.connected[""] != 0 {
+		t.Fatalf("connected proxies = %d after every stream closed, want 0", f.connected[""])
+	}
+	if len(f.tr.Streams()) != 0 || len(f.vc.Views()) != 0 {
+		t.Fatalf("left behind: %d streams, %d views", len(f.tr.Streams()), len(f.vc.Views()))
+	}
+}
+
+// Every request of a stream is checked, not only the first: a later
+// request may not switch to another node or identity.
+func TestEveryRequestIsAuthorised(t *testing.T) {
+	f := newFixture(t, 0, Limits{})
+	ctx := tlsPeer("spiffe://cluster.local/ns/sample/sa/sleep")
+	if err := f.tr.OnStreamOpen(ctx, 7, ""); err != nil {
+		t.Fatal(err)
+	}
+	n := node("sleep", "", "sample", "sleep")
+	if err := f.tr.OnStreamRequest(7, sotw(n, resource.ClusterType)); err != nil {
+		t.Fatal(err)
+	}
+	// The same node again (Envoy resends it) is fine, as is none.
+	if err := f.tr.OnStreamRequest(7, sotw(node("sleep", "", "sample", "sleep"), resource.EndpointType)); err != nil {
+		t.Fatal(err)
+	}
+	err := f.tr.OnStreamRequest(7, sotw(node("sleep", "", "istio-system", "admin"), resource.ClusterType))
+	wantCode(t, err, codes.PermissionDenied)
+	err = f.tr.OnStreamRequest(7, sotw(node("sleep", "other-network", "sample", "sleep"), resource.ClusterType))
+	wantCode(t, err, codes.PermissionDenied)
+}
+
+func TestViewsAreFreedWithTheirLastStream(t *testing.T) {
+	f := newFixture(t, 0, Limits{})
+	for id := int64(1); id <= 3; id++ {
+		if err := f.tr.OnStreamOpen(context.Background(), id, ""); err != nil {
+			t.Fatal(err)
+		}
+		network := "n1"
+		if id == 3 {
+			network = "n2"
+		}
+		for _, typ := range []string{resource.ClusterType, resource.EndpointType} {
+			if err := f.tr.OnStreamRequest(id, sotw(node("p", network, "", ""), typ)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if got := len(f.vc.Views()); got != 4 {
+		t.Fatalf("%d views, want 4 (cds and eds of n1 and n2)", got)
+	}
+	f.tr.OnStreamClosed(3, nil)
+	f.tr.OnStreamClosed(1, nil)
+	if got := f.vc.Views(); len(got) != 2 || got[0].Key != "network=n1" {
+		t.Fatalf("views %v, want n1's two (stream 2 still has them)", got)
+	}
+	f.tr.OnStreamClosed(2, nil)
+	if got := f.vc.Views(); len(got) != 0 {
+		t.Fatalf("views %v after every stream closed, want none", got)
+	}
+}
+
+func TestViewsAndStreamsAreBounded(t *testing.T) {
+	f := newFixture(t, 2, Limits{MaxStreams: 3, MaxTypesPerStream: 2})
+	for id := int64(1); id <= 3; id++ {
+		if err := f.tr.OnStreamOpen(context.Background(), id, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantCode(t, f.tr.OnStreamOpen(context.Background(), 4, ""), codes.ResourceExhausted)
+	for id, network := range map[int64]string{1: "a", 2: "b"} {
+		if err := f.tr.OnStreamRequest(id, sotw(node("p", network, "", ""), resource.EndpointType)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := f.tr.OnStreamRequest(3, sotw(node("p", "c", "", ""), resource.EndpointType))
+	wantCode(t, err, codes.ResourceExhausted)
+	// A refused network is refused with the classifier's status.
+	f.tr.OnStreamClosed(2, nil)
+	if err := f.tr.OnStreamOpen(context.Background(), 4, ""); err != nil {
+		t.Fatal(err)
+	}
+	err = f.tr.OnStreamRequest(4, sotw(node("p", "refused", "", ""), resource.EndpointType))
+	wantCode(t, err, codes.FailedPrecondition)
+	// Types per stream: two, served or not.
+	if err := f.tr.OnStreamRequest(1, sotw(nil, "type.googleapis.com/istio.networking.nds.v1.NameTable")); err != nil {
+		t.Fatal(err)
+	}
+	err = f.tr.OnStreamRequest(1, sotw(nil, "type.googleapis.com/other"))
+	wantCode(t, err, codes.ResourceExhausted)
+}
+
+// A type Horizon does not serve leaves the stream up and unanswered, and is
+// logged once however many streams ask.
+func TestUnsupportedTypeKeepsTheStream(t *testing.T) {
+	f := newFixture(t, 0, Limits{})
+	const nds = "type.googleapis.com/istio.networking.nds.v1.NameTable"
+	for id := int64(1); id <= 5; id++ {
+		if err := f.tr.OnStreamOpen(context.Background(), id, ""); err != nil {
+			t.Fatal(err)
+		}
+		req := sotw(node("istio-agent", "", "", ""), nds)
+		if err := f.tr.OnStreamRequest(id, req); err != nil {
+			t.Fatalf("stream %d: %v", id, err)
+		}
+		out := make(chan cache.Response, 1)
+		cancel, err := f.vc.CreateWatch(req, nil, out)
+		if err != nil || cancel == nil {
+			t.Fatalf("CreateWatch for %s: %v", nds, err)
+		}
+		if len(out) != 0 {
+			t.Fatal("an unsupported type was answered")
+		}
+		// The same stream still gets what is served.
+		if err := f.tr.OnStreamRequest(id, sotw(nil, resource.ClusterType)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := f.logs.count("does not serve"); n != 1 {
+		t.Fatalf("%d log lines for the unsupported type, want 1:\n%s", n, f.logs.b.String())
+	}
+	if st := f.tr.Streams()[0].Types[nds]; st == nil || !st.Unsupported {
+		t.Fatalf("syncz does not show the unsupported type: %+v", f.tr.Streams()[0].Types)
+	}
+}
+
+// A NACK flood is one log line per distinct error; every NACK is counted.
+func TestNACKsAreLoggedOncePerError(t *testing.T) {
+	f := newFixture(t, 0, Limits{})
+	nacks := 0
+	f.tr.hooks.NACK = func(Proxy, string, string) { nacks++ }
+	if err := f.tr.OnStreamOpen(context.Background(), 1, ""); err != nil {
+		t.Fatal(err)
+	}
+	n := node("p", "", "", "")
+	if err := f.tr.OnStreamRequest(1, sotw(n, resource.ClusterType)); err != nil {
+		t.Fatal(err)
+	}
+	nack := func(msg string) {
+		r := sotw(nil, resource.ClusterType)
+		r.ResponseNonce, r.ErrorDetail = "1", &statuspb.Status{Message: msg}
+		if err := f.tr.OnStreamRequest(1, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 1000 {
+		nack("bad cluster")
+	}
+	nack("another problem")
+	nack("bad cluster")
+	if got := f.logs.count("proxy rejected config"); got != 3 {
+		t.Fatalf("%d NACK log lines, want 3 (one per change of error)", got)
+	}
+	if nacks != 1002 {
+		t.Fatalf("%d NACKs counted, want 1002", nacks)
+	}
+	if st := f.tr.Streams()[0].Types[resource.ClusterType]; st.NACKs != 1002 {
+		t.Fatalf("syncz NACKs = %d", st.NACKs)
+	}
+}
