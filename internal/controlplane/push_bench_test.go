@@ -56,7 +56,7 @@ func BenchmarkEndpointChangePerView(b *testing.B) {
 			const name = "outbound|80||big.ns.svc.cluster.local"
 			var clients []*adsclient.Client
 			for i := range proxies {
-				c, err := adsclient.Dial(addr, adsclient.Node(fmt.Sprintf("p%d", i), "n1", "c1"))
+				c, err := adsclient.Dial(addr, adsclient.Node(fmt.Sprintf("p%d", i), "", "c1"))
 				if err != nil {
 					b.Fatal(err)
 				}
