@@ -29,6 +29,10 @@ type Identity struct {
 	RootPEM  []byte
 	NotAfter time.Time
 	Leaf     *x509.Certificate
+	// Received is when the agent got the certificate (zero: its NotBefore).
+	// The CA backdates NotBefore for clock skew, which for a short-lived
+	// certificate may put its half life in the past already.
+	Received time.Time
 }
 
 // CertClient obtains workload certificates from discovery's CSR service.
@@ -104,7 +108,12 @@ func (c *CertClient) Fetch(ctx context.Context) (*Identity, error) {
 	}, nil
 }
 
-// RenewAt is when to rotate: half-way through the certificate's life.
+// RenewAt is when to rotate: half-way through the certificate's life, as
+// counted from when it was received if that is later than its NotBefore.
 func (id *Identity) RenewAt() time.Time {
-	return id.Leaf.NotBefore.Add(id.NotAfter.Sub(id.Leaf.NotBefore) / 2)
+	start := id.Leaf.NotBefore
+	if id.Received.After(start) {
+		start = id.Received
+	}
+	return start.Add(id.NotAfter.Sub(start) / 2)
 }

@@ -102,11 +102,16 @@ func (r *Renewer) First(ctx context.Context) (*Identity, error) {
 // Run renews id at half its life, and every certificate after it, until ctx
 // ends.
 func (r *Renewer) Run(ctx context.Context, id *Identity) {
-	for {
+	for renewed := false; ; renewed = true {
+		wait := id.RenewAt().Sub(r.now())
+		if renewed {
+			// Never spin on a CA that hands out certificates already due.
+			wait = max(wait, r.backoff().Initial)
+		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-r.after(id.RenewAt().Sub(r.now())):
+		case <-r.after(wait):
 		}
 		next, err := r.obtain(ctx, id)
 		if err != nil {
@@ -127,6 +132,9 @@ func (r *Renewer) obtain(ctx context.Context, current *Identity) (*Identity, err
 	for attempt := 1; ; attempt++ {
 		id, err := r.Certs.Fetch(ctx)
 		if err == nil {
+			if id.Received.IsZero() {
+				id.Received = r.now()
+			}
 			if err = r.SDS.Update(id); err != nil {
 				err = fmt.Errorf("SDS update: %w", err)
 			}

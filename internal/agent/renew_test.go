@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/url"
 	"path/filepath"
@@ -365,4 +366,36 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestShortLivedBackdatedCertificateIsNotRenewedAtOnce: the CA backdates
+// NotBefore by a minute, so a 30s certificate's half life (counted from
+// NotBefore) is already past when it arrives; it is renewed half-way
+// through what is left of its life instead — and a CA that keeps handing
+// out such certificates is not asked again at once.
+func TestShortLivedBackdatedCertificateIsNotRenewedAtOnce(t *testing.T) {
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	clock := &fakeClock{ctx: ctx, waits: make(chan fakeWait), now: t0}
+	ca := &flakyCA{next: testIdentity("2", t0.Add(-time.Minute), t0.Add(30*time.Second))}
+	r := &Renewer{Certs: ca, SDS: &flakySDS{updates: 1}, Now: clock.Now, After: clock.After,
+		Backoff: Backoff{Initial: time.Second, Max: time.Minute}, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	first, err := r.First(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { r.Run(ctx, first); close(done) }()
+	w := clock.next(t)
+	if w.d != 15*time.Second {
+		t.Errorf("a certificate valid for 30s more is renewed in %s, want 15s", w.d)
+	}
+	w.fire()
+	// The CA hands out the same (now already expired) certificate again.
+	if w := clock.next(t); w.d < time.Second {
+		t.Errorf("after renewing to a certificate already due, the next renewal is in %s: a tight loop", w.d)
+	}
+	cancel()
+	<-done
 }
