@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -16,6 +17,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	istioclient "istio.io/client-go/pkg/clientset/versioned"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -59,13 +63,17 @@ type DiscoveryConfig struct {
 	TokenAudiences []string
 	CertTTL        time.Duration
 	MaxCertTTL     time.Duration
+
+	// ShutdownGrace bounds a graceful stop: streams are ended with
+	// Unavailable and in-flight calls may finish; then connections close.
+	ShutdownGrace time.Duration
 }
 
 // DefaultDiscoveryConfig is the configuration with every flag at its default.
 func DefaultDiscoveryConfig() DiscoveryConfig {
 	return DiscoveryConfig{
 		ClusterID: "Kubernetes", Namespace: "istio-system", SystemNamespace: "istio-system",
-		XDSAddr: ":15010", HTTPAddr: ":15014", SecureAddr: ":15012",
+		XDSAddr: ":15010", HTTPAddr: "127.0.0.1:15014", SecureAddr: ":15012", ShutdownGrace: 10 * time.Second,
 		Debounce: 50 * time.Millisecond, DebounceMax: time.Second, RemoteSyncTimeout: 30 * time.Second,
 		DomainSuffix: model.DefaultDomainSuffix, PollInterval: 2 * time.Second, DNSRefresh: 30 * time.Second,
 		TrustDomain: "cluster.local", TokenAudiences: []string{"istio-ca"}, CertTTL: 24 * time.Hour, MaxCertTTL: 7 * 24 * time.Hour,
@@ -82,11 +90,26 @@ func newDiscoveryCommand(logger *slog.Logger) *cobra.Command {
 joined through a Secret labelled istio/multiCluster=true in --namespace, meshNetworks
 (the istio ConfigMap's meshNetworks key, or --mesh-networks FILE) and any --cluster
 ID=PATH manifest directories, and serves split-horizon EDS to Envoy proxies.
-With neither a kubeconfig nor in-cluster config it runs on manifests alone.`,
+With neither a kubeconfig nor in-cluster config it runs on manifests alone.
+
+Ops HTTP (--http-addr) serves /ready, /metrics and /debug/{clusters,syncz,eds}.
+It listens on loopback by default. In a Pod the kubelet's probes and Prometheus
+come from outside the Pod's loopback: give --http-addr :15014. /debug/* is then
+reachable too; it only reads what the control plane already holds (what the
+plaintext xDS port serves anyway), pages /debug/eds and runs at most 2 requests
+at a time (429 beyond).
+
+On SIGTERM or SIGINT it stops accepting, ends xDS streams with Unavailable
+("server shutting down", which proxies retry elsewhere), lets in-flight calls
+finish for up to --shutdown-grace, then closes what is left and exits 0.
+A second signal exits at once.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
+			// After the first signal, the default action again: a second
+			// one ends the process without waiting for the grace period.
+			context.AfterFunc(ctx, stop)
 			return RunDiscovery(ctx, c, logger, nil)
 		},
 	}
@@ -98,7 +121,8 @@ With neither a kubeconfig nor in-cluster config it runs on manifests alone.`,
 	fl.StringVar(&c.MeshNetworksFile, "mesh-networks", "", "meshNetworks file, watched (default: the istio ConfigMap's meshNetworks key)")
 	fl.StringArrayVar(&c.Clusters, "cluster", nil, "a cluster from manifests as ID=PATH, watched (repeatable)")
 	fl.StringVar(&c.XDSAddr, "xds-addr", d.XDSAddr, "plaintext xDS gRPC address; empty disables it")
-	fl.StringVar(&c.HTTPAddr, "http-addr", d.HTTPAddr, "ops HTTP address: /ready, /metrics, /debug/...")
+	fl.StringVar(&c.HTTPAddr, "http-addr", d.HTTPAddr, "ops HTTP address: /ready, /metrics, /debug/... (loopback by default; in a Pod give :15014 for probes and scraping)")
+	fl.DurationVar(&c.ShutdownGrace, "shutdown-grace", d.ShutdownGrace, "on SIGTERM, how long in-flight calls may finish before connections are closed")
 	fl.DurationVar(&c.Debounce, "debounce", d.Debounce, "quiet period before a push")
 	fl.DurationVar(&c.DebounceMax, "debounce-max", d.DebounceMax, "longest a stream of changes may delay a push")
 	fl.DurationVar(&c.RemoteSyncTimeout, "remote-sync-timeout", d.RemoteSyncTimeout, "how long readiness waits for remote clusters")
@@ -128,6 +152,9 @@ func (c DiscoveryConfig) validate() ([]manifest.ClusterSource, error) {
 	}
 	if c.HTTPAddr == "" {
 		return nil, usageErrorf("--http-addr is required")
+	}
+	if c.ShutdownGrace <= 0 {
+		return nil, usageErrorf("--shutdown-grace must be > 0")
 	}
 	if c.TrustDomain == "" || len(c.TokenAudiences) == 0 {
 		return nil, usageErrorf("--trust-domain and --token-audience must not be empty")
@@ -282,44 +309,131 @@ func serve(ctx context.Context, c DiscoveryConfig, cp *controlplane.ControlPlane
 	xdsLis := lis.XDS
 	if xdsLis == nil && c.XDSAddr != "" {
 		if xdsLis, err = net.Listen("tcp", c.XDSAddr); err != nil {
+			httpLis.Close()
 			return fmt.Errorf("--xds-addr: %w", err)
 		}
 	}
 	secureLis := lis.Secure
 	if secureLis == nil && c.SecureAddr != "" {
 		if secureLis, err = net.Listen("tcp", c.SecureAddr); err != nil {
+			httpLis.Close()
+			if xdsLis != nil {
+				xdsLis.Close()
+			}
 			return fmt.Errorf("--secure-addr: %w", err)
 		}
 	}
-	errs := make(chan error, 3)
+	// ADS streams run on their own context: the servers stop accepting when
+	// ctx ends, and only then are the streams ended (with Unavailable).
+	streamsCtx, endStreams := context.WithCancel(context.WithoutCancel(ctx))
+	defer endStreams()
+	serveCtx, stopServing := context.WithCancel(ctx)
+	defer stopServing()
+	var grpcs []*grpc.Server
+	var closed []<-chan struct{} // the gRPC listeners', once closed
+	done := make(chan error, 3)
+	start := func(g *grpc.Server, l net.Listener) {
+		nl := &notifyListener{Listener: l, closed: make(chan struct{})}
+		grpcs, closed = append(grpcs, g), append(closed, nl.closed)
+		go func() { done <- server.Serve(serveCtx, g, nl) }()
+	}
 	if secureLis != nil {
-		g, err := newSecureServer(ctx, c, cp, authority, clients, log)
+		g, err := newSecureServer(streamsCtx, c, cp, authority, clients, log)
 		if err != nil {
 			return err
 		}
-		go func() { errs <- server.Serve(ctx, g, secureLis) }()
+		start(g, secureLis)
 		log.Info("serving xDS and CSR over TLS", "addr", secureLis.Addr().String(), "sans", c.SecureSANs)
 	}
 	hs := &http.Server{Handler: ops.Handler(cp, reg), ReadHeaderTimeout: 10 * time.Second}
-	go func() { errs <- hs.Serve(httpLis) }()
+	go func() {
+		err := hs.Serve(httpLis)
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		done <- err
+	}()
 	if xdsLis != nil {
-		g := server.NewGRPC(ctx, cp.Views, cp.Tracker)
-		go func() { errs <- server.Serve(ctx, g, xdsLis) }()
+		start(server.NewGRPC(streamsCtx, cp.Views, cp.Tracker, grpc.ChainStreamInterceptor(shutdownStatus(streamsCtx))), xdsLis)
 		log.Info("serving xDS", "addr", xdsLis.Addr().String())
 	}
 	log.Info("serving ops HTTP", "addr", httpLis.Addr().String())
 	if lis.Started != nil {
 		lis.Started(cp)
 	}
+	running := len(grpcs) + 1
+	var failed error
 	select {
 	case <-ctx.Done():
-		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = hs.Shutdown(shutdown)
-		return nil
-	case err := <-errs:
+	case failed = <-done:
+		running--
+		stopServing()
+	}
+	begin := time.Now()
+	log.Info("shutting down: no new connections, ending xDS streams", "streams", len(cp.Tracker.Streams()), "grace", c.ShutdownGrace)
+	graceCtx, cancelGrace := context.WithTimeout(context.Background(), c.ShutdownGrace)
+	defer cancelGrace()
+	// Streams end once their servers have closed their listeners: a proxy
+	// that reconnects at once then finds another replica, not this one.
+	for _, ch := range closed {
+		select {
+		case <-ch:
+		case <-graceCtx.Done():
+		}
+	}
+	endStreams()
+	httpDone := make(chan struct{})
+	go func() {
+		if hs.Shutdown(graceCtx) != nil {
+			_ = hs.Close() // the grace period is over
+		}
+		close(httpDone)
+	}()
+	forced, force := false, graceCtx.Done()
+	for running > 0 {
+		select {
+		case err := <-done:
+			running--
+			if err != nil && failed == nil {
+				failed = err
+			}
+		case <-force:
+			force, forced = nil, true
+			log.Warn("shutdown grace period over: closing the remaining connections", "streams", len(cp.Tracker.Streams()))
+			for _, g := range grpcs {
+				g.Stop()
+			}
+		}
+	}
+	<-httpDone
+	log.Info("shutdown complete", "took", time.Since(begin).Round(time.Millisecond), "forced", forced, "streams", len(cp.Tracker.Streams()))
+	return failed
+}
+
+// shutdownStatus ends with Unavailable "server shutting down" the streams
+// that ended because shutdown did: go-control-plane returns nil when its
+// context ends, which a client sees as a bare end of stream (EOF).
+// Unavailable tells Envoy to reconnect, as for any transient failure.
+func shutdownStatus(shutdown context.Context) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		err := handler(srv, ss)
+		if err == nil && shutdown.Err() != nil {
+			return status.Error(codes.Unavailable, "server shutting down")
+		}
 		return err
 	}
+}
+
+// notifyListener tells when the gRPC server has closed it.
+type notifyListener struct {
+	net.Listener
+	once   sync.Once
+	closed chan struct{}
+}
+
+func (l *notifyListener) Close() error {
+	l.once.Do(func() { close(l.closed) })
+	return l.Listener.Close()
 }
 
 // startGateways follows Istio Gateways in the config (local) cluster when

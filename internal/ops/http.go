@@ -5,15 +5,17 @@ package ops
 import (
 	"net/http"
 
-	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/horizonmesh/horizon/internal/controlplane"
 	"github.com/horizonmesh/horizon/internal/xds/render"
-	"github.com/horizonmesh/horizon/internal/xds/server"
-	"github.com/horizonmesh/horizon/internal/xds/translate"
 )
+
+// MaxDebugRequests is how many /debug/* requests run at once; more are
+// refused with 429 rather than queued, so a burst of large answers cannot
+// pile up memory.
+const MaxDebugRequests = 2
 
 // Handler returns the ops HTTP handler.
 func Handler(cp *controlplane.ControlPlane, gatherer prometheus.Gatherer) http.Handler {
@@ -26,47 +28,40 @@ func Handler(cp *controlplane.ControlPlane, gatherer prometheus.Gatherer) http.H
 		_, _ = w.Write([]byte("ready\n"))
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /debug/clusters", func(w http.ResponseWriter, _ *http.Request) {
+	debug := limit(MaxDebugRequests)
+	mux.Handle("GET /debug/clusters", debug(func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, map[string]any{
 			"clusters":          cp.Clusters(),
 			"meshNetworksError": cp.MeshNetworksError(),
 		})
-	})
-	mux.HandleFunc("GET /debug/syncz", func(w http.ResponseWriter, _ *http.Request) {
+	}))
+	mux.Handle("GET /debug/syncz", debug(func(w http.ResponseWriter, _ *http.Request) {
 		versions := map[string]string{}
 		for _, v := range cp.Views.Views() {
 			versions[v.String()] = cp.Views.Version(v)
 		}
 		writeJSON(w, map[string]any{"streams": cp.Tracker.Streams(), "viewVersions": versions})
-	})
-	mux.HandleFunc("GET /debug/eds", func(w http.ResponseWriter, r *http.Request) { eds(cp, w, r) })
+	}))
+	mux.Handle("GET /debug/eds", debug(func(w http.ResponseWriter, r *http.Request) { eds(cp, w, r) }))
 	return mux
 }
 
-// eds shows what the EDS view of ?network=N (and ?cluster=C, validated but,
-// as EDS depends only on the network, not otherwise used) receives.
-func eds(cp *controlplane.ControlPlane, w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	p, err := server.ProxyFromNode(nodeFor(q.Get("network"), q.Get("cluster")))
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
+// limit lets at most n requests through at once and answers the others
+// 429 Too Many Requests at once.
+func limit(n int) func(http.HandlerFunc) http.Handler {
+	sem := make(chan struct{}, n)
+	return func(h http.HandlerFunc) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			select {
+			case sem <- struct{}{}:
+				defer func() { <-sem }()
+				h(w, r)
+			default:
+				w.Header().Set("Retry-After", "1")
+				http.Error(w, "too many concurrent /debug requests; retry", http.StatusTooManyRequests)
+			}
+		})
 	}
-	if _, err := cp.Classify(resource.EndpointType, p); err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	m := cp.Mesh()
-	if m == nil {
-		http.Error(w, "no mesh built yet", http.StatusServiceUnavailable)
-		return
-	}
-	list, err := render.Resources(translate.EDS(m, translate.EDSView{Network: p.Network}))
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-		return
-	}
-	writeJSON(w, list)
 }
 
 func writeJSON(w http.ResponseWriter, v any) {
