@@ -14,11 +14,13 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 )
 
-func metav1GetOptions() metav1.GetOptions { return metav1.GetOptions{} }
+// RemoteReaderRole is the ClusterRole CreateRemoteReader binds.
+const RemoteReaderRole = "horizon-remote-reader"
 
-// CreateRemoteReader creates a ServiceAccount with the role a remote
-// cluster's kubeconfig needs: read Services, Endpoints, EndpointSlices, Pods,
-// Nodes, Namespaces; create TokenReviews.
+// CreateRemoteReader creates namespace and ServiceAccount saName in it (each
+// unless present) and binds it to the ClusterRole a remote cluster's
+// kubeconfig Secret needs: get/list/watch Services, Endpoints,
+// EndpointSlices, Pods, Nodes, Namespaces; create TokenReviews.
 func (c *Cluster) CreateRemoteReader(ctx context.Context, namespace, sa string) error {
 	ignoreExists := func(err error) error {
 		if apierrors.IsAlreadyExists(err) {
@@ -33,7 +35,7 @@ func (c *Cluster) CreateRemoteReader(ctx context.Context, namespace, sa string) 
 	if _, err := cs.CoreV1().ServiceAccounts(namespace).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sa}}, metav1.CreateOptions{}); ignoreExists(err) != nil {
 		return err
 	}
-	role := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "horizon-remote-reader"}, Rules: []rbacv1.PolicyRule{
+	role := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: RemoteReaderRole}, Rules: []rbacv1.PolicyRule{
 		{APIGroups: []string{""}, Resources: []string{"services", "endpoints", "pods", "nodes", "namespaces"}, Verbs: []string{"get", "list", "watch"}},
 		{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: []string{"get", "list", "watch"}},
 		{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"tokenreviews"}, Verbs: []string{"create"}},
@@ -51,12 +53,16 @@ func (c *Cluster) CreateRemoteReader(ctx context.Context, namespace, sa string) 
 }
 
 // KubeconfigFor returns a kubeconfig for a ServiceAccount with a token from
-// the TokenRequest API, CA data inline — what the walkthrough puts in the
-// remote cluster's Secret.
+// the TokenRequest API (audience: this API server; expiry at least 10
+// minutes, or the API's default of one hour when 0), the CA data and server
+// URL inline — what the walkthrough puts in a remote cluster's Secret.
 func (c *Cluster) KubeconfigFor(ctx context.Context, namespace, sa string, expiry time.Duration) ([]byte, error) {
-	secs := int64(expiry.Seconds())
-	tr, err := c.Client.CoreV1().ServiceAccounts(namespace).CreateToken(ctx, sa,
-		&authenticationv1.TokenRequest{Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: &secs}}, metav1.CreateOptions{})
+	req := &authenticationv1.TokenRequest{}
+	if expiry > 0 {
+		secs := int64(expiry.Seconds())
+		req.Spec.ExpirationSeconds = &secs
+	}
+	tr, err := c.Client.CoreV1().ServiceAccounts(namespace).CreateToken(ctx, sa, req, metav1.CreateOptions{})
 	if err != nil {
 		return nil, fmt.Errorf("token for %s/%s: %w", namespace, sa, err)
 	}
