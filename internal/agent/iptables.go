@@ -13,6 +13,9 @@ type CaptureConfig struct {
 	OutboundPort  uint32   // Envoy's outbound listener (15001)
 	InboundPort   uint32   // Envoy's inbound listener (15006)
 	ExcludeInPort []uint32 // inbound ports left alone (e.g. health checks)
+	// ExcludeOutPort are destination ports the workload reaches directly,
+	// never through Envoy (e.g. a database speaking its own TLS).
+	ExcludeOutPort []uint32
 }
 
 // Chain names, so that re-running replaces rather than duplicates.
@@ -48,8 +51,11 @@ func CaptureRules(c CaptureConfig) [][]string {
 		nat("-A", chainOutput, "-m", "owner", "--uid-owner", uid, "-j", "RETURN"),
 		nat("-A", chainOutput, "-o", "lo", "-j", "RETURN"),
 		nat("-A", chainOutput, "-d", "127.0.0.0/8", "-j", "RETURN"),
-		nat("-A", chainOutput, "-j", chainRedirect),
 	)
+	for _, p := range c.ExcludeOutPort {
+		rules = append(rules, nat("-A", chainOutput, "-p", "tcp", "--dport", itoa(p), "-j", "RETURN"))
+	}
+	rules = append(rules, nat("-A", chainOutput, "-j", chainRedirect))
 	return rules
 }
 

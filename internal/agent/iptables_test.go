@@ -29,3 +29,30 @@ func TestCaptureRules(t *testing.T) {
 		t.Errorf("exclusions come after the redirects:\n%s", all)
 	}
 }
+
+func TestCaptureRulesExcludeOutbound(t *testing.T) {
+	rules := CaptureRules(CaptureConfig{ProxyUID: 1337, OutboundPort: 15001, InboundPort: 15006, ExcludeOutPort: []uint32{5432, 6379}})
+	var lines []string
+	for _, r := range rules {
+		lines = append(lines, strings.Join(r, " "))
+	}
+	all := strings.Join(lines, "\n")
+	redirect := strings.Index(all, "-A HORIZON_OUTPUT -j HORIZON_REDIRECT")
+	for _, p := range []string{"5432", "6379"} {
+		want := "-t nat -A HORIZON_OUTPUT -p tcp --dport " + p + " -j RETURN"
+		i := strings.Index(all, want)
+		if i < 0 {
+			t.Fatalf("missing rule %q in\n%s", want, all)
+		}
+		if i > redirect {
+			t.Errorf("outbound exclusion of %s comes after the redirect:\n%s", p, all)
+		}
+	}
+	// Outbound exclusions never touch the inbound chain, and vice versa.
+	if strings.Contains(all, "HORIZON_INBOUND -p tcp --dport 5432") {
+		t.Errorf("outbound port excluded inbound:\n%s", all)
+	}
+	if n := strings.Count(all, "--dport"); n != 2 {
+		t.Errorf("%d --dport rules, want 2:\n%s", n, all)
+	}
+}

@@ -68,7 +68,7 @@ func newAgentCommand(logger *slog.Logger) *cobra.Command {
 
 func newIptablesCommand() *cobra.Command {
 	c := agent.CaptureConfig{OutboundPort: translate.OutboundPort, InboundPort: translate.InboundPort}
-	var exclude []uint
+	var exclude, excludeOut []uint
 	var iptables string
 	var dryRun bool
 	cmd := &cobra.Command{
@@ -85,6 +85,12 @@ func newIptablesCommand() *cobra.Command {
 				}
 				c.ExcludeInPort = append(c.ExcludeInPort, uint32(p))
 			}
+			for _, p := range excludeOut {
+				if p == 0 || p > 65535 {
+					return usageErrorf("--exclude-outbound-port %d out of range", p)
+				}
+				c.ExcludeOutPort = append(c.ExcludeOutPort, uint32(p))
+			}
 			if dryRun {
 				for _, r := range agent.CaptureRules(c) {
 					fmt.Fprintln(cmd.OutOrStdout(), iptables, strings.Join(r, " "))
@@ -96,7 +102,8 @@ func newIptablesCommand() *cobra.Command {
 	}
 	fl := cmd.Flags()
 	fl.IntVar(&c.ProxyUID, "proxy-uid", 1337, "uid of the agent and Envoy: their traffic is not captured")
-	fl.UintSliceVar(&exclude, "exclude-inbound-port", []uint{15021, 15090}, "inbound ports not captured")
+	fl.UintSliceVar(&exclude, "exclude-inbound-port", []uint{15021, 15090}, "inbound ports not captured (comma-separated or repeated; replaces the default)")
+	fl.UintSliceVar(&excludeOut, "exclude-outbound-port", nil, "destination ports the workload reaches directly, not through Envoy (comma-separated or repeated)")
 	fl.StringVar(&iptables, "iptables", "iptables", "iptables command")
 	fl.BoolVar(&dryRun, "dry-run", false, "print the rules instead of installing them")
 	return cmd
