@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -59,6 +60,11 @@ type Controller struct {
 	mu      sync.Mutex
 	running map[model.ClusterID]*remoteCluster
 	pending map[model.ClusterID]*remoteCluster // rotations waiting to sync
+
+	// For the readiness gate, which the registry evaluates under its own
+	// lock: never c.mu there (Reconcile calls the registry holding c.mu).
+	listed   atomic.Bool                      // the Secrets have been listed and reconciled once
+	joinedAt atomic.Pointer[[]*remoteCluster] // a copy of running
 }
 
 type remoteCluster struct {
@@ -67,7 +73,18 @@ type remoteCluster struct {
 	hash    [32]byte
 	watcher *kube.Watcher
 	client  kubernetes.Interface
+	contact *kube.Contact
+	started time.Time
 }
+
+// readinessGates is the part of the control plane that holds readiness
+// back (optional: a registry without it has no gate).
+type readinessGates interface {
+	AddReadinessGate(name string, ok func() bool)
+}
+
+// RemoteGate names the readiness gate the controller adds.
+const RemoteGate = "remote cluster Secrets"
 
 // NewController returns a Controller reporting to reg.
 func NewController(opts Options, reg Registry) *Controller {
@@ -80,8 +97,40 @@ func NewController(opts Options, reg Registry) *Controller {
 	if opts.SyncTimeout <= 0 {
 		opts.SyncTimeout = 30 * time.Second
 	}
-	return &Controller{opts: opts, reg: reg, log: opts.Logger,
+	c := &Controller{opts: opts, reg: reg, log: opts.Logger,
 		running: map[model.ClusterID]*remoteCluster{}, pending: map[model.ClusterID]*remoteCluster{}}
+	c.joinedAt.Store(&[]*remoteCluster{})
+	if g, ok := reg.(readinessGates); ok {
+		g.AddReadinessGate(RemoteGate, c.Ready)
+	}
+	return c
+}
+
+// Ready reports whether the remote clusters are as ready as readiness
+// waits for: the Secrets have been listed (so none is missed because the
+// local cluster synced first), and every cluster they name has synced or
+// had SyncTimeout since it was joined — measured from its joining, not
+// from the process start, so that a control plane that waited long for its
+// local API server does not then go ready without its remote clusters.
+func (c *Controller) Ready() bool {
+	if !c.listed.Load() {
+		return false
+	}
+	for _, rc := range *c.joinedAt.Load() {
+		if !rc.watcher.HasSynced() && time.Since(rc.started) < c.opts.SyncTimeout {
+			return false
+		}
+	}
+	return true
+}
+
+// publish copies running for Ready; call with c.mu held.
+func (c *Controller) publish() {
+	out := make([]*remoteCluster, 0, len(c.running))
+	for _, rc := range c.running {
+		out = append(out, rc)
+	}
+	c.joinedAt.Store(&out)
 }
 
 // Run watches the Secrets through the local cluster's client until ctx ends,
@@ -95,6 +144,10 @@ func (c *Controller) Run(ctx context.Context, local kubernetes.Interface) {
 		AddFunc: reconcile, UpdateFunc: func(_, o any) { reconcile(o) }, DeleteFunc: reconcile,
 	})
 	factory.Start(ctx.Done())
+	if cache.WaitForCacheSync(ctx.Done(), inf.Informer().HasSynced) {
+		c.Reconcile(ctx, listSecrets(inf.Lister()))
+		c.listed.Store(true)
+	}
 	<-ctx.Done()
 	factory.Shutdown()
 	c.mu.Lock()
@@ -159,6 +212,7 @@ func (c *Controller) Reconcile(ctx context.Context, secrets []*corev1.Secret) {
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	defer c.publish()
 	for id, rc := range c.running {
 		if _, ok := want[id]; !ok {
 			c.log.Info("remote cluster removed", "cluster", id, "source", rc.source)
@@ -208,13 +262,34 @@ func (c *Controller) start(id model.ClusterID, d desired, hash [32]byte) (*remot
 		return nil, fmt.Errorf("%s, key %s: %w", d.source, id, err)
 	}
 	cfg.Timeout = 30 * time.Second
-	client, err := c.opts.NewClient(cfg)
-	if err != nil {
+	rc := &remoteCluster{id: id, source: d.source, hash: hash, started: time.Now()}
+	rc.contact = kube.NewContact(func(reachable bool, msg string) { c.contactChanged(rc, reachable, msg) })
+	cfg.Wrap(rc.contact.Wrap)
+	if rc.client, err = c.opts.NewClient(cfg); err != nil {
 		return nil, fmt.Errorf("%s, key %s: %w", d.source, id, err)
 	}
-	w := kube.NewWatcher(id, client, c.reg.ClusterChanged)
-	w.Start()
-	return &remoteCluster{id: id, source: d.source, hash: hash, watcher: w, client: client}, nil
+	rc.watcher = kube.NewWatcher(id, rc.client, c.reg.ClusterChanged)
+	rc.watcher.Start()
+	return rc, nil
+}
+
+// contactChanged shows whether the serving client's API server answers in
+// the cluster's status: a synced cluster whose API server is gone keeps
+// its last endpoints, and this is how that staleness shows. A pending
+// rotation's client reports nothing (it does not serve).
+func (c *Controller) contactChanged(rc *remoteCluster, reachable bool, msg string) {
+	c.mu.Lock()
+	serving := c.running[rc.id] == rc
+	c.mu.Unlock()
+	if !serving {
+		return
+	}
+	if reachable {
+		c.log.Info("remote cluster reachable again", "cluster", rc.id)
+	} else {
+		c.log.Warn("remote cluster unreachable; its last known endpoints keep serving", "cluster", rc.id, "error", msg)
+	}
+	c.reg.ClusterError(rc.id, rc.source, msg)
 }
 
 func (c *Controller) setClient(rc *remoteCluster) {
@@ -278,6 +353,7 @@ func (c *Controller) swapWhenSynced(ctx context.Context, next *remoteCluster) {
 	}
 	old := c.running[next.id]
 	c.running[next.id] = next
+	c.publish()
 	c.reg.SetCluster(next.id, next.source, false, next.watcher.Store, next.watcher.HasSynced, next.watcher.LastEvent)
 	c.setClient(next)
 	if old != nil {

@@ -182,3 +182,46 @@ func TestUnreachableNewClusterIsReported(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// gatedRegistry is a registry with readiness gates, as the control plane.
+type gatedRegistry struct {
+	*registry
+	gates map[string]func() bool
+}
+
+func (g *gatedRegistry) AddReadinessGate(name string, ok func() bool) { g.gates[name] = ok }
+
+// Readiness waits for the Secrets to be listed, then for each cluster they
+// name to sync or to have had SyncTimeout since it joined.
+func TestReadinessGate(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	r := &gatedRegistry{registry: newRegistry(), gates: map[string]func() bool{}}
+	c := NewController(Options{Namespace: "istio-system", LocalCluster: "local", SyncTimeout: 2 * time.Second,
+		NewClient: fakeClusters(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, r)
+	gate := r.gates[RemoteGate]
+	if gate == nil || gate() {
+		t.Fatal("no readiness gate, or ready before the Secrets were listed")
+	}
+	local := fake.NewClientset(
+		secret("good", time.Unix(1, 0), map[string][]byte{"c1": kubeconfig("https://a.example:6443")}),
+		secret("bad", time.Unix(2, 0), map[string][]byte{"c2": kubeconfig("https://unreachable.example:6443")}))
+	begin := time.Now()
+	go c.Run(ctx, local)
+	waitServedFrom(t, r.registry, "c1", "a-example-6443")
+	if _, n, _ := r.get("c2"); n != 1 {
+		t.Fatal("c2 not joined")
+	}
+	if gate() {
+		t.Error("ready while c2 has neither synced nor had its SyncTimeout")
+	}
+	for !gate() {
+		if time.Since(begin) > 10*time.Second {
+			t.Fatal("never ready")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if d := time.Since(begin); d < 2*time.Second {
+		t.Errorf("ready after %s, before c2's SyncTimeout", d)
+	}
+}
