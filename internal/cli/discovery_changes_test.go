@@ -165,7 +165,11 @@ func TestBadRequestsAreRefused(t *testing.T) {
 		code    codes.Code
 	}{
 		{"invalid network metadata", "not a network!", resource.EndpointType, codes.InvalidArgument},
-		{"unsupported type (SDS is the agent's)", "", resource.SecretType, codes.InvalidArgument},
+		// A megabyte of NETWORK is refused without being echoed back.
+		{"oversized network metadata", strings.Repeat("n", 1<<20), resource.EndpointType, codes.InvalidArgument},
+		{"network unknown to the mesh", "network9", resource.EndpointType, codes.FailedPrecondition},
+		// An unserved type (SDS is the agent's) is not an error: see
+		// TestUnservedTypeLeavesTheStreamUp.
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -175,7 +179,10 @@ func TestBadRequestsAreRefused(t *testing.T) {
 			}
 			_, err := c.Wait(tt.typeURL, 5*time.Second, func(*discovery.DiscoveryResponse) bool { return true })
 			if status.Code(err) != tt.code {
-				t.Errorf("stream error %v, want %v", err, tt.code)
+				t.Errorf("stream error %.200v, want %v", err, tt.code)
+			}
+			if n := len(status.Convert(err).Message()); n > 512 {
+				t.Errorf("the status message is %d bytes: client input echoed back", n)
 			}
 		})
 	}

@@ -48,7 +48,8 @@ func NewRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	root.SetErr(stderr)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	root.AddCommand(newTranslateCommand(stdout, logger), newDiscoveryCommand(logger), newAgentCommand(logger), newVersionCommand(stdout))
+	root.AddCommand(newTranslateCommand(stdout, logger), newDiscoveryCommand(logger), newAgentCommand(logger), newVersionCommand(stdout), newManifestCommand(stdout),
+		newInstallCommand(stdout), newUninstallCommand(stdout))
 	return root
 }
 

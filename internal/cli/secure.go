@@ -119,7 +119,7 @@ func newSecureServer(ctx context.Context, c DiscoveryConfig, cp *controlplane.Co
 	if err != nil {
 		return nil, err
 	}
-	g := server.NewGRPC(ctx, cp.Views, cp.Tracker, grpc.Creds(creds))
+	g := server.NewGRPC(ctx, cp.Views, cp.Tracker, grpc.Creds(creds), grpc.ChainStreamInterceptor(shutdownStatus(ctx)))
 	securityv1alpha1.RegisterIstioCertificateServiceServer(g, &ca.Service{
 		CA: a, TrustDomain: c.TrustDomain, DefaultTTL: c.CertTTL, MaxTTL: c.MaxCertTTL, Log: log,
 		Auth: &ca.TokenReviewer{Audiences: c.TokenAudiences, Clients: func(id model.ClusterID) kubernetes.Interface { return clients.Get(id) }},

@@ -1,0 +1,131 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/horizonmesh/horizon/internal/install"
+)
+
+// clusterFlags pick the cluster to install into, as kubectl does.
+type clusterFlags struct {
+	kubeconfig, context string
+}
+
+func (c clusterFlags) client() (*install.Client, error) {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	if c.kubeconfig != "" {
+		rules.ExplicitPath = c.kubeconfig
+	}
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: c.context}).ClientConfig()
+	if err != nil {
+		return nil, usageErrorf("kubeconfig: %v", err)
+	}
+	cfg.Timeout = 30 * time.Second // an unreachable API server fails, not hangs
+	return install.NewClient(cfg)
+}
+
+func newInstallCommand(stdout io.Writer) *cobra.Command {
+	var s install.Settings
+	var values, meshNetworks string
+	var cf clusterFlags
+	var dryRun, wait bool
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "install",
+		Short: "Apply what `manifest generate` renders to a cluster (server-side apply), and wait for it to roll out",
+		Long: `install renders the same objects as ` + "`horizon manifest generate`" + ` (same flags, same -f values
+file) and applies them with server-side apply (field manager "horizon"), adding Istio's
+Gateway CRD (from istio.io/api) when the cluster lacks it and a Gateway is rendered. It is
+idempotent: a second run reports every object unchanged. Nothing is applied when the
+settings are invalid. With --wait it waits for the Deployments to roll out.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			settings, err := resolveSettings(cmd.Flags(), s, values, meshNetworks)
+			if err != nil {
+				return err
+			}
+			objs, err := renderUnstructured(settings)
+			if err != nil {
+				return err
+			}
+			c, err := cf.client()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			if settings.ExposeServices {
+				if objs, err = c.WithGatewayCRD(ctx, objs); err != nil {
+					return err
+				}
+			}
+			res, err := c.Apply(ctx, objs, dryRun, stdout)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "%d created, %d configured, %d unchanged\n", res.Created, res.Changed, res.Unchanged)
+			if wait && !dryRun {
+				return c.WaitRollout(ctx, objs, timeout, stdout)
+			}
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	settingsFlags(fl, &s, &values, &meshNetworks)
+	fl.StringVar(&cf.kubeconfig, "kubeconfig", "", "kubeconfig (default: $KUBECONFIG or ~/.kube/config)")
+	fl.StringVar(&cf.context, "context", "", "kubeconfig context (default: the current one)")
+	fl.BoolVar(&dryRun, "dry-run", false, "server-side dry run: the API server validates everything, nothing is stored")
+	fl.BoolVar(&wait, "wait", true, "wait for the Deployments to roll out")
+	fl.DurationVar(&timeout, "timeout", 5*time.Minute, "bound on the whole install, rollout included")
+	return cmd
+}
+
+func newUninstallCommand(stdout io.Writer) *cobra.Command {
+	var cf clusterFlags
+	cmd := &cobra.Command{
+		Use:   "uninstall",
+		Short: "Delete every object labelled app.kubernetes.io/managed-by=horizon (namespaces and the Gateway CRD are kept)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			// Render everything there is, so that every kind the
+			// installer can create is looked for, whatever was chosen.
+			all := install.Defaults()
+			all.Gateway, all.ExposeServices, all.MeshNetworks = true, true, "networks: {}\n"
+			objs, err := renderUnstructured(all)
+			if err != nil {
+				return err
+			}
+			c, err := cf.client()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), 2*time.Minute)
+			defer cancel()
+			n, err := c.Uninstall(ctx, objs, stdout)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "%d deleted\n", n)
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&cf.kubeconfig, "kubeconfig", "", "kubeconfig (default: $KUBECONFIG or ~/.kube/config)")
+	fl.StringVar(&cf.context, "context", "", "kubeconfig context (default: the current one)")
+	return cmd
+}
+
+func renderUnstructured(s install.Settings) ([]*unstructured.Unstructured, error) {
+	objs, err := install.Render(s)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	return install.Unstructured(objs)
+}

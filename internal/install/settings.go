@@ -1,0 +1,138 @@
+// Package install renders the Kubernetes objects that install Horizon on a
+// cluster from one typed Settings value: the primary cluster (discovery,
+// its RBAC, Service, injection webhook), a remote cluster (what its pods
+// need to join), and a network gateway on either. Rendering is pure; the
+// CLI prints the objects (`horizon manifest generate`) or applies them.
+package install
+
+import (
+	"fmt"
+	"net"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/horizonmesh/horizon/internal/model"
+)
+
+// ManagedByLabel marks every object Horizon's installer creates, so that
+// uninstall removes exactly those.
+const (
+	ManagedByLabel = "app.kubernetes.io/managed-by"
+	ManagedBy      = "horizon"
+)
+
+// Settings are everything an installation is configured with; flags and a
+// values file (`-f`) set the same fields.
+type Settings struct {
+	// ClusterID names this cluster (CLUSTER_ID of its proxies).
+	ClusterID string `json:"clusterID"`
+	// Network is this cluster's network ("" for none).
+	Network string `json:"network,omitempty"`
+	// Namespace holds the control plane (Istio's istio-system).
+	Namespace string `json:"namespace,omitempty"`
+	// Remote renders a remote cluster: no discovery; its pods join the
+	// primary's discovery at DiscoveryAddress.
+	Remote bool `json:"remote,omitempty"`
+	// DiscoveryAddress is host:port of discovery's TLS port as this
+	// cluster's pods reach it (for a remote cluster: the primary's gateway).
+	DiscoveryAddress string `json:"discoveryAddress,omitempty"`
+	// Replicas of discovery (primary only).
+	Replicas int32 `json:"replicas,omitempty"`
+	// Gateway adds the east-west network gateway.
+	Gateway bool `json:"gateway,omitempty"`
+	// ExposeServices adds the Istio Gateway that exposes every mesh
+	// service on port 15443 with tls.mode AUTO_PASSTHROUGH.
+	ExposeServices bool `json:"exposeServices,omitempty"`
+	// MeshNetworks is meshNetworks YAML, published in the istio ConfigMap.
+	MeshNetworks string `json:"meshNetworks,omitempty"`
+	// TrustDomain of workload identities.
+	TrustDomain string `json:"trustDomain,omitempty"`
+	// Images of discovery and of the proxy (agent + Envoy).
+	DiscoveryImage  string `json:"discoveryImage,omitempty"`
+	ProxyImage      string `json:"proxyImage,omitempty"`
+	ImagePullPolicy string `json:"imagePullPolicy,omitempty"`
+}
+
+// Defaults returns Settings with every field at its default.
+func Defaults() Settings {
+	return Settings{
+		ClusterID: "Kubernetes", Namespace: "istio-system", Replicas: 2, TrustDomain: "cluster.local",
+		DiscoveryImage: "horizon/discovery:latest", ProxyImage: "horizon/proxy:latest", ImagePullPolicy: "IfNotPresent",
+	}
+}
+
+// LoadValues overlays a values file (YAML or JSON, the Settings fields) on
+// s. An unknown field is an error naming it: a typo must not be ignored.
+func LoadValues(s Settings, name string, data []byte) (Settings, error) {
+	if err := yaml.UnmarshalStrict(data, &s); err != nil {
+		return s, fmt.Errorf("%s: %v", name, err)
+	}
+	return s, nil
+}
+
+// Validate checks every field and names the bad ones.
+func (s Settings) Validate() error {
+	var errs []string
+	bad := func(field, format string, a ...any) { errs = append(errs, field+": "+fmt.Sprintf(format, a...)) }
+	if err := model.ValidateClusterID(s.ClusterID); err != nil {
+		bad("clusterID", "%v", err)
+	}
+	if s.Network != "" && (len(s.Network) > 63 || !networkRE.MatchString(s.Network)) {
+		bad("network", "%q is not a valid network name", s.Network)
+	}
+	if !dnsLabelish(s.Namespace) {
+		bad("namespace", "%q is not a valid namespace", s.Namespace)
+	}
+	if s.Remote {
+		if s.DiscoveryAddress == "" {
+			bad("discoveryAddress", "required for a remote cluster (the primary's gateway, host:port)")
+		}
+	} else if s.Replicas < 1 {
+		bad("replicas", "must be at least 1")
+	}
+	if s.DiscoveryAddress != "" {
+		if _, port, err := net.SplitHostPort(s.DiscoveryAddress); err != nil {
+			bad("discoveryAddress", "%v", err)
+		} else if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+			bad("discoveryAddress", "port %q is not a port number", port)
+		}
+	}
+	if s.ExposeServices && !s.Gateway {
+		bad("exposeServices", "needs gateway")
+	}
+	if s.TrustDomain == "" {
+		bad("trustDomain", "must not be empty")
+	}
+	if s.DiscoveryImage == "" || s.ProxyImage == "" {
+		bad("discoveryImage/proxyImage", "must not be empty")
+	}
+	switch s.ImagePullPolicy {
+	case "Always", "IfNotPresent", "Never":
+	default:
+		bad("imagePullPolicy", "%q is not Always, IfNotPresent or Never", s.ImagePullPolicy)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("invalid settings:\n  %s", strings.Join(errs, "\n  "))
+	}
+	return nil
+}
+
+// networkRE is the rule proxies' NETWORK metadata follows.
+var networkRE = regexp.MustCompile(`^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$`)
+
+// dnsLabelish: a DNS label (lower case, digits, '-'), as namespace and
+// network names are.
+func dnsLabelish(s string) bool {
+	if s == "" || len(s) > 63 || s[0] == '-' || s[len(s)-1] == '-' {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
+			return false
+		}
+	}
+	return true
+}
