@@ -228,7 +228,7 @@ func RunDiscovery(ctx context.Context, c DiscoveryConfig, log *slog.Logger, lis 
 		return usageErrorf("nothing to serve: give --kubeconfig, run in a cluster, or give --cluster ID=PATH")
 	}
 	if c.MeshNetworksFile != "" {
-		if err := meshnetworks.WatchFile(ctx, c.MeshNetworksFile, c.PollInterval, cp); err != nil {
+		if err := meshnetworks.WatchFile(ctx, c.MeshNetworksFile, c.PollInterval, cp, log); err != nil {
 			return err
 		}
 	}
@@ -239,7 +239,7 @@ func RunDiscovery(ctx context.Context, c DiscoveryConfig, log *slog.Logger, lis 
 		}
 	}
 	for _, m := range manifests {
-		if err := manifest.Watch(ctx, m, c.PollInterval, cp); err != nil {
+		if err := manifest.Watch(ctx, m, c.PollInterval, cp, log); err != nil {
 			return err
 		}
 	}

@@ -3,13 +3,11 @@ package manifest
 import (
 	"context"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
-	"strings"
+	"log/slog"
 	"time"
 
 	"github.com/horizonmesh/horizon/internal/model"
+	"github.com/horizonmesh/horizon/internal/source/filewatch"
 	"github.com/horizonmesh/horizon/internal/source/kube"
 )
 
@@ -19,71 +17,55 @@ type Registry interface {
 	ClusterError(id model.ClusterID, source, msg string)
 }
 
-// Watch loads a cluster from its manifests now and again whenever a file
-// under the path changes (polled every interval), until ctx ends. Invalid
-// manifests at start are an error; later, an invalid change is reported and
-// the last good snapshot keeps serving.
-func Watch(ctx context.Context, src ClusterSource, interval time.Duration, reg Registry) error {
-	source := "manifests " + src.Path
-	load := func() (*kube.Store, error) {
-		store, diags := Load(src.Path)
-		if err := diags.Err(); err != nil {
-			return nil, err
-		}
-		return store, nil
-	}
-	store, err := load()
-	if err != nil {
-		return fmt.Errorf("cluster %s: %w", src.ID, err)
-	}
-	loaded := time.Now()
-	always := func() bool { return true }
-	reg.SetCluster(src.ID, source, true, store, always, func() time.Time { return loaded })
-	print := fingerprint(src.Path)
-	seen := print
-	go func() {
-		t := time.NewTicker(interval)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-			// Reload once the files look the same on two polls in a row, so
-			// a half-written file is never loaded.
-			next := fingerprint(src.Path)
-			stable := next == seen
-			seen = next
-			if !stable || next == print {
-				continue
-			}
-			print = next
-			store, err := load()
-			if err != nil {
-				reg.ClusterError(src.ID, source, "change rejected, last good manifests keep serving: "+err.Error())
-				continue
-			}
-			at := time.Now()
-			reg.SetCluster(src.ID, source, true, store, always, func() time.Time { return at })
-			reg.ClusterError(src.ID, source, "")
-		}
-	}()
-	return nil
+// Watch loads a cluster from its manifests now and again each time a file
+// under the path changes, until ctx ends. The path and its directories are
+// watched with inotify (a mounted ConfigMap's `..data` swap included) and
+// re-read every poll as a safety net; see package filewatch for when a
+// change counts as written.
+//
+// Invalid manifests at start are an error. Later, an invalid change (or a
+// missing path) is logged on log and reported with ClusterError, and the
+// last good snapshot keeps serving; the next valid state is applied.
+//
+// Validation cannot tell a half-written manifest from a cluster that really
+// lost objects: a file cut at the end of a document, or after `endpoints:`,
+// still decodes. So a change is applied only after the settle time without
+// events and only if every file decodes; writers that pause longer than the
+// settle time should write a temporary file and rename it instead.
+func Watch(ctx context.Context, src ClusterSource, poll time.Duration, reg Registry, log *slog.Logger) error {
+	return watch(ctx, src, filewatch.Options{Poll: poll, Logger: log}, reg)
 }
 
-// fingerprint summarises the names, sizes and modification times of the
-// manifest files under path.
-func fingerprint(path string) string {
-	var b strings.Builder
-	_ = filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return nil
+func watch(ctx context.Context, src ClusterSource, opts filewatch.Options, reg Registry) error {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	source := "manifests " + src.Path
+	always := func() bool { return true }
+	loads := 0 // calls to load never overlap
+	load := func(s filewatch.Snapshot) error {
+		store, diags := Load(src.Path)
+		if s.Changed() {
+			return filewatch.ErrChanged // Load may have read a file mid-write
 		}
-		if info, err := os.Stat(p); err == nil {
-			fmt.Fprintf(&b, "%s %d %d\n", p, info.Size(), info.ModTime().UnixNano())
+		if err := diags.Err(); err != nil {
+			return err
+		}
+		at := time.Now()
+		reg.SetCluster(src.ID, source, true, store, always, func() time.Time { return at })
+		if loads++; loads > 1 {
+			reg.ClusterError(src.ID, source, "")
+			log.Info("cluster manifests applied", "cluster", src.ID, "path", src.Path)
 		}
 		return nil
-	})
-	return b.String()
+	}
+	rejected := func(err error) {
+		log.Error("cluster manifests change rejected; the last good manifests keep serving", "cluster", src.ID, "path", src.Path, "error", err)
+		reg.ClusterError(src.ID, source, "change rejected, last good manifests keep serving: "+err.Error())
+	}
+	if err := filewatch.Start(ctx, src.Path, opts, load, rejected); err != nil {
+		return fmt.Errorf("cluster %s: %w", src.ID, err)
+	}
+	return nil
 }

@@ -5,9 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"sync"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -29,52 +27,6 @@ type Sink interface {
 // ConfigMapKey is the ConfigMap data key holding meshNetworks, as Istio's
 // `istio` ConfigMap has it.
 const ConfigMapKey = "meshNetworks"
-
-// WatchFile applies the file at path now and whenever its content changes
-// (polled every interval), until ctx ends. An invalid file at start is an
-// error: there is no last good config to keep.
-func WatchFile(ctx context.Context, path string, interval time.Duration, sink Sink) error {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return fmt.Errorf("meshNetworks: %w", err)
-	}
-	nets, diags := Parse(path, data)
-	if err := diags.Err(); err != nil {
-		return fmt.Errorf("meshNetworks: %w", err)
-	}
-	sink.SetMeshNetworks(nets, diags.Warnings())
-	go func() {
-		t := time.NewTicker(interval)
-		defer t.Stop()
-		applied, seen := data, data
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-			}
-			next, err := os.ReadFile(path)
-			if err != nil {
-				continue // a file being replaced may briefly be missing
-			}
-			// Apply a change only once it reads the same on two polls in a
-			// row: an editor's or a copy's half-written file must never be
-			// applied (a truncated file would parse as "no networks").
-			stable := bytes.Equal(next, seen)
-			seen = next
-			if !stable || bytes.Equal(next, applied) {
-				continue
-			}
-			applied = next
-			if len(bytes.TrimSpace(next)) == 0 {
-				sink.MeshNetworksRejected(fmt.Errorf("%s: the file is empty; write `networks: {}` to remove every network", path))
-				continue
-			}
-			apply(sink, path, next)
-		}
-	}()
-	return nil
-}
 
 func apply(sink Sink, origin string, data []byte) {
 	nets, diags := Parse(origin, data)

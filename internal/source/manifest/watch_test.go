@@ -1,0 +1,280 @@
+package manifest
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/horizonmesh/horizon/internal/model"
+	"github.com/horizonmesh/horizon/internal/source/filewatch"
+	"github.com/horizonmesh/horizon/internal/source/kube"
+)
+
+// registry records every call in order: "set [endpoints]", "error MSG",
+// "clear", and hands each to the test.
+type registry struct {
+	mu     sync.Mutex
+	events []string
+	ch     chan string
+}
+
+func (r *registry) SetCluster(_ model.ClusterID, _ string, _ bool, s *kube.Store, _ func() bool, _ func() time.Time) {
+	r.add("set " + endpoints(s))
+}
+
+func (r *registry) ClusterError(_ model.ClusterID, _, msg string) {
+	if msg == "" {
+		r.add("clear")
+		return
+	}
+	r.add("error " + msg)
+}
+
+func (r *registry) add(e string) {
+	r.mu.Lock()
+	r.events = append(r.events, e)
+	r.mu.Unlock()
+	r.ch <- e
+}
+
+// expect waits for the next events, each starting with its want, in order.
+func (r *registry) expect(t *testing.T, want ...string) string {
+	t.Helper()
+	var got string
+	for _, w := range want {
+		select {
+		case got = <-r.ch:
+		case <-time.After(5 * time.Second):
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			t.Fatalf("no event within 5s, want %q; so far %q", w, r.events)
+		}
+		if !strings.HasPrefix(got, w) {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			t.Fatalf("event %q, want %q; all events %q", got, w, r.events)
+		}
+	}
+	return got
+}
+
+// expectSet waits for want to be set, passing over errors and clears (a
+// writer's intermediate states may be refused) but failing on any other
+// state set first.
+func (r *registry) expectSet(t *testing.T, want string) {
+	t.Helper()
+	for {
+		got := r.expect(t, "")
+		if got == want {
+			return
+		}
+		if strings.HasPrefix(got, "set ") {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			t.Fatalf("%q before %q; all events %q", got, want, r.events)
+		}
+	}
+}
+
+// endpoints lists the addresses of every endpoint of the store, sorted.
+func endpoints(s *kube.Store) string {
+	snap, _ := kube.Convert("c1", s, kube.Options{})
+	var addrs []string
+	for _, svc := range snap.Services {
+		for _, eps := range svc.Endpoints {
+			for _, e := range eps {
+				addrs = append(addrs, e.Address.String())
+			}
+		}
+	}
+	slices.Sort(addrs)
+	return fmt.Sprint(addrs)
+}
+
+// syncBuffer is a log destination safe for the watcher's goroutine.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func startWatch(t *testing.T, path string, opts filewatch.Options) *registry {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	r := &registry{ch: make(chan string, 1000)}
+	if err := watch(ctx, ClusterSource{ID: "c1", Path: path}, opts, r); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// sliceWith is hello's EndpointSlice with the given pod addresses.
+func sliceWith(addrs ...string) string {
+	s := strings.TrimSuffix(sliceDoc[:strings.Index(sliceDoc, "endpoints:")], "\n") + "\nendpoints:\n"
+	for _, a := range addrs {
+		s += fmt.Sprintf("- addresses: [%s]\n", a)
+	}
+	return s
+}
+
+var quick = filewatch.Options{Settle: 50 * time.Millisecond, Poll: 10 * time.Millisecond}
+
+func replaceFile(t *testing.T, path, content string) {
+	t.Helper()
+	tmp := filepath.Join(filepath.Dir(path), ".tmp-"+filepath.Base(path))
+	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A rejected change is logged (the docs promise a log line) as well as
+// reported, and the next valid change clears the error.
+func TestWatchLogsAndReportsRejectedChanges(t *testing.T) {
+	dir := t.TempDir()
+	file := write(t, dir, "all.yaml", svcDoc+"---\n"+sliceWith("10.0.0.1"))
+	logs := &syncBuffer{}
+	opts := quick
+	opts.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	r := startWatch(t, dir, opts)
+	r.expect(t, "set [10.0.0.1]")
+
+	replaceFile(t, file, svcDoc+"---\nkind: [\n")
+	r.expect(t, "error change rejected")
+	if l := logs.String(); !strings.Contains(l, "level=ERROR") || !strings.Contains(l, "cluster=c1") || !strings.Contains(l, "all.yaml#2") {
+		t.Errorf("rejection not logged with cluster and file:\n%s", l)
+	}
+	replaceFile(t, file, svcDoc+"---\n"+sliceWith("10.0.0.2"))
+	r.expect(t, "set [10.0.0.2]", "clear")
+}
+
+// A manifest cut after `endpoints:` still decodes (an EndpointSlice with no
+// endpoints is legal), so only the settle time protects a writer that
+// pauses: a pause longer than the old two polls, shorter than the settle
+// time, must not drop the pods.
+func TestWatchValidPrefixIsNotAppliedWhileWriterPausesWithinSettle(t *testing.T) {
+	dir := t.TempDir()
+	file := write(t, dir, "all.yaml", svcDoc+"---\n"+sliceWith("10.0.0.1", "10.0.0.2"))
+	r := startWatch(t, dir, filewatch.Options{Settle: time.Second, Poll: 10 * time.Millisecond})
+	r.expect(t, "set [10.0.0.1 10.0.0.2]")
+
+	full := svcDoc + "---\n" + sliceWith("10.0.0.1", "10.0.0.3")
+	prefix := full[:strings.Index(full, "endpoints:")+len("endpoints:\n")]
+	f := openTruncated(t, file)
+	writeTo(t, f, prefix)
+	time.Sleep(200 * time.Millisecond) // the writer's pause, not a wait for the watcher
+	writeTo(t, f, full[len(prefix):])
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r.expectSet(t, "set [10.0.0.1 10.0.0.3]")
+}
+
+// A prefix that does not decode is never applied, however long the writer
+// pauses: it is reported, then the completed file applies.
+func TestWatchInvalidPrefixIsNeverApplied(t *testing.T) {
+	dir := t.TempDir()
+	file := write(t, dir, "all.yaml", svcDoc+"---\n"+sliceWith("10.0.0.1"))
+	r := startWatch(t, dir, quick)
+	r.expect(t, "set [10.0.0.1]")
+
+	full := svcDoc + "---\n" + sliceWith("10.0.0.1", "10.0.0.3")
+	cut := strings.LastIndex(full, "[10.0.0.3") + len("[10.0")
+	f := openTruncated(t, file)
+	writeTo(t, f, full[:cut])
+	r.expect(t, "error change rejected")
+	writeTo(t, f, full[cut:])
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	r.expectSet(t, "set [10.0.0.1 10.0.0.3]")
+}
+
+// A file replaced by a dangling symlink is rejected; once the symlink is
+// removed, the rest is loaded (the old watcher's fingerprint skipped the
+// dangling link, so removing it changed nothing and the cluster was stuck).
+func TestWatchDanglingSymlinkRemovedIsRetried(t *testing.T) {
+	dir := t.TempDir()
+	write(t, dir, "svc.yaml", svcDoc)
+	slice := write(t, dir, "slice.yaml", sliceWith("10.0.0.1"))
+	r := startWatch(t, dir, quick)
+	r.expect(t, "set [10.0.0.1]")
+
+	if err := os.Symlink("missing.yaml", filepath.Join(dir, ".link")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(filepath.Join(dir, ".link"), slice); err != nil {
+		t.Fatal(err)
+	}
+	r.expect(t, "error change rejected")
+	if err := os.Remove(slice); err != nil {
+		t.Fatal(err)
+	}
+	r.expect(t, "set []", "clear")
+	replaceFile(t, slice, sliceWith("10.0.0.4"))
+	r.expect(t, "set [10.0.0.4]", "clear")
+}
+
+// Manifests mounted from a ConfigMap: files are symlinks into ..data, which
+// the kubelet swaps atomically. Polling is off (an hour), so only the
+// directory watch can see the swap.
+func TestWatchFollowsConfigMapVolumeSwaps(t *testing.T) {
+	dir := t.TempDir()
+	swap := func(version, content string) {
+		t.Helper()
+		write(t, filepath.Join(dir, version), "cluster.yaml", content)
+		if err := os.Symlink(version, filepath.Join(dir, "..data_tmp")); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(filepath.Join(dir, "..data_tmp"), filepath.Join(dir, "..data")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	swap("..2026_01_01_00_00_00.000000001", svcDoc+"---\n"+sliceWith("10.0.0.1"))
+	if err := os.Symlink("..data/cluster.yaml", filepath.Join(dir, "cluster.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	r := startWatch(t, dir, filewatch.Options{Settle: 50 * time.Millisecond, Poll: time.Hour})
+	r.expect(t, "set [10.0.0.1]")
+	swap("..2026_01_01_00_00_01.000000002", svcDoc+"---\n"+sliceWith("10.0.0.5"))
+	r.expect(t, "set [10.0.0.5]", "clear")
+}
+
+func openTruncated(t *testing.T, path string) *os.File {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = f.Close() })
+	return f
+}
+
+func writeTo(t *testing.T, f *os.File, s string) {
+	t.Helper()
+	if _, err := f.WriteString(s); err != nil {
+		t.Fatal(err)
+	}
+}
