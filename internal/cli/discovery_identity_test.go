@@ -36,11 +36,17 @@ const hwEDS = "outbound|5000||helloworld.sample.svc.cluster.local"
 // the walkthrough's cluster1 on its TLS port only.
 type identityDiscovery struct {
 	addr string
+	xds  string // the plaintext port, when started with one
 	ca   *ca.Authority
 	cp   *controlplane.ControlPlane
 }
 
 func startIdentityDiscovery(t *testing.T) *identityDiscovery {
+	return startIdentityDiscoveryWith(t, false)
+}
+
+// startIdentityDiscoveryWith also serves the plaintext xDS port when asked.
+func startIdentityDiscoveryWith(t *testing.T, plaintext bool) *identityDiscovery {
 	t.Helper()
 	files, err := catest.New("mesh")
 	if err != nil {
@@ -62,15 +68,20 @@ func startIdentityDiscovery(t *testing.T) *identityDiscovery {
 	cfg.Clusters = []string{"cluster1=" + walkthrough + "/cluster1"}
 	cfg.XDSAddr, cfg.HTTPAddr, cfg.SecureAddr, cfg.CACertsDir = "", hl.Addr().String(), sl.Addr().String(), dir
 	cfg.SecureSANs = []string{"localhost", "127.0.0.1"}
+	lis := &Listeners{HTTP: hl, Secure: sl}
+	d := &identityDiscovery{addr: sl.Addr().String(), ca: a}
+	if plaintext {
+		xl, _ := net.Listen("tcp", "127.0.0.1:0")
+		lis.XDS, cfg.XDSAddr, d.xds = xl, xl.Addr().String(), xl.Addr().String()
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	started := make(chan *controlplane.ControlPlane, 1)
+	lis.Started = func(cp *controlplane.ControlPlane) { started <- cp }
 	go func() {
-		done <- RunDiscovery(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)),
-			&Listeners{HTTP: hl, Secure: sl, Started: func(cp *controlplane.ControlPlane) { started <- cp }})
+		done <- RunDiscovery(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), lis)
 	}()
 	t.Cleanup(func() { cancel(); <-done })
-	d := &identityDiscovery{addr: sl.Addr().String(), ca: a}
 	select {
 	case d.cp = <-started:
 	case err := <-done:
@@ -310,4 +321,52 @@ func TestSecurePortNoCertDeltaStreamBesideVerifiedSotWStream(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSecurePortStreamsApartFromPlaintextPortStreams: the plaintext and the
+// TLS port are two xDS servers, each numbering its streams from 1, sharing
+// one tracker. A stream of one port must neither lend its (absent) identity
+// check to, nor end, the same-numbered stream of the other.
+func TestSecurePortStreamsApartFromPlaintextPortStreams(t *testing.T) {
+	t.Run("no-certificate TLS stream beside a plaintext stream", func(t *testing.T) {
+		d := startIdentityDiscoveryWith(t, true)
+		attacker := d.sotw(t, "", "", sleepNode("sample", "sleep")) // TLS stream 1, no certificate
+		waitUntil(t, "the TLS stream to open", func() bool { return d.openStreams(false) == 1 })
+		plain, err := adsclient.Dial(d.xds, sleepNode("sample", "sleep")) // plaintext stream 1
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer plain.Close()
+		_ = plain.Request(resource.ClusterType, nil, "", "", "")
+		if _, err := plain.Wait(resource.ClusterType, 5*time.Second, anyResponse); err != nil {
+			t.Fatalf("plaintext client: %v", err)
+		}
+		_ = attacker.Request(resource.ClusterType, nil, "", "", "")
+		r, err := attacker.Wait(resource.ClusterType, 5*time.Second, anyResponse)
+		if status.Code(err) != codes.PermissionDenied {
+			t.Errorf("TLS client without a certificate: got %v (CDS with %d resources), want PermissionDenied", err, len(r.GetResources()))
+		}
+	})
+	t.Run("verified TLS stream outlives a plaintext stream", func(t *testing.T) {
+		d := startIdentityDiscoveryWith(t, true)
+		verified := d.sotw(t, "sample", "sleep", sleepNode("sample", "sleep"))
+		_ = verified.Request(resource.ClusterType, nil, "", "", "")
+		if _, err := verified.Wait(resource.ClusterType, 5*time.Second, anyResponse); err != nil {
+			t.Fatalf("verified client: %v", err)
+		}
+		plain, err := adsclient.Dial(d.xds, adsclient.Node("sidecar~10.1.0.8~other~sample.svc.cluster.local", "", "cluster1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = plain.Request(resource.ClusterType, nil, "", "", "")
+		if _, err := plain.Wait(resource.ClusterType, 5*time.Second, anyResponse); err != nil {
+			t.Fatalf("plaintext client: %v", err)
+		}
+		plain.Close()
+		waitUntil(t, "the plaintext stream to close", func() bool { return d.openStreams(false) <= 1 })
+		_ = verified.Request(resource.EndpointType, []string{hwEDS}, "", "", "")
+		if _, err := verified.Wait(resource.EndpointType, 5*time.Second, func(r *discovery.DiscoveryResponse) bool { return len(r.Resources) == 1 }); err != nil {
+			t.Errorf("verified client after a plaintext stream of the same number closed: %v", err)
+		}
+	})
 }
