@@ -8,7 +8,6 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/pem"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,17 +17,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	"k8s.io/client-go/dynamic"
 	"k8s.io/utils/ptr"
 
 	"github.com/horizonmesh/horizon/internal/ca"
 	"github.com/horizonmesh/horizon/internal/ca/catest"
-	"github.com/horizonmesh/horizon/internal/cli"
 	"github.com/horizonmesh/horizon/internal/testing/kubeharness"
-	"github.com/horizonmesh/horizon/internal/testing/netlab"
 )
 
 // identityFiles writes a workload certificate for sample/sleep signed by
@@ -53,12 +46,19 @@ func identityFiles(t *testing.T, dir, name string, files catest.Files) (certFile
 
 func podWith(t *testing.T, c *kubeharness.Cluster, ns, name, ip, sa string, labels map[string]string) {
 	t.Helper()
+	podOnNode(t, c, ns, name, ip, sa, "", labels)
+}
+
+// podOnNode is podWith scheduled on a node (whose Node object, if any,
+// gives the pod's locality).
+func podOnNode(t *testing.T, c *kubeharness.Cluster, ns, name, ip, sa, node string, labels map[string]string) {
+	t.Helper()
 	l := map[string]string{"security.istio.io/tlsMode": "istio"}
 	for k, v := range labels {
 		l[k] = v
 	}
 	p, err := c.Client.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: l},
-		Spec: corev1.PodSpec{ServiceAccountName: sa, Containers: []corev1.Container{{Name: "app", Image: "x"}}}}, metav1.CreateOptions{})
+		Spec: corev1.PodSpec{ServiceAccountName: sa, NodeName: node, Containers: []corev1.Container{{Name: "app", Image: "x"}}}}, metav1.CreateOptions{})
 	must(t, err)
 	p.Status.PodIP = ip
 	_, err = c.Client.CoreV1().Pods(ns).UpdateStatus(ctx, p, metav1.UpdateOptions{})
@@ -108,179 +108,12 @@ func endpoints(t *testing.T, c *kubeharness.Cluster, ns, svc, portName string, p
 // gateway, which routes on SNI without decrypting; cluster2's proxies reach
 // discovery only through cluster1's gateway.
 func TestAcrossIsolatedNetworks(t *testing.T) {
-	netlab.Require(t)
-	envoy := envoyBinary(t)
-	dir := buildBinaries(t)
-	horizon, hello := filepath.Join(dir, "horizon"), filepath.Join(dir, "helloworld")
-	const clusterIP = "10.96.0.50"
-	const discoverySNI = "outbound_.15012_._.horizon.istio-system.svc.cluster.local"
+	x := startCrossnet(t, crossnetOptions{Prefix: "hzx", Net1: "10.1.0", Net2: "10.2.0"})
+	lab, ns, dir, hello, files, c2, d := x.lab, x.ns, x.dir, x.hello, x.files, x.c2, x.d
+	const clusterIP = crossnetClusterIP
+	admin := x.admin
 
-	// Networks: n1 10.1.0.0/24 (its bridge namespace is its router, .1),
-	// n2 10.2.0.0/24 (router .1), public 203.0.113.0/24 joining the routers
-	// (.1, .2) and the gateways' public addresses (.10, .20). Routers
-	// masquerade towards the public segment; nothing routes between pods.
-	lab := netlab.New(t, "hzx", "10.1.0.1/24")
-	n1 := "hzx-br"
-	n2 := lab.Bridge("n2")
-	pub := lab.Bridge("pub")
-	lab.In(n2, "ip", "addr", "add", "10.2.0.1/24", "dev", "br0")
-	for _, r := range []struct{ ns, addr string }{{n1, "203.0.113.1/24"}, {n2, "203.0.113.2/24"}} {
-		lab.Attach(r.ns, pub, "pub0", r.addr)
-		lab.In(r.ns, "sysctl", "-qw", "net.ipv4.ip_forward=1")
-		lab.In(r.ns, "iptables", "-t", "nat", "-A", "POSTROUTING", "-o", "pub0", "-j", "MASQUERADE")
-	}
-	lab.AttachRoot(n1, "10.1.0.254/24") // discovery runs in cluster1's network
-	hosts := []string{clusterIP + " helloworld.sample"}
-	type wl struct{ name, bridge, ip, gw, sa, cluster, network, version, public string }
-	workloads := []wl{
-		{"sleep1", n1, "10.1.0.10", "10.1.0.1", "sleep", "cluster1", "network1", "", ""},
-		{"hw1", n1, "10.1.0.11", "10.1.0.1", "helloworld", "cluster1", "network1", "v1", ""},
-		{"gw1", n1, "10.1.0.20", "10.1.0.1", "istio-eastwestgateway", "cluster1", "network1", "", "203.0.113.10"},
-		{"sleep2", n2, "10.2.0.10", "10.2.0.1", "sleep", "cluster2", "network2", "", ""},
-		{"hw2", n2, "10.2.0.11", "10.2.0.1", "helloworld", "cluster2", "network2", "v2", ""},
-		{"gw2", n2, "10.2.0.20", "10.2.0.1", "istio-eastwestgateway", "cluster2", "network2", "", "203.0.113.20"},
-	}
-	ns := map[string]string{}
-	for _, w := range workloads {
-		ns[w.name] = lab.Namespace(w.name)
-		lab.Attach(ns[w.name], w.bridge, "eth0", w.ip+"/24")
-		if w.public != "" {
-			lab.Attach(ns[w.name], pub, "eth1", w.public+"/24")
-		}
-		lab.In(ns[w.name], "ip", "route", "add", "default", "via", w.gw)
-		lab.Hosts(ns[w.name], hosts...)
-	}
-
-	// Kubernetes: two clusters; cluster1 is the config cluster.
-	c1 := kubeharness.Start(t, kubeharness.Options{Name: "cluster1"})
-	c2 := kubeharness.Start(t, kubeharness.Options{Name: "cluster2", ServiceCIDR: "10.96.0.0/16"})
-	clusters := map[string]*kubeharness.Cluster{"cluster1": c1, "cluster2": c2}
-	files, err := catest.New("mesh")
-	must(t, err)
-	for name, c := range clusters {
-		network := map[string]string{"cluster1": "network1", "cluster2": "network2"}[name]
-		namespace(t, c, "istio-system", map[string]string{"topology.istio.io/network": network})
-		namespace(t, c, "sample", nil)
-		serviceWith(t, c, "sample", "helloworld", clusterIP, "http", 5000, nil, "")
-		public := map[string]string{"cluster1": "203.0.113.10", "cluster2": "203.0.113.20"}[name]
-		serviceWith(t, c, "istio-system", "istio-eastwestgateway", "", "tls", 15443,
-			map[string]string{"topology.istio.io/network": network}, public)
-		for _, sa := range []string{"sleep", "helloworld"} {
-			must(t, createSA(c, "sample", sa))
-		}
-		must(t, createSA(c, "istio-system", "istio-eastwestgateway"))
-	}
-	installCACerts(t, c1, files)
-	for _, w := range workloads {
-		if w.public == "" {
-			podWith(t, clusters[w.cluster], "sample", w.name, w.ip, w.sa, map[string]string{"app": w.name})
-		}
-	}
-	endpoints(t, c1, "sample", "helloworld", "http", 5000, map[string]string{"hw1": "10.1.0.11"})
-	endpoints(t, c2, "sample", "helloworld", "http", 5000, map[string]string{"hw2": "10.2.0.11"})
-	// Discovery as a mesh service of cluster1, so cluster1's gateway passes
-	// remote proxies through to it (the walkthrough's remotePilotAddress).
-	serviceWith(t, c1, "istio-system", "horizon", "", "tls", 15012, nil, "")
-	podWith(t, c1, "istio-system", "horizon", "10.1.0.254", "horizon", nil)
-	endpoints(t, c1, "istio-system", "horizon", "tls", 15012, map[string]string{"horizon": "10.1.0.254"})
-	meshNetworksConfigMap(t, c1, "networks:\n  network1:\n    endpoints: [{fromRegistry: cluster1}]\n    gateways: [{registryServiceName: istio-eastwestgateway.istio-system.svc.cluster.local, port: 15443}]\n"+
-		"  network2:\n    endpoints: [{fromRegistry: cluster2}]\n    gateways: [{registryServiceName: istio-eastwestgateway.istio-system.svc.cluster.local, port: 15443}]\n")
-	applyIstioCRDs(t, c1)
-	gw := &unstructured.Unstructured{}
-	must(t, utilyaml.Unmarshal([]byte("apiVersion: networking.istio.io/v1alpha3\nkind: Gateway\nmetadata: {name: cross-network-gateway, namespace: istio-system}\n"+
-		"spec:\n  selector: {istio: eastwestgateway}\n  servers:\n  - port: {number: 15443, name: tls, protocol: TLS}\n    tls: {mode: AUTO_PASSTHROUGH}\n    hosts: [\"*\"]\n"), &gw.Object))
-	dyn, err := dynamic.NewForConfig(c1.AdminConfig)
-	must(t, err)
-	_, err = dyn.Resource(schema.GroupVersionResource{Group: "networking.istio.io", Version: "v1alpha3", Resource: "gateways"}).
-		Namespace("istio-system").Create(ctx, gw, metav1.CreateOptions{})
-	must(t, err)
-	must(t, c2.CreateRemoteReader(ctx, "istio-system", "istio-multi"))
-	kc, err := c2.KubeconfigFor(ctx, "istio-system", "istio-multi", time.Hour)
-	must(t, err)
-	remoteSecret(t, c1, "cluster2-secret", "cluster2", kc)
-
-	d := startDiscoveryWith(t, c1, nil, true, func(c *cli.DiscoveryConfig) {
-		c.SecureAddr, c.XDSAddr = "10.1.0.254:15012", ""
-		c.SecureSANs = []string{"10.1.0.254", discoverySNI}
-	})
-	waitFor(t, 30*time.Second, "cluster2 to sync", func() bool {
-		for _, c := range d.cp.Clusters() {
-			if c.ID == "cluster2" && c.Synced {
-				return true
-			}
-		}
-		return false
-	})
-
-	rootFile := filepath.Join(dir, "root-cert.pem")
-	must(t, os.WriteFile(rootFile, files[ca.RootCertFile], 0o644))
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, w := range workloads {
-				t.Logf("--- %s agent:\n%s\n--- %s envoy:\n%s", w.name, tail(filepath.Join(dir, w.name+".agent.log")), w.name, tail(filepath.Join(dir, w.name, "envoy.log")))
-			}
-		}
-	})
-	admin := func(w, path string) string {
-		out, _ := lab.Try(ns[w], 0, "curl", "-s", "-m", "2", "http://127.0.0.1:15000"+path)
-		return out
-	}
-	start := func(w wl) {
-		work := filepath.Join(dir, w.name)
-		must(t, os.MkdirAll(work, 0o755))
-		must(t, os.Chown(work, proxyUID, proxyUID))
-		tokenNS := "sample"
-		if w.public != "" {
-			tokenNS = "istio-system"
-		}
-		tokenFile := filepath.Join(dir, w.name+".token")
-		must(t, os.WriteFile(tokenFile, []byte(token(t, clusters[w.cluster], tokenNS, w.sa, "istio-ca")), 0o644))
-		discoveryAddr, san := "10.1.0.254:15012", "10.1.0.254"
-		if w.network == "network2" {
-			discoveryAddr, san = "203.0.113.10:15443", discoverySNI // through cluster1's gateway
-		}
-		args := []string{horizon, "agent", "--namespace", tokenNS, "--service-account", w.sa, "--cluster-id", w.cluster,
-			"--network", w.network, "--ip", w.ip, "--discovery-address", discoveryAddr, "--discovery-san", san,
-			"--root-cert", rootFile, "--token-file", tokenFile, "--envoy-path", envoy, "--work-dir", work, "--drain", "1s"}
-		if w.public != "" {
-			args = append(args, "--router", "--label", "istio=eastwestgateway")
-		} else {
-			lab.In(ns[w.name], horizon, "agent", "iptables", "--proxy-uid", fmt.Sprint(proxyUID))
-			args = append(args, "--label", "app="+w.name)
-		}
-		if w.version != "" {
-			lab.Start(ns[w.name], 0, filepath.Join(dir, w.name+".app.log"), hello, "-version", w.version, "-instance", w.name)
-		}
-		lab.Start(ns[w.name], proxyUID, filepath.Join(dir, w.name+".agent.log"), args...)
-	}
-	// cluster1's gateway first: cluster2's proxies reach discovery through it.
-	start(workloads[2])
-	waitFor(t, 60*time.Second, "gw1 to pass discovery through", func() bool {
-		return strings.Contains(admin("gw1", "/clusters"), discoverySNI+"::10.1.0.254:15012")
-	})
-	for _, w := range workloads {
-		if w.name != "gw1" {
-			start(w)
-		}
-	}
-	hwCluster := "outbound|5000||helloworld.sample.svc.cluster.local"
-	hwSNI := "outbound_.5000_._.helloworld.sample.svc.cluster.local"
-	for gw, pod := range map[string]string{"gw1": "10.1.0.11:5000", "gw2": "10.2.0.11:5000"} {
-		waitFor(t, 90*time.Second, gw+" to pass helloworld through", func() bool {
-			return strings.Contains(admin(gw, "/clusters"), hwSNI+"::"+pod)
-		})
-	}
-	for w, want := range map[string][]string{"sleep1": {"10.1.0.11:5000", "203.0.113.20:15443"}, "sleep2": {"10.2.0.11:5000", "203.0.113.10:15443"}} {
-		waitFor(t, 90*time.Second, w+"'s Envoy to know both helloworlds", func() bool {
-			c := admin(w, "/clusters")
-			return strings.Contains(c, hwCluster+"::"+want[0]) && strings.Contains(c, hwCluster+"::"+want[1])
-		})
-	}
-
-	call := func(from string) (string, error) {
-		out, err := lab.Try(ns[from], 0, "curl", "-s", "-f", "-m", "5", "http://helloworld.sample:5000/hello")
-		return strings.TrimSpace(out), err
-	}
+	call := x.call
 	// 1. From network1: v1 locally, v2 through cluster2's gateway.
 	seen := map[string]int{}
 	for i := range 40 {
