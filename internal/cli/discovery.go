@@ -67,6 +67,16 @@ type DiscoveryConfig struct {
 	// ShutdownGrace bounds a graceful stop: streams are ended with
 	// Unavailable and in-flight calls may finish; then connections close.
 	ShutdownGrace time.Duration
+	// MaxViews and MaxStreams bound what xDS clients can make discovery
+	// hold (views are also freed with their last stream).
+	MaxViews   int
+	MaxStreams int
+	// Sidecar injection (needs a local cluster and the CA): the webhook's
+	// TLS address, and what the injected sidecars are told.
+	InjectAddr             string
+	Network                string
+	ProxyImage             string
+	InjectDiscoveryAddress string
 }
 
 // DefaultDiscoveryConfig is the configuration with every flag at its default.
@@ -74,6 +84,7 @@ func DefaultDiscoveryConfig() DiscoveryConfig {
 	return DiscoveryConfig{
 		ClusterID: "Kubernetes", Namespace: "istio-system", SystemNamespace: "istio-system",
 		XDSAddr: ":15010", HTTPAddr: "127.0.0.1:15014", SecureAddr: ":15012", ShutdownGrace: 10 * time.Second,
+		MaxViews: server.DefaultMaxViews, MaxStreams: 10000, ProxyImage: "horizon/proxy:latest",
 		Debounce: 50 * time.Millisecond, DebounceMax: time.Second, RemoteSyncTimeout: 30 * time.Second,
 		DomainSuffix: model.DefaultDomainSuffix, PollInterval: 2 * time.Second, DNSRefresh: 30 * time.Second,
 		TrustDomain: "cluster.local", TokenAudiences: []string{"istio-ca"}, CertTTL: 24 * time.Hour, MaxCertTTL: 7 * 24 * time.Hour,
@@ -123,6 +134,12 @@ A second signal exits at once.`,
 	fl.StringVar(&c.XDSAddr, "xds-addr", d.XDSAddr, "plaintext xDS gRPC address; empty disables it")
 	fl.StringVar(&c.HTTPAddr, "http-addr", d.HTTPAddr, "ops HTTP address: /ready, /metrics, /debug/... (loopback by default; in a Pod give :15014 for probes and scraping)")
 	fl.DurationVar(&c.ShutdownGrace, "shutdown-grace", d.ShutdownGrace, "on SIGTERM, how long in-flight calls may finish before connections are closed")
+	fl.StringVar(&c.InjectAddr, "inject-addr", "", "TLS address of the sidecar-injection webhook (e.g. :15017); empty disables it")
+	fl.StringVar(&c.Network, "network", "", "the local cluster's network, given to the sidecars it injects")
+	fl.StringVar(&c.ProxyImage, "proxy-image", d.ProxyImage, "image of injected sidecars (agent + Envoy)")
+	fl.StringVar(&c.InjectDiscoveryAddress, "inject-discovery-address", "", "discovery's address as injected sidecars dial it (default horizon.NAMESPACE.svc:15012)")
+	fl.IntVar(&c.MaxViews, "max-views", d.MaxViews, "most xDS views held at once (a new view past it is refused with ResourceExhausted)")
+	fl.IntVar(&c.MaxStreams, "max-streams", d.MaxStreams, "most ADS streams open at once, both ports together")
 	fl.DurationVar(&c.Debounce, "debounce", d.Debounce, "quiet period before a push")
 	fl.DurationVar(&c.DebounceMax, "debounce-max", d.DebounceMax, "longest a stream of changes may delay a push")
 	fl.DurationVar(&c.RemoteSyncTimeout, "remote-sync-timeout", d.RemoteSyncTimeout, "how long readiness waits for remote clusters")
@@ -149,6 +166,14 @@ func (c DiscoveryConfig) validate() ([]manifest.ClusterSource, error) {
 	}
 	if c.RemoteSyncTimeout <= 0 || c.PollInterval <= 0 || c.DNSRefresh <= 0 {
 		return nil, usageErrorf("--remote-sync-timeout, --poll-interval and --dns-refresh must be > 0")
+	}
+	if c.InjectAddr != "" {
+		if err := c.injectConfig().Validate(); err != nil {
+			return nil, usageErrorf("sidecar injection: %v", err)
+		}
+	}
+	if c.MaxViews < 1 || c.MaxStreams < 1 {
+		return nil, usageErrorf("--max-views and --max-streams must be at least 1")
 	}
 	if c.HTTPAddr == "" {
 		return nil, usageErrorf("--http-addr is required")
@@ -180,7 +205,7 @@ func (c DiscoveryConfig) validate() ([]manifest.ClusterSource, error) {
 
 // Listeners lets tests pass pre-bound listeners (nil: bind the flags' addresses).
 type Listeners struct {
-	XDS, HTTP, Secure net.Listener
+	XDS, HTTP, Secure, Inject net.Listener
 	// Started, if set, receives the control plane once it is running.
 	Started func(*controlplane.ControlPlane)
 }
@@ -201,6 +226,7 @@ func RunDiscovery(ctx context.Context, c DiscoveryConfig, log *slog.Logger, lis 
 		Debounce: c.Debounce, DebounceMax: c.DebounceMax, RemoteSyncTimeout: c.RemoteSyncTimeout,
 		RefreshInterval: c.DNSRefresh, Resolver: dnscache.New(net.DefaultResolver, c.DNSRefresh),
 		Logger: log, Registry: reg,
+		MaxViews: c.MaxViews, Limits: server.Limits{MaxStreams: c.MaxStreams},
 	})
 
 	restCfg, err := localConfig(c.Kubeconfig)
@@ -233,6 +259,9 @@ func RunDiscovery(ctx context.Context, c DiscoveryConfig, log *slog.Logger, lis 
 		}
 	}
 	if local != nil {
+		if authority != nil {
+			publishRootCert(ctx, local, authority, log)
+		}
 		startLocal(ctx, c, local, clients, cp, log)
 		if err := startGateways(ctx, restCfg, local, cp, log); err != nil {
 			return err
@@ -323,6 +352,21 @@ func serve(ctx context.Context, c DiscoveryConfig, cp *controlplane.ControlPlane
 			return fmt.Errorf("--secure-addr: %w", err)
 		}
 	}
+	injectLis := lis.Inject
+	if injectLis == nil && c.InjectAddr != "" {
+		if injectLis, err = net.Listen("tcp", c.InjectAddr); err != nil {
+			return fmt.Errorf("--inject-addr: %w", err)
+		}
+	}
+	if injectLis != nil && (authority == nil || clients.Get(model.ClusterID(c.ClusterID)) == nil) {
+		return usageErrorf("--inject-addr needs a local cluster (--kubeconfig or in-cluster) and the CA (--secure-addr)")
+	}
+	var ws *http.Server
+	if injectLis != nil {
+		if ws, err = injectionServer(ctx, c, clients.Get(model.ClusterID(c.ClusterID)), authority, log); err != nil {
+			return err
+		}
+	}
 	// ADS streams run on their own context: the servers stop accepting when
 	// ctx ends, and only then are the streams ended (with Unavailable).
 	streamsCtx, endStreams := context.WithCancel(context.WithoutCancel(ctx))
@@ -353,15 +397,28 @@ func serve(ctx context.Context, c DiscoveryConfig, cp *controlplane.ControlPlane
 		}
 		done <- err
 	}()
+	https := []*http.Server{hs}
+	running := len(grpcs) + 1
+	if ws != nil {
+		https, running = append(https, ws), running+1
+		go func() {
+			err := ws.ServeTLS(injectLis, "", "")
+			if errors.Is(err, http.ErrServerClosed) {
+				err = nil
+			}
+			done <- err
+		}()
+		log.Info("serving sidecar injection", "addr", injectLis.Addr().String())
+	}
 	if xdsLis != nil {
 		start(server.NewGRPC(streamsCtx, cp.Views, cp.Tracker, grpc.ChainStreamInterceptor(shutdownStatus(streamsCtx))), xdsLis)
+		running++
 		log.Info("serving xDS", "addr", xdsLis.Addr().String())
 	}
 	log.Info("serving ops HTTP", "addr", httpLis.Addr().String())
 	if lis.Started != nil {
 		lis.Started(cp)
 	}
-	running := len(grpcs) + 1
 	var failed error
 	select {
 	case <-ctx.Done():
@@ -384,8 +441,10 @@ func serve(ctx context.Context, c DiscoveryConfig, cp *controlplane.ControlPlane
 	endStreams()
 	httpDone := make(chan struct{})
 	go func() {
-		if hs.Shutdown(graceCtx) != nil {
-			_ = hs.Close() // the grace period is over
+		for _, h := range https {
+			if h.Shutdown(graceCtx) != nil {
+				_ = h.Close() // the grace period is over
+			}
 		}
 		close(httpDone)
 	}()

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	securityv1alpha1 "istio.io/api/security/v1alpha1"
+	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -59,7 +60,55 @@ func loadAuthority(ctx context.Context, c DiscoveryConfig, local kubernetes.Inte
 	}
 	log.Warn("!!! NO PLUG-IN CA: using a self-signed root. Workloads of other control planes or clusters will " +
 		"not trust these certificates. Give --cacerts-dir or create the cacerts Secret for anything but a trial. !!!")
-	return ca.SelfSigned(c.TrustDomain)
+	if local == nil {
+		return ca.SelfSigned(c.TrustDomain)
+	}
+	return sharedSelfSigned(ctx, c, local, log)
+}
+
+// SelfSignedSecretName holds the self-signed root that replicas share when
+// there is no cacerts Secret (cacerts layout).
+const SelfSignedSecretName = "horizon-ca-root"
+
+// sharedSelfSigned loads the self-signed root the first replica stored, or
+// creates and stores it. Two replicas starting together both try to create
+// it; the one that loses the race loads the winner's, so the mesh has one
+// root whichever replica signs a certificate.
+func sharedSelfSigned(ctx context.Context, c DiscoveryConfig, local kubernetes.Interface, log *slog.Logger) (*ca.Authority, error) {
+	secrets := local.CoreV1().Secrets(c.Namespace)
+	for attempt := 0; attempt < 2; attempt++ {
+		s, err := secrets.Get(ctx, SelfSignedSecretName, metav1.GetOptions{})
+		if err == nil {
+			a, err := ca.Load(s.Data)
+			if err != nil {
+				return nil, fmt.Errorf("Secret %s/%s: %w", c.Namespace, SelfSignedSecretName, err)
+			}
+			log.Info("CA: the shared self-signed root", "secret", c.Namespace+"/"+SelfSignedSecretName)
+			return a, nil
+		}
+		if !apierrors.IsNotFound(err) {
+			return nil, fmt.Errorf("Secret %s/%s: %w", c.Namespace, SelfSignedSecretName, err)
+		}
+		a, err := ca.SelfSigned(c.TrustDomain)
+		if err != nil {
+			return nil, err
+		}
+		files, err := a.Files()
+		if err != nil {
+			return nil, err
+		}
+		_, err = secrets.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: SelfSignedSecretName, Namespace: c.Namespace},
+			Data: files}, metav1.CreateOptions{})
+		if err == nil {
+			log.Info("CA: created the self-signed root other replicas will share", "secret", c.Namespace+"/"+SelfSignedSecretName)
+			return a, nil
+		}
+		if !apierrors.IsAlreadyExists(err) {
+			return nil, fmt.Errorf("storing the self-signed root in Secret %s/%s: %w", c.Namespace, SelfSignedSecretName, err)
+		}
+		// Another replica stored one first: load it.
+	}
+	return nil, fmt.Errorf("Secret %s/%s: created and deleted concurrently", c.Namespace, SelfSignedSecretName)
 }
 
 // serverCredentials makes the secure port's TLS config: a serving

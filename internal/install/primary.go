@@ -1,6 +1,8 @@
 package install
 
 import (
+	"fmt"
+
 	admissionv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -95,8 +97,12 @@ func discoveryDeployment(s Settings) *appsv1.Deployment {
 	args := []string{"discovery", "--cluster-id", s.ClusterID, "--namespace", s.Namespace,
 		"--xds-addr", ":15010", "--secure-addr", ":15012", "--http-addr", ":15014",
 		"--trust-domain", s.TrustDomain,
+		"--inject-addr", fmt.Sprintf(":%d", PortWebhook), "--proxy-image", s.ProxyImage,
 		"--secure-san", svc + "," + svc + ".cluster.local,istiod." + s.Namespace + ".svc," +
 			"outbound_.15012_._." + DiscoveryName + "." + s.Namespace + ".svc.cluster.local"}
+	if s.Network != "" {
+		args = append(args, "--network", s.Network)
+	}
 	probe := func(h corev1.ProbeHandler, period int32) *corev1.Probe {
 		return &corev1.Probe{ProbeHandler: h, PeriodSeconds: period, TimeoutSeconds: 2, FailureThreshold: 3}
 	}
