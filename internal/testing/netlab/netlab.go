@@ -14,8 +14,9 @@ import (
 	"testing"
 )
 
-// Require skips the test (fails it under CI=true) unless it runs as root
-// with ip, iptables and curl available.
+// Require skips the test unless it runs as root with ip, iptables, curl,
+// setpriv and sysctl available; under CI=true or HORIZON_REQUIRE_E2E=1 (set
+// by `make integration`) a missing prerequisite fails the test instead.
 func Require(t testing.TB) {
 	t.Helper()
 	var missing []string
@@ -28,8 +29,8 @@ func Require(t testing.TB) {
 		}
 	}
 	if len(missing) > 0 {
-		msg := fmt.Sprintf("network-namespace tests need %s (apt-get install iproute2 iptables curl)", strings.Join(missing, ", "))
-		if os.Getenv("CI") == "true" {
+		msg := fmt.Sprintf("network-namespace tests need %s (run scripts/setup.sh as root: apt-get install iproute2 iptables curl util-linux procps)", strings.Join(missing, ", "))
+		if os.Getenv("CI") == "true" || os.Getenv("HORIZON_REQUIRE_E2E") == "1" {
 			t.Fatal(msg)
 		}
 		t.Skip(msg)
