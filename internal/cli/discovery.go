@@ -241,11 +241,19 @@ func RunDiscovery(ctx context.Context, c DiscoveryConfig, log *slog.Logger, lis 
 		}
 		clients.Set(model.ClusterID(c.ClusterID), local)
 	}
-	var authority *ca.Authority
+	var caL *caLoader
 	if c.SecureAddr != "" || lis.Secure != nil {
-		if authority, err = loadAuthority(ctx, c, local, log); err != nil {
-			return err
+		if c.CACertsDir != "" || local == nil {
+			// No API server involved: a bad CA stops the start at once.
+			a, err := loadAuthority(ctx, c, local, log)
+			if err != nil {
+				return err
+			}
+			caL = loadedCA(a)
+		} else {
+			caL = startCALoader(ctx, c, local, log)
 		}
+		cp.AddReadinessGate("CA", caL.loaded.Load)
 		if len(c.SecureSANs) == 0 {
 			c.SecureSANs = defaultSecureSANs(c.Namespace)
 		}
@@ -259,8 +267,12 @@ func RunDiscovery(ctx context.Context, c DiscoveryConfig, log *slog.Logger, lis 
 		}
 	}
 	if local != nil {
-		if authority != nil {
-			publishRootCert(ctx, local, authority, log)
+		if caL != nil {
+			go func() {
+				if a, err := caL.wait(ctx); err == nil {
+					publishRootCert(ctx, local, a, log)
+				}
+			}()
 		}
 		startLocal(ctx, c, local, clients, cp, log)
 		if err := startGateways(ctx, restCfg, local, cp, log); err != nil {
@@ -273,7 +285,7 @@ func RunDiscovery(ctx context.Context, c DiscoveryConfig, log *slog.Logger, lis 
 		}
 	}
 	go cp.Run(ctx)
-	return serve(ctx, c, cp, reg, lis, authority, clients, log)
+	return serve(ctx, c, cp, reg, lis, caL, clients, log)
 }
 
 // localConfig returns the local cluster's client config: the kubeconfig
@@ -327,45 +339,15 @@ func startLocal(ctx context.Context, c DiscoveryConfig, client kubernetes.Interf
 }
 
 func serve(ctx context.Context, c DiscoveryConfig, cp *controlplane.ControlPlane, reg *prometheus.Registry, lis *Listeners,
-	authority *ca.Authority, clients *kube.Clients, log *slog.Logger) error {
-	var err error
-	httpLis := lis.HTTP
-	if httpLis == nil {
-		if httpLis, err = net.Listen("tcp", c.HTTPAddr); err != nil {
-			return fmt.Errorf("--http-addr: %w", err)
-		}
+	caL *caLoader, clients *kube.Clients, log *slog.Logger) error {
+	ls, err := bindListeners(c, lis)
+	if err != nil {
+		return err
 	}
-	xdsLis := lis.XDS
-	if xdsLis == nil && c.XDSAddr != "" {
-		if xdsLis, err = net.Listen("tcp", c.XDSAddr); err != nil {
-			httpLis.Close()
-			return fmt.Errorf("--xds-addr: %w", err)
-		}
-	}
-	secureLis := lis.Secure
-	if secureLis == nil && c.SecureAddr != "" {
-		if secureLis, err = net.Listen("tcp", c.SecureAddr); err != nil {
-			httpLis.Close()
-			if xdsLis != nil {
-				xdsLis.Close()
-			}
-			return fmt.Errorf("--secure-addr: %w", err)
-		}
-	}
-	injectLis := lis.Inject
-	if injectLis == nil && c.InjectAddr != "" {
-		if injectLis, err = net.Listen("tcp", c.InjectAddr); err != nil {
-			return fmt.Errorf("--inject-addr: %w", err)
-		}
-	}
-	if injectLis != nil && (authority == nil || clients.Get(model.ClusterID(c.ClusterID)) == nil) {
+	local := clients.Get(model.ClusterID(c.ClusterID))
+	if ls.inject != nil && (caL == nil || local == nil) {
+		ls.closeAll()
 		return usageErrorf("--inject-addr needs a local cluster (--kubeconfig or in-cluster) and the CA (--secure-addr)")
-	}
-	var ws *http.Server
-	if injectLis != nil {
-		if ws, err = injectionServer(ctx, c, clients.Get(model.ClusterID(c.ClusterID)), authority, log); err != nil {
-			return err
-		}
 	}
 	// ADS streams run on their own context: the servers stop accepting when
 	// ctx ends, and only then are the streams ended (with Unavailable).
@@ -373,56 +355,88 @@ func serve(ctx context.Context, c DiscoveryConfig, cp *controlplane.ControlPlane
 	defer endStreams()
 	serveCtx, stopServing := context.WithCancel(ctx)
 	defer stopServing()
-	var grpcs []*grpc.Server
-	var closed []<-chan struct{} // the gRPC listeners', once closed
-	done := make(chan error, 3)
-	start := func(g *grpc.Server, l net.Listener) {
+	s := &servers{done: make(chan error, 4)}
+	startGRPC := func(l net.Listener, newServer func() (*grpc.Server, error), started func()) {
 		nl := &notifyListener{Listener: l, closed: make(chan struct{})}
-		grpcs, closed = append(grpcs, g), append(closed, nl.closed)
-		go func() { done <- server.Serve(serveCtx, g, nl) }()
-	}
-	if secureLis != nil {
-		g, err := newSecureServer(streamsCtx, c, cp, authority, clients, log)
-		if err != nil {
-			return err
-		}
-		start(g, secureLis)
-		log.Info("serving xDS and CSR over TLS", "addr", secureLis.Addr().String(), "sans", c.SecureSANs)
-	}
-	hs := &http.Server{Handler: ops.Handler(cp, reg), ReadHeaderTimeout: 10 * time.Second}
-	go func() {
-		err := hs.Serve(httpLis)
-		if errors.Is(err, http.ErrServerClosed) {
-			err = nil
-		}
-		done <- err
-	}()
-	https := []*http.Server{hs}
-	running := len(grpcs) + 1
-	if ws != nil {
-		https, running = append(https, ws), running+1
+		s.add(nl.closed)
 		go func() {
-			err := ws.ServeTLS(injectLis, "", "")
+			g, err := newServer()
+			if err != nil || !s.addGRPC(g) {
+				nl.Close()
+				s.done <- err
+				return
+			}
+			started()
+			s.done <- server.Serve(serveCtx, g, nl)
+		}()
+	}
+	startHTTP := func(l net.Listener, newServer func() (*http.Server, error), tls bool) {
+		s.add(nil)
+		go func() {
+			h, err := newServer()
+			if err != nil || !s.addHTTP(h) {
+				l.Close()
+				s.done <- err
+				return
+			}
+			if tls {
+				err = h.ServeTLS(l, "", "")
+			} else {
+				err = h.Serve(l)
+			}
 			if errors.Is(err, http.ErrServerClosed) {
 				err = nil
 			}
-			done <- err
+			s.done <- err
 		}()
-		log.Info("serving sidecar injection", "addr", injectLis.Addr().String())
 	}
-	if xdsLis != nil {
-		start(server.NewGRPC(streamsCtx, cp.Views, cp.Tracker, grpc.ChainStreamInterceptor(shutdownStatus(streamsCtx))), xdsLis)
-		running++
-		log.Info("serving xDS", "addr", xdsLis.Addr().String())
+	// The TLS port and injection wait for the CA, which may wait for the
+	// API server; ops HTTP and plaintext xDS serve (not ready) meanwhile.
+	awaitCA := func() (*ca.Authority, error) {
+		a, err := caL.wait(serveCtx)
+		if serveCtx.Err() != nil {
+			return nil, nil // shutting down before the CA came
+		}
+		return a, err
 	}
-	log.Info("serving ops HTTP", "addr", httpLis.Addr().String())
+	if ls.secure != nil {
+		startGRPC(ls.secure, func() (*grpc.Server, error) {
+			a, err := awaitCA()
+			if a == nil {
+				return nil, err
+			}
+			return newSecureServer(streamsCtx, c, cp, a, clients, log)
+		}, func() {
+			log.Info("serving xDS and CSR over TLS", "addr", ls.secure.Addr().String(), "sans", c.SecureSANs)
+		})
+	}
+	startHTTP(ls.http, func() (*http.Server, error) {
+		return &http.Server{Handler: ops.Handler(cp, reg), ReadHeaderTimeout: 10 * time.Second}, nil
+	}, false)
+	if ls.inject != nil {
+		startHTTP(ls.inject, func() (*http.Server, error) {
+			a, err := awaitCA()
+			if a == nil {
+				return nil, err
+			}
+			log.Info("serving sidecar injection", "addr", ls.inject.Addr().String())
+			return injectionServer(ctx, c, local, a, log)
+		}, true)
+	}
+	if ls.xds != nil {
+		startGRPC(ls.xds, func() (*grpc.Server, error) {
+			return server.NewGRPC(streamsCtx, cp.Views, cp.Tracker, grpc.ChainStreamInterceptor(shutdownStatus(streamsCtx))), nil
+		}, func() { log.Info("serving xDS", "addr", ls.xds.Addr().String()) })
+	}
+	log.Info("serving ops HTTP", "addr", ls.http.Addr().String())
 	if lis.Started != nil {
 		lis.Started(cp)
 	}
+	running := s.count()
 	var failed error
 	select {
 	case <-ctx.Done():
-	case failed = <-done:
+	case failed = <-s.done:
 		running--
 		stopServing()
 	}
@@ -430,6 +444,7 @@ func serve(ctx context.Context, c DiscoveryConfig, cp *controlplane.ControlPlane
 	log.Info("shutting down: no new connections, ending xDS streams", "streams", len(cp.Tracker.Streams()), "grace", c.ShutdownGrace)
 	graceCtx, cancelGrace := context.WithTimeout(context.Background(), c.ShutdownGrace)
 	defer cancelGrace()
+	grpcs, https, closed := s.stop()
 	// Streams end once their servers have closed their listeners: a proxy
 	// that reconnects at once then finds another replica, not this one.
 	for _, ch := range closed {
@@ -451,7 +466,7 @@ func serve(ctx context.Context, c DiscoveryConfig, cp *controlplane.ControlPlane
 	forced, force := false, graceCtx.Done()
 	for running > 0 {
 		select {
-		case err := <-done:
+		case err := <-s.done:
 			running--
 			if err != nil && failed == nil {
 				failed = err

@@ -55,7 +55,7 @@ func loadAuthority(ctx context.Context, c DiscoveryConfig, local kubernetes.Inte
 			log.Info("CA: plug-in certificates", "secret", c.Namespace+"/"+CASecretName)
 			return a, nil
 		case !apierrors.IsNotFound(err):
-			return nil, fmt.Errorf("Secret %s/%s: %w", c.Namespace, CASecretName, err)
+			return nil, apiError{fmt.Errorf("Secret %s/%s: %w", c.Namespace, CASecretName, err)}
 		}
 	}
 	log.Warn("!!! NO PLUG-IN CA: using a self-signed root. Workloads of other control planes or clusters will " +
@@ -87,7 +87,7 @@ func sharedSelfSigned(ctx context.Context, c DiscoveryConfig, local kubernetes.I
 			return a, nil
 		}
 		if !apierrors.IsNotFound(err) {
-			return nil, fmt.Errorf("Secret %s/%s: %w", c.Namespace, SelfSignedSecretName, err)
+			return nil, apiError{fmt.Errorf("Secret %s/%s: %w", c.Namespace, SelfSignedSecretName, err)}
 		}
 		a, err := ca.SelfSigned(c.TrustDomain)
 		if err != nil {
@@ -104,7 +104,7 @@ func sharedSelfSigned(ctx context.Context, c DiscoveryConfig, local kubernetes.I
 			return a, nil
 		}
 		if !apierrors.IsAlreadyExists(err) {
-			return nil, fmt.Errorf("storing the self-signed root in Secret %s/%s: %w", c.Namespace, SelfSignedSecretName, err)
+			return nil, apiError{fmt.Errorf("storing the self-signed root in Secret %s/%s: %w", c.Namespace, SelfSignedSecretName, err)}
 		}
 		// Another replica stored one first: load it.
 	}

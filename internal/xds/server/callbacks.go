@@ -6,10 +6,12 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	xdsserver "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -69,12 +71,14 @@ type TypeState struct {
 }
 
 // streamKey names a stream. go-control-plane numbers state-of-the-world and
-// delta streams with two counters that both start at 1, so the ID alone
-// would let a delta stream read or overwrite a state-of-the-world stream's
-// entry (and its verified identity).
+// delta streams with two counters that both start at 1, and each gRPC
+// server (the plaintext and the TLS port) has its own pair: the ID alone
+// would let a stream read or overwrite another's entry (and its verified
+// identity).
 type streamKey struct {
-	delta bool
-	id    int64
+	server uint32
+	delta  bool
+	id     int64
 }
 
 // stream is everything known of one open stream. node is this stream's own
@@ -100,6 +104,8 @@ type Tracker struct {
 	limits Limits
 	log    *slog.Logger
 	logged *onceSet // unsupported type URLs already logged
+
+	servers atomic.Uint32 // ServerCallbacks handed out
 
 	mu      sync.Mutex
 	streams map[streamKey]*stream
@@ -281,52 +287,68 @@ func (t *Tracker) sent(k streamKey, typeURL, version string) {
 	}
 }
 
+// serverCallbacks are the Tracker's go-control-plane callbacks for one
+// gRPC server: they add the server's number to every stream key.
+type serverCallbacks struct {
+	t      *Tracker
+	server uint32
+}
+
+// ForServer returns callbacks for one more gRPC server (port) reporting to
+// this Tracker.
+func (t *Tracker) ForServer() xdsserver.Callbacks {
+	return serverCallbacks{t: t, server: t.servers.Add(1)}
+}
+
 // OnStreamOpen refuses streams until ready.
-func (t *Tracker) OnStreamOpen(ctx context.Context, id int64, _ string) error {
-	return t.open(ctx, streamKey{id: id})
+func (sc serverCallbacks) OnStreamOpen(ctx context.Context, id int64, _ string) error {
+	return sc.t.open(ctx, streamKey{server: sc.server, id: id})
 }
 
 // OnStreamClosed forgets the stream and releases its views.
-func (t *Tracker) OnStreamClosed(id int64, _ *corev3.Node) { t.closed(streamKey{id: id}) }
+func (sc serverCallbacks) OnStreamClosed(id int64, _ *corev3.Node) {
+	sc.t.closed(streamKey{server: sc.server, id: id})
+}
 
 // OnStreamRequest authorises and records a state-of-the-world request.
-func (t *Tracker) OnStreamRequest(id int64, r *discovery.DiscoveryRequest) error {
-	return t.request(streamKey{id: id}, &r.Node, r.GetTypeUrl(), r.GetVersionInfo(), r.GetResponseNonce(), r.GetErrorDetail().GetMessage())
+func (sc serverCallbacks) OnStreamRequest(id int64, r *discovery.DiscoveryRequest) error {
+	return sc.t.request(streamKey{server: sc.server, id: id}, &r.Node, r.GetTypeUrl(), r.GetVersionInfo(), r.GetResponseNonce(), r.GetErrorDetail().GetMessage())
 }
 
 // OnStreamResponse records what was sent.
-func (t *Tracker) OnStreamResponse(_ context.Context, id int64, _ *discovery.DiscoveryRequest, r *discovery.DiscoveryResponse) {
-	t.sent(streamKey{id: id}, r.GetTypeUrl(), r.GetVersionInfo())
+func (sc serverCallbacks) OnStreamResponse(_ context.Context, id int64, _ *discovery.DiscoveryRequest, r *discovery.DiscoveryResponse) {
+	sc.t.sent(streamKey{server: sc.server, id: id}, r.GetTypeUrl(), r.GetVersionInfo())
 }
 
 // OnDeltaStreamOpen refuses streams until ready.
-func (t *Tracker) OnDeltaStreamOpen(ctx context.Context, id int64, _ string) error {
-	return t.open(ctx, streamKey{delta: true, id: id})
+func (sc serverCallbacks) OnDeltaStreamOpen(ctx context.Context, id int64, _ string) error {
+	return sc.t.open(ctx, streamKey{server: sc.server, delta: true, id: id})
 }
 
 // OnDeltaStreamClosed forgets the stream and releases its views.
-func (t *Tracker) OnDeltaStreamClosed(id int64, _ *corev3.Node) {
-	t.closed(streamKey{delta: true, id: id})
+func (sc serverCallbacks) OnDeltaStreamClosed(id int64, _ *corev3.Node) {
+	sc.t.closed(streamKey{server: sc.server, delta: true, id: id})
 }
 
 // OnStreamDeltaRequest authorises and records a delta request. Delta has
 // no version_info: the acknowledged nonce stands for it.
-func (t *Tracker) OnStreamDeltaRequest(id int64, r *discovery.DeltaDiscoveryRequest) error {
-	return t.request(streamKey{delta: true, id: id}, &r.Node, r.GetTypeUrl(), r.GetResponseNonce(), r.GetResponseNonce(), r.GetErrorDetail().GetMessage())
+func (sc serverCallbacks) OnStreamDeltaRequest(id int64, r *discovery.DeltaDiscoveryRequest) error {
+	return sc.t.request(streamKey{server: sc.server, delta: true, id: id}, &r.Node, r.GetTypeUrl(), r.GetResponseNonce(), r.GetResponseNonce(), r.GetErrorDetail().GetMessage())
 }
 
 // OnStreamDeltaResponse records what was sent.
-func (t *Tracker) OnStreamDeltaResponse(id int64, _ *discovery.DeltaDiscoveryRequest, r *discovery.DeltaDiscoveryResponse) {
-	t.sent(streamKey{delta: true, id: id}, r.GetTypeUrl(), r.GetNonce())
+func (sc serverCallbacks) OnStreamDeltaResponse(id int64, _ *discovery.DeltaDiscoveryRequest, r *discovery.DeltaDiscoveryResponse) {
+	sc.t.sent(streamKey{server: sc.server, delta: true, id: id}, r.GetTypeUrl(), r.GetNonce())
 }
 
 // OnFetchRequest refuses REST fetches.
-func (t *Tracker) OnFetchRequest(context.Context, *discovery.DiscoveryRequest) error {
+func (sc serverCallbacks) OnFetchRequest(context.Context, *discovery.DiscoveryRequest) error {
 	return status.Error(codes.Unimplemented, "REST fetch is not supported; use ADS")
 }
 
 // OnFetchResponse is unused.
-func (t *Tracker) OnFetchResponse(*discovery.DiscoveryRequest, *discovery.DiscoveryResponse) {}
+func (sc serverCallbacks) OnFetchResponse(*discovery.DiscoveryRequest, *discovery.DiscoveryResponse) {
+}
 
 // cut shortens client-provided text kept in memory or logs.
 func cut(s string, n int) string {

@@ -29,6 +29,7 @@ import (
 type fixture struct {
 	t         *testing.T
 	tr        *Tracker
+	cb        serverCallbacks
 	vc        *ViewCache
 	logs      *syncBuffer
 	mu        sync.Mutex
@@ -70,6 +71,7 @@ func newFixture(t *testing.T, maxViews int, limits Limits) *fixture {
 		f.connected[n] += d
 		f.mu.Unlock()
 	}}, f.vc, limits, slog.New(slog.NewTextHandler(f.logs, nil)))
+	f.cb = f.tr.ForServer().(serverCallbacks)
 	return f
 }
 
@@ -115,25 +117,33 @@ func TestStreamsOfBothKindsWithTheSameIDAreSeparate(t *testing.T) {
 	f := newFixture(t, 0, Limits{})
 	// The attacker's delta stream opens first, then a verified client's
 	// state-of-the-world stream gets the same number and is served.
-	if err := f.tr.OnDeltaStreamOpen(tlsPeer(""), 1, ""); err != nil {
+	if err := f.cb.OnDeltaStreamOpen(tlsPeer(""), 1, ""); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.tr.OnStreamOpen(tlsPeer("spiffe://cluster.local/ns/sample/sa/sleep"), 1, ""); err != nil {
+	if err := f.cb.OnStreamOpen(tlsPeer("spiffe://cluster.local/ns/sample/sa/sleep"), 1, ""); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.tr.OnStreamRequest(1, sotw(node("good", "", "sample", "sleep"), resource.ClusterType)); err != nil {
+	if err := f.cb.OnStreamRequest(1, sotw(node("good", "", "sample", "sleep"), resource.ClusterType)); err != nil {
 		t.Fatalf("verified stream refused: %v", err)
 	}
-	err := f.tr.OnStreamDeltaRequest(1, delta(node("evil", "", "evil", "evil"), resource.ClusterType))
+	err := f.cb.OnStreamDeltaRequest(1, delta(node("evil", "", "evil", "evil"), resource.ClusterType))
 	wantCode(t, err, codes.PermissionDenied)
 	// Claiming the verified client's own identity does not help either.
-	err = f.tr.OnStreamDeltaRequest(1, delta(node("evil", "", "sample", "sleep"), resource.ClusterType))
+	err = f.cb.OnStreamDeltaRequest(1, delta(node("evil", "", "sample", "sleep"), resource.ClusterType))
 	wantCode(t, err, codes.PermissionDenied)
 	if got := len(f.tr.Streams()); got != 2 {
 		t.Fatalf("%d streams tracked, want 2", got)
 	}
-	f.tr.OnDeltaStreamClosed(1, nil)
-	f.tr.OnStreamClosed(1, nil)
+	// Another port's server numbers its streams from 1 too.
+	other := f.tr.ForServer()
+	if err := other.OnStreamOpen(tlsPeer(""), 1, ""); err != nil {
+		t.Fatal(err)
+	}
+	err = other.OnStreamRequest(1, sotw(node("evil", "", "sample", "sleep"), resource.ClusterType))
+	wantCode(t, err, codes.PermissionDenied)
+	other.OnStreamClosed(1, nil)
+	f.cb.OnDeltaStreamClosed(1, nil)
+	f.cb.OnStreamClosed(1, nil)
 	if f.connected[""] != 0 {
 		t.Fatalf("connected proxies = %d after every stream closed, want 0", f.connected[""])
 	}
@@ -147,27 +157,27 @@ func TestStreamsOfBothKindsWithTheSameIDAreSeparate(t *testing.T) {
 func TestEveryRequestIsAuthorised(t *testing.T) {
 	f := newFixture(t, 0, Limits{})
 	ctx := tlsPeer("spiffe://cluster.local/ns/sample/sa/sleep")
-	if err := f.tr.OnStreamOpen(ctx, 7, ""); err != nil {
+	if err := f.cb.OnStreamOpen(ctx, 7, ""); err != nil {
 		t.Fatal(err)
 	}
 	n := node("sleep", "", "sample", "sleep")
-	if err := f.tr.OnStreamRequest(7, sotw(n, resource.ClusterType)); err != nil {
+	if err := f.cb.OnStreamRequest(7, sotw(n, resource.ClusterType)); err != nil {
 		t.Fatal(err)
 	}
 	// The same node again (Envoy resends it) is fine, as is none.
-	if err := f.tr.OnStreamRequest(7, sotw(node("sleep", "", "sample", "sleep"), resource.EndpointType)); err != nil {
+	if err := f.cb.OnStreamRequest(7, sotw(node("sleep", "", "sample", "sleep"), resource.EndpointType)); err != nil {
 		t.Fatal(err)
 	}
-	err := f.tr.OnStreamRequest(7, sotw(node("sleep", "", "istio-system", "admin"), resource.ClusterType))
+	err := f.cb.OnStreamRequest(7, sotw(node("sleep", "", "istio-system", "admin"), resource.ClusterType))
 	wantCode(t, err, codes.PermissionDenied)
-	err = f.tr.OnStreamRequest(7, sotw(node("sleep", "other-network", "sample", "sleep"), resource.ClusterType))
+	err = f.cb.OnStreamRequest(7, sotw(node("sleep", "other-network", "sample", "sleep"), resource.ClusterType))
 	wantCode(t, err, codes.PermissionDenied)
 }
 
 func TestViewsAreFreedWithTheirLastStream(t *testing.T) {
 	f := newFixture(t, 0, Limits{})
 	for id := int64(1); id <= 3; id++ {
-		if err := f.tr.OnStreamOpen(context.Background(), id, ""); err != nil {
+		if err := f.cb.OnStreamOpen(context.Background(), id, ""); err != nil {
 			t.Fatal(err)
 		}
 		network := "n1"
@@ -175,7 +185,7 @@ func TestViewsAreFreedWithTheirLastStream(t *testing.T) {
 			network = "n2"
 		}
 		for _, typ := range []string{resource.ClusterType, resource.EndpointType} {
-			if err := f.tr.OnStreamRequest(id, sotw(node("p", network, "", ""), typ)); err != nil {
+			if err := f.cb.OnStreamRequest(id, sotw(node("p", network, "", ""), typ)); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -183,12 +193,12 @@ func TestViewsAreFreedWithTheirLastStream(t *testing.T) {
 	if got := len(f.vc.Views()); got != 4 {
 		t.Fatalf("%d views, want 4 (cds and eds of n1 and n2)", got)
 	}
-	f.tr.OnStreamClosed(3, nil)
-	f.tr.OnStreamClosed(1, nil)
+	f.cb.OnStreamClosed(3, nil)
+	f.cb.OnStreamClosed(1, nil)
 	if got := f.vc.Views(); len(got) != 2 || got[0].Key != "network=n1" {
 		t.Fatalf("views %v, want n1's two (stream 2 still has them)", got)
 	}
-	f.tr.OnStreamClosed(2, nil)
+	f.cb.OnStreamClosed(2, nil)
 	if got := f.vc.Views(); len(got) != 0 {
 		t.Fatalf("views %v after every stream closed, want none", got)
 	}
@@ -197,30 +207,30 @@ func TestViewsAreFreedWithTheirLastStream(t *testing.T) {
 func TestViewsAndStreamsAreBounded(t *testing.T) {
 	f := newFixture(t, 2, Limits{MaxStreams: 3, MaxTypesPerStream: 2})
 	for id := int64(1); id <= 3; id++ {
-		if err := f.tr.OnStreamOpen(context.Background(), id, ""); err != nil {
+		if err := f.cb.OnStreamOpen(context.Background(), id, ""); err != nil {
 			t.Fatal(err)
 		}
 	}
-	wantCode(t, f.tr.OnStreamOpen(context.Background(), 4, ""), codes.ResourceExhausted)
+	wantCode(t, f.cb.OnStreamOpen(context.Background(), 4, ""), codes.ResourceExhausted)
 	for id, network := range map[int64]string{1: "a", 2: "b"} {
-		if err := f.tr.OnStreamRequest(id, sotw(node("p", network, "", ""), resource.EndpointType)); err != nil {
+		if err := f.cb.OnStreamRequest(id, sotw(node("p", network, "", ""), resource.EndpointType)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	err := f.tr.OnStreamRequest(3, sotw(node("p", "c", "", ""), resource.EndpointType))
+	err := f.cb.OnStreamRequest(3, sotw(node("p", "c", "", ""), resource.EndpointType))
 	wantCode(t, err, codes.ResourceExhausted)
 	// A refused network is refused with the classifier's status.
-	f.tr.OnStreamClosed(2, nil)
-	if err := f.tr.OnStreamOpen(context.Background(), 4, ""); err != nil {
+	f.cb.OnStreamClosed(2, nil)
+	if err := f.cb.OnStreamOpen(context.Background(), 4, ""); err != nil {
 		t.Fatal(err)
 	}
-	err = f.tr.OnStreamRequest(4, sotw(node("p", "refused", "", ""), resource.EndpointType))
+	err = f.cb.OnStreamRequest(4, sotw(node("p", "refused", "", ""), resource.EndpointType))
 	wantCode(t, err, codes.FailedPrecondition)
 	// Types per stream: two, served or not.
-	if err := f.tr.OnStreamRequest(1, sotw(nil, "type.googleapis.com/istio.networking.nds.v1.NameTable")); err != nil {
+	if err := f.cb.OnStreamRequest(1, sotw(nil, "type.googleapis.com/istio.networking.nds.v1.NameTable")); err != nil {
 		t.Fatal(err)
 	}
-	err = f.tr.OnStreamRequest(1, sotw(nil, "type.googleapis.com/other"))
+	err = f.cb.OnStreamRequest(1, sotw(nil, "type.googleapis.com/other"))
 	wantCode(t, err, codes.ResourceExhausted)
 }
 
@@ -230,11 +240,11 @@ func TestUnsupportedTypeKeepsTheStream(t *testing.T) {
 	f := newFixture(t, 0, Limits{})
 	const nds = "type.googleapis.com/istio.networking.nds.v1.NameTable"
 	for id := int64(1); id <= 5; id++ {
-		if err := f.tr.OnStreamOpen(context.Background(), id, ""); err != nil {
+		if err := f.cb.OnStreamOpen(context.Background(), id, ""); err != nil {
 			t.Fatal(err)
 		}
 		req := sotw(node("istio-agent", "", "", ""), nds)
-		if err := f.tr.OnStreamRequest(id, req); err != nil {
+		if err := f.cb.OnStreamRequest(id, req); err != nil {
 			t.Fatalf("stream %d: %v", id, err)
 		}
 		out := make(chan cache.Response, 1)
@@ -246,7 +256,7 @@ func TestUnsupportedTypeKeepsTheStream(t *testing.T) {
 			t.Fatal("an unsupported type was answered")
 		}
 		// The same stream still gets what is served.
-		if err := f.tr.OnStreamRequest(id, sotw(nil, resource.ClusterType)); err != nil {
+		if err := f.cb.OnStreamRequest(id, sotw(nil, resource.ClusterType)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -263,17 +273,17 @@ func TestNACKsAreLoggedOncePerError(t *testing.T) {
 	f := newFixture(t, 0, Limits{})
 	nacks := 0
 	f.tr.hooks.NACK = func(Proxy, string, string) { nacks++ }
-	if err := f.tr.OnStreamOpen(context.Background(), 1, ""); err != nil {
+	if err := f.cb.OnStreamOpen(context.Background(), 1, ""); err != nil {
 		t.Fatal(err)
 	}
 	n := node("p", "", "", "")
-	if err := f.tr.OnStreamRequest(1, sotw(n, resource.ClusterType)); err != nil {
+	if err := f.cb.OnStreamRequest(1, sotw(n, resource.ClusterType)); err != nil {
 		t.Fatal(err)
 	}
 	nack := func(msg string) {
 		r := sotw(nil, resource.ClusterType)
 		r.ResponseNonce, r.ErrorDetail = "1", &statuspb.Status{Message: msg}
-		if err := f.tr.OnStreamRequest(1, r); err != nil {
+		if err := f.cb.OnStreamRequest(1, r); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -29,7 +29,7 @@ func NewGRPC(ctx context.Context, c *ViewCache, t *Tracker, opts ...grpc.ServerO
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 15 * time.Second, PermitWithoutStream: true}),
 	}, opts...)
 	g := grpc.NewServer(opts...)
-	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(g, xdsserver.NewServer(ctx, c, t))
+	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(g, xdsserver.NewServer(ctx, c, t.ForServer()))
 	return g
 }
 
