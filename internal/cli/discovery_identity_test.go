@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -135,6 +136,13 @@ type deltaClient struct {
 	stream    discovery.AggregatedDiscoveryService_DeltaAggregatedResourcesClient
 	responses chan *discovery.DeltaDiscoveryResponse
 	done      chan error
+	sendMu    sync.Mutex // gRPC allows one sender at a time
+}
+
+func (c *deltaClient) send(r *discovery.DeltaDiscoveryRequest) error {
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
+	return c.stream.Send(r)
 }
 
 func (d *identityDiscovery) delta(t *testing.T, certNS, certSA string) *deltaClient {
@@ -159,7 +167,7 @@ func (d *identityDiscovery) delta(t *testing.T, certNS, certSA string) *deltaCli
 			}
 			c.responses <- r
 			// ACK, as Envoy does.
-			_ = stream.Send(&discovery.DeltaDiscoveryRequest{TypeUrl: r.TypeUrl, ResponseNonce: r.Nonce})
+			_ = c.send(&discovery.DeltaDiscoveryRequest{TypeUrl: r.TypeUrl, ResponseNonce: r.Nonce})
 		}
 	}()
 	return c
@@ -167,7 +175,7 @@ func (d *identityDiscovery) delta(t *testing.T, certNS, certSA string) *deltaCli
 
 func (c *deltaClient) request(t *testing.T, node *corev3.Node, typeURL string, names ...string) {
 	t.Helper()
-	if err := c.stream.Send(&discovery.DeltaDiscoveryRequest{Node: node, TypeUrl: typeURL, ResourceNamesSubscribe: names}); err != nil {
+	if err := c.send(&discovery.DeltaDiscoveryRequest{Node: node, TypeUrl: typeURL, ResourceNamesSubscribe: names}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -299,8 +307,11 @@ func TestSecurePortNoCertDeltaStreamBesideVerifiedSotWStream(t *testing.T) {
 			if attacker == nil {
 				attacker = d.delta(t, "", "")
 			}
-			attacker.request(t, verifiedNode, resource.ClusterType)
-			attacker.request(t, verifiedNode, resource.EndpointType, hwEDS)
+			// The server may end the stream after the first request: a send
+			// error (EOF) then is the refusal, seen below.
+			_ = attacker.send(&discovery.DeltaDiscoveryRequest{Node: verifiedNode, TypeUrl: resource.ClusterType})
+			_ = attacker.send(&discovery.DeltaDiscoveryRequest{Node: verifiedNode, TypeUrl: resource.EndpointType,
+				ResourceNamesSubscribe: []string{hwEDS}})
 			r, err := attacker.next(t, resource.ClusterType)
 			if c := status.Code(err); c != codes.PermissionDenied && c != codes.Unauthenticated {
 				t.Errorf("client without a certificate: got %v (CDS with %d resources), want PermissionDenied", err, len(r.GetResources()))
