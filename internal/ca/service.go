@@ -94,8 +94,12 @@ func (s *Service) CreateCertificate(ctx context.Context, req *securityv1alpha1.I
 		return nil, status.Errorf(codes.Unauthenticated, "authentication failed: %v", err)
 	}
 	ttl := s.DefaultTTL
-	if req.GetValidityDuration() > 0 {
-		ttl = min(time.Duration(req.GetValidityDuration())*time.Second, s.MaxTTL)
+	if v := req.GetValidityDuration(); v > 0 {
+		// Compare in seconds: v * time.Second overflows past ~292 years.
+		ttl = s.MaxTTL
+		if v < int64(s.MaxTTL/time.Second) {
+			ttl = time.Duration(v) * time.Second
+		}
 	}
 	id := Identity(s.TrustDomain, caller.Namespace, caller.ServiceAccount)
 	leaf, err := s.CA.SignWorkload([]byte(req.GetCsr()), id, ttl)

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	istioclient "istio.io/client-go/pkg/clientset/versioned"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -236,6 +237,18 @@ func RunDiscovery(ctx context.Context, c DiscoveryConfig, log *slog.Logger, lis 
 	clients := kube.NewClients()
 	var local kubernetes.Interface
 	if restCfg != nil {
+		// Like a remote cluster's, the local API server's reachability
+		// shows in the cluster's status: its last state keeps serving.
+		id := model.ClusterID(c.ClusterID)
+		contact := kube.NewContact(func(reachable bool, msg string) {
+			if reachable {
+				log.Info("local cluster reachable again", "cluster", id)
+			} else {
+				log.Warn("local cluster unreachable; its last known state keeps serving", "cluster", id, "error", msg)
+			}
+			cp.ClusterError(id, "kubernetes (local)", msg)
+		})
+		restCfg.Wrap(contact.Wrap)
 		if local, err = kubernetes.NewForConfig(restCfg); err != nil {
 			return fmt.Errorf("local cluster: %w", err)
 		}
@@ -511,19 +524,10 @@ func (l *notifyListener) Close() error {
 }
 
 // startGateways follows Istio Gateways in the config (local) cluster when
-// their CRD is installed; without it there are simply none.
+// their CRD is installed; without it there are simply none. The CRD is
+// looked up until the API server answers (it may be down at start):
+// only a definite "not served" means no Gateways, and readiness waits.
 func startGateways(ctx context.Context, cfg *rest.Config, local kubernetes.Interface, cp *controlplane.ControlPlane, log *slog.Logger) error {
-	resources, err := local.Discovery().ServerResourcesForGroupVersion("networking.istio.io/v1")
-	found := false
-	if err == nil {
-		for _, r := range resources.APIResources {
-			found = found || r.Name == "gateways"
-		}
-	}
-	if !found {
-		log.Info("no networking.istio.io/v1 Gateway CRD in the config cluster: no Istio Gateways")
-		return nil
-	}
 	ic, err := istioclient.NewForConfig(cfg)
 	if err != nil {
 		return fmt.Errorf("istio client: %w", err)
@@ -531,8 +535,45 @@ func startGateways(ctx context.Context, cfg *rest.Config, local kubernetes.Inter
 	var read atomic.Bool
 	cp.AddReadinessGate("Istio Gateways", read.Load)
 	go func() {
+		backoff := time.Second
+		for {
+			served, err := gatewayCRDServed(local)
+			if err == nil && !served {
+				log.Info("no networking.istio.io/v1 Gateway CRD in the config cluster: no Istio Gateways")
+				read.Store(true)
+				return
+			}
+			if err == nil {
+				break
+			}
+			log.Warn("cannot tell whether Istio Gateways are served yet; retrying", "error", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(backoff):
+			}
+			backoff = min(2*backoff, 30*time.Second)
+		}
 		istiosource.WatchGateways(ctx, ic, cp)
 		read.Store(true)
 	}()
 	return nil
+}
+
+// gatewayCRDServed asks the API server whether it serves
+// networking.istio.io/v1 gateways; an error means it did not say.
+func gatewayCRDServed(local kubernetes.Interface) (bool, error) {
+	resources, err := local.Discovery().ServerResourcesForGroupVersion("networking.istio.io/v1")
+	if apierrors.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	for _, r := range resources.APIResources {
+		if r.Name == "gateways" {
+			return true, nil
+		}
+	}
+	return false, nil
 }

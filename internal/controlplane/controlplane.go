@@ -68,7 +68,6 @@ type ControlPlane struct {
 	kick  chan struct{}
 	mesh  atomic.Pointer[model.Mesh]
 	ready atomic.Bool
-	start time.Time
 
 	cdsKey       string // cluster names of the last CDS build
 	meshProblems string // the mesh diagnostics last logged
@@ -107,7 +106,7 @@ func New(opts Options) *ControlPlane {
 		opts.DebounceMax = 10 * opts.Debounce
 	}
 	cp := &ControlPlane{
-		opts: opts, log: opts.Logger, start: time.Now(),
+		opts: opts, log: opts.Logger,
 		clusters: map[model.ClusterID]*clusterState{},
 		failed:   map[model.ClusterID]*ClusterStatus{},
 		gates:    map[string]func() bool{},
@@ -493,7 +492,7 @@ func (cp *ControlPlane) push(ctx context.Context) {
 	if !first.IsZero() {
 		cp.metrics.pushLatency.Observe(time.Since(first).Seconds())
 	}
-	if !cp.ready.Load() && allLocal && gatesOK && (allRemote || time.Since(cp.start) >= cp.opts.RemoteSyncTimeout) {
+	if !cp.ready.Load() && allLocal && gatesOK && allRemote {
 		cp.ready.Store(true)
 		cp.log.Info("ready: serving xDS", "clusters", len(snaps), "services", len(m.Services()))
 	}
