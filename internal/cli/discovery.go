@@ -283,7 +283,7 @@ func RunDiscovery(ctx context.Context, c DiscoveryConfig, log *slog.Logger, lis 
 		if caL != nil {
 			go func() {
 				if a, err := caL.wait(ctx); err == nil {
-					publishRootCert(ctx, local, a, log)
+					publishRootCert(ctx, local, a.RootPEM(), log)
 				}
 			}()
 		}

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -41,7 +42,16 @@ func (c DiscoveryConfig) injectConfig() inject.Config {
 // certificate from the mesh CA, whose root it keeps in the webhook
 // configuration's caBundle so the API server trusts it.
 func injectionServer(ctx context.Context, c DiscoveryConfig, local kubernetes.Interface, a *ca.Authority, log *slog.Logger) (*http.Server, error) {
-	cfg := c.injectConfig()
+	names := append([]string{
+		install.DiscoveryName + "." + c.Namespace + ".svc",
+		install.DiscoveryName + "." + c.Namespace + ".svc.cluster.local"}, c.SecureSANs...)
+	return webhookServer(ctx, c.injectConfig(), local, a, ca.Identity(c.TrustDomain, c.Namespace, install.DiscoveryName), names, log)
+}
+
+// webhookServer serves inject.Handler for cfg over TLS with a certificate
+// of serving for names, and keeps the webhook configuration's caBundle
+// equal to serving's root.
+func webhookServer(ctx context.Context, cfg inject.Config, local kubernetes.Interface, serving *ca.Authority, id *url.URL, names []string, log *slog.Logger) (*http.Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, usageErrorf("injection: %v", err)
 	}
@@ -50,21 +60,19 @@ func injectionServer(ctx context.Context, c DiscoveryConfig, local kubernetes.In
 		defer cancel()
 		return local.CoreV1().Namespaces().Get(ctx, name, metav1.GetOptions{})
 	}
-	cert, err := servingCert(a, c, append([]string{
-		install.DiscoveryName + "." + c.Namespace + ".svc",
-		install.DiscoveryName + "." + c.Namespace + ".svc.cluster.local"}, c.SecureSANs...))
+	cert, err := servingCert(serving, id, names)
 	if err != nil {
 		return nil, err
 	}
 	mux := http.NewServeMux()
 	mux.Handle(inject.WebhookPath, inject.Handler(cfg, lookup, log))
-	go keepCABundle(ctx, local, a.RootPEM(), log)
+	go keepCABundle(ctx, local, serving.RootPEM(), log)
 	return &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10,
 		TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}}, nil
 }
 
-// servingCert signs a TLS serving certificate for names with the mesh CA.
-func servingCert(a *ca.Authority, c DiscoveryConfig, names []string) (tls.Certificate, error) {
+// servingCert signs a TLS serving certificate for names with a.
+func servingCert(a *ca.Authority, id *url.URL, names []string) (tls.Certificate, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return tls.Certificate{}, err
@@ -78,7 +86,7 @@ func servingCert(a *ca.Authority, c DiscoveryConfig, names []string) (tls.Certif
 			dns = append(dns, s)
 		}
 	}
-	leaf, err := a.SignServer(&key.PublicKey, ca.Identity(c.TrustDomain, c.Namespace, install.DiscoveryName), dns, ips, 365*24*time.Hour)
+	leaf, err := a.SignServer(&key.PublicKey, id, dns, ips, 365*24*time.Hour)
 	if err != nil {
 		return tls.Certificate{}, err
 	}
@@ -138,8 +146,8 @@ func keepCABundle(ctx context.Context, client kubernetes.Interface, root []byte,
 
 // publishRootCert keeps istio-ca-root-cert in every namespace of the
 // local cluster.
-func publishRootCert(ctx context.Context, local kubernetes.Interface, a *ca.Authority, log *slog.Logger) {
-	p := &rootcert.Publisher{Client: local, RootPEM: a.RootPEM(), Log: log,
+func publishRootCert(ctx context.Context, local kubernetes.Interface, root []byte, log *slog.Logger) {
+	p := &rootcert.Publisher{Client: local, RootPEM: root, Log: log,
 		Labels: map[string]string{install.ManagedByLabel: install.ManagedBy}}
 	go p.Run(ctx)
 }

@@ -22,8 +22,10 @@ func newManifestCommand(stdout io.Writer) *cobra.Command {
 		Long: `generate renders, from flags or a values file (-f, the same fields), the objects of
 a primary cluster (namespace, discovery's ServiceAccount and least-privilege RBAC, its
 Deployment, Service, PodDisruptionBudget, the sidecar-injection webhook, and the istio
-ConfigMap with --mesh-networks), or with --remote those of a remote cluster (today its
-namespace labelled with its network; its sidecar injector is not rendered yet), and with
+ConfigMap with --mesh-networks), or with --remote those of a remote cluster (its
+namespace labelled with its network, and ` + "`horizon injector`" + ` with its RBAC, Service and
+webhook configuration: injected pods get this cluster's identity and reach discovery at
+--discovery-address, the primary's gateway), and with
 --gateway the east-west network gateway (Deployment, LoadBalancer Service labelled with the
 network, and with --expose-services the AUTO_PASSTHROUGH Gateway on 15443).
 Every object carries app.kubernetes.io/managed-by=horizon.`,

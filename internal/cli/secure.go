@@ -75,21 +75,27 @@ const SelfSignedSecretName = "horizon-ca-root"
 // it; the one that loses the race loads the winner's, so the mesh has one
 // root whichever replica signs a certificate.
 func sharedSelfSigned(ctx context.Context, c DiscoveryConfig, local kubernetes.Interface, log *slog.Logger) (*ca.Authority, error) {
-	secrets := local.CoreV1().Secrets(c.Namespace)
+	return sharedSelfSignedIn(ctx, local, c.Namespace, SelfSignedSecretName, c.TrustDomain, log)
+}
+
+// sharedSelfSignedIn loads the self-signed CA stored in Secret
+// namespace/name, or creates and stores one.
+func sharedSelfSignedIn(ctx context.Context, local kubernetes.Interface, namespace, name, trustDomain string, log *slog.Logger) (*ca.Authority, error) {
+	secrets := local.CoreV1().Secrets(namespace)
 	for attempt := 0; attempt < 2; attempt++ {
-		s, err := secrets.Get(ctx, SelfSignedSecretName, metav1.GetOptions{})
+		s, err := secrets.Get(ctx, name, metav1.GetOptions{})
 		if err == nil {
 			a, err := ca.Load(s.Data)
 			if err != nil {
-				return nil, fmt.Errorf("Secret %s/%s: %w", c.Namespace, SelfSignedSecretName, err)
+				return nil, fmt.Errorf("Secret %s/%s: %w", namespace, name, err)
 			}
-			log.Info("CA: the shared self-signed root", "secret", c.Namespace+"/"+SelfSignedSecretName)
+			log.Info("CA: the shared self-signed root", "secret", namespace+"/"+name)
 			return a, nil
 		}
 		if !apierrors.IsNotFound(err) {
-			return nil, apiError{fmt.Errorf("Secret %s/%s: %w", c.Namespace, SelfSignedSecretName, err)}
+			return nil, apiError{fmt.Errorf("Secret %s/%s: %w", namespace, name, err)}
 		}
-		a, err := ca.SelfSigned(c.TrustDomain)
+		a, err := ca.SelfSigned(trustDomain)
 		if err != nil {
 			return nil, err
 		}
@@ -97,18 +103,18 @@ func sharedSelfSigned(ctx context.Context, c DiscoveryConfig, local kubernetes.I
 		if err != nil {
 			return nil, err
 		}
-		_, err = secrets.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: SelfSignedSecretName, Namespace: c.Namespace},
+		_, err = secrets.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: namespace},
 			Data: files}, metav1.CreateOptions{})
 		if err == nil {
-			log.Info("CA: created the self-signed root other replicas will share", "secret", c.Namespace+"/"+SelfSignedSecretName)
+			log.Info("CA: created the self-signed root other replicas will share", "secret", namespace+"/"+name)
 			return a, nil
 		}
 		if !apierrors.IsAlreadyExists(err) {
-			return nil, apiError{fmt.Errorf("storing the self-signed root in Secret %s/%s: %w", c.Namespace, SelfSignedSecretName, err)}
+			return nil, apiError{fmt.Errorf("storing the self-signed root in Secret %s/%s: %w", namespace, name, err)}
 		}
 		// Another replica stored one first: load it.
 	}
-	return nil, fmt.Errorf("Secret %s/%s: created and deleted concurrently", c.Namespace, SelfSignedSecretName)
+	return nil, fmt.Errorf("Secret %s/%s: created and deleted concurrently", namespace, name)
 }
 
 // serverCredentials makes the secure port's TLS config: a serving

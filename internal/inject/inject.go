@@ -102,6 +102,11 @@ func inject(pod *corev1.Pod, ns *corev1.Namespace, cfg Config) (result, error) {
 	}
 
 	out := pod.DeepCopy()
+	if out.Spec.ServiceAccountName == "" {
+		// What the ServiceAccount admission plugin does before webhooks in
+		// most clusters; a projected token is refused without it.
+		out.Spec.ServiceAccountName = "default"
+	}
 	if out.Labels == nil {
 		out.Labels = map[string]string{}
 	}
