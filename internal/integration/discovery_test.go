@@ -27,7 +27,11 @@ func cluster2Since(d *discoveryProc) time.Time {
 // rotate and delete the Secret.
 func TestWalkthroughAcrossClusters(t *testing.T) {
 	m := startMesh(t)
-	d := startDiscovery(t, m.c1, nil, true)
+	walkthroughAcrossClusters(t, m, startDiscovery(t, m.c1, nil, true))
+}
+
+// walkthroughAcrossClusters runs the walkthrough's steps against d.
+func walkthroughAcrossClusters(t *testing.T, m *mesh, d *discoveryProc) {
 	n1 := proxy(t, d, "sleep-n1.sample", "network1")
 	n2 := proxy(t, d, "sleep-n2.sample", "network2")
 	waitEDS(t, n1, map[string]uint32{"10.1.0.5:5000": 1})
