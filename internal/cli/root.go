@@ -50,6 +50,7 @@ func NewRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	root.AddCommand(newTranslateCommand(stdout, logger), newDiscoveryCommand(logger), newAgentCommand(logger), newVersionCommand(stdout), newManifestCommand(stdout),
 		newInstallCommand(stdout), newUninstallCommand(stdout))
+	root.AddCommand(newCreateRemoteSecretCommand(stdout))
 	root.AddCommand(newInjectorCommand(logger))
 	return root
 }
