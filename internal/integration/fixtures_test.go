@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -170,6 +171,8 @@ func (m *mesh) joinCluster2(t *testing.T, secretName string) {
 type discoveryProc struct {
 	xds, http string
 	cp        *controlplane.ControlPlane
+	// stop ends this discovery (as SIGTERM would) and waits for it.
+	stop func()
 }
 
 func startDiscovery(t *testing.T, local *kubeharness.Cluster, kubeconfig []byte, wait bool) *discoveryProc {
@@ -207,10 +210,9 @@ func startDiscoveryWith(t *testing.T, local *kubeharness.Cluster, kubeconfig []b
 	go func() {
 		done <- cli.RunDiscovery(c, cfg, log, &cli.Listeners{XDS: xl, HTTP: hl, Started: func(cp *controlplane.ControlPlane) { started <- cp }})
 	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
+	var once sync.Once
+	d.stop = func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(d.stop)
 	select {
 	case d.cp = <-started:
 	case err := <-done:
