@@ -8,7 +8,6 @@ import (
 
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/horizonmesh/horizon/internal/install"
 )
@@ -19,15 +18,10 @@ type clusterFlags struct {
 }
 
 func (c clusterFlags) client() (*install.Client, error) {
-	rules := clientcmd.NewDefaultClientConfigLoadingRules()
-	if c.kubeconfig != "" {
-		rules.ExplicitPath = c.kubeconfig
-	}
-	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: c.context}).ClientConfig()
+	cfg, err := c.restConfig()
 	if err != nil {
-		return nil, usageErrorf("kubeconfig: %v", err)
+		return nil, err
 	}
-	cfg.Timeout = 30 * time.Second // an unreachable API server fails, not hangs
 	return install.NewClient(cfg)
 }
 
