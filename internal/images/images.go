@@ -7,7 +7,10 @@
 package images
 
 import (
+	"archive/tar"
+	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -15,7 +18,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strings"
 	"time"
 
@@ -219,24 +221,17 @@ func Build(o Options) ([]Image, error) {
 		if err != nil {
 			return nil, err
 		}
-		refs := map[name.Reference]v1.Image{}
 		var tags []string
 		for _, t := range []string{o.Version, "latest"} {
 			tag, err := name.NewTag(s.repo + ":" + t)
 			if err != nil {
 				return nil, err
 			}
-			refs[tag] = img
 			tags = append(tags, tag.String())
 		}
 		p := filepath.Join(o.OutDir, s.file)
-		tmp := p + ".tmp"
-		if err := tarball.MultiRefWriteToFile(tmp, refs); err != nil {
-			os.Remove(tmp)
+		if err := WriteArchive(p, img, tags); err != nil {
 			return nil, fmt.Errorf("writing %s: %w", p, err)
-		}
-		if err := os.Rename(tmp, p); err != nil {
-			return nil, err
 		}
 		st, err := os.Stat(p)
 		if err != nil {
@@ -246,10 +241,100 @@ func Build(o Options) ([]Image, error) {
 		if err != nil {
 			return nil, err
 		}
-		sort.Strings(tags)
 		out = append(out, Image{Path: p, Tags: tags, Digest: d, Size: st.Size(), Layers: s.infos})
 	}
 	return out, nil
+}
+
+// WriteArchive writes img as a `docker save`-style tarball (what
+// go-containerregistry's tarball.MultiRefWriteToFile writes, and reads back
+// with tarball.ImageFromPath; `docker load`, `podman load`, `ctr images
+// import` and `kind load image-archive` take it) with tags in the given
+// order. Unlike tarball.MultiRefWriteToFile, whose RepoTags order follows
+// map iteration, the same image and tags always give the same bytes. The
+// file appears complete or not at all.
+func WriteArchive(p string, img v1.Image, tags []string) (err error) {
+	cfgName, err := img.ConfigName()
+	if err != nil {
+		return err
+	}
+	cfg, err := img.RawConfigFile()
+	if err != nil {
+		return err
+	}
+	layers, err := img.Layers()
+	if err != nil {
+		return err
+	}
+	tmp := p + ".tmp"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil {
+			err = os.Rename(tmp, p)
+		}
+		if err != nil {
+			os.Remove(tmp)
+		}
+	}()
+	bw := bufio.NewWriterSize(f, 1<<20)
+	tw := tar.NewWriter(bw)
+	entry := func(name string, size int64, r io.Reader) error {
+		if err := tw.WriteHeader(&tar.Header{Name: name, Typeflag: tar.TypeReg, Mode: 0o644, Size: size, ModTime: time.Unix(0, 0)}); err != nil {
+			return err
+		}
+		n, err := io.Copy(tw, r)
+		if err == nil && n != size {
+			err = fmt.Errorf("%s: %d bytes, expected %d", name, n, size)
+		}
+		return err
+	}
+	m := tarball.Manifest{{Config: cfgName.String(), RepoTags: tags}}
+	if err := entry(cfgName.String(), int64(len(cfg)), bytes.NewReader(cfg)); err != nil {
+		return err
+	}
+	written := map[v1.Hash]bool{}
+	for _, l := range layers {
+		d, err := l.Digest()
+		if err != nil {
+			return err
+		}
+		file := d.Hex + ".tar.gz"
+		m[0].Layers = append(m[0].Layers, file)
+		if written[d] {
+			continue
+		}
+		written[d] = true
+		size, err := l.Size()
+		if err != nil {
+			return err
+		}
+		rc, err := l.Compressed()
+		if err != nil {
+			return err
+		}
+		err = entry(file, size, rc)
+		rc.Close()
+		if err != nil {
+			return err
+		}
+	}
+	mb, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	if err := entry("manifest.json", int64(len(mb)), bytes.NewReader(mb)); err != nil {
+		return err
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	return bw.Flush()
 }
 
 func image(arch string, created time.Time, labels map[string]string, layers []v1.Layer, infos []LayerInfo) (v1.Image, error) {
