@@ -71,12 +71,12 @@ func (c *Cluster) KubeconfigFor(ctx context.Context, namespace, sa string, expir
 
 // Kubeconfig returns an admin kubeconfig, credentials inline.
 func (c *Cluster) Kubeconfig() ([]byte, error) {
-	return c.kubeconfig(&clientcmdapi.AuthInfo{ClientCertificateData: c.pki.adminCert, ClientKeyData: c.pki.adminKey})
+	return c.kubeconfig(&clientcmdapi.AuthInfo{ClientCertificateData: c.pki.AdminCert, ClientKeyData: c.pki.AdminKey})
 }
 
 func (c *Cluster) kubeconfig(user *clientcmdapi.AuthInfo) ([]byte, error) {
 	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters[c.Name] = &clientcmdapi.Cluster{Server: c.URL, CertificateAuthorityData: c.pki.caPEM}
+	cfg.Clusters[c.Name] = &clientcmdapi.Cluster{Server: c.URL, CertificateAuthorityData: c.pki.CACert}
 	cfg.AuthInfos[c.Name] = user
 	cfg.Contexts[c.Name] = &clientcmdapi.Context{Cluster: c.Name, AuthInfo: c.Name}
 	cfg.CurrentContext = c.Name

@@ -24,14 +24,16 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+
+	"github.com/horizonmesh/horizon/internal/k8sproc"
 )
 
 // The releases pinned in tools/k8s/go.mod and tools/etcd/go.mod; they name
 // the cache directory scripts/k8s-bins.sh builds into (a unit test keeps
 // them in step).
 const (
-	KubernetesVersion = "v1.37.2"
-	EtcdVersion       = "v3.6.16"
+	KubernetesVersion = k8sproc.KubernetesVersion
+	EtcdVersion       = k8sproc.EtcdVersion
 )
 
 // StartTimeout bounds how long Start waits for an API server to be ready.
@@ -65,7 +67,7 @@ type Cluster struct {
 	// (etcd.log, kube-apiserver.log).
 	Dir string
 
-	pki     *pki
+	pki     *k8sproc.PKI
 	mu      sync.Mutex
 	procs   []*proc // etcd, then kube-apiserver (absent while stopped)
 	apiPath string
@@ -81,14 +83,7 @@ type proc struct {
 
 // DefaultBinDir is where scripts/k8s-bins.sh builds by default:
 // ${XDG_CACHE_HOME:-$HOME/.cache}/horizon/k8s-<version>-etcd-<version>.
-func DefaultBinDir() string {
-	cache := os.Getenv("XDG_CACHE_HOME")
-	if cache == "" {
-		home, _ := os.UserHomeDir()
-		cache = filepath.Join(home, ".cache")
-	}
-	return filepath.Join(cache, "horizon", "k8s-"+KubernetesVersion+"-etcd-"+EtcdVersion)
-}
+func DefaultBinDir() string { return k8sproc.DefaultBinDir() }
 
 // Binaries returns the directory holding kube-apiserver and etcd:
 // $HORIZON_K8S_BIN_DIR, else DefaultBinDir(). When they are missing the test
@@ -96,13 +91,10 @@ func DefaultBinDir() string {
 // where a missing prerequisite must not pass silently.
 func Binaries(t testing.TB) string {
 	t.Helper()
-	dir := os.Getenv("HORIZON_K8S_BIN_DIR")
-	if dir == "" {
-		dir = DefaultBinDir()
-	}
+	dir := k8sproc.BinDir()
 	if err := checkBinaries(dir); err != nil {
 		msg := fmt.Sprintf("kube-apiserver/etcd not available: %v; build them with "+
-			"`export HORIZON_K8S_BIN_DIR=$(scripts/k8s-bins.sh | tail -1)` (or run `make integration`)", err)
+			"`%s` (or run `make integration`)", err, k8sproc.BuildHint)
 		if Required() {
 			t.Fatal(msg)
 		}
@@ -118,17 +110,10 @@ func Required() bool {
 	return os.Getenv("CI") == "true" || os.Getenv("HORIZON_REQUIRE_E2E") == "1"
 }
 
+// checkBinaries checks what the harness runs (kube-apiserver and etcd
+// only; `horizon lab` checks the rest itself).
 func checkBinaries(dir string) error {
-	for _, b := range []string{"kube-apiserver", "etcd"} {
-		fi, err := os.Stat(filepath.Join(dir, b))
-		if err != nil {
-			return err
-		}
-		if fi.IsDir() || fi.Mode()&0o111 == 0 {
-			return fmt.Errorf("%s is not executable", filepath.Join(dir, b))
-		}
-	}
-	return nil
+	return k8sproc.CheckBinaries(dir, k8sproc.KubeAPIServer, k8sproc.Etcd)
 }
 
 // Start starts etcd and kube-apiserver on free loopback ports in a fresh
@@ -172,11 +157,11 @@ var errPortTaken = errors.New("a port was taken")
 
 func (c *Cluster) start(bin string, opts Options) error {
 	var err error
-	if c.pki, err = newPKI(); err != nil {
+	if c.pki, err = k8sproc.NewPKI(k8sproc.PKIOptions{}); err != nil {
 		return err
 	}
-	c.CACert = c.pki.caPEM
-	files, err := c.pki.write(c.Dir)
+	c.CACert = c.pki.CACert
+	files, err := c.pki.Write(c.Dir)
 	if err != nil {
 		return err
 	}
@@ -221,7 +206,7 @@ func (c *Cluster) start(bin string, opts Options) error {
 		return err
 	}
 	c.AdminConfig = &rest.Config{Host: c.URL, QPS: 200, Burst: 400,
-		TLSClientConfig: rest.TLSClientConfig{CAData: c.pki.caPEM, CertData: c.pki.adminCert, KeyData: c.pki.adminKey}}
+		TLSClientConfig: rest.TLSClientConfig{CAData: c.pki.CACert, CertData: c.pki.AdminCert, KeyData: c.pki.AdminKey}}
 	if c.Client, err = kubernetes.NewForConfig(c.AdminConfig); err != nil {
 		return err
 	}
