@@ -65,8 +65,8 @@ lint: ## gofmt and go vet
 	$(GO) vet ./...
 	$(GO) vet -tags integration ./internal/integration/ ./internal/testing/...
 
-bench: ## benchmarks (EDS building)
-	$(GO) test -run '^$$' -bench . -benchmem ./internal/xds/translate/
+bench: ## benchmarks (EDS building, pushes per view, invented networks, /debug/eds)
+	$(GO) test -run '^$$' -bench . -benchmem ./internal/xds/translate/ ./internal/controlplane/ ./internal/ops/
 
 golden: ## refresh golden files after a deliberate output change; review the diff
 	$(GO) test ./internal/xds/translate/ -run TestGolden -update
