@@ -1,14 +1,18 @@
 #!/usr/bin/env bash
 # Builds the Kubernetes binaries the integration tests run into a cache
 # directory, once:
-#   kube-apiserver, kubectl  from k8s.io/kubernetes        (pinned in tools/k8s/go.mod)
-#   etcd                     from go.etcd.io/etcd/server/v3 (pinned in tools/etcd/go.mod;
-#                            its own module: Kubernetes 1.37 pulls etcd 3.7 libraries)
+#   kube-apiserver, kubectl,  from k8s.io/kubernetes        (pinned in tools/k8s/go.mod)
+#   kube-controller-manager,
+#   kube-scheduler
+#   etcd                      from go.etcd.io/etcd/server/v3 (pinned in tools/etcd/go.mod;
+#                             its own module: Kubernetes 1.37 pulls etcd 3.7 libraries)
 # The directory is $HORIZON_K8S_BIN_DIR, else
 #   ${XDG_CACHE_HOME:-$HOME/.cache}/horizon/k8s-<version>-etcd-<version>
 # and is printed as the last line of stdout; progress goes to stderr.
 # A warm run only checks that each binary reports its pinned version (<1 s).
-# The first build takes several minutes on 2 cores (kube-apiserver most).
+# The first build takes several minutes on 2 cores (kube-apiserver and
+# kube-controller-manager most). kube-controller-manager and kube-scheduler
+# run only in `horizon lab` (and its test), not in kubeharness's clusters.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 # pinned MODULE GOMOD: the version GOMOD requires MODULE at.
@@ -66,4 +70,8 @@ ok kube-apiserver "Kubernetes $k8s_version" --version ||
   build kube-apiserver k8s k8s.io/kubernetes/cmd/kube-apiserver "$k8s_ldflags"
 ok kubectl "Client Version: $k8s_version" version --client ||
   build kubectl k8s k8s.io/kubernetes/cmd/kubectl "$k8s_ldflags"
+ok kube-controller-manager "Kubernetes $k8s_version" --version ||
+  build kube-controller-manager k8s k8s.io/kubernetes/cmd/kube-controller-manager "$k8s_ldflags"
+ok kube-scheduler "Kubernetes $k8s_version" --version ||
+  build kube-scheduler k8s k8s.io/kubernetes/cmd/kube-scheduler "$k8s_ldflags"
 echo "$dir"
