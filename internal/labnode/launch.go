@@ -1,0 +1,148 @@
+package labnode
+
+import (
+	"fmt"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Mount makes a volume's directory (Source, on this machine) appear at
+// Target inside the container.
+type Mount struct {
+	Source, Target string
+	ReadOnly       bool
+}
+
+// Launch is how one container process starts: in the pod's network
+// namespace, with its own mount namespace (the one `ip netns exec` creates,
+// a slave of the host's, so nothing mounted there shows outside), the
+// volumes bind-mounted at their mountPaths, as its user.
+type Launch struct {
+	Netns    string
+	Hostname string // set in the process's own UTS namespace
+	// Shadows are existing directories (e.g. /run) under which a mountPath
+	// does not exist on this machine: each gets a writable overlay (upper
+	// layer on a tmpfs at Scratch/N) inside the container's mount
+	// namespace, so the mount point can be made without touching the host.
+	Shadows []string
+	Scratch string
+	Mounts  []Mount
+	WorkDir string
+	UID     int64
+	GID     int64
+	Groups  []int64  // supplementary groups (fsGroup, supplementalGroups)
+	Caps    []string // capabilities added for a non-root user (ambient)
+	Argv    []string
+}
+
+// Command is the argv that starts the container: ip netns exec, a shell
+// that mounts (every path a positional parameter, never part of the
+// script), then setpriv for a non-root user, then the program.
+func (l *Launch) Command() []string {
+	var script []string
+	var params []string
+	arg := func(s string) string {
+		params = append(params, s)
+		return fmt.Sprintf(`"${%d}"`, len(params))
+	}
+	if l.Hostname != "" {
+		script = append(script, "hostname "+arg(l.Hostname))
+	}
+	for i, dir := range l.Shadows {
+		s := arg(fmt.Sprintf("%s/%d", l.Scratch, i))
+		d := arg(dir)
+		script = append(script,
+			fmt.Sprintf("mkdir -p %s && mount -t tmpfs -o mode=0755 lab-scratch %s && mkdir %s/u %s/w", s, s, s, s),
+			fmt.Sprintf(`mount -t overlay lab-overlay -o "lowerdir="%s",upperdir="%s"/u,workdir="%s"/w" %s`, d, s, s, d))
+	}
+	mounts := slices.Clone(l.Mounts)
+	// Parents before children.
+	slices.SortStableFunc(mounts, func(a, b Mount) int { return strings.Count(a.Target, "/") - strings.Count(b.Target, "/") })
+	for _, m := range mounts {
+		t := arg(m.Target)
+		script = append(script, fmt.Sprintf("mkdir -p %s && mount --bind %s %s", t, arg(m.Source), t))
+	}
+	for _, m := range mounts {
+		if m.ReadOnly {
+			script = append(script, "mount -o remount,bind,ro "+arg(m.Target))
+		}
+	}
+	if l.WorkDir != "" {
+		script = append(script, "cd "+arg(l.WorkDir))
+	}
+	script = append(script, fmt.Sprintf("shift %d", len(params)), `exec "$@"`)
+	cmd := []string{"ip", "netns", "exec", l.Netns, "sh", "-ec", strings.Join(script, "\n"), "sh"}
+	cmd = append(cmd, params...)
+	if l.UID != 0 || l.GID != 0 || len(l.Groups) > 0 {
+		u, g := strconv.FormatInt(l.UID, 10), strconv.FormatInt(l.GID, 10)
+		cmd = append(cmd, "setpriv", "--reuid", u, "--regid", g)
+		if len(l.Groups) > 0 {
+			gs := make([]string, len(l.Groups))
+			for i, x := range l.Groups {
+				gs[i] = strconv.FormatInt(x, 10)
+			}
+			cmd = append(cmd, "--groups", strings.Join(gs, ","))
+		} else {
+			cmd = append(cmd, "--clear-groups")
+		}
+		if len(l.Caps) > 0 && l.UID != 0 {
+			cs := make([]string, len(l.Caps))
+			for i, c := range l.Caps {
+				cs[i] = "+" + capName(c)
+			}
+			caps := strings.Join(cs, ",")
+			cmd = append(cmd, "--inh-caps", caps, "--ambient-caps", caps)
+		}
+		cmd = append(cmd, "--")
+	}
+	return append(cmd, l.Argv...)
+}
+
+// capName turns NET_ADMIN or CAP_NET_ADMIN into setpriv's net_admin.
+func capName(c string) string {
+	return strings.ToLower(strings.TrimPrefix(strings.ToUpper(c), "CAP_"))
+}
+
+// Shadows returns, for mount targets that do not exist (exists says which
+// paths do), the deepest existing ancestor of each — the directories to
+// overlay — without duplicates or directories under another one. A target
+// under another mount's target needs none (the mount makes it). An error
+// when the only existing ancestor is /.
+func Shadows(targets []string, exists func(string) bool) ([]string, error) {
+	var out []string
+	for _, t := range targets {
+		t = path.Clean(t)
+		if exists(t) || underAny(t, targets) {
+			continue
+		}
+		dir := path.Dir(t)
+		for dir != "/" && !exists(dir) {
+			dir = path.Dir(dir)
+		}
+		if dir == "/" {
+			return nil, fmt.Errorf("mountPath %s: no parent directory of it exists on this machine (the lab node does not shadow /)", t)
+		}
+		out = append(out, dir)
+	}
+	slices.Sort(out)
+	out = slices.Compact(out)
+	var top []string
+	for _, d := range out {
+		if !underAny(d, top) {
+			top = append(top, d)
+		}
+	}
+	return top, nil
+}
+
+func underAny(p string, dirs []string) bool {
+	for _, d := range dirs {
+		d = path.Clean(d)
+		if p != d && strings.HasPrefix(p, strings.TrimSuffix(d, "/")+"/") {
+			return true
+		}
+	}
+	return false
+}
