@@ -52,6 +52,7 @@ func NewRootCommand(stdout, stderr io.Writer) *cobra.Command {
 		newInstallCommand(stdout), newUninstallCommand(stdout))
 	root.AddCommand(newCreateRemoteSecretCommand(stdout))
 	root.AddCommand(newInjectorCommand(logger))
+	root.AddCommand(newLabCommand(stdout))
 	return root
 }
 

@@ -1,0 +1,223 @@
+// Package lab runs `horizon lab`: two real Kubernetes control planes,
+// cluster1 and cluster2, on one machine. Each cluster is etcd,
+// kube-apiserver, kube-controller-manager and kube-scheduler, built by
+// scripts/k8s-bins.sh, running as background processes (their own sessions)
+// on loopback ports, with certificates, logs, etcd data and the PIDs in a
+// state directory. Up starts them, Down stops them and removes what they
+// left, Env and Status describe them.
+package lab
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/horizonmesh/horizon/internal/k8sproc"
+)
+
+// ClusterSpec is what differs between the lab's clusters.
+type ClusterSpec struct {
+	// Name is the cluster's kubeconfig context and directory name.
+	Name string
+	// ServiceCIDR is its Service IP range.
+	ServiceCIDR string
+}
+
+// Clusters are the lab's clusters: cluster1 is the walkthrough's local
+// cluster (CTX_LOCAL), cluster2 its remote one (CTX_REMOTE).
+var Clusters = []ClusterSpec{
+	{Name: "cluster1", ServiceCIDR: "10.96.0.0/16"},
+	{Name: "cluster2", ServiceCIDR: "10.97.0.0/16"},
+}
+
+// Components are the processes of one cluster in start order.
+var Components = []string{k8sproc.Etcd, k8sproc.KubeAPIServer, k8sproc.KubeControllerManager, k8sproc.KubeScheduler}
+
+// Files in the state directory.
+const (
+	stateFile      = "lab.json"
+	kubeconfigFile = "kubeconfig"
+)
+
+// DefaultStateDir is ${XDG_STATE_HOME:-~/.local/state}/horizon/lab.
+func DefaultStateDir() string {
+	base := os.Getenv("XDG_STATE_HOME")
+	if base == "" {
+		home, err := os.UserHomeDir()
+		if err != nil || home == "" {
+			home = os.TempDir()
+		}
+		base = filepath.Join(home, ".local", "state")
+	}
+	return filepath.Join(base, "horizon", "lab")
+}
+
+// KubeconfigPath is the lab's kubeconfig in stateDir.
+func KubeconfigPath(stateDir string) string { return filepath.Join(stateDir, kubeconfigFile) }
+
+// CheckBinaries returns an error naming the first lab binary missing from
+// binDir and the command that builds it.
+func CheckBinaries(binDir string) error {
+	if err := k8sproc.CheckBinaries(binDir, Components...); err != nil {
+		return fmt.Errorf("the lab needs %v from %s: %w; build them with `%s`", Components, binDir, err, k8sproc.BuildHint)
+	}
+	return nil
+}
+
+// Ports are one cluster's loopback ports.
+type Ports struct {
+	EtcdClient        int `json:"etcdClient"`
+	EtcdPeer          int `json:"etcdPeer"`
+	APIServer         int `json:"apiServer"`
+	ControllerManager int `json:"controllerManager"`
+	Scheduler         int `json:"scheduler"`
+}
+
+// of is the port component serves on (etcd: its client port).
+func (p Ports) of(component string) int {
+	switch component {
+	case k8sproc.Etcd:
+		return p.EtcdClient
+	case k8sproc.KubeAPIServer:
+		return p.APIServer
+	case k8sproc.KubeControllerManager:
+		return p.ControllerManager
+	case k8sproc.KubeScheduler:
+		return p.Scheduler
+	}
+	return 0
+}
+
+// clusterDir is one cluster's directory in the state directory.
+type clusterDir string
+
+func (d clusterDir) path(elem ...string) string {
+	return filepath.Join(append([]string{string(d)}, elem...)...)
+}
+func (d clusterDir) pki(file string) string          { return d.path("pki", file) }
+func (d clusterDir) log(component string) string     { return d.path(component + ".log") }
+func (d clusterDir) kubeconfig(user string) string   { return d.path(user + ".kubeconfig") }
+func (d clusterDir) certDir(component string) string { return d.path(component + "-certs") }
+
+// The front proxy's client certificate, in the cluster's pki directory.
+const (
+	frontProxyUser = "front-proxy-client"
+	frontProxyCert = "front-proxy-client.crt"
+	frontProxyKey  = "front-proxy-client.key"
+)
+
+// command is one process to start.
+type command struct {
+	component string
+	path      string
+	args      []string
+}
+
+func url(scheme string, port int) string {
+	return scheme + "://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+}
+
+// commands are the processes of cluster c, files in dir, binaries in bin, in
+// start order.
+func commands(bin string, c ClusterSpec, dir clusterDir, p Ports) []command {
+	etcdURL, peerURL := url("http", p.EtcdClient), url("http", p.EtcdPeer)
+	member := "etcd-" + c.Name
+	bind := func(port int, component string) []string {
+		return []string{"--bind-address", "127.0.0.1", "--secure-port", strconv.Itoa(port), "--cert-dir", dir.certDir(component)}
+	}
+	kcmConfig, schedConfig := dir.kubeconfig(k8sproc.KubeControllerManager), dir.kubeconfig(k8sproc.KubeScheduler)
+	return []command{
+		{k8sproc.Etcd, filepath.Join(bin, k8sproc.Etcd), []string{
+			"--name", member, "--data-dir", dir.path("etcd-data"),
+			"--listen-client-urls", etcdURL, "--advertise-client-urls", etcdURL,
+			"--listen-peer-urls", peerURL, "--initial-advertise-peer-urls", peerURL,
+			"--initial-cluster", member + "=" + peerURL,
+			"--unsafe-no-fsync", // a lab: durability buys nothing, fsync costs seconds
+			"--log-level", "warn",
+		}},
+		{k8sproc.KubeAPIServer, filepath.Join(bin, k8sproc.KubeAPIServer), []string{
+			"--etcd-servers", etcdURL,
+			"--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1",
+			"--secure-port", strconv.Itoa(p.APIServer),
+			"--tls-cert-file", dir.pki(k8sproc.ServingCertFile), "--tls-private-key-file", dir.pki(k8sproc.ServingKeyFile),
+			"--client-ca-file", dir.pki(k8sproc.CACertFile),
+			// The front proxy's identity (aggregated API servers, and the
+			// controller manager's and scheduler's delegated authentication
+			// read its CA from extension-apiserver-authentication).
+			"--requestheader-client-ca-file", dir.pki(k8sproc.CACertFile),
+			"--requestheader-allowed-names", frontProxyUser,
+			"--requestheader-username-headers", "X-Remote-User",
+			"--requestheader-group-headers", "X-Remote-Group",
+			"--requestheader-extra-headers-prefix", "X-Remote-Extra-",
+			"--proxy-client-cert-file", dir.pki(frontProxyCert), "--proxy-client-key-file", dir.pki(frontProxyKey),
+			// Service-account tokens (TokenRequest API, projected volumes)
+			// are signed with this key; the controller manager signs the
+			// legacy Secret tokens with the same one.
+			"--service-account-issuer", "https://kubernetes.default.svc." + c.Name,
+			"--service-account-key-file", dir.pki(k8sproc.SAPubFile),
+			"--service-account-signing-key-file", dir.pki(k8sproc.SAKeyFile),
+			"--service-cluster-ip-range", c.ServiceCIDR,
+			"--authorization-mode", "RBAC",
+			"--enable-admission-plugins", "NamespaceLifecycle,LimitRanger,ServiceAccount,DefaultTolerationSeconds," +
+				"MutatingAdmissionWebhook,ValidatingAdmissionWebhook,ResourceQuota",
+			"--allow-privileged=true",
+			// Endpoints may not hold loopback addresses: leave the
+			// "kubernetes" Service's alone.
+			"--endpoint-reconciler-type", "none",
+			"--enable-priority-and-fairness=false",
+			"--profiling=false",
+		}},
+		{k8sproc.KubeControllerManager, filepath.Join(bin, k8sproc.KubeControllerManager), append(bind(p.ControllerManager, k8sproc.KubeControllerManager),
+			"--kubeconfig", kcmConfig,
+			"--authentication-kubeconfig", kcmConfig, "--authorization-kubeconfig", kcmConfig,
+			"--controllers", "*",
+			"--use-service-account-credentials=true",
+			"--service-account-private-key-file", dir.pki(k8sproc.SAKeyFile),
+			"--root-ca-file", dir.pki(k8sproc.CACertFile),
+			"--cluster-signing-cert-file", dir.pki(k8sproc.CACertFile),
+			"--cluster-signing-key-file", dir.pki(k8sproc.CAKeyFile),
+			"--cluster-name", c.Name,
+			"--service-cluster-ip-range", c.ServiceCIDR,
+			"--leader-elect=false",
+			"--profiling=false",
+		)},
+		{k8sproc.KubeScheduler, filepath.Join(bin, k8sproc.KubeScheduler), append(bind(p.Scheduler, k8sproc.KubeScheduler),
+			"--kubeconfig", schedConfig,
+			"--authentication-kubeconfig", schedConfig, "--authorization-kubeconfig", schedConfig,
+			"--leader-elect=false",
+			"--profiling=false",
+		)},
+	}
+}
+
+// serviceIP is the first address of cidr (the "kubernetes" Service's).
+func serviceIP(cidr string) (net.IP, error) {
+	ip, n, err := net.ParseCIDR(cidr)
+	if err != nil {
+		return nil, err
+	}
+	ip = ip.Mask(n.Mask).To4()
+	if ip == nil {
+		return nil, fmt.Errorf("service CIDR %s is not IPv4", cidr)
+	}
+	out := make(net.IP, len(ip))
+	copy(out, ip)
+	out[3]++
+	return out, nil
+}
+
+// freePorts picks n distinct free loopback ports.
+func freePorts(n int) ([]int, error) {
+	var out []int
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		defer l.Close()
+		out = append(out, l.Addr().(*net.TCPAddr).Port)
+	}
+	return out, nil
+}

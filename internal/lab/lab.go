@@ -1,0 +1,634 @@
+package lab
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/horizonmesh/horizon/internal/k8sproc"
+)
+
+// Options for Up, Down and Status.
+type Options struct {
+	// StateDir holds everything the lab writes; DefaultStateDir() when "".
+	StateDir string
+	// BinDir holds the Kubernetes binaries; k8sproc.BinDir() when "".
+	BinDir string
+	// Progress receives one line per step (io.Discard when nil).
+	Progress io.Writer
+	// Timeout bounds Up's wait for both clusters (3 minutes when 0).
+	Timeout time.Duration
+	// StopGrace is how long a process has to exit after SIGTERM before it is
+	// killed (10 seconds when 0).
+	StopGrace time.Duration
+}
+
+func (o Options) normalized() (Options, error) {
+	if o.StateDir == "" {
+		o.StateDir = DefaultStateDir()
+	}
+	if o.BinDir == "" {
+		o.BinDir = k8sproc.BinDir()
+	}
+	var err error
+	if o.StateDir, err = filepath.Abs(o.StateDir); err != nil {
+		return o, err
+	}
+	if o.BinDir, err = filepath.Abs(o.BinDir); err != nil {
+		return o, err
+	}
+	if o.Progress == nil {
+		o.Progress = io.Discard
+	}
+	o.Progress = &lineWriter{w: o.Progress}
+	if o.Timeout <= 0 {
+		o.Timeout = 3 * time.Minute
+	}
+	if o.StopGrace <= 0 {
+		o.StopGrace = 10 * time.Second
+	}
+	return o, nil
+}
+
+// lineWriter keeps concurrent progress lines whole.
+type lineWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lineWriter) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(b)
+}
+
+func (o Options) logf(format string, a ...any) {
+	fmt.Fprintf(o.Progress, "lab: "+format+"\n", a...)
+}
+
+// Env is what `horizon lab env` prints: the walkthrough's variables, the
+// kubeconfig's path absolute.
+func Env(stateDir string) string {
+	if abs, err := filepath.Abs(stateDir); err == nil {
+		stateDir = abs
+	}
+	return fmt.Sprintf("export KUBECONFIG=%s CTX_LOCAL=%s CTX_REMOTE=%s\n",
+		shellQuote(KubeconfigPath(stateDir)), Clusters[0].Name, Clusters[1].Name)
+}
+
+func shellQuote(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("/._-+:,@%=", r))
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// Up starts the lab in o.StateDir and waits until both clusters are ready:
+// each API server answers /readyz, the controller manager and the scheduler
+// /healthz, and the controller manager has made the default ServiceAccount.
+// When the lab is already up it returns alreadyUp and changes nothing; what
+// an earlier lab left (processes, files) is cleaned first. On failure every
+// process Up started is stopped and the logs are kept.
+func Up(ctx context.Context, opts Options) (alreadyUp bool, err error) {
+	o, err := opts.normalized()
+	if err != nil {
+		return false, err
+	}
+	if err := CheckBinaries(o.BinDir); err != nil {
+		return false, err
+	}
+	begin := time.Now()
+	prev, err := LoadState(o.StateDir)
+	if err != nil {
+		o.logf("%v: treating it as a leftover", err)
+	}
+	if prev != nil {
+		err := prev.ready(ctx)
+		if err == nil {
+			o.logf("the lab is already up in %s (`horizon lab down` stops it)", o.StateDir)
+			return true, nil
+		}
+		o.logf("an earlier lab in %s is not (fully) up: %v", o.StateDir, err)
+	}
+	if err := cleanLeftovers(o, prev); err != nil {
+		return false, err
+	}
+	if err := os.MkdirAll(o.StateDir, 0o755); err != nil {
+		return false, err
+	}
+	r := &run{o: o, st: &State{StateDir: o.StateDir, BinDir: o.BinDir}}
+	for _, c := range Clusters {
+		r.st.Clusters = append(r.st.Clusters, ClusterState{Name: c.Name, ServiceCIDR: c.ServiceCIDR})
+	}
+	if err := r.save(); err != nil {
+		return false, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
+	defer cancel()
+	errs := make([]error, len(Clusters))
+	var wg sync.WaitGroup
+	for i, c := range Clusters {
+		wg.Go(func() { errs[i] = r.startCluster(ctx, c) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err == nil {
+		err = r.writeKubeconfig()
+		errs = []error{err}
+	}
+	if err := errors.Join(errs...); err != nil {
+		o.logf("stopping what was started (logs kept in %s; `horizon lab down` removes them)", o.StateDir)
+		if serr := stopTiered(r.st.processes(), o.StopGrace); serr != nil {
+			err = errors.Join(err, serr)
+		}
+		return false, err
+	}
+	o.logf("up in %s: kubeconfig %s, contexts %s", time.Since(begin).Round(100*time.Millisecond), KubeconfigPath(o.StateDir), clusterNames())
+	return false, nil
+}
+
+func clusterNames() string {
+	var names []string
+	for _, c := range Clusters {
+		names = append(names, c.Name)
+	}
+	return strings.Join(names, ", ")
+}
+
+// cleanLeftovers stops the processes an earlier lab in o.StateDir left
+// running (recorded in prev, or found in /proc) and removes its files.
+func cleanLeftovers(o Options, prev *State) error {
+	procs := leftovers(o.StateDir, prev)
+	if len(procs) > 0 {
+		var names []string
+		for _, p := range procs {
+			names = append(names, fmt.Sprintf("%s (pid %d)", filepath.Base(p.Component), p.PID))
+		}
+		o.logf("stopping %d leftover processes: %s", len(procs), strings.Join(names, ", "))
+		if err := stopTiered(procs, o.StopGrace); err != nil {
+			return fmt.Errorf("cleaning up the earlier lab in %s: %w", o.StateDir, err)
+		}
+	}
+	if hasRuntime(o.StateDir) {
+		o.logf("removing the earlier lab's files in %s", o.StateDir)
+		if err := removeRuntime(o.StateDir); err != nil {
+			return fmt.Errorf("cleaning up the earlier lab in %s: %w", o.StateDir, err)
+		}
+	}
+	return nil
+}
+
+// leftovers are the running processes recorded in st and those found in
+// /proc naming a file in stateDir, once each.
+func leftovers(stateDir string, st *State) []Process {
+	var out []Process
+	seen := map[int]bool{}
+	if st != nil {
+		for _, p := range st.processes() {
+			if p.Running() {
+				out = append(out, p)
+				seen[p.PID] = true
+			}
+		}
+	}
+	for _, pid := range FindProcesses(stateDir, false) {
+		if !seen[pid] {
+			if p, err := asProcess(pid); err == nil {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
+
+// Down stops every lab process in o.StateDir (SIGTERM, SIGKILL after
+// o.StopGrace), removes the lab's files there, and checks that no lab
+// process is left. It reports how many processes it stopped; a lab that is
+// not up is no error.
+func Down(ctx context.Context, opts Options) (stopped int, err error) {
+	o, err := opts.normalized()
+	if err != nil {
+		return 0, err
+	}
+	begin := time.Now()
+	st, err := LoadState(o.StateDir)
+	if err != nil {
+		o.logf("%v: looking for lab processes in /proc only", err)
+	}
+	procs := leftovers(o.StateDir, st)
+	if len(procs) == 0 && !hasRuntime(o.StateDir) {
+		o.logf("the lab is not up (nothing in %s)", o.StateDir)
+		return 0, nil
+	}
+	if err := stopTiered(procs, o.StopGrace); err != nil {
+		return 0, err
+	}
+	if err := removeRuntime(o.StateDir); err != nil {
+		return len(procs), err
+	}
+	if left := leftovers(o.StateDir, st); len(left) > 0 {
+		return len(procs), fmt.Errorf("lab processes still running after down: %v", left)
+	}
+	o.logf("down in %s: stopped %d processes, removed the lab's files in %s", time.Since(begin).Round(100*time.Millisecond), len(procs), o.StateDir)
+	return len(procs), nil
+}
+
+// stopTiered stops procs clients first, etcd last: an API server whose
+// etcd is gone, or a controller whose API server is, takes its whole grace
+// period to give up.
+func stopTiered(procs []Process, grace time.Duration) error {
+	for _, tier := range [][]string{{k8sproc.KubeScheduler, k8sproc.KubeControllerManager}, {k8sproc.KubeAPIServer}} {
+		var these []Process
+		for _, p := range procs {
+			if slices.Contains(tier, filepath.Base(p.Component)) {
+				these = append(these, p)
+			}
+		}
+		_ = stop(these, grace) // what is left is stopped below
+	}
+	return stop(procs, grace)
+}
+
+// run is one Up.
+type run struct {
+	o  Options
+	mu sync.Mutex
+	st *State
+	// pkis by cluster, for the kubeconfig.
+	pkis sync.Map
+}
+
+func (r *run) save() error { return r.st.save() }
+
+// record adds p to cluster's processes and saves the state.
+func (r *run) record(cluster string, p Process) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c := r.st.cluster(cluster)
+	c.Processes = append(c.Processes, p)
+	return r.st.save()
+}
+
+func (r *run) startCluster(ctx context.Context, spec ClusterSpec) error {
+	for attempt := 1; ; attempt++ {
+		err := r.startClusterOnce(ctx, spec)
+		if err == nil || !errors.Is(err, errPortTaken) || attempt >= 3 {
+			return err
+		}
+		r.o.logf("%s: %v; starting again on other ports", spec.Name, err)
+		r.mu.Lock()
+		c := r.st.cluster(spec.Name)
+		procs := c.Processes
+		c.Processes = nil
+		r.mu.Unlock()
+		if err := stopTiered(procs, r.o.StopGrace); err != nil {
+			return fmt.Errorf("%s: %w", spec.Name, err)
+		}
+	}
+}
+
+func (r *run) startClusterOnce(ctx context.Context, spec ClusterSpec) error {
+	begin := time.Now()
+	since := func() time.Duration { return time.Since(begin).Round(100 * time.Millisecond) }
+	dir := clusterDir(filepath.Join(r.o.StateDir, spec.Name))
+	if err := os.RemoveAll(string(dir)); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir.pki(""), 0o700); err != nil {
+		return err
+	}
+	ps, err := freePorts(5)
+	if err != nil {
+		return err
+	}
+	ports := Ports{EtcdClient: ps[0], EtcdPeer: ps[1], APIServer: ps[2], ControllerManager: ps[3], Scheduler: ps[4]}
+	server := url("https", ports.APIServer)
+	pki, err := newClusterPKI(spec, dir, server)
+	if err != nil {
+		return fmt.Errorf("%s: certificates: %w", spec.Name, err)
+	}
+	r.pkis.Store(spec.Name, pki)
+	r.mu.Lock()
+	c := r.st.cluster(spec.Name)
+	c.ServiceCIDR, c.Server, c.Ports = spec.ServiceCIDR, server, ports
+	err = r.st.save()
+	r.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	admin := &rest.Config{Host: server, QPS: 50, Burst: 100, Timeout: 5 * time.Second,
+		TLSClientConfig: rest.TLSClientConfig{CAData: pki.CACert, CertData: pki.AdminCert, KeyData: pki.AdminKey}}
+	client, err := kubernetes.NewForConfig(admin)
+	if err != nil {
+		return err
+	}
+
+	cmds := commands(r.o.BinDir, spec, dir, ports)
+	var started []*child
+	start := func(cmd command) error {
+		p, err := spawn(cmd, string(dir), dir.log(cmd.component), ports.of(cmd.component))
+		if err != nil {
+			return fmt.Errorf("%s: %w", spec.Name, err)
+		}
+		started = append(started, p)
+		return r.record(spec.Name, p.Process)
+	}
+	wait := func(what string, check func(context.Context) error) error {
+		return r.waitFor(ctx, spec.Name, what, started, check)
+	}
+
+	if err := start(cmds[0]); err != nil {
+		return err
+	}
+	if err := wait("etcd", func(ctx context.Context) error { return etcdHealthy(ctx, ports.EtcdClient) }); err != nil {
+		return err
+	}
+	r.o.logf("%s: etcd up on 127.0.0.1:%d (%s)", spec.Name, ports.EtcdClient, since())
+	if err := start(cmds[1]); err != nil {
+		return err
+	}
+	if err := wait("kube-apiserver /readyz", func(ctx context.Context) error { return apiReady(ctx, client) }); err != nil {
+		return err
+	}
+	r.o.logf("%s: kube-apiserver ready at %s (%s)", spec.Name, server, since())
+	if err := start(cmds[2]); err != nil {
+		return err
+	}
+	if err := start(cmds[3]); err != nil {
+		return err
+	}
+	if err := wait("kube-controller-manager and kube-scheduler /healthz", func(ctx context.Context) error {
+		return errors.Join(componentHealthy(ctx, ports.ControllerManager), componentHealthy(ctx, ports.Scheduler))
+	}); err != nil {
+		return err
+	}
+	if err := wait("the default ServiceAccount (made by kube-controller-manager)", func(ctx context.Context) error {
+		_, err := client.CoreV1().ServiceAccounts(metav1.NamespaceDefault).Get(ctx, "default", metav1.GetOptions{})
+		return err
+	}); err != nil {
+		return err
+	}
+	r.o.logf("%s: kube-controller-manager and kube-scheduler running, default ServiceAccount made (%s)", spec.Name, since())
+	return nil
+}
+
+// waitFor polls check until it succeeds, failing early, with the tail of
+// its log, when one of procs exits, and at ctx's end with the last error
+// and every log's tail.
+func (r *run) waitFor(ctx context.Context, cluster, what string, procs []*child, check func(context.Context) error) error {
+	begin := time.Now()
+	nextNote := begin.Add(15 * time.Second)
+	for {
+		for _, p := range procs {
+			if p.exited() {
+				t := tail(p.Log, 40)
+				err := fmt.Errorf("%s: %s exited (%v) while waiting for %s; last lines of %s:\n%s", cluster, p.Component, p.err, what, p.Log, t)
+				if strings.Contains(t, "address already in use") {
+					err = fmt.Errorf("%w: %w", errPortTaken, err)
+				}
+				return err
+			}
+		}
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := check(cctx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			var b strings.Builder
+			fmt.Fprintf(&b, "%s: %s not ready after %s: %v", cluster, what, time.Since(begin).Round(time.Second), err)
+			for _, p := range procs {
+				fmt.Fprintf(&b, "\n--- last lines of %s:\n%s", p.Log, tail(p.Log, 20))
+			}
+			return errors.New(b.String())
+		}
+		if time.Now().After(nextNote) {
+			r.o.logf("%s: still waiting for %s (%s): %v", cluster, what, time.Since(begin).Round(time.Second), err)
+			nextNote = time.Now().Add(15 * time.Second)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func newClusterPKI(spec ClusterSpec, dir clusterDir, server string) (*k8sproc.PKI, error) {
+	ip, err := serviceIP(spec.ServiceCIDR)
+	if err != nil {
+		return nil, err
+	}
+	pki, err := k8sproc.NewPKI(k8sproc.PKIOptions{
+		CAName:     "horizon-lab-" + spec.Name + "-ca",
+		Validity:   365 * 24 * time.Hour,
+		ServingIPs: []net.IP{ip},
+		ServingDNS: []string{"kubernetes", "kubernetes.default", "kubernetes.default.svc.cluster.local"},
+	})
+	if err != nil {
+		return nil, err
+	}
+	if _, err := pki.Write(dir.pki("")); err != nil {
+		return nil, err
+	}
+	cert, key, err := pki.ClientCert(frontProxyUser)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(dir.pki(frontProxyCert), cert, 0o600); err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(dir.pki(frontProxyKey), key, 0o600); err != nil {
+		return nil, err
+	}
+	// The controller manager and the scheduler as the users the bootstrap
+	// RBAC policy grants their permissions to.
+	for component, user := range map[string]string{
+		k8sproc.KubeControllerManager: "system:kube-controller-manager",
+		k8sproc.KubeScheduler:         "system:kube-scheduler",
+	} {
+		cert, key, err := pki.ClientCert(user)
+		if err != nil {
+			return nil, err
+		}
+		cfg := kubeconfig(map[string]clusterCreds{spec.Name: {
+			server: server, user: component, ca: pki.CACert, cert: cert, key: key}}, spec.Name)
+		b, err := clientcmd.Write(*cfg)
+		if err != nil {
+			return nil, err
+		}
+		if err := writeAtomic(dir.kubeconfig(component), b, 0o600); err != nil {
+			return nil, err
+		}
+	}
+	return pki, nil
+}
+
+type clusterCreds struct {
+	server, user  string
+	ca, cert, key []byte
+}
+
+func kubeconfig(clusters map[string]clusterCreds, current string) *clientcmdapi.Config {
+	cfg := clientcmdapi.NewConfig()
+	for name, c := range clusters {
+		cfg.Clusters[name] = &clientcmdapi.Cluster{Server: c.server, CertificateAuthorityData: c.ca}
+		user := name + "-" + c.user
+		cfg.AuthInfos[user] = &clientcmdapi.AuthInfo{ClientCertificateData: c.cert, ClientKeyData: c.key}
+		cfg.Contexts[name] = &clientcmdapi.Context{Cluster: name, AuthInfo: user}
+	}
+	cfg.CurrentContext = current
+	return cfg
+}
+
+// writeKubeconfig writes <state>/kubeconfig: one admin context per cluster.
+func (r *run) writeKubeconfig() error {
+	creds := map[string]clusterCreds{}
+	for _, c := range r.st.Clusters {
+		v, ok := r.pkis.Load(c.Name)
+		if !ok {
+			return fmt.Errorf("%s: no certificates", c.Name)
+		}
+		p := v.(*k8sproc.PKI)
+		creds[c.Name] = clusterCreds{server: c.Server, user: "admin", ca: p.CACert, cert: p.AdminCert, key: p.AdminKey}
+	}
+	b, err := clientcmd.Write(*kubeconfig(creds, Clusters[0].Name))
+	if err != nil {
+		return err
+	}
+	return writeAtomic(KubeconfigPath(r.o.StateDir), b, 0o600)
+}
+
+func etcdHealthy(ctx context.Context, port int) error {
+	body, err := get(ctx, http.DefaultClient, url("http", port)+"/health")
+	if err != nil {
+		return err
+	}
+	if !bytes.Contains(body, []byte(`"health":"true"`)) {
+		return fmt.Errorf("/health: %s", bytes.TrimSpace(body))
+	}
+	return nil
+}
+
+// insecure talks to the controller manager's and the scheduler's
+// self-signed loopback endpoints, where only /healthz is asked for.
+var insecure = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // loopback health checks
+
+func componentHealthy(ctx context.Context, port int) error {
+	body, err := get(ctx, insecure, url("https", port)+"/healthz")
+	if err != nil {
+		return err
+	}
+	if string(bytes.TrimSpace(body)) != "ok" {
+		return fmt.Errorf("/healthz: %s", bytes.TrimSpace(body))
+	}
+	return nil
+}
+
+func get(ctx context.Context, c *http.Client, u string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s: %s: %s", u, resp.Status, bytes.TrimSpace(body))
+	}
+	return body, nil
+}
+
+// apiReady: /readyz says ok and the default namespace (made by a
+// post-start hook) exists.
+func apiReady(ctx context.Context, c kubernetes.Interface) error {
+	body, err := c.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
+	if err != nil {
+		return err
+	}
+	if string(bytes.TrimSpace(body)) != "ok" {
+		return fmt.Errorf("/readyz: %s", body)
+	}
+	_, err = c.CoreV1().Namespaces().Get(ctx, corev1.NamespaceDefault, metav1.GetOptions{})
+	return err
+}
+
+// ready reports why the lab recorded in s is not up: a recorded process not
+// running, a cluster missing, an API server not ready.
+func (s *State) ready(ctx context.Context) error {
+	if len(s.Clusters) != len(Clusters) {
+		return fmt.Errorf("%d of %d clusters recorded", len(s.Clusters), len(Clusters))
+	}
+	for _, c := range s.Clusters {
+		if len(c.Processes) != len(Components) {
+			return fmt.Errorf("%s: %d of %d processes recorded", c.Name, len(c.Processes), len(Components))
+		}
+		for _, p := range c.Processes {
+			if !p.Running() {
+				return fmt.Errorf("%s: %s (pid %d) is not running", c.Name, p.Component, p.PID)
+			}
+		}
+	}
+	clients, err := Clients(s.StateDir)
+	if err != nil {
+		return err
+	}
+	for _, c := range s.Clusters {
+		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := apiReady(cctx, clients[c.Name])
+		cancel()
+		if err != nil {
+			return fmt.Errorf("%s: kube-apiserver: %w", c.Name, err)
+		}
+	}
+	return nil
+}
+
+// Clients are admin clients of the lab's clusters by name, from its
+// kubeconfig.
+func Clients(stateDir string) (map[string]kubernetes.Interface, error) {
+	path := KubeconfigPath(stateDir)
+	raw, err := clientcmd.LoadFromFile(path)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]kubernetes.Interface{}
+	for _, c := range Clusters {
+		cfg, err := clientcmd.NewNonInteractiveClientConfig(*raw, c.Name, &clientcmd.ConfigOverrides{}, nil).ClientConfig()
+		if err != nil {
+			return nil, fmt.Errorf("%s: context %s: %w", path, c.Name, err)
+		}
+		cfg.Timeout = 10 * time.Second
+		cs, err := kubernetes.NewForConfig(cfg)
+		if err != nil {
+			return nil, err
+		}
+		out[c.Name] = cs
+	}
+	return out, nil
+}
