@@ -1,0 +1,70 @@
+// Package samples holds the walkthrough's workloads as YAML (what `horizon
+// lab demo` applies and docs/install.md refers to); this test keeps them
+// valid.
+package samples
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+
+	istioscheme "istio.io/client-go/pkg/clientset/versioned/scheme"
+	appsv1 "k8s.io/api/apps/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/serializer"
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/kubernetes/scheme"
+)
+
+// Every document of every sample decodes strictly (no unknown field) with
+// the Kubernetes and Istio schemes, and every Deployment's selector
+// matches its pod template.
+func TestSamplesDecodeStrictly(t *testing.T) {
+	s := runtime.NewScheme()
+	if err := scheme.AddToScheme(s); err != nil {
+		t.Fatal(err)
+	}
+	if err := istioscheme.AddToScheme(s); err != nil {
+		t.Fatal(err)
+	}
+	decoder := serializer.NewCodecFactory(s, serializer.EnableStrict).UniversalDeserializer()
+	files, _ := filepath.Glob("*/*.yaml")
+	if len(files) < 4 {
+		t.Fatalf("found only %v", files)
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := utilyaml.NewYAMLReader(bufioReader(b))
+		for n := 0; ; n++ {
+			doc, err := r.Read()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				t.Fatalf("%s: %v", f, err)
+			}
+			obj, _, err := decoder.Decode(doc, nil, nil)
+			if err != nil {
+				t.Errorf("%s, document %d: %v", f, n, err)
+				continue
+			}
+			if d, ok := obj.(*appsv1.Deployment); ok {
+				sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
+				if err != nil || !sel.Matches(labels.Set(d.Spec.Template.Labels)) {
+					t.Errorf("%s: Deployment %s: selector does not match its pods", f, d.Name)
+				}
+			}
+		}
+	}
+}
+
+func bufioReader(b []byte) *bufio.Reader { return bufio.NewReader(bytes.NewReader(b)) }
