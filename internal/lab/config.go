@@ -207,17 +207,3 @@ func serviceIP(cidr string) (net.IP, error) {
 	out[3]++
 	return out, nil
 }
-
-// freePorts picks n distinct free loopback ports.
-func freePorts(n int) ([]int, error) {
-	var out []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		defer l.Close()
-		out = append(out, l.Addr().(*net.TCPAddr).Port)
-	}
-	return out, nil
-}

@@ -316,7 +316,7 @@ func (r *run) startClusterOnce(ctx context.Context, spec ClusterSpec) error {
 	if err := os.MkdirAll(dir.pki(""), 0o700); err != nil {
 		return err
 	}
-	ps, err := freePorts(5)
+	ps, err := k8sproc.FreePorts(5)
 	if err != nil {
 		return err
 	}
@@ -400,7 +400,7 @@ func (r *run) waitFor(ctx context.Context, cluster, what string, procs []*child,
 	for {
 		for _, p := range procs {
 			if p.exited() {
-				t := tail(p.Log, 40)
+				t := k8sproc.Tail(p.Log, 40)
 				err := fmt.Errorf("%s: %s exited (%v) while waiting for %s; last lines of %s:\n%s", cluster, p.Component, p.err, what, p.Log, t)
 				if strings.Contains(t, "address already in use") {
 					err = fmt.Errorf("%w: %w", errPortTaken, err)
@@ -418,7 +418,7 @@ func (r *run) waitFor(ctx context.Context, cluster, what string, procs []*child,
 			var b strings.Builder
 			fmt.Fprintf(&b, "%s: %s not ready after %s: %v", cluster, what, time.Since(begin).Round(time.Second), err)
 			for _, p := range procs {
-				fmt.Fprintf(&b, "\n--- last lines of %s:\n%s", p.Log, tail(p.Log, 20))
+				fmt.Fprintf(&b, "\n--- last lines of %s:\n%s", p.Log, k8sproc.Tail(p.Log, 20))
 			}
 			return errors.New(b.String())
 		}

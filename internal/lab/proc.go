@@ -113,17 +113,4 @@ func asProcess(pid int) (Process, error) {
 	return Process{Component: name, PID: pid, StartTime: st.start}, nil
 }
 
-// tail is the last n lines of the file at path.
-func tail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
 var errPortTaken = errors.New("a port was taken")

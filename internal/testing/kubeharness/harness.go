@@ -10,7 +10,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -165,7 +164,7 @@ func (c *Cluster) start(bin string, opts Options) error {
 	if err != nil {
 		return err
 	}
-	ports, err := freePorts(3)
+	ports, err := k8sproc.FreePorts(3)
 	if err != nil {
 		return err
 	}
@@ -296,17 +295,7 @@ func (c *Cluster) tails() string {
 	return b.String()
 }
 
-func (c *Cluster) logTail(name string, n int) string {
-	b, err := os.ReadFile(c.LogPath(name))
-	if err != nil {
-		return err.Error()
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
+func (c *Cluster) logTail(name string, n int) string { return k8sproc.Tail(c.LogPath(name), n) }
 
 // Stop stops the API server, then etcd (also done when the test ends); a
 // second call does nothing.
@@ -402,17 +391,4 @@ func terminate(p *proc, sig syscall.Signal) {
 		_ = p.cmd.Process.Kill()
 		<-p.done
 	}
-}
-
-func freePorts(n int) ([]int, error) {
-	var out []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		defer l.Close()
-		out = append(out, l.Addr().(*net.TCPAddr).Port)
-	}
-	return out, nil
 }
