@@ -1,0 +1,241 @@
+package labnode
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"runtime"
+	"sync"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// probe runs c's startup probe, then its liveness and readiness probes,
+// until ctx ends (the container exited or the pod is going).
+func (p *podRun) probe(ctx context.Context, c *ctr, plan *ContainerPlan) {
+	if plan.Startup != nil {
+		ok := false
+		p.probeLoop(ctx, plan, c.spec.Name, plan.Startup, func(res bool) bool {
+			if !res {
+				p.logf("container %s: startup probe failed %d times: restarting it", c.spec.Name, plan.Startup.FailureThreshold)
+				p.kill(c)
+			}
+			ok = res
+			return true
+		})
+		if !ok || ctx.Err() != nil {
+			return
+		}
+		p.mu.Lock()
+		c.started = true
+		t := true
+		c.status.Started = &t
+		c.ready = plan.Readiness == nil
+		p.mu.Unlock()
+		p.touch()
+	}
+	var wg sync.WaitGroup
+	if plan.Liveness != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.probeLoop(ctx, plan, c.spec.Name, plan.Liveness, func(res bool) bool {
+				if res {
+					return false
+				}
+				p.logf("container %s: liveness probe failed %d times: restarting it", c.spec.Name, plan.Liveness.FailureThreshold)
+				p.kill(c)
+				return true
+			})
+		}()
+	}
+	if plan.Readiness != nil {
+		p.probeLoop(ctx, plan, c.spec.Name, plan.Readiness, func(res bool) bool {
+			p.mu.Lock()
+			changed := c.ready != res
+			c.ready = res
+			p.mu.Unlock()
+			if changed {
+				p.touch()
+			}
+			return false
+		})
+	}
+	wg.Wait()
+}
+
+// kill ends a container's process group (SIGTERM, SIGKILL 2s later) so that
+// it restarts.
+func (p *podRun) kill(c *ctr) {
+	p.mu.Lock()
+	proc := c.proc
+	p.mu.Unlock()
+	if proc == nil || proc.Process == nil {
+		return
+	}
+	pid := proc.Process.Pid
+	_ = syscall.Kill(-pid, syscall.SIGTERM)
+	time.AfterFunc(2*time.Second, func() {
+		p.mu.Lock()
+		same := c.proc == proc
+		p.mu.Unlock()
+		if same {
+			_ = syscall.Kill(-pid, syscall.SIGKILL)
+		}
+	})
+}
+
+// probeLoop checks every period after the initial delay; once the success
+// or failure threshold is reached it calls result, and stops when that
+// returns true.
+func (p *podRun) probeLoop(ctx context.Context, plan *ContainerPlan, name string, pr *ProbePlan, result func(bool) bool) {
+	if !sleepCtx(ctx, pr.InitialDelay) {
+		return
+	}
+	succ, fail := 0, 0
+	for {
+		err := p.check(ctx, plan, name, pr)
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil {
+			succ, fail = succ+1, 0
+		} else {
+			succ, fail = 0, fail+1
+		}
+		if succ >= pr.SuccessThreshold && result(true) {
+			return
+		}
+		if fail >= pr.FailureThreshold && result(false) {
+			return
+		}
+		if !sleepCtx(ctx, pr.Period) {
+			return
+		}
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// check runs one probe: HTTP and TCP connect from inside the pod's network
+// namespace, exec runs the command in the container's namespaces as its
+// user.
+func (p *podRun) check(ctx context.Context, plan *ContainerPlan, name string, pr *ProbePlan) error {
+	ctx, cancel := context.WithTimeout(ctx, pr.Timeout)
+	defer cancel()
+	switch pr.Kind {
+	case ProbeTCP:
+		conn, err := DialInNetns(ctx, p.netns, pr.Addr())
+		if err != nil {
+			return err
+		}
+		return conn.Close()
+	case ProbeHTTP:
+		tr := &http.Transport{
+			DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+				return DialInNetns(ctx, p.netns, addr)
+			},
+			TLSClientConfig:   &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // as the kubelet's probes
+			DisableKeepAlives: true,
+		}
+		defer tr.CloseIdleConnections()
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, pr.URL(), nil)
+		if err != nil {
+			return err
+		}
+		for k, vs := range pr.Headers {
+			req.Header[k] = vs
+		}
+		if h := pr.Headers.Get("Host"); h != "" {
+			req.Host = h
+		}
+		req.Header.Set("User-Agent", "kube-probe/1.37")
+		resp, err := (&http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode < 200 || resp.StatusCode >= 400 {
+			return fmt.Errorf("HTTP probe: status %d", resp.StatusCode)
+		}
+		return nil
+	case ProbeExec:
+		cmd, err := p.command(name+"-probe", plan, pr.Command)
+		if err != nil {
+			return err
+		}
+		if err := cmd.Start(); err != nil {
+			return err
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			return err
+		case <-ctx.Done():
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-done
+			return ctx.Err()
+		}
+	}
+	return fmt.Errorf("unknown probe kind %q", pr.Kind)
+}
+
+// DialInNetns opens a TCP connection from inside network namespace netns
+// (/run/netns/NAME): the socket is made on a thread switched into it.
+func DialInNetns(ctx context.Context, netns, addr string) (net.Conn, error) {
+	type result struct {
+		conn net.Conn
+		err  error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread()
+		// Unlocked only when the thread is back in its own namespace;
+		// otherwise it ends with this goroutine.
+		orig, err := os.Open(fmt.Sprintf("/proc/%d/task/%d/ns/net", os.Getpid(), unix.Gettid()))
+		if err != nil {
+			ch <- result{nil, err}
+			runtime.UnlockOSThread()
+			return
+		}
+		defer orig.Close()
+		target, err := os.Open("/run/netns/" + netns)
+		if err != nil {
+			ch <- result{nil, err}
+			runtime.UnlockOSThread()
+			return
+		}
+		defer target.Close()
+		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
+			ch <- result{nil, fmt.Errorf("setns %s: %w", netns, err)}
+			runtime.UnlockOSThread()
+			return
+		}
+		var d net.Dialer
+		conn, err := d.DialContext(ctx, "tcp", addr)
+		if unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		}
+		ch <- result{conn, err}
+	}()
+	r := <-ch
+	return r.conn, r.err
+}
