@@ -46,8 +46,7 @@ func TestLabNode(t *testing.T) {
 		t.Fatalf("build helloworld: %v\n%s", err, out)
 	}
 	c := kubeharness.Start(t, kubeharness.Options{Name: "labnode"})
-	lab := netlab.New(t, "hzln", "10.77.0.1/24")
-	_ = lab
+	netlab.New(t, "hzln", "10.77.0.1/24") // bridge br0 in namespace hzln-br
 	state := t.TempDir()
 	node, err := labnode.New(labnode.Config{
 		NodeName: "lab-node-1", Region: "region1", Zone: "zone1", Labels: map[string]string{"topology.istio.io/network": "network1"},
@@ -150,6 +149,11 @@ func TestLabNode(t *testing.T) {
 	}
 	sleepPod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "sleep", Namespace: "sample"},
 		Spec: corev1.PodSpec{NodeName: "lab-node-1", TerminationGracePeriodSeconds: &grace,
+			// Init containers run in order, each to completion, first.
+			InitContainers: []corev1.Container{
+				{Name: "init1", Image: "governmentpaas/curl-ssl", Command: []string{"/bin/sleep"}, Args: []string{"0.3"}},
+				{Name: "init2", Image: "example.com/tools/sleep", Command: []string{"sleep", "0.1"}},
+			},
 			Containers: []corev1.Container{{Name: "sleep", Image: "curlimages/curl", Command: []string{"/bin/sleep", "infinity"}}}}}
 	crashPod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "crasher", Namespace: "sample"},
 		Spec: corev1.PodSpec{NodeName: "lab-node-1", TerminationGracePeriodSeconds: &grace,
@@ -177,6 +181,12 @@ func TestLabNode(t *testing.T) {
 	waitForPod(t, 60*time.Second, "sleep Ready", func() *corev1.Pod { return get("sleep") }, func(p *corev1.Pod) bool {
 		return p.Status.Phase == corev1.PodRunning && podReady(p)
 	})
+	sp := get("sleep")
+	if is := sp.Status.InitContainerStatuses; len(is) != 2 || is[0].State.Terminated == nil || is[1].State.Terminated == nil ||
+		is[0].State.Terminated.ExitCode != 0 || is[1].State.Terminated.StartedAt.Before(&is[0].State.Terminated.FinishedAt) ||
+		sp.Status.ContainerStatuses[0].State.Running.StartedAt.Before(&is[1].State.Terminated.FinishedAt) {
+		t.Errorf("init containers: %+v, containers %+v", is, sp.Status.ContainerStatuses)
+	}
 	hp := get("helloworld-v1")
 	if !regexp.MustCompile(`^10\.77\.0\.\d+$`).MatchString(hp.Status.PodIP) || hp.Status.PodIP == "10.77.0.1" || hp.Status.HostIP != "10.77.0.1" {
 		t.Errorf("podIP %q hostIP %q", hp.Status.PodIP, hp.Status.HostIP)
