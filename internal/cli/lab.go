@@ -2,9 +2,11 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"syscall"
@@ -19,7 +21,7 @@ import (
 func newLabCommand(stdout io.Writer) *cobra.Command {
 	o := lab.Options{}
 	cmd := &cobra.Command{
-		Use:   "lab up|down|env|status",
+		Use:   "lab up|down|env|status|exec|logs",
 		Short: "Two real Kubernetes control planes, cluster1 and cluster2, on this machine",
 		Long: `lab runs two Kubernetes control planes on this machine, no cloud, no
 containers: for each of cluster1 (service CIDR 10.96.0.0/16) and cluster2
@@ -36,7 +38,22 @@ The binaries come from scripts/k8s-bins.sh, in $` + k8sproc.BinDirEnv + ` (defau
 ` + k8sproc.DefaultBinDir() + `):
   ` + k8sproc.BuildHint + `
 
-The lab has no nodes yet: Pods are scheduled to Node objects you create.`,
+Each cluster has a lab node (Node cluster1-node, cluster2-node; labels
+topology.kubernetes.io/region and zone region1/zone1, region2/zone2): a
+kubelet stand-in, ` + "`horizon lab node`" + `, that runs each Pod as local processes
+in the Pod's own network namespace. Networks: network1 (cluster1's pods,
+10.51.0.0/24, router 10.51.0.1) and network2 (cluster2's, 10.52.0.0/24) with
+no route between them; a public segment 203.0.113.0/24 (TEST-NET-3) joins
+their routers (203.0.113.1, .2), which masquerade onto it. LoadBalancer
+Services get an address there (cluster1: .10-.19, cluster2: .20-.29), which
+the router DNATs to the Service's ready pods; ClusterIPs are DNATed on the
+router too (a sidecar's capture takes them before they leave the pod), and
+NAME.NS, NAME.NS.svc and NAME.NS.svc.cluster.local resolve to them through
+the /etc/hosts every container sees. Namespaces and interfaces start with
+` + lab.NetPrefix + `; every iptables rule is inside a lab namespace.
+
+There is no kubelet API: ` + "`kubectl logs`, `kubectl exec` and `kubectl port-forward`" + `
+are not served. Use ` + "`horizon lab logs` and `horizon lab exec`" + `.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
@@ -69,6 +86,9 @@ The lab has no nodes yet: Pods are scheduled to Node objects you create.`,
 		},
 	}
 	up.Flags().DurationVar(&o.Timeout, "timeout", 3*time.Minute, "how long to wait for both clusters to be ready")
+	up.Flags().StringVar(&o.Horizon, "horizon", "", "the horizon binary the lab nodes run and that stands in for Horizon's images (default: this executable)")
+	up.Flags().StringVar(&o.Helloworld, "helloworld", "", "the helloworld program for istio/examples-helloworld-vN images (default: helloworld next to --horizon)")
+	up.Flags().StringVar(&o.Envoy, "envoy", "", "the Envoy binary for horizon/proxy images (default $HORIZON_ENVOY)")
 
 	down := &cobra.Command{
 		Use:   "down",
@@ -106,6 +126,89 @@ The lab has no nodes yet: Pods are scheduled to Node objects you create.`,
 			return lab.Status(ctx, o, stdout)
 		},
 	}
-	cmd.AddCommand(up, down, env, status)
+	var node lab.NodeOptions
+	nodeCmd := &cobra.Command{
+		Use:    "node --cluster NAME",
+		Short:  "Run a cluster's lab node (started by `horizon lab up`)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			node.StateDir = o.StateDir
+			if node.Programs.Horizon == "" {
+				exe, err := os.Executable()
+				if err != nil {
+					return err
+				}
+				node.Programs.Horizon = exe
+			}
+			return lab.RunNode(ctx, node)
+		},
+	}
+	nodeCmd.Flags().StringVar(&node.Cluster, "cluster", "", "the lab cluster (cluster1, cluster2)")
+	nodeCmd.Flags().StringVar(&node.Programs.Helloworld, "helloworld", "", "helloworld program")
+	nodeCmd.Flags().StringVar(&node.Programs.Envoy, "envoy", "", "Envoy binary")
+
+	var target lab.Target
+	addTarget := func(c *cobra.Command) {
+		c.Flags().StringVar(&target.Context, "context", lab.Clusters[0].Name, "the cluster (cluster1, cluster2)")
+		c.Flags().StringVarP(&target.Namespace, "namespace", "n", "default", "the Pod's namespace")
+		c.Flags().StringVarP(&target.Container, "container", "c", "", "the container (default: the kubectl.kubernetes.io/default-container annotation's, else the first)")
+	}
+	execCmd := &cobra.Command{
+		Use:   "exec [--context C] -n NS POD|deploy/NAME [-c CONTAINER] -- CMD [ARG...]",
+		Short: "Run a command in a lab Pod's container (kubectl exec is not served: the lab node has no kubelet API)",
+		Long: `exec runs CMD in the container's network, mount and UTS namespaces (its
+volumes, its /etc/hosts), as the container's user and group, in its working
+directory, with its environment, entering them through the container's
+process (nsenter). stdin, stdout and stderr are this command's; the exit
+status is 0 when CMD succeeds, 1 otherwise ("command terminated with exit
+code N"). ` + "`kubectl exec`" + ` is not served: the lab node has no kubelet API.`,
+		Args: cobra.MinimumNArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if cmd.ArgsLenAtDash() != 1 {
+				return fmt.Errorf("want POD|deploy/NAME -- CMD [ARG...]")
+			}
+			target.Pod = args[0]
+			path, argv, env, err := lab.ExecCommand(cmd.Context(), o, target, args[1:])
+			if err != nil {
+				return err
+			}
+			c := exec.CommandContext(cmd.Context(), path, argv[1:]...)
+			c.Env = env
+			c.Stdin, c.Stdout, c.Stderr = cmd.InOrStdin(), stdout, cmd.ErrOrStderr()
+			if err := c.Run(); err != nil {
+				var ee *exec.ExitError
+				if errors.As(err, &ee) {
+					return fmt.Errorf("command terminated with exit code %d", ee.ExitCode())
+				}
+				return err
+			}
+			return nil
+		},
+	}
+	addTarget(execCmd)
+	logsCmd := &cobra.Command{
+		Use:   "logs [--context C] -n NS POD|deploy/NAME [-c CONTAINER]",
+		Short: "Print a lab Pod's container log (kubectl logs is not served: the lab node has no kubelet API)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			target.Pod = args[0]
+			p, err := lab.LogPath(cmd.Context(), o, target)
+			if err != nil {
+				return err
+			}
+			f, err := os.Open(p)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			_, err = io.Copy(stdout, f)
+			return err
+		},
+	}
+	addTarget(logsCmd)
+	cmd.AddCommand(up, down, env, status, nodeCmd, execCmd, logsCmd)
 	return cmd
 }

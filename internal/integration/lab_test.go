@@ -4,7 +4,9 @@ package integration
 
 import (
 	"bytes"
+	"fmt"
 	"os"
+	osexec "os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -16,8 +18,8 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
@@ -25,6 +27,7 @@ import (
 	"github.com/horizonmesh/horizon/internal/cli"
 	"github.com/horizonmesh/horizon/internal/lab"
 	"github.com/horizonmesh/horizon/internal/testing/kubeharness"
+	"github.com/horizonmesh/horizon/internal/testing/netlab"
 )
 
 // horizonLab runs `horizon lab ARGS --state-dir state` in this process.
@@ -59,7 +62,7 @@ func labProcesses(state string, pids []int) []string {
 			continue
 		}
 		b, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		if bytes.Contains(b, []byte(state+"/")) && alive(pid) {
+		if (bytes.Contains(b, []byte(state+"/")) || bytes.Contains(b, []byte("\x00"+state+"\x00"))) && alive(pid) {
 			out = append(out, e.Name()+": "+strings.ReplaceAll(string(b), "\x00", " "))
 		}
 	}
@@ -67,10 +70,14 @@ func labProcesses(state string, pids []int) []string {
 }
 
 // `horizon lab up` starts two real control planes whose controller manager
-// and scheduler do their work (a Deployment becomes a ReplicaSet and Pods
-// bound to a Node; every namespace gets its default ServiceAccount), is a
-// no-op when up, recovers from a crashed component, and `lab down` leaves
-// no process behind.
+// and scheduler do their work (Deployments become Pods on each cluster's
+// lab node, Running and Ready on the cluster's network; every namespace
+// gets its default ServiceAccount); `lab exec` reaches a Pod's container
+// (as its user, with Service names in /etc/hosts): sleep reaches helloworld
+// by Pod IP and by name, not cluster2's Pod IPs, and cluster2's
+// LoadBalancer Service at its 203.0.113.x address; up is a no-op when up,
+// recovers from a crashed component, and `lab down` leaves no process,
+// namespace, interface or iptables rule behind.
 func TestLab(t *testing.T) {
 	bin := kubeharness.Binaries(t) // skips (or fails under CI) without the binaries
 	if err := lab.CheckBinaries(bin); err != nil {
@@ -79,6 +86,8 @@ func TestLab(t *testing.T) {
 		}
 		t.Skip(err)
 	}
+	netlab.Require(t)
+	bin2 := buildBinaries(t)
 	state := filepath.Join(t.TempDir(), "lab")
 	var recorded []int
 	t.Cleanup(func() {
@@ -88,7 +97,7 @@ func TestLab(t *testing.T) {
 	})
 
 	begin := time.Now()
-	code, out, errOut := horizonLab(t, state, "up")
+	code, out, errOut := horizonLab(t, state, "up", "--horizon", filepath.Join(bin2, "horizon"), "--helloworld", filepath.Join(bin2, "helloworld"))
 	if code != 0 {
 		t.Fatalf("lab up: exit %d\n%s%s", code, out, errOut)
 	}
@@ -107,7 +116,7 @@ func TestLab(t *testing.T) {
 			recorded = append(recorded, p.PID)
 		}
 	}
-	if len(recorded) != 8 {
+	if len(recorded) != 10 {
 		t.Fatalf("recorded processes: %+v", st.Clusters)
 	}
 
@@ -151,86 +160,88 @@ func TestLab(t *testing.T) {
 			t.Errorf("%s: TokenRequest: %v", name, err)
 		}
 	}
-	c1 := clients["cluster1"]
+	c1, c2 := clients["cluster1"], clients["cluster2"]
 
-	// A Node, Ready, with a heartbeat while the test runs (the node
-	// lifecycle controller would taint a silent one).
-	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "lab-node-1", Labels: map[string]string{
-		"topology.kubernetes.io/region": "region1", "topology.kubernetes.io/zone": "zone1"}}}
-	node, err = c1.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	resources := corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("4"), corev1.ResourceMemory: resource.MustParse("8Gi"),
-		corev1.ResourcePods: resource.MustParse("110")}
-	heartbeat := func() error {
-		n, err := c1.CoreV1().Nodes().Get(ctx, node.Name, metav1.GetOptions{})
+	// Each cluster has its lab node, Ready, with its locality.
+	for name, cs := range clients {
+		n, err := cs.CoreV1().Nodes().Get(ctx, name+"-node", metav1.GetOptions{})
 		if err != nil {
-			return err
+			t.Fatalf("%s: %v", name, err)
 		}
-		now := metav1.Now()
-		n.Status.Capacity, n.Status.Allocatable = resources, resources
-		n.Status.Conditions = []corev1.NodeCondition{{Type: corev1.NodeReady, Status: corev1.ConditionTrue, Reason: "KubeletReady",
-			LastHeartbeatTime: now, LastTransitionTime: now}}
-		_, err = c1.CoreV1().Nodes().UpdateStatus(ctx, n, metav1.UpdateOptions{})
-		return err
-	}
-	if err := heartbeat(); err != nil {
-		t.Fatal(err)
-	}
-	stopBeat := make(chan struct{})
-	beatDone := make(chan struct{})
-	go func() {
-		defer close(beatDone)
-		for {
-			select {
-			case <-stopBeat:
-				return
-			case <-time.After(5 * time.Second):
-				_ = heartbeat()
-			}
+		region := map[string]string{"cluster1": "region1", "cluster2": "region2"}[name]
+		if n.Labels["topology.kubernetes.io/region"] != region || n.Labels["topology.kubernetes.io/zone"] == "" || !nodeIsReady(n) {
+			t.Errorf("%s: node %s: labels %v, conditions %+v", name, n.Name, n.Labels, n.Status.Conditions)
 		}
-	}()
-	defer func() { close(stopBeat); <-beatDone }()
+	}
 
 	// A new namespace gets its default ServiceAccount from the controller
 	// manager.
 	ns := "lab-e2e"
-	if _, err := c1.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
+	for _, cs := range []kubernetes.Interface{c1, c2} {
+		if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 30*time.Second, "the default ServiceAccount in "+ns, func() bool {
+			_, err := cs.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
+			return err == nil
+		})
 	}
-	waitFor(t, 30*time.Second, "the default ServiceAccount in "+ns, func() bool {
-		_, err := c1.CoreV1().ServiceAccounts(ns).Get(ctx, "default", metav1.GetOptions{})
-		return err == nil
-	})
 
-	labels := map[string]string{"app": "hello"}
-	dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: "hello", Namespace: ns}, Spec: appsv1.DeploymentSpec{
-		Replicas: ptr.To[int32](2), Selector: &metav1.LabelSelector{MatchLabels: labels},
-		Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.PodSpec{
-			Containers: []corev1.Container{{Name: "hello", Image: "registry.k8s.io/pause:3.10"}}}}}}
-	if _, err := c1.AppsV1().Deployments(ns).Create(ctx, dep, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
+	// helloworld v1 (2 replicas) and sleep (as uid 1234) in cluster1,
+	// helloworld v2 behind a LoadBalancer Service in cluster2.
+	deploy := func(cs kubernetes.Interface, name, image string, replicas int32, uid *int64, cmd []string) {
+		t.Helper()
+		labels := map[string]string{"app": name}
+		c := corev1.Container{Name: name, Image: image, Command: cmd}
+		if name != "sleep" {
+			c.Ports = []corev1.ContainerPort{{ContainerPort: 5000}}
+			c.ReadinessProbe = &corev1.Probe{PeriodSeconds: 1, ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(5000)}}}
+		}
+		c.SecurityContext = &corev1.SecurityContext{RunAsUser: uid}
+		dep := &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To(replicas), Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.PodSpec{
+				TerminationGracePeriodSeconds: ptr.To[int64](1), Containers: []corev1.Container{c}}}}}
+		if _, err := cs.AppsV1().Deployments(ns).Create(ctx, dep, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
 	}
-	var pods []corev1.Pod
-	waitFor(t, 60*time.Second, "a ReplicaSet and 2 Pods bound to "+node.Name, func() bool {
-		rss, err := c1.AppsV1().ReplicaSets(ns).List(ctx, metav1.ListOptions{})
-		if err != nil || len(rss.Items) != 1 || len(rss.Items[0].OwnerReferences) == 0 || rss.Items[0].OwnerReferences[0].Name != "hello" {
-			return false
+	service := func(cs kubernetes.Interface, name string, typ corev1.ServiceType, port int32) {
+		t.Helper()
+		svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, Spec: corev1.ServiceSpec{
+			Type: typ, Selector: map[string]string{"app": "helloworld"},
+			Ports: []corev1.ServicePort{{Name: "http", Port: port, TargetPort: intstr.FromInt32(5000)}}}}
+		if _, err := cs.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
 		}
-		list, err := c1.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{})
-		if err != nil || len(list.Items) != 2 {
-			return false
-		}
-		for _, p := range list.Items {
-			if p.Spec.NodeName != node.Name || len(p.OwnerReferences) == 0 || p.OwnerReferences[0].Name != rss.Items[0].Name {
+	}
+	deploy(c1, "helloworld", "istio/examples-helloworld-v1", 2, nil, nil)
+	deploy(c1, "sleep", "curlimages/curl", 1, ptr.To[int64](1234), []string{"/bin/sleep", "infinity"})
+	service(c1, "helloworld", corev1.ServiceTypeClusterIP, 5000)
+	deploy(c2, "helloworld", "istio/examples-helloworld-v2", 1, nil, nil)
+	service(c2, "helloworld-lb", corev1.ServiceTypeLoadBalancer, 80)
+	readyPods := func(cs kubernetes.Interface, app string, n int, cidr string) []corev1.Pod {
+		t.Helper()
+		var pods []corev1.Pod
+		waitFor(t, 60*time.Second, fmt.Sprintf("%d Running, Ready %s pods on %s", n, app, cidr), func() bool {
+			list, err := cs.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=" + app})
+			if err != nil || len(list.Items) != n {
 				return false
 			}
-		}
-		pods = list.Items
-		return true
-	})
-	for _, p := range pods {
+			for _, p := range list.Items {
+				if p.Status.Phase != corev1.PodRunning || !podIsReady(&p) || !strings.HasPrefix(p.Status.PodIP, cidr) || !strings.HasSuffix(p.Spec.NodeName, "-node") {
+					return false
+				}
+			}
+			pods = list.Items
+			return true
+		})
+		return pods
+	}
+	hw1 := readyPods(c1, "helloworld", 2, "10.51.0.")
+	sleep := readyPods(c1, "sleep", 1, "10.51.0.")
+	hw2 := readyPods(c2, "helloworld", 1, "10.52.0.")
+	for _, p := range hw1 {
 		// ServiceAccount admission mounted the default ServiceAccount's
 		// token as a projected volume.
 		if p.Spec.ServiceAccountName != "default" || !slices.ContainsFunc(p.Spec.Volumes, func(v corev1.Volume) bool {
@@ -240,6 +251,68 @@ func TestLab(t *testing.T) {
 		}
 	}
 
+	// lab exec: in sleep's network namespace, as its user, with its
+	// /etc/hosts.
+	exec := func(args ...string) (int, string) {
+		t.Helper()
+		var out, errOut bytes.Buffer
+		code := cli.Run(append([]string{"lab", "--state-dir", state, "exec"}, args...), &out, &errOut)
+		return code, out.String() + errOut.String()
+	}
+	if code, out := exec("-n", ns, sleep[0].Name, "--", "id", "-u"); code != 0 || strings.TrimSpace(out) != "1234" {
+		t.Errorf("lab exec id -u: exit %d %q", code, out)
+	}
+	curl := func(from, url string) (int, string) {
+		t.Helper()
+		return exec("-n", ns, from, "--", "curl", "-sS", "-m", "3", url)
+	}
+	for _, p := range hw1 {
+		if code, out := curl("deploy/sleep", "http://"+p.Status.PodIP+":5000/hello"); code != 0 || !strings.Contains(out, "Hello version: v1, instance: "+p.Name) {
+			t.Errorf("sleep → helloworld pod %s: exit %d %q", p.Status.PodIP, code, out)
+		}
+	}
+	// A Service name resolves to its ClusterIP, which the router DNATs to a
+	// ready pod.
+	if code, out := curl("deploy/sleep", "http://helloworld."+ns+":5000/hello"); code != 0 || !strings.Contains(out, "Hello version: v1") {
+		t.Errorf("sleep → helloworld.%s:5000: exit %d %q", ns, code, out)
+	}
+	// No route to network2's pods.
+	if code, out := curl("deploy/sleep", "http://"+hw2[0].Status.PodIP+":5000/hello"); code == 0 {
+		t.Errorf("cluster1's sleep reached cluster2's pod %s directly: %q", hw2[0].Status.PodIP, out)
+	}
+	// cluster2's LoadBalancer Service gets an address of its slice of
+	// 203.0.113.0/24, reachable from cluster1's pods.
+	var lbIP string
+	waitFor(t, 30*time.Second, "a load-balancer address", func() bool {
+		svc, err := c2.CoreV1().Services(ns).Get(ctx, "helloworld-lb", metav1.GetOptions{})
+		if err != nil || len(svc.Status.LoadBalancer.Ingress) != 1 {
+			return false
+		}
+		lbIP = svc.Status.LoadBalancer.Ingress[0].IP
+		return true
+	})
+	if lbIP != "203.0.113.20" {
+		t.Errorf("load-balancer address %s, want 203.0.113.20 (cluster2's first)", lbIP)
+	}
+	waitFor(t, 20*time.Second, "sleep → the load balancer → helloworld v2", func() bool {
+		code, out := curl("deploy/sleep", "http://"+lbIP+"/hello")
+		return code == 0 && strings.Contains(out, "Hello version: v2, instance: "+hw2[0].Name)
+	})
+	// A pod reaches itself through its own Service (the router's hairpin).
+	if code, out := exec("--context", "cluster2", "-n", ns, hw2[0].Name, "--", "curl", "-sS", "-m", "3", "http://"+lbIP+"/hello"); code != 0 || !strings.Contains(out, "v2") {
+		t.Errorf("helloworld v2 → its own load balancer: exit %d %q", code, out)
+	}
+	if code, out := exec("-n", ns, sleep[0].Name, "--", "false"); code == 0 || !strings.Contains(out, "exit code 1") {
+		t.Errorf("lab exec false: exit %d %q", code, out)
+	}
+	if code, out, errOut := horizonLab(t, state, "logs", "-n", ns, "deploy/sleep"); code != 0 || out != "" {
+		t.Errorf("lab logs deploy/sleep: exit %d %q %s", code, out, errOut)
+	}
+	if code, _, errOut := horizonLab(t, state, "logs", "-n", ns, "deploy/sleep", "-c", "nope"); code == 0 || !strings.Contains(errOut, "choose one of [sleep]") {
+		t.Errorf("lab logs -c nope: exit %d %s", code, errOut)
+	}
+	pods := hw1
+	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "cluster1-node"}}
 	code, out, errOut = horizonLab(t, state, "status")
 	if code != 0 {
 		t.Errorf("lab status: exit %d\n%s%s", code, out, errOut)
@@ -259,18 +332,20 @@ func TestLab(t *testing.T) {
 	if err := syscall.Kill(apiPID, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the killed API server to be gone", func() bool { return len(labProcesses(state, []int{apiPID})) == 7 })
+	waitFor(t, 10*time.Second, "the killed API server to be gone", func() bool {
+		return !slices.Contains(labProcesses(state, []int{apiPID}), "recorded pid "+strconv.Itoa(apiPID))
+	})
 	code, out, _ = horizonLab(t, state, "status")
 	if code == 0 || !strings.Contains(out, "stopped") {
 		t.Errorf("lab status with a dead API server: exit %d\n%s", code, out)
 	}
 	begin = time.Now()
-	code, out, errOut = horizonLab(t, state, "up")
+	code, out, errOut = horizonLab(t, state, "up", "--horizon", filepath.Join(bin2, "horizon"), "--helloworld", filepath.Join(bin2, "helloworld"))
 	if code != 0 || !strings.Contains(errOut, "leftover") {
 		t.Fatalf("lab up after a crash: exit %d\n%s%s", code, out, errOut)
 	}
 	t.Logf("lab up after a crash in %s:\n%s", time.Since(begin).Round(100*time.Millisecond), errOut)
-	if left := labProcesses(state, recorded); len(left) != 8 {
+	if left := labProcesses(state, recorded); len(left) != 10 {
 		t.Errorf("after the second up, %d processes of the state dir run: %v", len(left), left)
 	}
 	st, err = lab.LoadState(state)
@@ -303,10 +378,38 @@ func TestLab(t *testing.T) {
 	if _, err := os.Stat(state); !os.IsNotExist(err) {
 		t.Errorf("the state dir is still there: %v", err)
 	}
+	// No namespace, interface or iptables rule of the lab is left.
+	for _, cmd := range [][]string{{"ip", "netns", "list"}, {"ip", "-o", "link"}, {"iptables-save"}, {"iptables-save", "-t", "nat"}} {
+		out, err := osexec.Command(cmd[0], cmd[1:]...).CombinedOutput()
+		if err != nil {
+			t.Errorf("%v: %v\n%s", cmd, err, out)
+		}
+		if strings.Contains(strings.ToLower(string(out)), lab.NetPrefix) {
+			t.Errorf("%v shows the lab's leftovers after down:\n%s", cmd, out)
+		}
+	}
 	if code, _, errOut := horizonLab(t, state, "down"); code != 0 || !strings.Contains(errOut, "not up") {
 		t.Errorf("second lab down: exit %d %s", code, errOut)
 	}
 	if code, _, errOut := horizonLab(t, state, "status"); code == 0 || !strings.Contains(errOut, "not up") {
 		t.Errorf("lab status when down: exit %d %s", code, errOut)
 	}
+}
+
+func nodeIsReady(n *corev1.Node) bool {
+	for _, c := range n.Status.Conditions {
+		if c.Type == corev1.NodeReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+func podIsReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
 }

@@ -3,8 +3,12 @@
 // kube-apiserver, kube-controller-manager and kube-scheduler, built by
 // scripts/k8s-bins.sh, running as background processes (their own sessions)
 // on loopback ports, with certificates, logs, etcd data and the PIDs in a
-// state directory. Up starts them, Down stops them and removes what they
-// left, Env and Status describe them.
+// state directory. Each cluster also has a lab node (`horizon lab node`,
+// internal/labnode plus the Service controller of services.go) running its
+// Pods as processes on the cluster's network (network.go: network1,
+// network2, a public TEST-NET-3 segment). Up starts them, Down stops them
+// and removes what they left (processes, namespaces, interfaces, files),
+// Env and Status describe them, Exec and Logs reach a Pod's containers.
 package lab
 
 import (
@@ -23,13 +27,49 @@ type ClusterSpec struct {
 	Name string
 	// ServiceCIDR is its Service IP range.
 	ServiceCIDR string
+
+	// Network names the cluster's pod network (topology.istio.io/network
+	// is for the user to set; this names the lab's own).
+	Network string
+	// PodCIDR is the lab node's pod range on Network; Router its first
+	// address, the pods' gateway.
+	PodCIDR, Router string
+	// Public is the router's address on the public segment; load-balancer
+	// addresses come from LBFirst..LBLast.
+	Public, LBFirst, LBLast string
+	// Region and Zone label the lab node.
+	Region, Zone string
+	// Index numbers the cluster (1, 2) in names.
+	Index int
+}
+
+// RouterNS is the namespace of the cluster's network router (and bridge).
+func (c ClusterSpec) RouterNS() string { return fmt.Sprintf("%s-r%d", NetPrefix, c.Index) }
+
+// NodePrefix starts the lab node's pod namespaces (PREFIX-pXXXXXXXX) and
+// veths.
+func (c ClusterSpec) NodePrefix() string { return fmt.Sprintf("%s%d", NetPrefix, c.Index) }
+
+// NodeName is the lab node's Node.
+func (c ClusterSpec) NodeName() string { return c.Name + "-node" }
+
+// ClusterByName returns the spec of a lab cluster.
+func ClusterByName(name string) (ClusterSpec, error) {
+	for _, c := range Clusters {
+		if c.Name == name {
+			return c, nil
+		}
+	}
+	return ClusterSpec{}, fmt.Errorf("no lab cluster %q (the lab has %s)", name, clusterNames())
 }
 
 // Clusters are the lab's clusters: cluster1 is the walkthrough's local
 // cluster (CTX_LOCAL), cluster2 its remote one (CTX_REMOTE).
 var Clusters = []ClusterSpec{
-	{Name: "cluster1", ServiceCIDR: "10.96.0.0/16"},
-	{Name: "cluster2", ServiceCIDR: "10.97.0.0/16"},
+	{Name: "cluster1", ServiceCIDR: "10.96.0.0/16", Network: "network1", PodCIDR: "10.51.0.0/24", Router: "10.51.0.1",
+		Public: "203.0.113.1", LBFirst: "203.0.113.10", LBLast: "203.0.113.19", Region: "region1", Zone: "zone1", Index: 1},
+	{Name: "cluster2", ServiceCIDR: "10.97.0.0/16", Network: "network2", PodCIDR: "10.52.0.0/24", Router: "10.52.0.1",
+		Public: "203.0.113.2", LBFirst: "203.0.113.20", LBLast: "203.0.113.29", Region: "region2", Zone: "zone2", Index: 2},
 }
 
 // Components are the processes of one cluster in start order.
@@ -100,6 +140,8 @@ func (d clusterDir) pki(file string) string          { return d.path("pki", file
 func (d clusterDir) log(component string) string     { return d.path(component + ".log") }
 func (d clusterDir) kubeconfig(user string) string   { return d.path(user + ".kubeconfig") }
 func (d clusterDir) certDir(component string) string { return d.path(component + "-certs") }
+func (d clusterDir) hosts() string                   { return d.path("hosts") }
+func (d clusterDir) node() string                    { return d.path("node") }
 
 // The front proxy's client certificate, in the cluster's pki directory.
 const (

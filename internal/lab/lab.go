@@ -39,6 +39,16 @@ type Options struct {
 	// StopGrace is how long a process has to exit after SIGTERM before it is
 	// killed (10 seconds when 0).
 	StopGrace time.Duration
+	// Horizon is the horizon binary the lab nodes run as (`horizon lab
+	// node`) and that stands in for Horizon's images; this executable when
+	// "".
+	Horizon string
+	// Helloworld stands in for istio/examples-helloworld-vN (helloworld
+	// next to Horizon when "", if there is one).
+	Helloworld string
+	// Envoy is the Envoy binary of horizon/proxy images ($HORIZON_ENVOY
+	// when "").
+	Envoy string
 }
 
 func (o Options) normalized() (Options, error) {
@@ -64,6 +74,26 @@ func (o Options) normalized() (Options, error) {
 	}
 	if o.StopGrace <= 0 {
 		o.StopGrace = 10 * time.Second
+	}
+	if o.Horizon == "" {
+		if o.Horizon, err = os.Executable(); err != nil {
+			return o, err
+		}
+	}
+	if o.Helloworld == "" {
+		if p := filepath.Join(filepath.Dir(o.Horizon), "helloworld"); fileExists(p) {
+			o.Helloworld = p
+		}
+	}
+	if o.Envoy == "" {
+		o.Envoy = os.Getenv("HORIZON_ENVOY")
+	}
+	for _, p := range []*string{&o.Horizon, &o.Helloworld, &o.Envoy} {
+		if *p != "" {
+			if *p, err = filepath.Abs(*p); err != nil {
+				return o, err
+			}
+		}
 	}
 	return o, nil
 }
@@ -136,6 +166,10 @@ func Up(ctx context.Context, opts Options) (alreadyUp bool, err error) {
 	if err := os.MkdirAll(o.StateDir, 0o755); err != nil {
 		return false, err
 	}
+	if err := SetupNetworks(ctx); err != nil {
+		return false, err
+	}
+	o.logf("networks: %s", networkSummary())
 	r := &run{o: o, st: &State{StateDir: o.StateDir, BinDir: o.BinDir}}
 	for _, c := range Clusters {
 		r.st.Clusters = append(r.st.Clusters, ClusterState{Name: c.Name, ServiceCIDR: c.ServiceCIDR})
@@ -155,10 +189,20 @@ func Up(ctx context.Context, opts Options) (alreadyUp bool, err error) {
 		err = r.writeKubeconfig()
 		errs = []error{err}
 	}
+	if err := errors.Join(errs...); err == nil {
+		errs = make([]error, len(Clusters))
+		for i, c := range Clusters {
+			wg.Go(func() { errs[i] = r.startNode(ctx, c) })
+		}
+		wg.Wait()
+	}
 	if err := errors.Join(errs...); err != nil {
 		o.logf("stopping what was started (logs kept in %s; `horizon lab down` removes them)", o.StateDir)
 		if serr := stopTiered(r.st.processes(), o.StopGrace); serr != nil {
 			err = errors.Join(err, serr)
+		}
+		if nerr := TeardownNetworks(context.WithoutCancel(ctx)); nerr != nil {
+			err = errors.Join(err, nerr)
 		}
 		return false, err
 	}
@@ -187,6 +231,12 @@ func cleanLeftovers(o Options, prev *State) error {
 		if err := stopTiered(procs, o.StopGrace); err != nil {
 			return fmt.Errorf("cleaning up the earlier lab in %s: %w", o.StateDir, err)
 		}
+	}
+	if nss, _ := LabNamespaces(context.Background()); len(nss) > 0 {
+		o.logf("removing %d leftover network namespaces (%s)", len(nss), strings.Join(nss, ", "))
+	}
+	if err := TeardownNetworks(context.Background()); err != nil {
+		return fmt.Errorf("cleaning up the earlier lab's networks: %w", err)
 	}
 	if hasRuntime(o.StateDir) {
 		o.logf("removing the earlier lab's files in %s", o.StateDir)
@@ -235,12 +285,16 @@ func Down(ctx context.Context, opts Options) (stopped int, err error) {
 		o.logf("%v: looking for lab processes in /proc only", err)
 	}
 	procs := leftovers(o.StateDir, st)
-	if len(procs) == 0 && !hasRuntime(o.StateDir) {
+	nss, _ := LabNamespaces(ctx)
+	if len(procs) == 0 && !hasRuntime(o.StateDir) && len(nss) == 0 {
 		o.logf("the lab is not up (nothing in %s)", o.StateDir)
 		return 0, nil
 	}
 	if err := stopTiered(procs, o.StopGrace); err != nil {
 		return 0, err
+	}
+	if err := TeardownNetworks(context.WithoutCancel(ctx)); err != nil {
+		return len(procs), err
 	}
 	if err := removeRuntime(o.StateDir); err != nil {
 		return len(procs), err
@@ -256,7 +310,7 @@ func Down(ctx context.Context, opts Options) (stopped int, err error) {
 // etcd is gone, or a controller whose API server is, takes its whole grace
 // period to give up.
 func stopTiered(procs []Process, grace time.Duration) error {
-	for _, tier := range [][]string{{k8sproc.KubeScheduler, k8sproc.KubeControllerManager}, {k8sproc.KubeAPIServer}} {
+	for _, tier := range [][]string{{NodeComponent}, {k8sproc.KubeScheduler, k8sproc.KubeControllerManager}, {k8sproc.KubeAPIServer}} {
 		var these []Process
 		for _, p := range procs {
 			if slices.Contains(tier, filepath.Base(p.Component)) {
@@ -585,8 +639,8 @@ func (s *State) ready(ctx context.Context) error {
 		return fmt.Errorf("%d of %d clusters recorded", len(s.Clusters), len(Clusters))
 	}
 	for _, c := range s.Clusters {
-		if len(c.Processes) != len(Components) {
-			return fmt.Errorf("%s: %d of %d processes recorded", c.Name, len(c.Processes), len(Components))
+		if len(c.Processes) != len(Components)+1 {
+			return fmt.Errorf("%s: %d of %d processes recorded", c.Name, len(c.Processes), len(Components)+1)
 		}
 		for _, p := range c.Processes {
 			if !p.Running() {
@@ -606,6 +660,64 @@ func (s *State) ready(ctx context.Context) error {
 			return fmt.Errorf("%s: kube-apiserver: %w", c.Name, err)
 		}
 	}
+	for _, ns := range append([]string{PublicNS}, routerNamespaces()...) {
+		if _, err := runCmd(ctx, nil, "ip", "netns", "pids", ns); err != nil {
+			return fmt.Errorf("network namespace %s: %w", ns, err)
+		}
+	}
+	return nil
+}
+
+func routerNamespaces() []string {
+	var out []string
+	for _, c := range Clusters {
+		out = append(out, c.RouterNS())
+	}
+	return out
+}
+
+func networkSummary() string {
+	var parts []string
+	for _, c := range Clusters {
+		parts = append(parts, fmt.Sprintf("%s %s (router %s, %s on %s), load balancers %s-%s", c.Network, c.PodCIDR, c.RouterNS(), c.Public, PublicCIDR, c.LBFirst, c.LBLast))
+	}
+	return strings.Join(parts, "; ") + "; no route between the pod networks"
+}
+
+func fileExists(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && !fi.IsDir()
+}
+
+// startNode starts cluster spec's lab node (`horizon lab node`) and waits
+// for its Node to be Ready.
+func (r *run) startNode(ctx context.Context, spec ClusterSpec) error {
+	begin := time.Now()
+	dir := clusterDir(filepath.Join(r.o.StateDir, spec.Name))
+	args := []string{"lab", "node", "--state-dir", r.o.StateDir, "--cluster", spec.Name}
+	if r.o.Helloworld != "" {
+		args = append(args, "--helloworld", r.o.Helloworld)
+	}
+	if r.o.Envoy != "" {
+		args = append(args, "--envoy", r.o.Envoy)
+	}
+	p, err := spawn(command{component: NodeComponent, path: r.o.Horizon, args: args}, string(dir), dir.log(NodeComponent), 0)
+	if err != nil {
+		return fmt.Errorf("%s: %w", spec.Name, err)
+	}
+	if err := r.record(spec.Name, p.Process); err != nil {
+		return err
+	}
+	clients, err := Clients(r.o.StateDir)
+	if err != nil {
+		return err
+	}
+	if err := r.waitFor(ctx, spec.Name, "the lab node "+spec.NodeName()+" Ready", []*child{p}, func(ctx context.Context) error {
+		return nodeReady(ctx, clients[spec.Name], spec)
+	}); err != nil {
+		return err
+	}
+	r.o.logf("%s: lab node %s Ready, pods on %s %s (%s)", spec.Name, spec.NodeName(), spec.Network, spec.PodCIDR, time.Since(begin).Round(100*time.Millisecond))
 	return nil
 }
 

@@ -290,6 +290,10 @@ func TestMatchesLab(t *testing.T) {
 		{[]string{"tail", "-f", "/s/lab/cluster1/etcd.log"}, false, false},
 		{[]string{"tail", "-f", "/s/lab/cluster1/etcd.log"}, true, true},
 		{nil, true, false},
+		// The lab node names the state directory itself.
+		{[]string{"/usr/bin/horizon", "lab", "node", "--state-dir", "/s/lab", "--cluster", "cluster1"}, false, true},
+		{[]string{"/usr/bin/horizon", "lab", "node", "--state-dir", "/s/lab2", "--cluster", "cluster1"}, false, false},
+		{[]string{"/usr/bin/horizon", "lab", "status", "--state-dir", "/s/lab"}, false, false},
 	} {
 		if got := matchesLab(c.argv, "/s/lab/", c.any); got != c.want {
 			t.Errorf("matchesLab(%q, any=%v) = %v", c.argv, c.any, got)

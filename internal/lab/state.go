@@ -214,11 +214,13 @@ func matchesLab(argv []string, needle string, anyProgram bool) bool {
 	if len(argv) == 0 {
 		return false
 	}
-	if !anyProgram && !slices.Contains(Components, filepath.Base(argv[0])) {
+	isNode := len(argv) > 3 && argv[1] == "lab" && argv[2] == "node"
+	if !anyProgram && !isNode && !slices.Contains(Components, filepath.Base(argv[0])) {
 		return false
 	}
 	for _, a := range argv {
-		if strings.Contains(a, needle) {
+		// A lab node names the state directory itself (--state-dir S).
+		if strings.Contains(a, needle) || (isNode && a == strings.TrimSuffix(needle, string(filepath.Separator))) {
 			return true
 		}
 	}

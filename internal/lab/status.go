@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -64,7 +66,7 @@ func Status(ctx context.Context, opts Options, w io.Writer) error {
 			}
 			fmt.Fprintf(tw, "  %s\t%s\t%d\t%d\t%s\n", p.Component, state, p.PID, p.Port, health)
 		}
-		for _, want := range Components {
+		for _, want := range append(slices.Clone(Components), NodeComponent) {
 			if !hasComponent(c.Processes, want) {
 				fmt.Fprintf(tw, "  %s\tnot started\t\t\t\n", want)
 				problems = append(problems, fmt.Errorf("%s: %s was never started", c.Name, want))
@@ -103,6 +105,8 @@ func hasComponent(ps []Process, c string) bool {
 
 func healthPath(component string) string {
 	switch component {
+	case NodeComponent:
+		return "Node Ready"
 	case k8sproc.Etcd:
 		return "/health"
 	case k8sproc.KubeAPIServer:
@@ -113,6 +117,16 @@ func healthPath(component string) string {
 
 func componentHealth(ctx context.Context, p Process, client kubernetes.Interface, clientErr error) error {
 	switch p.Component {
+	case NodeComponent:
+		if clientErr != nil {
+			return clientErr
+		}
+		for _, c := range Clusters {
+			if strings.Contains(p.Log, string(filepath.Separator)+c.Name+string(filepath.Separator)) {
+				return nodeReady(ctx, client, c)
+			}
+		}
+		return nil
 	case k8sproc.Etcd:
 		return etcdHealthy(ctx, p.Port)
 	case k8sproc.KubeAPIServer:

@@ -29,6 +29,8 @@ type Launch struct {
 	Shadows []string
 	Scratch string
 	Mounts  []Mount
+	// Files are single files bind-mounted over existing files (e.g. /etc/hosts).
+	Files   []Mount
 	WorkDir string
 	UID     int64
 	GID     int64
@@ -63,6 +65,13 @@ func (l *Launch) Command() []string {
 	for _, m := range mounts {
 		t := arg(m.Target)
 		script = append(script, fmt.Sprintf("mkdir -p %s && mount --bind %s %s", t, arg(m.Source), t))
+	}
+	for _, f := range l.Files {
+		t := arg(f.Target)
+		script = append(script, fmt.Sprintf("mount --bind %s %s", arg(f.Source), t))
+		if f.ReadOnly {
+			script = append(script, "mount -o remount,bind,ro "+t)
+		}
 	}
 	for _, m := range mounts {
 		if m.ReadOnly {

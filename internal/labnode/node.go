@@ -57,6 +57,11 @@ type Config struct {
 	// Gateway).
 	NodeIP string
 
+	// HostsFile, when set, is bind-mounted read-only at /etc/hosts in
+	// every container (the lab keeps Service names in it). Rewrite it in
+	// place, never by rename: the mount holds the file, not the name.
+	HostsFile string
+
 	// StateDir holds each pod's volumes and container logs
 	// (pods/NAMESPACE_NAME_UID/{volumes,logs}); removed with the pod.
 	StateDir string

@@ -483,8 +483,12 @@ func (p *podRun) launch(name string, plan *ContainerPlan, argv []string) (*Launc
 	p.mu.Lock()
 	host := p.pod.Name
 	p.mu.Unlock()
+	var files []Mount
+	if p.n.cfg.HostsFile != "" {
+		files = []Mount{{Source: p.n.cfg.HostsFile, Target: "/etc/hosts", ReadOnly: true}}
+	}
 	return &Launch{Netns: p.netns, Hostname: host, Shadows: shadows, Scratch: filepath.Join(p.dir, "scratch", name),
-		Mounts: plan.Mounts, WorkDir: plan.WorkDir, UID: plan.UID, GID: plan.GID, Groups: plan.Groups, Caps: plan.Caps, Argv: argv}, nil
+		Mounts: plan.Mounts, Files: files, WorkDir: plan.WorkDir, UID: plan.UID, GID: plan.GID, Groups: plan.Groups, Caps: plan.Caps, Argv: argv}, nil
 }
 
 // command is the process of a container (argv nil) or of an exec probe in

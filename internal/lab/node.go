@@ -1,0 +1,120 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"os"
+	"path/filepath"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/horizonmesh/horizon/internal/labnode"
+)
+
+// NodeComponent names the lab node process in lab.json and `lab status`.
+const NodeComponent = "lab-node"
+
+// NodeOptions are the lab node process's (`horizon lab node`).
+type NodeOptions struct {
+	StateDir string
+	Cluster  string
+	// Programs stand in for images (Horizon: this executable).
+	Programs labnode.Programs
+}
+
+// RunNode runs cluster's lab node until ctx ends: labnode on the cluster's
+// network (bridge br0 of its router, pods from its pod CIDR, Service names
+// in the hosts file every container sees at /etc/hosts) and the Service
+// controller (load-balancer addresses, DNAT on the router).
+func RunNode(ctx context.Context, o NodeOptions) error {
+	spec, err := ClusterByName(o.Cluster)
+	if err != nil {
+		return err
+	}
+	abs, err := filepath.Abs(o.StateDir)
+	if err != nil {
+		return err
+	}
+	dir := clusterDir(filepath.Join(abs, spec.Name))
+	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(
+		&clientcmd.ClientConfigLoadingRules{ExplicitPath: KubeconfigPath(abs)},
+		&clientcmd.ConfigOverrides{CurrentContext: spec.Name}).ClientConfig()
+	if err != nil {
+		return err
+	}
+	cfg.QPS, cfg.Burst = 50, 100
+	client, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	hosts := dir.hosts()
+	if err := writeInPlace(hosts, []byte(hostsHeader)); err != nil {
+		return err
+	}
+	logger := log.New(os.Stderr, "", log.LstdFlags|log.Lmicroseconds)
+	node, err := labnode.New(labnode.Config{
+		NodeName: spec.NodeName(), Region: spec.Region, Zone: spec.Zone,
+		Labels:     map[string]string{"horizon.lab/network": spec.Network},
+		RestConfig: cfg, Programs: o.Programs,
+		NetnsPrefix: spec.NodePrefix(), BridgeNS: spec.RouterNS(), Bridge: "br0",
+		PodCIDR: spec.PodCIDR, Gateway: spec.Router,
+		HostsFile: hosts, StateDir: dir.node(), Logf: logger.Printf,
+	})
+	if err != nil {
+		return err
+	}
+	svc := &serviceController{spec: spec, client: client, hosts: hosts, logf: logger.Printf}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 2)
+	go func() { errc <- node.Run(ctx) }()
+	go func() { errc <- svc.run(ctx) }()
+	logger.Printf("lab node %s of %s: pods on %s (%s, gateway %s), load balancers %s-%s", spec.NodeName(), spec.Name, spec.Network, spec.PodCIDR, spec.Router, spec.LBFirst, spec.LBLast)
+	err = <-errc
+	cancel()
+	err = errors.Join(err, <-errc)
+	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// nodeReady reports whether cluster's lab node is registered and Ready.
+func nodeReady(ctx context.Context, c kubernetes.Interface, spec ClusterSpec) error {
+	n, err := c.CoreV1().Nodes().Get(ctx, spec.NodeName(), metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	for _, cond := range n.Status.Conditions {
+		if cond.Type == corev1.NodeReady {
+			if cond.Status == corev1.ConditionTrue {
+				return nil
+			}
+			return fmt.Errorf("node %s: Ready %s: %s", n.Name, cond.Status, cond.Message)
+		}
+	}
+	return fmt.Errorf("node %s has no Ready condition", n.Name)
+}
+
+// writeInPlace rewrites path's content without replacing the file (a bind
+// mount holds the inode): write, then cut to length.
+func writeInPlace(path string, b []byte) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteAt(b, 0); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Truncate(int64(len(b))); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
