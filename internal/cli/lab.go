@@ -49,7 +49,11 @@ Services get an address there (cluster1: .10-.19, cluster2: .20-.29), which
 the router DNATs to the Service's ready pods; ClusterIPs are DNATed on the
 router too (a sidecar's capture takes them before they leave the pod), and
 NAME.NS, NAME.NS.svc and NAME.NS.svc.cluster.local resolve to them through
-the /etc/hosts every container sees. Namespaces and interfaces start with
+the /etc/hosts every container sees. Pods reach their API server as in a
+real cluster (the kubernetes Service, KUBERNETES_SERVICE_HOST), and another
+cluster's at its router's public address on port 443 (203.0.113.1 for
+cluster1, .2 for cluster2; the lab node proxies to the loopback API server,
+whose certificate names these addresses). Namespaces and interfaces start with
 ` + lab.NetPrefix + `; every iptables rule is inside a lab namespace.
 
 There is no kubelet API: ` + "`kubectl logs`, `kubectl exec` and `kubectl port-forward`" + `

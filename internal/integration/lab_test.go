@@ -302,6 +302,20 @@ func TestLab(t *testing.T) {
 	if code, out := exec("--context", "cluster2", "-n", ns, hw2[0].Name, "--", "curl", "-sS", "-m", "3", "http://"+lbIP+"/hello"); code != 0 || !strings.Contains(out, "v2") {
 		t.Errorf("helloworld v2 → its own load balancer: exit %d %q", code, out)
 	}
+	// The API servers, where real ones would be: the kubernetes Service
+	// (KUBERNETES_SERVICE_HOST, the name) with the pod's service-account
+	// CA and token (authenticated as the pod's ServiceAccount, which may
+	// not list pods), and cluster2's at its router's public address.
+	sa := "/var/run/secrets/kubernetes.io/serviceaccount"
+	if code, out := exec("-n", ns, "deploy/sleep", "--", "sh", "-c",
+		`curl -sS -m 3 --cacert `+sa+`/ca.crt -H "Authorization: Bearer $(cat `+sa+`/token)" https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT/api/v1/namespaces/`+ns+`/pods`+
+			` && curl -sS -m 3 -f --cacert `+sa+`/ca.crt https://kubernetes.default.svc.cluster.local/version`); code != 0 ||
+		!strings.Contains(out, `"system:serviceaccount:`+ns+`:default\" cannot list resource \"pods\"`) || !strings.Contains(out, `"gitVersion"`) {
+		t.Errorf("sleep → the kubernetes Service: exit %d %q", code, out)
+	}
+	if code, out := exec("-n", ns, "deploy/sleep", "--", "curl", "-sS", "-m", "3", "-k", "https://203.0.113.2/version"); code != 0 || !strings.Contains(out, `"gitVersion"`) {
+		t.Errorf("sleep → cluster2's API server at 203.0.113.2: exit %d %q", code, out)
+	}
 	if code, out := exec("-n", ns, sleep[0].Name, "--", "false"); code == 0 || !strings.Contains(out, "exit code 1") {
 		t.Errorf("lab exec false: exit %d %q", code, out)
 	}

@@ -492,10 +492,12 @@ func newClusterPKI(spec ClusterSpec, dir clusterDir, server string) (*k8sproc.PK
 	if err != nil {
 		return nil, err
 	}
+	// Pods reach the API server at the kubernetes Service's ClusterIP and
+	// the router's addresses (apiproxy.go).
 	pki, err := k8sproc.NewPKI(k8sproc.PKIOptions{
 		CAName:     "horizon-lab-" + spec.Name + "-ca",
 		Validity:   365 * 24 * time.Hour,
-		ServingIPs: []net.IP{ip},
+		ServingIPs: []net.IP{ip, net.ParseIP(spec.Router), net.ParseIP(spec.Public)},
 		ServingDNS: []string{"kubernetes", "kubernetes.default", "kubernetes.default.svc.cluster.local"},
 	})
 	if err != nil {

@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"net"
+	neturl "net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -57,7 +60,20 @@ func RunNode(ctx context.Context, o NodeOptions) error {
 		return err
 	}
 	logger := log.New(os.Stderr, "", log.LstdFlags|log.Lmicroseconds)
+	u, err := neturl.Parse(cfg.Host)
+	if err != nil {
+		return fmt.Errorf("API server URL %q: %w", cfg.Host, err)
+	}
+	kip, err := serviceIP(spec.ServiceCIDR)
+	if err != nil {
+		return err
+	}
+	port := strconv.Itoa(APIPort)
+	env := []string{"KUBERNETES_SERVICE_HOST=" + kip.String(), "KUBERNETES_SERVICE_PORT=" + port, "KUBERNETES_SERVICE_PORT_HTTPS=" + port,
+		"KUBERNETES_PORT=tcp://" + kip.String() + ":" + port, "KUBERNETES_PORT_443_TCP=tcp://" + kip.String() + ":" + port,
+		"KUBERNETES_PORT_443_TCP_PROTO=tcp", "KUBERNETES_PORT_443_TCP_PORT=" + port, "KUBERNETES_PORT_443_TCP_ADDR=" + kip.String()}
 	node, err := labnode.New(labnode.Config{
+		Env:      env,
 		NodeName: spec.NodeName(), Region: spec.Region, Zone: spec.Zone,
 		Labels:     map[string]string{"horizon.lab/network": spec.Network},
 		RestConfig: cfg, Programs: o.Programs,
@@ -68,16 +84,20 @@ func RunNode(ctx context.Context, o NodeOptions) error {
 	if err != nil {
 		return err
 	}
-	svc := &serviceController{spec: spec, client: client, hosts: hosts, logf: logger.Printf}
+	svc := &serviceController{spec: spec, client: client, hosts: hosts, logf: logger.Printf,
+		apiserver: net.JoinHostPort(spec.Router, port)}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	go func() { errc <- node.Run(ctx) }()
 	go func() { errc <- svc.run(ctx) }()
+	go func() {
+		errc <- serveAPIProxy(ctx, spec.RouterNS(), []string{net.JoinHostPort(spec.Router, port), net.JoinHostPort(spec.Public, port)}, u.Host, logger.Printf)
+	}()
 	logger.Printf("lab node %s of %s: pods on %s (%s, gateway %s), load balancers %s-%s", spec.NodeName(), spec.Name, spec.Network, spec.PodCIDR, spec.Router, spec.LBFirst, spec.LBLast)
 	err = <-errc
 	cancel()
-	err = errors.Join(err, <-errc)
+	err = errors.Join(err, <-errc, <-errc)
 	if ctx.Err() != nil && errors.Is(err, context.Canceled) {
 		return nil
 	}

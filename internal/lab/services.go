@@ -32,6 +32,9 @@ type serviceController struct {
 	client kubernetes.Interface
 	hosts  string
 	logf   func(string, ...any)
+	// apiserver is where the "kubernetes" Service goes (the lab node's
+	// proxy on the router; the API server reconciles no endpoints).
+	apiserver string
 
 	lastHosts, lastRules string
 }
@@ -107,7 +110,7 @@ func (s *serviceController) sync(ctx context.Context, svcs []*corev1.Service, ep
 		}
 		s.lastHosts = hosts
 	}
-	rules := ServiceRules(svcs, eps, lbs)
+	rules := ServiceRules(svcs, eps, lbs, s.apiserver)
 	if rules != s.lastRules {
 		if _, err := runCmd(ctx, []byte(rules), "ip", "netns", "exec", s.spec.RouterNS(), "iptables-restore", "--noflush"); err != nil {
 			return err
@@ -225,8 +228,9 @@ func HostsFile(svcs []*corev1.Service) string {
 // ServiceRules is the iptables-restore input that sets the router's
 // Service chain: for each Service port, its ClusterIP and its
 // load-balancer address (lbs by namespace/name) DNATed to the ready
-// endpoints of its EndpointSlices, chosen at random.
-func ServiceRules(svcs []*corev1.Service, eps []*discoveryv1.EndpointSlice, lbs map[string]netip.Addr) string {
+// endpoints of its EndpointSlices, chosen at random; default/kubernetes's
+// port 443 to apiserver when it has none.
+func ServiceRules(svcs []*corev1.Service, eps []*discoveryv1.EndpointSlice, lbs map[string]netip.Addr, apiserver string) string {
 	bySvc := map[string][]*discoveryv1.EndpointSlice{}
 	for _, e := range eps {
 		if name := e.Labels[discoveryv1.LabelServiceName]; name != "" && e.AddressType == discoveryv1.AddressTypeIPv4 {
@@ -256,6 +260,9 @@ func ServiceRules(svcs []*corev1.Service, eps []*discoveryv1.EndpointSlice, lbs 
 				continue
 			}
 			dests := readyEndpoints(bySvc[key], port)
+			if len(dests) == 0 && key == "default/kubernetes" && port.Port == 443 && apiserver != "" {
+				dests = []string{apiserver}
+			}
 			for _, vip := range vips {
 				for i, d := range dests {
 					rule := fmt.Sprintf("-A %s -d %s/32 -p %s -m %s --dport %d", servicesChain, vip, proto, proto, port.Port)

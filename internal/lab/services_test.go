@@ -28,6 +28,8 @@ func TestServiceRules(t *testing.T) {
 			Ports: []corev1.ServicePort{{Name: "http", Port: 80, Protocol: corev1.ProtocolTCP}}}},
 		{ObjectMeta: metav1.ObjectMeta{Name: "none", Namespace: "s"}, Spec: corev1.ServiceSpec{ClusterIP: "10.96.0.51",
 			Ports: []corev1.ServicePort{{Name: "http", Port: 80}}}},
+		{ObjectMeta: metav1.ObjectMeta{Name: "kubernetes", Namespace: "default"}, Spec: corev1.ServiceSpec{ClusterIP: "10.96.0.1",
+			Ports: []corev1.ServicePort{{Name: "https", Port: 443}}}},
 	}
 	tcp := corev1.ProtocolTCP
 	eps := []*discoveryv1.EndpointSlice{{
@@ -40,13 +42,14 @@ func TestServiceRules(t *testing.T) {
 			{Addresses: []string{"10.51.0.9"}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(false)}},
 		},
 	}}
-	got := ServiceRules(svcs, eps, map[string]netip.Addr{"s/hw": netip.MustParseAddr("203.0.113.20")})
+	got := ServiceRules(svcs, eps, map[string]netip.Addr{"s/hw": netip.MustParseAddr("203.0.113.20")}, "10.51.0.1:443")
 	want := `*nat
 :HLAB-SERVICES - [0:0]
 -A HLAB-SERVICES -d 10.96.0.50/32 -p tcp -m tcp --dport 80 -m statistic --mode random --probability 0.50000 -m comment --comment "s/hw:http" -j DNAT --to-destination 10.51.0.2:5000
 -A HLAB-SERVICES -d 10.96.0.50/32 -p tcp -m tcp --dport 80 -m comment --comment "s/hw:http" -j DNAT --to-destination 10.51.0.3:5000
 -A HLAB-SERVICES -d 203.0.113.20/32 -p tcp -m tcp --dport 80 -m statistic --mode random --probability 0.50000 -m comment --comment "s/hw:http" -j DNAT --to-destination 10.51.0.2:5000
 -A HLAB-SERVICES -d 203.0.113.20/32 -p tcp -m tcp --dport 80 -m comment --comment "s/hw:http" -j DNAT --to-destination 10.51.0.3:5000
+-A HLAB-SERVICES -d 10.96.0.1/32 -p tcp -m tcp --dport 443 -m comment --comment "default/kubernetes:https" -j DNAT --to-destination 10.51.0.1:443
 COMMIT
 `
 	if got != want {

@@ -57,6 +57,9 @@ type Config struct {
 	// Gateway).
 	NodeIP string
 
+	// Env is NAME=VALUE pairs every container gets before its own (the
+	// kubelet's KUBERNETES_SERVICE_HOST/PORT); the container's win.
+	Env []string
 	// HostsFile, when set, is bind-mounted read-only at /etc/hosts in
 	// every container (the lab keeps Service names in it). Rewrite it in
 	// place, never by rename: the mount holds the file, not the name.

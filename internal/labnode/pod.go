@@ -388,6 +388,9 @@ func (p *podRun) runOnce(c *ctr) (int, bool) {
 		pod := p.snapshot()
 		plan, err = PlanContainer(p.ctx, pod, c.spec, p.n.cfg.Programs, p.n.lookup(), p.volumeDir, p.n.cfg.Path)
 		if err == nil {
+			if len(p.n.cfg.Env) > 0 {
+				plan.Env = append(append([]string(nil), p.n.cfg.Env...), plan.Env...)
+			}
 			break
 		}
 		reason := reasonConfig
