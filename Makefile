@@ -16,8 +16,9 @@ FUZZFLAGS ?= -fuzzminimizetime 1s
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-build: ## build bin/horizon
+build: ## build bin/horizon (and bin/helloworld, which the lab runs for the samples' images)
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/horizon
+	$(GO) build -o $(dir $(BIN))helloworld ./cmd/helloworld
 
 check: setup lint unit fuzz integration ## the full test command (what .ci/run runs)
 
