@@ -14,6 +14,7 @@ import (
 
 	istioscheme "istio.io/client-go/pkg/clientset/versioned/scheme"
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -61,6 +62,19 @@ func TestSamplesDecodeStrictly(t *testing.T) {
 				sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
 				if err != nil || !sel.Matches(labels.Set(d.Spec.Template.Labels)) {
 					t.Errorf("%s: Deployment %s: selector does not match its pods", f, d.Name)
+				}
+				// The injector leaves probed ports uncaptured (the kubelet
+				// reaches them without mTLS): a probe on the port the mesh
+				// serves would make every mTLS request to it fail.
+				for _, c := range d.Spec.Template.Spec.Containers {
+					for _, p := range []*corev1.Probe{c.LivenessProbe, c.ReadinessProbe, c.StartupProbe} {
+						for _, cp := range c.Ports {
+							if p != nil && (p.TCPSocket != nil && p.TCPSocket.Port.IntValue() == int(cp.ContainerPort) ||
+								p.HTTPGet != nil && p.HTTPGet.Port.IntValue() == int(cp.ContainerPort)) {
+								t.Errorf("%s: Deployment %s: container %s probes its served port %d, which the sidecar then does not capture", f, d.Name, c.Name, cp.ContainerPort)
+							}
+						}
+					}
 				}
 			}
 		}

@@ -21,7 +21,7 @@ import (
 func newLabCommand(stdout io.Writer) *cobra.Command {
 	o := lab.Options{}
 	cmd := &cobra.Command{
-		Use:   "lab up|down|env|status|exec|logs",
+		Use:   "lab up|down|env|status|exec|logs|demo",
 		Short: "Two real Kubernetes control planes, cluster1 and cluster2, on this machine",
 		Long: `lab runs two Kubernetes control planes on this machine, no cloud, no
 containers: for each of cluster1 (service CIDR 10.96.0.0/16) and cluster2
@@ -213,6 +213,34 @@ code N"). ` + "`kubectl exec`" + ` is not served: the lab node has no kubelet AP
 		},
 	}
 	addTarget(logsCmd)
-	cmd.AddCommand(up, down, env, status, nodeCmd, execCmd, logsCmd)
+	var demo lab.DemoOptions
+	demoCmd := &cobra.Command{
+		Use:   "demo",
+		Short: "On a lab that is up, run the multicluster walkthrough Horizon's way (docs/install.md) and check its result",
+		Long: `demo runs the walkthrough on the lab, printing each step as the command a
+person would type and its result: the shared cacerts (root → intermediate) in
+both clusters, ` + "`horizon install`" + ` on cluster1 (discovery as a Pod, the east-west
+gateway, meshNetworks) and --remote on cluster2, cluster2's remote Secret in
+cluster1, the sample namespace labelled istio-injection=enabled in both,
+helloworld v2 in cluster2, v1 + the Gateway + sleep in cluster1 (from
+--samples), then curls helloworld.sample:5000/hello from sleep and shows
+each answer's version with the upstream sleep's proxy logged for it. It
+fails unless both versions answer, v1 from its pod's address and v2 only
+through cluster2's gateway public address.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			demo.Options = o
+			demo.Out = stdout
+			demo.Horizon = Run
+			_, err := lab.Demo(ctx, demo)
+			return err
+		},
+	}
+	demoCmd.Flags().StringVar(&demo.Samples, "samples", "samples", "the samples directory (helloworld/, sleep/)")
+	demoCmd.Flags().IntVar(&demo.Requests, "requests", 20, "how many requests sleep sends")
+	demoCmd.Flags().DurationVar(&demo.Timeout, "timeout", 3*time.Minute, "bound on each wait (rollouts, addresses, the mesh converging)")
+	cmd.AddCommand(up, down, env, status, nodeCmd, execCmd, logsCmd, demoCmd)
 	return cmd
 }

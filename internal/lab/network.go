@@ -19,6 +19,8 @@ import (
 // hlab-pub) joins the routers (pub0 at .1, .2), which masquerade towards
 // it. Load-balancer addresses are the routers' too (DNAT to the Service's
 // pods), ClusterIPs are DNATed on the router for pods without a sidecar.
+// This machine routes each cluster's Service and pod ranges to its router
+// (the API servers call webhooks), over a veth hlabhN.
 // Every namespace and interface name starts with NetPrefix, and every
 // iptables rule lives inside a router namespace: deleting the namespaces
 // removes everything.
@@ -82,8 +84,32 @@ func NetworkCommands() [][]string {
 				"-m", "conntrack", "--ctstate", "DNAT", "-j", "MASQUERADE"),
 			exe(r, "iptables", "-w", "-t", "nat", "-A", "POSTROUTING", "-o", "pub0", "-j", "MASQUERADE"),
 		)
+		// The API server (on this machine's loopback) calls admission
+		// webhooks at their Service's ClusterIP: this machine routes the
+		// cluster's Service and pod ranges to its router, over a veth
+		// (link-local /30) that goes, with its routes, when the router's
+		// namespace does.
+		h, hr := fmt.Sprintf("%sh%d", NetPrefix, i+1), fmt.Sprintf("%sh%dr", NetPrefix, i+1)
+		hostAddr, routerAddr := hostLink(i)
+		cmds = append(cmds,
+			[]string{"ip", "link", "add", h, "type", "veth", "peer", "name", hr},
+			[]string{"ip", "link", "set", hr, "netns", r},
+			in(r, "link", "set", hr, "name", "host0"),
+			in(r, "addr", "add", routerAddr+"/30", "dev", "host0"),
+			in(r, "link", "set", "host0", "up"),
+			[]string{"ip", "addr", "add", hostAddr + "/30", "dev", h},
+			[]string{"ip", "link", "set", h, "up"},
+			[]string{"ip", "route", "add", c.ServiceCIDR, "via", routerAddr, "dev", h},
+			[]string{"ip", "route", "add", c.PodCIDR, "via", routerAddr, "dev", h},
+		)
 	}
 	return cmds
+}
+
+// hostLink is the addresses of this machine's and the i-th router's ends
+// of their link (169.254.100.4i+1 and +2).
+func hostLink(i int) (host, router string) {
+	return fmt.Sprintf("169.254.100.%d", 4*i+1), fmt.Sprintf("169.254.100.%d", 4*i+2)
 }
 
 // SetupNetworks builds the lab's networks (after removing leftovers). On
@@ -175,6 +201,11 @@ func TeardownNetworks(ctx context.Context) error {
 	}
 	for _, l := range links {
 		if _, err := runCmd(ctx, nil, "ip", "link", "del", l); err != nil {
+			// The peer of a veth whose other end was in a namespace just
+			// deleted goes with it, a moment later.
+			if _, serr := runCmd(ctx, nil, "ip", "link", "show", l); serr != nil {
+				continue
+			}
 			errs = append(errs, err)
 		}
 	}

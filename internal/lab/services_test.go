@@ -71,8 +71,12 @@ func TestNetworkNames(t *testing.T) {
 			names = []string{c[2]}
 		case strings.HasPrefix(j, "ip link add "):
 			names = []string{c[3], c[8]}
+		case strings.HasPrefix(j, "ip link set ") && len(c) == 5: // ip link set NAME up
+			names = []string{c[3]}
 		case strings.HasPrefix(j, "ip link set "):
 			names = []string{c[3], c[5]}
+		case strings.HasPrefix(j, "ip addr add "), strings.HasPrefix(j, "ip route add "): // ... dev NAME
+			names = []string{c[len(c)-1]}
 		default:
 			t.Errorf("unexpected command %v", c)
 		}
@@ -86,5 +90,24 @@ func TestNetworkNames(t *testing.T) {
 		if len(c.NodePrefix()) > 6 || strings.HasPrefix(PublicNS, c.NodePrefix()+"-p") || strings.HasPrefix(c.RouterNS(), c.NodePrefix()+"-p") {
 			t.Errorf("%s: node prefix %q", c.Name, c.NodePrefix())
 		}
+	}
+}
+
+// This machine (the API servers calling webhooks) routes each cluster's
+// Service and pod ranges to that cluster's router, over the link's router
+// end.
+func TestHostRoutes(t *testing.T) {
+	var routes []string
+	for _, c := range NetworkCommands() {
+		if j := strings.Join(c, " "); strings.HasPrefix(j, "ip route add ") {
+			routes = append(routes, j)
+		}
+	}
+	want := []string{
+		"ip route add 10.96.0.0/16 via 169.254.100.2 dev hlabh1", "ip route add 10.51.0.0/24 via 169.254.100.2 dev hlabh1",
+		"ip route add 10.97.0.0/16 via 169.254.100.6 dev hlabh2", "ip route add 10.52.0.0/24 via 169.254.100.6 dev hlabh2",
+	}
+	if strings.Join(routes, "\n") != strings.Join(want, "\n") {
+		t.Errorf("routes:\n%s\nwant:\n%s", strings.Join(routes, "\n"), strings.Join(want, "\n"))
 	}
 }

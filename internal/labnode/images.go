@@ -123,12 +123,12 @@ func mapHorizon(c *corev1.Container, p Programs, proxy bool) (Program, error) {
 	}
 	prog := Program{Image: "horizon", UID: imageUID(c.Image)}
 	if len(c.Command) == 0 {
-		prog.Argv = append([]string{p.Horizon}, c.Args...)
+		prog.Argv = withEnvoy(append([]string{p.Horizon}, c.Args...), p, proxy)
 		return prog, nil
 	}
 	switch path.Base(c.Command[0]) {
 	case "horizon":
-		prog.Argv = append(append([]string{p.Horizon}, c.Command[1:]...), c.Args...)
+		prog.Argv = withEnvoy(append(append([]string{p.Horizon}, c.Command[1:]...), c.Args...), p, proxy)
 	case "envoy":
 		if !proxy || p.Envoy == "" {
 			return Program{}, &ImageError{c.Image, "command envoy: no Envoy binary configured for this image"}
@@ -138,4 +138,24 @@ func mapHorizon(c *corev1.Container, p Programs, proxy bool) (Program, error) {
 		return Program{}, &ImageError{c.Image, fmt.Sprintf("command %q is not in the image (it holds horizon%s)", c.Command[0], map[bool]string{true: ", envoy", false: ""}[proxy])}
 	}
 	return prog, nil
+}
+
+// withEnvoy gives `horizon agent` in a proxy image the configured Envoy
+// (--envoy-path), which the image has on its PATH (images.EnvoyPath) and
+// this machine need not; not for its subcommands (agent iptables), nor when
+// the container names one itself.
+func withEnvoy(argv []string, p Programs, proxy bool) []string {
+	if !proxy || p.Envoy == "" || len(argv) < 2 || argv[1] != "agent" ||
+		len(argv) > 2 && !strings.HasPrefix(argv[2], "-") { // a subcommand (agent iptables)
+		return argv
+	}
+	for _, a := range argv[2:] {
+		if a == "--envoy-path" || strings.HasPrefix(a, "--envoy-path=") {
+			return argv
+		}
+		if a == "--" {
+			break
+		}
+	}
+	return append([]string{argv[0], argv[1], "--envoy-path", p.Envoy}, argv[2:]...)
 }

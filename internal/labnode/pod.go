@@ -151,7 +151,13 @@ func (p *podRun) setCond(t corev1.PodConditionType, ok bool, reason string) {
 }
 
 func (p *podRun) statusLocked() corev1.PodStatus {
-	st := corev1.PodStatus{Phase: p.phase, Reason: p.reason, Message: p.msg, StartTime: &p.startTime, QOSClass: corev1.PodQOSBestEffort}
+	// The API server sets status.qosClass at creation and rejects any
+	// status write that changes it: keep the pod's.
+	qos := p.pod.Status.QOSClass
+	if qos == "" {
+		qos = corev1.PodQOSBestEffort
+	}
+	st := corev1.PodStatus{Phase: p.phase, Reason: p.reason, Message: p.msg, StartTime: &p.startTime, QOSClass: qos}
 	if p.ip.IsValid() {
 		st.PodIP = p.ip.String()
 		st.PodIPs = []corev1.PodIP{{IP: st.PodIP}}

@@ -156,6 +156,10 @@ func TestMapImage(t *testing.T) {
 		{name: "discovery keeps command and args", c: corev1.Container{Image: "horizon/discovery:latest", Command: []string{"horizon"}, Args: []string{"discovery", "--x"}},
 			want: []string{"/bin/horizon", "discovery", "--x"}, wantUID: &u1337},
 		{name: "proxy by absolute command, registry and digest", c: corev1.Container{Image: "localhost:5000/horizon/proxy-debug@sha256:abc", Command: []string{"/usr/local/bin/horizon", "agent"}},
+			want: []string{"/bin/horizon", "agent", "--envoy-path", "/bin/envoy"}, wantUID: &u1337},
+		{name: "the agent's own --envoy-path wins", c: corev1.Container{Image: "horizon/proxy", Args: []string{"agent", "--router", "--envoy-path=/x/envoy"}},
+			want: []string{"/bin/horizon", "agent", "--router", "--envoy-path=/x/envoy"}, wantUID: &u1337},
+		{name: "no Envoy for discovery", c: corev1.Container{Image: "horizon/discovery", Args: []string{"agent"}},
 			want: []string{"/bin/horizon", "agent"}, wantUID: &u1337},
 		{name: "horizon image without command runs its entrypoint", c: corev1.Container{Image: "docker.io/horizon/proxy:1.0", Args: []string{"agent", "iptables"}},
 			want: []string{"/bin/horizon", "agent", "iptables"}, wantUID: &u1337},
@@ -629,4 +633,22 @@ func statMode(p string) (os.FileMode, error) {
 		return 0, err
 	}
 	return fi.Mode().Perm(), nil
+}
+
+// The API server rejects a status write that changes status.qosClass (set
+// at creation): the lab node keeps the pod's.
+func TestStatusKeepsQOSClass(t *testing.T) {
+	n := &Node{net: &Network{Prefix: "hzln"}, cfg: Config{StateDir: t.TempDir()}, pods: map[string]*podRun{}}
+	for _, qos := range []corev1.PodQOSClass{corev1.PodQOSBurstable, corev1.PodQOSGuaranteed, corev1.PodQOSBestEffort} {
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "ns", UID: "u"},
+			Spec:   corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "horizon/discovery"}}},
+			Status: corev1.PodStatus{QOSClass: qos}}
+		if got := n.newPodRun(pod).snapshot().Status.QOSClass; got != qos {
+			t.Errorf("qosClass %s, want the pod's %s", got, qos)
+		}
+	}
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "ns", UID: "u"}}
+	if got := n.newPodRun(pod).snapshot().Status.QOSClass; got != corev1.PodQOSBestEffort {
+		t.Errorf("no qosClass on the pod: %s, want BestEffort", got)
+	}
 }
