@@ -11,7 +11,7 @@ LDFLAGS := -X github.com/horizonmesh/horizon/internal/cli.Version=$(VERSION)
 FUZZTIME  ?= 10s
 FUZZFLAGS ?= -fuzzminimizetime 1s
 
-.PHONY: help build check setup test unit fuzz integration k8s-bins envoy lint bench quickstart golden images clean
+.PHONY: help build demo check setup test unit fuzz integration k8s-bins envoy lint bench quickstart golden images clean
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -71,6 +71,10 @@ bench: ## benchmarks (EDS building, pushes per view, invented networks, /debug/e
 
 golden: ## refresh golden files after a deliberate output change; review the diff
 	$(GO) test ./internal/xds/translate/ -run TestGolden -update
+
+demo: setup build ## the walkthrough on this machine: two real clusters (horizon lab up), then horizon lab demo
+	dir=$$(./scripts/k8s-bins.sh | tail -1); envoy=$$(./scripts/envoy.sh | tail -1); \
+	  $(BIN) lab up --bin-dir "$$dir" --envoy "$$envoy" && $(BIN) lab demo
 
 quickstart: build ## split-horizon EDS of the walkthrough, as each side sees it
 	./scripts/quickstart.sh

@@ -258,6 +258,13 @@ func startCrossnet(t *testing.T, opts crossnetOptions) *crossnet {
 			return strings.Contains(x.admin(gw, "/clusters"), hwSNI+"::"+pod)
 		})
 	}
+	// The servers' sidecars must have their inbound listener: until then
+	// captured inbound connections are refused, and a gateway answers 503.
+	for _, w := range []string{"hw1", "hw2"} {
+		waitFor(t, 90*time.Second, w+"'s Envoy to listen for inbound mTLS", func() bool {
+			return strings.Contains(x.admin(w, "/listeners"), ":15006")
+		})
+	}
 	for w, want := range map[string][]string{"sleep1": {x.hwPod1, x.gw2Public + ":15443"}, "sleep2": {x.hwPod2, x.gw1Public + ":15443"}} {
 		waitFor(t, 90*time.Second, w+"'s Envoy to know both helloworlds", func() bool {
 			c := x.admin(w, "/clusters")
