@@ -8,6 +8,7 @@
 # missing. The end-to-end tests themselves need root too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+go version >&2
 declare -A pkg=([ip]=iproute2 [iptables]=iptables [curl]=curl [setpriv]=util-linux [sysctl]=procps [python3]=python3 [runc]=runc)
 missing=()
 for bin in "${!pkg[@]}"; do
