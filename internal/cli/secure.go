@@ -2,16 +2,11 @@ package cli
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"encoding/pem"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
-	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -23,6 +18,7 @@ import (
 
 	"github.com/horizonmesh/horizon/internal/ca"
 	"github.com/horizonmesh/horizon/internal/controlplane"
+	"github.com/horizonmesh/horizon/internal/install"
 	"github.com/horizonmesh/horizon/internal/model"
 	"github.com/horizonmesh/horizon/internal/source/kube"
 	"github.com/horizonmesh/horizon/internal/xds/server"
@@ -122,31 +118,13 @@ func sharedSelfSignedIn(ctx context.Context, local kubernetes.Interface, namespa
 // certificates verified against the mesh roots when given (the CSR call has
 // none yet; xDS streams without one are refused by the tracker).
 func serverCredentials(a *ca.Authority, c DiscoveryConfig) (credentials.TransportCredentials, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	cert, err := servingCert(a, ca.Identity(c.TrustDomain, c.Namespace, install.DiscoveryName), c.SecureSANs)
 	if err != nil {
 		return nil, err
-	}
-	var dns []string
-	var ips []net.IP
-	for _, s := range c.SecureSANs {
-		if ip := net.ParseIP(s); ip != nil {
-			ips = append(ips, ip)
-		} else {
-			dns = append(dns, s)
-		}
-	}
-	leaf, err := a.SignServer(&key.PublicKey, ca.Identity(c.TrustDomain, c.Namespace, "horizon"), dns, ips, 365*24*time.Hour)
-	if err != nil {
-		return nil, err
-	}
-	chain := [][]byte{}
-	for _, p := range append([]string{string(leaf)}, a.ChainPEM()...) {
-		b, _ := pem.Decode([]byte(p))
-		chain = append(chain, b.Bytes)
 	}
 	return credentials.NewTLS(&tls.Config{
 		MinVersion:   tls.VersionTLS12,
-		Certificates: []tls.Certificate{{Certificate: chain, PrivateKey: key}},
+		Certificates: []tls.Certificate{cert},
 		ClientAuth:   tls.VerifyClientCertIfGiven,
 		ClientCAs:    a.Roots(),
 	}), nil
