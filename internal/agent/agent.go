@@ -31,6 +31,10 @@ type Config struct {
 	CertTTL        time.Duration
 	Drain          time.Duration
 	LogLevel       string
+	// EnvoyLog is where Envoy's output (its access log included) goes:
+	// a file, "-" for the agent's own stdout (a container's log), or ""
+	// for envoy.log in WorkDir.
+	EnvoyLog string
 }
 
 // Run gets the workload's certificate, serves it over SDS, writes the
@@ -80,11 +84,26 @@ func Run(ctx context.Context, c Config, log *slog.Logger) error {
 		return err
 	}
 	go renewer.Run(ctx, id)
-	out, err := os.Create(filepath.Join(c.WorkDir, "envoy.log"))
+	out, closeOut, err := envoyOutput(c)
 	if err != nil {
 		return err
 	}
-	defer out.Close()
+	defer closeOut()
 	e := &Envoy{Binary: envoyBin, Bootstrap: bootstrap, AdminPort: c.AdminPort, LogLevel: c.LogLevel, Drain: c.Drain, Stdout: out, Log: log}
 	return e.Run(ctx)
+}
+
+// envoyOutput opens where Envoy's output goes (Config.EnvoyLog).
+func envoyOutput(c Config) (*os.File, func(), error) {
+	switch c.EnvoyLog {
+	case "-":
+		return os.Stdout, func() {}, nil
+	case "":
+		c.EnvoyLog = filepath.Join(c.WorkDir, "envoy.log")
+	}
+	f, err := os.Create(c.EnvoyLog)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--envoy-log: %w", err)
+	}
+	return f, func() { f.Close() }, nil
 }

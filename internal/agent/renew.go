@@ -24,11 +24,17 @@ type Publisher interface {
 type Backoff struct {
 	Initial time.Duration
 	Max     time.Duration
-	Jitter  float64
+	// StartMax, when set, caps the delays before the first certificate:
+	// until it has one the workload's proxy does not run, so a CA (or the
+	// gateway in front of it) that comes up a minute late must not cost
+	// another 30 s; renewals, with a certificate serving, can wait longer.
+	StartMax time.Duration
+	Jitter   float64
 }
 
-// DefaultBackoff retries after about 0.5s, 1s, 2s, ... up to 30s.
-var DefaultBackoff = Backoff{Initial: 500 * time.Millisecond, Max: 30 * time.Second, Jitter: 0.2}
+// DefaultBackoff retries after about 0.5s, 1s, 2s, ... up to 30s (4s
+// before the first certificate).
+var DefaultBackoff = Backoff{Initial: 500 * time.Millisecond, Max: 30 * time.Second, StartMax: 4 * time.Second, Jitter: 0.2}
 
 // Delay is the wait before retry number attempt (1 for the first retry);
 // r is a uniform random number in [0, 1). With a jitter below 1/3 the delays
@@ -127,6 +133,9 @@ func (r *Renewer) Run(ctx context.Context, id *Identity) {
 // double too), so a long outage does not flood the log.
 func (r *Renewer) obtain(ctx context.Context, current *Identity) (*Identity, error) {
 	b := r.backoff()
+	if current == nil && b.StartMax > 0 {
+		b.Max = min(b.Max, max(b.StartMax, b.Initial))
+	}
 	start := r.now()
 	expiredLogged := false
 	for attempt := 1; ; attempt++ {

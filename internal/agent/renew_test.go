@@ -320,6 +320,53 @@ func (s *flakySDS) Update(id *Identity) error {
 	return nil
 }
 
+// TestFirstCertificateRetriesAreCappedLower: before the first certificate
+// the proxy does not run, so retries stay at StartMax; once a certificate
+// serves, renewals back off up to Max.
+func TestFirstCertificateRetriesAreCappedLower(t *testing.T) {
+	t0 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	clock := &fakeClock{ctx: ctx, waits: make(chan fakeWait), now: t0}
+	ca := &flakyCA{failures: 8, next: testIdentity("1", t0, t0.Add(time.Hour))}
+	r := &Renewer{Certs: ca, SDS: NewSDS(), Now: clock.Now, After: clock.After,
+		Backoff: Backoff{Initial: time.Second, Max: time.Minute, StartMax: 4 * time.Second},
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	got := make(chan *Identity, 1)
+	go func() { id, _ := r.First(ctx); got <- id }()
+	var waits []time.Duration
+	for range 8 {
+		w := clock.next(t)
+		waits = append(waits, w.d)
+		w.fire()
+	}
+	if id := <-got; id == nil || ca.Calls() != 9 {
+		t.Fatalf("first certificate %v after %d calls", id, ca.Calls())
+	}
+	want := []time.Duration{1, 2, 4, 4, 4, 4, 4, 4}
+	for i := range want {
+		if waits[i] != want[i]*time.Second {
+			t.Fatalf("waits before the first certificate %v, want %v seconds", waits, want)
+		}
+	}
+
+	// A renewal against the same outage backs off past StartMax.
+	ca.mu.Lock()
+	ca.calls, ca.failures = 0, 8
+	ca.mu.Unlock()
+	go func() { id, _ := r.obtain(ctx, testIdentity("1", t0, t0.Add(time.Hour))); got <- id }()
+	waits = waits[:0]
+	for range 8 {
+		w := clock.next(t)
+		waits = append(waits, w.d)
+		w.fire()
+	}
+	<-got
+	if waits[7] != time.Minute {
+		t.Errorf("renewal waits %v, want them to reach Max (1m)", waits)
+	}
+}
+
 // TestRenewalBacksOffWhenPublishingFails: a certificate that cannot be
 // published is retried after a back-off, not in a tight loop.
 func TestRenewalBacksOffWhenPublishingFails(t *testing.T) {

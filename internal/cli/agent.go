@@ -62,6 +62,7 @@ func newAgentCommand(logger *slog.Logger) *cobra.Command {
 	fl.DurationVar(&c.CertTTL, "cert-ttl", 24*time.Hour, "certificate lifetime to ask for")
 	fl.DurationVar(&c.Drain, "drain", 5*time.Second, "how long Envoy drains on SIGTERM")
 	fl.StringVar(&c.LogLevel, "envoy-log-level", "warning", "Envoy log level")
+	fl.StringVar(&c.EnvoyLog, "envoy-log", "", "file for Envoy's output, access log included; - for this agent's stdout, i.e. the container's log (default: WORK_DIR/envoy.log)")
 	cmd.AddCommand(newIptablesCommand())
 	return cmd
 }

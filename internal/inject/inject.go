@@ -359,7 +359,10 @@ func proxyContainer(cfg Config, labels map[string]string, network string) corev1
 		"--cluster-id", cfg.ClusterID, "--ip", "$(INSTANCE_IP)",
 		"--discovery-address", cfg.DiscoveryAddress,
 		"--root-cert", RootCertDir + "/" + cfg.RootCertKey, "--token-file", TokenFile,
-		"--work-dir", WorkDir}
+		"--work-dir", WorkDir,
+		// Envoy's access log in the container's log, as operators expect
+		// (kubectl logs -c istio-proxy).
+		"--envoy-log", "-"}
 	if network != "" {
 		args = append(args, "--network", escape(network))
 	}

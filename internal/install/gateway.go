@@ -78,7 +78,7 @@ func gatewayDeployment(s Settings) *appsv1.Deployment {
 		"--namespace", s.Namespace, "--service-account", GatewayName, "--cluster-id", s.ClusterID,
 		"--ip", "$(INSTANCE_IP)", "--discovery-address", discovery,
 		"--root-cert", "/var/run/secrets/istio/root-cert.pem", "--token-file", "/var/run/secrets/tokens/istio-token",
-		"--work-dir", "/var/run/horizon"}
+		"--work-dir", "/var/run/horizon", "--envoy-log", "-"}
 	if s.Network != "" {
 		args = append(args, "--network", s.Network)
 	}

@@ -11,6 +11,10 @@ import (
 	"testing"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/horizonmesh/horizon/internal/agent"
@@ -63,13 +67,47 @@ func TestEnvoyAcceptsGeneratedConfig(t *testing.T) {
 		b.StaticResources.Listeners = translate.LDS(m, view)
 		b.StaticResources.Clusters = append(b.StaticResources.Clusters, translate.CDS(m, translate.Options{})...)
 		b.StaticResources.Clusters = append(b.StaticResources.Clusters, translate.InboundClusters(view)...)
+		routes := map[string]*routev3.RouteConfiguration{}
 		for _, r := range translate.RDS(m, view) {
-			if err := r.ValidateAll(); err != nil {
-				t.Fatalf("route %s: %v", r.Name, err)
-			}
+			routes[r.Name] = r
+		}
+		// The routes each listener asks RDS for go inline, so that Envoy
+		// builds them too (retry predicates and all).
+		if n := inlineRoutes(t, b.StaticResources.Listeners, routes); n != len(routes) {
+			t.Fatalf("view %+v: %d of %d route configurations used by a listener", view, n, len(routes))
 		}
 		validate(t, envoy, b)
 	}
+}
+
+// inlineRoutes replaces each HTTP connection manager's RDS reference by the
+// route configuration of that name; it returns how many were used.
+func inlineRoutes(t *testing.T, listeners []*listenerv3.Listener, routes map[string]*routev3.RouteConfiguration) int {
+	t.Helper()
+	used := map[string]bool{}
+	for _, l := range listeners {
+		for _, fc := range l.FilterChains {
+			for _, f := range fc.Filters {
+				hcm := &hcmv3.HttpConnectionManager{}
+				if f.GetTypedConfig() == nil || f.GetTypedConfig().UnmarshalTo(hcm) != nil || hcm.GetRds() == nil {
+					continue
+				}
+				name := hcm.GetRds().RouteConfigName
+				r, ok := routes[name]
+				if !ok {
+					t.Fatalf("listener %s asks RDS for %q, which translate.RDS does not build", l.Name, name)
+				}
+				used[name] = true
+				hcm.RouteSpecifier = &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: r}
+				a, err := anypb.New(hcm)
+				if err != nil {
+					t.Fatal(err)
+				}
+				f.ConfigType = &listenerv3.Filter_TypedConfig{TypedConfig: a}
+			}
+		}
+	}
+	return len(used)
 }
 
 // TestEnvoyAcceptsGatewayConfig validates a network gateway's

@@ -439,26 +439,21 @@ func (d *demo) curl(ctx context.Context, tag string) (string, string) {
 // and cluster.
 var upstreamRE = regexp.MustCompile(`"GET /hello [^"]*" (\d+) \S+ \S+ \S+ "([^"]*)" .* upstream_host=(\S+) upstream_cluster=(\S+)`)
 
-// proxyLog is sleep's Envoy log, access log included (the agent writes
-// Envoy's output to its work directory).
+// proxyLog is sleep's istio-proxy container log, Envoy's access log
+// included: what `horizon lab logs -n sample deploy/sleep -c istio-proxy`
+// prints.
 func (d *demo) proxyLog(ctx context.Context) (string, error) {
 	t := Target{Context: Clusters[0].Name, Namespace: "sample", Pod: "deploy/sleep", Container: "istio-proxy"}
-	path, argv, env, err := ExecCommand(ctx, d.o.Options, t, []string{"cat", envoyLog})
+	p, err := LogPath(ctx, d.o.Options, t)
 	if err != nil {
 		return "", err
 	}
-	c := exec.CommandContext(ctx, path, argv[1:]...)
-	c.Env = env
-	out, err := c.Output()
+	b, err := os.ReadFile(p)
 	if err != nil {
-		return "", fmt.Errorf("reading sleep's %s: %w", envoyLog, err)
+		return "", fmt.Errorf("sleep's proxy log: %w", err)
 	}
-	return string(out), nil
+	return string(b), nil
 }
-
-// envoyLog is Envoy's output in the proxy container (the agent's work
-// directory).
-const envoyLog = "/var/run/horizon/envoy.log"
 
 func (d *demo) requests(ctx context.Context, res *DemoResult) error {
 	// The mesh converges (cluster2's endpoints reach discovery through the
@@ -500,6 +495,7 @@ func (d *demo) requests(ctx context.Context, res *DemoResult) error {
 	}
 	// sleep's proxy logs each request, found by its user agent (Envoy
 	// flushes its access log every few seconds).
+	d.cmd("horizon lab logs --context %s -n sample deploy/sleep -c istio-proxy | grep horizon-demo-%s", Clusters[0].Name, run)
 	byTag := map[string][]string{}
 	err = d.poll(ctx, "sleep's proxy to log the requests", func() (bool, error) {
 		now, err := d.proxyLog(ctx)

@@ -98,6 +98,24 @@ func (o Options) normalized() (Options, error) {
 	return o, nil
 }
 
+// checkPrograms refuses a --horizon, --helloworld or --envoy that is not
+// an executable file: otherwise every Pod running it would crash-loop.
+func (o Options) checkPrograms() error {
+	for _, p := range []struct{ flag, path string }{{"--horizon", o.Horizon}, {"--helloworld", o.Helloworld}, {"--envoy", o.Envoy}} {
+		if p.path == "" {
+			continue
+		}
+		fi, err := os.Stat(p.path)
+		if err != nil {
+			return fmt.Errorf("%s: %w", p.flag, err)
+		}
+		if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
+			return fmt.Errorf("%s %s: not an executable file", p.flag, p.path)
+		}
+	}
+	return nil
+}
+
 // lineWriter keeps concurrent progress lines whole.
 type lineWriter struct {
 	mu sync.Mutex
@@ -145,6 +163,9 @@ func Up(ctx context.Context, opts Options) (alreadyUp bool, err error) {
 		return false, err
 	}
 	if err := CheckBinaries(o.BinDir); err != nil {
+		return false, err
+	}
+	if err := o.checkPrograms(); err != nil {
 		return false, err
 	}
 	begin := time.Now()

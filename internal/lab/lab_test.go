@@ -384,6 +384,32 @@ func TestUpNamesMissingBinary(t *testing.T) {
 	}
 }
 
+func TestUpRefusesMissingPrograms(t *testing.T) {
+	bin := t.TempDir()
+	fakeBins(t, bin, k8sproc.Etcd, k8sproc.KubeAPIServer, k8sproc.KubeControllerManager, k8sproc.KubeScheduler)
+	notExec := filepath.Join(t.TempDir(), "envoy")
+	if err := os.WriteFile(notExec, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		opts Options
+		want string
+	}{
+		{Options{Envoy: "/nonexistent/envoy"}, "--envoy: stat /nonexistent/envoy"},
+		{Options{Envoy: notExec}, "--envoy " + notExec + ": not an executable file"},
+		{Options{Helloworld: t.TempDir()}, "--helloworld"},
+	} {
+		c.opts.StateDir, c.opts.BinDir = filepath.Join(t.TempDir(), "lab"), bin
+		_, err := Up(context.Background(), c.opts)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("Up(%+v): %v, want %q", c.opts, err, c.want)
+		}
+		if _, err := os.Stat(c.opts.StateDir); !os.IsNotExist(err) {
+			t.Errorf("Up with a bad program made the state dir: %v", err)
+		}
+	}
+}
+
 // Up cleans what a crashed lab left (a recorded process, a stray one, its
 // files), and when a process fails names it with its log's tail and stops
 // everything it started.

@@ -4,6 +4,7 @@ import (
 	"sort"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	previoushostsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/host/previous_hosts/v3"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/horizonmesh/horizon/internal/model"
@@ -29,7 +30,7 @@ func RDS(m *model.Mesh, v SidecarView) []*routev3.RouteConfiguration {
 			}
 			byPort[p.Port] = append(byPort[p.Port], &routev3.VirtualHost{
 				Name: svc.Hostname + ":" + port, Domains: domains,
-				Routes: []*routev3.Route{routeTo(ClusterName(p.Port, svc.Hostname))},
+				Routes: []*routev3.Route{serviceRoute(ClusterName(p.Port, svc.Hostname))},
 			})
 		}
 	}
@@ -41,6 +42,25 @@ func RDS(m *model.Mesh, v SidecarView) []*routev3.RouteConfiguration {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
+}
+
+// serviceRoute routes to a mesh service's cluster and retries, on another
+// endpoint, a request that found no connection or an unavailable upstream
+// (Istio's default policy, which users of the walkthrough rely on): an
+// endpoint that went away while the news travelled to this proxy (a pod
+// scaled down, a remote cluster's endpoints withdrawn through its gateway)
+// costs a retry, not a failed request.
+func serviceRoute(cluster string) *routev3.Route {
+	r := routeTo(cluster)
+	r.GetRoute().RetryPolicy = &routev3.RetryPolicy{
+		RetryOn:              "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes",
+		NumRetries:           wrapperspb.UInt32(2),
+		RetriableStatusCodes: []uint32{503},
+		RetryHostPredicate: []*routev3.RetryPolicy_RetryHostPredicate{{Name: "envoy.retry_host_predicates.previous_hosts",
+			ConfigType: &routev3.RetryPolicy_RetryHostPredicate_TypedConfig{TypedConfig: mustAny(&previoushostsv3.PreviousHostsPredicate{})}}},
+		HostSelectionRetryMaxAttempts: 5,
+	}
+	return r
 }
 
 func falseValue() *wrapperspb.BoolValue { return wrapperspb.Bool(false) }
