@@ -107,8 +107,12 @@ func Bootstrap(c BootstrapConfig) (*bootstrapv3.Bootstrap, error) {
 		},
 		StaticResources: &bootstrapv3.Bootstrap_StaticResources{Clusters: []*clusterv3.Cluster{
 			{
-				Name:                          XDSCluster,
-				ClusterDiscoveryType:          &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STRICT_DNS},
+				Name:                 XDSCluster,
+				ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STRICT_DNS},
+				// A records first, AAAA only when there are none (Envoy's
+				// default, AUTO, waits on AAAA first: a minute where no
+				// nameserver answers, found in the lab).
+				DnsLookupFamily:               clusterv3.Cluster_V4_PREFERRED,
 				ConnectTimeout:                durationpb.New(5 * time.Second),
 				TypedExtensionProtocolOptions: h2opts,
 				LoadAssignment:                staticLoad(XDSCluster, tcpAddress(host, port)),

@@ -331,7 +331,7 @@ func TestFirstCertificateRetriesAreCappedLower(t *testing.T) {
 	ca := &flakyCA{failures: 8, next: testIdentity("1", t0, t0.Add(time.Hour))}
 	r := &Renewer{Certs: ca, SDS: NewSDS(), Now: clock.Now, After: clock.After,
 		Backoff: Backoff{Initial: time.Second, Max: time.Minute, StartMax: 4 * time.Second},
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		Log:     slog.New(slog.NewTextHandler(io.Discard, nil))}
 	got := make(chan *Identity, 1)
 	go func() { id, _ := r.First(ctx); got <- id }()
 	var waits []time.Duration

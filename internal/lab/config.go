@@ -141,6 +141,7 @@ func (d clusterDir) log(component string) string     { return d.path(component +
 func (d clusterDir) kubeconfig(user string) string   { return d.path(user + ".kubeconfig") }
 func (d clusterDir) certDir(component string) string { return d.path(component + "-certs") }
 func (d clusterDir) hosts() string                   { return d.path("hosts") }
+func (d clusterDir) resolvConf() string              { return d.path("resolv.conf") }
 func (d clusterDir) node() string                    { return d.path("node") }
 
 // The front proxy's client certificate, in the cluster's pki directory.

@@ -59,6 +59,9 @@ func RunNode(ctx context.Context, o NodeOptions) error {
 	if err := writeInPlace(hosts, []byte(hostsHeader)); err != nil {
 		return err
 	}
+	if err := os.WriteFile(dir.resolvConf(), []byte(resolvConf), 0o644); err != nil {
+		return err
+	}
 	logger := log.New(os.Stderr, "", log.LstdFlags|log.Lmicroseconds)
 	u, err := neturl.Parse(cfg.Host)
 	if err != nil {
@@ -79,7 +82,7 @@ func RunNode(ctx context.Context, o NodeOptions) error {
 		RestConfig: cfg, Programs: o.Programs,
 		NetnsPrefix: spec.NodePrefix(), BridgeNS: spec.RouterNS(), Bridge: "br0",
 		PodCIDR: spec.PodCIDR, Gateway: spec.Router,
-		HostsFile: hosts, StateDir: dir.node(), Logf: logger.Printf,
+		HostsFile: hosts, ResolvConf: dir.resolvConf(), StateDir: dir.node(), Logf: logger.Printf,
 	})
 	if err != nil {
 		return err

@@ -18,6 +18,14 @@ import (
 	"k8s.io/client-go/tools/cache"
 )
 
+// resolvConf is the pods' /etc/resolv.conf. The lab has no cluster DNS
+// (Service names are in the hosts file) and the machine's nameserver is
+// not reachable from pod networks: a query there would wait out its
+// timeouts (Envoy's resolver asked for AAAA records and took a minute to
+// find discovery), while the loopback answers at once that nothing
+// listens.
+const resolvConf = "# horizon lab: no cluster DNS; Service names are in /etc/hosts\nnameserver 127.0.0.1\noptions ndots:1 timeout:1 attempts:1\n"
+
 const hostsHeader = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
 
 // serviceController is the lab's cloud and kube-proxy, for one cluster:

@@ -64,6 +64,9 @@ type Config struct {
 	// every container (the lab keeps Service names in it). Rewrite it in
 	// place, never by rename: the mount holds the file, not the name.
 	HostsFile string
+	// ResolvConf, when set, is bind-mounted read-only at /etc/resolv.conf
+	// in every container (otherwise they see the machine's).
+	ResolvConf string
 
 	// StateDir holds each pod's volumes and container logs
 	// (pods/NAMESPACE_NAME_UID/{volumes,logs}); removed with the pod.

@@ -494,7 +494,10 @@ func (p *podRun) launch(name string, plan *ContainerPlan, argv []string) (*Launc
 	p.mu.Unlock()
 	var files []Mount
 	if p.n.cfg.HostsFile != "" {
-		files = []Mount{{Source: p.n.cfg.HostsFile, Target: "/etc/hosts", ReadOnly: true}}
+		files = append(files, Mount{Source: p.n.cfg.HostsFile, Target: "/etc/hosts", ReadOnly: true})
+	}
+	if p.n.cfg.ResolvConf != "" {
+		files = append(files, Mount{Source: p.n.cfg.ResolvConf, Target: "/etc/resolv.conf", ReadOnly: true})
 	}
 	return &Launch{Netns: p.netns, Hostname: host, Shadows: shadows, Scratch: filepath.Join(p.dir, "scratch", name),
 		Mounts: plan.Mounts, Files: files, WorkDir: plan.WorkDir, UID: plan.UID, GID: plan.GID, Groups: plan.Groups, Caps: plan.Caps, Argv: argv}, nil

@@ -261,7 +261,11 @@ func (c *Controller) start(id model.ClusterID, d desired, hash [32]byte) (*remot
 	if err != nil {
 		return nil, fmt.Errorf("%s, key %s: %w", d.source, id, err)
 	}
-	cfg.Timeout = 30 * time.Second
+	// No cfg.Timeout: it bounds a whole request, body included, so it cut
+	// every watch of the remote cluster after 30 s (a relist storm and late
+	// events). An unreachable server is bounded by client-go's dial and TLS
+	// handshake timeouts and HTTP/2 health pings; SyncTimeout reports one
+	// that never syncs.
 	rc := &remoteCluster{id: id, source: d.source, hash: hash, started: time.Now()}
 	rc.contact = kube.NewContact(func(reachable bool, msg string) { c.contactChanged(rc, reachable, msg) })
 	cfg.Wrap(rc.contact.Wrap)

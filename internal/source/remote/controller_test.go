@@ -104,6 +104,32 @@ func newController(r *registry) *Controller {
 		NewClient: fakeClusters(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, r)
 }
 
+// A remote cluster's client must not bound whole requests: the bound
+// covers a watch's body too, and cut every watch of the cluster after it.
+func TestRemoteClientDoesNotCutWatches(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	got := make(chan *rest.Config, 1)
+	newClient := fakeClusters()
+	c := NewController(Options{Namespace: "istio-system", LocalCluster: "local", SyncTimeout: 500 * time.Millisecond,
+		NewClient: func(cfg *rest.Config) (kubernetes.Interface, error) {
+			select {
+			case got <- rest.CopyConfig(cfg):
+			default:
+			}
+			return newClient(cfg)
+		}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, newRegistry())
+	c.Reconcile(ctx, []*corev1.Secret{secret("s1", time.Unix(1000, 0), map[string][]byte{"c2": kubeconfig("https://c2.example:6443")})})
+	select {
+	case cfg := <-got:
+		if cfg.Timeout != 0 {
+			t.Errorf("remote client's rest.Config.Timeout = %s; it would end every watch after it", cfg.Timeout)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no remote client was made")
+	}
+}
+
 func TestSecretLifecycle(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
