@@ -3,7 +3,11 @@
 package integration
 
 import (
+	"context"
+	"fmt"
+	osexec "os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -34,9 +38,16 @@ func TestLabDemo(t *testing.T) {
 		if code, out, errOut := horizonLab(t, state, "down"); code != 0 {
 			t.Errorf("lab down: exit %d\n%s%s", code, out, errOut)
 		}
-		if left := labProcesses(state, nil); len(left) > 0 {
-			t.Errorf("left after lab down: %v", left)
+		// Zombies (this process started them) are reaped in the background.
+		deadline := time.Now().Add(5 * time.Second)
+		for left := labProcesses(state, nil); len(left) > 0; left = labProcesses(state, nil) {
+			if time.Now().After(deadline) {
+				t.Errorf("left after lab down: %v", left)
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
 		}
+		assertNoLabLeftovers(t, state)
 	})
 
 	begin := time.Now()
@@ -83,4 +94,168 @@ func TestLabDemo(t *testing.T) {
 			t.Errorf("the demo's output lacks %q", want)
 		}
 	}
+	if t.Failed() {
+		return
+	}
+	replayByHand(t, state, filepath.Join(bin, "kubectl"))
+}
+
+// replayByHand is what a person does next with kubectl on the lab the demo
+// left: scale v2 to 0 (only v1 answers, no request fails), back to 1 (v2
+// answers again), then delete cluster2's remote Secret (v2 is withdrawn).
+// Each step waits on what sleep's Envoy holds (its admin /clusters), with
+// requests flowing the whole time.
+func replayByHand(t *testing.T, state, kubectl string) {
+	kc := lab.KubeconfigPath(state)
+	k := func(args ...string) string {
+		t.Helper()
+		out, err := osexec.Command(kubectl, append([]string{"--kubeconfig", kc}, args...)...).CombinedOutput()
+		t.Logf("$ kubectl %s\n%s", strings.Join(args, " "), out)
+		if err != nil {
+			t.Fatalf("kubectl %v: %v", args, err)
+		}
+		return string(out)
+	}
+	gateway2 := "203.0.113.2" // cluster2's load-balancer slice (.20-.29)
+	hosts := func() []string { return helloworldHosts(t, state) }
+	viaGateway := func(hs []string) bool {
+		return slices.ContainsFunc(hs, func(h string) bool { return strings.HasPrefix(h, gateway2) })
+	}
+
+	// 1. v2 scaled to 0: sleep's Envoy keeps only v1's pod; nothing fails.
+	traffic := startTraffic(t, state)
+	k("--context", "cluster2", "-n", "sample", "scale", "deploy/helloworld-v2", "--replicas=0")
+	waitFor(t, time.Minute, "sleep's Envoy to drop cluster2's gateway for helloworld", func() bool { return !viaGateway(hosts()) })
+	during := traffic.stop()
+	after := requests(t, state, 10)
+	t.Logf("v2 scaled to 0: while it went %v; after %v (sleep's helloworld hosts %v)", during, after, hosts())
+	if during.failed > 0 || after.failed > 0 || after.v2 > 0 || after.v1 != 10 {
+		t.Errorf("v2 scaled to 0: requests while it went %v, after %v; want only v1 answers and no failure", during, after)
+	}
+
+	// 2. Back to 1: v2 answers again, through the gateway.
+	traffic = startTraffic(t, state)
+	k("--context", "cluster2", "-n", "sample", "scale", "deploy/helloworld-v2", "--replicas=1")
+	k("--context", "cluster2", "-n", "sample", "rollout", "status", "deploy/helloworld-v2", "--timeout=2m")
+	waitFor(t, time.Minute, "sleep's Envoy to route helloworld through cluster2's gateway again", func() bool { return viaGateway(hosts()) })
+	waitFor(t, time.Minute, "v2 to answer again", func() bool { return requests(t, state, 1).v2 == 1 })
+	during = traffic.stop()
+	t.Logf("v2 back to 1: while it came %v", during)
+	if during.failed > 0 {
+		t.Errorf("v2 back to 1: %d requests failed while it came (%v)", during.failed, during)
+	}
+
+	// 3. cluster2's remote Secret deleted: its endpoints are withdrawn.
+	traffic = startTraffic(t, state)
+	k("--context", "cluster1", "-n", "istio-system", "delete", "secret", "istio-remote-secret-cluster2")
+	waitFor(t, time.Minute, "sleep's Envoy to drop cluster2's gateway once its Secret is gone", func() bool { return !viaGateway(hosts()) })
+	during = traffic.stop()
+	after = requests(t, state, 10)
+	t.Logf("remote Secret deleted: while it went %v; after %v", during, after)
+	if during.failed > 0 || after.failed > 0 || after.v1 != 10 {
+		t.Errorf("remote Secret deleted: requests while it went %v, after %v; want only v1 answers and no failure", during, after)
+	}
+}
+
+// tally counts helloworld's answers to sleep.
+type tally struct {
+	v1, v2, failed int
+	lastFailure    string
+}
+
+func (c tally) String() string {
+	s := fmt.Sprintf("v1 %d, v2 %d, failed %d", c.v1, c.v2, c.failed)
+	if c.lastFailure != "" {
+		s += fmt.Sprintf(" (last: %q)", c.lastFailure)
+	}
+	return s
+}
+
+func (c *tally) add(o tally) {
+	c.v1, c.v2, c.failed = c.v1+o.v1, c.v2+o.v2, c.failed+o.failed
+	if o.lastFailure != "" {
+		c.lastFailure = o.lastFailure
+	}
+}
+
+// labExec runs argv in a container of the lab, like `horizon lab exec`.
+func labExec(state string, target lab.Target, argv ...string) (string, error) {
+	path, args, env, err := lab.ExecCommand(context.Background(), lab.Options{StateDir: state}, target, argv)
+	if err != nil {
+		return "", err
+	}
+	c := osexec.Command(path, args[1:]...)
+	c.Env = env
+	out, err := c.CombinedOutput()
+	return string(out), err
+}
+
+// requests sends n requests from sleep to helloworld, one after another.
+func requests(t *testing.T, state string, n int) tally {
+	t.Helper()
+	var c tally
+	sleep := lab.Target{Context: "cluster1", Namespace: "sample", Pod: "deploy/sleep", Container: "sleep"}
+	for range n {
+		out, err := labExec(state, sleep, "curl", "-sS", "-m", "5", "helloworld.sample:5000/hello")
+		switch {
+		case err == nil && strings.Contains(out, "Hello version: v1"):
+			c.v1++
+		case err == nil && strings.Contains(out, "Hello version: v2"):
+			c.v2++
+		default:
+			c.failed++
+			c.lastFailure = strings.TrimSpace(out)
+			if err != nil {
+				c.lastFailure += " (" + err.Error() + ")"
+			}
+		}
+	}
+	return c
+}
+
+// traffic keeps requests flowing until stopped.
+type traffic struct {
+	done chan struct{}
+	res  chan tally
+}
+
+func startTraffic(t *testing.T, state string) *traffic {
+	tr := &traffic{done: make(chan struct{}), res: make(chan tally, 1)}
+	go func() {
+		var c tally
+		for {
+			select {
+			case <-tr.done:
+				tr.res <- c
+				return
+			default:
+			}
+			c.add(requests(t, state, 1))
+		}
+	}()
+	return tr
+}
+
+func (tr *traffic) stop() tally {
+	close(tr.done)
+	return <-tr.res
+}
+
+// helloworldHosts are the endpoints sleep's Envoy holds for helloworld's
+// cluster (its admin /clusters).
+func helloworldHosts(t *testing.T, state string) []string {
+	t.Helper()
+	proxy := lab.Target{Context: "cluster1", Namespace: "sample", Pod: "deploy/sleep", Container: "istio-proxy"}
+	out, err := labExec(state, proxy, "curl", "-sS", "-m", "5", "127.0.0.1:15000/clusters")
+	if err != nil {
+		t.Fatalf("sleep's Envoy admin: %v\n%s", err, out)
+	}
+	var hosts []string
+	prefix := "outbound|5000||helloworld.sample.svc.cluster.local::"
+	for _, l := range strings.Split(out, "\n") {
+		if rest, ok := strings.CutPrefix(l, prefix); ok && strings.HasSuffix(rest, "::health_flags::healthy") {
+			hosts = append(hosts, strings.TrimSuffix(rest, "::health_flags::healthy"))
+		}
+	}
+	return hosts
 }

@@ -389,10 +389,22 @@ func TestLab(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+	assertNoLabLeftovers(t, state)
+	if code, _, errOut := horizonLab(t, state, "down"); code != 0 || !strings.Contains(errOut, "not up") {
+		t.Errorf("second lab down: exit %d %s", code, errOut)
+	}
+	if code, _, errOut := horizonLab(t, state, "status"); code == 0 || !strings.Contains(errOut, "not up") {
+		t.Errorf("lab status when down: exit %d %s", code, errOut)
+	}
+}
+
+// assertNoLabLeftovers checks what `lab down` must leave: no state dir, and
+// no network namespace, interface, iptables rule or mount of the lab.
+func assertNoLabLeftovers(t *testing.T, state string) {
+	t.Helper()
 	if _, err := os.Stat(state); !os.IsNotExist(err) {
 		t.Errorf("the state dir is still there: %v", err)
 	}
-	// No namespace, interface or iptables rule of the lab is left.
 	for _, cmd := range [][]string{{"ip", "netns", "list"}, {"ip", "-o", "link"}, {"iptables-save"}, {"iptables-save", "-t", "nat"}} {
 		out, err := osexec.Command(cmd[0], cmd[1:]...).CombinedOutput()
 		if err != nil {
@@ -402,11 +414,14 @@ func TestLab(t *testing.T) {
 			t.Errorf("%v shows the lab's leftovers after down:\n%s", cmd, out)
 		}
 	}
-	if code, _, errOut := horizonLab(t, state, "down"); code != 0 || !strings.Contains(errOut, "not up") {
-		t.Errorf("second lab down: exit %d %s", code, errOut)
+	mounts, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
 	}
-	if code, _, errOut := horizonLab(t, state, "status"); code == 0 || !strings.Contains(errOut, "not up") {
-		t.Errorf("lab status when down: exit %d %s", code, errOut)
+	for _, l := range strings.Split(string(mounts), "\n") {
+		if strings.Contains(l, state) || strings.Contains(l, "/run/netns/"+lab.NetPrefix) {
+			t.Errorf("a mount of the lab is left after down: %s", l)
+		}
 	}
 }
 

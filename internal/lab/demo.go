@@ -67,6 +67,10 @@ type demo struct {
 	dir     string
 }
 
+// demoDir, in the state dir, holds what the demo writes (the mesh CA's
+// files among them); lab down removes it with the lab.
+const demoDir = "demo"
+
 func (d *demo) cmd(format string, a ...any) { fmt.Fprintf(d.out, "\n$ "+format+"\n", a...) }
 
 func (d *demo) say(format string, a ...any) { fmt.Fprintf(d.out, format+"\n", a...) }
@@ -127,7 +131,7 @@ func Demo(ctx context.Context, opts DemoOptions) (*DemoResult, error) {
 		}
 		d.cfgs[c.Name] = cfg
 	}
-	d.dir = filepath.Join(o.StateDir, "demo")
+	d.dir = filepath.Join(o.StateDir, demoDir)
 	if err := os.MkdirAll(d.dir, 0o755); err != nil {
 		return nil, err
 	}

@@ -107,7 +107,7 @@ func writeAtomic(path string, b []byte, mode os.FileMode) error {
 // runtimeEntries are what the lab writes in the state directory; Down
 // removes exactly these.
 func runtimeEntries() []string {
-	out := []string{stateFile, stateFile + ".tmp", kubeconfigFile, kubeconfigFile + ".tmp"}
+	out := []string{stateFile, stateFile + ".tmp", kubeconfigFile, kubeconfigFile + ".tmp", demoDir}
 	for _, c := range Clusters {
 		out = append(out, c.Name)
 	}

@@ -259,7 +259,7 @@ func (n *Node) stopAll() {
 	}
 	n.mu.Unlock()
 	for _, p := range all {
-		p.terminate(5*time.Second, false)
+		p.terminate(5*time.Second, false, true)
 	}
 	for _, p := range all {
 		<-p.gone

@@ -603,12 +603,15 @@ func (p *podRun) refreshVolumes() {
 
 func (n *Node) lookup() clusterLookup { return clusterLookup{n.client} }
 
-// terminate stops the pod: SIGTERM to every process group, SIGKILL after
-// grace, then the namespace, interfaces and files go; a pod being deleted
+// terminate stops the pod: SIGTERM to each container's main process,
+// SIGKILL to all of them after grace, then the namespace, interfaces and files go; a pod being deleted
 // in the API (inAPI) is then removed there at once, as the kubelet does,
 // rather than when its grace period ends. Asynchronous; gone is closed at
 // the end.
-func (p *podRun) terminate(grace time.Duration, inAPI bool) {
+//
+// A node shutting down (nodeDown) signals every process at once: all pods
+// go together, so draining would serve nobody.
+func (p *podRun) terminate(grace time.Duration, inAPI, nodeDown bool) {
 	p.mu.Lock()
 	if p.terminating {
 		p.mu.Unlock()
@@ -623,7 +626,11 @@ func (p *podRun) terminate(grace time.Duration, inAPI bool) {
 	p.n.dying[p] = struct{}{}
 	p.n.mu.Unlock()
 	go func() {
-		p.signal(syscall.SIGTERM)
+		if nodeDown {
+			p.signalAll(syscall.SIGTERM)
+		} else {
+			p.signal(syscall.SIGTERM)
+		}
 		p.cancel()
 		done := make(chan struct{})
 		go func() { p.wg.Wait(); close(done) }()
@@ -634,6 +641,9 @@ func (p *podRun) terminate(grace time.Duration, inAPI bool) {
 			p.signal(syscall.SIGKILL)
 			<-done
 		}
+		// What a main process left behind (children it did not stop) goes
+		// with the pod, as with a container's cgroup.
+		p.signal(syscall.SIGKILL)
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		if err := p.n.net.Teardown(ctx, string(p.pod.UID)); err != nil {
@@ -672,8 +682,27 @@ func (p *podRun) terminate(grace time.Duration, inAPI bool) {
 	}()
 }
 
-// signal sends sig to the process group of every running container.
+// signal sends sig to every running container as a container runtime
+// does: SIGTERM to its main process only (which shuts its children down
+// its own way: the agent drains Envoy first, so a terminating pod keeps
+// answering while the mesh learns it is going), SIGKILL to all of its
+// processes (its session's process group).
 func (p *podRun) signal(sig syscall.Signal) {
+	if sig == syscall.SIGKILL {
+		p.signalAll(sig)
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, c := range p.ctrs {
+		if c.proc != nil && c.proc.Process != nil {
+			_ = syscall.Kill(c.proc.Process.Pid, sig)
+		}
+	}
+}
+
+// signalAll sends sig to every process of every running container.
+func (p *podRun) signalAll(sig syscall.Signal) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, c := range p.ctrs {
@@ -739,7 +768,7 @@ func (n *Node) DeletePod(_ context.Context, pod *corev1.Pod) error {
 	if !ok {
 		return errdefs.NotFoundf("pod %s/%s is not on this node", pod.Namespace, pod.Name)
 	}
-	p.terminate(gracePeriod(pod), pod.DeletionTimestamp != nil)
+	p.terminate(gracePeriod(pod), pod.DeletionTimestamp != nil, false)
 	return nil
 }
 
