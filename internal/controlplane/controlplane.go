@@ -70,6 +70,11 @@ type ControlPlane struct {
 	ready atomic.Bool
 
 	cdsKey       string // cluster names of the last CDS build
+	routesKey    string // what the last LDS/RDS builds depended on
+	// eds holds, per EDS view, the mesh its last build read and what it
+	// built: a push rebuilds only the services whose endpoints changed.
+	edsMu sync.Mutex
+	eds   map[server.View]edsBuild
 	meshProblems string // the mesh diagnostics last logged
 	Views        *server.ViewCache
 	Tracker      *server.Tracker
@@ -111,6 +116,7 @@ func New(opts Options) *ControlPlane {
 		failed:   map[model.ClusterID]*ClusterStatus{},
 		gates:    map[string]func() bool{},
 		kick:     make(chan struct{}, 1),
+		eds:      map[server.View]edsBuild{},
 	}
 	cp.metrics = newMetrics(opts.Registry, cp)
 	cp.Views = server.NewViewCache(cp.build, cp.Classify, opts.MaxViews)
@@ -498,10 +504,12 @@ func (cp *ControlPlane) push(ctx context.Context) {
 	}
 }
 
-// updateViews rebuilds CDS only when the set of clusters changed, and EDS
-// for every network view that has proxies.
+// updateViews rebuilds CDS only when the clusters changed, LDS and RDS only
+// when what they read changed (services, ports, ClusterIPs, Gateways), and
+// EDS for every network view that has proxies — there, only the services
+// whose endpoints changed (see buildEDS).
 func (cp *ControlPlane) updateViews(m *model.Mesh) {
-	rebuildCDS := false
+	rebuildCDS, rebuildRoutes := false, false
 	cp.mu.Lock()
 	gwKey := fmt.Sprint(len(cp.gateways))
 	for _, g := range cp.gateways {
@@ -511,11 +519,18 @@ func (cp *ControlPlane) updateViews(m *model.Mesh) {
 	if key := cdsKey(m, cp.opts.Translate) + gwKey; key != cp.cdsKey {
 		cp.cdsKey, rebuildCDS = key, true
 	}
+	if key := routesKey(m) + gwKey; key != cp.routesKey {
+		cp.routesKey, rebuildRoutes = key, true
+	}
 	views := cp.Views.Views()
 	sort.Slice(views, func(i, j int) bool { return views[i].Key < views[j].Key })
+	cp.forgetEDS(views)
 	for _, v := range views {
-		if v.TypeURL == resource.ClusterType && !rebuildCDS {
+		switch {
+		case v.TypeURL == resource.ClusterType && !rebuildCDS:
 			continue // clusters depend on no endpoint: skip the build
+		case (v.TypeURL == resource.ListenerType || v.TypeURL == resource.RouteType) && !rebuildRoutes:
+			continue // nor do listeners and routes
 		}
 		if _, err := cp.Views.Update(v, cp.build(v)); err != nil {
 			cp.log.Error("view update", "view", v.String(), "error", err)
@@ -552,10 +567,7 @@ func (cp *ControlPlane) build(v server.View) map[string]types.Resource {
 			out[r.Name] = r
 		}
 	case resource.EndpointType:
-		network, _ := cutPrefix(v.Key, "network=")
-		for _, cla := range translate.EDS(m, translate.EDSView{Network: network}) {
-			out[cla.ClusterName] = cla
-		}
+		return cp.buildEDS(m, v)
 	}
 	return out
 }
@@ -580,6 +592,28 @@ func (cp *ControlPlane) buildRouter(m *model.Mesh, v server.View) map[string]typ
 		}
 	}
 	return out
+}
+
+// routesKey identifies what sidecar listeners and routes read from the
+// mesh: every service's hostname, ports and ClusterIPs (not endpoints).
+func routesKey(m *model.Mesh) string {
+	var b strings.Builder
+	for _, s := range m.Services() {
+		b.WriteString(s.Hostname)
+		for _, p := range s.Ports {
+			fmt.Fprintf(&b, " %s/%d/%s", p.Name, p.Port, p.Protocol)
+		}
+		clusters := make([]string, 0, len(s.ClusterIPs))
+		for c := range s.ClusterIPs {
+			clusters = append(clusters, string(c))
+		}
+		sort.Strings(clusters)
+		for _, c := range clusters {
+			fmt.Fprintf(&b, " %s=%v", c, s.ClusterIPs[model.ClusterID(c)])
+		}
+		b.WriteByte('\n')
+	}
+	return b.String()
 }
 
 // cdsKey identifies the CDS output: clusters depend only on the service

@@ -10,6 +10,7 @@ type metrics struct {
 	pushes        *prometheus.CounterVec
 	pushLatency   prometheus.Histogram
 	builds        *prometheus.CounterVec
+	assignments   *prometheus.CounterVec
 	nacks         *prometheus.CounterVec
 	clusterSynced *prometheus.GaugeVec
 	clusterErrors *prometheus.CounterVec
@@ -33,6 +34,10 @@ func newMetrics(reg prometheus.Registerer, cp *ControlPlane) *metrics {
 		builds: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "horizon_xds_builds_total", Help: "Resource builds, by type: one per view that was rebuilt.",
 		}, []string{"type"}),
+		assignments: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "horizon_eds_load_assignments_total",
+			Help: "Sidecar EDS load assignments per view build: built (the service's endpoints changed) or reused.",
+		}, []string{"result"}),
 		nacks: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "horizon_xds_nacks_total", Help: "Config rejected by proxies, by type.",
 		}, []string{"type"}),
@@ -58,7 +63,7 @@ func newMetrics(reg prometheus.Registerer, cp *ControlPlane) *metrics {
 		}
 		return float64(len(cp.Views.Views()))
 	})
-	reg.MustRegister(views, m.unsupported, m.proxies, m.pushes, m.pushLatency, m.builds, m.nacks, m.clusterSynced, m.clusterErrors, m.meshNetErrors,
+	reg.MustRegister(views, m.unsupported, m.proxies, m.pushes, m.pushLatency, m.builds, m.assignments, m.nacks, m.clusterSynced, m.clusterErrors, m.meshNetErrors,
 		&lastEventCollector{cp: cp, desc: prometheus.NewDesc("horizon_cluster_last_event_age_seconds",
 			"Seconds since the cluster's last source event.", []string{"cluster"}, nil)})
 	return m

@@ -105,3 +105,59 @@ func BenchmarkEndpointChangePerView(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkOneEndpointChangeInMesh measures one endpoint change of one
+// service reaching a sidecar that watches CDS, EDS, LDS and RDS, in a mesh of
+// 1 service and of 1,000 more services (10 endpoints each) that no change
+// touches. Cost proportional to the change means the two are close.
+func BenchmarkOneEndpointChangeInMesh(b *testing.B) {
+	for _, others := range []int{0, 1000} {
+		b.Run("services="+strconv.Itoa(others+1), func(b *testing.B) {
+			cp := New(Options{Logger: quietLogger(), Debounce: time.Millisecond, DebounceMax: 5 * time.Millisecond, RemoteSyncTimeout: time.Second})
+			store := kube.NewStore()
+			store.Upsert(&corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "big", Namespace: "ns"},
+				Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80}}}}, "")
+			store.Upsert(benchSlice(100, 0), "")
+			for s := range others {
+				name := fmt.Sprintf("svc%d", s)
+				store.Upsert(&corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "ns"},
+					Spec: corev1.ServiceSpec{ClusterIP: fmt.Sprintf("10.96.%d.%d", s/250, s%250+1),
+						Ports: []corev1.ServicePort{{Name: "http", Port: 80}}}}, "")
+				sl := &discoveryv1.EndpointSlice{
+					ObjectMeta:  metav1.ObjectMeta{Name: name + "-1", Namespace: "ns", Labels: map[string]string{kube.LabelServiceName: name}},
+					AddressType: discoveryv1.AddressTypeIPv4,
+					Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("http"), Port: ptr.To[int32](8080)}},
+				}
+				for e := range 10 {
+					sl.Endpoints = append(sl.Endpoints, discoveryv1.Endpoint{Addresses: []string{fmt.Sprintf("10.2.%d.%d", s/25, (s%25)*10+e+1)}})
+				}
+				store.Upsert(sl, "")
+			}
+			cp.SetCluster("c1", "bench", true, store, func() bool { return true }, nil)
+			addr := serve(b, cp)
+			for !cp.Ready() {
+				time.Sleep(time.Millisecond)
+			}
+			c, err := adsclient.Dial(addr, adsclient.Node("p0", "", "c1"))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			for _, typ := range []string{resource.ClusterType, resource.ListenerType, resource.RouteType} {
+				_ = c.Request(typ, nil, "", "", "")
+			}
+			_ = c.Request(resource.EndpointType, []string{"outbound|80||big.ns.svc.cluster.local"}, "", "", "")
+			for c.Count(resource.EndpointType) < 1 {
+				time.Sleep(50 * time.Microsecond)
+			}
+			b.ResetTimer()
+			for i := 1; i <= b.N; i++ {
+				store.Upsert(benchSlice(100, i), "")
+				cp.ClusterChanged("c1")
+				for c.Count(resource.EndpointType) < i+1 {
+					time.Sleep(50 * time.Microsecond)
+				}
+			}
+		})
+	}
+}

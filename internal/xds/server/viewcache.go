@@ -186,8 +186,8 @@ func (c *ViewCache) bindingsOf(node *corev3.Node) map[string]*viewEntry {
 	return b
 }
 
-// Update replaces a view's resources, sending only those that changed (by
-// proto.Equal) and their removals; it reports how many changed. A view
+// Update replaces a view's resources, sending only those that changed (the
+// same pointer, or else by proto.Equal) and their removals; it reports how many changed. A view
 // nobody watches yet is left alone: it is built when first asked for.
 func (c *ViewCache) Update(v View, resources map[string]types.Resource) (int, error) {
 	c.mu.Lock()
@@ -200,7 +200,9 @@ func (c *ViewCache) Update(v View, resources map[string]types.Resource) (int, er
 	defer e.mu.Unlock()
 	changed := map[string]types.Resource{}
 	for name, r := range resources {
-		if old, ok := e.current[name]; !ok || !proto.Equal(old, r) {
+		// The same pointer is a resource the builder reused unchanged: no
+		// need to compare it field by field.
+		if old, ok := e.current[name]; !ok || (old != r && !proto.Equal(old, r)) {
 			changed[name] = r
 		}
 	}

@@ -1,0 +1,135 @@
+package controlplane
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+
+	"github.com/horizonmesh/horizon/internal/source/kube"
+	"github.com/horizonmesh/horizon/internal/testing/adsclient"
+)
+
+func incrementalService(name, clusterIP string) *corev1.Service {
+	return &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "ns"},
+		Spec: corev1.ServiceSpec{ClusterIP: clusterIP, Ports: []corev1.ServicePort{{Name: "http", Port: 80}}}}
+}
+
+func incrementalSlice(name string, addrs ...string) *discoveryv1.EndpointSlice {
+	sl := &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Name: name + "-1", Namespace: "ns", Labels: map[string]string{kube.LabelServiceName: name}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("http"), Port: ptr.To[int32](8080)}},
+	}
+	for _, a := range addrs {
+		sl.Endpoints = append(sl.Endpoints, discoveryv1.Endpoint{Addresses: []string{a}})
+	}
+	return sl
+}
+
+// An endpoint change rebuilds the load assignment of its service only (the
+// others are reused) and no listener, route or cluster; a ClusterIP change
+// rebuilds listeners and routes.
+func TestEndpointChangeRebuildsOnlyItsService(t *testing.T) {
+	cp := New(Options{Logger: quietLogger(), Debounce: time.Millisecond, DebounceMax: 5 * time.Millisecond, RemoteSyncTimeout: time.Second})
+	store := kube.NewStore()
+	for i, name := range []string{"a", "b", "c"} {
+		store.Upsert(incrementalService(name, fmt.Sprintf("10.96.0.%d", i+1)), "")
+		store.Upsert(incrementalSlice(name, fmt.Sprintf("10.1.%d.1", i)), "")
+	}
+	cp.SetCluster("c1", "test", true, store, func() bool { return true }, nil)
+	addr := serve(t, cp)
+	waitFor(t, "ready", cp.Ready)
+	c, err := adsclient.Dial(addr, adsclient.Node("p0", "", "c1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	names := []string{"outbound|80||a.ns.svc.cluster.local", "outbound|80||b.ns.svc.cluster.local", "outbound|80||c.ns.svc.cluster.local"}
+	for _, typ := range []string{resource.ClusterType, resource.ListenerType, resource.RouteType} {
+		if err := c.Request(typ, nil, "", "", ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.Request(resource.EndpointType, names, "", "", ""); err != nil {
+		t.Fatal(err)
+	}
+	hasEndpoint := func(cluster, endpoint string) func(*discovery.DiscoveryResponse) bool {
+		return func(r *discovery.DiscoveryResponse) bool {
+			clas, _ := adsclient.LoadAssignments(r)
+			_, ok := adsclient.Weights(clas[cluster])[endpoint]
+			return ok
+		}
+	}
+	if _, err := c.Wait(resource.EndpointType, 10*time.Second, hasEndpoint(names[0], "10.1.0.1:8080")); err != nil {
+		t.Fatal(err)
+	}
+	for _, typ := range []string{resource.ClusterType, resource.ListenerType, resource.RouteType} {
+		if _, err := c.Wait(typ, 10*time.Second, func(*discovery.DiscoveryResponse) bool { return true }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	builds := func(typ string) float64 {
+		m := &dtoMetric{}
+		_ = cp.metrics.builds.WithLabelValues(typ).Write(m.ptr())
+		return m.value()
+	}
+	assignments := func(result string) float64 {
+		m := &dtoMetric{}
+		_ = cp.metrics.assignments.WithLabelValues(result).Write(m.ptr())
+		return m.value()
+	}
+	before := map[string]float64{"cds": builds("cds"), "lds": builds("lds"), "rds": builds("rds"), "built": assignments("built"), "reused": assignments("reused")}
+
+	// b's endpoint moves.
+	store.Upsert(incrementalSlice("b", "10.1.1.2"), "")
+	cp.ClusterChanged("c1")
+	r, err := c.Wait(resource.EndpointType, 10*time.Second, hasEndpoint(names[1], "10.1.1.2:8080"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// EDS is not a state-of-the-world type for Envoy: only b's is resent.
+	if clas, _ := adsclient.LoadAssignments(r); len(clas) != 1 {
+		t.Errorf("after b's change %d load assignments were sent, want b's only", len(clas))
+	}
+	if got, want := assignments("built")-before["built"], 1.0; got != want {
+		t.Errorf("load assignments built for one service's change: %v, want %v", got, want)
+	}
+	if got, want := assignments("reused")-before["reused"], 2.0; got != want {
+		t.Errorf("load assignments reused: %v, want %v", got, want)
+	}
+	for _, typ := range []string{"cds", "lds", "rds"} {
+		if got := builds(typ) - before[typ]; got != 0 {
+			t.Errorf("an endpoint change rebuilt %s %v times", typ, got)
+		}
+	}
+
+	// c's ClusterIP changes: listeners and routes name it.
+	ldsBefore, rdsBefore := builds("lds"), builds("rds")
+	store.Upsert(incrementalService("c", "10.96.0.99"), "")
+	cp.ClusterChanged("c1")
+	if _, err := c.Wait(resource.ListenerType, 10*time.Second, func(r *discovery.DiscoveryResponse) bool {
+		return r.VersionInfo != "" && builds("lds") > ldsBefore
+	}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "routes rebuilt after a ClusterIP change", func() bool { return builds("rds") > rdsBefore })
+}
+
+// waitFor polls ok (an observable state) until it holds, failing after 10 s.
+func waitFor(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !ok() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
