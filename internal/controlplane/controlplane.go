@@ -69,12 +69,12 @@ type ControlPlane struct {
 	mesh  atomic.Pointer[model.Mesh]
 	ready atomic.Bool
 
-	cdsKey       string // cluster names of the last CDS build
-	routesKey    string // what the last LDS/RDS builds depended on
+	cdsKey    string // cluster names of the last CDS build
+	routesKey string // what the last LDS/RDS builds depended on
 	// eds holds, per EDS view, the mesh its last build read and what it
 	// built: a push rebuilds only the services whose endpoints changed.
-	edsMu sync.Mutex
-	eds   map[server.View]edsBuild
+	edsMu        sync.Mutex
+	eds          map[server.View]edsBuild
 	meshProblems string // the mesh diagnostics last logged
 	Views        *server.ViewCache
 	Tracker      *server.Tracker
