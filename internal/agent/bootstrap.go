@@ -13,13 +13,11 @@ import (
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
-	upstreamsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
-	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/horizonmesh/horizon/internal/xds/envoyconf"
 	"github.com/horizonmesh/horizon/internal/xds/server"
 	"github.com/horizonmesh/horizon/internal/xds/translate"
 )
@@ -74,36 +72,25 @@ func Bootstrap(c BootstrapConfig) (*bootstrapv3.Bootstrap, error) {
 		sort.Strings(ips)
 		meta["INSTANCE_IPS"] = structpb.NewStringValue(strings.Join(ips, ","))
 	}
-	h2, err := anypb.New(&upstreamsv3.HttpProtocolOptions{UpstreamProtocolOptions: &upstreamsv3.HttpProtocolOptions_ExplicitHttpConfig_{
-		ExplicitHttpConfig: &upstreamsv3.HttpProtocolOptions_ExplicitHttpConfig{ProtocolConfig: &upstreamsv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{
-			Http2ProtocolOptions: &corev3.Http2ProtocolOptions{}}}}})
-	if err != nil {
-		return nil, err
-	}
-	h2opts := map[string]*anypb.Any{"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": h2}
-	xdsTLS, err := anypb.New(&tlsv3.UpstreamTlsContext{
+	xdsTLS := envoyconf.UpstreamTLS(&tlsv3.UpstreamTlsContext{
 		Sni: c.DiscoverySNI,
 		CommonTlsContext: &tlsv3.CommonTlsContext{
-			TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{{Name: translate.SecretDefault, SdsConfig: sdsConfig()}},
+			TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{envoyconf.SDSSecret(translate.SecretDefault, translate.SDSCluster)},
 			ValidationContextType: &tlsv3.CommonTlsContext_ValidationContextSdsSecretConfig{
-				ValidationContextSdsSecretConfig: &tlsv3.SdsSecretConfig{Name: translate.SecretRootCA, SdsConfig: sdsConfig()}},
+				ValidationContextSdsSecretConfig: envoyconf.SDSSecret(translate.SecretRootCA, translate.SDSCluster)},
 			// "istio" lets a network gateway pass the connection through
 			// to discovery on SNI (remote networks reach it that way).
 			AlpnProtocols: []string{"h2", translate.MeshALPN[0]},
 		},
 	})
-	if err != nil {
-		return nil, err
-	}
+	ads := envoyconf.GRPCAPIConfigSource(XDSCluster)
+	ads.SetNodeOnFirstMessageOnly = true
 	return &bootstrapv3.Bootstrap{
 		Node: &corev3.Node{Id: c.NodeID, Cluster: c.Cluster, Metadata: &structpb.Struct{Fields: meta}},
 		DynamicResources: &bootstrapv3.Bootstrap_DynamicResources{
-			AdsConfig: &corev3.ApiConfigSource{ApiType: corev3.ApiConfigSource_GRPC, TransportApiVersion: corev3.ApiVersion_V3,
-				SetNodeOnFirstMessageOnly: true,
-				GrpcServices: []*corev3.GrpcService{{TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{
-					EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: XDSCluster}}}}},
-			CdsConfig: adsConfig(),
-			LdsConfig: adsConfig(),
+			AdsConfig: ads,
+			CdsConfig: envoyconf.ADSSource(),
+			LdsConfig: envoyconf.ADSSource(),
 		},
 		StaticResources: &bootstrapv3.Bootstrap_StaticResources{Clusters: []*clusterv3.Cluster{
 			{
@@ -114,44 +101,20 @@ func Bootstrap(c BootstrapConfig) (*bootstrapv3.Bootstrap, error) {
 				// nameserver answers, found in the lab).
 				DnsLookupFamily:               clusterv3.Cluster_V4_PREFERRED,
 				ConnectTimeout:                durationpb.New(5 * time.Second),
-				TypedExtensionProtocolOptions: h2opts,
-				LoadAssignment:                staticLoad(XDSCluster, tcpAddress(host, port)),
-				TransportSocket:               &corev3.TransportSocket{Name: "envoy.transport_sockets.tls", ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: xdsTLS}},
+				TypedExtensionProtocolOptions: envoyconf.HTTP2ProtocolOptions(),
+				LoadAssignment:                envoyconf.StaticLoadAssignment(XDSCluster, envoyconf.SocketAddress(host, port)),
+				TransportSocket:               xdsTLS,
 			},
 			{
 				Name:                          translate.SDSCluster,
 				ClusterDiscoveryType:          &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
 				ConnectTimeout:                durationpb.New(time.Second),
-				TypedExtensionProtocolOptions: h2opts,
-				LoadAssignment: staticLoad(translate.SDSCluster, &corev3.Address{Address: &corev3.Address_Pipe{
-					Pipe: &corev3.Pipe{Path: c.SDSSocket}}}),
+				TypedExtensionProtocolOptions: envoyconf.HTTP2ProtocolOptions(),
+				LoadAssignment:                envoyconf.StaticLoadAssignment(translate.SDSCluster, envoyconf.PipeAddress(c.SDSSocket)),
 			},
 		}},
-		Admin: &bootstrapv3.Admin{Address: tcpAddress("127.0.0.1", c.AdminPort)},
+		Admin: &bootstrapv3.Admin{Address: envoyconf.SocketAddress("127.0.0.1", c.AdminPort)},
 	}, nil
-}
-
-func adsConfig() *corev3.ConfigSource {
-	return &corev3.ConfigSource{ResourceApiVersion: corev3.ApiVersion_V3,
-		ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}}}
-}
-
-func sdsConfig() *corev3.ConfigSource {
-	return &corev3.ConfigSource{ResourceApiVersion: corev3.ApiVersion_V3,
-		ConfigSourceSpecifier: &corev3.ConfigSource_ApiConfigSource{ApiConfigSource: &corev3.ApiConfigSource{
-			ApiType: corev3.ApiConfigSource_GRPC, TransportApiVersion: corev3.ApiVersion_V3,
-			GrpcServices: []*corev3.GrpcService{{TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{
-				EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: translate.SDSCluster}}}}}}}
-}
-
-func staticLoad(name string, addr *corev3.Address) *endpointv3.ClusterLoadAssignment {
-	return &endpointv3.ClusterLoadAssignment{ClusterName: name, Endpoints: []*endpointv3.LocalityLbEndpoints{{
-		LbEndpoints: []*endpointv3.LbEndpoint{{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{Address: addr}}}}}}}
-}
-
-func tcpAddress(host string, port uint32) *corev3.Address {
-	return &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
-		Address: host, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port}}}}
 }
 
 func splitHostPort(hp string) (string, uint32, error) {

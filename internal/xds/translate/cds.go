@@ -6,8 +6,6 @@ import (
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
-	rawbufferv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/raw_buffer/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/proto"
@@ -16,6 +14,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/horizonmesh/horizon/internal/model"
+	"github.com/horizonmesh/horizon/internal/xds/envoyconf"
 )
 
 // ConnectTimeout is the upstream connect timeout of every outbound cluster.
@@ -44,7 +43,7 @@ func OutboundCluster(svc *model.Service, port uint32, opts Options) *clusterv3.C
 	return &clusterv3.Cluster{
 		Name:                 name,
 		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
-		EdsClusterConfig:     &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsSource()},
+		EdsClusterConfig:     &clusterv3.Cluster_EdsClusterConfig{EdsConfig: envoyconf.ADSSource()},
 		ConnectTimeout:       durationpb.New(ConnectTimeout),
 		TransportSocketMatches: []*clusterv3.Cluster_TransportSocketMatch{
 			{
@@ -52,7 +51,7 @@ func OutboundCluster(svc *model.Service, port uint32, opts Options) *clusterv3.C
 				Match:           &structpb.Struct{Fields: map[string]*structpb.Value{"tlsMode": structpb.NewStringValue(TLSModeIstio)}},
 				TransportSocket: upstreamMTLS(SNI(port, svc.Hostname), spiffeIDs(svc, port, opts.trustDomain())),
 			},
-			{Name: "tlsMode-disabled", Match: &structpb.Struct{}, TransportSocket: rawBuffer()},
+			{Name: "tlsMode-disabled", Match: &structpb.Struct{}, TransportSocket: envoyconf.RawBuffer()},
 		},
 	}
 }
@@ -81,30 +80,7 @@ func InboundCluster(port uint32) *clusterv3.Cluster {
 		Name:                 name,
 		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
 		ConnectTimeout:       durationpb.New(ConnectTimeout),
-		LoadAssignment: &endpointv3.ClusterLoadAssignment{ClusterName: name, Endpoints: []*endpointv3.LocalityLbEndpoints{{
-			LbEndpoints: []*endpointv3.LbEndpoint{{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
-				Address: socketAddress("127.0.0.1", port)}}}},
-		}}},
-	}
-}
-
-func adsSource() *corev3.ConfigSource {
-	return &corev3.ConfigSource{
-		ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}},
-		ResourceApiVersion:    corev3.ApiVersion_V3,
-	}
-}
-
-// sdsSource is the agent's SDS server, through the bootstrap's sds-grpc
-// cluster (a Unix socket).
-func sdsSource() *corev3.ConfigSource {
-	return &corev3.ConfigSource{
-		ResourceApiVersion: corev3.ApiVersion_V3,
-		ConfigSourceSpecifier: &corev3.ConfigSource_ApiConfigSource{ApiConfigSource: &corev3.ApiConfigSource{
-			ApiType: corev3.ApiConfigSource_GRPC, TransportApiVersion: corev3.ApiVersion_V3,
-			GrpcServices: []*corev3.GrpcService{{TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{
-				EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: SDSCluster}}}},
-		}},
+		LoadAssignment:       envoyconf.StaticLoadAssignment(name, envoyconf.SocketAddress("127.0.0.1", port)),
 	}
 }
 
@@ -119,36 +95,18 @@ func meshTLSContext(sans []string) *tlsv3.CommonTlsContext {
 		})
 	}
 	return &tlsv3.CommonTlsContext{
-		TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{{Name: SecretDefault, SdsConfig: sdsSource()}},
+		TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{envoyconf.SDSSecret(SecretDefault, SDSCluster)},
 		ValidationContextType: &tlsv3.CommonTlsContext_CombinedValidationContext{CombinedValidationContext: &tlsv3.CommonTlsContext_CombinedCertificateValidationContext{
 			DefaultValidationContext:         validation,
-			ValidationContextSdsSecretConfig: &tlsv3.SdsSecretConfig{Name: SecretRootCA, SdsConfig: sdsSource()},
+			ValidationContextSdsSecretConfig: envoyconf.SDSSecret(SecretRootCA, SDSCluster),
 		}},
 		AlpnProtocols: MeshALPN[:1],
 	}
 }
 
 func upstreamMTLS(sni string, sans []string) *corev3.TransportSocket {
-	return transportSocket("envoy.transport_sockets.tls", &tlsv3.UpstreamTlsContext{Sni: sni, CommonTlsContext: meshTLSContext(sans)})
+	return envoyconf.UpstreamTLS(&tlsv3.UpstreamTlsContext{Sni: sni, CommonTlsContext: meshTLSContext(sans)})
 }
 
-func rawBuffer() *corev3.TransportSocket {
-	return transportSocket("envoy.transport_sockets.raw_buffer", &rawbufferv3.RawBuffer{})
-}
-
-func transportSocket(name string, cfg proto.Message) *corev3.TransportSocket {
-	return &corev3.TransportSocket{Name: name, ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(cfg)}}
-}
-
-func mustAny(m proto.Message) *anypb.Any {
-	a, err := anypb.New(m)
-	if err != nil {
-		panic(err) // only for our own, statically typed messages
-	}
-	return a
-}
-
-func socketAddress(addr string, port uint32) *corev3.Address {
-	return &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
-		Address: addr, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port}}}}
-}
+// mustAny is envoyconf.MustAny, under the name the package's files use.
+func mustAny(m proto.Message) *anypb.Any { return envoyconf.MustAny(m) }

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/horizonmesh/horizon/internal/model"
+	"github.com/horizonmesh/horizon/internal/xds/envoyconf"
 )
 
 // GatewayView is what a network gateway proxy's config depends on: its
@@ -41,7 +42,7 @@ func GatewayLDS(m *model.Mesh, v GatewayView) []*listenerv3.Listener {
 		}
 		out = append(out, &listenerv3.Listener{
 			Name:    "gateway_" + itoa(port),
-			Address: socketAddress("0.0.0.0", port),
+			Address: envoyconf.SocketAddress("0.0.0.0", port),
 			ListenerFilters: []*listenerv3.ListenerFilter{{Name: "envoy.filters.listener.tls_inspector",
 				ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: mustAny(&tlsinspectorv3.TlsInspector{})}}},
 			FilterChains: chains,
@@ -65,7 +66,7 @@ func GatewayCDS(m *model.Mesh, v GatewayView) []*clusterv3.Cluster {
 			out = append(out, &clusterv3.Cluster{
 				Name:                 sni,
 				ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
-				EdsClusterConfig:     &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsSource()},
+				EdsClusterConfig:     &clusterv3.Cluster_EdsClusterConfig{EdsConfig: envoyconf.ADSSource()},
 				ConnectTimeout:       durationpb.New(ConnectTimeout),
 			})
 		}

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/horizonmesh/horizon/internal/model"
+	"github.com/horizonmesh/horizon/internal/xds/envoyconf"
 )
 
 // Listener names.
@@ -89,7 +90,7 @@ func outboundListener(m *model.Mesh, v SidecarView) *listenerv3.Listener {
 	}
 	return &listenerv3.Listener{
 		Name:            OutboundListener,
-		Address:         socketAddress("0.0.0.0", OutboundPort),
+		Address:         envoyconf.SocketAddress("0.0.0.0", OutboundPort),
 		ListenerFilters: []*listenerv3.ListenerFilter{originalDst()},
 		FilterChains:    chains,
 		DefaultFilterChain: &listenerv3.FilterChain{Name: PassthroughCluster,
@@ -99,7 +100,7 @@ func outboundListener(m *model.Mesh, v SidecarView) *listenerv3.Listener {
 
 func inboundListener(v SidecarView) *listenerv3.Listener {
 	var chains []*listenerv3.FilterChain
-	tls := transportSocket("envoy.transport_sockets.tls", &tlsv3.DownstreamTlsContext{
+	tls := envoyconf.DownstreamTLS(&tlsv3.DownstreamTlsContext{
 		RequireClientCertificate: wrapperspb.Bool(true),
 		CommonTlsContext:         meshTLSContext(nil),
 	})
@@ -118,7 +119,7 @@ func inboundListener(v SidecarView) *listenerv3.Listener {
 	}
 	return &listenerv3.Listener{
 		Name:            InboundListener,
-		Address:         socketAddress("0.0.0.0", InboundPort),
+		Address:         envoyconf.SocketAddress("0.0.0.0", InboundPort),
 		ListenerFilters: []*listenerv3.ListenerFilter{originalDst()},
 		FilterChains:    chains,
 		// A port the workload does not serve through the mesh: refuse rather
@@ -150,7 +151,7 @@ func tcpProxy(stat, cluster string) *listenerv3.Filter {
 func httpManager(stat, rds string, inline *routev3.RouteConfiguration) *listenerv3.Filter {
 	m := &hcmv3.HttpConnectionManager{StatPrefix: stat}
 	if rds != "" {
-		m.RouteSpecifier = &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{ConfigSource: adsSource(), RouteConfigName: rds}}
+		m.RouteSpecifier = &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{ConfigSource: envoyconf.ADSSource(), RouteConfigName: rds}}
 	} else {
 		m.RouteSpecifier = &hcmv3.HttpConnectionManager_RouteConfig{RouteConfig: inline}
 	}
