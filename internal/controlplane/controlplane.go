@@ -141,22 +141,20 @@ func New(opts Options) *ControlPlane {
 // is served once its network or cluster appears). This is what bounds the
 // views: without it every distinct NETWORK a client invents would be a
 // view holding a copy of the whole mesh's endpoints.
-func (cp *ControlPlane) Classify(typeURL string, p server.Proxy) (string, error) {
+func (cp *ControlPlane) Classify(typeURL string, p server.Proxy) (translate.View, error) {
 	if err := cp.knows(p); err != nil {
-		return "", err
+		return translate.View{}, err
 	}
+	tp := translate.Proxy{Network: p.Network, Cluster: p.Cluster, Labels: p.Labels}
 	if p.Router {
-		return routerKey(typeURL, p)
+		tp.Role = translate.RoleRouter
+	} else if m := cp.mesh.Load(); m != nil && (typeURL == resource.ClusterType || typeURL == resource.ListenerType) {
+		tp.Inbound = m.PortsServedBy(p.Cluster, p.IPs)
 	}
-	switch typeURL {
-	case resource.EndpointType:
-		return EDSViewKey(p.Network), nil
-	case resource.ClusterType, resource.ListenerType:
-		return sidecarKey(p.Cluster, cp.inboundPorts(p)), nil
-	case resource.RouteType:
-		return sidecarKey(p.Cluster, nil), nil
+	if v, ok := translate.ViewOf(typeURL, tp); ok {
+		return v, nil
 	}
-	return "", server.UnsupportedType(typeURL)
+	return translate.View{}, server.UnsupportedType(typeURL)
 }
 
 // knows checks that the proxy's network and cluster are part of the mesh.
@@ -191,49 +189,6 @@ func cutID(id string) string {
 	return strconv.Quote(id)
 }
 
-// routerKey: a gateway's listeners and clusters depend on its network and
-// labels (which Gateways select it); its endpoints on its network only.
-func routerKey(typeURL string, p server.Proxy) (string, error) {
-	switch typeURL {
-	case resource.EndpointType:
-		return "router;network=" + p.Network, nil
-	case resource.ClusterType, resource.ListenerType:
-		keys := make([]string, 0, len(p.Labels))
-		for k, v := range p.Labels {
-			keys = append(keys, k+"="+v)
-		}
-		sort.Strings(keys)
-		return "router;network=" + p.Network + ";labels=" + strings.Join(keys, ","), nil
-	}
-	return "", server.UnsupportedType(typeURL)
-}
-
-// gatewayView returns the network and the Gateways selecting the labels of
-// a router view key.
-func (cp *ControlPlane) gatewayView(key string) translate.GatewayView {
-	var v translate.GatewayView
-	labels := map[string]string{}
-	for _, part := range strings.Split(key, ";") {
-		if n, ok := strings.CutPrefix(part, "network="); ok {
-			v.Network = n
-		}
-		if ls, ok := strings.CutPrefix(part, "labels="); ok && ls != "" {
-			for _, kv := range strings.Split(ls, ",") {
-				k, val, _ := strings.Cut(kv, "=")
-				labels[k] = val
-			}
-		}
-	}
-	cp.mu.Lock()
-	defer cp.mu.Unlock()
-	for _, g := range cp.gateways {
-		if g.Selects(labels) {
-			v.Gateways = append(v.Gateways, g)
-		}
-	}
-	return v
-}
-
 // SetIstioGateways applies the config cluster's valid Gateways.
 func (cp *ControlPlane) SetIstioGateways(gws []*model.IstioGateway) {
 	cp.mu.Lock()
@@ -247,60 +202,9 @@ func (cp *ControlPlane) IstioGatewayError(object, msg string) {
 	cp.log.Error("Gateway ignored", "gateway", object, "error", msg)
 }
 
-// EDSViewKey names the EDS view of a network.
-func EDSViewKey(network string) string { return "network=" + network }
+// EDSView is the view of a sidecar's endpoints on network.
+func EDSView(network string) translate.View { return translate.View{Network: network} }
 
-func sidecarKey(cluster model.ClusterID, ports []uint32) string {
-	k := "sidecar;cluster=" + string(cluster) + ";inbound="
-	for i, p := range ports {
-		if i > 0 {
-			k += ","
-		}
-		k += strconv.FormatUint(uint64(p), 10)
-	}
-	return k
-}
-
-func parseSidecarKey(key string) translate.SidecarView {
-	var v translate.SidecarView
-	for _, part := range strings.Split(key, ";") {
-		if c, ok := strings.CutPrefix(part, "cluster="); ok {
-			v.Cluster = model.ClusterID(c)
-		}
-		if ps, ok := strings.CutPrefix(part, "inbound="); ok && ps != "" {
-			for _, p := range strings.Split(ps, ",") {
-				n, _ := strconv.ParseUint(p, 10, 32)
-				v.InboundPorts = append(v.InboundPorts, uint32(n))
-			}
-		}
-	}
-	return v
-}
-
-// inboundPorts are the ports the proxy's own workload serves: those of the
-// endpoints at its IPs in its cluster.
-func (cp *ControlPlane) inboundPorts(p server.Proxy) []uint32 {
-	m := cp.mesh.Load()
-	if m == nil || len(p.IPs) == 0 {
-		return nil
-	}
-	set := map[uint32]bool{}
-	for _, s := range m.Services() {
-		for _, eps := range s.Endpoints {
-			for _, e := range eps {
-				if e.Cluster == p.Cluster && slices.Contains(p.IPs, e.Address) {
-					set[e.Port] = true
-				}
-			}
-		}
-	}
-	out := make([]uint32, 0, len(set))
-	for port := range set {
-		out = append(out, port)
-	}
-	slices.Sort(out)
-	return out
-}
 
 // Mesh returns the mesh of the last push (nil before the first).
 func (cp *ControlPlane) Mesh() *model.Mesh { return cp.mesh.Load() }
@@ -523,7 +427,7 @@ func (cp *ControlPlane) updateViews(m *model.Mesh) {
 		cp.routesKey, rebuildRoutes = key, true
 	}
 	views := cp.Views.Views()
-	sort.Slice(views, func(i, j int) bool { return views[i].Key < views[j].Key })
+	sort.Slice(views, func(i, j int) bool { return views[i].String() < views[j].String() })
 	cp.forgetEDS(views)
 	for _, v := range views {
 		switch {
@@ -538,60 +442,28 @@ func (cp *ControlPlane) updateViews(m *model.Mesh) {
 	}
 }
 
-// build builds one view's resources from the current mesh. ViewCache calls
-// it for a view's first proxy; updateViews for every change.
+// build builds one view's resources from the current mesh with
+// translate.Build — sidecar EDS incrementally (buildEDS), to the same
+// result. ViewCache calls it for a view's first proxy; updateViews for
+// every change.
 func (cp *ControlPlane) build(v server.View) map[string]types.Resource {
 	m := cp.mesh.Load()
-	out := map[string]types.Resource{}
 	if m == nil {
-		return out
+		return map[string]types.Resource{}
 	}
 	cp.metrics.builds.WithLabelValues(server.TypeName(v.TypeURL)).Inc()
-	if strings.HasPrefix(v.Key, "router;") {
-		return cp.buildRouter(m, v)
-	}
-	switch v.TypeURL {
-	case resource.ClusterType:
-		for _, c := range translate.CDS(m, cp.opts.Translate) {
-			out[c.Name] = c
-		}
-		for _, c := range translate.InboundClusters(parseSidecarKey(v.Key)) {
-			out[c.Name] = c
-		}
-	case resource.ListenerType:
-		for _, l := range translate.LDS(m, parseSidecarKey(v.Key)) {
-			out[l.Name] = l
-		}
-	case resource.RouteType:
-		for _, r := range translate.RDS(m, parseSidecarKey(v.Key)) {
-			out[r.Name] = r
-		}
-	case resource.EndpointType:
+	if v.TypeURL == resource.EndpointType && v.Key.Role == translate.RoleSidecar {
 		return cp.buildEDS(m, v)
 	}
-	return out
+	return translate.Build(cp.input(m), v.TypeURL, v.Key)
 }
 
-// buildRouter builds a network gateway's view: AUTO_PASSTHROUGH listeners,
-// their SNI clusters, and those clusters' local-network endpoints.
-func (cp *ControlPlane) buildRouter(m *model.Mesh, v server.View) map[string]types.Resource {
-	out := map[string]types.Resource{}
-	gv := cp.gatewayView(v.Key)
-	switch v.TypeURL {
-	case resource.ListenerType:
-		for _, l := range translate.GatewayLDS(m, gv) {
-			out[l.Name] = l
-		}
-	case resource.ClusterType:
-		for _, c := range translate.GatewayCDS(m, gv) {
-			out[c.Name] = c
-		}
-	case resource.EndpointType:
-		for _, cla := range translate.GatewayEDS(m, gv) {
-			out[cla.ClusterName] = cla
-		}
-	}
-	return out
+// input is what translate.Build reads besides the view.
+func (cp *ControlPlane) input(m *model.Mesh) translate.Input {
+	cp.mu.Lock()
+	gws := cp.gateways
+	cp.mu.Unlock()
+	return translate.Input{Mesh: m, Gateways: gws, Options: cp.opts.Translate}
 }
 
 // routesKey identifies what sidecar listeners and routes read from the
@@ -631,13 +503,6 @@ func cdsKey(m *model.Mesh, opts translate.Options) string {
 		}
 	}
 	return b.String()
-}
-
-func cutPrefix(s, prefix string) (string, bool) {
-	if len(s) >= len(prefix) && s[:len(prefix)] == prefix {
-		return s[len(prefix):], true
-	}
-	return s, false
 }
 
 func b2f(b bool) float64 {

@@ -20,8 +20,7 @@ type edsBuild struct {
 // which ViewCache.Update then recognises without comparing — so an
 // endpoint change costs the changed services, not the mesh.
 func (cp *ControlPlane) buildEDS(m *model.Mesh, v server.View) map[string]types.Resource {
-	network, _ := cutPrefix(v.Key, "network=")
-	view := translate.EDSView{Network: network}
+	view := translate.EDSView{Network: v.Key.Network}
 	cp.edsMu.Lock()
 	prev := cp.eds[v]
 	cp.edsMu.Unlock()

@@ -10,10 +10,13 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"google.golang.org/protobuf/proto"
 	"k8s.io/utils/ptr"
 
 	"github.com/horizonmesh/horizon/internal/source/kube"
 	"github.com/horizonmesh/horizon/internal/testing/adsclient"
+	"github.com/horizonmesh/horizon/internal/xds/server"
+	"github.com/horizonmesh/horizon/internal/xds/translate"
 )
 
 func incrementalService(name, clusterIP string) *corev1.Service {
@@ -107,6 +110,21 @@ func TestEndpointChangeRebuildsOnlyItsService(t *testing.T) {
 	for _, typ := range []string{"cds", "lds", "rds"} {
 		if got := builds(typ) - before[typ]; got != 0 {
 			t.Errorf("an endpoint change rebuilt %s %v times", typ, got)
+		}
+	}
+	// What the incremental build holds is what the one translation builds.
+	view := server.View{TypeURL: resource.EndpointType, Key: EDSView("")}
+	held, _, ok := cp.Views.Resources(view)
+	if !ok {
+		t.Fatal("no EDS view")
+	}
+	want := translate.Build(cp.input(cp.Mesh()), resource.EndpointType, view.Key)
+	if len(held) != len(want) {
+		t.Fatalf("EDS view holds %d load assignments, translate.Build makes %d", len(held), len(want))
+	}
+	for name, r := range want {
+		if !proto.Equal(held[name], r) {
+			t.Errorf("%s: held %v, translate.Build %v", name, held[name], r)
 		}
 	}
 

@@ -2,6 +2,7 @@ package model
 
 import (
 	"net/netip"
+	"slices"
 	"sort"
 )
 
@@ -145,4 +146,29 @@ func addrPortLess(a netip.Addr, ap uint32, b netip.Addr, bp uint32) bool {
 		return c < 0
 	}
 	return ap < bp
+}
+
+// PortsServedBy returns, sorted, the ports a workload of cluster at ips
+// serves: those of the endpoints at those addresses. They are a sidecar's
+// inbound ports.
+func (m *Mesh) PortsServedBy(cluster ClusterID, ips []netip.Addr) []uint32 {
+	if len(ips) == 0 {
+		return nil
+	}
+	set := map[uint32]bool{}
+	for _, s := range m.services {
+		for _, eps := range s.Endpoints {
+			for _, e := range eps {
+				if e.Cluster == cluster && slices.Contains(ips, e.Address) {
+					set[e.Port] = true
+				}
+			}
+		}
+	}
+	out := make([]uint32, 0, len(set))
+	for port := range set {
+		out = append(out, port)
+	}
+	slices.Sort(out)
+	return out
 }

@@ -116,7 +116,7 @@ func edsViews(cp *controlplane.ControlPlane) string {
 	var keys []string
 	for _, v := range cp.Views.Views() {
 		if v.TypeURL == resource.EndpointType {
-			keys = append(keys, strconv.Quote(v.Key))
+			keys = append(keys, strconv.Quote(v.Key.String()))
 		}
 	}
 	if len(keys) == 0 {

@@ -156,7 +156,7 @@ func decodePage(t *testing.T, rec *httptest.ResponseRecorder) (edsPage, []*endpo
 
 func TestDebugEDSServesTheCachedViewInPages(t *testing.T) {
 	m := startMesh(t, 5, 7)
-	view := server.View{TypeURL: resource.EndpointType, Key: controlplane.EDSViewKey("n1")}
+	view := server.View{TypeURL: resource.EndpointType, Key: controlplane.EDSView("n1")}
 	cached, version, ok := m.cp.Views.Resources(view)
 	if !ok || len(cached) != 5 {
 		t.Fatalf("cached view: ok=%v, %d resources", ok, len(cached))
@@ -219,7 +219,7 @@ func TestDebugEDSServesTheCachedViewInPages(t *testing.T) {
 	if rec.Code != http.StatusNotFound || !strings.Contains(rec.Body.String(), `EDS views: "network=n1"`) {
 		t.Errorf("unknown view = %d %s, want 404 naming the existing views", rec.Code, rec.Body)
 	}
-	if _, _, ok := m.cp.Views.Resources(server.View{TypeURL: resource.EndpointType, Key: controlplane.EDSViewKey("")}); ok {
+	if _, _, ok := m.cp.Views.Resources(server.View{TypeURL: resource.EndpointType, Key: controlplane.EDSView("")}); ok {
 		t.Error("asking for a view created it")
 	}
 	if after := m.builds(t); after != before {

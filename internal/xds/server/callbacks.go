@@ -269,7 +269,7 @@ func (t *Tracker) bind(s *stream, typeURL string) (*TypeState, error) {
 	case err != nil:
 		return nil, err
 	}
-	ts := &TypeState{View: v.Key}
+	ts := &TypeState{View: v.Key.String()}
 	s.status.Types[typeURL] = ts
 	return ts, nil
 }

@@ -22,6 +22,8 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/horizonmesh/horizon/internal/xds/translate"
 )
 
 // fixture is a Tracker over a ViewCache whose views are keyed by network
@@ -55,14 +57,14 @@ func (s *syncBuffer) count(substr string) int {
 
 func newFixture(t *testing.T, maxViews int, limits Limits) *fixture {
 	f := &fixture{t: t, logs: &syncBuffer{}, connected: map[string]int{}}
-	classify := func(typeURL string, p Proxy) (string, error) {
+	classify := func(typeURL string, p Proxy) (translate.View, error) {
 		if typeURL != resource.EndpointType && typeURL != resource.ClusterType {
-			return "", UnsupportedType(typeURL)
+			return translate.View{}, UnsupportedType(typeURL)
 		}
 		if p.Network == "refused" {
-			return "", status.Error(codes.FailedPrecondition, "network refused")
+			return translate.View{}, status.Error(codes.FailedPrecondition, "network refused")
 		}
-		return "network=" + p.Network, nil
+		return translate.View{Network: p.Network}, nil
 	}
 	build := func(View) map[string]types.Resource { return map[string]types.Resource{} }
 	f.vc = NewViewCache(build, classify, maxViews)
@@ -195,7 +197,7 @@ func TestViewsAreFreedWithTheirLastStream(t *testing.T) {
 	}
 	f.cb.OnStreamClosed(3, nil)
 	f.cb.OnStreamClosed(1, nil)
-	if got := f.vc.Views(); len(got) != 2 || got[0].Key != "network=n1" {
+	if got := f.vc.Views(); len(got) != 2 || got[0].Key.Network != "n1" {
 		t.Fatalf("views %v, want n1's two (stream 2 still has them)", got)
 	}
 	f.cb.OnStreamClosed(2, nil)

@@ -14,16 +14,18 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/horizonmesh/horizon/internal/xds/translate"
 )
 
 // View names one set of proxies that receive identical resources of one
-// type: EDS views are networks, the CDS view is the sidecar role.
+// type: its typed key (translate.View) and the type.
 type View struct {
 	TypeURL string
-	Key     string
+	Key     translate.View
 }
 
-func (v View) String() string { return TypeName(v.TypeURL) + "/" + v.Key }
+func (v View) String() string { return TypeName(v.TypeURL) + "/" + v.Key.String() }
 
 // TypeName is the short name of an xDS type URL ("eds", "cds", ...).
 func TypeName(typeURL string) string {
@@ -48,7 +50,7 @@ type Builder func(View) map[string]types.Resource
 // Classifier tells which view of a type a proxy belongs to. It returns
 // UnsupportedType for a type Horizon does not serve, and a gRPC status
 // error (or any error, taken as InvalidArgument) for a proxy it refuses.
-type Classifier func(typeURL string, p Proxy) (key string, err error)
+type Classifier func(typeURL string, p Proxy) (key translate.View, err error)
 
 // UnsupportedType is the Classifier's answer for a resource type Horizon
 // does not serve.
@@ -247,7 +249,7 @@ func (c *ViewCache) bound(node *corev3.Node, typeURL string) (*viewEntry, error)
 	return e, nil
 }
 
-func versionPrefix(v View) string { return v.Key + "-" }
+func versionPrefix(v View) string { return v.Key.String() + "-" }
 
 // CreateWatch implements cache.ConfigWatcher for state-of-the-world streams.
 func (c *ViewCache) CreateWatch(req *cache.Request, sub cache.Subscription, out chan cache.Response) (func(), error) {

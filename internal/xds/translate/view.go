@@ -1,0 +1,158 @@
+package translate
+
+import (
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+
+	"github.com/horizonmesh/horizon/internal/model"
+)
+
+// Role is what a proxy is: a workload's sidecar or a network gateway.
+type Role uint8
+
+const (
+	RoleSidecar Role = iota
+	RoleRouter
+)
+
+func (r Role) String() string {
+	if r == RoleRouter {
+		return "router"
+	}
+	return "sidecar"
+}
+
+// View is the typed key of a set of proxies that receive identical
+// resources of one type: a proxy is classified into it once per stream and
+// type, and builds read its fields directly. Which fields are set depends
+// on the type (see the control plane's Classify):
+//   - sidecar EDS: Network;
+//   - sidecar CDS and LDS: Cluster and Inbound (the ports its workload
+//     serves); sidecar RDS: Cluster (routes name its ClusterIPs);
+//   - router EDS: Network; router CDS and LDS: Network and Labels (which
+//     Gateways select it).
+//
+// It is comparable, so it keys maps directly.
+type View struct {
+	Role    Role
+	Network string
+	Cluster model.ClusterID
+	Inbound Ports
+	Labels  Labels
+}
+
+// String is the view as /debug/syncz and logs show it.
+func (v View) String() string {
+	switch {
+	case v.Role == RoleRouter:
+		return "router;network=" + v.Network + labelsPart(v)
+	case v.Cluster == "" && v.Inbound == "":
+		// An EDS view (or the zero view of a sidecar on no cluster).
+		return "network=" + v.Network
+	}
+	return "sidecar;cluster=" + string(v.Cluster) + ";inbound=" + string(v.Inbound)
+}
+
+func labelsPart(v View) string {
+	if v.Labels == "" {
+		return ""
+	}
+	return ";labels=" + string(v.Labels)
+}
+
+// Proxy is what decides a proxy's views.
+type Proxy struct {
+	Role    Role
+	Network string
+	Cluster model.ClusterID
+	Inbound []uint32          // sidecars: the ports its workload serves (model.Mesh.PortsServedBy)
+	Labels  map[string]string // routers: its workload labels
+}
+
+// ViewOf returns p's view of typeURL: ok is false for a type Horizon does
+// not serve to p's role. The live control plane and `horizon translate`
+// classify with it alike.
+func ViewOf(typeURL string, p Proxy) (View, bool) {
+	if p.Role == RoleRouter {
+		switch typeURL {
+		case resource.EndpointType:
+			return View{Role: RoleRouter, Network: p.Network}, true
+		case resource.ClusterType, resource.ListenerType:
+			return View{Role: RoleRouter, Network: p.Network, Labels: LabelsOf(p.Labels)}, true
+		}
+		return View{}, false
+	}
+	switch typeURL {
+	case resource.EndpointType:
+		return View{Network: p.Network}, true
+	case resource.ClusterType, resource.ListenerType:
+		return View{Cluster: p.Cluster, Inbound: PortsOf(p.Inbound)}, true
+	case resource.RouteType:
+		return View{Cluster: p.Cluster}, true
+	}
+	return View{}, false
+}
+
+// Ports is a set of port numbers in one comparable value: sorted,
+// comma-separated. Make one with PortsOf.
+type Ports string
+
+// PortsOf returns the set of ps (any order, duplicates allowed).
+func PortsOf(ps []uint32) Ports {
+	s := slices.Clone(ps)
+	slices.Sort(s)
+	s = slices.Compact(s)
+	var b strings.Builder
+	for i, p := range s {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(strconv.FormatUint(uint64(p), 10))
+	}
+	return Ports(b.String())
+}
+
+// List returns the ports, sorted.
+func (p Ports) List() []uint32 {
+	if p == "" {
+		return nil
+	}
+	parts := strings.Split(string(p), ",")
+	out := make([]uint32, 0, len(parts))
+	for _, s := range parts {
+		n, _ := strconv.ParseUint(s, 10, 32) // PortsOf wrote it
+		out = append(out, uint32(n))
+	}
+	return out
+}
+
+// Labels is a set of workload labels in one comparable value: sorted
+// key=value pairs, comma-separated (label keys and values contain neither).
+// Make one with LabelsOf.
+type Labels string
+
+// LabelsOf returns the set of labels.
+func LabelsOf(labels map[string]string) Labels {
+	kvs := make([]string, 0, len(labels))
+	for k, v := range labels {
+		kvs = append(kvs, k+"="+v)
+	}
+	slices.Sort(kvs)
+	return Labels(strings.Join(kvs, ","))
+}
+
+// Map returns the labels.
+func (l Labels) Map() map[string]string {
+	out := map[string]string{}
+	if l == "" {
+		return out
+	}
+	for _, kv := range strings.Split(string(l), ",") {
+		k, v, _ := strings.Cut(kv, "=")
+		out[k] = v
+	}
+	return out
+}

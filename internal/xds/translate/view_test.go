@@ -1,0 +1,56 @@
+package translate
+
+import (
+	"maps"
+	"slices"
+	"testing"
+
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+)
+
+func TestPortsAndLabelsRoundTrip(t *testing.T) {
+	if got := PortsOf([]uint32{9080, 5000, 9080}); got != "5000,9080" || !slices.Equal(got.List(), []uint32{5000, 9080}) {
+		t.Errorf("PortsOf: %q %v", got, got.List())
+	}
+	if PortsOf(nil) != "" || PortsOf(nil).List() != nil {
+		t.Error("no ports is the empty set")
+	}
+	ls := map[string]string{"istio": "eastwestgateway", "topology.istio.io/network": "network1"}
+	got := LabelsOf(ls)
+	if got != "istio=eastwestgateway,topology.istio.io/network=network1" || !maps.Equal(got.Map(), ls) {
+		t.Errorf("LabelsOf: %q %v", got, got.Map())
+	}
+	if LabelsOf(map[string]string{"b": "2", "a": "1"}) != LabelsOf(map[string]string{"a": "1", "b": "2"}) {
+		t.Error("the same labels make different keys")
+	}
+}
+
+// Which proxies share a view, type by type.
+func TestViewOf(t *testing.T) {
+	sidecar := Proxy{Network: "n1", Cluster: "c1", Inbound: []uint32{5000}, Labels: map[string]string{"app": "a"}}
+	router := Proxy{Role: RoleRouter, Network: "n1", Cluster: "c1", Labels: map[string]string{"istio": "eastwestgateway"}}
+	for _, c := range []struct {
+		typ  string
+		p    Proxy
+		want View
+		str  string
+	}{
+		{resource.EndpointType, sidecar, View{Network: "n1"}, "network=n1"},
+		{resource.ClusterType, sidecar, View{Cluster: "c1", Inbound: "5000"}, "sidecar;cluster=c1;inbound=5000"},
+		{resource.ListenerType, sidecar, View{Cluster: "c1", Inbound: "5000"}, "sidecar;cluster=c1;inbound=5000"},
+		{resource.RouteType, sidecar, View{Cluster: "c1"}, "sidecar;cluster=c1;inbound="},
+		{resource.EndpointType, router, View{Role: RoleRouter, Network: "n1"}, "router;network=n1"},
+		{resource.ClusterType, router, View{Role: RoleRouter, Network: "n1", Labels: "istio=eastwestgateway"}, "router;network=n1;labels=istio=eastwestgateway"},
+	} {
+		got, ok := ViewOf(c.typ, c.p)
+		if !ok || got != c.want || got.String() != c.str {
+			t.Errorf("ViewOf(%s, %s): %+v %q ok=%v, want %+v %q", c.typ, c.p.Role, got, got.String(), ok, c.want, c.str)
+		}
+	}
+	if _, ok := ViewOf(resource.RouteType, router); ok {
+		t.Error("routers get routes")
+	}
+	if _, ok := ViewOf(resource.SecretType, sidecar); ok {
+		t.Error("secrets are served by the agent, not discovery")
+	}
+}
