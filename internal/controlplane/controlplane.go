@@ -205,7 +205,6 @@ func (cp *ControlPlane) IstioGatewayError(object, msg string) {
 // EDSView is the view of a sidecar's endpoints on network.
 func EDSView(network string) translate.View { return translate.View{Network: network} }
 
-
 // Mesh returns the mesh of the last push (nil before the first).
 func (cp *ControlPlane) Mesh() *model.Mesh { return cp.mesh.Load() }
 
