@@ -6,13 +6,19 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
+	"slices"
 	"strings"
+
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
 	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/horizonmesh/horizon/internal/model"
 	"github.com/horizonmesh/horizon/internal/offline"
+	"github.com/horizonmesh/horizon/internal/source/istio"
 	"github.com/horizonmesh/horizon/internal/source/manifest"
 	"github.com/horizonmesh/horizon/internal/xds/render"
 	"github.com/horizonmesh/horizon/internal/xds/translate"
@@ -21,8 +27,12 @@ import (
 type translateFlags struct {
 	clusters        []string
 	meshNetworks    string
+	gateways        string
 	proxyNetwork    string
 	proxyCluster    string
+	role            string
+	proxyIPs        []string
+	labels          []string
 	typ             string
 	name            string
 	output          string
@@ -34,15 +44,22 @@ type translateFlags struct {
 func newTranslateCommand(stdout io.Writer, logger *slog.Logger) *cobra.Command {
 	var f translateFlags
 	cmd := &cobra.Command{
-		Use:   "translate --cluster ID=PATH [--cluster ID=PATH ...] --proxy-network NET",
-		Short: "Print the xDS resources a sidecar on a network would receive, offline",
+		Use:   "translate --cluster ID=PATH [--cluster ID=PATH ...] --proxy-network NET [--type all|cds|eds|lds|rds] [--role sidecar|router]",
+		Short: "Print the xDS resources a proxy would receive, offline — built as discovery builds them",
 		Long: `translate reads cluster snapshots (directories or multi-document YAML files of
-Namespaces, Services, EndpointSlices, Pods and Nodes) and an optional meshNetworks
-file, and prints what a sidecar on --proxy-network would receive: EDS load
-assignments (split horizon applied) or CDS clusters, as Envoy proto3 JSON.
+Namespaces, Services, EndpointSlices, Pods and Nodes), an optional meshNetworks
+file and optional Istio Gateways, and prints what a proxy would receive from
+horizon discovery — the same classification into views and the same build —
+as Envoy proto3 JSON (or YAML): EDS load assignments (split horizon applied),
+CDS clusters, LDS listeners, RDS routes, or all of them.
 
-An empty --proxy-network ("") is a proxy on no network. --proxy-cluster is
-recorded for symmetry with live proxies; EDS depends only on the network.`,
+A sidecar (--role sidecar) is placed by --proxy-network (EDS), --proxy-cluster
+(CDS, LDS, RDS: routes name its cluster's ClusterIPs) and --proxy-ip (its
+workload's addresses: the ports of the endpoints there are its inbound side).
+A network gateway (--role router) by --proxy-network and --label (the
+Gateways of --gateways whose selector matches are its listeners and
+clusters); routers get no routes. An empty --proxy-network ("") is a proxy
+on no network.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			// Checked here rather than with MarkFlagRequired so that it is a
@@ -58,8 +75,12 @@ recorded for symmetry with live proxies; EDS depends only on the network.`,
 	fl.StringVar(&f.meshNetworks, "mesh-networks", "", "meshNetworks file (YAML or JSON; ConfigMap, values or plain form)")
 	fl.StringVar(&f.proxyNetwork, "proxy-network", "", "network of the proxy (required; \"\" for none)")
 	fl.StringVar(&f.proxyCluster, "proxy-cluster", "", "cluster ID of the proxy")
-	fl.StringVar(&f.typ, "type", "eds", "resource type: eds or cds")
-	fl.StringVar(&f.name, "name", "", "print only this cluster, e.g. 'outbound|80||svc.ns.svc.cluster.local'")
+	fl.StringVar(&f.role, "role", "sidecar", "the proxy: sidecar or router (a network gateway)")
+	fl.StringArrayVar(&f.proxyIPs, "proxy-ip", nil, "an address of the sidecar's workload (repeatable): its endpoints' ports are the inbound side")
+	fl.StringArrayVar(&f.labels, "label", nil, "a label KEY=VALUE of the router's workload (repeatable): selects its Gateways")
+	fl.StringVar(&f.gateways, "gateways", "", "file of Istio Gateway resources (networking.istio.io), for --role router")
+	fl.StringVar(&f.typ, "type", "eds", "resource type: eds, cds, lds, rds, or all")
+	fl.StringVar(&f.name, "name", "", "print only this resource, e.g. 'outbound|80||svc.ns.svc.cluster.local'")
 	fl.StringVarP(&f.output, "output", "o", "json", "output format: json or yaml")
 	fl.StringVar(&f.domainSuffix, "domain-suffix", model.DefaultDomainSuffix, "domain suffix of service hostnames")
 	fl.StringVar(&f.trustDomain, "trust-domain", translate.DefaultTrustDomain, "SPIFFE trust domain (CDS: the identities servers are checked against)")
@@ -67,16 +88,38 @@ recorded for symmetry with live proxies; EDS depends only on the network.`,
 	return cmd
 }
 
+// translateTypes maps --type values to the xDS types they print.
+var translateTypes = map[string][]string{
+	"cds": {resource.ClusterType}, "eds": {resource.EndpointType}, "lds": {resource.ListenerType}, "rds": {resource.RouteType},
+	"all": translate.Types,
+}
+
 func (f translateFlags) validate() ([]manifest.ClusterSource, error) {
-	if f.typ != "eds" && f.typ != "cds" {
-		return nil, usageErrorf("--type %q: must be eds or cds", f.typ)
+	if _, ok := translateTypes[f.typ]; !ok {
+		return nil, usageErrorf("--type %q: must be eds, cds, lds, rds or all", f.typ)
+	}
+	if f.role != "sidecar" && f.role != "router" {
+		return nil, usageErrorf("--role %q: must be sidecar or router", f.role)
+	}
+	if f.role == "router" && f.typ == "rds" {
+		return nil, usageErrorf("--type rds: a router (network gateway) gets no routes")
 	}
 	if f.output != "json" && f.output != "yaml" {
 		return nil, usageErrorf("--output %q: must be json or yaml", f.output)
 	}
-	if f.name != "" {
-		if _, _, err := translate.ParseClusterName(f.name); err != nil {
+	if f.name != "" && (f.typ == "cds" || f.typ == "eds") {
+		if _, _, err := translate.ParseClusterName(f.name); err != nil && f.name != translate.PassthroughCluster {
 			return nil, usageErrorf("--name: %v", err)
+		}
+	}
+	for _, ip := range f.proxyIPs {
+		if _, err := netip.ParseAddr(ip); err != nil {
+			return nil, usageErrorf("--proxy-ip %q: not an IP address", ip)
+		}
+	}
+	for _, l := range f.labels {
+		if k, _, ok := strings.Cut(l, "="); !ok || k == "" {
+			return nil, usageErrorf("--label %q: want KEY=VALUE", l)
 		}
 	}
 	if f.proxyCluster != "" {
@@ -123,19 +166,41 @@ func runTranslate(ctx context.Context, f translateFlags, stdout io.Writer, logge
 		logger.Warn("--proxy-cluster names a cluster that no --cluster defines", "cluster", f.proxyCluster)
 	}
 
-	var resources []proto.Message
-	switch f.typ {
-	case "eds":
-		for _, cla := range translate.EDS(m, translate.EDSView{Network: f.proxyNetwork}) {
-			resources = append(resources, cla)
+	in := translate.Input{Mesh: m, Options: translate.Options{TrustDomain: f.trustDomain}}
+	if f.gateways != "" {
+		gws, diags := istio.LoadGatewaysFile(f.gateways)
+		if err := diags.Err(); err != nil {
+			return fmt.Errorf("invalid input:\n%w", err)
 		}
-	case "cds":
-		for _, c := range translate.CDS(m, translate.Options{TrustDomain: f.trustDomain}) {
-			resources = append(resources, c)
+		in.Gateways = gws
+	}
+	p := translate.Proxy{Network: f.proxyNetwork, Cluster: model.ClusterID(f.proxyCluster)}
+	if f.role == "router" {
+		p.Role, p.Labels = translate.RoleRouter, map[string]string{}
+		for _, l := range f.labels {
+			k, v, _ := strings.Cut(l, "=")
+			p.Labels[k] = v
 		}
+	} else {
+		var ips []netip.Addr
+		for _, ip := range f.proxyIPs {
+			ips = append(ips, netip.MustParseAddr(ip)) // validated
+		}
+		p.Inbound = m.PortsServedBy(p.Cluster, ips)
+	}
+	byType := map[string][]proto.Message{}
+	var all []proto.Message
+	for _, typeURL := range translateTypes[f.typ] {
+		view, ok := translate.ViewOf(typeURL, p)
+		if !ok {
+			continue // routers get no routes
+		}
+		res := sortedResources(translate.Build(in, typeURL, view))
+		byType[typeURL] = res
+		all = append(all, res...)
 	}
 	if f.name != "" {
-		one, err := pick(resources, f.name)
+		one, err := pick(all, f.name)
 		if err != nil {
 			return err
 		}
@@ -145,11 +210,49 @@ func runTranslate(ctx context.Context, f translateFlags, stdout io.Writer, logge
 		}
 		return write(stdout, f.output, raw)
 	}
-	list, err := render.Resources(resources)
-	if err != nil {
-		return err
+	if f.typ != "all" {
+		list, err := render.Resources(all)
+		if err != nil {
+			return err
+		}
+		return write(stdout, f.output, list)
 	}
-	return write(stdout, f.output, list)
+	doc := map[string]any{}
+	for typeURL, res := range byType {
+		list, err := render.Resources(res)
+		if err != nil {
+			return err
+		}
+		doc[translateTypeKey(typeURL)] = list
+	}
+	return write(stdout, f.output, doc)
+}
+
+// translateTypeKey names a type in --type all's document.
+func translateTypeKey(typeURL string) string {
+	switch typeURL {
+	case resource.ClusterType:
+		return "clusters"
+	case resource.EndpointType:
+		return "endpoints"
+	case resource.ListenerType:
+		return "listeners"
+	}
+	return "routes"
+}
+
+// sortedResources lists a view's resources by name.
+func sortedResources(res map[string]types.Resource) []proto.Message {
+	names := make([]string, 0, len(res))
+	for n := range res {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	out := make([]proto.Message, 0, len(names))
+	for _, n := range names {
+		out = append(out, res[n])
+	}
+	return out
 }
 
 func knownCluster(clusters []manifest.ClusterSource, id string) bool {
@@ -182,7 +285,7 @@ func pick(resources []proto.Message, name string) (proto.Message, error) {
 		}
 		names = append(names, resourceName(r))
 	}
-	return nil, fmt.Errorf("--name %q: no such cluster; known: %s", name, strings.Join(names, ", "))
+	return nil, fmt.Errorf("--name %q: no such resource (no such cluster); known: %s", name, strings.Join(names, ", "))
 }
 
 func write(w io.Writer, format string, v any) error {

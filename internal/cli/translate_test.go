@@ -151,7 +151,12 @@ func TestTranslateBadInput(t *testing.T) {
 		code     int
 		contains []string
 	}{
-		{"unknown type", []string{"translate", "--cluster", "c=" + good, "--proxy-network", "n", "--type", "lds"}, 2, []string{"--type", "lds"}},
+		{"unknown type", []string{"translate", "--cluster", "c=" + good, "--proxy-network", "n", "--type", "nds"}, 2, []string{"--type", "nds"}},
+		{"unknown role", []string{"translate", "--cluster", "c=" + good, "--proxy-network", "n", "--role", "ingress"}, 2, []string{"--role", "ingress"}},
+		{"routes of a router", []string{"translate", "--cluster", "c=" + good, "--proxy-network", "n", "--role", "router", "--type", "rds"}, 2, []string{"no routes"}},
+		{"bad proxy ip", []string{"translate", "--cluster", "c=" + good, "--proxy-network", "n", "--proxy-ip", "10.0.0"}, 2, []string{"--proxy-ip", "10.0.0"}},
+		{"bad label", []string{"translate", "--cluster", "c=" + good, "--proxy-network", "n", "--role", "router", "--label", "istio"}, 2, []string{"--label", "KEY=VALUE"}},
+		{"missing gateways file", []string{"translate", "--cluster", "c=" + good, "--proxy-network", "n", "--role", "router", "--gateways", filepath.Join(dir, "nope.yaml")}, 1, []string{"nope.yaml"}},
 		{"unknown output", []string{"translate", "--cluster", "c=" + good, "--proxy-network", "n", "-o", "xml"}, 2, []string{"--output"}},
 		{"missing proxy network", []string{"translate", "--cluster", "c=" + good}, 2, []string{"proxy-network"}},
 		{"no cluster", []string{"translate", "--proxy-network", "n"}, 2, []string{"--cluster"}},
