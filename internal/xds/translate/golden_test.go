@@ -6,30 +6,38 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"testing"
 
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/protobuf/proto"
 	"sigs.k8s.io/yaml"
 
 	"github.com/horizonmesh/horizon/internal/model"
 	"github.com/horizonmesh/horizon/internal/offline"
+	"github.com/horizonmesh/horizon/internal/source/istio"
 	"github.com/horizonmesh/horizon/internal/source/manifest"
 	"github.com/horizonmesh/horizon/internal/xds/render"
 	"github.com/horizonmesh/horizon/internal/xds/translate"
 )
 
-var update = flag.Bool("update", false, "rewrite testdata/golden/*/expected.json from the current output")
+var update = flag.Bool("update", false, "rewrite testdata/golden/*/out/ from the current output (and delete files no longer produced)")
 
 // A golden case is a directory under testdata/golden:
 //
 //	clusters/<ID>/...   one directory of manifests per cluster (ID = name)
 //	meshnetworks.yaml   optional meshNetworks
 //	dns.yaml            optional fake DNS: {name: [ip, ...]}
-//	expected.json       CDS, the EDS of every network's view (and of a
-//	                    proxy on no network, under ""), and the warnings
+//	gateways.yaml       optional Istio Gateways (the config cluster's)
+//	out/                what translate.Build makes, one file per view and
+//	                    type (see goldenOutput); files it no longer makes
+//	                    are orphans: -update deletes them, otherwise they
+//	                    fail the test
 func TestGolden(t *testing.T) {
 	cases, err := filepath.Glob("testdata/golden/*")
 	if err != nil || len(cases) == 0 {
@@ -38,39 +46,62 @@ func TestGolden(t *testing.T) {
 	for _, dir := range cases {
 		t.Run(filepath.Base(dir), func(t *testing.T) {
 			got := goldenOutput(t, dir)
-			path := filepath.Join(dir, "expected.json")
+			outDir := filepath.Join(dir, "out")
+			existing, _ := filepath.Glob(filepath.Join(outDir, "*"))
 			if *update {
-				if err := os.WriteFile(path, got, 0o644); err != nil {
+				if err := os.MkdirAll(outDir, 0o755); err != nil {
 					t.Fatal(err)
+				}
+				for _, p := range existing {
+					if _, ok := got[filepath.Base(p)]; !ok {
+						if err := os.Remove(p); err != nil {
+							t.Fatal(err)
+						}
+					}
+				}
+				for name, b := range got {
+					if err := os.WriteFile(filepath.Join(outDir, name), b, 0o644); err != nil {
+						t.Fatal(err)
+					}
 				}
 				return
 			}
-			want, err := os.ReadFile(path)
-			if err != nil {
-				t.Fatalf("%v (run with -update to create it)", err)
+			for _, p := range existing {
+				if _, ok := got[filepath.Base(p)]; !ok {
+					t.Errorf("orphan golden file %s: nothing produces it any more (run `make golden` to delete it)", p)
+				}
 			}
-			if !bytes.Equal(got, want) {
-				t.Errorf("output differs from %s (run `make golden` and review the diff):\n%s", path, firstDiff(string(want), string(got)))
+			for _, name := range slices.Sorted(maps.Keys(got)) {
+				path := filepath.Join(outDir, name)
+				want, err := os.ReadFile(path)
+				if err != nil {
+					t.Errorf("%v (run `make golden` to create it)", err)
+					continue
+				}
+				if !bytes.Equal(got[name], want) {
+					t.Errorf("output differs from %s (run `make golden` and review the diff):\n%s", path, firstDiff(string(want), string(got[name])))
+				}
 			}
 		})
 	}
 }
 
-type goldenDoc struct {
-	Networks []string                     `json:"networks"`
-	Gateways []string                     `json:"gateways"`
-	Warnings []string                     `json:"warnings"`
-	CDS      []json.RawMessage            `json:"cds"`
-	EDS      map[string][]json.RawMessage `json:"eds"`
-	// Sidecar is what a sidecar of the first cluster serving port 5000 gets.
-	Sidecar struct {
-		LDS     []json.RawMessage `json:"lds"`
-		RDS     []json.RawMessage `json:"rds"`
-		Inbound []json.RawMessage `json:"inboundClusters"`
-	} `json:"sidecar"`
+type meshDoc struct {
+	Networks []string `json:"networks"`
+	Gateways []string `json:"gateways"`
+	Warnings []string `json:"warnings"`
 }
 
-func goldenOutput(t *testing.T, dir string) []byte {
+// goldenOutput builds, with translate.Build as discovery does, the files
+// of a case:
+//
+//	mesh.json                  networks, resolved gateways, warnings
+//	eds.<network>.json         a sidecar's EDS on each network ("none": on none)
+//	sidecar.{cds,lds,rds}.json a sidecar of the first cluster serving port 5000
+//	router.<network>.eds.json  a network gateway's EDS on each network
+//	router.<network>.{cds,lds}.json  with gateways.yaml: the gateway of each
+//	                           network labelled as its Gateways select
+func goldenOutput(t *testing.T, dir string) map[string][]byte {
 	t.Helper()
 	entries, err := os.ReadDir(filepath.Join(dir, "clusters"))
 	if err != nil {
@@ -87,7 +118,15 @@ func goldenOutput(t *testing.T, dir string) []byte {
 	if err := diags.Err(); err != nil {
 		t.Fatal(err)
 	}
-	doc := goldenDoc{Networks: m.Networks(), Gateways: []string{}, Warnings: []string{}, EDS: map[string][]json.RawMessage{}}
+	in := translate.Input{Mesh: m}
+	if gw := filepath.Join(dir, "gateways.yaml"); fileExists(gw) {
+		var d model.Diagnostics
+		if in.Gateways, d = istio.LoadGatewaysFile(gw); d.Err() != nil {
+			t.Fatal(d.Err())
+		}
+	}
+	out := map[string][]byte{}
+	doc := meshDoc{Networks: m.Networks(), Gateways: []string{}, Warnings: []string{}}
 	for _, g := range m.Gateways() {
 		doc.Gateways = append(doc.Gateways, g.String())
 	}
@@ -96,50 +135,54 @@ func goldenOutput(t *testing.T, dir string) []byte {
 		doc.Warnings = append(doc.Warnings, w.String())
 	}
 	sort.Strings(doc.Warnings)
-	cds := translate.CDS(m, translate.Options{})
-	for _, c := range cds {
-		if err := c.ValidateAll(); err != nil {
-			t.Errorf("CDS %s: %v", c.Name, err)
-		}
+	var err2 error
+	if out["mesh.json"], err2 = render.Document("json", doc); err2 != nil {
+		t.Fatal(err2)
 	}
-	if doc.CDS, err = render.Resources(cds); err != nil {
-		t.Fatal(err)
-	}
-	for _, network := range append([]string{""}, m.Networks()...) {
-		eds := translate.EDS(m, translate.EDSView{Network: network})
-		for _, cla := range eds {
-			if err := cla.ValidateAll(); err != nil {
-				t.Errorf("EDS %s for %q: %v", cla.ClusterName, network, err)
+	put := func(name, typeURL string, v translate.View) {
+		res := translate.Build(in, typeURL, v)
+		names := slices.Sorted(maps.Keys(res))
+		list := make([]proto.Message, 0, len(names))
+		for _, n := range names {
+			r := res[n]
+			if err := r.(interface{ ValidateAll() error }).ValidateAll(); err != nil {
+				t.Errorf("%s %s: %v", name, n, err)
 			}
+			list = append(list, r)
 		}
-		if doc.EDS[network], err = render.Resources(eds); err != nil {
+		raw, err := render.Resources(list)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out[name], err = render.Document("json", raw); err != nil {
 			t.Fatal(err)
 		}
 	}
-	view := translate.SidecarView{Cluster: opts.Clusters[0].ID, InboundPorts: []uint32{5000}}
-	lds, rds, inbound := translate.LDS(m, view), translate.RDS(m, view), translate.InboundClusters(view)
-	for _, l := range lds {
-		if err := l.ValidateAll(); err != nil {
-			t.Errorf("LDS %s: %v", l.Name, err)
+	fileNet := func(n string) string {
+		if n == "" {
+			return "none"
 		}
+		return n
 	}
-	for _, r := range rds {
-		if err := r.ValidateAll(); err != nil {
-			t.Errorf("RDS %s: %v", r.Name, err)
+	for _, network := range append([]string{""}, m.Networks()...) {
+		put("eds."+fileNet(network)+".json", resource.EndpointType, translate.View{Network: network})
+	}
+	sidecar := translate.Proxy{Cluster: opts.Clusters[0].ID, Inbound: []uint32{5000}}
+	for _, typ := range []struct{ name, url string }{{"cds", resource.ClusterType}, {"lds", resource.ListenerType}, {"rds", resource.RouteType}} {
+		v, _ := translate.ViewOf(typ.url, sidecar)
+		put("sidecar."+typ.name+".json", typ.url, v)
+	}
+	for _, network := range m.Networks() {
+		router := translate.Proxy{Role: translate.RoleRouter, Network: network}
+		v, _ := translate.ViewOf(resource.EndpointType, router)
+		put("router."+network+".eds.json", resource.EndpointType, v)
+		for _, g := range in.Gateways {
+			router.Labels = g.Selector
+			for _, typ := range []struct{ name, url string }{{"cds", resource.ClusterType}, {"lds", resource.ListenerType}} {
+				v, _ := translate.ViewOf(typ.url, router)
+				put("router."+network+"."+typ.name+".json", typ.url, v)
+			}
 		}
-	}
-	if doc.Sidecar.LDS, err = render.Resources(lds); err != nil {
-		t.Fatal(err)
-	}
-	if doc.Sidecar.RDS, err = render.Resources(rds); err != nil {
-		t.Fatal(err)
-	}
-	if doc.Sidecar.Inbound, err = render.Resources(inbound); err != nil {
-		t.Fatal(err)
-	}
-	out, err := render.Document("json", doc)
-	if err != nil {
-		t.Fatal(err)
 	}
 	return out
 }
