@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
@@ -79,6 +80,15 @@ type ViewCache struct {
 	build    Builder
 	classify Classifier
 	maxViews int
+	// instance and made make each view's version prefix unique to this
+	// view of this process: a view is rebuilt from scratch when it is
+	// recreated (its last proxy left and one came back, or the control
+	// plane restarted) while a proxy may still hold a version of an
+	// earlier one. Were the prefix the same, a proxy whose old version
+	// matches would never be answered when the new view is empty (no
+	// resource to send), and keep clusters or listeners that are gone.
+	instance string
+	made     uint64
 
 	mu       sync.Mutex
 	caches   map[View]*viewEntry
@@ -105,7 +115,7 @@ func NewViewCache(build Builder, classify Classifier, maxViews int) *ViewCache {
 		maxViews = DefaultMaxViews
 	}
 	return &ViewCache{caches: map[View]*viewEntry{}, bindings: map[*corev3.Node]map[string]*viewEntry{},
-		build: build, classify: classify, maxViews: maxViews}
+		build: build, classify: classify, maxViews: maxViews, instance: strconv.FormatInt(time.Now().UnixNano(), 36)}
 }
 
 var _ cache.Cache = (*ViewCache)(nil)
@@ -153,8 +163,10 @@ func (c *ViewCache) Bind(node *corev3.Node, typeURL string, p Proxy) (View, erro
 				"the control plane holds its limit of %d views; refusing a new %s view", c.maxViews, v)
 		}
 		res := c.build(v)
-		e = &viewEntry{view: v, current: res, prefix: versionPrefix(v),
-			lc: cache.NewLinearCache(typeURL, cache.WithInitialResources(res), cache.WithVersionPrefix(versionPrefix(v)))}
+		c.made++
+		prefix := v.Key.String() + "@" + c.instance + "." + strconv.FormatUint(c.made, 36) + "-"
+		e = &viewEntry{view: v, current: res, prefix: prefix,
+			lc: cache.NewLinearCache(typeURL, cache.WithInitialResources(res), cache.WithVersionPrefix(prefix))}
 		c.caches[v] = e
 	}
 	e.refs++
@@ -232,7 +244,7 @@ func (c *ViewCache) Version(v View) string {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return versionPrefix(v) + strconv.Itoa(e.updates)
+	return e.prefix + strconv.Itoa(e.updates)
 }
 
 // bound returns the view the request's stream is bound to for typeURL; nil
@@ -249,7 +261,6 @@ func (c *ViewCache) bound(node *corev3.Node, typeURL string) (*viewEntry, error)
 	return e, nil
 }
 
-func versionPrefix(v View) string { return v.Key.String() + "-" }
 
 // CreateWatch implements cache.ConfigWatcher for state-of-the-world streams.
 func (c *ViewCache) CreateWatch(req *cache.Request, sub cache.Subscription, out chan cache.Response) (func(), error) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -310,11 +311,11 @@ func TestViewCacheWatchAtCurrentVersionBlocks(t *testing.T) {
 	if w.buildCount(v) != 1 {
 		t.Fatalf("%d builds at the first Bind, want 1", w.buildCount(v))
 	}
-	if ver := w.vc.Version(v); ver != "network=a-0" {
+	if ver := w.vc.Version(v); !atVersion(ver, 0) {
 		t.Fatalf("new view's version %q, want network=a-0", ver)
 	}
 	res, ver, ok := w.vc.Resources(v)
-	if !ok || ver != "network=a-0" || len(res) != 2 || res["a"] != a || res["b"] != b {
+	if !ok || !atVersion(ver, 0) || len(res) != 2 || res["a"] != a || res["b"] != b {
 		t.Fatalf("Resources = %v, %q, %v; want the built a and b at network=a-0", res, ver, ok)
 	}
 
@@ -337,7 +338,7 @@ func TestViewCacheWatchAtCurrentVersionBlocks(t *testing.T) {
 	}
 	c2 := newSotwClient(w, n2, resource.EndpointType)
 	c2.watch(t)
-	if _, ver := c2.recv(t); ver != "network=a-0" {
+	if _, ver := c2.recv(t); !atVersion(ver, 0) {
 		t.Fatalf("second stream got version %q", ver)
 	}
 	c2.watch(t)
@@ -383,7 +384,7 @@ func TestViewCacheUpdate(t *testing.T) {
 		}
 		vcMustBlock(t, sotw.ch)
 		vcMustBlockDelta(t, dc.ch)
-		if ver := w.vc.Version(v); ver != "network=a-0" {
+		if ver := w.vc.Version(v); !atVersion(ver, 0) {
 			t.Fatalf("Update with %s moved the version to %q", tc.name, ver)
 		}
 		if res, _, _ := w.vc.Resources(v); res["a"] != a || res["b"] != b {
@@ -397,11 +398,11 @@ func TestViewCacheUpdate(t *testing.T) {
 	if n, err := w.vc.Update(v, next); err != nil || n != 1 {
 		t.Fatalf("Update changing b = %d, %v; want 1 changed", n, err)
 	}
-	if ver := w.vc.Version(v); ver != "network=a-1" {
+	if ver := w.vc.Version(v); !atVersion(ver, 1) {
 		t.Fatalf("version after a change %q, want network=a-1", ver)
 	}
 	content, ver := sotw.recv(t)
-	if ver != "network=a-1" {
+	if !atVersion(ver, 1) {
 		t.Fatalf("state-of-the-world response at %q, want network=a-1", ver)
 	}
 	if got := names(content); !slices.Equal(got, []string{"b"}) {
@@ -413,7 +414,7 @@ func TestViewCacheUpdate(t *testing.T) {
 	if r := dc.recv(t); !slices.Equal(r.names, []string{"b"}) || len(r.removed) != 0 {
 		t.Fatalf("delta response holds %v, removes %v; want b only", r.names, r.removed)
 	}
-	if res, ver, _ := w.vc.Resources(v); res["b"] != b2 || ver != "network=a-1" {
+	if res, ver, _ := w.vc.Resources(v); res["b"] != b2 || !atVersion(ver, 1) {
 		t.Fatalf("Resources after the change: b %v at %q", res["b"], ver)
 	}
 	// And the clients are current again.
@@ -433,7 +434,7 @@ func TestViewCacheUpdate(t *testing.T) {
 	if n, err := w.vc.Update(v, next); err != nil || n != 1 {
 		t.Fatalf("Update adding c = %d, %v; want 1", n, err)
 	}
-	if content, ver := sotw.recv(t); !slices.Equal(names(content), []string{"c"}) || ver != "network=a-2" {
+	if content, ver := sotw.recv(t); !slices.Equal(names(content), []string{"c"}) || !atVersion(ver, 2) {
 		t.Fatalf("after adding c: %v at %q", names(content), ver)
 	}
 	if r := dc.recv(t); !slices.Equal(r.names, []string{"c"}) {
@@ -475,7 +476,7 @@ func TestViewCacheRemoval(t *testing.T) {
 		t.Fatalf("Update removing y = %d, %v; want 1", n, err)
 	}
 	content, ver := c.recv(t)
-	if ver != "network=a-1" || ver != w.vc.Version(cds) {
+	if !atVersion(ver, 1) || ver != w.vc.Version(cds) {
 		t.Fatalf("CDS response after the removal at %q, view at %q; want network=a-1", ver, w.vc.Version(cds))
 	}
 	if got := names(content); !slices.Equal(got, []string{"x"}) {
@@ -497,14 +498,14 @@ func TestViewCacheRemoval(t *testing.T) {
 	if n, err := w.vc.Update(cds, nil); err != nil || n != 1 {
 		t.Fatalf("Update removing x = %d, %v", n, err)
 	}
-	if content, ver := c.recv(t); len(content) != 0 || ver != "network=a-2" {
+	if content, ver := c.recv(t); len(content) != 0 || !atVersion(ver, 2) {
 		t.Fatalf("CDS response after removing everything: %v at %q", names(content), ver)
 	}
 
 	if n, err := w.vc.Update(eds, map[string]types.Resource{"x": cla("x", "10.0.0.1")}); err != nil || n != 1 {
 		t.Fatalf("EDS Update removing y = %d, %v; want 1", n, err)
 	}
-	if ver := w.vc.Version(eds); ver != "network=a-1" {
+	if ver := w.vc.Version(eds); !atVersion(ver, 1) {
 		t.Fatalf("EDS version after the removal %q", ver)
 	}
 	vcMustBlock(t, e.ch)
@@ -527,7 +528,7 @@ func TestViewCacheUpdateOfUnboundView(t *testing.T) {
 	w.set(v, map[string]types.Resource{"b": cla("b", "10.0.0.2")})
 	n, _ := w.bind(t, "p1", "a", resource.EndpointType)
 	res, ver, ok := w.vc.Resources(v)
-	if !ok || ver != "network=a-0" || len(res) != 1 || res["b"] == nil {
+	if !ok || !atVersion(ver, 0) || len(res) != 1 || res["b"] == nil {
 		t.Fatalf("after Bind: %v at %q (%v); want the builder's b, not the earlier Update's a", res, ver, ok)
 	}
 	// Once freed, Updates are dropped again.
@@ -577,7 +578,7 @@ func TestViewCacheUnbindFreesViews(t *testing.T) {
 	if w.vc.Version(cds) != "" {
 		t.Fatalf("freed view still has version %q", w.vc.Version(cds))
 	}
-	if ver := w.vc.Version(eds); ver != "network=a-1" {
+	if ver := w.vc.Version(eds); !atVersion(ver, 1) {
 		t.Fatalf("eds, still bound, at %q after p1 left; want network=a-1", ver)
 	}
 	w.vc.Unbind(n1) // twice: nothing more
@@ -730,7 +731,7 @@ func TestViewCacheNACKIsNotAnsweredWithTheSameResources(t *testing.T) {
 		t.Fatal(err)
 	}
 	content, ver := c.recv(t)
-	if ver != "network=a-1" || content["x"].(*clusterv3.Cluster).GetConnectTimeout().AsDuration() != 2*time.Second {
+	if !atVersion(ver, 1) || content["x"].(*clusterv3.Cluster).GetConnectTimeout().AsDuration() != 2*time.Second {
 		t.Fatalf("after the NACK, got %v at %q; want the fixed x at network=a-1", names(content), ver)
 	}
 }
@@ -772,7 +773,7 @@ func TestViewCacheConcurrentUpdates(t *testing.T) {
 	for claIP(c.recvOrWatch(t)) != "10.0.0.100" {
 	}
 	wg.Wait()
-	if ver := w.vc.Version(v); ver != "network=a-100" || c.version != ver {
+	if ver := w.vc.Version(v); !atVersion(ver, 100) || c.version != ver {
 		t.Fatalf("view at %q, client at %q; want network=a-100", ver, c.version)
 	}
 }
@@ -789,4 +790,40 @@ func (c *sotwClient) recvOrWatch(t *testing.T) *endpointv3.ClusterLoadAssignment
 		t.Fatalf("response without a: %v", names(content))
 	}
 	return a
+}
+
+// atVersion reports whether ver is update n of a view of network "a" (its
+// prefix also names the view's instance; see ViewCache.instance).
+func atVersion(ver string, n int) bool {
+	return strings.HasPrefix(ver, "network=a@") && strings.HasSuffix(ver, "-"+strconv.Itoa(n)) &&
+		!strings.Contains(strings.TrimSuffix(ver, "-"+strconv.Itoa(n)), "-")
+}
+
+// A proxy that held a version of a view which was then freed (its last
+// stream left, or discovery restarted) and is rebuilt empty must still be
+// told: the new view's versions never match the old one's, so its request
+// with the old version is answered — with nothing, which for clusters means
+// "remove them all" — instead of waiting forever with stale clusters.
+func TestViewCacheRecreatedEmptyViewAnswersAnOldVersion(t *testing.T) {
+	w := newVCWorld(0)
+	cds := cdsView("a")
+	w.set(cds, map[string]types.Resource{"x": cluster("x", time.Second)})
+	n, _ := w.bind(t, "p1", "a", resource.ClusterType)
+	c := newSotwClient(w, n, resource.ClusterType)
+	c.watch(t)
+	if content, _ := c.recv(t); !slices.Equal(names(content), []string{"x"}) {
+		t.Fatalf("first response %v", names(content))
+	}
+	held := c.version
+	w.vc.Unbind(n)
+
+	// x goes while nobody watches; the proxy reconnects with its version.
+	w.set(cds, nil)
+	n2, _ := w.bind(t, "p1", "a", resource.ClusterType)
+	c2 := newSotwClient(w, n2, resource.ClusterType)
+	c2.watchReq(t, &cache.Request{Node: n2, TypeUrl: resource.ClusterType, VersionInfo: held})
+	content, ver := c2.recv(t)
+	if len(content) != 0 || ver == held {
+		t.Fatalf("reconnected at %q: got %v at %q; want an empty response at a new version", held, names(content), ver)
+	}
 }
