@@ -261,7 +261,6 @@ func (c *ViewCache) bound(node *corev3.Node, typeURL string) (*viewEntry, error)
 	return e, nil
 }
 
-
 // CreateWatch implements cache.ConfigWatcher for state-of-the-world streams.
 func (c *ViewCache) CreateWatch(req *cache.Request, sub cache.Subscription, out chan cache.Response) (func(), error) {
 	e, err := c.bound(req.GetNode(), req.GetTypeUrl())
