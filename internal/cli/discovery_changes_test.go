@@ -121,12 +121,36 @@ func TestMeshNetworksEditAppliesLiveAndInvalidIsRejected(t *testing.T) {
 	if got := metric(t, env, "horizon_meshnetworks_rejected_total"); got != 1 {
 		t.Errorf("rejected metric = %v", got)
 	}
-	time.Sleep(200 * time.Millisecond)
-	if len(c.Responses()) != n {
-		t.Errorf("an invalid meshNetworks edit was pushed")
-	}
 	if _, body := env.get(t, "/debug/eds?network="); !strings.Contains(body, "198.51.100.7") {
 		t.Errorf("the last good gateway is gone:\n%s", body)
+	}
+	// Nothing was pushed for it: after a marker push, a valid edit's
+	// response is the very next one the stream gets.
+	nothingSentUntilNextChange(t, env, c, n, func() {
+		rewrite(t, nets, "port: 99999", "port: 443")
+		rewrite(t, nets, "198.51.100.7", "198.51.100.8")
+	}, func(w map[string]uint32) bool { return w["198.51.100.8:443"] == 1 })
+}
+
+// nothingSentUntilNextChange proves that c received nothing after its
+// first n responses (instead of sleeping and hoping): it waits for a marker
+// push — pushes are sequential, so whatever an earlier event would have
+// sent has been handed to the stream — then makes a change (change) and
+// waits for its EDS response (want); the stream being ordered, that
+// response must be response n+1.
+func nothingSentUntilNextChange(t *testing.T, env *discoveryEnv, c *adsclient.Client, n int, change func(), want func(map[string]uint32) bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	seq := env.cp.PushSeq()
+	env.cp.Push()
+	if _, err := env.cp.WaitPush(ctx, seq); err != nil {
+		t.Fatalf("no marker push: %v", err)
+	}
+	change()
+	waitEDS(t, c, "the next change", want)
+	if got := len(c.Responses()); got != n+1 {
+		t.Errorf("%d responses before the next change's, want %d: something was sent in between", got-1, n)
 	}
 }
 
@@ -147,13 +171,14 @@ func TestNACKIsRecordedNotResent(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	time.Sleep(300 * time.Millisecond)
-	if got := c.Count(resource.EndpointType); got != n {
-		t.Errorf("EDS re-sent after a NACK: %d → %d responses", n, got)
-	}
 	if _, body := env.get(t, "/debug/syncz"); !strings.Contains(body, `"lastNACK": "bad endpoint"`) {
 		t.Errorf("/debug/syncz lacks the NACK:\n%s", body)
 	}
+	// Not re-sent: the next response is the next change's.
+	nothingSentUntilNextChange(t, env, c, len(c.Responses()), func() {
+		rewrite(t, filepath.Join(env.dir, "cluster1", "helloworld-v1.yaml"), `addresses: ["10.10.0.5"]`, `addresses: ["10.10.0.6"]`)
+	}, func(w map[string]uint32) bool { _, ok := w["10.10.0.6:5000"]; return ok })
+	_ = n
 }
 
 func TestBadRequestsAreRefused(t *testing.T) {

@@ -66,6 +66,7 @@ type ControlPlane struct {
 	gates    map[string]func() bool
 
 	kick  chan struct{}
+	seq   pushSeq
 	mesh  atomic.Pointer[model.Mesh]
 	ready atomic.Bool
 
@@ -118,6 +119,7 @@ func New(opts Options) *ControlPlane {
 		kick:     make(chan struct{}, 1),
 		eds:      map[server.View]edsBuild{},
 	}
+	cp.seq.init()
 	cp.metrics = newMetrics(opts.Registry, cp)
 	cp.Views = server.NewViewCache(cp.build, cp.Classify, opts.MaxViews)
 	cp.Tracker = server.NewTracker(server.Hooks{
@@ -405,6 +407,7 @@ func (cp *ControlPlane) push(ctx context.Context) {
 		cp.ready.Store(true)
 		cp.log.Info("ready: serving xDS", "clusters", len(snaps), "services", len(m.Services()))
 	}
+	cp.seq.completed()
 }
 
 // updateViews rebuilds CDS only when the clusters changed, LDS and RDS only

@@ -1,6 +1,7 @@
 package controlplane
 
 import (
+	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -149,5 +150,27 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// WaitPush returns once a push after the given one has completed.
+func TestWaitPush(t *testing.T) {
+	cp := New(Options{Logger: quietLogger(), Debounce: time.Millisecond, RemoteSyncTimeout: time.Second})
+	cp.SetCluster("c1", "test", true, kube.NewStore(), func() bool { return true }, nil)
+	serve(t, cp)
+	waitFor(t, "ready", cp.Ready)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	seq := cp.PushSeq()
+	cp.Push()
+	n, err := cp.WaitPush(ctx, seq)
+	if err != nil || n <= seq {
+		t.Fatalf("WaitPush after %d: %d, %v", seq, n, err)
+	}
+	// Without a change there is no push to wait for.
+	short, cancelShort := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancelShort()
+	if _, err := cp.WaitPush(short, cp.PushSeq()); err == nil {
+		t.Error("WaitPush returned without a push")
 	}
 }
