@@ -31,6 +31,7 @@ import (
 	"github.com/horizonmesh/horizon/internal/dnscache"
 	"github.com/horizonmesh/horizon/internal/model"
 	"github.com/horizonmesh/horizon/internal/ops"
+	"github.com/horizonmesh/horizon/internal/source"
 	istiosource "github.com/horizonmesh/horizon/internal/source/istio"
 	"github.com/horizonmesh/horizon/internal/source/kube"
 	"github.com/horizonmesh/horizon/internal/source/manifest"
@@ -223,8 +224,8 @@ func RunDiscovery(ctx context.Context, c DiscoveryConfig, log *slog.Logger, lis 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	cp := controlplane.New(controlplane.Options{
-		DomainSuffix: c.DomainSuffix, SystemNamespace: c.SystemNamespace,
-		Debounce: c.Debounce, DebounceMax: c.DebounceMax, RemoteSyncTimeout: c.RemoteSyncTimeout,
+		DomainSuffix: c.DomainSuffix,
+		Debounce:     c.Debounce, DebounceMax: c.DebounceMax, RemoteSyncTimeout: c.RemoteSyncTimeout,
 		RefreshInterval: c.DNSRefresh, Resolver: dnscache.New(net.DefaultResolver, c.DNSRefresh),
 		Logger: log, Registry: reg,
 		MaxViews: c.MaxViews, Limits: server.Limits{MaxStreams: c.MaxStreams},
@@ -293,7 +294,7 @@ func RunDiscovery(ctx context.Context, c DiscoveryConfig, log *slog.Logger, lis 
 		}
 	}
 	for _, m := range manifests {
-		if err := manifest.Watch(ctx, m, c.PollInterval, cp, log); err != nil {
+		if err := manifest.Watch(ctx, m, c.PollInterval, c.convertOptions(), cp, log); err != nil {
 			return err
 		}
 	}
@@ -318,12 +319,18 @@ func localConfig(path string) (*rest.Config, error) {
 	return cfg, err
 }
 
+// convertOptions say how every cluster's objects are read into the model.
+func (c DiscoveryConfig) convertOptions() kube.Options {
+	return kube.Options{DomainSuffix: c.DomainSuffix, SystemNamespace: c.SystemNamespace}
+}
+
 func startLocal(ctx context.Context, c DiscoveryConfig, client kubernetes.Interface, clients *kube.Clients, cp *controlplane.ControlPlane, log *slog.Logger) {
 	id := model.ClusterID(c.ClusterID)
 	w := kube.NewWatcher(id, client, cp.ClusterChanged)
 	w.Start()
 	go func() { <-ctx.Done(); w.Stop() }()
-	cp.SetCluster(id, "kubernetes (local)", true, w.Store, w.HasSynced, w.LastEvent)
+	cp.SetCluster(source.Cluster{ID: id, Origin: "kubernetes (local)", Local: true,
+		Source: kube.Source{Store: w.Store, Options: c.convertOptions(), IsSynced: w.HasSynced, Last: w.LastEvent}})
 	go func() { // surface why the local cluster is not syncing
 		for !w.HasSynced() && ctx.Err() == nil {
 			if e := w.LastError(); e != "" {
@@ -335,7 +342,7 @@ func startLocal(ctx context.Context, c DiscoveryConfig, client kubernetes.Interf
 	}()
 
 	rc := remote.NewController(remote.Options{Namespace: c.Namespace, LocalCluster: id,
-		AllowInsecure: c.AllowInsecure, SyncTimeout: c.RemoteSyncTimeout, Clients: clients, Logger: log}, cp)
+		AllowInsecure: c.AllowInsecure, SyncTimeout: c.RemoteSyncTimeout, Clients: clients, Convert: c.convertOptions(), Logger: log}, cp)
 	go rc.Run(ctx, client)
 
 	if c.MeshNetworksFile == "" {

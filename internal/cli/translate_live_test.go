@@ -20,7 +20,9 @@ import (
 
 	"github.com/horizonmesh/horizon/internal/controlplane"
 	"github.com/horizonmesh/horizon/internal/model"
+	"github.com/horizonmesh/horizon/internal/source"
 	"github.com/horizonmesh/horizon/internal/source/istio"
+	"github.com/horizonmesh/horizon/internal/source/kube"
 	"github.com/horizonmesh/horizon/internal/source/manifest"
 	"github.com/horizonmesh/horizon/internal/source/meshnetworks"
 	"github.com/horizonmesh/horizon/internal/testing/adsclient"
@@ -53,7 +55,7 @@ func TestTranslateIsWhatDiscoveryServes(t *testing.T) {
 		if err := diags.Err(); err != nil {
 			t.Fatal(err)
 		}
-		cp.SetCluster(model.ClusterID(id), "test", id == "cluster1", store, func() bool { return true }, nil)
+		cp.SetCluster(source.Cluster{ID: model.ClusterID(id), Origin: "test", Local: id == "cluster1", Source: kube.Source{Store: store, IsSynced: func() bool { return true }}})
 	}
 	nets, diags := meshnetworks.ParseFile(walkthrough + "/meshnetworks.yaml")
 	if err := diags.Err(); err != nil {

@@ -22,15 +22,14 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/horizonmesh/horizon/internal/model"
-	"github.com/horizonmesh/horizon/internal/source/kube"
+	"github.com/horizonmesh/horizon/internal/source"
 	"github.com/horizonmesh/horizon/internal/xds/server"
 	"github.com/horizonmesh/horizon/internal/xds/translate"
 )
 
 // Options configure a ControlPlane.
 type Options struct {
-	DomainSuffix    string
-	SystemNamespace string
+	DomainSuffix string
 	// Debounce is the quiet period after a change before a push; DebounceMax
 	// bounds how long a stream of changes can delay one.
 	Debounce    time.Duration
@@ -83,18 +82,16 @@ type ControlPlane struct {
 
 // clusterState is one cluster as a source reported it.
 type clusterState struct {
-	id        model.ClusterID
-	source    string
-	local     bool
-	store     *kube.Store
-	synced    func() bool
-	lastEvent func() time.Time
-	added     time.Time // first SetCluster of this ID
-	updated   time.Time // latest SetCluster (a rotation swaps the store)
-	err       string
-	problems  string // the conversion errors last logged, to log each set once
-	snap      *model.ClusterSnapshot
-	dirty     bool
+	id       model.ClusterID
+	origin   string
+	local    bool
+	src      source.ClusterSource
+	added    time.Time // first SetCluster of this ID
+	updated  time.Time // latest SetCluster (a rotation swaps the store)
+	err      string
+	problems string // the conversion errors last logged, to log each set once
+	snap     *model.ClusterSnapshot
+	dirty    bool
 }
 
 // New returns a ControlPlane; Run drives it.
@@ -226,17 +223,18 @@ func (cp *ControlPlane) AddReadinessGate(name string, ok func() bool) {
 // SetCluster adds or replaces a cluster. Replacing is how a kubeconfig
 // rotation is made before it breaks: the source calls SetCluster with the
 // new, synced store and only then stops the old watcher.
-func (cp *ControlPlane) SetCluster(id model.ClusterID, source string, local bool, store *kube.Store, synced func() bool, lastEvent func() time.Time) {
+func (cp *ControlPlane) SetCluster(c source.Cluster) {
+	id := c.ID
 	cp.mu.Lock()
 	added := time.Now()
 	if old, ok := cp.clusters[id]; ok {
 		added = old.added
 	}
-	cp.clusters[id] = &clusterState{id: id, source: source, local: local, store: store, synced: synced,
-		lastEvent: lastEvent, added: added, updated: time.Now(), dirty: true}
+	cp.clusters[id] = &clusterState{id: id, origin: c.Origin, local: c.Local, src: c.Source,
+		added: added, updated: time.Now(), dirty: true}
 	delete(cp.failed, id)
 	cp.mu.Unlock()
-	cp.log.Info("cluster set", "cluster", id, "source", source)
+	cp.log.Info("cluster set", "cluster", id, "source", c.Origin)
 	cp.changed()
 }
 
@@ -267,13 +265,13 @@ func (cp *ControlPlane) ClusterChanged(id model.ClusterID) {
 // ClusterError records why a cluster is unhealthy or could not join; an
 // empty msg clears it. A cluster that never joined shows in Clusters with
 // its error.
-func (cp *ControlPlane) ClusterError(id model.ClusterID, source, msg string) {
+func (cp *ControlPlane) ClusterError(id model.ClusterID, origin, msg string) {
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
 	if c, ok := cp.clusters[id]; ok {
 		c.err = msg
 	} else if msg != "" {
-		cp.failed[id] = &ClusterStatus{ID: string(id), Source: source, Error: msg}
+		cp.failed[id] = &ClusterStatus{ID: string(id), Source: origin, Error: msg}
 	} else {
 		delete(cp.failed, id)
 	}
@@ -354,11 +352,10 @@ func (cp *ControlPlane) push(ctx context.Context) {
 	cp.mu.Lock()
 	first := cp.pending
 	cp.pending = time.Time{}
-	kopts := kube.Options{DomainSuffix: cp.opts.DomainSuffix, SystemNamespace: cp.opts.SystemNamespace}
 	var snaps []*model.ClusterSnapshot
 	allLocal, allRemote := true, true
 	for _, c := range cp.clusters {
-		synced := c.synced()
+		synced := c.src.Synced()
 		cp.metrics.clusterSynced.WithLabelValues(string(c.id)).Set(b2f(synced))
 		if !synced {
 			if c.local {
@@ -370,7 +367,7 @@ func (cp *ControlPlane) push(ctx context.Context) {
 				continue // never synced: nothing to serve yet
 			}
 		} else if c.dirty || c.snap == nil {
-			snap, diags := kube.Convert(c.id, c.store, kopts)
+			snap, diags := c.src.Snapshot(c.id)
 			// Every event re-converts the cluster: log a set of problems
 			// when it changes, not on every push.
 			if p := fmt.Sprint(diags.Errors()); p != c.problems {

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/horizonmesh/horizon/internal/model"
+	"github.com/horizonmesh/horizon/internal/source"
 	"github.com/horizonmesh/horizon/internal/source/kube"
 	"github.com/horizonmesh/horizon/internal/testing/adsclient"
 	"github.com/horizonmesh/horizon/internal/xds/server"
@@ -40,7 +41,7 @@ func serve(t testing.TB, cp *ControlPlane) string {
 func TestUnavailableUntilLocalClusterSyncs(t *testing.T) {
 	cp := New(Options{Logger: quietLogger(), RemoteSyncTimeout: time.Hour, Debounce: 5 * time.Millisecond})
 	var synced atomic.Bool
-	cp.SetCluster("local", "test", true, kube.NewStore(), synced.Load, nil)
+	cp.SetCluster(source.Cluster{ID: "local", Origin: "test", Local: true, Source: kube.Source{Store: kube.NewStore(), IsSynced: synced.Load}})
 	addr := serve(t, cp)
 
 	c, err := adsclient.Dial(addr, adsclient.Node("early", "n1", "local"))
@@ -81,8 +82,8 @@ func TestRemoteNeverBlocksReadinessBeyondTimeout(t *testing.T) {
 	cp := New(Options{Logger: quietLogger(), RemoteSyncTimeout: 300 * time.Millisecond, Debounce: 5 * time.Millisecond})
 	always := func() bool { return true }
 	never := func() bool { return false }
-	cp.SetCluster("local", "test", true, kube.NewStore(), always, nil)
-	cp.SetCluster("remote", "test", false, kube.NewStore(), never, nil)
+	cp.SetCluster(source.Cluster{ID: "local", Origin: "test", Local: true, Source: kube.Source{Store: kube.NewStore(), IsSynced: always}})
+	cp.SetCluster(source.Cluster{ID: "remote", Origin: "test", Local: false, Source: kube.Source{Store: kube.NewStore(), IsSynced: never}})
 	start := time.Now()
 	serve(t, cp)
 	time.Sleep(100 * time.Millisecond)
@@ -101,7 +102,7 @@ func TestReadinessGate(t *testing.T) {
 	cp := New(Options{Logger: quietLogger(), RemoteSyncTimeout: time.Second, Debounce: 5 * time.Millisecond})
 	var gate atomic.Bool
 	cp.AddReadinessGate("meshNetworks", gate.Load)
-	cp.SetCluster("local", "test", true, kube.NewStore(), func() bool { return true }, nil)
+	cp.SetCluster(source.Cluster{ID: "local", Origin: "test", Local: true, Source: kube.Source{Store: kube.NewStore(), IsSynced: func() bool { return true }}})
 	serve(t, cp)
 	time.Sleep(1500 * time.Millisecond)
 	if cp.Ready() {

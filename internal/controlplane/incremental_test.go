@@ -14,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
+	"github.com/horizonmesh/horizon/internal/source"
 	"github.com/horizonmesh/horizon/internal/source/kube"
 	"github.com/horizonmesh/horizon/internal/testing/adsclient"
 	"github.com/horizonmesh/horizon/internal/xds/server"
@@ -47,7 +48,7 @@ func TestEndpointChangeRebuildsOnlyItsService(t *testing.T) {
 		store.Upsert(incrementalService(name, fmt.Sprintf("10.96.0.%d", i+1)), "")
 		store.Upsert(incrementalSlice(name, fmt.Sprintf("10.1.%d.1", i)), "")
 	}
-	cp.SetCluster("c1", "test", true, store, func() bool { return true }, nil)
+	cp.SetCluster(source.Cluster{ID: "c1", Origin: "test", Local: true, Source: kube.Source{Store: store, IsSynced: func() bool { return true }}})
 	addr := serve(t, cp)
 	waitFor(t, "ready", cp.Ready)
 	c, err := adsclient.Dial(addr, adsclient.Node("p0", "", "c1"))
@@ -156,7 +157,7 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 // WaitPush returns once a push after the given one has completed.
 func TestWaitPush(t *testing.T) {
 	cp := New(Options{Logger: quietLogger(), Debounce: time.Millisecond, RemoteSyncTimeout: time.Second})
-	cp.SetCluster("c1", "test", true, kube.NewStore(), func() bool { return true }, nil)
+	cp.SetCluster(source.Cluster{ID: "c1", Origin: "test", Local: true, Source: kube.Source{Store: kube.NewStore(), IsSynced: func() bool { return true }}})
 	serve(t, cp)
 	waitFor(t, "ready", cp.Ready)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

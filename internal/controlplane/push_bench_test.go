@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
+	"github.com/horizonmesh/horizon/internal/source"
 	"github.com/horizonmesh/horizon/internal/source/kube"
 	"github.com/horizonmesh/horizon/internal/testing/adsclient"
 )
@@ -48,7 +49,7 @@ func BenchmarkEndpointChangePerView(b *testing.B) {
 			store.Upsert(&corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "big", Namespace: "ns"},
 				Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80}}}}, "")
 			store.Upsert(benchSlice(1000, 0), "")
-			cp.SetCluster("c1", "bench", true, store, func() bool { return true }, nil)
+			cp.SetCluster(source.Cluster{ID: "c1", Origin: "bench", Local: true, Source: kube.Source{Store: store, IsSynced: func() bool { return true }}})
 			addr := serve(b, cp)
 			for !cp.Ready() {
 				time.Sleep(time.Millisecond)
@@ -133,7 +134,7 @@ func BenchmarkOneEndpointChangeInMesh(b *testing.B) {
 				}
 				store.Upsert(sl, "")
 			}
-			cp.SetCluster("c1", "bench", true, store, func() bool { return true }, nil)
+			cp.SetCluster(source.Cluster{ID: "c1", Origin: "bench", Local: true, Source: kube.Source{Store: store, IsSynced: func() bool { return true }}})
 			addr := serve(b, cp)
 			for !cp.Ready() {
 				time.Sleep(time.Millisecond)

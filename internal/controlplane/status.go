@@ -24,10 +24,8 @@ func (cp *ControlPlane) Clusters() []ClusterStatus {
 	defer cp.mu.Unlock()
 	var out []ClusterStatus
 	for _, c := range cp.clusters {
-		s := ClusterStatus{ID: string(c.id), Source: c.source, Local: c.local, Synced: c.synced(), Error: c.err, Since: c.updated}
-		if c.lastEvent != nil {
-			s.LastEvent = c.lastEvent()
-		}
+		s := ClusterStatus{ID: string(c.id), Source: c.origin, Local: c.local, Synced: c.src.Synced(), Error: c.err, Since: c.updated,
+			LastEvent: c.src.LastEvent()}
 		if !s.LastEvent.IsZero() {
 			s.LastEventAgeSeconds = time.Since(s.LastEvent).Seconds()
 		}

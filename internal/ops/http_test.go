@@ -27,6 +27,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/horizonmesh/horizon/internal/controlplane"
+	"github.com/horizonmesh/horizon/internal/source"
 	"github.com/horizonmesh/horizon/internal/source/kube"
 	"github.com/horizonmesh/horizon/internal/testing/adsclient"
 	"github.com/horizonmesh/horizon/internal/xds/server"
@@ -71,7 +72,7 @@ func startMesh(t testing.TB, services, endpoints int) *mesh {
 		}
 		store.Upsert(sl, "")
 	}
-	cp.SetCluster("c1", "test", true, store, func() bool { return true }, nil)
+	cp.SetCluster(source.Cluster{ID: "c1", Origin: "test", Local: true, Source: kube.Source{Store: store, IsSynced: func() bool { return true }}})
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	go cp.Run(ctx)

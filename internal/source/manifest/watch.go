@@ -7,14 +7,15 @@ import (
 	"time"
 
 	"github.com/horizonmesh/horizon/internal/model"
+	"github.com/horizonmesh/horizon/internal/source"
 	"github.com/horizonmesh/horizon/internal/source/filewatch"
 	"github.com/horizonmesh/horizon/internal/source/kube"
 )
 
 // Registry is where manifest clusters are reported (the control plane).
 type Registry interface {
-	SetCluster(id model.ClusterID, source string, local bool, store *kube.Store, synced func() bool, lastEvent func() time.Time)
-	ClusterError(id model.ClusterID, source, msg string)
+	SetCluster(source.Cluster)
+	ClusterError(id model.ClusterID, origin, msg string)
 }
 
 // Watch loads a cluster from its manifests now and again each time a file
@@ -32,17 +33,19 @@ type Registry interface {
 // still decodes. So a change is applied only after the settle time without
 // events and only if every file decodes; writers that pause longer than the
 // settle time should write a temporary file and rename it instead.
-func Watch(ctx context.Context, src ClusterSource, poll time.Duration, reg Registry, log *slog.Logger) error {
-	return watch(ctx, src, filewatch.Options{Poll: poll, Logger: log}, reg)
+//
+// convert says how the manifests are read into the model (domain suffix,
+// system namespace).
+func Watch(ctx context.Context, src ClusterSource, poll time.Duration, convert kube.Options, reg Registry, log *slog.Logger) error {
+	return watch(ctx, src, filewatch.Options{Poll: poll, Logger: log}, convert, reg)
 }
 
-func watch(ctx context.Context, src ClusterSource, opts filewatch.Options, reg Registry) error {
+func watch(ctx context.Context, src ClusterSource, opts filewatch.Options, convert kube.Options, reg Registry) error {
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	source := "manifests " + src.Path
-	always := func() bool { return true }
+	origin := "manifests " + src.Path
 	loads := 0 // calls to load never overlap
 	load := func(s filewatch.Snapshot) error {
 		store, diags := Load(src.Path)
@@ -53,16 +56,17 @@ func watch(ctx context.Context, src ClusterSource, opts filewatch.Options, reg R
 			return err
 		}
 		at := time.Now()
-		reg.SetCluster(src.ID, source, true, store, always, func() time.Time { return at })
+		reg.SetCluster(source.Cluster{ID: src.ID, Origin: origin, Local: true,
+			Source: kube.Source{Store: store, Options: convert, Last: func() time.Time { return at }}})
 		if loads++; loads > 1 {
-			reg.ClusterError(src.ID, source, "")
+			reg.ClusterError(src.ID, origin, "")
 			log.Info("cluster manifests applied", "cluster", src.ID, "path", src.Path)
 		}
 		return nil
 	}
 	rejected := func(err error) {
 		log.Error("cluster manifests change rejected; the last good manifests keep serving", "cluster", src.ID, "path", src.Path, "error", err)
-		reg.ClusterError(src.ID, source, "change rejected, last good manifests keep serving: "+err.Error())
+		reg.ClusterError(src.ID, origin, "change rejected, last good manifests keep serving: "+err.Error())
 	}
 	if err := filewatch.Start(ctx, src.Path, opts, load, rejected); err != nil {
 		return fmt.Errorf("cluster %s: %w", src.ID, err)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/horizonmesh/horizon/internal/model"
+	"github.com/horizonmesh/horizon/internal/source"
 	"github.com/horizonmesh/horizon/internal/source/filewatch"
 	"github.com/horizonmesh/horizon/internal/source/kube"
 )
@@ -26,8 +27,8 @@ type registry struct {
 	ch     chan string
 }
 
-func (r *registry) SetCluster(_ model.ClusterID, _ string, _ bool, s *kube.Store, _ func() bool, _ func() time.Time) {
-	r.add("set " + endpoints(s))
+func (r *registry) SetCluster(c source.Cluster) {
+	r.add("set " + endpoints(c.Source.(kube.Source).Store))
 }
 
 func (r *registry) ClusterError(_ model.ClusterID, _, msg string) {
@@ -122,7 +123,7 @@ func startWatch(t *testing.T, path string, opts filewatch.Options) *registry {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	r := &registry{ch: make(chan string, 1000)}
-	if err := watch(ctx, ClusterSource{ID: "c1", Path: path}, opts, r); err != nil {
+	if err := watch(ctx, ClusterSource{ID: "c1", Path: path}, opts, kube.Options{}, r); err != nil {
 		t.Fatal(err)
 	}
 	return r

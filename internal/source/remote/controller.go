@@ -19,6 +19,7 @@ import (
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/horizonmesh/horizon/internal/model"
+	"github.com/horizonmesh/horizon/internal/source"
 	"github.com/horizonmesh/horizon/internal/source/kube"
 )
 
@@ -26,12 +27,7 @@ import (
 const MultiClusterLabel = "istio/multiCluster"
 
 // Registry is where remote clusters are reported (the control plane).
-type Registry interface {
-	SetCluster(id model.ClusterID, source string, local bool, store *kube.Store, synced func() bool, lastEvent func() time.Time)
-	RemoveCluster(id model.ClusterID)
-	ClusterChanged(id model.ClusterID)
-	ClusterError(id model.ClusterID, source, msg string)
-}
+type Registry = source.Registry
 
 // Options configure the Secret controller.
 type Options struct {
@@ -47,6 +43,8 @@ type Options struct {
 	NewClient func(*rest.Config) (kubernetes.Interface, error)
 	// Clients, if set, is kept current with each remote cluster's client.
 	Clients *kube.Clients
+	// Convert says how each cluster's objects are read into the model.
+	Convert kube.Options
 	Logger  *slog.Logger
 }
 
@@ -243,7 +241,7 @@ func (c *Controller) Reconcile(ctx context.Context, secrets []*corev1.Secret) {
 		}
 		if !running {
 			c.running[id] = next
-			c.reg.SetCluster(id, d.source, false, next.watcher.Store, next.watcher.HasSynced, next.watcher.LastEvent)
+			c.reg.SetCluster(c.cluster(id, d.source, next))
 			c.setClient(next)
 			go c.reportIfNotSynced(ctx, next)
 			continue
@@ -254,6 +252,12 @@ func (c *Controller) Reconcile(ctx context.Context, secrets []*corev1.Secret) {
 		c.pending[id] = next
 		go c.swapWhenSynced(ctx, next)
 	}
+}
+
+// cluster is a remote cluster's watcher as the registry takes it.
+func (c *Controller) cluster(id model.ClusterID, origin string, rc *remoteCluster) source.Cluster {
+	return source.Cluster{ID: id, Origin: origin, Source: kube.Source{Store: rc.watcher.Store, Options: c.opts.Convert,
+		IsSynced: rc.watcher.HasSynced, Last: rc.watcher.LastEvent}}
 }
 
 func (c *Controller) start(id model.ClusterID, d desired, hash [32]byte) (*remoteCluster, error) {
@@ -358,7 +362,7 @@ func (c *Controller) swapWhenSynced(ctx context.Context, next *remoteCluster) {
 	old := c.running[next.id]
 	c.running[next.id] = next
 	c.publish()
-	c.reg.SetCluster(next.id, next.source, false, next.watcher.Store, next.watcher.HasSynced, next.watcher.LastEvent)
+	c.reg.SetCluster(c.cluster(next.id, next.source, next))
 	c.setClient(next)
 	if old != nil {
 		old.watcher.Stop()

@@ -17,6 +17,7 @@ import (
 	"k8s.io/client-go/rest"
 
 	"github.com/horizonmesh/horizon/internal/model"
+	"github.com/horizonmesh/horizon/internal/source"
 	"github.com/horizonmesh/horizon/internal/source/kube"
 )
 
@@ -33,11 +34,11 @@ func newRegistry() *registry {
 	return &registry{stores: map[model.ClusterID]*kube.Store{}, sets: map[model.ClusterID]int{}, errors: map[model.ClusterID]string{}}
 }
 
-func (r *registry) SetCluster(id model.ClusterID, _ string, local bool, s *kube.Store, _ func() bool, _ func() time.Time) {
+func (r *registry) SetCluster(c source.Cluster) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.stores[id] = s
-	r.sets[id]++
+	r.stores[c.ID] = c.Source.(kube.Source).Store
+	r.sets[c.ID]++
 }
 func (r *registry) RemoveCluster(id model.ClusterID) {
 	r.mu.Lock()

@@ -1,0 +1,36 @@
+package kube
+
+import (
+	"time"
+
+	"github.com/horizonmesh/horizon/internal/model"
+	"github.com/horizonmesh/horizon/internal/source"
+)
+
+// Source is a Store as a source.ClusterSource: its snapshot is Convert's.
+type Source struct {
+	Store   *Store
+	Options Options
+	// IsSynced and Last report the filling side's state (an informer's
+	// HasSynced and LastEvent); nil: always synced, no event time.
+	IsSynced func() bool
+	Last     func() time.Time
+}
+
+var _ source.ClusterSource = Source{}
+
+// Snapshot converts the store.
+func (s Source) Snapshot(id model.ClusterID) (*model.ClusterSnapshot, model.Diagnostics) {
+	return Convert(id, s.Store, s.Options)
+}
+
+// Synced reports whether the store holds a complete state.
+func (s Source) Synced() bool { return s.IsSynced == nil || s.IsSynced() }
+
+// LastEvent is when the store last changed, zero if unknown.
+func (s Source) LastEvent() time.Time {
+	if s.Last == nil {
+		return time.Time{}
+	}
+	return s.Last()
+}
