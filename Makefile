@@ -69,6 +69,20 @@ lint: ## gofmt and go vet
 bench: ## benchmarks (EDS building, pushes per view, invented networks, /debug/eds)
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/xds/translate/ ./internal/controlplane/ ./internal/ops/
 
+# Not part of `check`: minutes to hours on 2 cores. Sizes and rounds through
+# BENCH_ARGS (quick: BENCH_ARGS='-clients 10 -services 1 -endpoints 100 -rounds 4');
+# BENCH_CP=istiod measures Istio's pilot-discovery instead (scripts/istiod.sh
+# builds it once, cached). The table rows go to BENCH_OUT too when set.
+BENCH_CP   ?= horizon
+BENCH_ARGS ?= -clients 100 -services 1,1000 -endpoints 1000 -rounds 20
+.PHONY: bench-convergence
+bench-convergence: build ## endpoint-change convergence at M ADS clients on a real kube-apiserver (docs/performance.md)
+	dir=$$(./scripts/k8s-bins.sh | tail -1); extra=; \
+	  if [ "$(BENCH_CP)" = istiod ]; then idir=$$(./scripts/istiod.sh | tail -1); \
+	    extra="-istiod-bin $$idir/pilot-discovery -istio-crds $$idir/crd-all.gen.yaml"; fi; \
+	  HORIZON_K8S_BIN_DIR=$$dir $(GO) test -tags bench -count=1 -timeout 4h -v -run '^TestConvergence$$' ./internal/bench \
+	    -args -cp $(BENCH_CP) -horizon-bin $(CURDIR)/$(BIN) $$extra $(if $(BENCH_OUT),-out $(abspath $(BENCH_OUT))) $(BENCH_ARGS)
+
 golden: ## refresh golden files after a deliberate output change; review the diff
 	$(GO) test ./internal/xds/translate/ -run TestGolden -update
 
