@@ -28,7 +28,6 @@ import (
 
 	"github.com/horizonmesh/horizon/internal/ca"
 	"github.com/horizonmesh/horizon/internal/controlplane"
-	"github.com/horizonmesh/horizon/internal/dnscache"
 	"github.com/horizonmesh/horizon/internal/model"
 	"github.com/horizonmesh/horizon/internal/ops"
 	"github.com/horizonmesh/horizon/internal/source"
@@ -148,7 +147,7 @@ A second signal exits at once.`,
 	fl.BoolVar(&c.AllowInsecure, "allow-insecure-kubeconfig", false, "accept remote kubeconfigs with exec/auth-provider plugins or file paths")
 	fl.StringVar(&c.DomainSuffix, "domain-suffix", d.DomainSuffix, "domain suffix of service hostnames")
 	fl.DurationVar(&c.PollInterval, "poll-interval", d.PollInterval, "how often watched files are checked")
-	fl.DurationVar(&c.DNSRefresh, "dns-refresh", d.DNSRefresh, "how long gateway DNS answers are kept before re-resolving")
+	fl.DurationVar(&c.DNSRefresh, "dns-refresh", d.DNSRefresh, "how often gateway DNS names are resolved again (in the background; a changed answer is pushed)")
 	fl.StringVar(&c.CACertsDir, "cacerts-dir", "", "plug-in CA directory (ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem); default: the cacerts Secret in --namespace, else a self-signed root")
 	fl.StringVar(&c.TrustDomain, "trust-domain", d.TrustDomain, "SPIFFE trust domain of workload identities")
 	fl.StringVar(&c.SecureAddr, "secure-addr", d.SecureAddr, "TLS address for xDS and the CSR service; empty disables it")
@@ -226,7 +225,7 @@ func RunDiscovery(ctx context.Context, c DiscoveryConfig, log *slog.Logger, lis 
 	cp := controlplane.New(controlplane.Options{
 		DomainSuffix: c.DomainSuffix,
 		Debounce:     c.Debounce, DebounceMax: c.DebounceMax, RemoteSyncTimeout: c.RemoteSyncTimeout,
-		RefreshInterval: c.DNSRefresh, Resolver: dnscache.New(net.DefaultResolver, c.DNSRefresh),
+		RefreshInterval: c.DNSRefresh, Resolver: net.DefaultResolver,
 		Logger: log, Registry: reg,
 		MaxViews: c.MaxViews, Limits: server.Limits{MaxStreams: c.MaxStreams},
 	})

@@ -21,6 +21,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/horizonmesh/horizon/internal/dnscache"
 	"github.com/horizonmesh/horizon/internal/model"
 	"github.com/horizonmesh/horizon/internal/source"
 	"github.com/horizonmesh/horizon/internal/xds/server"
@@ -36,10 +37,12 @@ type Options struct {
 	DebounceMax time.Duration
 	// RemoteSyncTimeout bounds how long readiness waits for remote clusters.
 	RemoteSyncTimeout time.Duration
-	// RefreshInterval forces a rebuild this often (re-resolving gateway DNS
-	// names); 0 disables it.
+	// Resolver resolves gateway DNS names, in the background (a name
+	// table the push only reads); nil: names never resolve.
+	Resolver model.Resolver
+	// RefreshInterval is how often those names are resolved again; a
+	// changed answer triggers a push (default 30s).
 	RefreshInterval time.Duration
-	Resolver        model.Resolver
 	Translate       translate.Options
 	// MaxViews bounds the xDS views held at once (0: server.DefaultMaxViews).
 	MaxViews int
@@ -66,6 +69,7 @@ type ControlPlane struct {
 
 	kick  chan struct{}
 	seq   pushSeq
+	names *dnscache.Table // gateway DNS names, resolved outside the push
 	mesh  atomic.Pointer[model.Mesh]
 	ready atomic.Bool
 
@@ -117,6 +121,9 @@ func New(opts Options) *ControlPlane {
 		eds:      map[server.View]edsBuild{},
 	}
 	cp.seq.init()
+	if opts.Resolver != nil {
+		cp.names = dnscache.NewTable(opts.Resolver, opts.RefreshInterval, cp.changed)
+	}
 	cp.metrics = newMetrics(opts.Registry, cp)
 	cp.Views = server.NewViewCache(cp.build, cp.Classify, opts.MaxViews)
 	cp.Tracker = server.NewTracker(server.Hooks{
@@ -317,11 +324,8 @@ func (cp *ControlPlane) changed() {
 func (cp *ControlPlane) Run(ctx context.Context) {
 	tick := time.NewTicker(time.Second) // readiness deadlines
 	defer tick.Stop()
-	var refresh <-chan time.Time
-	if cp.opts.RefreshInterval > 0 {
-		t := time.NewTicker(cp.opts.RefreshInterval)
-		defer t.Stop()
-		refresh = t.C
+	if cp.names != nil {
+		go cp.names.Run(ctx)
 	}
 	var quiet <-chan time.Time
 	for {
@@ -341,8 +345,6 @@ func (cp *ControlPlane) Run(ctx context.Context) {
 			if !cp.ready.Load() {
 				cp.push(ctx)
 			}
-		case <-refresh:
-			cp.changed()
 		}
 	}
 }
@@ -387,8 +389,14 @@ func (cp *ControlPlane) push(ctx context.Context) {
 	}
 	cp.mu.Unlock()
 
-	m, diags := model.Build(ctx, model.BuildInput{Clusters: snaps, Networks: nets,
-		DomainSuffix: cp.opts.DomainSuffix, Resolver: cp.opts.Resolver})
+	in := model.BuildInput{Clusters: snaps, Networks: nets, DomainSuffix: cp.opts.DomainSuffix}
+	if cp.names != nil {
+		in.Names = cp.names
+	}
+	m, diags := model.Build(in)
+	if cp.names != nil {
+		cp.names.Want(m.GatewayNames()) // new names: resolved, then pushed again
+	}
 	if p := fmt.Sprint(diags); p != cp.meshProblems {
 		cp.meshProblems = p
 		for _, d := range diags {

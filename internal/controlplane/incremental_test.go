@@ -3,6 +3,7 @@ package controlplane
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
+	"github.com/horizonmesh/horizon/internal/model"
 	"github.com/horizonmesh/horizon/internal/source"
 	"github.com/horizonmesh/horizon/internal/source/kube"
 	"github.com/horizonmesh/horizon/internal/testing/adsclient"
@@ -174,4 +176,41 @@ func TestWaitPush(t *testing.T) {
 	if _, err := cp.WaitPush(short, cp.PushSeq()); err == nil {
 		t.Error("WaitPush returned without a push")
 	}
+}
+
+// blockingDNS answers once released: a resolver that hangs.
+type blockingDNS struct{ release chan struct{} }
+
+func (b blockingDNS) LookupNetIP(ctx context.Context, _, _ string) ([]netip.Addr, error) {
+	select {
+	case <-b.release:
+		return []netip.Addr{netip.MustParseAddr("203.0.113.7")}, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// A gateway name that does not resolve yet never stalls a push: the mesh
+// is served without that gateway, and pushed again once the name answers.
+func TestSlowGatewayNameDoesNotStallPushes(t *testing.T) {
+	dns := blockingDNS{release: make(chan struct{})}
+	cp := New(Options{Logger: quietLogger(), Debounce: time.Millisecond, RemoteSyncTimeout: time.Second, Resolver: dns, RefreshInterval: time.Hour})
+	cp.SetMeshNetworks(&model.MeshNetworks{Networks: []*model.NetworkConfig{{Name: "n2", Registries: []model.ClusterID{"c2"},
+		Gateways: []model.GatewaySpec{{Address: "gw.example.com", Port: 15443}}}}}, nil)
+	cp.SetCluster(source.Cluster{ID: "c1", Origin: "test", Local: true, Source: kube.Source{Store: kube.NewStore()}})
+	serve(t, cp)
+	waitFor(t, "ready while the gateway name hangs", cp.Ready)
+	if gws := cp.Mesh().Gateways(); len(gws) != 0 {
+		t.Fatalf("gateways before the name resolved: %v", gws)
+	}
+	// Pushes go on meanwhile.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	seq := cp.PushSeq()
+	cp.Push()
+	if _, err := cp.WaitPush(ctx, seq); err != nil {
+		t.Fatalf("a push stalled behind the hanging name: %v", err)
+	}
+	close(dns.release)
+	waitFor(t, "the gateway once its name resolved", func() bool { return len(cp.Mesh().Gateways()) == 1 })
 }

@@ -3,6 +3,7 @@ package model
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"sort"
@@ -10,9 +11,18 @@ import (
 )
 
 // Resolver turns gateway DNS names into IPs; *net.Resolver satisfies it.
-// Envoy accepts only IPs in EDS, so names are resolved before translation.
+// Envoy accepts only IPs in EDS, so names are resolved before translation —
+// outside Build, which only reads a NameTable.
 type Resolver interface {
 	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
+}
+
+// NameTable answers gateway DNS names from what was resolved already,
+// without waiting: Build does no I/O. known is false for a name nobody has
+// resolved yet; the Mesh lists the names Build asked for (GatewayNames), so
+// that they get resolved and the mesh rebuilt.
+type NameTable interface {
+	Lookup(name string) (addrs []netip.Addr, err error, known bool)
 }
 
 // Gateway-related labels and defaults, as Istio users already write them.
@@ -33,8 +43,9 @@ type BuildInput struct {
 	Networks *MeshNetworks // nil: no meshNetworks
 	// DomainSuffix ends service hostnames; DefaultDomainSuffix when empty.
 	DomainSuffix string
-	// Resolver resolves gateway DNS names; nil means names yield no gateway.
-	Resolver Resolver
+	// Names answers gateway DNS names; nil: every name is unknown (no
+	// gateway, until resolved).
+	Names NameTable
 }
 
 // Hostname returns the mesh hostname of a Service.
@@ -51,7 +62,10 @@ func Hostname(name, namespace, domainSuffix string) string {
 // the mesh from being built (an unresolvable gateway name, say) come back as
 // warnings; a duplicate cluster ID is an error and its second snapshot is
 // left out.
-func Build(ctx context.Context, in BuildInput) (*Mesh, Diagnostics) {
+//
+// Build is pure: gateway DNS names are read from in.Names, never resolved
+// here (a slow resolver must not stall a push).
+func Build(in BuildInput) (*Mesh, Diagnostics) {
 	var diags Diagnostics
 	suffix := in.DomainSuffix
 	if suffix == "" {
@@ -96,8 +110,9 @@ func Build(ctx context.Context, in BuildInput) (*Mesh, Diagnostics) {
 		}
 	}
 
-	gb := gatewayBuilder{ctx: ctx, resolver: in.Resolver, diags: &diags, suffix: suffix, clusters: clusters}
+	gb := gatewayBuilder{names: in.Names, diags: &diags, suffix: suffix, clusters: clusters, asked: map[string]bool{}}
 	m.gateways = gb.build(nets)
+	m.gatewayNames = slices.Sorted(maps.Keys(gb.asked))
 	m.networks = knownNetworks(nets, m)
 	m.index()
 	return m, diags
@@ -231,4 +246,21 @@ func findClusterService(c *ClusterSnapshot, host, suffix string) *ClusterService
 		}
 	}
 	return nil
+}
+
+// Names is a NameTable of fixed answers: every name in it is known
+// (offline loads resolve every name a first Build asked for, then build
+// again).
+type Names map[string]NameAnswer
+
+// NameAnswer is what resolving a name gave.
+type NameAnswer struct {
+	Addrs []netip.Addr
+	Err   error
+}
+
+// Lookup answers from the map.
+func (n Names) Lookup(name string) ([]netip.Addr, error, bool) {
+	a, ok := n[name]
+	return a.Addrs, a.Err, ok
 }

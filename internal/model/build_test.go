@@ -1,25 +1,27 @@
 package model
 
 import (
-	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
 )
 
-type fakeResolver map[string][]string
-
-func (f fakeResolver) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr, error) {
-	addrs, ok := f[host]
-	if !ok {
-		return nil, errors.New("no such host")
+// fakeNames is a name table: names in ok resolve, names in failed fail.
+func fakeNames(ok map[string][]string, failed ...string) Names {
+	out := Names{}
+	for n, addrs := range ok {
+		var a []netip.Addr
+		for _, s := range addrs {
+			a = append(a, netip.MustParseAddr(s))
+		}
+		out[n] = NameAnswer{Addrs: a}
 	}
-	var out []netip.Addr
-	for _, a := range addrs {
-		out = append(out, netip.MustParseAddr(a))
+	for _, n := range failed {
+		out[n] = NameAnswer{Err: errors.New("no such host")}
 	}
-	return out, nil
+	return out
 }
 
 func svcWithEndpoint(name, ns string, e *Endpoint) *ClusterService {
@@ -53,7 +55,7 @@ func TestEndpointNetworkPrecedence(t *testing.T) {
 			e := &Endpoint{Address: netip.MustParseAddr(tt.addr), Port: 8080, PodNetwork: tt.pod}
 			snap := &ClusterSnapshot{ID: tt.cluster, SystemNamespaceNetwork: tt.nsNetwork,
 				Services: []*ClusterService{svcWithEndpoint("a", "ns", e)}}
-			m, diags := Build(context.Background(), BuildInput{Clusters: []*ClusterSnapshot{snap}, Networks: nets})
+			m, diags := Build(BuildInput{Clusters: []*ClusterSnapshot{snap}, Networks: nets})
 			if len(diags) != 0 {
 				t.Fatalf("diagnostics: %v", diags)
 			}
@@ -75,7 +77,7 @@ func TestServicesMergeAcrossClusters(t *testing.T) {
 	a := &ClusterSnapshot{ID: "c1", Services: []*ClusterService{svcWithEndpoint("hello", "sample", &Endpoint{Address: netip.MustParseAddr("10.0.0.1"), Port: 5000})}}
 	b := &ClusterSnapshot{ID: "c2", Services: []*ClusterService{svcWithEndpoint("hello", "sample", &Endpoint{Address: netip.MustParseAddr("10.0.0.1"), Port: 5000})}}
 	b.Services[0].Ports = append(b.Services[0].Ports, ServicePort{Name: "grpc", Port: 9090})
-	m, diags := Build(context.Background(), BuildInput{Clusters: []*ClusterSnapshot{b, a}, DomainSuffix: "example.org"})
+	m, diags := Build(BuildInput{Clusters: []*ClusterSnapshot{b, a}, DomainSuffix: "example.org"})
 	if len(diags) != 0 {
 		t.Fatal(diags)
 	}
@@ -97,7 +99,7 @@ func TestServicesMergeAcrossClusters(t *testing.T) {
 
 func TestDuplicateClusterID(t *testing.T) {
 	a := &ClusterSnapshot{ID: "c1"}
-	_, diags := Build(context.Background(), BuildInput{Clusters: []*ClusterSnapshot{a, {ID: "c1"}}})
+	_, diags := Build(BuildInput{Clusters: []*ClusterSnapshot{a, {ID: "c1"}}})
 	if err := diags.Err(); err == nil || !strings.Contains(err.Error(), `cluster "c1"`) {
 		t.Fatalf("want duplicate cluster error, got %v", err)
 	}
@@ -134,8 +136,8 @@ func TestGatewaySources(t *testing.T) {
 		// The same LB service in a cluster that is not in n2's registries is not used.
 		{ID: "c9", Services: []*ClusterService{lbService, labelled, badPort, noAddr}},
 	}
-	res := fakeResolver{"gw1.example.com": {"198.51.100.2", "198.51.100.1"}, "gw.example.com": {"203.0.113.11"}}
-	m, diags := Build(context.Background(), BuildInput{Clusters: clusters, Networks: nets, Resolver: res})
+	res := fakeNames(map[string][]string{"gw1.example.com": {"198.51.100.2", "198.51.100.1"}, "gw.example.com": {"203.0.113.11"}}, "missing.example.com")
+	m, diags := Build(BuildInput{Clusters: clusters, Networks: nets, Names: res})
 	if err := diags.Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +188,7 @@ func TestGatewayDedupPrefersCluster(t *testing.T) {
 	labelled := &ClusterService{Name: "gw", Namespace: "istio-system", Labels: map[string]string{NetworkLabel: "n1"},
 		Ports: []ServicePort{{Port: 15443}}, LoadBalancer: []string{"203.0.113.1"}}
 	nets := &MeshNetworks{Networks: []*NetworkConfig{{Name: "n1", Gateways: []GatewaySpec{{Address: "203.0.113.1", Port: 15443}}}}}
-	m, _ := Build(context.Background(), BuildInput{Clusters: []*ClusterSnapshot{{ID: "c1", Services: []*ClusterService{labelled}}}, Networks: nets})
+	m, _ := Build(BuildInput{Clusters: []*ClusterSnapshot{{ID: "c1", Services: []*ClusterService{labelled}}}, Networks: nets})
 	if gws := m.Gateways(); len(gws) != 1 || gws[0].Cluster != "c1" {
 		t.Errorf("gateways = %v", gws)
 	}
@@ -197,5 +199,24 @@ func TestLCM(t *testing.T) {
 		if got := lcm(tt.a, tt.b); got != tt.want {
 			t.Errorf("lcm(%d,%d) = %d, want %d", tt.a, tt.b, got, tt.want)
 		}
+	}
+}
+
+// Build never resolves: a name the table does not know yet gives no gateway
+// (a warning) and is listed for resolution; once known, it is a gateway.
+func TestBuildReadsNamesOnly(t *testing.T) {
+	nets := &MeshNetworks{Networks: []*NetworkConfig{{Name: "n1", Registries: []ClusterID{"c1"},
+		Gateways: []GatewaySpec{{Address: "gw.example.com", Port: 15443}, {Address: "198.51.100.9", Port: 15443}}}}}
+	in := BuildInput{Clusters: []*ClusterSnapshot{{ID: "c1"}}, Networks: nets}
+	m, diags := Build(in)
+	if got := m.GatewayNames(); len(got) != 1 || got[0] != "gw.example.com" {
+		t.Errorf("GatewayNames = %v, want the one DNS name", got)
+	}
+	if len(m.Gateways()) != 1 || !strings.Contains(fmt.Sprint(diags), `"gw.example.com" is not resolved yet`) {
+		t.Errorf("unknown name: gateways %v, diagnostics %v", m.Gateways(), diags)
+	}
+	in.Names = fakeNames(map[string][]string{"gw.example.com": {"203.0.113.7"}})
+	if m, _ = Build(in); len(m.Gateways()) != 2 {
+		t.Errorf("known name: gateways %v", m.Gateways())
 	}
 }

@@ -1,23 +1,17 @@
 package model
 
 import (
-	"context"
 	"fmt"
 	"net/netip"
 	"strconv"
-	"time"
 )
-
-// dnsTimeout bounds each gateway name lookup so one slow name cannot stall a
-// build.
-const dnsTimeout = 5 * time.Second
 
 // gatewayBuilder resolves gateways from their three sources: meshNetworks
 // address entries, meshNetworks registryServiceName entries, and Services
 // labelled with a network.
 type gatewayBuilder struct {
-	ctx      context.Context
-	resolver Resolver
+	names    NameTable
+	asked    map[string]bool // the DNS names looked up
 	diags    *Diagnostics
 	suffix   string
 	clusters []*ClusterSnapshot
@@ -131,13 +125,17 @@ func (b *gatewayBuilder) resolve(addr, obj, field string) []netip.Addr {
 		}
 		return []netip.Addr{ip.Unmap()}
 	}
-	if b.resolver == nil {
-		b.diags.AddWarning("", obj, field, fmt.Sprintf("cannot resolve %q: no resolver; no gateway", addr))
+	b.asked[addr] = true
+	var ips []netip.Addr
+	var err error
+	known := false
+	if b.names != nil {
+		ips, err, known = b.names.Lookup(addr)
+	}
+	if !known {
+		b.diags.AddWarning("", obj, field, fmt.Sprintf("%q is not resolved yet; no gateway until it is", addr))
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(b.ctx, dnsTimeout)
-	defer cancel()
-	ips, err := b.resolver.LookupNetIP(ctx, "ip", addr)
 	if err != nil || len(ips) == 0 {
 		msg := fmt.Sprintf("%q does not resolve", addr)
 		if err != nil {

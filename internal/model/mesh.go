@@ -47,7 +47,13 @@ type Mesh struct {
 	byNetClus map[networkCluster][]*Gateway
 	networks  []string
 	scale     uint32
+	// gatewayNames are the DNS names gateways were looked up by.
+	gatewayNames []string
 }
+
+// GatewayNames returns, sorted, the DNS names Build looked up for gateways
+// (resolved or not): what a name table must keep resolving.
+func (m *Mesh) GatewayNames() []string { return m.gatewayNames }
 
 // Services returns every service, sorted by hostname.
 func (m *Mesh) Services() []*Service { return m.services }

@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/horizonmesh/horizon/internal/dnscache"
 	"github.com/horizonmesh/horizon/internal/model"
 	"github.com/horizonmesh/horizon/internal/source/kube"
 	"github.com/horizonmesh/horizon/internal/source/manifest"
@@ -54,7 +55,14 @@ func Load(ctx context.Context, opts Options) (*model.Mesh, model.Diagnostics) {
 	if diags.Err() != nil {
 		return nil, diags
 	}
-	m, d := model.Build(ctx, model.BuildInput{Clusters: snaps, Networks: nets, DomainSuffix: opts.DomainSuffix, Resolver: opts.Resolver})
+	// Build is pure: a first build says which gateway names it needs; they
+	// are resolved (each bounded) and the mesh built again with the answers.
+	in := model.BuildInput{Clusters: snaps, Networks: nets, DomainSuffix: opts.DomainSuffix}
+	m, d := model.Build(in)
+	if names := m.GatewayNames(); len(names) > 0 && opts.Resolver != nil {
+		in.Names = dnscache.ResolveAll(ctx, opts.Resolver, names)
+		m, d = model.Build(in)
+	}
 	diags = append(diags, d...)
 	if diags.Err() != nil {
 		return nil, diags

@@ -1,7 +1,6 @@
 package translate
 
 import (
-	"context"
 	"fmt"
 	"net/netip"
 	"testing"
@@ -37,7 +36,7 @@ func benchMesh(b *testing.B, n int) *model.Mesh {
 		}
 		clusters = append(clusters, &model.ClusterSnapshot{ID: id, Services: []*model.ClusterService{svc, gw}})
 	}
-	m, diags := model.Build(context.Background(), model.BuildInput{Clusters: clusters, Networks: &nets})
+	m, diags := model.Build(model.BuildInput{Clusters: clusters, Networks: &nets})
 	if err := diags.Err(); err != nil {
 		b.Fatal(err)
 	}

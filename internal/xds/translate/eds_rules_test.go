@@ -1,7 +1,6 @@
 package translate
 
 import (
-	"context"
 	"math"
 	"net/netip"
 	"strings"
@@ -36,7 +35,7 @@ func buildMesh(t *testing.T, eps map[model.ClusterID][]*model.Endpoint, gateways
 		}
 		clusters = append(clusters, snap)
 	}
-	m, diags := model.Build(context.Background(), model.BuildInput{Clusters: clusters, Networks: nets})
+	m, diags := model.Build(model.BuildInput{Clusters: clusters, Networks: nets})
 	if err := diags.Err(); err != nil {
 		t.Fatal(err)
 	}

@@ -1,7 +1,6 @@
 package translate
 
 import (
-	"context"
 	"fmt"
 	"net/netip"
 	"testing"
@@ -54,7 +53,7 @@ func exampleMesh(t testing.TB, mtls bool) *model.Mesh {
 		{Name: "network3", Registries: []model.ClusterID{"cluster3"}},
 		{Name: "network4", Registries: []model.ClusterID{"cluster4"}},
 	}}
-	m, diags := model.Build(context.Background(), model.BuildInput{Clusters: clusters, Networks: nets})
+	m, diags := model.Build(model.BuildInput{Clusters: clusters, Networks: nets})
 	if err := diags.Err(); err != nil {
 		t.Fatal(err)
 	}

@@ -1,8 +1,6 @@
 package translate
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"math"
 	"net/netip"
@@ -31,16 +29,6 @@ func (f *fzBytes) intn(n int) int {
 
 func fzPick[T any](f *fzBytes, from ...T) T { return from[f.intn(len(from))] }
 
-// fzResolver resolves the gateway names fuzzMesh uses.
-type fzResolver map[string][]netip.Addr
-
-func (r fzResolver) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr, error) {
-	if a, ok := r[host]; ok {
-		return a, nil
-	}
-	return nil, errors.New("no such host")
-}
-
 var fzNetworks = []string{"n0", "n1", "n2"}
 
 // fuzzMesh derives a small mesh from data: up to three clusters and three
@@ -54,10 +42,10 @@ var fzNetworks = []string{"n0", "n1", "n2"}
 // shared between networks on purpose.
 func fuzzMesh(data []byte) (*model.Mesh, model.Diagnostics) {
 	f := &fzBytes{data}
-	res := fzResolver{
-		"gw.n0.example":  {netip.MustParseAddr("203.0.113.100"), netip.MustParseAddr("203.0.113.101")},
-		"gw.n1.example":  {netip.MustParseAddr("203.0.113.110")},
-		"shared.example": {netip.MustParseAddr("192.0.2.1")},
+	res := model.Names{
+		"gw.n0.example":  {Addrs: []netip.Addr{netip.MustParseAddr("203.0.113.100"), netip.MustParseAddr("203.0.113.101")}},
+		"gw.n1.example":  {Addrs: []netip.Addr{netip.MustParseAddr("203.0.113.110")}},
+		"shared.example": {Addrs: []netip.Addr{netip.MustParseAddr("192.0.2.1")}},
 	}
 	// The zero choice is the walkthrough's shape: two clusters on networks
 	// n0 and n1, one gateway each, mTLS endpoints; every byte is a step
@@ -148,7 +136,7 @@ func fuzzMesh(data []byte) (*model.Mesh, model.Diagnostics) {
 			c.Services = append(c.Services, svc)
 		}
 	}
-	return model.Build(context.Background(), model.BuildInput{Clusters: clusters, Networks: nets, Resolver: res})
+	return model.Build(model.BuildInput{Clusters: clusters, Networks: nets, Names: res})
 }
 
 // FuzzEDS checks the split-horizon rule (docs/architecture.md) on meshes
