@@ -1,0 +1,179 @@
+// Views: which view a proxy belongs to, and building and updating them.
+
+package controlplane
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/horizonmesh/horizon/internal/model"
+	"github.com/horizonmesh/horizon/internal/xds/server"
+	"github.com/horizonmesh/horizon/internal/xds/translate"
+)
+
+// Classify maps a proxy to its view of a type. EDS depends only on the
+// proxy's network. Listeners and clusters are shared by every sidecar of a
+// cluster whose workload serves the same ports (its inbound side); routes by
+// every sidecar of a cluster (they name its ClusterIPs).
+//
+// A proxy must stand somewhere the mesh knows: its network one the mesh
+// names (meshNetworks, network labels, gateways) and its cluster one that
+// joined. Otherwise it is refused with FailedPrecondition (it retries, and
+// is served once its network or cluster appears). This is what bounds the
+// views: without it every distinct NETWORK a client invents would be a
+// view holding a copy of the whole mesh's endpoints.
+func (cp *ControlPlane) Classify(typeURL string, p server.Proxy) (translate.View, error) {
+	if err := cp.knows(p); err != nil {
+		return translate.View{}, err
+	}
+	tp := translate.Proxy{Network: p.Network, Cluster: p.Cluster, Labels: p.Labels}
+	if p.Router {
+		tp.Role = translate.RoleRouter
+	} else if m := cp.mesh.Load(); m != nil && (typeURL == resource.ClusterType || typeURL == resource.ListenerType) {
+		tp.Inbound = m.PortsServedBy(p.Cluster, p.IPs)
+	}
+	if v, ok := translate.ViewOf(typeURL, tp); ok {
+		return v, nil
+	}
+	return translate.View{}, server.UnsupportedType(typeURL)
+}
+
+// knows checks that the proxy's network and cluster are part of the mesh.
+func (cp *ControlPlane) knows(p server.Proxy) error {
+	if p.Network != "" {
+		m := cp.mesh.Load()
+		if m == nil || !slices.Contains(m.Networks(), p.Network) {
+			var known []string
+			if m != nil {
+				known = m.Networks()
+			}
+			return status.Errorf(codes.FailedPrecondition, "node %s: network %q is not known to the mesh (known: %s); "+
+				"a network is known from meshNetworks, a topology.istio.io/network label or a gateway",
+				cutID(p.ID), p.Network, strings.Join(known, ", "))
+		}
+	}
+	if p.Cluster != "" {
+		cp.mu.Lock()
+		_, ok := cp.clusters[p.Cluster]
+		cp.mu.Unlock()
+		if !ok {
+			return status.Errorf(codes.FailedPrecondition, "node %s: cluster %q has not joined the mesh", cutID(p.ID), p.Cluster)
+		}
+	}
+	return nil
+}
+
+func cutID(id string) string {
+	if len(id) > 64 {
+		return strconv.Quote(id[:64]) + "..."
+	}
+	return strconv.Quote(id)
+}
+
+// EDSView is the view of a sidecar's endpoints on network.
+func EDSView(network string) translate.View { return translate.View{Network: network} }
+
+// updateViews rebuilds CDS only when the clusters changed, LDS and RDS only
+// when what they read changed (services, ports, ClusterIPs, Gateways), and
+// EDS for every network view that has proxies — there, only the services
+// whose endpoints changed (see buildEDS).
+func (cp *ControlPlane) updateViews(m *model.Mesh) {
+	rebuildCDS, rebuildRoutes := false, false
+	cp.mu.Lock()
+	gwKey := fmt.Sprint(len(cp.gateways))
+	for _, g := range cp.gateways {
+		gwKey += fmt.Sprintf("%v", *g)
+	}
+	cp.mu.Unlock()
+	if key := cdsKey(m, cp.opts.Translate) + gwKey; key != cp.cdsKey {
+		cp.cdsKey, rebuildCDS = key, true
+	}
+	if key := routesKey(m) + gwKey; key != cp.routesKey {
+		cp.routesKey, rebuildRoutes = key, true
+	}
+	views := cp.Views.Views()
+	sort.Slice(views, func(i, j int) bool { return views[i].String() < views[j].String() })
+	cp.forgetEDS(views)
+	for _, v := range views {
+		switch {
+		case v.TypeURL == resource.ClusterType && !rebuildCDS:
+			continue // clusters depend on no endpoint: skip the build
+		case (v.TypeURL == resource.ListenerType || v.TypeURL == resource.RouteType) && !rebuildRoutes:
+			continue // nor do listeners and routes
+		}
+		if _, err := cp.Views.Update(v, cp.build(v)); err != nil {
+			cp.log.Error("view update", "view", v.String(), "error", err)
+		}
+	}
+}
+
+// build builds one view's resources from the current mesh with
+// translate.Build — sidecar EDS incrementally (buildEDS), to the same
+// result. ViewCache calls it for a view's first proxy; updateViews for
+// every change.
+func (cp *ControlPlane) build(v server.View) map[string]types.Resource {
+	m := cp.mesh.Load()
+	if m == nil {
+		return map[string]types.Resource{}
+	}
+	cp.metrics.builds.WithLabelValues(server.TypeName(v.TypeURL)).Inc()
+	if v.TypeURL == resource.EndpointType && v.Key.Role == translate.RoleSidecar {
+		return cp.buildEDS(m, v)
+	}
+	return translate.Build(cp.input(m), v.TypeURL, v.Key)
+}
+
+// input is what translate.Build reads besides the view.
+func (cp *ControlPlane) input(m *model.Mesh) translate.Input {
+	cp.mu.Lock()
+	gws := cp.gateways
+	cp.mu.Unlock()
+	return translate.Input{Mesh: m, Gateways: gws, Options: cp.opts.Translate}
+}
+
+// routesKey identifies what sidecar listeners and routes read from the
+// mesh: every service's hostname, ports and ClusterIPs (not endpoints).
+func routesKey(m *model.Mesh) string {
+	var b strings.Builder
+	for _, s := range m.Services() {
+		b.WriteString(s.Hostname)
+		for _, p := range s.Ports {
+			fmt.Fprintf(&b, " %s/%d/%s", p.Name, p.Port, p.Protocol)
+		}
+		clusters := make([]string, 0, len(s.ClusterIPs))
+		for c := range s.ClusterIPs {
+			clusters = append(clusters, string(c))
+		}
+		sort.Strings(clusters)
+		for _, c := range clusters {
+			fmt.Fprintf(&b, " %s=%v", c, s.ClusterIPs[model.ClusterID(c)])
+		}
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+// cdsKey identifies the CDS output: clusters depend only on the service
+// ports and the identities behind them, so an endpoint-only change keeps the
+// key and skips the build.
+func cdsKey(m *model.Mesh, opts translate.Options) string {
+	var b strings.Builder
+	for _, s := range m.Services() {
+		for _, p := range s.Ports {
+			b.WriteString(translate.ClusterName(p.Port, s.Hostname))
+			for _, id := range translate.SpiffeIDs(s, p.Port, opts) {
+				b.WriteString(" " + id)
+			}
+			b.WriteByte('\n')
+		}
+	}
+	return b.String()
+}
