@@ -5,10 +5,12 @@ package bench
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
@@ -29,7 +31,8 @@ import (
 
 // tracker is what every client reports to.
 type tracker struct {
-	bytes atomic.Int64 // wire bytes of every response received, all clients
+	bytes      atomic.Int64 // wire bytes of every response received, all clients
+	reconnects atomic.Int64 // streams opened again after ending
 
 	mu sync.Mutex
 	// The initial state: every client holds CDS and every EDS name with
@@ -132,7 +135,9 @@ type client struct {
 	idx    int
 	t      *tracker
 	names  []string // EDS resource names
-	stream discovery.AggregatedDiscoveryService_StreamAggregatedResourcesClient
+	node   *corev3.Node
+	ctx    context.Context
+	stream discovery.AggregatedDiscoveryService_StreamAggregatedResourcesClient // guarded by sendMu
 	conn   *grpc.ClientConn
 	cancel context.CancelFunc
 	sendMu sync.Mutex
@@ -165,26 +170,31 @@ func dial(ctx context.Context, addr string, idx int, network string, names []str
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	stream, err := discovery.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
-	if err != nil {
-		cancel()
-		conn.Close()
-		return nil, err
-	}
-	c := &client{idx: idx, t: t, names: names, stream: stream, conn: conn, cancel: cancel, sums: map[string]uint32{}}
+	c := &client{idx: idx, t: t, names: names, ctx: ctx, conn: conn, cancel: cancel, sums: map[string]uint32{}}
 	id, md := istioNode(idx, network)
-	node := adsclient.Node(id, network, "cluster1")
-	node.Metadata = md
-	if err := c.send(&discovery.DiscoveryRequest{Node: node, TypeUrl: resource.ClusterType}); err != nil {
-		c.close()
-		return nil, err
-	}
-	if err := c.send(&discovery.DiscoveryRequest{Node: node, TypeUrl: resource.EndpointType, ResourceNames: names}); err != nil {
+	c.node = adsclient.Node(id, network, "cluster1")
+	c.node.Metadata = md
+	if err := c.open(); err != nil {
 		c.close()
 		return nil, err
 	}
 	go c.recv()
 	return c, nil
+}
+
+// open starts a stream and requests CDS (all) and EDS (names).
+func (c *client) open() error {
+	stream, err := discovery.NewAggregatedDiscoveryServiceClient(c.conn).StreamAggregatedResources(c.ctx)
+	if err != nil {
+		return err
+	}
+	c.sendMu.Lock()
+	c.stream = stream
+	c.sendMu.Unlock()
+	if err := c.send(&discovery.DiscoveryRequest{Node: c.node, TypeUrl: resource.ClusterType}); err != nil {
+		return err
+	}
+	return c.send(&discovery.DiscoveryRequest{Node: c.node, TypeUrl: resource.EndpointType, ResourceNames: c.names})
 }
 
 func (c *client) close() { c.cancel(); c.conn.Close() }
@@ -195,15 +205,42 @@ func (c *client) send(r *discovery.DiscoveryRequest) error {
 	return c.stream.Send(r)
 }
 
+// recv handles responses; a stream that ends (istiod refuses connections
+// beyond PILOT_MAX_REQUESTS_PER_SECOND with ResourceExhausted) is opened
+// again after a jittered exponential backoff from 500 ms, as Envoy does.
 func (c *client) recv() {
+	attempt := 0
+	for {
+		err := c.serve(&attempt)
+		if c.ctx.Err() != nil {
+			return
+		}
+		c.t.reconnects.Add(1)
+		if _, steady := c.t.current(); steady {
+			c.t.fail(fmt.Errorf("client %d: stream ended during the measurement: %w", c.idx, err))
+		}
+		for {
+			backoff := min(500*time.Millisecond<<min(attempt, 6), 30*time.Second)
+			attempt++
+			select {
+			case <-c.ctx.Done():
+				return
+			case <-time.After(time.Duration(rand.Int64N(int64(backoff)))):
+			}
+			if c.open() == nil {
+				break
+			}
+		}
+	}
+}
+
+func (c *client) serve(attempt *int) error {
 	for {
 		r, err := c.stream.Recv()
 		if err != nil {
-			if context.Cause(c.stream.Context()) == nil {
-				c.t.fail(fmt.Errorf("client %d: %w", c.idx, err))
-			}
-			return
+			return err
 		}
+		*attempt = 0
 		var names []string
 		switch r.GetTypeUrl() {
 		case resource.ClusterType:
@@ -219,7 +256,7 @@ func (c *client) recv() {
 		}
 		if err := c.send(&discovery.DiscoveryRequest{TypeUrl: r.GetTypeUrl(), ResourceNames: names,
 			VersionInfo: r.GetVersionInfo(), ResponseNonce: r.GetNonce()}); err != nil {
-			return
+			return err
 		}
 	}
 }

@@ -80,6 +80,12 @@ func startCP(t *testing.T, cp, dir, kubeconfig string) *cpProc {
 	default:
 		t.Fatalf("-cp %q: horizon or istiod", cp)
 	}
+	if *cpEnv != "" {
+		if p.cmd.Env == nil {
+			p.cmd.Env = os.Environ()
+		}
+		p.cmd.Env = append(p.cmd.Env, strings.Fields(*cpEnv)...)
+	}
 	log, err := os.Create(p.log)
 	if err != nil {
 		t.Fatal(err)

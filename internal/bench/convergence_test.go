@@ -31,6 +31,7 @@ var (
 	istiodBin    = flag.String("istiod-bin", "", "Istio's pilot-discovery (scripts/istiod.sh builds it)")
 	istioCRDs    = flag.String("istio-crds", "", "Istio's crd-all.gen.yaml, applied before istiod starts")
 	cpArgs       = flag.String("cp-args", "", "extra flags for the control plane, space-separated")
+	cpEnv        = flag.String("cp-env", "", "extra environment of the control plane, space-separated NAME=VALUE")
 	clientsFlag  = flag.String("clients", "100", "ADS clients M, comma-separated for several runs")
 	servicesFlag = flag.String("services", "1,1000", "Services, comma-separated")
 	endpoints    = flag.String("endpoints", "1000", "endpoints in total (spread evenly over the Services), comma-separated")
@@ -339,8 +340,8 @@ func run(t *testing.T, clients, services, perSvc int) string {
 		t.Fatal(err)
 	}
 	b0 := tr.bytes.Load()
-	t.Logf("initial state at all %d clients in %s (p50 %s); %s CPU so far, %s received", clients, fanout.Round(time.Millisecond),
-		pct(tr.initialAt, 0.5).Round(time.Millisecond), u0.cpu, mb(b0))
+	t.Logf("initial state at all %d clients in %s (p50 %s, %d streams reopened); %s CPU so far, %s received", clients, fanout.Round(time.Millisecond),
+		pct(tr.initialAt, 0.5).Round(time.Millisecond), tr.reconnects.Load(), u0.cpu, mb(b0))
 
 	var conv []time.Duration
 	timeouts := 0

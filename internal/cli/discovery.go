@@ -329,7 +329,7 @@ func startLocal(ctx context.Context, c DiscoveryConfig, client kubernetes.Interf
 	w.Start()
 	go func() { <-ctx.Done(); w.Stop() }()
 	cp.SetCluster(source.Cluster{ID: id, Origin: "kubernetes (local)", Local: true,
-		Source: kube.Source{Store: w.Store, Options: c.convertOptions(), IsSynced: w.HasSynced, Last: w.LastEvent}})
+		Source: &kube.Source{Store: w.Store, Options: c.convertOptions(), IsSynced: w.HasSynced, Last: w.LastEvent}})
 	go func() { // surface why the local cluster is not syncing
 		for !w.HasSynced() && ctx.Err() == nil {
 			if e := w.LastError(); e != "" {

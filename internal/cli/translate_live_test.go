@@ -55,7 +55,7 @@ func TestTranslateIsWhatDiscoveryServes(t *testing.T) {
 		if err := diags.Err(); err != nil {
 			t.Fatal(err)
 		}
-		cp.SetCluster(source.Cluster{ID: model.ClusterID(id), Origin: "test", Local: id == "cluster1", Source: kube.Source{Store: store, IsSynced: func() bool { return true }}})
+		cp.SetCluster(source.Cluster{ID: model.ClusterID(id), Origin: "test", Local: id == "cluster1", Source: &kube.Source{Store: store, IsSynced: func() bool { return true }}})
 	}
 	nets, diags := meshnetworks.ParseFile(walkthrough + "/meshnetworks.yaml")
 	if err := diags.Err(); err != nil {

@@ -41,7 +41,7 @@ func serve(t testing.TB, cp *ControlPlane) string {
 func TestUnavailableUntilLocalClusterSyncs(t *testing.T) {
 	cp := New(Options{Logger: quietLogger(), RemoteSyncTimeout: time.Hour, Debounce: 5 * time.Millisecond})
 	var synced atomic.Bool
-	cp.SetCluster(source.Cluster{ID: "local", Origin: "test", Local: true, Source: kube.Source{Store: kube.NewStore(), IsSynced: synced.Load}})
+	cp.SetCluster(source.Cluster{ID: "local", Origin: "test", Local: true, Source: &kube.Source{Store: kube.NewStore(), IsSynced: synced.Load}})
 	addr := serve(t, cp)
 
 	c, err := adsclient.Dial(addr, adsclient.Node("early", "n1", "local"))
@@ -82,8 +82,8 @@ func TestRemoteNeverBlocksReadinessBeyondTimeout(t *testing.T) {
 	cp := New(Options{Logger: quietLogger(), RemoteSyncTimeout: 300 * time.Millisecond, Debounce: 5 * time.Millisecond})
 	always := func() bool { return true }
 	never := func() bool { return false }
-	cp.SetCluster(source.Cluster{ID: "local", Origin: "test", Local: true, Source: kube.Source{Store: kube.NewStore(), IsSynced: always}})
-	cp.SetCluster(source.Cluster{ID: "remote", Origin: "test", Local: false, Source: kube.Source{Store: kube.NewStore(), IsSynced: never}})
+	cp.SetCluster(source.Cluster{ID: "local", Origin: "test", Local: true, Source: &kube.Source{Store: kube.NewStore(), IsSynced: always}})
+	cp.SetCluster(source.Cluster{ID: "remote", Origin: "test", Local: false, Source: &kube.Source{Store: kube.NewStore(), IsSynced: never}})
 	start := time.Now()
 	serve(t, cp)
 	time.Sleep(100 * time.Millisecond)
@@ -102,7 +102,7 @@ func TestReadinessGate(t *testing.T) {
 	cp := New(Options{Logger: quietLogger(), RemoteSyncTimeout: time.Second, Debounce: 5 * time.Millisecond})
 	var gate atomic.Bool
 	cp.AddReadinessGate("meshNetworks", gate.Load)
-	cp.SetCluster(source.Cluster{ID: "local", Origin: "test", Local: true, Source: kube.Source{Store: kube.NewStore(), IsSynced: func() bool { return true }}})
+	cp.SetCluster(source.Cluster{ID: "local", Origin: "test", Local: true, Source: &kube.Source{Store: kube.NewStore(), IsSynced: func() bool { return true }}})
 	serve(t, cp)
 	time.Sleep(1500 * time.Millisecond)
 	if cp.Ready() {

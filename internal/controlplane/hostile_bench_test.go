@@ -42,7 +42,7 @@ func BenchmarkInventedNetworks(b *testing.B) {
 	store.Upsert(benchSlice(10, 0), "")
 	store.Upsert(&corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "big", Namespace: "ns"},
 		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80}}}}, "")
-	cp.SetCluster(source.Cluster{ID: "c1", Origin: "bench", Local: true, Source: kube.Source{Store: store, IsSynced: func() bool { return true }}})
+	cp.SetCluster(source.Cluster{ID: "c1", Origin: "bench", Local: true, Source: &kube.Source{Store: store, IsSynced: func() bool { return true }}})
 	addr := serve(b, cp)
 	for !cp.Ready() {
 		time.Sleep(time.Millisecond)

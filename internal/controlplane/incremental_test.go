@@ -50,7 +50,7 @@ func TestEndpointChangeRebuildsOnlyItsService(t *testing.T) {
 		store.Upsert(incrementalService(name, fmt.Sprintf("10.96.0.%d", i+1)), "")
 		store.Upsert(incrementalSlice(name, fmt.Sprintf("10.1.%d.1", i)), "")
 	}
-	cp.SetCluster(source.Cluster{ID: "c1", Origin: "test", Local: true, Source: kube.Source{Store: store, IsSynced: func() bool { return true }}})
+	cp.SetCluster(source.Cluster{ID: "c1", Origin: "test", Local: true, Source: &kube.Source{Store: store, IsSynced: func() bool { return true }}})
 	addr := serve(t, cp)
 	waitFor(t, "ready", cp.Ready)
 	c, err := adsclient.Dial(addr, adsclient.Node("p0", "", "c1"))
@@ -159,7 +159,7 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 // WaitPush returns once a push after the given one has completed.
 func TestWaitPush(t *testing.T) {
 	cp := New(Options{Logger: quietLogger(), Debounce: time.Millisecond, RemoteSyncTimeout: time.Second})
-	cp.SetCluster(source.Cluster{ID: "c1", Origin: "test", Local: true, Source: kube.Source{Store: kube.NewStore(), IsSynced: func() bool { return true }}})
+	cp.SetCluster(source.Cluster{ID: "c1", Origin: "test", Local: true, Source: &kube.Source{Store: kube.NewStore(), IsSynced: func() bool { return true }}})
 	serve(t, cp)
 	waitFor(t, "ready", cp.Ready)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -197,7 +197,7 @@ func TestSlowGatewayNameDoesNotStallPushes(t *testing.T) {
 	cp := New(Options{Logger: quietLogger(), Debounce: time.Millisecond, RemoteSyncTimeout: time.Second, Resolver: dns, RefreshInterval: time.Hour})
 	cp.SetMeshNetworks(&model.MeshNetworks{Networks: []*model.NetworkConfig{{Name: "n2", Registries: []model.ClusterID{"c2"},
 		Gateways: []model.GatewaySpec{{Address: "gw.example.com", Port: 15443}}}}}, nil)
-	cp.SetCluster(source.Cluster{ID: "c1", Origin: "test", Local: true, Source: kube.Source{Store: kube.NewStore()}})
+	cp.SetCluster(source.Cluster{ID: "c1", Origin: "test", Local: true, Source: &kube.Source{Store: kube.NewStore()}})
 	serve(t, cp)
 	waitFor(t, "ready while the gateway name hangs", cp.Ready)
 	if gws := cp.Mesh().Gateways(); len(gws) != 0 {

@@ -91,7 +91,7 @@ func (cp *ControlPlane) push(ctx context.Context) {
 	}
 	cp.mu.Unlock()
 
-	in := model.BuildInput{Clusters: snaps, Networks: nets, DomainSuffix: cp.opts.DomainSuffix}
+	in := model.BuildInput{Clusters: snaps, Networks: nets, DomainSuffix: cp.opts.DomainSuffix, Previous: cp.mesh.Load()}
 	if cp.names != nil {
 		in.Names = cp.names
 	}

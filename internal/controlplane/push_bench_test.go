@@ -49,7 +49,7 @@ func BenchmarkEndpointChangePerView(b *testing.B) {
 			store.Upsert(&corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "big", Namespace: "ns"},
 				Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80}}}}, "")
 			store.Upsert(benchSlice(1000, 0), "")
-			cp.SetCluster(source.Cluster{ID: "c1", Origin: "bench", Local: true, Source: kube.Source{Store: store, IsSynced: func() bool { return true }}})
+			cp.SetCluster(source.Cluster{ID: "c1", Origin: "bench", Local: true, Source: &kube.Source{Store: store, IsSynced: func() bool { return true }}})
 			addr := serve(b, cp)
 			for !cp.Ready() {
 				time.Sleep(time.Millisecond)
@@ -134,7 +134,7 @@ func BenchmarkOneEndpointChangeInMesh(b *testing.B) {
 				}
 				store.Upsert(sl, "")
 			}
-			cp.SetCluster(source.Cluster{ID: "c1", Origin: "bench", Local: true, Source: kube.Source{Store: store, IsSynced: func() bool { return true }}})
+			cp.SetCluster(source.Cluster{ID: "c1", Origin: "bench", Local: true, Source: &kube.Source{Store: store, IsSynced: func() bool { return true }}})
 			addr := serve(b, cp)
 			for !cp.Ready() {
 				time.Sleep(time.Millisecond)

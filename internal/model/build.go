@@ -46,6 +46,25 @@ type BuildInput struct {
 	// Names answers gateway DNS names; nil: every name is unknown (no
 	// gateway, until resolved).
 	Names NameTable
+	// Previous, the mesh of the previous Build, lets this one reuse every
+	// merged Service whose inputs are the same (the same ClusterService
+	// pointers of the same clusters, the same meshNetworks and suffix):
+	// sources that reuse unchanged ClusterServices make a push cost what
+	// changed. The result is the same as without it.
+	Previous *Mesh
+}
+
+// serviceInput is one cluster's part of a merged Service.
+type serviceInput struct {
+	cluster ClusterID
+	svc     *ClusterService
+}
+
+// mergeKey is what every merged Service depends on besides its inputs.
+type mergeKey struct {
+	nets     *MeshNetworks
+	suffix   string
+	clusters string // IDs and system-namespace networks, in order
 }
 
 // Hostname returns the mesh hostname of a Service.
@@ -78,36 +97,31 @@ func Build(in BuildInput) (*Mesh, Diagnostics) {
 	clusters := uniqueClusters(in.Clusters, &diags)
 	netOf := newNetworkResolver(nets)
 
-	m := &Mesh{}
-	byHost := map[string]*Service{}
+	m := &Mesh{inputs: map[string][]serviceInput{}}
+	var ck strings.Builder
+	byID := map[ClusterID]*ClusterSnapshot{}
+	var hosts []string
 	for _, c := range clusters {
+		fmt.Fprintf(&ck, "%q=%q;", c.ID, c.SystemNamespaceNetwork)
+		byID[c.ID] = c
 		for _, cs := range c.Services {
 			host := Hostname(cs.Name, cs.Namespace, suffix)
-			svc := byHost[host]
-			if svc == nil {
-				svc = &Service{Hostname: host, Name: cs.Name, Namespace: cs.Namespace,
-					Endpoints: map[uint32][]*Endpoint{}, ClusterIPs: map[ClusterID][]string{}}
-				byHost[host] = svc
-				m.services = append(m.services, svc)
+			if _, ok := m.inputs[host]; !ok {
+				hosts = append(hosts, host)
 			}
-			mergePorts(svc, cs.Ports)
-			if len(cs.ClusterIPs) > 0 {
-				svc.ClusterIPs[c.ID] = cs.ClusterIPs
-			}
-			for port, eps := range cs.Endpoints {
-				for _, e := range eps {
-					cp := *e // never mutate the source's snapshot
-					cp.Cluster = c.ID
-					cp.Network = netOf.network(&cp, c)
-					svc.Endpoints[port] = append(svc.Endpoints[port], &cp)
-				}
-			}
+			m.inputs[host] = append(m.inputs[host], serviceInput{c.ID, cs})
 		}
 	}
-	for _, svc := range m.services {
-		for _, eps := range svc.Endpoints {
-			sortEndpoints(eps)
+	m.merge = mergeKey{nets: in.Networks, suffix: suffix, clusters: ck.String()}
+	prev := in.Previous
+	reuse := prev != nil && prev.merge == m.merge
+	for _, host := range hosts {
+		ins := m.inputs[host]
+		if reuse && slices.Equal(prev.inputs[host], ins) {
+			m.services = append(m.services, prev.byHost[host])
+			continue
 		}
+		m.services = append(m.services, mergeService(host, ins, byID, netOf))
 	}
 
 	gb := gatewayBuilder{names: in.Names, diags: &diags, suffix: suffix, clusters: clusters, asked: map[string]bool{}}
@@ -116,6 +130,32 @@ func Build(in BuildInput) (*Mesh, Diagnostics) {
 	m.networks = knownNetworks(nets, m)
 	m.index()
 	return m, diags
+}
+
+// mergeService merges one hostname's ClusterServices, cluster by cluster.
+func mergeService(host string, ins []serviceInput, byID map[ClusterID]*ClusterSnapshot, netOf *networkResolver) *Service {
+	first := ins[0].svc
+	svc := &Service{Hostname: host, Name: first.Name, Namespace: first.Namespace,
+		Endpoints: map[uint32][]*Endpoint{}, ClusterIPs: map[ClusterID][]string{}}
+	for _, in := range ins {
+		cs, c := in.svc, byID[in.cluster]
+		mergePorts(svc, cs.Ports)
+		if len(cs.ClusterIPs) > 0 {
+			svc.ClusterIPs[c.ID] = cs.ClusterIPs
+		}
+		for port, eps := range cs.Endpoints {
+			for _, e := range eps {
+				cp := *e // never mutate the source's snapshot
+				cp.Cluster = c.ID
+				cp.Network = netOf.network(&cp, c)
+				svc.Endpoints[port] = append(svc.Endpoints[port], &cp)
+			}
+		}
+	}
+	for _, eps := range svc.Endpoints {
+		sortEndpoints(eps)
+	}
+	return svc
 }
 
 // uniqueClusters drops snapshots whose ID was already seen, with an error,

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -218,5 +219,42 @@ func TestBuildReadsNamesOnly(t *testing.T) {
 	in.Names = fakeNames(map[string][]string{"gw.example.com": {"203.0.113.7"}})
 	if m, _ = Build(in); len(m.Gateways()) != 2 {
 		t.Errorf("known name: gateways %v", m.Gateways())
+	}
+}
+
+// Building with the previous mesh reuses the Services whose inputs did not
+// change (the same pointer) and gives the same mesh as building afresh.
+func TestBuildWithPreviousReusesUnchangedServices(t *testing.T) {
+	ep := func(a string) *Endpoint { return &Endpoint{Address: netip.MustParseAddr(a), Port: 8080, MTLS: true} }
+	svc := func(name, addr string) *ClusterService {
+		return &ClusterService{Name: name, Namespace: "ns", Ports: []ServicePort{{Name: "http", Port: 80}},
+			Endpoints: map[uint32][]*Endpoint{80: {ep(addr)}}, ClusterIPs: []string{"10.96.0.1"}}
+	}
+	a1, b1, b2 := svc("a", "10.1.0.1"), svc("b", "10.1.0.2"), svc("b", "10.2.0.2")
+	nets := &MeshNetworks{Networks: []*NetworkConfig{{Name: "n2", Registries: []ClusterID{"c2"}}}}
+	in := BuildInput{Networks: nets, Clusters: []*ClusterSnapshot{
+		{ID: "c1", Services: []*ClusterService{a1, b1}}, {ID: "c2", Services: []*ClusterService{b2}}}}
+	m1, _ := Build(in)
+
+	// c2's b changes; c1's a and b are the same pointers.
+	b2x := svc("b", "10.2.0.3")
+	in.Clusters = []*ClusterSnapshot{{ID: "c1", Services: []*ClusterService{a1, b1}}, {ID: "c2", Services: []*ClusterService{b2x}}}
+	fresh, _ := Build(in)
+	in.Previous = m1
+	incr, _ := Build(in)
+	if !reflect.DeepEqual(fresh.Services(), incr.Services()) {
+		t.Fatalf("incremental build differs from a fresh one")
+	}
+	if incr.Service("a.ns.svc.cluster.local") != m1.Service("a.ns.svc.cluster.local") {
+		t.Error("service a, whose inputs did not change, was merged again")
+	}
+	if incr.Service("b.ns.svc.cluster.local") == m1.Service("b.ns.svc.cluster.local") {
+		t.Error("service b, whose c2 part changed, was reused")
+	}
+	// Other meshNetworks: every service is merged again (networks change).
+	in.Networks = &MeshNetworks{}
+	in.Previous = incr
+	if again, _ := Build(in); again.Service("a.ns.svc.cluster.local") == incr.Service("a.ns.svc.cluster.local") {
+		t.Error("a service was reused across a meshNetworks change")
 	}
 }

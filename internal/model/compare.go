@@ -16,8 +16,11 @@ func SameRouting(a, b *Mesh) bool {
 // SameEndpoints reports whether a and b (one hostname in two meshes) have
 // the same ports and, port by port, the same endpoints in the same order.
 func SameEndpoints(a, b *Service) bool {
+	if a == b {
+		return true // the same Service: a Build reused it
+	}
 	if a == nil || b == nil {
-		return a == b
+		return false
 	}
 	if a.Hostname != b.Hostname || !slices.Equal(a.Ports, b.Ports) || len(a.Endpoints) != len(b.Endpoints) {
 		return false

@@ -49,6 +49,10 @@ type Mesh struct {
 	scale     uint32
 	// gatewayNames are the DNS names gateways were looked up by.
 	gatewayNames []string
+	// inputs and merge are what each Service was merged from, for the next
+	// Build to reuse it (BuildInput.Previous).
+	inputs map[string][]serviceInput
+	merge  mergeKey
 }
 
 // GatewayNames returns, sorted, the DNS names Build looked up for gateways

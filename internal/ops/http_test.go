@@ -72,7 +72,7 @@ func startMesh(t testing.TB, services, endpoints int) *mesh {
 		}
 		store.Upsert(sl, "")
 	}
-	cp.SetCluster(source.Cluster{ID: "c1", Origin: "test", Local: true, Source: kube.Source{Store: store, IsSynced: func() bool { return true }}})
+	cp.SetCluster(source.Cluster{ID: "c1", Origin: "test", Local: true, Source: &kube.Source{Store: store, IsSynced: func() bool { return true }}})
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	go cp.Run(ctx)

@@ -15,40 +15,108 @@ import (
 // It is deterministic and never modifies the stored objects. Invalid objects
 // are left out with an error diagnostic; the rest of the cluster converts.
 func Convert(id model.ClusterID, s *Store, opts Options) (*model.ClusterSnapshot, model.Diagnostics) {
+	return convertStore(id, s, opts, nil)
+}
+
+// convertCache is what the last conversion of a store made, per service,
+// for the next one to reuse (Source.Snapshot).
+type convertCache struct {
+	store      *Store
+	id         model.ClusterID
+	opts       Options
+	everything uint64
+	services   map[objectKey]convertedService
+}
+
+type convertedService struct {
+	svc   *model.ClusterService // nil: left out (diags say why)
+	diags model.Diagnostics
+	gen   uint64 // the store's changes.gen when converted
+}
+
+// convertStore converts the store service by service: a Service and its
+// EndpointSlices (and the Pods and Nodes they name) make one
+// ClusterService. With a cache, a service no change has touched since the
+// cache's conversion (changes.svcGen) is reused as it was — the same
+// pointer — so a conversion costs what changed, not the cluster; the
+// result is what a conversion without cache gives.
+func convertStore(id model.ClusterID, s *Store, opts Options, cache *convertCache) (*model.ClusterSnapshot, model.Diagnostics) {
 	snap := &model.ClusterSnapshot{ID: id}
 	if s == nil {
 		return snap, nil
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	c := converter{id: id, s: s, seen: map[*model.ClusterService]map[addrPort]bool{}}
 	if ns, ok := s.namespaces[objectKey{"", opts.systemNamespace()}]; ok {
 		snap.SystemNamespaceNetwork = ns.obj.Labels[LabelNetwork]
 	}
-	byKey := map[objectKey]*model.ClusterService{}
+	reuse := cache != nil && cache.store == s && cache.id == id && cache.opts == opts && cache.everything == s.changes.everything
+	next := make(map[objectKey]convertedService, len(s.services))
+	var diags model.Diagnostics
 	for _, k := range sortedKeys(s.services) {
-		e := s.services[k]
-		if cs := c.service(e.obj, e.origin); cs != nil {
-			byKey[k] = cs
-			c.seen[cs] = map[addrPort]bool{}
-			snap.Services = append(snap.Services, cs)
+		cs, ok := convertedService{}, false
+		if reuse {
+			cs, ok = cache.services[k]
+			ok = ok && cs.gen >= s.changes.svcGen[k]
+		}
+		if !ok {
+			c := converter{id: id, s: s, seen: map[*model.ClusterService]map[addrPort]bool{}}
+			cs = convertedService{svc: c.convertService(k), diags: c.diags, gen: s.changes.gen}
+		}
+		next[k] = cs
+		diags = append(diags, cs.diags...)
+		if cs.svc != nil {
+			snap.Services = append(snap.Services, cs.svc)
 		}
 	}
-	for _, k := range sortedKeys(s.slices) {
-		e := s.slices[k]
-		c.slice(e.obj, e.origin, byKey)
-	}
-	for _, cs := range snap.Services {
-		for _, eps := range cs.Endpoints {
-			sort.Slice(eps, func(i, j int) bool {
-				if cmp := eps[i].Address.Compare(eps[j].Address); cmp != 0 {
-					return cmp < 0
-				}
-				return eps[i].Port < eps[j].Port
-			})
+	// Slices of no (existing) Service: each gets its warning.
+	var orphans []objectKey
+	for sk, svc := range s.changes.sliceSvc {
+		if _, ok := s.services[svc]; !ok {
+			orphans = append(orphans, sk)
 		}
 	}
-	return snap, c.diags
+	sortObjectKeys(orphans)
+	c := converter{id: id, s: s}
+	for _, sk := range orphans {
+		e := s.slices[sk]
+		c.slice(e.obj, e.origin, nil)
+	}
+	diags = append(diags, c.diags...)
+	if cache != nil {
+		*cache = convertCache{store: s, id: id, opts: opts, everything: s.changes.everything, services: next}
+	}
+	return snap, diags
+}
+
+// convertService converts the Service at k with its EndpointSlices, or
+// returns nil (with diagnostics) when it is left out.
+func (c *converter) convertService(k objectKey) *model.ClusterService {
+	e := c.s.services[k]
+	cs := c.service(e.obj, e.origin)
+	if cs == nil {
+		return nil
+	}
+	c.seen[cs] = map[addrPort]bool{}
+	slices := make([]objectKey, 0, len(c.s.changes.svcSlices[k]))
+	for sk := range c.s.changes.svcSlices[k] {
+		slices = append(slices, sk)
+	}
+	sortObjectKeys(slices)
+	only := map[objectKey]*model.ClusterService{k: cs}
+	for _, sk := range slices {
+		se := c.s.slices[sk]
+		c.slice(se.obj, se.origin, only)
+	}
+	for _, eps := range cs.Endpoints {
+		sort.Slice(eps, func(i, j int) bool {
+			if cmp := eps[i].Address.Compare(eps[j].Address); cmp != 0 {
+				return cmp < 0
+			}
+			return eps[i].Port < eps[j].Port
+		})
+	}
+	return cs
 }
 
 type converter struct {
@@ -290,11 +358,15 @@ func sortedKeys[T any](m map[objectKey]T) []objectKey {
 	for k := range m {
 		keys = append(keys, k)
 	}
+	sortObjectKeys(keys)
+	return keys
+}
+
+func sortObjectKeys(keys []objectKey) {
 	sort.Slice(keys, func(i, j int) bool {
 		if keys[i].namespace != keys[j].namespace {
 			return keys[i].namespace < keys[j].namespace
 		}
 		return keys[i].name < keys[j].name
 	})
-	return keys
 }

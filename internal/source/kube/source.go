@@ -7,7 +7,9 @@ import (
 	"github.com/horizonmesh/horizon/internal/source"
 )
 
-// Source is a Store as a source.ClusterSource: its snapshot is Convert's.
+// Source is a Store as a source.ClusterSource: its snapshot is Convert's,
+// made incrementally (only the services a change touched are converted
+// again). Use it by pointer; it is not safe for concurrent Snapshots.
 type Source struct {
 	Store   *Store
 	Options Options
@@ -15,20 +17,23 @@ type Source struct {
 	// HasSynced and LastEvent); nil: always synced, no event time.
 	IsSynced func() bool
 	Last     func() time.Time
+
+	cache convertCache
 }
 
-var _ source.ClusterSource = Source{}
+var _ source.ClusterSource = (*Source)(nil)
 
-// Snapshot converts the store.
-func (s Source) Snapshot(id model.ClusterID) (*model.ClusterSnapshot, model.Diagnostics) {
-	return Convert(id, s.Store, s.Options)
+// Snapshot converts the store, reusing what the previous Snapshot
+// converted for every service no change has touched since.
+func (s *Source) Snapshot(id model.ClusterID) (*model.ClusterSnapshot, model.Diagnostics) {
+	return convertStore(id, s.Store, s.Options, &s.cache)
 }
 
 // Synced reports whether the store holds a complete state.
-func (s Source) Synced() bool { return s.IsSynced == nil || s.IsSynced() }
+func (s *Source) Synced() bool { return s.IsSynced == nil || s.IsSynced() }
 
 // LastEvent is when the store last changed, zero if unknown.
-func (s Source) LastEvent() time.Time {
+func (s *Source) LastEvent() time.Time {
 	if s.Last == nil {
 		return time.Time{}
 	}

@@ -48,6 +48,7 @@ type Store struct {
 	slices     map[objectKey]entry[*discoveryv1.EndpointSlice]
 	pods       map[objectKey]entry[*corev1.Pod]
 	nodes      map[objectKey]entry[*corev1.Node]
+	changes    changes
 }
 
 // NewStore returns an empty store.
@@ -58,6 +59,7 @@ func NewStore() *Store {
 		slices:     map[objectKey]entry[*discoveryv1.EndpointSlice]{},
 		pods:       map[objectKey]entry[*corev1.Pod]{},
 		nodes:      map[objectKey]entry[*corev1.Node]{},
+		changes:    newChanges(),
 	}
 }
 
@@ -93,6 +95,7 @@ func (s *Store) Upsert(obj runtime.Object, origin string) bool {
 	default:
 		return false
 	}
+	s.changes.record(obj, false)
 	return true
 }
 
@@ -142,7 +145,10 @@ func (s *Store) Delete(obj runtime.Object) {
 		delete(s.pods, objectKey{o.Namespace, o.Name})
 	case *corev1.Node:
 		delete(s.nodes, objectKey{"", o.Name})
+	default:
+		return
 	}
+	s.changes.record(obj, true)
 }
 
 // isNil reports whether obj is nil or a nil pointer of a supported type, so

@@ -57,7 +57,7 @@ func watch(ctx context.Context, src ClusterSource, opts filewatch.Options, conve
 		}
 		at := time.Now()
 		reg.SetCluster(source.Cluster{ID: src.ID, Origin: origin, Local: true,
-			Source: kube.Source{Store: store, Options: convert, Last: func() time.Time { return at }}})
+			Source: &kube.Source{Store: store, Options: convert, Last: func() time.Time { return at }}})
 		if loads++; loads > 1 {
 			reg.ClusterError(src.ID, origin, "")
 			log.Info("cluster manifests applied", "cluster", src.ID, "path", src.Path)

@@ -28,7 +28,7 @@ type registry struct {
 }
 
 func (r *registry) SetCluster(c source.Cluster) {
-	r.add("set " + endpoints(c.Source.(kube.Source).Store))
+	r.add("set " + endpoints(c.Source.(*kube.Source).Store))
 }
 
 func (r *registry) ClusterError(_ model.ClusterID, _, msg string) {

@@ -256,7 +256,7 @@ func (c *Controller) Reconcile(ctx context.Context, secrets []*corev1.Secret) {
 
 // cluster is a remote cluster's watcher as the registry takes it.
 func (c *Controller) cluster(id model.ClusterID, origin string, rc *remoteCluster) source.Cluster {
-	return source.Cluster{ID: id, Origin: origin, Source: kube.Source{Store: rc.watcher.Store, Options: c.opts.Convert,
+	return source.Cluster{ID: id, Origin: origin, Source: &kube.Source{Store: rc.watcher.Store, Options: c.opts.Convert,
 		IsSynced: rc.watcher.HasSynced, Last: rc.watcher.LastEvent}}
 }
 

@@ -37,7 +37,7 @@ func newRegistry() *registry {
 func (r *registry) SetCluster(c source.Cluster) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.stores[c.ID] = c.Source.(kube.Source).Store
+	r.stores[c.ID] = c.Source.(*kube.Source).Store
 	r.sets[c.ID]++
 }
 func (r *registry) RemoveCluster(id model.ClusterID) {

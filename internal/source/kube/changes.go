@@ -1,0 +1,106 @@
+package kube
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+)
+
+// changes tracks which services a store change can affect, so that a
+// conversion redoes only those (Source.Snapshot). Every mutation bumps gen;
+// svcGen[k] is the gen of the last one that may change service k's
+// conversion (its Service, its EndpointSlices, the Pods they name);
+// everything is that of the last one that may change them all (a Node: the
+// localities; a Namespace: the system namespace's network). Called with
+// Store.mu held for writing.
+type changes struct {
+	gen        uint64
+	everything uint64
+	svcGen     map[objectKey]uint64
+	sliceSvc   map[objectKey]objectKey              // slice → the service its label names
+	svcSlices  map[objectKey]map[objectKey]struct{} // service → its slices
+	podSvcs    map[objectKey]map[objectKey]struct{} // pod → services whose slices name it
+}
+
+func newChanges() changes {
+	return changes{svcGen: map[objectKey]uint64{}, sliceSvc: map[objectKey]objectKey{},
+		svcSlices: map[objectKey]map[objectKey]struct{}{}, podSvcs: map[objectKey]map[objectKey]struct{}{}}
+}
+
+func (c *changes) touch(k objectKey) { c.svcGen[k] = c.gen }
+
+func (c *changes) all() { c.everything = c.gen }
+
+// slice records an EndpointSlice upserted (sl) or deleted (sl nil) under k.
+func (c *changes) slice(k objectKey, sl *discoveryv1.EndpointSlice) {
+	c.gen++
+	if old, ok := c.sliceSvc[k]; ok {
+		c.touch(old)
+		delete(c.svcSlices[old], k)
+		delete(c.sliceSvc, k)
+	}
+	if sl == nil {
+		return
+	}
+	svc := objectKey{sl.Namespace, sl.Labels[LabelServiceName]}
+	c.sliceSvc[k] = svc
+	if c.svcSlices[svc] == nil {
+		c.svcSlices[svc] = map[objectKey]struct{}{}
+	}
+	c.svcSlices[svc][k] = struct{}{}
+	c.touch(svc)
+	for i := range sl.Endpoints {
+		ref := sl.Endpoints[i].TargetRef
+		if ref == nil || (ref.Kind != "" && ref.Kind != "Pod") {
+			continue
+		}
+		ns := ref.Namespace
+		if ns == "" {
+			ns = sl.Namespace
+		}
+		pk := objectKey{ns, ref.Name}
+		if c.podSvcs[pk] == nil {
+			c.podSvcs[pk] = map[objectKey]struct{}{}
+		}
+		// Stale entries (a slice that no longer names the pod) only cost
+		// an extra conversion.
+		c.podSvcs[pk][svc] = struct{}{}
+	}
+}
+
+// pod records a Pod changed: the services whose slices name it.
+func (c *changes) pod(k objectKey) {
+	c.gen++
+	for svc := range c.podSvcs[k] {
+		c.touch(svc)
+	}
+}
+
+// service records a Service changed.
+func (c *changes) service(k objectKey) {
+	c.gen++
+	c.touch(k)
+}
+
+// global records a change that may affect every service.
+func (c *changes) global() {
+	c.gen++
+	c.all()
+}
+
+// record dispatches an upsert (obj set) or deletion of obj.
+func (c *changes) record(obj any, deleted bool) {
+	switch o := obj.(type) {
+	case *corev1.Namespace, *corev1.Node:
+		c.global()
+	case *corev1.Service:
+		c.service(objectKey{o.Namespace, o.Name})
+	case *discoveryv1.EndpointSlice:
+		if deleted {
+			c.slice(objectKey{o.Namespace, o.Name}, nil)
+		} else {
+			c.slice(objectKey{o.Namespace, o.Name}, o)
+		}
+	case *corev1.Pod:
+		c.pod(objectKey{o.Namespace, o.Name})
+	}
+}

@@ -1,0 +1,113 @@
+package kube
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"reflect"
+	"slices"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/horizonmesh/horizon/internal/model"
+)
+
+// Whatever the store goes through (Services, slices moving between
+// Services, Pods relabelled, Nodes and the system namespace changing),
+// Source.Snapshot — which converts only what changed — gives exactly what a
+// whole conversion gives, and reuses what nothing touched.
+func TestIncrementalSnapshotEqualsConvert(t *testing.T) {
+	for seed := range uint64(20) {
+		r := rand.New(rand.NewPCG(seed, 1))
+		s := NewStore()
+		src := &Source{Store: s}
+		svcs := []string{"a", "b", "c", "d"}
+		pods := []string{"p0", "p1", "p2", "p3", "p4"}
+		for step := range 60 {
+			var obj runtime.Object
+			del := r.IntN(6) == 0
+			switch r.IntN(6) {
+			case 0:
+				obj = service(svcs[r.IntN(len(svcs))], corev1.ServicePort{Name: "http", Port: int32(80 + r.IntN(2))})
+			case 1, 2:
+				var eps []sliceEP
+				for range r.IntN(3) {
+					eps = append(eps, sliceEP{addr: fmt.Sprintf("10.0.0.%d", r.IntN(6)), pod: pods[r.IntN(len(pods))]})
+				}
+				obj = slice(fmt.Sprintf("s%d", r.IntN(5)), svcs[r.IntN(len(svcs))], map[string]int32{"http": 8080}, eps...)
+			case 3:
+				labels := map[string]string{"app": "x"}
+				if r.IntN(2) == 0 {
+					labels[LabelTLSMode] = TLSModeIstio
+				}
+				obj = pod(pods[r.IntN(len(pods))], fmt.Sprintf("n%d", r.IntN(2)), labels, fmt.Sprintf("sa%d", r.IntN(2)))
+			case 4:
+				obj = node(fmt.Sprintf("n%d", r.IntN(2)), fmt.Sprintf("r%d", r.IntN(2)), "z", "")
+			case 5:
+				obj = namespace("istio-system", map[string]string{LabelNetwork: fmt.Sprintf("net%d", r.IntN(2))})
+			}
+			if del {
+				s.Delete(obj)
+			} else {
+				s.Upsert(obj, "")
+			}
+			got, gotDiags := src.Snapshot("c1")
+			want, wantDiags := Convert("c1", s, Options{})
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("seed %d step %d (%T, deleted %v): incremental snapshot\n%s\nwhole conversion\n%s", seed, step, obj, del, dump(got), dump(want))
+			}
+			if !slices.Equal(diagStrings(gotDiags), diagStrings(wantDiags)) {
+				t.Fatalf("seed %d step %d: diagnostics %v, want %v", seed, step, gotDiags, wantDiags)
+			}
+		}
+	}
+}
+
+// A change to one service's slice converts that service again and reuses
+// the others (the same pointers).
+func TestIncrementalSnapshotReusesUntouchedServices(t *testing.T) {
+	s := NewStore()
+	s.Upsert(service("a", corev1.ServicePort{Name: "http", Port: 80}), "")
+	s.Upsert(service("b", corev1.ServicePort{Name: "http", Port: 80}), "")
+	s.Upsert(slice("a-1", "a", map[string]int32{"http": 8080}, sliceEP{addr: "10.0.0.1"}), "")
+	s.Upsert(slice("b-1", "b", map[string]int32{"http": 8080}, sliceEP{addr: "10.0.0.2"}), "")
+	src := &Source{Store: s}
+	first, _ := src.Snapshot("c1")
+	s.Upsert(slice("b-1", "b", map[string]int32{"http": 8080}, sliceEP{addr: "10.0.0.3"}), "")
+	second, _ := src.Snapshot("c1")
+	if first.Services[0] != second.Services[0] {
+		t.Error("service a, untouched, was converted again")
+	}
+	if first.Services[1] == second.Services[1] || second.Services[1].Endpoints[80][0].Address.String() != "10.0.0.3" {
+		t.Error("service b, whose slice changed, was reused")
+	}
+	s.Upsert(node("n0", "r1", "z", ""), "") // localities: everything may change
+	third, _ := src.Snapshot("c1")
+	if third.Services[0] == second.Services[0] {
+		t.Error("after a Node change service a was reused")
+	}
+}
+
+func diagStrings(d model.Diagnostics) []string {
+	out := make([]string, 0, len(d))
+	for _, x := range d {
+		out = append(out, x.String())
+	}
+	slices.Sort(out)
+	return out
+}
+
+func dump(s *model.ClusterSnapshot) string {
+	out := fmt.Sprintf("network %q\n", s.SystemNamespaceNetwork)
+	for _, cs := range s.Services {
+		out += fmt.Sprintf("  %s/%s ports %v:", cs.Namespace, cs.Name, cs.Ports)
+		for p, eps := range cs.Endpoints {
+			for _, e := range eps {
+				out += fmt.Sprintf(" %d→%+v", p, *e)
+			}
+		}
+		out += "\n"
+	}
+	return out
+}
