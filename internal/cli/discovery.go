@@ -86,7 +86,7 @@ func DefaultDiscoveryConfig() DiscoveryConfig {
 		ClusterID: "Kubernetes", Namespace: "istio-system", SystemNamespace: "istio-system",
 		XDSAddr: ":15010", HTTPAddr: "127.0.0.1:15014", SecureAddr: ":15012", ShutdownGrace: 10 * time.Second,
 		MaxViews: server.DefaultMaxViews, MaxStreams: 10000, ProxyImage: "horizon/proxy:latest",
-		Debounce: 50 * time.Millisecond, DebounceMax: time.Second, RemoteSyncTimeout: 30 * time.Second,
+		Debounce: 10 * time.Millisecond, DebounceMax: time.Second, RemoteSyncTimeout: 30 * time.Second,
 		DomainSuffix: model.DefaultDomainSuffix, PollInterval: 2 * time.Second, DNSRefresh: 30 * time.Second,
 		TrustDomain: "cluster.local", TokenAudiences: []string{"istio-ca"}, CertTTL: 24 * time.Hour, MaxCertTTL: 7 * 24 * time.Hour,
 	}
@@ -141,7 +141,7 @@ A second signal exits at once.`,
 	fl.StringVar(&c.InjectDiscoveryAddress, "inject-discovery-address", "", "discovery's address as injected sidecars dial it (default horizon.NAMESPACE.svc:15012)")
 	fl.IntVar(&c.MaxViews, "max-views", d.MaxViews, "most xDS views held at once (a new view past it is refused with ResourceExhausted)")
 	fl.IntVar(&c.MaxStreams, "max-streams", d.MaxStreams, "most ADS streams open at once, both ports together")
-	fl.DurationVar(&c.Debounce, "debounce", d.Debounce, "quiet period before a push")
+	fl.DurationVar(&c.Debounce, "debounce", d.Debounce, "quiet period before a push (a push costs what changed, so it can be short: a burst of events within it is one push)")
 	fl.DurationVar(&c.DebounceMax, "debounce-max", d.DebounceMax, "longest a stream of changes may delay a push")
 	fl.DurationVar(&c.RemoteSyncTimeout, "remote-sync-timeout", d.RemoteSyncTimeout, "how long readiness waits for remote clusters")
 	fl.BoolVar(&c.AllowInsecure, "allow-insecure-kubeconfig", false, "accept remote kubeconfigs with exec/auth-provider plugins or file paths")
