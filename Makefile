@@ -60,11 +60,12 @@ integration: setup ## integration tests against real kube-apiservers (binaries b
 	dir=$$(./scripts/k8s-bins.sh | tail -1); envoy=$$(./scripts/envoy.sh | tail -1); \
 	  HORIZON_REQUIRE_E2E=1 HORIZON_K8S_BIN_DIR=$$dir HORIZON_ENVOY=$$envoy $(GO) test -tags integration -count=1 -timeout 30m -v ./internal/integration/ ./internal/testing/...
 
-lint: ## gofmt and go vet
+lint: ## gofmt, go vet, and golangci-lint with .golangci.yml (pinned; built once by scripts/golangci-lint.sh)
 	@out=$$(gofmt -l cmd internal); \
 	  if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags integration ./internal/integration/ ./internal/testing/...
+	lint=$$(./scripts/golangci-lint.sh | tail -1); $$lint run ./...
 
 bench: ## benchmarks (EDS building, pushes per view, invented networks, /debug/eds)
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/xds/translate/ ./internal/controlplane/ ./internal/ops/

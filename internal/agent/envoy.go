@@ -93,16 +93,17 @@ func (e *Envoy) drain(cmd *exec.Cmd, done chan error) {
 	if resp, err := http.Post(url, "text/plain", nil); err == nil {
 		resp.Body.Close()
 	}
+	// Envoy's exit status is of no interest once we are stopping it.
 	select {
-	case <-done:
+	case <-done: //nolint:errcheck
 		return
 	case <-time.After(e.Drain):
 	}
 	_ = cmd.Process.Signal(syscall.SIGTERM)
 	select {
-	case <-done:
+	case <-done: //nolint:errcheck
 	case <-time.After(5 * time.Second):
 		_ = cmd.Process.Kill()
-		<-done
+		<-done //nolint:errcheck
 	}
 }

@@ -79,7 +79,7 @@ func ApplyCapture(c CaptureConfig, iptables string) error {
 	}
 	for _, r := range CaptureRules(c) {
 		if out, err := exec.Command(iptables, r...).CombinedOutput(); err != nil {
-			return fmt.Errorf("iptables %s: %v: %s", strings.Join(r, " "), err, out)
+			return fmt.Errorf("iptables %s: %w: %s", strings.Join(r, " "), err, out)
 		}
 	}
 	return nil

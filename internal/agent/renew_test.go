@@ -343,9 +343,9 @@ func TestFirstCertificateRetriesAreCappedLower(t *testing.T) {
 	if id := <-got; id == nil || ca.Calls() != 9 {
 		t.Fatalf("first certificate %v after %d calls", id, ca.Calls())
 	}
-	want := []time.Duration{1, 2, 4, 4, 4, 4, 4, 4}
+	want := []int{1, 2, 4, 4, 4, 4, 4, 4}
 	for i := range want {
-		if waits[i] != want[i]*time.Second {
+		if waits[i] != time.Duration(want[i])*time.Second {
 			t.Fatalf("waits before the first certificate %v, want %v seconds", waits, want)
 		}
 	}

@@ -102,7 +102,7 @@ func startCP(t *testing.T, cp, dir, kubeconfig string) *cpProc {
 	for {
 		resp, err := http.Get(ready)
 		if err == nil {
-			io.Copy(io.Discard, resp.Body)
+			_, _ = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				return p

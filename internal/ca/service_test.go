@@ -61,7 +61,7 @@ func TestCSRService(t *testing.T) {
 	lis, _ := net.Listen("tcp", "127.0.0.1:0")
 	g := grpc.NewServer()
 	securityv1alpha1.RegisterIstioCertificateServiceServer(g, svc)
-	go g.Serve(lis)
+	go func() { _ = g.Serve(lis) }()
 	defer g.Stop()
 	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {

@@ -381,7 +381,7 @@ func serve(ctx context.Context, c DiscoveryConfig, cp *controlplane.ControlPlane
 		go func() {
 			g, err := newServer()
 			if err != nil || !s.addGRPC(g) {
-				nl.Close()
+				_ = nl.Close()
 				s.done <- err
 				return
 			}
@@ -414,7 +414,7 @@ func serve(ctx context.Context, c DiscoveryConfig, cp *controlplane.ControlPlane
 	awaitCA := func() (*ca.Authority, error) {
 		a, err := caL.wait(serveCtx)
 		if serveCtx.Err() != nil {
-			return nil, nil // shutting down before the CA came
+			return nil, nil //nolint:nilerr // shutting down before the CA came: no error to report
 		}
 		return a, err
 	}

@@ -82,7 +82,7 @@ func startIdentityDiscoveryWith(t *testing.T, plaintext bool) *identityDiscovery
 	go func() {
 		done <- RunDiscovery(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), lis)
 	}()
-	t.Cleanup(func() { cancel(); <-done })
+	t.Cleanup(func() { cancel(); <-done }) //nolint:errcheck // its result is the test's own concern
 	select {
 	case d.cp = <-started:
 	case err := <-done:

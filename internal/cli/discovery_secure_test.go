@@ -59,7 +59,7 @@ func startSecureDiscovery(t *testing.T, files catest.Files) (string, *ca.Authori
 		done <- RunDiscovery(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)),
 			&Listeners{HTTP: hl, Secure: sl, Started: func(cp *controlplane.ControlPlane) { started <- cp }})
 	}()
-	t.Cleanup(func() { cancel(); <-done })
+	t.Cleanup(func() { cancel(); <-done }) //nolint:errcheck // its result is the test's own concern
 	select {
 	case cp := <-started:
 		for !cp.Ready() {

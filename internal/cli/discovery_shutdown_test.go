@@ -167,7 +167,7 @@ func TestDiscoverySIGTERMExitsZero(t *testing.T) {
 		sc := bufio.NewScanner(stderr)
 		for sc.Scan() {
 			line := sc.Text()
-			logs.Write([]byte(line + "\n"))
+			_, _ = logs.Write([]byte(line + "\n"))
 			if m := addr.FindStringSubmatch(line); m != nil {
 				xdsAddr <- m[1]
 			}

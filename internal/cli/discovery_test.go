@@ -88,7 +88,7 @@ func startDiscovery(t *testing.T) *discoveryEnv {
 	t.Cleanup(func() {
 		cancel()
 		select {
-		case <-env.finished:
+		case <-env.finished: //nolint:errcheck // stopped on purpose
 		case <-time.After(10 * time.Second):
 			t.Error("discovery did not stop")
 		}

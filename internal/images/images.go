@@ -496,7 +496,7 @@ var envoyVersionRE = regexp.MustCompile(`version: [0-9a-f]+/([0-9]+\.[0-9]+\.[0-
 func EnvoyVersion(envoy string) (string, error) {
 	out, err := exec.Command(envoy, "--version").CombinedOutput()
 	if err != nil {
-		return "", fmt.Errorf("%s --version: %v: %s", envoy, err, out)
+		return "", fmt.Errorf("%s --version: %w: %s", envoy, err, out)
 	}
 	m := envoyVersionRE.FindSubmatch(out)
 	if m == nil {

@@ -68,7 +68,7 @@ func Defaults() Settings {
 // s. An unknown field is an error naming it: a typo must not be ignored.
 func LoadValues(s Settings, name string, data []byte) (Settings, error) {
 	if err := yaml.UnmarshalStrict(data, &s); err != nil {
-		return s, fmt.Errorf("%s: %v", name, err)
+		return s, fmt.Errorf("%s: %w", name, err)
 	}
 	return s, nil
 }

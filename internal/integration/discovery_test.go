@@ -153,7 +153,7 @@ func metricValue(t testing.TB, d *discoveryProc, series string) float64 {
 	for _, line := range strings.Split(d.get(t, "/metrics"), "\n") {
 		if rest, ok := strings.CutPrefix(line, series+" "); ok {
 			var v float64
-			fmt.Sscan(rest, &v)
+			_, _ = fmt.Sscan(rest, &v) // a malformed value stays 0, which the caller reports
 			return v
 		}
 	}

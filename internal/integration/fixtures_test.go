@@ -211,7 +211,7 @@ func startDiscoveryWith(t *testing.T, local *kubeharness.Cluster, kubeconfig []b
 		done <- cli.RunDiscovery(c, cfg, log, &cli.Listeners{XDS: xl, HTTP: hl, Started: func(cp *controlplane.ControlPlane) { started <- cp }})
 	}()
 	var once sync.Once
-	d.stop = func() { once.Do(func() { cancel(); <-done }) }
+	d.stop = func() { once.Do(func() { cancel(); <-done }) } //nolint:errcheck // stopped on purpose
 	t.Cleanup(d.stop)
 	select {
 	case d.cp = <-started:

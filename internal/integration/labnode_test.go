@@ -231,9 +231,7 @@ func TestLabNode(t *testing.T) {
 	})
 
 	// Deletion: graceful, then nothing left.
-	var uids []string
 	for _, name := range []string{"helloworld-v1", "sleep", "crasher", "nginx", "hostnet"} {
-		uids = append(uids, string(get(name).UID))
 		must(t, cs.CoreV1().Pods("sample").Delete(bg, name, metav1.DeleteOptions{}))
 	}
 	deleted := time.Now()

@@ -301,7 +301,7 @@ func (d *demo) apply(ctx context.Context, cluster, ns string, files ...string) e
 		dec := utilyaml.NewYAMLOrJSONDecoder(bufio.NewReader(fh), 4096)
 		for {
 			u := &unstructured.Unstructured{}
-			if err := dec.Decode(&u.Object); err == io.EOF {
+			if err := dec.Decode(&u.Object); errors.Is(err, io.EOF) {
 				break
 			} else if err != nil {
 				fh.Close()
@@ -334,7 +334,7 @@ func (d *demo) lbAddress(ctx context.Context, cluster string) (string, error) {
 	err := d.poll(ctx, cluster+"'s gateway address", func() (bool, error) {
 		svc, err := d.clients[cluster].CoreV1().Services("istio-system").Get(ctx, install.GatewayName, metav1.GetOptions{})
 		if err != nil {
-			return false, nil
+			return false, nil //nolint:nilerr // not there yet: keep polling until the timeout
 		}
 		if len(svc.Status.LoadBalancer.Ingress) > 0 && svc.Status.LoadBalancer.Ingress[0].IP != "" {
 			addr = svc.Status.LoadBalancer.Ingress[0].IP
@@ -354,7 +354,7 @@ func (d *demo) rollout(ctx context.Context, cluster, ns, name string) error {
 	err := d.poll(ctx, "deploy/"+name+" in "+cluster, func() (bool, error) {
 		dep, err := d.clients[cluster].AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
-			return false, nil
+			return false, nil //nolint:nilerr // not there yet: keep polling until the timeout
 		}
 		want := int32(1)
 		if dep.Spec.Replicas != nil {

@@ -476,7 +476,7 @@ func (r *run) waitFor(ctx context.Context, cluster, what string, procs []*child,
 		for _, p := range procs {
 			if p.exited() {
 				t := k8sproc.Tail(p.Log, 40)
-				err := fmt.Errorf("%s: %s exited (%v) while waiting for %s; last lines of %s:\n%s", cluster, p.Component, p.err, what, p.Log, t)
+				err := fmt.Errorf("%s: %s exited (%v) while waiting for %s; last lines of %s:\n%s", cluster, p.Component, p.err, what, p.Log, t) //nolint:errorlint // p.err may be nil (exit 0)
 				if strings.Contains(t, "address already in use") {
 					err = fmt.Errorf("%w: %w", errPortTaken, err)
 				}

@@ -191,7 +191,7 @@ func (p *podRun) check(ctx context.Context, plan *ContainerPlan, name string, pr
 			return err
 		case <-ctx.Done():
 			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-done
+			<-done //nolint:errcheck // the probe's own result no longer matters
 			return ctx.Err()
 		}
 	}

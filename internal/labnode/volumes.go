@@ -2,6 +2,7 @@ package labnode
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"os"
@@ -95,7 +96,7 @@ func BuildVolume(ctx context.Context, pod *corev1.Pod, v *corev1.Volume, lookup 
 		err = fmt.Errorf("volume type %s is not supported by the lab node", volumeKind(src))
 	}
 	if err != nil {
-		if _, ok := err.(*ConfigError); ok {
+		if _, ok := errors.AsType[*ConfigError](err); ok {
 			return nil, &ConfigError{fmt.Sprintf("volume %q: %v", v.Name, err)}
 		}
 		return nil, fmt.Errorf("volume %q: %w", v.Name, err)

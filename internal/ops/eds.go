@@ -100,7 +100,7 @@ func eds(cp *controlplane.ControlPlane, w http.ResponseWriter, r *http.Request) 
 		if err := enc.resource(res[n]); err != nil {
 			// The status is sent: end the document visibly broken.
 			fmt.Fprintf(bw, "\nerror: %v\n", err)
-			bw.Flush()
+			_ = bw.Flush() // the client may be gone; nothing more to tell it
 			return
 		}
 		if enc.err != nil {

@@ -169,7 +169,7 @@ func wantedDirs(path string) map[string]bool {
 	}
 	_ = filepath.WalkDir(real, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || !d.IsDir() {
-			return nil
+			return nil //nolint:nilerr // an unreadable entry is simply not watched; the poll still sees it
 		}
 		if p != real && strings.HasPrefix(d.Name(), ".") {
 			return filepath.SkipDir

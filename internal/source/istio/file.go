@@ -3,6 +3,7 @@ package istio
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -29,7 +30,7 @@ func LoadGatewaysFile(path string) ([]*model.IstioGateway, model.Diagnostics) {
 	r := utilyaml.NewYAMLReader(bufio.NewReaderSize(bytes.NewReader(b), 4096))
 	for doc := 1; ; doc++ {
 		raw, err := r.Read()
-		if err == io.EOF {
+		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {

@@ -77,7 +77,8 @@ func TestContactTransitions(t *testing.T) {
 	cctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	req, _ := http.NewRequestWithContext(cctx, http.MethodGet, srv.URL, nil)
-	if _, err := rt.RoundTrip(req); err == nil {
+	if resp, err := rt.RoundTrip(req); err == nil {
+		resp.Body.Close()
 		t.Error("a cancelled request succeeded")
 	}
 }

@@ -29,8 +29,6 @@ func (f *fuzzBytes) byte() byte {
 
 func (f *fuzzBytes) intn(n int) int { return int(f.byte()) % n }
 
-func (f *fuzzBytes) bool() bool { return f.byte()&1 == 1 }
-
 func pick[T any](f *fuzzBytes, from ...T) T { return from[f.intn(len(from))] }
 
 // fuzzObjects derives a small cluster from data: a system namespace, Nodes,

@@ -23,7 +23,7 @@ func ParseClusterFlag(s string) (ClusterSource, error) {
 		return ClusterSource{}, fmt.Errorf("--cluster %q: want ID=PATH", s)
 	}
 	if err := model.ValidateClusterID(id); err != nil {
-		return ClusterSource{}, fmt.Errorf("--cluster %q: %v", s, err)
+		return ClusterSource{}, fmt.Errorf("--cluster %q: %w", s, err)
 	}
 	if path == "" {
 		return ClusterSource{}, fmt.Errorf("--cluster %q: PATH is empty", s)

@@ -2,6 +2,7 @@ package meshnetworks
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"math"
@@ -331,6 +332,6 @@ func parsePort(v any) (uint32, string) {
 }
 
 func isRangeErr(err error) bool {
-	ne, ok := err.(*strconv.NumError)
-	return ok && ne.Err == strconv.ErrRange
+	ne, ok := errors.AsType[*strconv.NumError](err)
+	return ok && errors.Is(ne.Err, strconv.ErrRange)
 }

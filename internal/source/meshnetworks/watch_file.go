@@ -52,7 +52,7 @@ func parseSnapshot(s filewatch.Snapshot) (*model.MeshNetworks, model.Diagnostics
 		if errors.As(s.Err, &pe) {
 			reason = pe.Err // the path is named below already
 		}
-		return nil, nil, fmt.Errorf("meshNetworks file %s cannot be read: %v (deleted, or a symlink to a missing file?)", s.Path, reason)
+		return nil, nil, fmt.Errorf("meshNetworks file %s cannot be read: %w (deleted, or a symlink to a missing file?)", s.Path, reason)
 	}
 	if s.Dir {
 		return nil, nil, fmt.Errorf("meshNetworks file %s is a directory", s.Path)

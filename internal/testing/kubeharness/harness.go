@@ -248,12 +248,12 @@ func (c *Cluster) running() []*proc {
 // hook) until StartTimeout, failing early when a process exits.
 func (c *Cluster) waitReady() error {
 	deadline := time.Now().Add(StartTimeout)
-	last := errors.New("no answer yet")
+	var last error
 	for {
 		for _, p := range c.running() {
 			select {
 			case <-p.done:
-				err := fmt.Errorf("%s exited (%v)%s", p.name, p.err, c.tails())
+				err := fmt.Errorf("%s exited (%v)%s", p.name, p.err, c.tails()) //nolint:errorlint // p.err may be nil (exit 0)
 				if strings.Contains(c.logTail(p.name, 60), "address already in use") {
 					err = fmt.Errorf("%w: %w", errPortTaken, err)
 				}
@@ -277,7 +277,7 @@ func (c *Cluster) waitReady() error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("not ready after %s: %v%s", StartTimeout, last, c.tails())
+			return fmt.Errorf("not ready after %s: %w%s", StartTimeout, last, c.tails())
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

@@ -98,7 +98,7 @@ func ProxyFromNode(n *corev3.Node) (Proxy, error) {
 	}
 	if cluster != "" {
 		if err := model.ValidateClusterID(cluster); err != nil {
-			return Proxy{}, fmt.Errorf("node %s: metadata.%s: %v", quote(p.ID), MetaClusterID, err)
+			return Proxy{}, fmt.Errorf("node %s: metadata.%s: %w", quote(p.ID), MetaClusterID, err)
 		}
 		p.Cluster = model.ClusterID(cluster)
 	}
@@ -165,5 +165,3 @@ func quote(s string) string {
 	}
 	return strconv.Quote(s[:maxQuotedInputs]) + fmt.Sprintf("... (%d bytes)", len(s))
 }
-
-func clusterID(s string) model.ClusterID { return model.ClusterID(s) }
