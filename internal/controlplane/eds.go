@@ -1,6 +1,7 @@
 package controlplane
 
 import (
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 
 	"github.com/horizonmesh/horizon/internal/model"
@@ -20,7 +21,16 @@ type edsBuild struct {
 // which ViewCache.Update then recognises without comparing — so an
 // endpoint change costs the changed services, not the mesh.
 func (cp *ControlPlane) buildEDS(m *model.Mesh, v server.View) map[string]types.Resource {
-	view := translate.EDSView{Network: v.Key.Network}
+	network := v.Key.Network
+	name, assign := translate.ClusterName, func(svc *model.Service, port uint32) *endpointv3.ClusterLoadAssignment {
+		return translate.LoadAssignment(m, translate.EDSView{Network: network}, svc, port)
+	}
+	if v.Key.Role == translate.RoleRouter {
+		// A gateway's SNI clusters: its network's endpoints.
+		name, assign = translate.SNI, func(svc *model.Service, port uint32) *endpointv3.ClusterLoadAssignment {
+			return translate.GatewayLoadAssignment(m, network, svc, port)
+		}
+	}
 	cp.edsMu.Lock()
 	prev := cp.eds[v]
 	cp.edsMu.Unlock()
@@ -30,14 +40,14 @@ func (cp *ControlPlane) buildEDS(m *model.Mesh, v server.View) map[string]types.
 	for _, svc := range m.Services() {
 		if reuse && model.SameEndpoints(prev.mesh.Service(svc.Hostname), svc) {
 			for _, p := range svc.Ports {
-				name := translate.ClusterName(p.Port, svc.Hostname)
-				out[name] = prev.resources[name]
+				n := name(p.Port, svc.Hostname)
+				out[n] = prev.resources[n]
 			}
 			reused += len(svc.Ports)
 			continue
 		}
 		for _, p := range svc.Ports {
-			cla := translate.LoadAssignment(m, view, svc, p.Port)
+			cla := assign(svc, p.Port)
 			out[cla.ClusterName] = cla
 		}
 		built += len(svc.Ports)

@@ -67,6 +67,18 @@ func TestEndpointChangeRebuildsOnlyItsService(t *testing.T) {
 	if err := c.Request(resource.EndpointType, names, "", "", ""); err != nil {
 		t.Fatal(err)
 	}
+	// A gateway's EDS view too.
+	gw, err := adsclient.Dial(addr, adsclient.Node("router~10.0.0.9~gw.ns~ns.svc.cluster.local", "", "c1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gw.Close()
+	if err := gw.Request(resource.EndpointType, nil, "", "", ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := gw.Wait(resource.EndpointType, 10*time.Second, func(*discovery.DiscoveryResponse) bool { return true }); err != nil {
+		t.Fatal(err)
+	}
 	hasEndpoint := func(cluster, endpoint string) func(*discovery.DiscoveryResponse) bool {
 		return func(r *discovery.DiscoveryResponse) bool {
 			clas, _ := adsclient.LoadAssignments(r)
@@ -101,14 +113,20 @@ func TestEndpointChangeRebuildsOnlyItsService(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The push goes on to the gateway's view after the sidecar's.
+	waitFor(t, "b's load assignment rebuilt in the gateway's view too", func() bool {
+		return assignments("built")-before["built"] >= 2 && assignments("reused")-before["reused"] >= 4
+	})
 	// EDS is not a state-of-the-world type for Envoy: only b's is resent.
 	if clas, _ := adsclient.LoadAssignments(r); len(clas) != 1 {
 		t.Errorf("after b's change %d load assignments were sent, want b's only", len(clas))
 	}
-	if got, want := assignments("built")-before["built"], 1.0; got != want {
+	// b's assignment is rebuilt in both views (sidecar, gateway), a's and
+	// c's are reused.
+	if got, want := assignments("built")-before["built"], 2.0; got != want {
 		t.Errorf("load assignments built for one service's change: %v, want %v", got, want)
 	}
-	if got, want := assignments("reused")-before["reused"], 2.0; got != want {
+	if got, want := assignments("reused")-before["reused"], 4.0; got != want {
 		t.Errorf("load assignments reused: %v, want %v", got, want)
 	}
 	for _, typ := range []string{"cds", "lds", "rds"} {
@@ -116,19 +134,22 @@ func TestEndpointChangeRebuildsOnlyItsService(t *testing.T) {
 			t.Errorf("an endpoint change rebuilt %s %v times", typ, got)
 		}
 	}
-	// What the incremental build holds is what the one translation builds.
-	view := server.View{TypeURL: resource.EndpointType, Key: EDSView("")}
-	held, _, ok := cp.Views.Resources(view)
-	if !ok {
-		t.Fatal("no EDS view")
-	}
-	want := translate.Build(cp.input(cp.Mesh()), resource.EndpointType, view.Key)
-	if len(held) != len(want) {
-		t.Fatalf("EDS view holds %d load assignments, translate.Build makes %d", len(held), len(want))
-	}
-	for name, r := range want {
-		if !proto.Equal(held[name], r) {
-			t.Errorf("%s: held %v, translate.Build %v", name, held[name], r)
+	// What the incremental builds hold is what the one translation builds,
+	// for the sidecar's and the gateway's EDS views.
+	for _, key := range []translate.View{EDSView(""), {Role: translate.RoleRouter}} {
+		view := server.View{TypeURL: resource.EndpointType, Key: key}
+		held, _, ok := cp.Views.Resources(view)
+		if !ok {
+			t.Fatalf("no EDS view %s", key)
+		}
+		want := translate.Build(cp.input(cp.Mesh()), resource.EndpointType, view.Key)
+		if len(held) != len(want) {
+			t.Fatalf("%s holds %d load assignments, translate.Build makes %d", key, len(held), len(want))
+		}
+		for name, r := range want {
+			if !proto.Equal(held[name], r) {
+				t.Errorf("%s %s: held %v, translate.Build %v", key, name, held[name], r)
+			}
 		}
 	}
 

@@ -116,7 +116,7 @@ func (cp *ControlPlane) updateViews(m *model.Mesh) {
 }
 
 // build builds one view's resources from the current mesh with
-// translate.Build — sidecar EDS incrementally (buildEDS), to the same
+// translate.Build — EDS incrementally (buildEDS), to the same
 // result. ViewCache calls it for a view's first proxy; updateViews for
 // every change.
 func (cp *ControlPlane) build(v server.View) map[string]types.Resource {
@@ -125,8 +125,8 @@ func (cp *ControlPlane) build(v server.View) map[string]types.Resource {
 		return map[string]types.Resource{}
 	}
 	cp.metrics.builds.WithLabelValues(server.TypeName(v.TypeURL)).Inc()
-	if v.TypeURL == resource.EndpointType && v.Key.Role == translate.RoleSidecar {
-		return cp.buildEDS(m, v)
+	if v.TypeURL == resource.EndpointType {
+		return cp.buildEDS(m, v) // sidecars' and gateways'
 	}
 	return translate.Build(cp.input(m), v.TypeURL, v.Key)
 }

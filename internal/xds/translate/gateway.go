@@ -82,20 +82,25 @@ func GatewayEDS(m *model.Mesh, v GatewayView) []*endpointv3.ClusterLoadAssignmen
 	var out []*endpointv3.ClusterLoadAssignment
 	for _, svc := range m.Services() {
 		for _, p := range svc.Ports {
-			sni := SNI(p.Port, svc.Hostname)
-			local := &model.Service{Hostname: svc.Hostname, Endpoints: map[uint32][]*model.Endpoint{}}
-			for _, e := range svc.Endpoints[p.Port] {
-				if e.MTLS && e.Network == v.Network {
-					local.Endpoints[p.Port] = append(local.Endpoints[p.Port], e)
-				}
-			}
-			cla := LoadAssignment(m, EDSView{Network: v.Network}, local, p.Port)
-			cla.ClusterName = sni
-			out = append(out, cla)
+			out = append(out, GatewayLoadAssignment(m, v.Network, svc, p.Port))
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ClusterName < out[j].ClusterName })
 	return out
+}
+
+// GatewayLoadAssignment is the load assignment of one service port's SNI
+// cluster at a gateway on network: its mTLS endpoints there.
+func GatewayLoadAssignment(m *model.Mesh, network string, svc *model.Service, port uint32) *endpointv3.ClusterLoadAssignment {
+	local := &model.Service{Hostname: svc.Hostname, Endpoints: map[uint32][]*model.Endpoint{}}
+	for _, e := range svc.Endpoints[port] {
+		if e.MTLS && e.Network == network {
+			local.Endpoints[port] = append(local.Endpoints[port], e)
+		}
+	}
+	cla := LoadAssignment(m, EDSView{Network: network}, local, port)
+	cla.ClusterName = SNI(port, svc.Hostname)
+	return cla
 }
 
 // passthroughSNIs lists, per AUTO_PASSTHROUGH server port, the SNIs of the
