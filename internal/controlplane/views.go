@@ -93,11 +93,12 @@ func (cp *ControlPlane) updateViews(m *model.Mesh) {
 		gwKey += fmt.Sprintf("%v", *g)
 	}
 	cp.mu.Unlock()
-	if key := cdsKey(m, cp.opts.Translate) + gwKey; key != cp.cdsKey {
-		cp.cdsKey, rebuildCDS = key, true
+	cdsChanged, routesChanged := cp.keys.update(m, cp.opts.Translate)
+	if cdsChanged || gwKey != cp.cdsKey {
+		cp.cdsKey, rebuildCDS = gwKey, true
 	}
-	if key := routesKey(m) + gwKey; key != cp.routesKey {
-		cp.routesKey, rebuildRoutes = key, true
+	if routesChanged || gwKey != cp.routesKey {
+		cp.routesKey, rebuildRoutes = gwKey, true
 	}
 	views := cp.Views.Views()
 	sort.Slice(views, func(i, j int) bool { return views[i].String() < views[j].String() })
@@ -139,41 +140,70 @@ func (cp *ControlPlane) input(m *model.Mesh) translate.Input {
 	return translate.Input{Mesh: m, Gateways: gws, Options: cp.opts.Translate}
 }
 
-// routesKey identifies what sidecar listeners and routes read from the
-// mesh: every service's hostname, ports and ClusterIPs (not endpoints).
-func routesKey(m *model.Mesh) string {
+// serviceKeys remembers, per Service of the last push, what its CDS and
+// its listeners and routes depend on. A Build reuses unchanged Services (the
+// same pointers), so an endpoint-only push computes no key again; it only
+// compares them.
+type serviceKeys struct {
+	memo map[*model.Service]serviceKey
+	last []serviceKey // in m.Services() order
+}
+
+type serviceKey struct{ cds, routes string }
+
+// update computes m's keys and reports whether the CDS or the routes keys
+// differ from the last push's.
+func (k *serviceKeys) update(m *model.Mesh, opts translate.Options) (cdsChanged, routesChanged bool) {
+	svcs := m.Services()
+	memo := make(map[*model.Service]serviceKey, len(svcs))
+	cur := make([]serviceKey, len(svcs))
+	first := k.memo == nil
+	cdsChanged, routesChanged = first || len(svcs) != len(k.last), first || len(svcs) != len(k.last)
+	for i, s := range svcs {
+		key, ok := k.memo[s]
+		if !ok {
+			key = serviceKey{cds: cdsKey(s, opts), routes: routesKey(s)}
+		}
+		memo[s], cur[i] = key, key
+		if i < len(k.last) {
+			cdsChanged = cdsChanged || key.cds != k.last[i].cds
+			routesChanged = routesChanged || key.routes != k.last[i].routes
+		}
+	}
+	k.memo, k.last = memo, cur
+	return cdsChanged, routesChanged
+}
+
+// routesKey identifies what sidecar listeners and routes read from a
+// service: its hostname, ports and ClusterIPs (not endpoints).
+func routesKey(s *model.Service) string {
 	var b strings.Builder
-	for _, s := range m.Services() {
-		b.WriteString(s.Hostname)
-		for _, p := range s.Ports {
-			fmt.Fprintf(&b, " %s/%d/%s", p.Name, p.Port, p.Protocol)
-		}
-		clusters := make([]string, 0, len(s.ClusterIPs))
-		for c := range s.ClusterIPs {
-			clusters = append(clusters, string(c))
-		}
-		sort.Strings(clusters)
-		for _, c := range clusters {
-			fmt.Fprintf(&b, " %s=%v", c, s.ClusterIPs[model.ClusterID(c)])
-		}
-		b.WriteByte('\n')
+	b.WriteString(s.Hostname)
+	for _, p := range s.Ports {
+		fmt.Fprintf(&b, " %s/%d/%s", p.Name, p.Port, p.Protocol)
+	}
+	clusters := make([]string, 0, len(s.ClusterIPs))
+	for c := range s.ClusterIPs {
+		clusters = append(clusters, string(c))
+	}
+	sort.Strings(clusters)
+	for _, c := range clusters {
+		fmt.Fprintf(&b, " %s=%v", c, s.ClusterIPs[model.ClusterID(c)])
 	}
 	return b.String()
 }
 
-// cdsKey identifies the CDS output: clusters depend only on the service
-// ports and the identities behind them, so an endpoint-only change keeps the
-// key and skips the build.
-func cdsKey(m *model.Mesh, opts translate.Options) string {
+// cdsKey identifies a service's part of the CDS output: clusters depend
+// only on the service ports and the identities behind them, so an
+// endpoint-only change keeps the key and skips the build.
+func cdsKey(s *model.Service, opts translate.Options) string {
 	var b strings.Builder
-	for _, s := range m.Services() {
-		for _, p := range s.Ports {
-			b.WriteString(translate.ClusterName(p.Port, s.Hostname))
-			for _, id := range translate.SpiffeIDs(s, p.Port, opts) {
-				b.WriteString(" " + id)
-			}
-			b.WriteByte('\n')
+	for _, p := range s.Ports {
+		b.WriteString(translate.ClusterName(p.Port, s.Hostname))
+		for _, id := range translate.SpiffeIDs(s, p.Port, opts) {
+			b.WriteString(" " + id)
 		}
+		b.WriteByte('\n')
 	}
 	return b.String()
 }

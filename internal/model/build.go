@@ -152,9 +152,14 @@ func mergeService(host string, ins []serviceInput, byID map[ClusterID]*ClusterSn
 			}
 		}
 	}
+	nets := map[string]bool{}
 	for _, eps := range svc.Endpoints {
 		sortEndpoints(eps)
+		for _, e := range eps {
+			nets[e.Network] = true
+		}
 	}
+	svc.networks = slices.Sorted(maps.Keys(nets))
 	return svc
 }
 
@@ -263,10 +268,8 @@ func knownNetworks(nets *MeshNetworks, m *Mesh) []string {
 		set[g.Network] = true
 	}
 	for _, s := range m.services {
-		for _, eps := range s.Endpoints {
-			for _, e := range eps {
-				set[e.Network] = true
-			}
+		for _, n := range s.networks {
+			set[n] = true
 		}
 	}
 	delete(set, "")

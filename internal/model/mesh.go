@@ -20,6 +20,8 @@ type Service struct {
 	Endpoints map[uint32][]*Endpoint
 	// ClusterIPs per cluster, as each cluster allocated them.
 	ClusterIPs map[ClusterID][]string
+
+	networks []string // of its endpoints, for Mesh.Networks without a walk
 }
 
 // Port returns the service port with the given number.

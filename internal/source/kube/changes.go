@@ -15,6 +15,7 @@ import (
 type changes struct {
 	gen        uint64
 	everything uint64
+	serviceSet uint64 // bumped when a Service key appears or goes
 	svcGen     map[objectKey]uint64
 	sliceSvc   map[objectKey]objectKey              // slice → the service its label names
 	svcSlices  map[objectKey]map[objectKey]struct{} // service → its slices

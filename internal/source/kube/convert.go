@@ -26,6 +26,8 @@ type convertCache struct {
 	opts       Options
 	everything uint64
 	services   map[objectKey]convertedService
+	serviceSet uint64      // changes.serviceSet when order was sorted
+	order      []objectKey // the Service keys, sorted
 }
 
 type convertedService struct {
@@ -53,7 +55,13 @@ func convertStore(id model.ClusterID, s *Store, opts Options, cache *convertCach
 	reuse := cache != nil && cache.store == s && cache.id == id && cache.opts == opts && cache.everything == s.changes.everything
 	next := make(map[objectKey]convertedService, len(s.services))
 	var diags model.Diagnostics
-	for _, k := range sortedKeys(s.services) {
+	order := []objectKey(nil)
+	if cache != nil && cache.store == s && cache.serviceSet == s.changes.serviceSet && cache.order != nil {
+		order = cache.order // the same Service keys: no sort
+	} else {
+		order = sortedKeys(s.services)
+	}
+	for _, k := range order {
 		cs, ok := convertedService{}, false
 		if reuse {
 			cs, ok = cache.services[k]
@@ -84,7 +92,8 @@ func convertStore(id model.ClusterID, s *Store, opts Options, cache *convertCach
 	}
 	diags = append(diags, c.diags...)
 	if cache != nil {
-		*cache = convertCache{store: s, id: id, opts: opts, everything: s.changes.everything, services: next}
+		*cache = convertCache{store: s, id: id, opts: opts, everything: s.changes.everything, services: next,
+			serviceSet: s.changes.serviceSet, order: order}
 	}
 	return snap, diags
 }

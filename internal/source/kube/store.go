@@ -85,7 +85,11 @@ func (s *Store) Upsert(obj runtime.Object, origin string) bool {
 	case *corev1.Namespace:
 		s.namespaces[objectKey{"", o.Name}] = entry[*corev1.Namespace]{o, origin}
 	case *corev1.Service:
-		s.services[objectKey{o.Namespace, o.Name}] = entry[*corev1.Service]{o, origin}
+		k := objectKey{o.Namespace, o.Name}
+		if _, ok := s.services[k]; !ok {
+			s.changes.serviceSet++
+		}
+		s.services[k] = entry[*corev1.Service]{o, origin}
 	case *discoveryv1.EndpointSlice:
 		s.slices[objectKey{o.Namespace, o.Name}] = entry[*discoveryv1.EndpointSlice]{o, origin}
 	case *corev1.Pod:
@@ -138,6 +142,7 @@ func (s *Store) Delete(obj runtime.Object) {
 	case *corev1.Namespace:
 		delete(s.namespaces, objectKey{"", o.Name})
 	case *corev1.Service:
+		s.changes.serviceSet++
 		delete(s.services, objectKey{o.Namespace, o.Name})
 	case *discoveryv1.EndpointSlice:
 		delete(s.slices, objectKey{o.Namespace, o.Name})
