@@ -132,15 +132,17 @@ func (b byteCounter) HandleRPC(_ context.Context, s stats.RPCStats) {
 }
 
 type client struct {
-	idx    int
-	t      *tracker
-	names  []string // EDS resource names
-	node   *corev3.Node
-	ctx    context.Context
-	stream discovery.AggregatedDiscoveryService_StreamAggregatedResourcesClient // guarded by sendMu
-	conn   *grpc.ClientConn
-	cancel context.CancelFunc
-	sendMu sync.Mutex
+	idx     int
+	t       *tracker
+	names   []string // EDS resource names
+	node    *corev3.Node
+	ctx     context.Context
+	delta   bool
+	stream  discovery.AggregatedDiscoveryService_StreamAggregatedResourcesClient // SotW; guarded by sendMu
+	dstream discovery.AggregatedDiscoveryService_DeltaAggregatedResourcesClient  // delta; guarded by sendMu
+	conn    *grpc.ClientConn
+	cancel  context.CancelFunc
+	sendMu  sync.Mutex
 
 	// Until the initial state is held: what arrived so far.
 	mu   sync.Mutex
@@ -162,7 +164,7 @@ func istioNode(i int, network string) (id string, md *structpb.Struct) {
 	return id, n.Metadata
 }
 
-func dial(ctx context.Context, addr string, idx int, network string, names []string, t *tracker) (*client, error) {
+func dial(ctx context.Context, addr string, idx int, network string, names []string, delta bool, t *tracker) (*client, error) {
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithStatsHandler(byteCounter{&t.bytes}),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(1<<30)))
@@ -170,7 +172,7 @@ func dial(ctx context.Context, addr string, idx int, network string, names []str
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	c := &client{idx: idx, t: t, names: names, ctx: ctx, conn: conn, cancel: cancel, sums: map[string]uint32{}}
+	c := &client{idx: idx, t: t, names: names, delta: delta, ctx: ctx, conn: conn, cancel: cancel, sums: map[string]uint32{}}
 	id, md := istioNode(idx, network)
 	c.node = adsclient.Node(id, network, "cluster1")
 	c.node.Metadata = md
@@ -184,6 +186,19 @@ func dial(ctx context.Context, addr string, idx int, network string, names []str
 
 // open starts a stream and requests CDS (all) and EDS (names).
 func (c *client) open() error {
+	if c.delta {
+		stream, err := discovery.NewAggregatedDiscoveryServiceClient(c.conn).DeltaAggregatedResources(c.ctx)
+		if err != nil {
+			return err
+		}
+		c.sendMu.Lock()
+		defer c.sendMu.Unlock()
+		c.dstream = stream
+		if err := stream.Send(&discovery.DeltaDiscoveryRequest{Node: c.node, TypeUrl: resource.ClusterType}); err != nil {
+			return err
+		}
+		return stream.Send(&discovery.DeltaDiscoveryRequest{Node: c.node, TypeUrl: resource.EndpointType, ResourceNamesSubscribe: c.names})
+	}
 	stream, err := discovery.NewAggregatedDiscoveryServiceClient(c.conn).StreamAggregatedResources(c.ctx)
 	if err != nil {
 		return err
@@ -235,6 +250,9 @@ func (c *client) recv() {
 }
 
 func (c *client) serve(attempt *int) error {
+	if c.delta {
+		return c.serveDelta(attempt)
+	}
 	for {
 		r, err := c.stream.Recv()
 		if err != nil {
@@ -252,7 +270,11 @@ func (c *client) serve(attempt *int) error {
 			c.mu.Unlock()
 		case resource.EndpointType:
 			names = c.names
-			c.onEDS(r)
+			values := make([][]byte, len(r.GetResources()))
+			for i, a := range r.GetResources() {
+				values[i] = a.GetValue()
+			}
+			c.onEDS(values)
 		}
 		if err := c.send(&discovery.DiscoveryRequest{TypeUrl: r.GetTypeUrl(), ResourceNames: names,
 			VersionInfo: r.GetVersionInfo(), ResponseNonce: r.GetNonce()}); err != nil {
@@ -261,13 +283,46 @@ func (c *client) serve(attempt *int) error {
 	}
 }
 
-func (c *client) onEDS(r *discovery.DiscoveryResponse) {
+// serveDelta is serve for a delta stream: CDS wildcard, EDS subscribed by
+// name, every response ACKed by nonce.
+func (c *client) serveDelta(attempt *int) error {
+	for {
+		r, err := c.dstream.Recv()
+		if err != nil {
+			return err
+		}
+		*attempt = 0
+		switch r.GetTypeUrl() {
+		case resource.ClusterType:
+			c.mu.Lock()
+			if !c.cds && len(r.GetResources()) > 0 {
+				c.cds = true
+				c.checkInitial()
+			}
+			c.mu.Unlock()
+		case resource.EndpointType:
+			values := make([][]byte, len(r.GetResources()))
+			for i, res := range r.GetResources() {
+				values[i] = res.GetResource().GetValue()
+			}
+			c.onEDS(values)
+		}
+		c.sendMu.Lock()
+		err = c.dstream.Send(&discovery.DeltaDiscoveryRequest{TypeUrl: r.GetTypeUrl(), ResponseNonce: r.GetNonce()})
+		c.sendMu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
+}
+
+func (c *client) onEDS(values [][]byte) {
 	target, steady := c.t.current()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !steady && c.sums != nil {
-		for _, a := range r.GetResources() {
-			name, sum, err := weightSum(a.GetValue(), "")
+		for _, v := range values {
+			name, sum, err := weightSum(v, "")
 			if err != nil {
 				c.t.fail(err)
 				return
@@ -280,8 +335,8 @@ func (c *client) onEDS(r *discovery.DiscoveryResponse) {
 	if target == "" {
 		return
 	}
-	for _, a := range r.GetResources() {
-		name, sum, err := weightSum(a.GetValue(), target)
+	for _, v := range values {
+		name, sum, err := weightSum(v, target)
 		if err != nil {
 			c.t.fail(err)
 			return

@@ -40,6 +40,7 @@ var (
 	roundTimeout = flag.Duration("round-timeout", 60*time.Second, "longest wait for one change to reach every client")
 	initTimeout  = flag.Duration("init-timeout", 5*time.Minute, "longest wait for every client to hold the initial state")
 	readyTimeout = flag.Duration("ready-timeout", 5*time.Minute, "longest wait for the control plane's readiness")
+	deltaFlag    = flag.Bool("delta", false, "clients speak delta xDS (DeltaAggregatedResources) instead of SotW")
 	outFile      = flag.String("out", "", "append each run's table row (markdown) to this file")
 )
 
@@ -302,7 +303,7 @@ func run(t *testing.T, clients, services, perSvc int) string {
 	conns := make([]*client, clients)
 	err = parallel(clients, func(i int) error {
 		network := []string{"network1", "network2"}[i%2]
-		c, err := dial(ctx, cp.xds, i, network, names, tr)
+		c, err := dial(ctx, cp.xds, i, network, names, *deltaFlag, tr)
 		conns[i] = c
 		return err
 	})
@@ -383,7 +384,11 @@ func run(t *testing.T, clients, services, perSvc int) string {
 	if timeouts > 0 {
 		tmo = fmt.Sprintf(" (%d timed out)", timeouts)
 	}
-	return fmt.Sprintf("| %s | %d | %d × %d | %s | %s | %s | %s%s | %s | %.2f s | %s | %s | %s |", *cpName, clients, services, perSvc,
+	cpCol := *cpName
+	if *deltaFlag {
+		cpCol += " (delta)"
+	}
+	return fmt.Sprintf("| %s | %d | %d × %d | %s | %s | %s | %s%s | %s | %.2f s | %s | %s | %s |", cpCol, clients, services, perSvc,
 		ms(fanout), ms(pct(conv, .5)), ms(pct(conv, .99)), ms(slices.Max(conv)), tmo, ms(perCPU), u0.cpu.Seconds(),
 		mb(u1.hwm), mb((b1-b0)/n), mb(b0))
 }
