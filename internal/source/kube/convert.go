@@ -55,7 +55,7 @@ func convertStore(id model.ClusterID, s *Store, opts Options, cache *convertCach
 	reuse := cache != nil && cache.store == s && cache.id == id && cache.opts == opts && cache.everything == s.changes.everything
 	next := make(map[objectKey]convertedService, len(s.services))
 	var diags model.Diagnostics
-	order := []objectKey(nil)
+	var order []objectKey
 	if cache != nil && cache.store == s && cache.serviceSet == s.changes.serviceSet && cache.order != nil {
 		order = cache.order // the same Service keys: no sort
 	} else {
