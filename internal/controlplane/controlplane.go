@@ -62,9 +62,8 @@ type ControlPlane struct {
 	mesh  atomic.Pointer[model.Mesh]
 	ready atomic.Bool
 
-	keys      serviceKeys // per service, what CDS and LDS/RDS depend on
-	cdsKey    string      // the Gateways the last CDS build read
-	routesKey string      // the Gateways the last LDS/RDS builds read
+	keys  serviceKeys // per service, what CDS and LDS/RDS depend on
+	gwKey string      // the Gateways the last CDS/LDS/RDS builds read
 	// eds holds, per EDS view, the mesh its last build read and what it
 	// built: a push rebuilds only the services whose endpoints changed.
 	edsMu        sync.Mutex

@@ -86,20 +86,16 @@ func EDSView(network string) translate.View { return translate.View{Network: net
 // EDS for every network view that has proxies — there, only the services
 // whose endpoints changed (see buildEDS).
 func (cp *ControlPlane) updateViews(m *model.Mesh) {
-	rebuildCDS, rebuildRoutes := false, false
 	cp.mu.Lock()
 	gwKey := fmt.Sprint(len(cp.gateways))
 	for _, g := range cp.gateways {
 		gwKey += fmt.Sprintf("%v", *g)
 	}
 	cp.mu.Unlock()
+	gwChanged := gwKey != cp.gwKey
+	cp.gwKey = gwKey
 	cdsChanged, routesChanged := cp.keys.update(m, cp.opts.Translate)
-	if cdsChanged || gwKey != cp.cdsKey {
-		cp.cdsKey, rebuildCDS = gwKey, true
-	}
-	if routesChanged || gwKey != cp.routesKey {
-		cp.routesKey, rebuildRoutes = gwKey, true
-	}
+	rebuildCDS, rebuildRoutes := cdsChanged || gwChanged, routesChanged || gwChanged
 	views := cp.Views.Views()
 	sort.Slice(views, func(i, j int) bool { return views[i].String() < views[j].String() })
 	cp.forgetEDS(views)

@@ -83,7 +83,7 @@ func TestLabNode(t *testing.T) {
 			t.Errorf("node label %s = %q, want %q", k, n.Labels[k], v)
 		}
 	}
-	if !nodeReady(n) {
+	if !nodeIsReady(n) {
 		t.Errorf("node not Ready: %+v", n.Status.Conditions)
 	}
 	waitFor(t, 30*time.Second, "the node's Lease", func() bool {
@@ -175,11 +175,11 @@ func TestLabNode(t *testing.T) {
 	}
 	created := time.Now()
 	waitForPod(t, 90*time.Second, "helloworld-v1 Running and Ready", func() *corev1.Pod { return get("helloworld-v1") }, func(p *corev1.Pod) bool {
-		return p.Status.Phase == corev1.PodRunning && podReady(p) && p.Status.PodIP != ""
+		return p.Status.Phase == corev1.PodRunning && podIsReady(p) && p.Status.PodIP != ""
 	})
 	t.Logf("helloworld-v1 Ready %s after its creation", time.Since(created).Round(time.Millisecond))
 	waitForPod(t, 60*time.Second, "sleep Ready", func() *corev1.Pod { return get("sleep") }, func(p *corev1.Pod) bool {
-		return p.Status.Phase == corev1.PodRunning && podReady(p)
+		return p.Status.Phase == corev1.PodRunning && podIsReady(p)
 	})
 	sp := get("sleep")
 	if is := sp.Status.InitContainerStatuses; len(is) != 2 || is[0].State.Terminated == nil || is[1].State.Terminated == nil ||
@@ -251,24 +251,6 @@ func TestLabNode(t *testing.T) {
 		t.Errorf("helloworld-v1 still there: %v", err)
 	}
 	t.Logf("total %s", time.Since(begin).Round(time.Millisecond))
-}
-
-func nodeReady(n *corev1.Node) bool {
-	for _, c := range n.Status.Conditions {
-		if c.Type == corev1.NodeReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
-}
-
-func podReady(p *corev1.Pod) bool {
-	for _, c := range p.Status.Conditions {
-		if c.Type == corev1.PodReady {
-			return c.Status == corev1.ConditionTrue
-		}
-	}
-	return false
 }
 
 func waitForPod(t *testing.T, timeout time.Duration, what string, get func() *corev1.Pod, ok func(*corev1.Pod) bool) {
