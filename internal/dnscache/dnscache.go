@@ -19,7 +19,8 @@ import (
 // Timeout bounds each lookup.
 const Timeout = 5 * time.Second
 
-// Table is a model.NameTable resolved in the background.
+// Table is a model.NameTable resolved in the background. A name that
+// stops resolving keeps its last good answer.
 type Table struct {
 	next     model.Resolver
 	ttl      time.Duration
@@ -126,6 +127,13 @@ func (t *Table) refresh(ctx context.Context, all bool) {
 			continue // no longer wanted
 		}
 		e.inFlight = false
+		if e.known && e.answer.Err == nil && len(e.answer.Addrs) > 0 && (a.Err != nil || len(a.Addrs) == 0) {
+			// A name that resolved before and fails now (a resolver
+			// outage) keeps its last good answer: withdrawing the gateway
+			// would cut a network off. It is retried at the next refresh.
+			e.at = time.Now()
+			continue
+		}
 		if !e.known || !sameAnswer(e.answer, a) {
 			changed = true
 		}

@@ -142,3 +142,32 @@ func TestResolveAll(t *testing.T) {
 		t.Error("an unasked name is known")
 	}
 }
+
+// A name that resolved keeps its last good answer when the resolver later
+// fails for it; a new good answer replaces it.
+func TestTableKeepsLastGoodAnswer(t *testing.T) {
+	dns := newFake()
+	dns.set("gw.example.com", "192.0.2.1")
+	changes := 0
+	tab := NewTable(dns, time.Hour, func() { changes++ })
+	ctx := context.Background()
+	tab.Want([]string{"gw.example.com"})
+	tab.refresh(ctx, false)
+	dns.mu.Lock()
+	delete(dns.answers, "gw.example.com") // the resolver now fails for it
+	dns.mu.Unlock()
+	tab.ttl = 0
+	tab.refresh(ctx, true)
+	addrs, err, known := tab.Lookup("gw.example.com")
+	if !known || err != nil || len(addrs) != 1 || addrs[0] != netip.MustParseAddr("192.0.2.1") {
+		t.Fatalf("after a failed refresh: %v %v %v, want the last good answer", addrs, err, known)
+	}
+	if changes != 1 {
+		t.Errorf("%d changes reported, want 1 (the first answer only)", changes)
+	}
+	dns.set("gw.example.com", "192.0.2.2")
+	tab.refresh(ctx, true)
+	if addrs, _, _ := tab.Lookup("gw.example.com"); len(addrs) != 1 || addrs[0] != netip.MustParseAddr("192.0.2.2") {
+		t.Errorf("a new good answer did not replace it: %v", addrs)
+	}
+}
