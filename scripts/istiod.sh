@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
-# Builds Istio's pilot-discovery (istiod) from the module pinned in
-# tools/istiod/go.mod into a cache directory, once; `make bench-convergence
-# CP=istiod` compares it with Horizon (docs/performance.md). The directory is
-# $HORIZON_ISTIOD_DIR, else ${XDG_CACHE_HOME:-$HOME/.cache}/horizon/istiod-<version>,
-# printed as the last line of stdout together with Istio's CRDs
-# (crd-all.gen.yaml, copied from the module) that the benchmark applies.
-# Progress goes to stderr. The first build takes many minutes on 2 cores.
+# Builds Istio binaries from the module pinned in tools/istiod/go.mod into a
+# cache directory, each once:
+#   scripts/istiod.sh               pilot-discovery (istiod), which
+#                                   `make bench-convergence CP=istiod` compares
+#                                   with Horizon (docs/performance.md)
+#   scripts/istiod.sh pilot-agent   Istio's sidecar agent, which the
+#                                   integration tests run unmodified against
+#                                   Horizon's CA
+#   scripts/istiod.sh pilot-discovery pilot-agent   both
+# The directory is $HORIZON_ISTIOD_DIR, else
+# ${XDG_CACHE_HOME:-$HOME/.cache}/horizon/istiod-<version>, printed as the last
+# line of stdout; it also holds Istio's CRDs (crd-all.gen.yaml, copied from the
+# module) that the benchmark applies. Progress goes to stderr. A first build
+# takes many minutes on 2 cores; later calls only print the directory.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 mod="$root/tools/istiod"
@@ -14,22 +21,29 @@ version=$(awk '$1 == "require" && $2 == "istio.io/istio" { print $3; exit } $1 =
 dir="${HORIZON_ISTIOD_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/horizon/istiod-${version}}"
 mkdir -p "$dir"
 
-if [ ! -x "$dir/pilot-discovery" ]; then
-  echo "istiod: building pilot-discovery from istio.io/istio@$version (tools/istiod; first time only, many minutes on 2 cores)..." >&2
-  start=$SECONDS tmp="$dir/.pilot-discovery.tmp.$$"
-  trap 'rm -f "$tmp"' EXIT
+[ $# -gt 0 ] || set -- pilot-discovery
+tmp=
+trap '[ -z "$tmp" ] || rm -f "$tmp"' EXIT
+for bin in "$@"; do
+  case "$bin" in
+    pilot-discovery | pilot-agent) ;;
+    *) echo "istiod: unknown binary $bin (pilot-discovery, pilot-agent)" >&2; exit 2 ;;
+  esac
+  [ -x "$dir/$bin" ] && continue
+  echo "istiod: building $bin from istio.io/istio@$version (tools/istiod; first time only, many minutes on 2 cores)..." >&2
+  start=$SECONDS tmp="$dir/.$bin.tmp.$$"
   ( cd "$mod" && CGO_ENABLED=0 go build -mod=readonly -buildvcs=false -trimpath -ldflags="-s -w" \
-      -o "$tmp" istio.io/istio/pilot/cmd/pilot-discovery ) &
+      -o "$tmp" "istio.io/istio/pilot/cmd/$bin" ) &
   pid=$!
   while kill -0 "$pid" 2>/dev/null; do
     for _ in $(seq 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-    kill -0 "$pid" 2>/dev/null && echo "istiod: pilot-discovery still building ($((SECONDS - start))s)" >&2
+    kill -0 "$pid" 2>/dev/null && echo "istiod: $bin still building ($((SECONDS - start))s)" >&2
   done
-  wait "$pid" || { echo "istiod: building pilot-discovery failed" >&2; exit 1; }
-  mv -f "$tmp" "$dir/pilot-discovery"
-  trap - EXIT
-  echo "istiod: pilot-discovery built in $((SECONDS - start))s" >&2
-fi
+  wait "$pid" || { echo "istiod: building $bin failed" >&2; exit 1; }
+  mv -f "$tmp" "$dir/$bin"
+  tmp=
+  echo "istiod: $bin built in $((SECONDS - start))s" >&2
+done
 if [ ! -s "$dir/crd-all.gen.yaml" ]; then
   src=$(cd "$mod" && go list -mod=readonly -m -f '{{.Dir}}' istio.io/istio)/manifests/charts/base/files/crd-all.gen.yaml
   cp "$src" "$dir/crd-all.gen.yaml" && chmod 0644 "$dir/crd-all.gen.yaml"
