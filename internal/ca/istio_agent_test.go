@@ -162,3 +162,51 @@ func serveCSR(t *testing.T, a *Authority) securityv1alpha1.IstioCertificateServi
 	t.Cleanup(func() { conn.Close() })
 	return securityv1alpha1.NewIstioCertificateServiceClient(conn)
 }
+
+// TestCallerNamingNoClusterIsReviewedByTheLocalCluster: pilot-agent without
+// ISTIO_META_CLUSTER_ID sends an empty ClusterID; istiod then reviews the
+// token with its own cluster, and so does Horizon when LocalCluster is set.
+// The token is still reviewed: one the local cluster did not issue, or not
+// for istio-ca, is refused; a cluster named explicitly is never replaced.
+func TestCallerNamingNoClusterIsReviewedByTheLocalCluster(t *testing.T) {
+	a, err := Load(cacerts(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := reviewingCluster("system:serviceaccount:sample:sleep")
+	svc := &Service{CA: a, TrustDomain: "cluster.local", DefaultTTL: time.Hour, MaxTTL: 48 * time.Hour,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Auth: &TokenReviewer{Audiences: []string{"istio-ca"}, Clients: func(id model.ClusterID) kubernetes.Interface {
+			if id == "cluster1" {
+				return local
+			}
+			return nil
+		}}}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	csr := istioAgentCSR(t, key, "spiffe://cluster.local/ns/sample/sa/sleep")
+	call := func(md metadata.MD) error {
+		_, err := svc.CreateCertificate(metadata.NewIncomingContext(context.Background(), md),
+			&securityv1alpha1.IstioCertificateRequest{Csr: csr})
+		return err
+	}
+	for _, tt := range []struct {
+		name   string
+		local  model.ClusterID
+		md     metadata.MD
+		signed bool
+	}{
+		{"empty ClusterID, local cluster set", "cluster1", metadata.Pairs("authorization", "Bearer good", "clusterid", ""), true},
+		{"no ClusterID, local cluster set", "cluster1", metadata.Pairs("authorization", "Bearer good"), true},
+		{"no ClusterID, token the local cluster refuses", "cluster1", metadata.Pairs("authorization", "Bearer other"), false},
+		{"no ClusterID, token not for istio-ca", "cluster1", metadata.Pairs("authorization", "Bearer kube-audience"), false},
+		{"an unknown cluster named", "cluster1", metadata.Pairs("authorization", "Bearer good", "clusterid", "cluster7"), false},
+		{"no ClusterID, no local cluster", "", metadata.Pairs("authorization", "Bearer good"), false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			svc.LocalCluster = tt.local
+			if err := call(tt.md); (err == nil) != tt.signed {
+				t.Errorf("err = %v, want signed %v", err, tt.signed)
+			}
+		})
+	}
+}

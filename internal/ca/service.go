@@ -68,12 +68,17 @@ func (r *TokenReviewer) Authenticate(ctx context.Context, cluster model.ClusterI
 // Service is the CSR service (Istio's IstioCertificateService).
 type Service struct {
 	securityv1alpha1.UnimplementedIstioCertificateServiceServer
-	CA          *Authority
-	Auth        Authenticator
-	TrustDomain string
-	DefaultTTL  time.Duration
-	MaxTTL      time.Duration
-	Log         *slog.Logger
+	CA   *Authority
+	Auth Authenticator
+	// LocalCluster reviews the token of a caller that names no cluster (no
+	// clusterid metadata, or an empty one: Istio's agent without
+	// ISTIO_META_CLUSTER_ID), as istiod does. Empty: such callers are
+	// refused.
+	LocalCluster model.ClusterID
+	TrustDomain  string
+	DefaultTTL   time.Duration
+	MaxTTL       time.Duration
+	Log          *slog.Logger
 }
 
 // CreateCertificate authenticates the caller with its bearer token against
@@ -85,6 +90,9 @@ func (s *Service) CreateCertificate(ctx context.Context, req *securityv1alpha1.I
 		return nil, status.Error(codes.Unauthenticated, "no bearer token in the authorization metadata")
 	}
 	cluster := first(md.Get(ClusterIDHeader))
+	if cluster == "" {
+		cluster = string(s.LocalCluster)
+	}
 	if err := model.ValidateClusterID(cluster); err != nil {
 		return nil, status.Errorf(codes.Unauthenticated, "metadata %s: %v", ClusterIDHeader, err)
 	}

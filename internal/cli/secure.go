@@ -154,7 +154,7 @@ func newSecureServer(ctx context.Context, c DiscoveryConfig, cp *controlplane.Co
 	}
 	g := server.NewGRPC(ctx, cp.Views, cp.Tracker, grpc.Creds(creds), grpc.ChainStreamInterceptor(shutdownStatus(ctx)))
 	securityv1alpha1.RegisterIstioCertificateServiceServer(g, &ca.Service{
-		CA: a, TrustDomain: c.TrustDomain, DefaultTTL: c.CertTTL, MaxTTL: c.MaxCertTTL, Log: log,
+		CA: a, LocalCluster: model.ClusterID(c.ClusterID), TrustDomain: c.TrustDomain, DefaultTTL: c.CertTTL, MaxTTL: c.MaxCertTTL, Log: log,
 		Auth: &ca.TokenReviewer{Audiences: c.TokenAudiences, Clients: func(id model.ClusterID) kubernetes.Interface { return clients.Get(id) }},
 	})
 	return g, nil

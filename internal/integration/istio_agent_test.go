@@ -50,9 +50,10 @@ func pilotAgentBinary(t *testing.T) string {
 // CSR), obtains its workload certificate from `horizon discovery`'s CA with
 // nothing changed on either side: Horizon's default serving certificate
 // carries istiod.istio-system.svc, the name the agent checks; the agent's
-// ClusterID header and bearer token are accepted, checked by a real
-// TokenReview; the certificate names only the token's service account and
-// chains to the mesh root.
+// ClusterID header (or none: an empty one means the local cluster, as for
+// istiod) and bearer token are accepted, checked by a real TokenReview; the
+// certificate names only the token's service account and chains to the
+// mesh root.
 func TestIstioAgentGetsItsCertificateFromHorizon(t *testing.T) {
 	agent := pilotAgentBinary(t)
 	c1 := kubeharness.Start(t, kubeharness.Options{Name: "cluster1"})
@@ -62,7 +63,7 @@ func TestIstioAgentGetsItsCertificateFromHorizon(t *testing.T) {
 	must(t, err)
 	installCACerts(t, c1, files)
 	must(t, createSA(c1, "sample", "sleep"))
-	ports, err := k8sproc.FreePorts(2)
+	ports, err := k8sproc.FreePorts(1)
 	must(t, err)
 	secure := "127.0.0.1:" + strconv.Itoa(ports[0])
 	// The TLS port's SANs are left at their defaults: what a user who
@@ -71,6 +72,25 @@ func TestIstioAgentGetsItsCertificateFromHorizon(t *testing.T) {
 	startDiscoveryWith(t, c1, nil, true, func(c *cli.DiscoveryConfig) { c.SecureAddr = secure })
 	t.Logf("discovery ready in %s", time.Since(start).Round(time.Millisecond))
 
+	for _, tt := range []struct{ name, clusterID string }{
+		{"ISTIO_META_CLUSTER_ID=cluster1", "cluster1"},
+		// Without it the agent sends an empty ClusterID, which istiod (and
+		// Horizon) take for the local cluster.
+		{"no ISTIO_META_CLUSTER_ID", ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			chainPEM, keyPEM, rootPEM := runIstioAgent(t, agent, ports[0], tt.clusterID,
+				token(t, c1, "sample", "sleep", "istio-ca"), files[ca.RootCertFile])
+			checkAgentCert(t, chainPEM, keyPEM, rootPEM, files[ca.RootCertFile])
+		})
+	}
+}
+
+// runIstioAgent runs pilot-agent as an Istio-injected sleep pod in
+// namespace sample would, with CA and discovery at localhost:port, until it
+// has written its workload certificate, key and root (OUTPUT_CERTS).
+func runIstioAgent(t *testing.T, agent string, port int, clusterID, token string, root []byte) (chainPEM, keyPEM, rootPEM []byte) {
+	t.Helper()
 	// What an Istio-injected pod mounts, relative to the agent's working
 	// directory (pilot-agent reads ./var/run/secrets/...).
 	work := t.TempDir()
@@ -79,8 +99,8 @@ func TestIstioAgentGetsItsCertificateFromHorizon(t *testing.T) {
 		must(t, os.MkdirAll(filepath.Dir(p), 0o755))
 		must(t, os.WriteFile(p, data, 0o600))
 	}
-	write("var/run/secrets/tokens/istio-token", []byte(token(t, c1, "sample", "sleep", "istio-ca")))
-	write("var/run/secrets/istio/root-cert.pem", files[ca.RootCertFile])
+	write("var/run/secrets/tokens/istio-token", []byte(token))
+	write("var/run/secrets/istio/root-cert.pem", root)
 	out := filepath.Join(work, "out")
 	must(t, os.Mkdir(out, 0o700)) // OUTPUT_CERTS writes into it, does not make it
 
@@ -88,9 +108,11 @@ func TestIstioAgentGetsItsCertificateFromHorizon(t *testing.T) {
 	// checks the name istiod.istio-system.svc (as for an in-cluster istiod);
 	// CA_ADDR is left unset, so the CA is the discovery address, as in a
 	// default Istio install.
+	status, err := k8sproc.FreePorts(1)
+	must(t, err)
 	proxyConfig, err := json.Marshal(map[string]any{
-		"discoveryAddress": "localhost:" + strconv.Itoa(ports[0]),
-		"statusPort":       ports[1],
+		"discoveryAddress": "localhost:" + strconv.Itoa(port),
+		"statusPort":       status[0],
 	})
 	must(t, err)
 	logPath := filepath.Join(work, "pilot-agent.log")
@@ -103,13 +125,15 @@ func TestIstioAgentGetsItsCertificateFromHorizon(t *testing.T) {
 	cmd.Env = []string{
 		"PATH=" + os.Getenv("PATH"), "HOME=" + work,
 		"PROXY_CONFIG=" + string(proxyConfig),
-		"ISTIO_META_CLUSTER_ID=cluster1",
 		"POD_NAME=sleep-0", "POD_NAMESPACE=sample", "SERVICE_ACCOUNT=sleep", "INSTANCE_IP=127.0.0.1",
 		"JWT_POLICY=third-party-jwt",
 		// No Envoy: the agent still fetches (and renews) its workload
 		// certificate at start, and OUTPUT_CERTS writes it out.
 		"DISABLE_ENVOY=true",
 		"OUTPUT_CERTS=" + out,
+	}
+	if clusterID != "" {
+		cmd.Env = append(cmd.Env, "ISTIO_META_CLUSTER_ID="+clusterID)
 	}
 	agentStart := time.Now()
 	must(t, cmd.Start())
@@ -133,7 +157,6 @@ func TestIstioAgentGetsItsCertificateFromHorizon(t *testing.T) {
 	// The agent writes key.pem, cert-chain.pem, then root-cert.pem, each
 	// atomically: wait until all three are there and the key is the
 	// certificate's.
-	var chainPEM, keyPEM, rootPEM []byte
 	waitFor(t, 60*time.Second, "pilot-agent's certificate in "+out, func() bool {
 		select {
 		case err := <-exited:
@@ -147,7 +170,13 @@ func TestIstioAgentGetsItsCertificateFromHorizon(t *testing.T) {
 		return err == nil && len(rootPEM) > 0
 	})
 	t.Logf("pilot-agent had its certificate %s after it started", time.Since(agentStart).Round(time.Millisecond))
+	return chainPEM, keyPEM, rootPEM
+}
 
+// checkAgentCert: the agent's certificate names only sample/sleep, is for
+// its RSA key, chains to the mesh root, and its root-cert.pem is that root.
+func checkAgentCert(t *testing.T, chainPEM, keyPEM, rootPEM, meshRoot []byte) {
+	t.Helper()
 	chain := certs(t, chainPEM)
 	leaf := chain[0]
 	if len(leaf.URIs) != 1 || leaf.URIs[0].String() != "spiffe://cluster.local/ns/sample/sa/sleep" {
@@ -159,7 +188,7 @@ func TestIstioAgentGetsItsCertificateFromHorizon(t *testing.T) {
 		t.Errorf("the agent's key is %T; Istio's default is RSA (the CSR this test is about)", pair.PrivateKey)
 	}
 	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(files[ca.RootCertFile])
+	roots.AppendCertsFromPEM(meshRoot)
 	inter := x509.NewCertPool()
 	for _, c := range chain[1:] {
 		inter.AddCert(c)
@@ -168,7 +197,7 @@ func TestIstioAgentGetsItsCertificateFromHorizon(t *testing.T) {
 		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth}}); err != nil {
 		t.Errorf("the agent's certificate does not chain to Horizon's root: %v", err)
 	}
-	if got := certs(t, rootPEM); !got[len(got)-1].Equal(certs(t, files[ca.RootCertFile])[0]) {
+	if got := certs(t, rootPEM); !got[len(got)-1].Equal(certs(t, meshRoot)[0]) {
 		t.Errorf("the agent's root-cert.pem is %s, not the mesh root", got[len(got)-1].Subject)
 	}
 }
