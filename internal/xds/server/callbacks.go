@@ -11,7 +11,6 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	xdsserver "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -70,11 +69,10 @@ type TypeState struct {
 	NACKs       int       `json:"nacks,omitempty"`
 }
 
-// streamKey names a stream. go-control-plane numbers state-of-the-world and
-// delta streams with two counters that both start at 1, and each gRPC
-// server (the plaintext and the TLS port) has its own pair: the ID alone
-// would let a stream read or overwrite another's entry (and its verified
-// identity).
+// streamKey names a stream. Each gRPC server (the plaintext and the TLS
+// port) numbers its streams itself, and /debug/syncz shows state-of-the-world
+// and delta streams apart: the ID alone would let a stream read or
+// overwrite another's entry (and its verified identity).
 type streamKey struct {
 	server uint32
 	delta  bool
@@ -94,7 +92,7 @@ type stream struct {
 	counted bool
 }
 
-// Tracker implements go-control-plane's server callbacks: it refuses streams
+// Tracker is what the ADS server reports every stream to: it refuses streams
 // until the control plane is ready, validates each proxy's node and
 // identity on every request, binds each stream to its views, and records
 // what was sent, acknowledged and rejected.
@@ -287,16 +285,17 @@ func (t *Tracker) sent(k streamKey, typeURL, version string) {
 	}
 }
 
-// serverCallbacks are the Tracker's go-control-plane callbacks for one
-// gRPC server: they add the server's number to every stream key.
+// serverCallbacks are the Tracker's entry points for one gRPC server,
+// adding the server's number to every stream key, in the shape of
+// go-control-plane's server callbacks (which the tests drive directly).
 type serverCallbacks struct {
 	t      *Tracker
 	server uint32
 }
 
-// ForServer returns callbacks for one more gRPC server (port) reporting to
-// this Tracker.
-func (t *Tracker) ForServer() xdsserver.Callbacks {
+// ForServer returns the entry points for one more gRPC server (port)
+// reporting to this Tracker.
+func (t *Tracker) ForServer() serverCallbacks {
 	return serverCallbacks{t: t, server: t.servers.Add(1)}
 }
 
@@ -330,24 +329,9 @@ func (sc serverCallbacks) OnDeltaStreamClosed(id int64, _ *corev3.Node) {
 	sc.t.closed(streamKey{server: sc.server, delta: true, id: id})
 }
 
-// OnStreamDeltaRequest authorises and records a delta request. Delta has
-// no version_info: the acknowledged nonce stands for it.
+// OnStreamDeltaRequest authorises and records a delta request.
 func (sc serverCallbacks) OnStreamDeltaRequest(id int64, r *discovery.DeltaDiscoveryRequest) error {
 	return sc.t.request(streamKey{server: sc.server, delta: true, id: id}, &r.Node, r.GetTypeUrl(), r.GetResponseNonce(), r.GetResponseNonce(), r.GetErrorDetail().GetMessage())
-}
-
-// OnStreamDeltaResponse records what was sent.
-func (sc serverCallbacks) OnStreamDeltaResponse(id int64, _ *discovery.DeltaDiscoveryRequest, r *discovery.DeltaDiscoveryResponse) {
-	sc.t.sent(streamKey{server: sc.server, delta: true, id: id}, r.GetTypeUrl(), r.GetNonce())
-}
-
-// OnFetchRequest refuses REST fetches.
-func (sc serverCallbacks) OnFetchRequest(context.Context, *discovery.DiscoveryRequest) error {
-	return status.Error(codes.Unimplemented, "REST fetch is not supported; use ADS")
-}
-
-// OnFetchResponse is unused.
-func (sc serverCallbacks) OnFetchResponse(*discovery.DiscoveryRequest, *discovery.DiscoveryResponse) {
 }
 
 // cut shortens client-provided text kept in memory or logs.

@@ -14,7 +14,6 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
-	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	statuspb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
@@ -73,7 +72,7 @@ func newFixture(t *testing.T, maxViews int, limits Limits) *fixture {
 		f.connected[n] += d
 		f.mu.Unlock()
 	}}, f.vc, limits, slog.New(slog.NewTextHandler(f.logs, nil)))
-	f.cb = f.tr.ForServer().(serverCallbacks)
+	f.cb = f.tr.ForServer()
 	return f
 }
 
@@ -249,13 +248,8 @@ func TestUnsupportedTypeKeepsTheStream(t *testing.T) {
 		if err := f.cb.OnStreamRequest(id, req); err != nil {
 			t.Fatalf("stream %d: %v", id, err)
 		}
-		out := make(chan cache.Response, 1)
-		cancel, err := f.vc.CreateWatch(req, nil, out)
-		if err != nil || cancel == nil {
-			t.Fatalf("CreateWatch for %s: %v", nds, err)
-		}
-		if len(out) != 0 {
-			t.Fatal("an unsupported type was answered")
+		if e, err := f.vc.bound(req.GetNode(), nds); err != nil || e != nil {
+			t.Fatalf("the stream is bound to %v for %s (%v); want no view", e, nds, err)
 		}
 		// The same stream still gets what is served.
 		if err := f.cb.OnStreamRequest(id, sotw(nil, resource.ClusterType)); err != nil {

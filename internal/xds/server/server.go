@@ -7,7 +7,6 @@ import (
 	"time"
 
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	xdsserver "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
 )
@@ -29,7 +28,7 @@ func NewGRPC(ctx context.Context, c *ViewCache, t *Tracker, opts ...grpc.ServerO
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 15 * time.Second, PermitWithoutStream: true}),
 	}, opts...)
 	g := grpc.NewServer(opts...)
-	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(g, xdsserver.NewServer(ctx, c, t.ForServer()))
+	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(g, &ads{ctx: ctx, views: c, tracker: t, server: t.servers.Add(1)})
 	return g
 }
 

@@ -1,16 +1,13 @@
 package server
 
 import (
-	"context"
 	"errors"
-	"fmt"
 	"strconv"
 	"sync"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
-	"github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -67,9 +64,9 @@ func (e errUnsupported) Error() string {
 // given no bound.
 const DefaultMaxViews = 1024
 
-// ViewCache is a go-control-plane cache.Cache with one LinearCache per view.
-// A LinearCache marshals each resource once however many streams watch it,
-// whereas SnapshotCache marshals per response, i.e. once per proxy.
+// ViewCache holds the views: each view's resources, marshalled once
+// however many streams receive them (see viewEntry), and which stream is
+// bound to which view. The ADS server (ads.go) serves streams from it.
 //
 // A view lives exactly as long as a stream is bound to it: the Tracker binds
 // a stream's node (its own pointer, see Tracker.request) to one view per
@@ -95,19 +92,6 @@ type ViewCache struct {
 	bindings map[*corev3.Node]map[string]*viewEntry // stream node -> type -> view; nil: unsupported type
 }
 
-type viewEntry struct {
-	view View
-	lc   *cache.LinearCache
-	refs int        // bindings, guarded by ViewCache.mu
-	mu   sync.Mutex // guards current and updates
-	// current is what the view holds (replaced, never mutated, by Update);
-	// updates counts UpdateResources calls, which is exactly the
-	// LinearCache's own version counter.
-	current map[string]types.Resource
-	updates int
-	prefix  string
-}
-
 // NewViewCache returns a cache whose new views are filled by build, holding
 // at most maxViews views (0: DefaultMaxViews).
 func NewViewCache(build Builder, classify Classifier, maxViews int) *ViewCache {
@@ -117,8 +101,6 @@ func NewViewCache(build Builder, classify Classifier, maxViews int) *ViewCache {
 	return &ViewCache{caches: map[View]*viewEntry{}, bindings: map[*corev3.Node]map[string]*viewEntry{},
 		build: build, classify: classify, maxViews: maxViews, instance: strconv.FormatInt(time.Now().UnixNano(), 36)}
 }
-
-var _ cache.Cache = (*ViewCache)(nil)
 
 // Views lists the views that exist (have a stream bound).
 func (c *ViewCache) Views() []View {
@@ -162,11 +144,8 @@ func (c *ViewCache) Bind(node *corev3.Node, typeURL string, p Proxy) (View, erro
 			return View{}, status.Errorf(codes.ResourceExhausted,
 				"the control plane holds its limit of %d views; refusing a new %s view", c.maxViews, v)
 		}
-		res := c.build(v)
 		c.made++
-		prefix := v.Key.String() + "@" + c.instance + "." + strconv.FormatUint(c.made, 36) + "-"
-		e = &viewEntry{view: v, current: res, prefix: prefix,
-			lc: cache.NewLinearCache(typeURL, cache.WithInitialResources(res), cache.WithVersionPrefix(prefix))}
+		e = newViewEntry(v, c.instance+"."+strconv.FormatUint(c.made, 36), c.build(v))
 		c.caches[v] = e
 	}
 	e.refs++
@@ -200,8 +179,9 @@ func (c *ViewCache) bindingsOf(node *corev3.Node) map[string]*viewEntry {
 	return b
 }
 
-// Update replaces a view's resources, sending only those that changed (the
-// same pointer, or else by proto.Equal) and their removals; it reports how many changed. A view
+// Update replaces a view's resources; the streams of the view are sent
+// only those that changed (the same pointer, or else by proto.Equal) and,
+// on delta streams, the removals. It reports how many changed. A view
 // nobody watches yet is left alone: it is built when first asked for.
 func (c *ViewCache) Update(v View, resources map[string]types.Resource) (int, error) {
 	c.mu.Lock()
@@ -211,7 +191,6 @@ func (c *ViewCache) Update(v View, resources map[string]types.Resource) (int, er
 		return 0, nil
 	}
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	changed := map[string]types.Resource{}
 	for name, r := range resources {
 		// The same pointer is a resource the builder reused unchanged: no
@@ -227,11 +206,18 @@ func (c *ViewCache) Update(v View, resources map[string]types.Resource) (int, er
 		}
 	}
 	if len(changed) == 0 && len(removed) == 0 {
+		e.mu.Unlock()
 		return 0, nil // the view's version does not move
 	}
-	e.current = resources
-	e.updates++
-	return len(changed) + len(removed), e.lc.UpdateResources(changed, removed)
+	wake := e.apply(resources, changed, removed)
+	e.mu.Unlock()
+	for _, ts := range wake {
+		select {
+		case ts.c.wake <- struct{}{}:
+		default: // already woken: it will see this version too
+		}
+	}
+	return len(changed) + len(removed), nil
 }
 
 // Version returns the current version of a view, "" if it does not exist.
@@ -244,53 +230,19 @@ func (c *ViewCache) Version(v View) string {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.prefix + strconv.Itoa(e.updates)
+	return e.versionInfo()
 }
 
-// bound returns the view the request's stream is bound to for typeURL; nil
+// bound returns the view the stream of node is bound to for typeURL; nil
 // without error for a type Horizon does not serve.
 func (c *ViewCache) bound(node *corev3.Node, typeURL string) (*viewEntry, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.bindings[node][typeURL]
 	if !ok {
-		// Only requests the Tracker accepted reach the cache, and it binds
-		// them first: this is a stream that is closing, or a bug.
+		// The Tracker binds every request it accepts before the stream
+		// subscribes: this is a stream that is closing, or a bug.
 		return nil, status.Errorf(codes.Internal, "stream is not bound to a %s view", TypeName(typeURL))
 	}
 	return e, nil
-}
-
-// CreateWatch implements cache.ConfigWatcher for state-of-the-world streams.
-func (c *ViewCache) CreateWatch(req *cache.Request, sub cache.Subscription, out chan cache.Response) (func(), error) {
-	e, err := c.bound(req.GetNode(), req.GetTypeUrl())
-	if err != nil || e == nil {
-		return func() {}, err // unsupported: never answered
-	}
-	if req.GetErrorDetail() != nil && req.GetResponseNonce() != "" {
-		// A NACK carries the last version the proxy accepted, "" if none:
-		// LinearCache would answer "" with the same resources at once, and
-		// the proxy would reject them again, in a loop. Treat the proxy as
-		// current instead; the next change reaches it as usual.
-		nack := proto.Clone(req).(*cache.Request)
-		e.mu.Lock()
-		nack.VersionInfo = e.prefix + strconv.Itoa(e.updates)
-		e.mu.Unlock()
-		req = nack
-	}
-	return e.lc.CreateWatch(req, sub, out)
-}
-
-// CreateDeltaWatch implements cache.ConfigWatcher for delta streams.
-func (c *ViewCache) CreateDeltaWatch(req *cache.DeltaRequest, sub cache.Subscription, out chan cache.DeltaResponse) (func(), error) {
-	e, err := c.bound(req.GetNode(), req.GetTypeUrl())
-	if err != nil || e == nil {
-		return func() {}, err // unsupported: never answered
-	}
-	return e.lc.CreateDeltaWatch(req, sub, out)
-}
-
-// Fetch is not served: Horizon speaks only streaming xDS.
-func (c *ViewCache) Fetch(context.Context, *cache.Request) (cache.Response, error) {
-	return nil, fmt.Errorf("REST fetch is not supported; use ADS")
 }

@@ -1,8 +1,6 @@
 package server
 
 import (
-	"strconv"
-
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 )
 
@@ -20,5 +18,5 @@ func (c *ViewCache) Resources(v View) (res map[string]types.Resource, version st
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.current, e.prefix + strconv.Itoa(e.updates), true
+	return e.current, e.versionInfo(), true
 }

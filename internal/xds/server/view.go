@@ -1,0 +1,195 @@
+package server
+
+import (
+	"sort"
+	"strconv"
+	"sync"
+
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/anypb"
+)
+
+// logSteps is how many past changes a view remembers by name. A stream at
+// most this far behind learns what to send from the log in O(changed); one
+// further behind scans its subscription.
+const logSteps = 64
+
+// viewEntry is one view: its resources, each marshalled once, the version
+// at which each last changed, a short log of changes, and the streams
+// subscribed to it. Streams read it under mu; Update replaces what it holds
+// and wakes them.
+type viewEntry struct {
+	view View
+	refs int // bindings, guarded by ViewCache.mu
+	// tag is unique to this view of this process (see ViewCache.instance);
+	// prefix is the version_info prefix, the view's key and tag.
+	tag, prefix string
+
+	mu sync.Mutex
+	// current is what the view holds (replaced, never mutated, by Update).
+	current map[string]types.Resource
+	res     map[string]served
+	names   []string // of res, sorted: responses list resources in this order
+	version uint64   // 0 when built, +1 per Update that changed something
+	log     []step   // the last changes, oldest first, log[len-1].ver == version
+	subs    map[*typeStream]struct{}
+	// shared are responses encoded once for the current version and sent
+	// as they are to every stream they fit; reset by Update.
+	shared map[sharedKind]*sharedMsg
+}
+
+// served is one resource as sent: marshalled, and the view version at
+// which it last changed (also its version in delta responses).
+type served struct {
+	any *anypb.Any
+	ver uint64
+}
+
+// step is one Update: the names it changed (added or modified) and removed.
+type step struct {
+	ver              uint64
+	changed, removed []string
+}
+
+type sharedKind uint8
+
+const (
+	sotwAll   sharedKind = iota // every resource of the view
+	sotwStep                    // the resources the last Update changed
+	deltaStep                   // the last Update's changes and removals, as a delta response
+)
+
+// sharedMsg is an encoded response with the nonce it carries.
+type sharedMsg struct {
+	msg   *grpc.PreparedMsg
+	nonce string
+	err   error
+}
+
+func newViewEntry(v View, tag string, res map[string]types.Resource) *viewEntry {
+	e := &viewEntry{view: v, tag: tag, prefix: v.Key.String() + "@" + tag + "-",
+		current: res, res: make(map[string]served, len(res)), subs: map[*typeStream]struct{}{}}
+	for name, r := range res {
+		e.res[name] = served{any: mustAny(r), ver: 0}
+	}
+	e.names = sortedKeys(e.res)
+	return e
+}
+
+// mustAny marshals a resource the control plane built. Marshalling a valid
+// message in memory cannot fail short of a bug, and a half-built view must
+// never be served: panic rather than drop the resource silently.
+func mustAny(r types.Resource) *anypb.Any {
+	a, err := anypb.New(r)
+	if err != nil {
+		panic("xds/server: marshalling a built resource: " + err.Error())
+	}
+	return a
+}
+
+func sortedKeys(m map[string]served) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// versionInfo is the view's current version_info. Called with e.mu held.
+func (e *viewEntry) versionInfo() string { return e.prefix + strconv.FormatUint(e.version, 10) }
+
+// resourceVersion is a resource's version in delta responses.
+func (e *viewEntry) resourceVersion(ver uint64) string {
+	return e.tag + "-" + strconv.FormatUint(ver, 10)
+}
+
+// apply records one update: the resources that changed (new or different)
+// and those removed. Called with e.mu held; it returns the subscribed
+// streams to wake.
+func (e *viewEntry) apply(all map[string]types.Resource, changed map[string]types.Resource, removed []string) []*typeStream {
+	e.version++
+	e.current = all
+	res := make(map[string]served, len(all))
+	for name, s := range e.res {
+		res[name] = s
+	}
+	st := step{ver: e.version, removed: removed}
+	for name, r := range changed {
+		res[name] = served{any: mustAny(r), ver: e.version}
+		st.changed = append(st.changed, name)
+	}
+	for _, name := range removed {
+		delete(res, name)
+	}
+	sort.Strings(st.changed)
+	sort.Strings(st.removed)
+	if len(removed) > 0 || len(res) != len(e.res) {
+		e.names = sortedKeys(res)
+	} else {
+		for _, name := range st.changed {
+			if _, ok := e.res[name]; !ok {
+				e.names = sortedKeys(res)
+				break
+			}
+		}
+	}
+	e.res = res
+	if len(e.log) == logSteps {
+		copy(e.log, e.log[1:])
+		e.log = e.log[:logSteps-1]
+	}
+	e.log = append(e.log, st)
+	e.shared = nil
+	out := make([]*typeStream, 0, len(e.subs))
+	for ts := range e.subs {
+		out = append(out, ts)
+	}
+	return out
+}
+
+// since returns the names changed and removed after version ver, from the
+// log; ok is false when the log does not reach back that far. A name may
+// be in both (changed, then removed): the caller checks what exists.
+// Called with e.mu held.
+func (e *viewEntry) since(ver uint64) (changed, removed []string, ok bool) {
+	if ver >= e.version {
+		return nil, nil, true
+	}
+	if len(e.log) == 0 || e.log[0].ver > ver+1 {
+		return nil, nil, false
+	}
+	first := len(e.log) - int(e.version-ver)
+	if first == len(e.log)-1 {
+		return e.log[first].changed, e.log[first].removed, true
+	}
+	seen := map[string]bool{}
+	for _, st := range e.log[first:] {
+		for _, n := range st.changed {
+			if !seen[n] {
+				seen[n] = true
+				changed = append(changed, n)
+			}
+		}
+		removed = append(removed, st.removed...)
+	}
+	return changed, removed, true
+}
+
+// last is the step of the current version (zero before any Update).
+// Called with e.mu held.
+func (e *viewEntry) last() step {
+	if len(e.log) == 0 {
+		return step{}
+	}
+	return e.log[len(e.log)-1]
+}
+
+// fullState reports whether a state-of-the-world response of the type must
+// list every resource (the proxy drops what is missing): listeners and
+// clusters. Endpoints and routes may be sent a few at a time.
+func fullState(typeURL string) bool {
+	return typeURL == resource.ClusterType || typeURL == resource.ListenerType
+}
