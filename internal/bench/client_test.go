@@ -164,9 +164,17 @@ func istioNode(i int, network string) (id string, md *structpb.Struct) {
 	return id, n.Metadata
 }
 
+// envoyWindow is Envoy's default HTTP/2 stream and connection window.
+const envoyWindow = 256 << 20
+
 func dial(ctx context.Context, addr string, idx int, network string, names []string, delta bool, t *tracker) (*client, error) {
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithStatsHandler(byteCounter{&t.bytes}),
+		// Envoy's HTTP/2 windows for its xDS cluster default to 256 MiB
+		// (initial_stream_window_size, initial_connection_window_size);
+		// grpc-go's 64 KiB would make a large response wait for window
+		// updates, which no proxy does.
+		grpc.WithInitialWindowSize(envoyWindow), grpc.WithInitialConnWindowSize(envoyWindow),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(1<<30)))
 	if err != nil {
 		return nil, err
