@@ -152,10 +152,18 @@ func newSecureServer(ctx context.Context, c DiscoveryConfig, cp *controlplane.Co
 	if err != nil {
 		return nil, err
 	}
+	reviewer := &ca.TokenReviewer{Audiences: c.TokenAudiences, Clients: func(id model.ClusterID) kubernetes.Interface { return clients.Get(id) }}
+	// xDS on this port: a mesh client certificate, or (Istio's agents)
+	// the same service-account token the CSR service reviews.
+	cp.Tracker.AcceptTokens(&server.TokenAuth{LocalCluster: model.ClusterID(c.ClusterID),
+		Review: func(ctx context.Context, cluster model.ClusterID, token string) (string, string, error) {
+			caller, err := reviewer.Authenticate(ctx, cluster, token)
+			return caller.Namespace, caller.ServiceAccount, err
+		}})
 	g := server.NewGRPC(ctx, cp.Views, cp.Tracker, grpc.Creds(creds), grpc.ChainStreamInterceptor(shutdownStatus(ctx)))
 	securityv1alpha1.RegisterIstioCertificateServiceServer(g, &ca.Service{
 		CA: a, LocalCluster: model.ClusterID(c.ClusterID), TrustDomain: c.TrustDomain, DefaultTTL: c.CertTTL, MaxTTL: c.MaxCertTTL, Log: log,
-		Auth: &ca.TokenReviewer{Audiences: c.TokenAudiences, Clients: func(id model.ClusterID) kubernetes.Interface { return clients.Get(id) }},
+		Auth: reviewer,
 	})
 	return g, nil
 }

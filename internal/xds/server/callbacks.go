@@ -50,7 +50,7 @@ type StreamStatus struct {
 	StreamID  int64                 `json:"streamID"`
 	Delta     bool                  `json:"delta"`
 	Secure    bool                  `json:"secure"`             // on the TLS port
-	Identity  string                `json:"identity,omitempty"` // from its client certificate
+	Identity  string                `json:"identity,omitempty"` // from its client certificate, or its reviewed token
 	Proxy     string                `json:"proxy"`
 	Network   string                `json:"network"`
 	Cluster   string                `json:"cluster"`
@@ -87,6 +87,9 @@ type stream struct {
 	first  *corev3.Node // as the proxy sent it, to compare later nodes with
 	node   *corev3.Node
 	proxy  Proxy
+	// token is the identity of a TLS stream without a client certificate
+	// that authenticated with its service-account token.
+	token *tokenCaller
 	// counted: the proxy was reported Connected (its first request was
 	// accepted), so closing must report it gone.
 	counted bool
@@ -103,7 +106,8 @@ type Tracker struct {
 	log    *slog.Logger
 	logged *onceSet // unsupported type URLs already logged
 
-	servers atomic.Uint32 // ServerCallbacks handed out
+	servers atomic.Uint32             // ServerCallbacks handed out
+	tokens  atomic.Pointer[TokenAuth] // nil: TLS streams need a client certificate
 
 	mu      sync.Mutex
 	streams map[streamKey]*stream
@@ -114,6 +118,10 @@ func NewTracker(hooks Hooks, vc *ViewCache, limits Limits, log *slog.Logger) *Tr
 	return &Tracker{hooks: hooks, views: vc, limits: limits.withDefaults(), log: log,
 		logged: newOnceSet(64), streams: map[streamKey]*stream{}}
 }
+
+// AcceptTokens lets TLS streams without a client certificate authenticate
+// with a bearer token (see TokenAuth). Call it before serving.
+func (t *Tracker) AcceptTokens(a *TokenAuth) { t.tokens.Store(a) }
 
 // Streams returns a copy of every open stream's status, ordered by kind
 // and ID.
@@ -144,13 +152,27 @@ func (t *Tracker) open(ctx context.Context, k streamKey) error {
 		return status.Error(codes.Unavailable, "control plane is not ready: the local cluster has not synced yet")
 	}
 	identity, secure := peerIdentity(ctx)
+	var token *tokenCaller
+	if ta := t.tokens.Load(); secure && identity == "" && ta != nil {
+		// Reviewed once per stream, before it counts against the limit;
+		// every request is then checked against it (request).
+		var err error
+		if token, err = ta.reviewToken(ctx); err != nil {
+			t.log.Warn("xDS stream refused", "error", err)
+			return err
+		}
+	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if len(t.streams) >= t.limits.MaxStreams {
 		return status.Errorf(codes.ResourceExhausted, "too many xDS streams (%d); try another replica or later", t.limits.MaxStreams)
 	}
-	t.streams[k] = &stream{status: StreamStatus{StreamID: k.id, Delta: k.delta, Secure: secure, Identity: identity,
+	st := &stream{token: token, status: StreamStatus{StreamID: k.id, Delta: k.delta, Secure: secure, Identity: identity,
 		Connected: time.Now(), Types: map[string]*TypeState{}}}
+	if token != nil {
+		st.status.Identity = token.String()
+	}
+	t.streams[k] = st
 	return nil
 }
 
@@ -193,7 +215,11 @@ func (t *Tracker) request(k streamKey, node **corev3.Node, typeURL, version, non
 		return status.Errorf(codes.PermissionDenied, "node %s: a stream's node may not change; open a new stream", quote(p.ID))
 	}
 	if s.status.Secure {
-		if err := checkIdentity(s.status.Identity, p); err != nil {
+		id := s.status.Identity
+		if s.token != nil {
+			id = ""
+		}
+		if err := checkIdentity(id, s.token, p); err != nil {
 			t.mu.Unlock()
 			t.log.Warn("proxy refused", "proxy", quote(p.ID), "stream", k.id, "delta", k.delta, "error", err)
 			return status.Error(codes.PermissionDenied, err.Error())

@@ -4,10 +4,48 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+
+	"github.com/horizonmesh/horizon/internal/model"
 )
+
+// ClusterIDHeader names, in a stream's gRPC metadata, the cluster whose API
+// server reviews its bearer token, as Istio's agents send it.
+const ClusterIDHeader = "clusterid"
+
+// TokenReviewer reviews a Kubernetes service-account token with the API
+// server of cluster and returns whose it is.
+type TokenReviewer func(ctx context.Context, cluster model.ClusterID, token string) (namespace, serviceAccount string, err error)
+
+// TokenAuth lets proxies without a client certificate authenticate xDS
+// on the TLS port with their service-account token, as Istio's agents do
+// (authorization: Bearer <token>, clusterid: <cluster>).
+type TokenAuth struct {
+	Review TokenReviewer
+	// LocalCluster reviews the token of a stream that names no cluster
+	// (Istio's agent without ISTIO_META_CLUSTER_ID sends an empty one).
+	LocalCluster model.ClusterID
+	// Timeout bounds one review (0: 10 s): a slow API server delays only
+	// the stream being opened.
+	Timeout time.Duration
+}
+
+// tokenCaller is a stream's identity from a reviewed token.
+type tokenCaller struct {
+	cluster                   model.ClusterID
+	namespace, serviceAccount string
+	local                     model.ClusterID // the cluster of a node that names none
+}
+
+func (c *tokenCaller) String() string {
+	return "token of system:serviceaccount:" + c.namespace + ":" + c.serviceAccount + " (cluster " + string(c.cluster) + ")"
+}
 
 // peerIdentity returns the SPIFFE id of a TLS peer's verified client
 // certificate; secure reports whether the connection is TLS at all.
@@ -32,11 +70,59 @@ func peerIdentity(ctx context.Context) (id string, secure bool) {
 	return "", true
 }
 
+// reviewToken authenticates a TLS stream without a client certificate by
+// the bearer token in its metadata; nil without error when it carries no
+// token (the request check then refuses it).
+func (a *TokenAuth) reviewToken(ctx context.Context) (*tokenCaller, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
+	var token string
+	if v := md.Get("authorization"); len(v) > 0 {
+		t, ok := strings.CutPrefix(v[0], "Bearer ")
+		if !ok {
+			return nil, status.Error(codes.Unauthenticated, "authorization metadata is not a bearer token")
+		}
+		token = strings.TrimSpace(t)
+	}
+	if token == "" {
+		return nil, nil
+	}
+	cluster := a.LocalCluster
+	if v := md.Get(ClusterIDHeader); len(v) > 0 && v[0] != "" {
+		cluster = model.ClusterID(v[0])
+	}
+	if err := model.ValidateClusterID(string(cluster)); err != nil {
+		return nil, status.Errorf(codes.Unauthenticated, "metadata %s: %v", ClusterIDHeader, err)
+	}
+	timeout := a.Timeout
+	if timeout <= 0 {
+		timeout = 10 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	ns, sa, err := a.Review(ctx, cluster, token)
+	if err != nil {
+		return nil, status.Errorf(codes.Unauthenticated, "bearer token: %v", err)
+	}
+	return &tokenCaller{cluster: cluster, namespace: ns, serviceAccount: sa, local: a.LocalCluster}, nil
+}
+
 // checkIdentity enforces, on the TLS port, that a proxy is who its node
-// says: spiffe://<any trust domain>/ns/<NAMESPACE>/sa/<SERVICE_ACCOUNT>.
-func checkIdentity(id string, p Proxy) error {
+// says: its client certificate's spiffe://<any trust domain>/ns/<NAMESPACE>/sa/<SERVICE_ACCOUNT>,
+// or else the service account its token was reviewed as, in the node's
+// cluster.
+func checkIdentity(id string, token *tokenCaller, p Proxy) error {
+	if id == "" && token != nil {
+		if token.namespace != p.Namespace || token.serviceAccount != p.ServiceAccount {
+			return fmt.Errorf("the %s does not match the node's %s %q and %s %q", token,
+				MetaNamespace, p.Namespace, MetaServiceAccount, p.ServiceAccount)
+		}
+		if c := p.Cluster; token.cluster != c && (c != "" || token.cluster != token.local) {
+			return fmt.Errorf("the %s does not match the node's %s %q", token, MetaClusterID, p.Cluster)
+		}
+		return nil
+	}
 	if id == "" {
-		return fmt.Errorf("no mesh client certificate: xDS on the secure port needs one")
+		return fmt.Errorf("no mesh client certificate or bearer token: xDS on the secure port needs one")
 	}
 	rest, ok := strings.CutPrefix(id, "spiffe://")
 	if !ok {
