@@ -16,7 +16,8 @@ type Input struct {
 	Options  Options
 }
 
-// Types are the xDS types Build serves, in the order Envoy applies them.
+// Types are the xDS types Build serves to Envoy, in the order Envoy applies
+// them. Build also serves NameTableType, which only Istio's agent asks for.
 var Types = []string{resource.ClusterType, resource.EndpointType, resource.ListenerType, resource.RouteType}
 
 // Build returns the resources of type typeURL that the proxies of view v
@@ -69,6 +70,8 @@ func Build(in Input, typeURL string, v View) map[string]types.Resource {
 		for _, cla := range EDS(m, EDSView{Network: v.Network}) {
 			out[cla.ClusterName] = cla
 		}
+	case NameTableType:
+		out[NameTableName] = NDS(m, v.Cluster)
 	}
 	return out
 }

@@ -98,6 +98,8 @@ type meshDoc struct {
 //	mesh.json                  networks, resolved gateways, warnings
 //	eds.<network>.json         a sidecar's EDS on each network ("none": on none)
 //	sidecar.{cds,lds,rds}.json a sidecar of the first cluster serving port 5000
+//	nds.<cluster>.json         the NDS name table of a sidecar in each cluster
+//	                           (when a service has a ClusterIP: else it is empty)
 //	router.<network>.eds.json  a network gateway's EDS on each network
 //	router.<network>.{cds,lds}.json  with gateways.yaml: the gateway of each
 //	                           network labelled as its Gateways select
@@ -145,8 +147,12 @@ func goldenOutput(t *testing.T, dir string) map[string][]byte {
 		list := make([]proto.Message, 0, len(names))
 		for _, n := range names {
 			r := res[n]
-			if err := r.(interface{ ValidateAll() error }).ValidateAll(); err != nil {
-				t.Errorf("%s %s: %v", name, n, err)
+			if v, ok := r.(interface{ ValidateAll() error }); ok { // Envoy's types; NDS has no rules
+				if err := v.ValidateAll(); err != nil {
+					t.Errorf("%s %s: %v", name, n, err)
+				}
+			} else if typeURL != translate.NameTableType {
+				t.Errorf("%s %s: %T has no ValidateAll", name, n, r)
 			}
 			list = append(list, r)
 		}
@@ -171,6 +177,12 @@ func goldenOutput(t *testing.T, dir string) map[string][]byte {
 	for _, typ := range []struct{ name, url string }{{"cds", resource.ClusterType}, {"lds", resource.ListenerType}, {"rds", resource.RouteType}} {
 		v, _ := translate.ViewOf(typ.url, sidecar)
 		put("sidecar."+typ.name+".json", typ.url, v)
+	}
+	if slices.ContainsFunc(m.Services(), func(s *model.Service) bool { return len(s.ClusterIPs) > 0 }) {
+		for _, c := range opts.Clusters {
+			v, _ := translate.ViewOf(translate.NameTableType, translate.Proxy{Cluster: c.ID})
+			put("nds."+string(c.ID)+".json", translate.NameTableType, v)
+		}
 	}
 	for _, network := range m.Networks() {
 		router := translate.Proxy{Role: translate.RoleRouter, Network: network}

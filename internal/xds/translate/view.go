@@ -32,8 +32,9 @@ func (r Role) String() string {
 //   - sidecar EDS: Network;
 //   - sidecar CDS and LDS: Cluster and Inbound (the ports its workload
 //     serves); sidecar RDS: Cluster (routes name its ClusterIPs);
+//   - sidecar NDS (NameTableType): Cluster;
 //   - router EDS: Network; router CDS and LDS: Network and Labels (which
-//     Gateways select it).
+//     Gateways select it); routers get no NDS.
 //
 // It is comparable, so it keys maps directly.
 type View struct {
@@ -83,6 +84,9 @@ func ViewOf(typeURL string, p Proxy) (View, bool) {
 		case resource.ClusterType, resource.ListenerType:
 			return View{Role: RoleRouter, Network: p.Network, Labels: LabelsOf(p.Labels)}, true
 		}
+		// Nor NDS: a gateway forwards on SNI to endpoints and never
+		// resolves a service name; its agent's request stays unanswered
+		// (and the stream up), as for any type Horizon does not serve.
 		return View{}, false
 	}
 	switch typeURL {
@@ -91,6 +95,15 @@ func ViewOf(typeURL string, p Proxy) (View, bool) {
 	case resource.ClusterType, resource.ListenerType:
 		return View{Cluster: p.Cluster, Inbound: PortsOf(p.Inbound)}, true
 	case resource.RouteType:
+		return View{Cluster: p.Cluster}, true
+	case NameTableType:
+		// The name table answers each service with the ClusterIPs of the
+		// proxy's cluster (another cluster's for a service it lacks, see
+		// NDS), so it differs between clusters and nothing else: not by
+		// namespace (the agent derives the namespace-relative short names
+		// from its own namespace), nor network or workload (headless
+		// services, whose answers would depend on the network, are left
+		// out). One view per cluster is the coarsest correct key.
 		return View{Cluster: p.Cluster}, true
 	}
 	return View{}, false
