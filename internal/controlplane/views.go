@@ -21,8 +21,9 @@ import (
 
 // Classify maps a proxy to its view of a type. EDS depends only on the
 // proxy's network. Listeners and clusters are shared by every sidecar of a
-// cluster whose workload serves the same ports (its inbound side); routes by
-// every sidecar of a cluster (they name its ClusterIPs).
+// cluster whose workload serves the same ports (its inbound side); routes
+// and Istio's NDS name table by every sidecar of a cluster (they name its
+// ClusterIPs). Routers get no NDS (translate.ViewOf).
 //
 // A proxy must stand somewhere the mesh knows: its network one the mesh
 // names (meshNetworks, network labels, gateways) and its cluster one that
@@ -82,7 +83,8 @@ func cutID(id string) string {
 func EDSView(network string) translate.View { return translate.View{Network: network} }
 
 // updateViews rebuilds CDS only when the clusters changed, LDS and RDS only
-// when what they read changed (services, ports, ClusterIPs, Gateways), and
+// when what they read changed (services, ports, ClusterIPs, Gateways), NDS
+// only when services or their ClusterIPs changed, and
 // EDS for every network view that has proxies — there, only the services
 // whose endpoints changed (see buildEDS).
 func (cp *ControlPlane) updateViews(m *model.Mesh) {
@@ -94,7 +96,7 @@ func (cp *ControlPlane) updateViews(m *model.Mesh) {
 	cp.mu.Unlock()
 	gwChanged := gwKey != cp.gwKey
 	cp.gwKey = gwKey
-	cdsChanged, routesChanged := cp.keys.update(m, cp.opts.Translate)
+	cdsChanged, routesChanged, ndsChanged := cp.keys.update(m, cp.opts.Translate)
 	rebuildCDS, rebuildRoutes := cdsChanged || gwChanged, routesChanged || gwChanged
 	views := cp.Views.Views()
 	sort.Slice(views, func(i, j int) bool { return views[i].String() < views[j].String() })
@@ -105,6 +107,8 @@ func (cp *ControlPlane) updateViews(m *model.Mesh) {
 			continue // clusters depend on no endpoint: skip the build
 		case (v.TypeURL == resource.ListenerType || v.TypeURL == resource.RouteType) && !rebuildRoutes:
 			continue // nor do listeners and routes
+		case v.TypeURL == translate.NameTableType && !ndsChanged:
+			continue // nor the name table, which no Gateway changes either
 		}
 		if _, err := cp.Views.Update(v, cp.build(v)); err != nil {
 			cp.log.Error("view update", "view", v.String(), "error", err)
@@ -136,8 +140,8 @@ func (cp *ControlPlane) input(m *model.Mesh) translate.Input {
 	return translate.Input{Mesh: m, Gateways: gws, Options: cp.opts.Translate}
 }
 
-// serviceKeys remembers, per Service of the last push, what its CDS and
-// its listeners and routes depend on. A Build reuses unchanged Services (the
+// serviceKeys remembers, per Service of the last push, what its CDS, its
+// listeners and routes, and its name table entry depend on. A Build reuses unchanged Services (the
 // same pointers), so an endpoint-only push computes no key again; it only
 // compares them.
 type serviceKeys struct {
@@ -145,29 +149,30 @@ type serviceKeys struct {
 	last []serviceKey // in m.Services() order
 }
 
-type serviceKey struct{ cds, routes string }
+type serviceKey struct{ cds, routes, nds string }
 
-// update computes m's keys and reports whether the CDS or the routes keys
-// differ from the last push's.
-func (k *serviceKeys) update(m *model.Mesh, opts translate.Options) (cdsChanged, routesChanged bool) {
+// update computes m's keys and reports whether the CDS, the routes or the
+// NDS keys differ from the last push's.
+func (k *serviceKeys) update(m *model.Mesh, opts translate.Options) (cdsChanged, routesChanged, ndsChanged bool) {
 	svcs := m.Services()
 	memo := make(map[*model.Service]serviceKey, len(svcs))
 	cur := make([]serviceKey, len(svcs))
-	first := k.memo == nil
-	cdsChanged, routesChanged = first || len(svcs) != len(k.last), first || len(svcs) != len(k.last)
+	changed := k.memo == nil || len(svcs) != len(k.last)
+	cdsChanged, routesChanged, ndsChanged = changed, changed, changed
 	for i, s := range svcs {
 		key, ok := k.memo[s]
 		if !ok {
-			key = serviceKey{cds: cdsKey(s, opts), routes: routesKey(s)}
+			key = serviceKey{cds: cdsKey(s, opts), routes: routesKey(s), nds: ndsKey(s)}
 		}
 		memo[s], cur[i] = key, key
 		if i < len(k.last) {
 			cdsChanged = cdsChanged || key.cds != k.last[i].cds
 			routesChanged = routesChanged || key.routes != k.last[i].routes
+			ndsChanged = ndsChanged || key.nds != k.last[i].nds
 		}
 	}
 	k.memo, k.last = memo, cur
-	return cdsChanged, routesChanged
+	return cdsChanged, routesChanged, ndsChanged
 }
 
 // routesKey identifies what sidecar listeners and routes read from a
@@ -178,15 +183,30 @@ func routesKey(s *model.Service) string {
 	for _, p := range s.Ports {
 		fmt.Fprintf(&b, " %s/%d/%s", p.Name, p.Port, p.Protocol)
 	}
+	writeClusterIPs(&b, s)
+	return b.String()
+}
+
+// ndsKey identifies what a service's name table entry reads: its hostname,
+// name, namespace and every cluster's ClusterIPs (any of them may be a
+// remote-only service's answer); not its ports or endpoints.
+func ndsKey(s *model.Service) string {
+	var b strings.Builder
+	b.WriteString(s.Hostname + " " + s.Name + " " + s.Namespace)
+	writeClusterIPs(&b, s)
+	return b.String()
+}
+
+// writeClusterIPs appends every cluster's ClusterIPs of s, by cluster.
+func writeClusterIPs(b *strings.Builder, s *model.Service) {
 	clusters := make([]string, 0, len(s.ClusterIPs))
 	for c := range s.ClusterIPs {
 		clusters = append(clusters, string(c))
 	}
 	sort.Strings(clusters)
 	for _, c := range clusters {
-		fmt.Fprintf(&b, " %s=%v", c, s.ClusterIPs[model.ClusterID(c)])
+		fmt.Fprintf(b, " %s=%v", c, s.ClusterIPs[model.ClusterID(c)])
 	}
-	return b.String()
 }
 
 // cdsKey identifies a service's part of the CDS output: clusters depend

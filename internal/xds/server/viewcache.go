@@ -38,6 +38,8 @@ func TypeName(typeURL string) string {
 		return "rds"
 	case resource.SecretType:
 		return "sds"
+	case translate.NameTableType:
+		return "nds"
 	}
 	return typeURL
 }
@@ -57,7 +59,7 @@ func UnsupportedType(typeURL string) error { return errUnsupported(typeURL) }
 type errUnsupported string
 
 func (e errUnsupported) Error() string {
-	return "resource type " + quote(string(e)) + " is not served (Horizon serves listeners, routes, clusters and endpoints)"
+	return "resource type " + quote(string(e)) + " is not served (Horizon serves listeners, routes, clusters, endpoints and, to sidecars, Istio's NDS name table)"
 }
 
 // DefaultMaxViews bounds the views a ViewCache holds when NewViewCache is
