@@ -294,7 +294,8 @@ func (c *conn) push(ts *typeStream) error {
 		msg, nonce = sm.msg, sm.nonce
 	} else {
 		c.nonces++
-		nonce = strconv.FormatUint(e.version, 10) + "." + strconv.FormatUint(c.nonces, 10)
+		// The stream id makes a stream's own nonces differ from every other's.
+		nonce = strconv.FormatUint(e.version, 10) + "." + strconv.FormatInt(c.k.id, 10) + "." + strconv.FormatUint(c.nonces, 10)
 		msg = e.response(out, nonce, c.k.delta)
 	}
 	e.mu.Unlock()
@@ -311,7 +312,7 @@ func (c *conn) push(ts *typeStream) error {
 }
 
 func sharedNonce(version uint64, kind sharedKind) string {
-	return strconv.FormatUint(version, 10) + [...]string{sotwAll: "a", sotwStep: "s", deltaStep: "d"}[kind]
+	return strconv.FormatUint(version, 10) + [...]string{sotwAll: "a", sotwStep: "s", deltaStep: "d", deltaAll: "D"}[kind]
 }
 
 // sharedMsg returns the response of kind for the current version, encoding
@@ -323,7 +324,7 @@ func (e *viewEntry) sharedMsg(kind sharedKind, st grpc.ServerStream) *sharedMsg 
 	}
 	nonce := sharedNonce(e.version, kind)
 	sm := &sharedMsg{msg: &grpc.PreparedMsg{}, nonce: nonce}
-	sm.err = sm.msg.Encode(st, e.response(outgoing{shared: true, kind: kind, version: e.versionInfo()}, nonce, kind == deltaStep))
+	sm.err = sm.msg.Encode(st, e.response(outgoing{shared: true, kind: kind, version: e.versionInfo()}, nonce, kind == deltaStep || kind == deltaAll))
 	if e.shared == nil {
 		e.shared = map[sharedKind]*sharedMsg{}
 	}
@@ -336,7 +337,7 @@ func (e *viewEntry) response(out outgoing, nonce string, delta bool) proto.Messa
 	names, removed := out.resources, out.removed
 	if out.shared {
 		switch out.kind {
-		case sotwAll:
+		case sotwAll, deltaAll:
 			names = e.names
 		case sotwStep, deltaStep:
 			names, removed = e.last().changed, e.last().removed

@@ -234,6 +234,13 @@ func (ts *typeStream) planDelta() (out outgoing, send bool) {
 	}
 	changed, removed, ok := e.since(ts.at)
 	switch {
+	case first && len(ts.sent) == 0 && len(e.names) > 0 && (ts.wildcard || ts.coversAll()):
+		// A new proxy that wants the whole view (the common start): one
+		// response encoded for all such streams of this version.
+		for _, n := range e.names {
+			ts.sent[n] = e.res[n].ver
+		}
+		return outgoing{shared: true, kind: deltaAll, version: out.version}, true
 	case first || ts.resync || !ok:
 		if ts.wildcard {
 			for _, n := range e.names {

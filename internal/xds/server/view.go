@@ -59,6 +59,7 @@ const (
 	sotwAll   sharedKind = iota // every resource of the view
 	sotwStep                    // the resources the last Update changed
 	deltaStep                   // the last Update's changes and removals, as a delta response
+	deltaAll                    // every resource of the view, as a delta response
 )
 
 // sharedMsg is an encoded response with the nonce it carries.

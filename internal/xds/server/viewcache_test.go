@@ -1145,10 +1145,16 @@ func TestViewCacheStreamsOfAViewShareResponses(t *testing.T) {
 				same("first "+TypeName(typeURL), first, r, first.GetNonce(), r.GetNonce())
 			}
 		}
+		var firstDelta *deltaResult
 		for _, d := range []*deltaStream{d1, d2} {
 			d.sub(t, typeURL, nil, nil)
-			d.recv(t, typeURL)
+			r := d.recv(t, typeURL)
 			d.ack(t, typeURL)
+			if firstDelta == nil {
+				firstDelta = r
+			} else {
+				same("first delta "+TypeName(typeURL), firstDelta.resp, r.resp, firstDelta.resp.GetNonce(), r.resp.GetNonce())
+			}
 		}
 	}
 
