@@ -44,7 +44,7 @@ type translateFlags struct {
 func newTranslateCommand(stdout io.Writer, logger *slog.Logger) *cobra.Command {
 	var f translateFlags
 	cmd := &cobra.Command{
-		Use:   "translate --cluster ID=PATH [--cluster ID=PATH ...] --proxy-network NET [--type all|cds|eds|lds|rds] [--role sidecar|router]",
+		Use:   "translate --cluster ID=PATH [--cluster ID=PATH ...] --proxy-network NET [--type all|cds|eds|lds|rds|nds] [--role sidecar|router]",
 		Short: "Print the xDS resources a proxy would receive, offline — built as discovery builds them",
 		Long: `translate reads cluster snapshots (directories or multi-document YAML files of
 Namespaces, Services, EndpointSlices, Pods and Nodes), an optional meshNetworks
@@ -79,7 +79,7 @@ on no network.`,
 	fl.StringArrayVar(&f.proxyIPs, "proxy-ip", nil, "an address of the sidecar's workload (repeatable): its endpoints' ports are the inbound side")
 	fl.StringArrayVar(&f.labels, "label", nil, "a label KEY=VALUE of the router's workload (repeatable): selects its Gateways")
 	fl.StringVar(&f.gateways, "gateways", "", "file of Istio Gateway resources (networking.istio.io), for --role router")
-	fl.StringVar(&f.typ, "type", "eds", "resource type: eds, cds, lds, rds, or all")
+	fl.StringVar(&f.typ, "type", "eds", "resource type: eds, cds, lds, rds, nds (Istio's DNS name table), or all (every Envoy type)")
 	fl.StringVar(&f.name, "name", "", "print only this resource, e.g. 'outbound|80||svc.ns.svc.cluster.local'")
 	fl.StringVarP(&f.output, "output", "o", "json", "output format: json or yaml")
 	fl.StringVar(&f.domainSuffix, "domain-suffix", model.DefaultDomainSuffix, "domain suffix of service hostnames")
@@ -91,18 +91,22 @@ on no network.`,
 // translateTypes maps --type values to the xDS types they print.
 var translateTypes = map[string][]string{
 	"cds": {resource.ClusterType}, "eds": {resource.EndpointType}, "lds": {resource.ListenerType}, "rds": {resource.RouteType},
+	"nds": {translate.NameTableType},
 	"all": translate.Types,
 }
 
 func (f translateFlags) validate() ([]manifest.ClusterSource, error) {
 	if _, ok := translateTypes[f.typ]; !ok {
-		return nil, usageErrorf("--type %q: must be eds, cds, lds, rds or all", f.typ)
+		return nil, usageErrorf("--type %q: must be eds, cds, lds, rds, nds or all", f.typ)
 	}
 	if f.role != "sidecar" && f.role != "router" {
 		return nil, usageErrorf("--role %q: must be sidecar or router", f.role)
 	}
 	if f.role == "router" && f.typ == "rds" {
 		return nil, usageErrorf("--type rds: a router (network gateway) gets no routes")
+	}
+	if f.role == "router" && f.typ == "nds" {
+		return nil, usageErrorf("--type nds: a router (network gateway) gets no name table")
 	}
 	if f.output != "json" && f.output != "yaml" {
 		return nil, usageErrorf("--output %q: must be json or yaml", f.output)

@@ -151,7 +151,7 @@ func TestTranslateBadInput(t *testing.T) {
 		code     int
 		contains []string
 	}{
-		{"unknown type", []string{"translate", "--cluster", "c=" + good, "--proxy-network", "n", "--type", "nds"}, 2, []string{"--type", "nds"}},
+		{"unknown type", []string{"translate", "--cluster", "c=" + good, "--proxy-network", "n", "--type", "sds"}, 2, []string{"--type", "sds"}},
 		{"unknown role", []string{"translate", "--cluster", "c=" + good, "--proxy-network", "n", "--role", "ingress"}, 2, []string{"--role", "ingress"}},
 		{"routes of a router", []string{"translate", "--cluster", "c=" + good, "--proxy-network", "n", "--role", "router", "--type", "rds"}, 2, []string{"no routes"}},
 		{"bad proxy ip", []string{"translate", "--cluster", "c=" + good, "--proxy-network", "n", "--proxy-ip", "10.0.0"}, 2, []string{"--proxy-ip", "10.0.0"}},
