@@ -56,7 +56,12 @@ type conn struct {
 
 // StreamAggregatedResources serves one state-of-the-world ADS stream.
 func (a *ads) StreamAggregatedResources(st grpc.BidiStreamingServer[discovery.DiscoveryRequest, discovery.DiscoveryResponse]) error {
-	return serve(a, st, false, st.Recv, (*conn).sotwRequest)
+	// Received with the codec that leaves resource names encoded (codec.go).
+	recv := func() (*sotwRequest, error) {
+		r := new(sotwRequest)
+		return r, st.RecvMsg(r)
+	}
+	return serve(a, st, false, recv, (*conn).sotwRequest)
 }
 
 // DeltaAggregatedResources serves one delta ADS stream.
@@ -189,7 +194,8 @@ func typeRank(typeURL string) int {
 	return 4
 }
 
-func (c *conn) sotwRequest(req *discovery.DiscoveryRequest) error {
+func (c *conn) sotwRequest(r *sotwRequest) error {
+	req := &r.req
 	typeURL := req.GetTypeUrl()
 	if typeURL == "" {
 		return status.Error(codes.InvalidArgument, "type URL is required for ADS")
@@ -206,13 +212,16 @@ func (c *conn) sotwRequest(req *discovery.DiscoveryRequest) error {
 		if ts, err = c.subscribe(typeURL); err != nil || ts == nil {
 			return err
 		}
-		ts.setSotwNames(req.GetResourceNames())
 		ts.e.mu.Lock()
+		err = ts.setSotwNames(r.names)
 		if v := req.GetVersionInfo(); v != "" && v == ts.e.versionInfo() {
 			// A proxy back on a new stream with what the view holds.
 			ts.started, ts.at = true, ts.e.version
 		}
 		ts.e.mu.Unlock()
+		if err != nil {
+			return status.Error(codes.InvalidArgument, err.Error())
+		}
 	case ts == nil:
 		return nil // a type Horizon does not serve
 	case ts.nonce != "" && req.GetResponseNonce() != ts.nonce:
@@ -221,7 +230,12 @@ func (c *conn) sotwRequest(req *discovery.DiscoveryRequest) error {
 		// what it had, and the next change reaches it as usual.)
 		return nil
 	default:
-		ts.setSotwNames(req.GetResourceNames())
+		ts.e.mu.Lock()
+		err := ts.setSotwNames(r.names)
+		ts.e.mu.Unlock()
+		if err != nil {
+			return status.Error(codes.InvalidArgument, err.Error())
+		}
 		if len(ts.added) == 0 && !ts.resync {
 			return nil // an ACK or NACK
 		}

@@ -24,6 +24,9 @@ func NewGRPC(ctx context.Context, c *ViewCache, t *Tracker, opts ...grpc.ServerO
 		// preface holds a connection (and a goroutine) forever.
 		grpc.ConnectionTimeout(handshakeTimeout),
 		grpc.MaxConcurrentStreams(100000),
+		// Leaves state-of-the-world resource names encoded until they
+		// change (codec.go); every other message is decoded as usual.
+		grpc.ForceServerCodecV2(newCodec()),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 15 * time.Second, PermitWithoutStream: true}),
 	}, opts...)

@@ -27,9 +27,11 @@ type typeStream struct {
 	// everything subscribed to be reconsidered (wildcard turned on).
 	added  []string
 	resync bool
-	// State of the world: the names of the last request, to tell a change
-	// cheaply, and the nonce of the last response.
-	reqNames []string
+	// State of the world: the names of the last request as the codec
+	// kept them (wire bytes, see codec.go), to tell a change cheaply, and
+	// the nonce of the last response.
+	rawNames string // shared with the view's nameSets when interned
+	sotwSeen bool
 	nonce    string
 	// Delta: the resources the proxy holds, at which version.
 	sent map[string]uint64
@@ -43,27 +45,29 @@ func (ts *typeStream) subscribed(name string) bool {
 	return ok
 }
 
-// setSotwNames applies a state-of-the-world request's resource names.
-func (ts *typeStream) setSotwNames(names []string) {
-	first := ts.reqNames == nil && ts.names == nil
+// setSotwNames applies a state-of-the-world request's resource names, as
+// the codec left them (raw). An ACK repeats the names it had: the bytes are
+// compared, and only a different list is decoded. Called with ts.e.mu held.
+func (ts *typeStream) setSotwNames(raw []byte) error {
+	first := !ts.sotwSeen
+	if !first && string(raw) == ts.rawNames {
+		return nil
+	}
+	names, err := decodeNames(raw)
+	if err != nil {
+		return err
+	}
+	ts.sotwSeen = true
 	if first {
 		ts.legacy = len(names) == 0
-	} else if slices.Equal(names, ts.reqNames) {
-		return
 	}
 	if len(names) > 0 {
 		ts.legacy = false
 	}
-	ts.reqNames = append(make([]string, 0, len(names)), names...)
 	old, oldWildcard := ts.names, ts.wildcard
-	ts.names = make(map[string]struct{}, len(names))
-	ts.wildcard = ts.legacy
-	for _, n := range names {
-		if n == "*" {
-			ts.wildcard = true
-			continue
-		}
-		ts.names[n] = struct{}{}
+	ts.rawNames, ts.names, ts.wildcard = ts.e.nameSet(raw, names)
+	if ts.legacy {
+		ts.wildcard = true
 	}
 	switch {
 	case first:
@@ -76,6 +80,7 @@ func (ts *typeStream) setSotwNames(names []string) {
 			}
 		}
 	}
+	return nil
 }
 
 // setDeltaNames applies a delta request's subscriptions. initial are the

@@ -38,6 +38,46 @@ type viewEntry struct {
 	// shared are responses encoded once for the current version and sent
 	// as they are to every stream they fit; reset by Update.
 	shared map[sharedKind]*sharedMsg
+	// nameSets are the state-of-the-world subscriptions of the view's
+	// streams by their wire bytes: proxies of a view mostly ask for the
+	// same names, and share one read-only set (1,000 streams of 1,000
+	// names held one million map entries). At most maxNameSets distinct
+	// ones are kept; past that a stream holds its own.
+	nameSets map[string]nameSet
+}
+
+// nameSet is a subscription's names (without "*") and whether it has "*";
+// raw is its key, the names' wire bytes.
+type nameSet struct {
+	raw      string
+	names    map[string]struct{}
+	wildcard bool
+}
+
+const maxNameSets = 64
+
+// nameSet returns the read-only set of a subscription and its key, shared
+// by the view's streams that asked for the same bytes. Called with e.mu
+// held.
+func (e *viewEntry) nameSet(raw []byte, names []string) (string, map[string]struct{}, bool) {
+	if s, ok := e.nameSets[string(raw)]; ok {
+		return s.raw, s.names, s.wildcard
+	}
+	s := nameSet{raw: string(raw), names: make(map[string]struct{}, len(names))}
+	for _, n := range names {
+		if n == "*" {
+			s.wildcard = true
+			continue
+		}
+		s.names[n] = struct{}{}
+	}
+	if len(e.nameSets) < maxNameSets {
+		if e.nameSets == nil {
+			e.nameSets = map[string]nameSet{}
+		}
+		e.nameSets[s.raw] = s
+	}
+	return s.raw, s.names, s.wildcard
 }
 
 // served is one resource as sent: marshalled, and the view version at

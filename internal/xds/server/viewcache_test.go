@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"reflect"
 	"slices"
 	"sort"
 	"strconv"
@@ -1562,5 +1563,45 @@ func TestViewCacheDeltaLegacyWildcardEndsWithANamedSubscription(t *testing.T) {
 	}
 	if r := d.recv(t, resource.EndpointType); !slices.Equal(r.names, []string{"a"}) {
 		t.Fatalf("after naming a: %v; want a alone", r.names)
+	}
+}
+
+// State-of-the-world streams of a view asking for the same names share one
+// set (a million map entries at 1,000 streams of 1,000 names otherwise); a
+// stream that then asks for other names gets its own, and only the new
+// names are sent.
+func TestViewCacheStreamsShareTheirSubscription(t *testing.T) {
+	w := newVCWorld(0)
+	env := newADS(t, w)
+	v := edsView("a")
+	w.set(v, map[string]types.Resource{"a": cla("a", "10.0.0.1"), "b": cla("b", "10.0.0.2"), "c": cla("c", "10.0.0.3")})
+	s1, s2 := env.sotw(t, "p1", "a"), env.sotw(t, "p2", "a")
+	for _, s := range []*sotwStream{s1, s2} {
+		s.sub(t, resource.EndpointType, "a", "b")
+		s.recv(t, resource.EndpointType)
+		s.ack(t, resource.EndpointType)
+		s.mustBlock(t) // the ACK, its names unchanged, is handled
+	}
+	w.vc.mu.Lock()
+	e := w.vc.caches[v]
+	w.vc.mu.Unlock()
+	sets := func() (n int, shared bool) {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		var maps []map[string]struct{}
+		for ts := range e.subs {
+			maps = append(maps, ts.names)
+		}
+		return len(e.nameSets), len(maps) == 2 && reflect.ValueOf(maps[0]).Pointer() == reflect.ValueOf(maps[1]).Pointer()
+	}
+	if n, shared := sets(); n != 1 || !shared {
+		t.Fatalf("%d name sets, shared %v; want 1, shared", n, shared)
+	}
+	s2.sub(t, resource.EndpointType, "a", "b", "c")
+	if r := s2.recv(t, resource.EndpointType); !slices.Equal(names(sotwContent(t, r)), []string{"c"}) {
+		t.Fatalf("after adding c: %v; want c alone", names(sotwContent(t, r)))
+	}
+	if n, shared := sets(); n != 2 || shared {
+		t.Fatalf("%d name sets, shared %v; want 2, not shared", n, shared)
 	}
 }
