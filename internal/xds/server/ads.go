@@ -6,6 +6,7 @@ import (
 	"io"
 	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -57,11 +58,27 @@ type conn struct {
 // StreamAggregatedResources serves one state-of-the-world ADS stream.
 func (a *ads) StreamAggregatedResources(st grpc.BidiStreamingServer[discovery.DiscoveryRequest, discovery.DiscoveryResponse]) error {
 	// Received with the codec that leaves resource names encoded (codec.go).
+	var mu sync.Mutex
+	last := map[string]string{} // type URL -> the names of the stream's last request, as its typeStream keeps them
+	lastOf := func(typeURL string) string {
+		mu.Lock()
+		defer mu.Unlock()
+		return last[typeURL]
+	}
 	recv := func() (*sotwRequest, error) {
-		r := new(sotwRequest)
+		r := &sotwRequest{last: lastOf}
 		return r, st.RecvMsg(r)
 	}
-	return serve(a, st, false, recv, (*conn).sotwRequest)
+	handle := func(c *conn, r *sotwRequest) error {
+		err := c.sotwRequest(r)
+		if ts := c.types[r.req.GetTypeUrl()]; ts != nil {
+			mu.Lock()
+			last[ts.typeURL] = ts.rawNames
+			mu.Unlock()
+		}
+		return err
+	}
+	return serve(a, st, false, recv, handle)
 }
 
 // DeltaAggregatedResources serves one delta ADS stream.
@@ -213,7 +230,7 @@ func (c *conn) sotwRequest(r *sotwRequest) error {
 			return err
 		}
 		ts.e.mu.Lock()
-		err = ts.setSotwNames(r.names)
+		err = ts.setSotwNames(r)
 		if v := req.GetVersionInfo(); v != "" && v == ts.e.versionInfo() {
 			// A proxy back on a new stream with what the view holds.
 			ts.started, ts.at = true, ts.e.version
@@ -231,7 +248,7 @@ func (c *conn) sotwRequest(r *sotwRequest) error {
 		return nil
 	default:
 		ts.e.mu.Lock()
-		err := ts.setSotwNames(r.names)
+		err := ts.setSotwNames(r)
 		ts.e.mu.Unlock()
 		if err != nil {
 			return status.Error(codes.InvalidArgument, err.Error())

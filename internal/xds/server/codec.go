@@ -19,14 +19,32 @@ import (
 // compares them with the previous request's and decodes them only when
 // they differ.
 
-// resourceNamesField is DiscoveryRequest.resource_names.
-const resourceNamesField protowire.Number = 3
+// DiscoveryRequest's resource_names and type_url.
+const (
+	resourceNamesField protowire.Number = 3
+	typeURLField       protowire.Number = 4
+)
 
 // sotwRequest is a DiscoveryRequest received with its resource names left
-// encoded: req has none, names holds the fields' wire bytes in order.
+// encoded: req has none. names holds the fields' wire bytes in order —
+// unless they are byte for byte the names of the stream's last request of
+// the same type (an ACK, the common case), which the codec asks last for:
+// then same is set, names is nil and kept is that request's names as the
+// stream keeps them, so nothing is copied.
 type sotwRequest struct {
 	req   discovery.DiscoveryRequest
 	names []byte
+	same  bool
+	kept  string
+	last  func(typeURL string) string
+}
+
+// rawNames returns the request's names' wire bytes.
+func (r *sotwRequest) rawNames() []byte {
+	if r.same {
+		return []byte(r.kept)
+	}
+	return r.names
 }
 
 // codec is gRPC's proto codec, except that it decodes into a *sotwRequest.
@@ -46,27 +64,64 @@ func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
 	buf := data.MaterializeToBuffer(mem.DefaultBufferPool())
 	defer buf.Free()
 	b := buf.ReadOnlyData()
-	// The other fields, copied out of the names' way: a request is small
-	// but for the names.
-	var rest []byte
-	r.names = r.names[:0]
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
+	// Where the names are (one run of fields, as every encoder writes
+	// them, or scattered), and the type URL.
+	start, end, scattered := -1, -1, false
+	var typeURL []byte
+	for pos := 0; pos < len(b); {
+		num, typ, n := protowire.ConsumeTag(b[pos:])
 		if n < 0 {
 			return protowire.ParseError(n)
 		}
-		m := protowire.ConsumeFieldValue(num, typ, b[n:])
+		m := protowire.ConsumeFieldValue(num, typ, b[pos+n:])
 		if m < 0 {
 			return protowire.ParseError(m)
 		}
-		if num == resourceNamesField && typ == protowire.BytesType {
-			r.names = append(r.names, b[:n+m]...)
-		} else {
-			rest = append(rest, b[:n+m]...)
+		switch {
+		case num == resourceNamesField && typ == protowire.BytesType:
+			if start < 0 {
+				start = pos
+			} else if pos != end {
+				scattered = true
+			}
+			end = pos + n + m
+		case num == typeURLField && typ == protowire.BytesType:
+			typeURL, _ = protowire.ConsumeBytes(b[pos+n:])
 		}
-		b = b[n+m:]
+		pos += n + m
 	}
-	return proto.Unmarshal(rest, &r.req)
+	if start < 0 {
+		start, end = 0, 0
+	}
+	if !scattered && r.last != nil {
+		if kept := r.last(string(typeURL)); kept == string(b[start:end]) {
+			r.same, r.kept = true, kept
+		}
+	}
+	if scattered {
+		// Rare: split field by field.
+		var rest []byte
+		r.names = r.names[:0]
+		for pos := 0; pos < len(b); {
+			num, typ, n := protowire.ConsumeTag(b[pos:])
+			m := protowire.ConsumeFieldValue(num, typ, b[pos+n:])
+			if num == resourceNamesField && typ == protowire.BytesType {
+				r.names = append(r.names, b[pos:pos+n+m]...)
+			} else {
+				rest = append(rest, b[pos:pos+n+m]...)
+			}
+			pos += n + m
+		}
+		return proto.Unmarshal(rest, &r.req)
+	}
+	if !r.same {
+		r.names = append(make([]byte, 0, end-start), b[start:end]...)
+	}
+	// The fields before and after the names.
+	if err := proto.Unmarshal(b[:start], &r.req); err != nil {
+		return err
+	}
+	return proto.UnmarshalOptions{Merge: true}.Unmarshal(b[end:], &r.req)
 }
 
 // decodeNames decodes resource_names fields as the codec kept them.

@@ -17,11 +17,17 @@ import (
 // decodeSplit decodes b as the server does: the request without its names,
 // and the names from the bytes the codec kept.
 func decodeSplit(b []byte) (*discovery.DiscoveryRequest, error) {
-	var r sotwRequest
+	return decodeSplitAfter(b, nil)
+}
+
+// decodeSplitAfter is decodeSplit on a stream whose last request's names
+// are what last says.
+func decodeSplitAfter(b []byte, last func(string) string) (*discovery.DiscoveryRequest, error) {
+	r := sotwRequest{last: last}
 	if err := newCodec().Unmarshal(mem.BufferSlice{mem.SliceBuffer(b)}, &r); err != nil {
 		return nil, err
 	}
-	names, err := decodeNames(r.names)
+	names, err := decodeNames(r.rawNames())
 	if err != nil {
 		return nil, err
 	}
@@ -51,6 +57,24 @@ func TestCodecKeepsNamesEncoded(t *testing.T) {
 	}
 	if !proto.Equal(got, req) {
 		t.Fatalf("decoded %v, want %v", got, req)
+	}
+	// The same request again (an ACK): the names are found unchanged,
+	// not copied, and decode the same.
+	var r sotwRequest
+	if err := newCodec().Unmarshal(mem.BufferSlice{mem.SliceBuffer(b)}, &r); err != nil {
+		t.Fatal(err)
+	}
+	ack := sotwRequest{last: func(typeURL string) string {
+		if typeURL != resource.EndpointType {
+			return ""
+		}
+		return string(r.names)
+	}}
+	if err := newCodec().Unmarshal(mem.BufferSlice{mem.SliceBuffer(b)}, &ack); err != nil || !ack.same || ack.names != nil {
+		t.Fatalf("an unchanged request: same %v, %d bytes copied, %v", ack.same, len(ack.names), err)
+	}
+	if again, err := decodeSplitAfter(b, ack.last); err != nil || !proto.Equal(again, req) {
+		t.Fatalf("an unchanged request decoded %v, %v", again, err)
 	}
 	// Names interleaved with other fields (any order is valid wire format).
 	var mixed []byte
@@ -111,6 +135,16 @@ func FuzzCodec(f *testing.F) {
 		}
 		if !proto.Equal(got, &want) {
 			t.Fatalf("codec %v, proto.Unmarshal %v", got, &want)
+		}
+		// And again as an ACK of itself: the names unchanged.
+		var first sotwRequest
+		if err := newCodec().Unmarshal(mem.BufferSlice{mem.SliceBuffer(b)}, &first); err != nil {
+			t.Fatal(err)
+		}
+		kept := string(first.rawNames())
+		again, err := decodeSplitAfter(b, func(string) string { return kept })
+		if err != nil || !proto.Equal(again, &want) {
+			t.Fatalf("as an ACK: codec %v (%v), proto.Unmarshal %v", again, err, &want)
 		}
 	})
 }

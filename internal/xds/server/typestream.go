@@ -46,13 +46,15 @@ func (ts *typeStream) subscribed(name string) bool {
 }
 
 // setSotwNames applies a state-of-the-world request's resource names, as
-// the codec left them (raw). An ACK repeats the names it had: the bytes are
-// compared, and only a different list is decoded. Called with ts.e.mu held.
-func (ts *typeStream) setSotwNames(raw []byte) error {
+// the codec left them. An ACK repeats the names it had: the bytes are
+// compared (the same string, when the codec found them unchanged), and
+// only a different list is decoded. Called with ts.e.mu held.
+func (ts *typeStream) setSotwNames(r *sotwRequest) error {
 	first := !ts.sotwSeen
-	if !first && string(raw) == ts.rawNames {
+	if !first && ((r.same && r.kept == ts.rawNames) || (!r.same && string(r.names) == ts.rawNames)) {
 		return nil
 	}
+	raw := r.rawNames()
 	names, err := decodeNames(raw)
 	if err != nil {
 		return err
