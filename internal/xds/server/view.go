@@ -41,9 +41,12 @@ type viewEntry struct {
 	// nameSets are the state-of-the-world subscriptions of the view's
 	// streams by their wire bytes: proxies of a view mostly ask for the
 	// same names, and share one read-only set (1,000 streams of 1,000
-	// names held one million map entries). At most maxNameSets distinct
-	// ones are kept; past that a stream holds its own.
-	nameSets map[string]nameSet
+	// names held one million map entries). What a client asks for is
+	// client input: at most maxNameSets distinct sets of at most
+	// maxNameSetBytes in all are kept; past that a stream holds its own,
+	// freed with it.
+	nameSets     map[string]nameSet
+	nameSetBytes int
 }
 
 // nameSet is a subscription's names (without "*") and whether it has "*";
@@ -54,7 +57,10 @@ type nameSet struct {
 	wildcard bool
 }
 
-const maxNameSets = 64
+const (
+	maxNameSets     = 64
+	maxNameSetBytes = 1 << 20
+)
 
 // nameSet returns the read-only set of a subscription and its key, shared
 // by the view's streams that asked for the same bytes. Called with e.mu
@@ -71,11 +77,12 @@ func (e *viewEntry) nameSet(raw []byte, names []string) (string, map[string]stru
 		}
 		s.names[n] = struct{}{}
 	}
-	if len(e.nameSets) < maxNameSets {
+	if len(e.nameSets) < maxNameSets && e.nameSetBytes+len(raw) <= maxNameSetBytes {
 		if e.nameSets == nil {
 			e.nameSets = map[string]nameSet{}
 		}
 		e.nameSets[s.raw] = s
+		e.nameSetBytes += len(raw)
 	}
 	return s.raw, s.names, s.wildcard
 }
