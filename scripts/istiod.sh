@@ -7,7 +7,10 @@
 #   scripts/istiod.sh pilot-agent   Istio's sidecar agent, which the
 #                                   integration tests run unmodified against
 #                                   Horizon's CA
-#   scripts/istiod.sh pilot-discovery pilot-agent   both
+#   scripts/istiod.sh istioctl      Istio's CLI, whose offline kube-inject
+#                                   gives the integration tests the pod spec
+#                                   Istio's injector makes
+#   scripts/istiod.sh pilot-discovery pilot-agent   several
 # The directory is $HORIZON_ISTIOD_DIR, else
 # ${XDG_CACHE_HOME:-$HOME/.cache}/horizon/istiod-<version>, printed as the last
 # line of stdout; it also holds Istio's CRDs (crd-all.gen.yaml, copied from the
@@ -26,14 +29,15 @@ tmp=
 trap '[ -z "$tmp" ] || rm -f "$tmp"' EXIT
 for bin in "$@"; do
   case "$bin" in
-    pilot-discovery | pilot-agent) ;;
-    *) echo "istiod: unknown binary $bin (pilot-discovery, pilot-agent)" >&2; exit 2 ;;
+    pilot-discovery | pilot-agent) pkg="istio.io/istio/pilot/cmd/$bin" ;;
+    istioctl) pkg="istio.io/istio/istioctl/cmd/istioctl" ;;
+    *) echo "istiod: unknown binary $bin (pilot-discovery, pilot-agent, istioctl)" >&2; exit 2 ;;
   esac
   [ -x "$dir/$bin" ] && continue
   echo "istiod: building $bin from istio.io/istio@$version (tools/istiod; first time only, many minutes on 2 cores)..." >&2
   start=$SECONDS tmp="$dir/.$bin.tmp.$$"
   ( cd "$mod" && CGO_ENABLED=0 go build -mod=readonly -buildvcs=false -trimpath -ldflags="-s -w" \
-      -o "$tmp" "istio.io/istio/pilot/cmd/$bin" ) &
+      -o "$tmp" "$pkg" ) &
   pid=$!
   while kill -0 "$pid" 2>/dev/null; do
     for _ in $(seq 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
