@@ -50,6 +50,9 @@ type crossnetOptions struct {
 	// Subprocess runs discovery as a `horizon discovery` process (which a
 	// test can kill and restart) instead of in-process.
 	Subprocess bool
+	// SecureSANs are further names for discovery's TLS certificate, e.g.
+	// istiod.istio-system.svc, which Istio's agent checks.
+	SecureSANs []string
 }
 
 // crossWorkload is one pod (or gateway) of the topology: its own network
@@ -197,7 +200,7 @@ func startCrossnet(t *testing.T, opts crossnetOptions) *crossnet {
 	} else {
 		x.d = startDiscoveryWith(t, x.c1, nil, true, func(c *cli.DiscoveryConfig) {
 			c.SecureAddr, c.XDSAddr = x.discoveryIP+":15012", ""
-			c.SecureSANs = []string{x.discoveryIP, discoverySNI}
+			c.SecureSANs = append([]string{x.discoveryIP, discoverySNI}, opts.SecureSANs...)
 		})
 		x.httpAddr = x.d.http
 	}
@@ -213,36 +216,8 @@ func startCrossnet(t *testing.T, opts crossnetOptions) *crossnet {
 			}
 		}
 	})
-	rootFile := filepath.Join(x.dir, "root-cert.pem")
-	must(t, os.WriteFile(rootFile, x.files[ca.RootCertFile], 0o644))
-	start := func(w crossWorkload) {
-		work := filepath.Join(x.dir, w.name)
-		must(t, os.MkdirAll(work, 0o755))
-		must(t, os.Chown(work, proxyUID, proxyUID))
-		tokenNS := "sample"
-		if w.public != "" {
-			tokenNS = "istio-system"
-		}
-		tokenFile := filepath.Join(x.dir, w.name+".token")
-		must(t, os.WriteFile(tokenFile, []byte(token(t, x.clusters[w.cluster], tokenNS, w.sa, "istio-ca")), 0o644))
-		discoveryAddr, san := x.discoveryIP+":15012", x.discoveryIP
-		if w.network == "network2" {
-			discoveryAddr, san = x.gw1Public+":15443", discoverySNI // through cluster1's gateway
-		}
-		args := []string{x.horizon, "agent", "--namespace", tokenNS, "--service-account", w.sa, "--cluster-id", w.cluster,
-			"--network", w.network, "--ip", w.ip, "--discovery-address", discoveryAddr, "--discovery-san", san,
-			"--root-cert", rootFile, "--token-file", tokenFile, "--envoy-path", x.envoy, "--work-dir", work, "--drain", "1s"}
-		if w.public != "" {
-			args = append(args, "--router", "--label", "istio=eastwestgateway")
-		} else {
-			lab.In(x.ns[w.name], x.horizon, "agent", "iptables", "--proxy-uid", fmt.Sprint(proxyUID))
-			args = append(args, "--label", "app="+w.name)
-		}
-		if w.version != "" {
-			lab.Start(x.ns[w.name], 0, filepath.Join(x.dir, w.name+".app.log"), x.hello, "-version", w.version, "-instance", w.name)
-		}
-		lab.Start(x.ns[w.name], proxyUID, filepath.Join(x.dir, w.name+".agent.log"), args...)
-	}
+	must(t, os.WriteFile(filepath.Join(x.dir, "root-cert.pem"), x.files[ca.RootCertFile], 0o644))
+	start := x.startWorkload
 	// cluster1's gateway first: cluster2's proxies reach discovery through it.
 	start(x.workloads[2])
 	waitFor(t, 60*time.Second, "gw1 to pass discovery through", func() bool {
@@ -272,6 +247,41 @@ func startCrossnet(t *testing.T, opts crossnetOptions) *crossnet {
 		})
 	}
 	return x
+}
+
+// startWorkload starts a workload of the topology in its namespace
+// (x.ns[w.name]): capture, app (if it has a version) and `horizon agent`
+// with the real Envoy; a gateway (w.public set) as a router.
+func (x *crossnet) startWorkload(w crossWorkload) {
+	t, lab := x.t, x.lab
+	t.Helper()
+	rootFile := filepath.Join(x.dir, "root-cert.pem")
+	work := filepath.Join(x.dir, w.name)
+	must(t, os.MkdirAll(work, 0o755))
+	must(t, os.Chown(work, proxyUID, proxyUID))
+	tokenNS := "sample"
+	if w.public != "" {
+		tokenNS = "istio-system"
+	}
+	tokenFile := filepath.Join(x.dir, w.name+".token")
+	must(t, os.WriteFile(tokenFile, []byte(token(t, x.clusters[w.cluster], tokenNS, w.sa, "istio-ca")), 0o644))
+	discoveryAddr, san := x.discoveryIP+":15012", x.discoveryIP
+	if w.network == "network2" {
+		discoveryAddr, san = x.gw1Public+":15443", discoverySNI // through cluster1's gateway
+	}
+	args := []string{x.horizon, "agent", "--namespace", tokenNS, "--service-account", w.sa, "--cluster-id", w.cluster,
+		"--network", w.network, "--ip", w.ip, "--discovery-address", discoveryAddr, "--discovery-san", san,
+		"--root-cert", rootFile, "--token-file", tokenFile, "--envoy-path", x.envoy, "--work-dir", work, "--drain", "1s"}
+	if w.public != "" {
+		args = append(args, "--router", "--label", "istio=eastwestgateway")
+	} else {
+		lab.In(x.ns[w.name], x.horizon, "agent", "iptables", "--proxy-uid", fmt.Sprint(proxyUID))
+		args = append(args, "--label", "app="+w.name)
+	}
+	if w.version != "" {
+		lab.Start(x.ns[w.name], 0, filepath.Join(x.dir, w.name+".app.log"), x.hello, "-version", w.version, "-instance", w.name)
+	}
+	lab.Start(x.ns[w.name], proxyUID, filepath.Join(x.dir, w.name+".agent.log"), args...)
 }
 
 // admin asks a workload's Envoy admin port ("" when it does not answer).
@@ -346,7 +356,7 @@ func (x *crossnet) startDiscoverySubprocess() {
 	x.sub = &discoverySub{log: filepath.Join(x.dir, "discovery.log"), args: []string{x.horizon, "discovery",
 		"--kubeconfig", x.localKubeconfig, "--cluster-id", "cluster1",
 		"--xds-addr", x.xdsAddr, "--http-addr", x.httpAddr,
-		"--secure-addr", x.discoveryIP + ":15012", "--secure-san", x.discoveryIP + "," + discoverySNI,
+		"--secure-addr", x.discoveryIP + ":15012", "--secure-san", strings.Join(append([]string{x.discoveryIP, discoverySNI}, x.opts.SecureSANs...), ","),
 		"--debounce", "20ms", "--debounce-max", "200ms", "--remote-sync-timeout", "5s", "--poll-interval", "1s"}}
 	t.Cleanup(func() {
 		x.killDiscovery()

@@ -117,53 +117,16 @@ func TestIstioSidecarTrafficOneNetwork(t *testing.T) {
 			"--token-file", tokenFile, "--envoy-path", envoy, "--work-dir", work, "--drain", "1s")
 	}
 
-	// The Istio-injected pod: what istio-init does (Istio's own capture,
-	// with the injector's default arguments), the app, then the
-	// istio-proxy container: pilot-agent as uid 1337 in a directory
-	// holding what such a pod mounts.
+	// The Istio-injected pod: istio-init, the app, the istio-proxy container.
 	istioNS := ns["hello-istio"]
-	lab.In(istioNS, agentBin, "istio-iptables", "-p", "15001", "-z", "15006", "-u", fmt.Sprint(proxyUID),
-		"-m", "REDIRECT", "-i", "*", "-x", "", "-b", "*", "-d", "15090,15021,15020")
-	lab.Start(istioNS, 0, filepath.Join(dir, "hello-istio.app.log"), filepath.Join(dir, "helloworld"),
-		"-version", "istio", "-instance", "hello-istio")
-	work := filepath.Join(dir, "hello-istio.proxy")
-	for rel, data := range map[string]string{
-		"var/run/secrets/tokens/istio-token":  token(t, c1, "sample", "hello-istio", "istio-ca"),
-		"var/run/secrets/istio/root-cert.pem": string(files[ca.RootCertFile]),
-		"etc/istio/pod/labels":                "app=\"hello-istio\"\nsecurity.istio.io/tlsMode=\"istio\"\n",
-		"etc/istio/pod/annotations":           "sidecar.istio.io/status=\"{}\"\n",
-	} {
-		p := filepath.Join(work, rel)
-		must(t, os.MkdirAll(filepath.Dir(p), 0o755))
-		must(t, os.WriteFile(p, []byte(data), 0o600))
-	}
-	must(t, os.MkdirAll(filepath.Join(work, "etc/istio/proxy"), 0o755))
-	must(t, filepath.Walk(work, func(p string, _ os.FileInfo, err error) error {
-		if err != nil {
-			return err
-		}
-		return os.Chown(p, proxyUID, proxyUID)
-	}))
-	proxyConfig, err := json.Marshal(map[string]any{
-		"discoveryAddress":           "istiod.istio-system.svc:15012",
-		"binaryPath":                 envoy,
-		"configPath":                 "./etc/istio/proxy",
-		"proxyBootstrapTemplatePath": tmplFile,
-		"concurrency":                1,
-		"drainDuration":              "1s",
-		"terminationDrainDuration":   "0s",
+	istioLog := startIstioPod(t, lab, istioNS, dir, istioPod{agent: agentBin, envoy: envoy, template: tmplFile,
+		name: "hello-istio", sa: "hello-istio", ip: istioIP, cluster: "cluster1",
+		token: token(t, c1, "sample", "hello-istio", "istio-ca"), root: files[ca.RootCertFile],
 		// Istio's bootstrap keeps few stats; the test reads the TLS
 		// handshakes of its outbound cluster.
-		"proxyStatsMatcher": map[string]any{"inclusionSuffixes": []string{"ssl.handshake"}},
-	})
-	must(t, err)
-	istioLog := filepath.Join(dir, "hello-istio.pilot-agent.log")
-	lab.Start(istioNS, proxyUID, istioLog, "env", "-i", "-C", work,
-		"PATH="+os.Getenv("PATH"), "HOME="+work,
-		"PROXY_CONFIG="+string(proxyConfig),
-		"POD_NAME=hello-istio", "POD_NAMESPACE=sample", "SERVICE_ACCOUNT=hello-istio", "INSTANCE_IP="+istioIP,
-		"JWT_POLICY=third-party-jwt", "ISTIO_META_CLUSTER_ID=cluster1",
-		agentBin, "proxy", "sidecar", "--proxyLogLevel", "warning")
+		statsSuffixes: []string{"ssl.handshake"}})
+	lab.Start(istioNS, 0, filepath.Join(dir, "hello-istio.app.log"), filepath.Join(dir, "helloworld"),
+		"-version", "istio", "-instance", "hello-istio")
 
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -294,6 +257,91 @@ func TestIstioSidecarTrafficOneNetwork(t *testing.T) {
 		t.Errorf("the Istio sidecar's stream is not acknowledged: %s", describeStream(istio[0]))
 	}
 	t.Logf("the Istio sidecar's stream: %s; test took %s", describeStream(istio[0]), time.Since(start).Round(time.Millisecond))
+}
+
+// istioPod is an Istio-injected pod of namespace sample as the test runs it
+// in a netlab namespace: its istio-init and istio-proxy containers.
+type istioPod struct {
+	// agent and template are pilot-agent and Istio's bootstrap template,
+	// both where the proxy uid can read them; envoy is the pinned Envoy.
+	agent, envoy, template string
+	name, sa, ip           string
+	// cluster and network are ISTIO_META_CLUSTER_ID and (if set)
+	// ISTIO_META_NETWORK, as the injector gives them.
+	cluster, network string
+	token            string // a TokenRequest token, audience istio-ca
+	root             []byte // istio-ca-root-cert's root-cert.pem
+	// dnsCapture sets ISTIO_META_DNS_CAPTURE=true for istio-init (which
+	// istio-iptables reads as --redirect-dns: DNS to the nameservers of
+	// the pod's resolv.conf goes to the agent's DNS proxy on 15053) and
+	// for the agent (which then asks for the NameTable and runs that
+	// proxy).
+	dnsCapture    bool
+	statsSuffixes []string // proxyStatsMatcher's inclusionSuffixes
+}
+
+// startIstioPod does in namespace ns what an Istio-injected pod's
+// containers do: istio-init (Istio's own capture, with the injector's
+// default arguments), then istio-proxy: pilot-agent as the proxy uid in
+// dir/NAME.proxy, holding what such a pod mounts, the discovery address the
+// istiod Service gives (ns's hosts file must point istiod.istio-system.svc
+// at Horizon). The app, if any, is the caller's. It returns pilot-agent's
+// log, which holds its Envoy's access log too.
+func startIstioPod(t *testing.T, lab *netlab.Lab, ns, dir string, p istioPod) string {
+	t.Helper()
+	initArgs := []string{"env"}
+	if p.dnsCapture {
+		initArgs = append(initArgs, "ISTIO_META_DNS_CAPTURE=true")
+	}
+	initArgs = append(initArgs, p.agent, "istio-iptables", "-p", "15001", "-z", "15006", "-u", fmt.Sprint(proxyUID),
+		"-m", "REDIRECT", "-i", "*", "-x", "", "-b", "*", "-d", "15090,15021,15020")
+	lab.In(ns, initArgs...)
+	work := filepath.Join(dir, p.name+".proxy")
+	for rel, data := range map[string]string{
+		"var/run/secrets/tokens/istio-token":  p.token,
+		"var/run/secrets/istio/root-cert.pem": string(p.root),
+		"etc/istio/pod/labels":                "app=\"" + p.name + "\"\nsecurity.istio.io/tlsMode=\"istio\"\n",
+		"etc/istio/pod/annotations":           "sidecar.istio.io/status=\"{}\"\n",
+	} {
+		f := filepath.Join(work, rel)
+		must(t, os.MkdirAll(filepath.Dir(f), 0o755))
+		must(t, os.WriteFile(f, []byte(data), 0o600))
+	}
+	must(t, os.MkdirAll(filepath.Join(work, "etc/istio/proxy"), 0o755))
+	must(t, filepath.Walk(work, func(f string, _ os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Chown(f, proxyUID, proxyUID)
+	}))
+	pc := map[string]any{
+		"discoveryAddress":           "istiod.istio-system.svc:15012",
+		"binaryPath":                 p.envoy,
+		"configPath":                 "./etc/istio/proxy",
+		"proxyBootstrapTemplatePath": p.template,
+		"concurrency":                1,
+		"drainDuration":              "1s",
+		"terminationDrainDuration":   "0s",
+	}
+	if len(p.statsSuffixes) > 0 {
+		pc["proxyStatsMatcher"] = map[string]any{"inclusionSuffixes": p.statsSuffixes}
+	}
+	proxyConfig, err := json.Marshal(pc)
+	must(t, err)
+	env := []string{"env", "-i", "-C", work,
+		"PATH=" + os.Getenv("PATH"), "HOME=" + work,
+		"PROXY_CONFIG=" + string(proxyConfig),
+		"POD_NAME=" + p.name, "POD_NAMESPACE=sample", "SERVICE_ACCOUNT=" + p.sa, "INSTANCE_IP=" + p.ip,
+		"JWT_POLICY=third-party-jwt", "ISTIO_META_CLUSTER_ID=" + p.cluster}
+	if p.network != "" {
+		env = append(env, "ISTIO_META_NETWORK="+p.network)
+	}
+	if p.dnsCapture {
+		env = append(env, "ISTIO_META_DNS_CAPTURE=true")
+	}
+	logPath := filepath.Join(dir, p.name+".pilot-agent.log")
+	lab.Start(ns, proxyUID, logPath, append(env, p.agent, "proxy", "sidecar", "--proxyLogLevel", "warning")...)
+	return logPath
 }
 
 func copyFile(t *testing.T, from, to string, mode os.FileMode) {
