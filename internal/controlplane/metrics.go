@@ -16,6 +16,7 @@ type metrics struct {
 	clusterErrors *prometheus.CounterVec
 	meshNetErrors prometheus.Counter
 	unsupported   prometheus.Counter
+	reclassified  prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, cp *ControlPlane) *metrics {
@@ -50,6 +51,10 @@ func newMetrics(reg prometheus.Registerer, cp *ControlPlane) *metrics {
 		meshNetErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "horizon_meshnetworks_rejected_total", Help: "meshNetworks changes rejected as invalid.",
 		}),
+		reclassified: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "horizon_xds_reclassified_total",
+			Help: "Streams moved to another view of a type because their workload's served ports changed.",
+		}),
 		unsupported: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "horizon_xds_unsupported_type_requests_total",
 			Help: "Requests for resource types Horizon does not serve (left unanswered, the stream stays up).",
@@ -63,7 +68,7 @@ func newMetrics(reg prometheus.Registerer, cp *ControlPlane) *metrics {
 		}
 		return float64(len(cp.Views.Views()))
 	})
-	reg.MustRegister(views, m.unsupported, m.proxies, m.pushes, m.pushLatency, m.builds, m.assignments, m.nacks, m.clusterSynced, m.clusterErrors, m.meshNetErrors,
+	reg.MustRegister(views, m.unsupported, m.reclassified, m.proxies, m.pushes, m.pushLatency, m.builds, m.assignments, m.nacks, m.clusterSynced, m.clusterErrors, m.meshNetErrors,
 		&lastEventCollector{cp: cp, desc: prometheus.NewDesc("horizon_cluster_last_event_age_seconds",
 			"Seconds since the cluster's last source event.", []string{"cluster"}, nil)})
 	return m

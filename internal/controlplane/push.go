@@ -105,7 +105,8 @@ func (cp *ControlPlane) push(ctx context.Context) {
 			cp.log.Warn("mesh", "severity", d.Severity.String(), "problem", d.String())
 		}
 	}
-	cp.mesh.Store(m)
+	prev := cp.mesh.Swap(m)
+	cp.reclassify(prev, m)
 	cp.updateViews(m)
 	if !first.IsZero() {
 		cp.metrics.pushLatency.Observe(time.Since(first).Seconds())

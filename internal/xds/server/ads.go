@@ -53,6 +53,56 @@ type conn struct {
 	// encoded for other streams fit it byte for byte.
 	shareable bool
 	nonces    uint64
+	// moves are views Reclassify moved the stream to, by type, until the
+	// stream's goroutine applies them (pushAll).
+	movesMu sync.Mutex
+	moves   map[string]*viewEntry
+}
+
+// moveTo asks the stream to move its subscription of typeURL to e.
+func (c *conn) moveTo(typeURL string, e *viewEntry) {
+	c.movesMu.Lock()
+	if c.moves == nil {
+		c.moves = map[string]*viewEntry{}
+	}
+	c.moves[typeURL] = e
+	c.movesMu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// heldUnknown marks, on a delta stream that moved to another view, a
+// resource the proxy holds at a version of the old view: never equal to a
+// version of the new one, so it is sent again (or removed).
+const heldUnknown = ^uint64(0)
+
+// applyMoves moves the stream's subscriptions as Reclassify asked: out of
+// the old view, into the new one, to be sent the new view whole.
+func (c *conn) applyMoves() {
+	c.movesMu.Lock()
+	moves := c.moves
+	c.moves = nil
+	c.movesMu.Unlock()
+	for typeURL, e := range moves {
+		ts := c.types[typeURL]
+		if ts == nil || ts.e == e {
+			continue
+		}
+		ts.e.mu.Lock()
+		delete(ts.e.subs, ts)
+		ts.e.mu.Unlock()
+		e.mu.Lock()
+		e.subs[ts] = struct{}{}
+		ts.e = e
+		ts.started, ts.added, ts.resync = false, nil, false
+		for n := range ts.sent {
+			ts.sent[n] = heldUnknown
+		}
+		e.mu.Unlock()
+		c.a.tracker.moved(c.k, typeURL, e.view.Key.String())
+	}
 }
 
 // StreamAggregatedResources serves one state-of-the-world ADS stream.
@@ -99,6 +149,10 @@ func serve[Req any](a *ads, st grpc.ServerStream, delta bool, recv func() (*Req,
 		select {
 		case <-a.ctx.Done():
 			return nil
+		case <-st.Context().Done():
+			// The client went while its last request was being handed
+			// over: receive has stopped without an error to report.
+			return st.Context().Err()
 		case err := <-errc:
 			return endOfStream(err)
 		case req := <-reqs:
@@ -185,6 +239,7 @@ func (c *conn) subscribe(typeURL string) (*typeStream, error) {
 		c.types[typeURL] = nil // never answered
 		return nil, nil
 	}
+	c.a.views.attach(c.node, c)
 	ts := &typeStream{c: c, e: e, typeURL: typeURL}
 	e.mu.Lock()
 	e.subs[ts] = struct{}{}
@@ -291,6 +346,7 @@ func (c *conn) deltaRequest(req *discovery.DeltaDiscoveryRequest) error {
 
 // pushAll brings every subscription of the stream to its view's version.
 func (c *conn) pushAll() error {
+	c.applyMoves()
 	for _, ts := range c.order {
 		if err := c.push(ts); err != nil {
 			return err

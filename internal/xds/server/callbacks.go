@@ -298,6 +298,17 @@ func (t *Tracker) bind(s *stream, typeURL string) (*TypeState, error) {
 	return ts, nil
 }
 
+// moved records that a stream's type now follows another view.
+func (t *Tracker) moved(k streamKey, typeURL, view string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if s, ok := t.streams[k]; ok {
+		if ts := s.status.Types[typeURL]; ts != nil {
+			ts.View = view
+		}
+	}
+}
+
 func (t *Tracker) sent(k streamKey, typeURL, version string) {
 	t.mu.Lock()
 	if s, ok := t.streams[k]; ok {

@@ -92,6 +92,8 @@ type ViewCache struct {
 	mu       sync.Mutex
 	caches   map[View]*viewEntry
 	bindings map[*corev3.Node]map[string]*viewEntry // stream node -> type -> view; nil: unsupported type
+	proxies  map[*corev3.Node]Proxy                 // what each bound stream's node says, to classify it again
+	conns    map[*corev3.Node]*conn                 // the ADS stream of each bound node, to move it
 }
 
 // NewViewCache returns a cache whose new views are filled by build, holding
@@ -101,6 +103,7 @@ func NewViewCache(build Builder, classify Classifier, maxViews int) *ViewCache {
 		maxViews = DefaultMaxViews
 	}
 	return &ViewCache{caches: map[View]*viewEntry{}, bindings: map[*corev3.Node]map[string]*viewEntry{},
+		proxies: map[*corev3.Node]Proxy{}, conns: map[*corev3.Node]*conn{},
 		build: build, classify: classify, maxViews: maxViews, instance: strconv.FormatInt(time.Now().UnixNano(), 36)}
 }
 
@@ -136,6 +139,7 @@ func (c *ViewCache) Bind(node *corev3.Node, typeURL string, p Proxy) (View, erro
 	v := View{TypeURL: typeURL, Key: key}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.proxies[node] = p
 	b := c.bindingsOf(node)
 	if _, ok := b[typeURL]; ok {
 		return v, nil // already bound (the Tracker binds each type once)
@@ -169,6 +173,72 @@ func (c *ViewCache) Unbind(node *corev3.Node) {
 		}
 	}
 	delete(c.bindings, node)
+	delete(c.proxies, node)
+	delete(c.conns, node)
+}
+
+// attach records the ADS stream of node, which Reclassify moves.
+func (c *ViewCache) attach(node *corev3.Node, cn *conn) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.bindings[node]; ok {
+		c.conns[node] = cn
+	}
+}
+
+// Reclassify classifies again the bound streams whose proxy match selects
+// and moves each whose view of a type changed to its new view (creating
+// it), as its first request would bind it now: a sidecar's clusters and
+// listeners depend on the ports its workload serves, which change when a
+// Service or an endpoint of the workload comes or goes after its proxy
+// connected. The stream is then sent its new view whole. A proxy that is
+// refused now keeps its view; so does one whose new view would pass
+// maxViews. It reports how many bindings moved.
+func (c *ViewCache) Reclassify(match func(Proxy) bool) int {
+	type move struct {
+		cn      *conn
+		typeURL string
+		e       *viewEntry
+	}
+	var moves []move
+	c.mu.Lock()
+	for node, p := range c.proxies {
+		if !match(p) {
+			continue
+		}
+		for typeURL, old := range c.bindings[node] {
+			if old == nil {
+				continue
+			}
+			key, err := c.classify(typeURL, p)
+			if err != nil || key == old.view.Key {
+				continue
+			}
+			v := View{TypeURL: typeURL, Key: key}
+			e, ok := c.caches[v]
+			if !ok {
+				if len(c.caches) >= c.maxViews {
+					continue
+				}
+				c.made++
+				e = newViewEntry(v, c.instance+"."+strconv.FormatUint(c.made, 36), c.build(v))
+				c.caches[v] = e
+			}
+			e.refs++
+			if old.refs--; old.refs == 0 {
+				delete(c.caches, old.view)
+			}
+			c.bindings[node][typeURL] = e
+			if cn := c.conns[node]; cn != nil {
+				moves = append(moves, move{cn, typeURL, e})
+			}
+		}
+	}
+	c.mu.Unlock()
+	for _, m := range moves {
+		m.cn.moveTo(m.typeURL, m.e)
+	}
+	return len(moves)
 }
 
 // bindingsOf returns node's bindings, creating them. Called with c.mu held.

@@ -1605,3 +1605,68 @@ func TestViewCacheStreamsShareTheirSubscription(t *testing.T) {
 		t.Fatalf("%d name sets, shared %v; want 2, not shared", n, shared)
 	}
 }
+
+// Reclassify moves a stream whose proxy now belongs to another view: it is
+// sent the new view whole (state of the world: every cluster; delta: what
+// differs, and the removal of what the new view lacks), follows the new
+// view's changes and no longer the old one's, and the old view is freed
+// with its last stream.
+func TestViewCacheReclassifyMovesStreams(t *testing.T) {
+	w := newVCWorld(0)
+	env := newADS(t, w)
+	a, b := cdsView("a"), cdsView("b")
+	w.set(a, map[string]types.Resource{"x": cluster("x", time.Second), "y": cluster("y", time.Second)})
+	w.set(b, map[string]types.Resource{"x": cluster("x", 2*time.Second), "z": cluster("z", time.Second)})
+	// Proxies on network "a" are classified by movedTo once it is set.
+	var mu sync.Mutex
+	movedTo := ""
+	classify := w.vc.classify
+	w.vc.classify = func(typeURL string, p Proxy) (translate.View, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if p.Network == "a" && movedTo != "" {
+			p.Network = movedTo
+		}
+		return classify(typeURL, p)
+	}
+	s, d := env.sotw(t, "p1", "a"), env.delta(t, "p2", "a")
+	s.sub(t, resource.ClusterType)
+	s.recv(t, resource.ClusterType)
+	s.ack(t, resource.ClusterType)
+	d.sub(t, resource.ClusterType, nil, nil)
+	d.recv(t, resource.ClusterType)
+	d.ack(t, resource.ClusterType)
+
+	mu.Lock()
+	movedTo = "b"
+	mu.Unlock()
+	if n := w.vc.Reclassify(func(p Proxy) bool { return p.Network == "a" }); n != 2 {
+		t.Fatalf("Reclassify moved %d bindings, want 2", n)
+	}
+	r := s.recv(t, resource.ClusterType)
+	content := sotwContent(t, r)
+	if got := names(content); !slices.Equal(got, []string{"x", "z"}) ||
+		content["x"].(*clusterv3.Cluster).GetConnectTimeout().AsDuration() != 2*time.Second || !strings.HasPrefix(r.GetVersionInfo(), "network=b@") {
+		t.Fatalf("after the move, SotW got %v at %q; want b's x and z", got, r.GetVersionInfo())
+	}
+	s.ack(t, resource.ClusterType)
+	dr := d.recv(t, resource.ClusterType)
+	if !slices.Equal(dr.names, []string{"x", "z"}) || !slices.Equal(dr.removed, []string{"y"}) {
+		t.Fatalf("after the move, delta got %v, removed %v; want x and z, y removed", dr.names, dr.removed)
+	}
+	d.ack(t, resource.ClusterType)
+	waitFor(t, "view a freed", func() bool { return !slices.Contains(w.vc.Views(), a) })
+	// The old view's changes no longer reach them; the new one's do.
+	if _, err := w.vc.Update(b, map[string]types.Resource{"x": cluster("x", 3*time.Second), "z": cluster("z", time.Second)}); err != nil {
+		t.Fatal(err)
+	}
+	if c := sotwContent(t, s.recv(t, resource.ClusterType)); c["x"].(*clusterv3.Cluster).GetConnectTimeout().AsDuration() != 3*time.Second {
+		t.Fatalf("b's change did not reach the moved SotW stream: %v", names(c))
+	}
+	if dr := d.recv(t, resource.ClusterType); !slices.Equal(dr.names, []string{"x"}) {
+		t.Fatalf("b's change reached the moved delta stream as %v, want x", dr.names)
+	}
+	if st := w.vc.Version(b); st == "" {
+		t.Fatal("view b does not exist")
+	}
+}

@@ -1,0 +1,75 @@
+package controlplane
+
+import (
+	"net/netip"
+
+	"github.com/horizonmesh/horizon/internal/model"
+	"github.com/horizonmesh/horizon/internal/xds/server"
+)
+
+// A sidecar's clusters and listeners depend on the ports its workload
+// serves (its view's Inbound), read from the endpoints at its IPs. Those
+// change after the proxy connected when a Service selecting the workload is
+// added or removed, or the workload's endpoint appears (a Pod listed once
+// it has an IP): reclassify moves exactly the streams of workloads whose
+// endpoints changed to their new views. Only services whose endpoints
+// changed are looked at (by pointer, as the EDS build does), so a push
+// still costs what changed.
+
+// endpointAddr is one workload address of one cluster.
+type endpointAddr struct {
+	cluster model.ClusterID
+	addr    netip.Addr
+}
+
+func (cp *ControlPlane) reclassify(prev, m *model.Mesh) {
+	if prev == nil {
+		return // the first mesh: no stream can have connected before it
+	}
+	touched := changedEndpointAddrs(prev, m)
+	if len(touched) == 0 {
+		return
+	}
+	n := cp.Views.Reclassify(func(p server.Proxy) bool {
+		if p.Router {
+			return false // a gateway's views do not depend on its endpoints
+		}
+		for _, ip := range p.IPs {
+			if touched[endpointAddr{p.Cluster, ip}] {
+				return true
+			}
+		}
+		return false
+	})
+	if n > 0 {
+		cp.metrics.reclassified.Add(float64(n))
+	}
+}
+
+// changedEndpointAddrs returns the addresses of every endpoint, in either
+// mesh, of the services whose endpoints differ between prev and m.
+func changedEndpointAddrs(prev, m *model.Mesh) map[endpointAddr]bool {
+	out := map[endpointAddr]bool{}
+	add := func(s *model.Service) {
+		if s == nil {
+			return
+		}
+		for _, eps := range s.Endpoints {
+			for _, e := range eps {
+				out[endpointAddr{e.Cluster, e.Address}] = true
+			}
+		}
+	}
+	for _, s := range m.Services() {
+		if old := prev.Service(s.Hostname); !model.SameEndpoints(old, s) {
+			add(s)
+			add(old)
+		}
+	}
+	for _, s := range prev.Services() {
+		if m.Service(s.Hostname) == nil {
+			add(s)
+		}
+	}
+	return out
+}
