@@ -131,6 +131,7 @@ func discoveryDeployment(s Settings) *appsv1.Deployment {
 							Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m"), corev1.ResourceMemory: resource.MustParse("128Mi")},
 							Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("2Gi")},
 						},
+						Env:             []corev1.EnvVar{memoryLimitEnv("discovery")},
 						SecurityContext: restricted(1337),
 					}},
 				},

@@ -78,6 +78,7 @@ func injectorDeployment(s Settings) *appsv1.Deployment {
 							Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("50m"), corev1.ResourceMemory: resource.MustParse("64Mi")},
 							Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("256Mi")},
 						},
+						Env:             []corev1.EnvVar{memoryLimitEnv("injector")},
 						SecurityContext: restricted(1337),
 					}},
 				},

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 )
@@ -97,6 +98,15 @@ func restricted(uid int64) *corev1.SecurityContext {
 		ReadOnlyRootFilesystem: &t, Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 		SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 	}
+}
+
+// memoryLimitEnv sets GOMEMLIMIT to the container's memory limit (bytes):
+// the Go runtime then collects harder as the heap nears the limit instead
+// of letting it grow to twice the live set (GOGC=100) and being OOM-killed
+// (docs/performance.md: Horizon's peak RSS is mostly that headroom).
+func memoryLimitEnv(container string) corev1.EnvVar {
+	return corev1.EnvVar{Name: "GOMEMLIMIT", ValueFrom: &corev1.EnvVarSource{
+		ResourceFieldRef: &corev1.ResourceFieldSelector{ContainerName: container, Resource: "limits.memory", Divisor: resource.MustParse("1")}}}
 }
 
 func fieldEnv(name, path string) corev1.EnvVar {

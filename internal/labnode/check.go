@@ -1,6 +1,7 @@
 package labnode
 
 import (
+	"slices"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -184,7 +185,9 @@ func checkContainer(pod *corev1.Pod, c *corev1.Container, p *field.Path, vols ma
 			}
 		case e.ValueFrom.ConfigMapKeyRef != nil, e.ValueFrom.SecretKeyRef != nil:
 		case e.ValueFrom.ResourceFieldRef != nil:
-			errs = append(errs, field.NotSupported(ep.Child("resourceFieldRef"), e.ValueFrom.ResourceFieldRef.Resource, []string{}))
+			if !slices.Contains(resourceEnvNames, e.ValueFrom.ResourceFieldRef.Resource) {
+				errs = append(errs, field.NotSupported(ep.Child("resourceFieldRef"), e.ValueFrom.ResourceFieldRef.Resource, resourceEnvNames))
+			}
 		default:
 			errs = append(errs, field.Forbidden(ep, "not supported by the lab node"))
 		}

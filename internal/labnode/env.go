@@ -156,7 +156,7 @@ func Env(ctx context.Context, pod *corev1.Pod, c *corev1.Container, base []corev
 			set(e.Name, Expand(e.Value, vals))
 			continue
 		}
-		v, ok, err := envFrom(ctx, pod, e, lookup)
+		v, ok, err := envFrom(ctx, pod, c, e, lookup)
 		if err != nil {
 			return nil, err
 		}
@@ -171,9 +171,15 @@ func Env(ctx context.Context, pod *corev1.Pod, c *corev1.Container, base []corev
 	return out, nil
 }
 
-func envFrom(ctx context.Context, pod *corev1.Pod, e corev1.EnvVar, lookup Lookup) (string, bool, error) {
+func envFrom(ctx context.Context, pod *corev1.Pod, c *corev1.Container, e corev1.EnvVar, lookup Lookup) (string, bool, error) {
 	src := e.ValueFrom
 	switch {
+	case src.ResourceFieldRef != nil:
+		v, err := resourceFieldValue(pod, c, src.ResourceFieldRef)
+		if err != nil {
+			return "", false, &ConfigError{fmt.Sprintf("env %s: %v", e.Name, err)}
+		}
+		return v, true, nil
 	case src.FieldRef != nil:
 		v, err := FieldValue(pod, src.FieldRef.FieldPath)
 		return v, err == nil, err

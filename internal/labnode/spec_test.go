@@ -292,9 +292,9 @@ func TestCheckUnsupported(t *testing.T) {
 			p.Spec.Containers[0].Lifecycle = &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{Command: []string{"x"}}}}
 		}, "spec.containers[0].lifecycle: Forbidden"},
 		{"tty", func(p *corev1.Pod) { p.Spec.Containers[0].TTY = true }, "spec.containers[0].tty: Forbidden"},
-		{"resourceFieldRef env", func(p *corev1.Pod) {
-			p.Spec.Containers[0].Env = []corev1.EnvVar{{Name: "X", ValueFrom: &corev1.EnvVarSource{ResourceFieldRef: &corev1.ResourceFieldSelector{Resource: "limits.memory"}}}}
-		}, `spec.containers[0].env[0].valueFrom.resourceFieldRef: Unsupported value: "limits.memory"`},
+		{"resourceFieldRef env of an unsupported resource", func(p *corev1.Pod) {
+			p.Spec.Containers[0].Env = []corev1.EnvVar{{Name: "X", ValueFrom: &corev1.EnvVarSource{ResourceFieldRef: &corev1.ResourceFieldSelector{Resource: "limits.ephemeral-storage"}}}}
+		}, `spec.containers[0].env[0].valueFrom.resourceFieldRef: Unsupported value: "limits.ephemeral-storage"`},
 		{"unknown fieldRef", func(p *corev1.Pod) {
 			p.Spec.Containers[0].Env = []corev1.EnvVar{fieldEnv("X", "spec.schedulerName")}
 		}, `spec.containers[0].env[0].valueFrom.fieldRef.fieldPath: Unsupported value: "spec.schedulerName"`},
