@@ -117,28 +117,6 @@ func next[T any](in <-chan T, errc <-chan error) (T, error) {
 	}
 }
 
-// readAll reads a stream's responses into in, unbuffered: a response the
-// test has not taken holds the reader, so the server's sends wait on flow
-// control as they would for a slow proxy.
-func readAll[T any](ctx context.Context, recv func() (*T, error)) (<-chan *T, <-chan error) {
-	in, errc := make(chan *T), make(chan error, 1)
-	go func() {
-		for {
-			r, err := recv()
-			if err != nil {
-				errc <- err
-				return
-			}
-			select {
-			case in <- r:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-	return in, errc
-}
-
 // sotwStream is a raw state-of-the-world ADS client. It sends its node on
 // its first request only, as Envoy does, and remembers per type the last
 // response and the resource names it subscribes to.
@@ -175,7 +153,7 @@ func (e *adsEnv) openSotw(id, network string, opts ...grpc.CallOption) (*sotwStr
 	}
 	s := &sotwStream{st: st, cancel: cancel, node: node(id, network, "", ""),
 		last: map[string]*discovery.DiscoveryResponse{}, names: map[string][]string{}}
-	s.in, s.errc = readAll(ctx, st.Recv)
+	s.in, s.errc = receive(ctx, st.Recv) // unbuffered: an untaken response holds the reader, so the server waits on flow control as for a slow proxy
 	return s, nil
 }
 
@@ -299,7 +277,7 @@ func (e *adsEnv) openDelta(id, network string) (*deltaStream, error) {
 		return nil, err
 	}
 	d := &deltaStream{st: st, cancel: cancel, node: node(id, network, "", ""), last: map[string]*discovery.DeltaDiscoveryResponse{}}
-	d.in, d.errc = readAll(ctx, st.Recv)
+	d.in, d.errc = receive(ctx, st.Recv) // unbuffered: an untaken response holds the reader, so the server waits on flow control as for a slow proxy
 	return d, nil
 }
 

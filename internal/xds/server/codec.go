@@ -99,20 +99,18 @@ func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
 		}
 	}
 	if scattered {
-		// Rare: split field by field.
-		var rest []byte
-		r.names = r.names[:0]
-		for pos := 0; pos < len(b); {
-			num, typ, n := protowire.ConsumeTag(b[pos:])
-			m := protowire.ConsumeFieldValue(num, typ, b[pos+n:])
-			if num == resourceNamesField && typ == protowire.BytesType {
-				r.names = append(r.names, b[pos:pos+n+m]...)
-			} else {
-				rest = append(rest, b[pos:pos+n+m]...)
-			}
-			pos += n + m
+		// Rare (no encoder writes them so): decode as usual, and keep the
+		// names encoded again for the stream's comparison.
+		if err := proto.Unmarshal(b, &r.req); err != nil {
+			return err
 		}
-		return proto.Unmarshal(rest, &r.req)
+		r.names = r.names[:0]
+		for _, n := range r.req.ResourceNames {
+			r.names = protowire.AppendTag(r.names, resourceNamesField, protowire.BytesType)
+			r.names = protowire.AppendString(r.names, n)
+		}
+		r.req.ResourceNames = nil
+		return nil
 	}
 	if !r.same {
 		r.names = append(make([]byte, 0, end-start), b[start:end]...)

@@ -160,31 +160,24 @@ func (e *viewEntry) resourceVersion(ver uint64) string {
 func (e *viewEntry) apply(all map[string]types.Resource, changed map[string]types.Resource, removed []string) []*typeStream {
 	e.version++
 	e.current = all
-	res := make(map[string]served, len(all))
-	for name, s := range e.res {
-		res[name] = s
-	}
+	// e.res is read only under e.mu: updated in place, in O(changed).
 	st := step{ver: e.version, removed: removed}
+	renamed := len(removed) > 0 // the set of names changes: e.names too
 	for name, r := range changed {
-		res[name] = served{any: mustAny(r), ver: e.version}
+		if _, ok := e.res[name]; !ok {
+			renamed = true
+		}
+		e.res[name] = served{any: mustAny(r), ver: e.version}
 		st.changed = append(st.changed, name)
 	}
 	for _, name := range removed {
-		delete(res, name)
+		delete(e.res, name)
 	}
 	sort.Strings(st.changed)
 	sort.Strings(st.removed)
-	if len(removed) > 0 || len(res) != len(e.res) {
-		e.names = sortedKeys(res)
-	} else {
-		for _, name := range st.changed {
-			if _, ok := e.res[name]; !ok {
-				e.names = sortedKeys(res)
-				break
-			}
-		}
+	if renamed {
+		e.names = sortedKeys(e.res)
 	}
-	e.res = res
 	if len(e.log) == logSteps {
 		copy(e.log, e.log[1:])
 		e.log = e.log[:logSteps-1]
