@@ -2,6 +2,7 @@ package ca
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -16,12 +17,13 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/horizonmesh/horizon/internal/bearer"
 	"github.com/horizonmesh/horizon/internal/model"
 )
 
 // ClusterIDHeader names the caller's cluster in gRPC metadata, as Istio's
 // agents send it.
-const ClusterIDHeader = "clusterid"
+const ClusterIDHeader = bearer.ClusterIDHeader
 
 // Caller is an authenticated workload.
 type Caller struct {
@@ -85,18 +87,14 @@ type Service struct {
 // the cluster it names and signs its CSR for its own identity only.
 func (s *Service) CreateCertificate(ctx context.Context, req *securityv1alpha1.IstioCertificateRequest) (*securityv1alpha1.IstioCertificateResponse, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
-	token := bearer(md.Get("authorization"))
-	if token == "" {
-		return nil, status.Error(codes.Unauthenticated, "no bearer token in the authorization metadata")
+	cluster, token, err := bearer.FromMetadata(md, s.LocalCluster)
+	if errors.Is(err, bearer.ErrNotBearer) {
+		err = bearer.ErrNoToken
 	}
-	cluster := first(md.Get(ClusterIDHeader))
-	if cluster == "" {
-		cluster = string(s.LocalCluster)
+	if err != nil {
+		return nil, status.Error(codes.Unauthenticated, err.Error())
 	}
-	if err := model.ValidateClusterID(cluster); err != nil {
-		return nil, status.Errorf(codes.Unauthenticated, "metadata %s: %v", ClusterIDHeader, err)
-	}
-	caller, err := s.Auth.Authenticate(ctx, model.ClusterID(cluster), token)
+	caller, err := s.Auth.Authenticate(ctx, cluster, token)
 	if err != nil {
 		s.Log.Warn("CSR refused", "cluster", cluster, "error", err)
 		return nil, status.Errorf(codes.Unauthenticated, "authentication failed: %v", err)
@@ -117,19 +115,4 @@ func (s *Service) CreateCertificate(ctx context.Context, req *securityv1alpha1.I
 	chain := s.CA.WorkloadChain(leaf)
 	s.Log.Info("certificate signed", "identity", id.String(), "cluster", cluster, "ttl", ttl)
 	return &securityv1alpha1.IstioCertificateResponse{CertChain: chain}, nil
-}
-
-func bearer(values []string) string {
-	v := first(values)
-	if t, ok := strings.CutPrefix(v, "Bearer "); ok {
-		return strings.TrimSpace(t)
-	}
-	return ""
-}
-
-func first(v []string) string {
-	if len(v) == 0 {
-		return ""
-	}
-	return v[0]
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -12,12 +13,13 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
+	"github.com/horizonmesh/horizon/internal/bearer"
 	"github.com/horizonmesh/horizon/internal/model"
 )
 
 // ClusterIDHeader names, in a stream's gRPC metadata, the cluster whose API
 // server reviews its bearer token, as Istio's agents send it.
-const ClusterIDHeader = "clusterid"
+const ClusterIDHeader = bearer.ClusterIDHeader
 
 // TokenReviewer reviews a Kubernetes service-account token with the API
 // server of cluster and returns whose it is.
@@ -75,23 +77,12 @@ func peerIdentity(ctx context.Context) (id string, secure bool) {
 // token (the request check then refuses it).
 func (a *TokenAuth) reviewToken(ctx context.Context) (*tokenCaller, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
-	var token string
-	if v := md.Get("authorization"); len(v) > 0 {
-		t, ok := strings.CutPrefix(v[0], "Bearer ")
-		if !ok {
-			return nil, status.Error(codes.Unauthenticated, "authorization metadata is not a bearer token")
-		}
-		token = strings.TrimSpace(t)
-	}
-	if token == "" {
+	cluster, token, err := bearer.FromMetadata(md, a.LocalCluster)
+	switch {
+	case errors.Is(err, bearer.ErrNoToken):
 		return nil, nil
-	}
-	cluster := a.LocalCluster
-	if v := md.Get(ClusterIDHeader); len(v) > 0 && v[0] != "" {
-		cluster = model.ClusterID(v[0])
-	}
-	if err := model.ValidateClusterID(string(cluster)); err != nil {
-		return nil, status.Errorf(codes.Unauthenticated, "metadata %s: %v", ClusterIDHeader, err)
+	case err != nil:
+		return nil, status.Error(codes.Unauthenticated, err.Error())
 	}
 	timeout := a.Timeout
 	if timeout <= 0 {
