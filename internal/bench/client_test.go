@@ -270,12 +270,7 @@ func (c *client) serve(attempt *int) error {
 		var names []string
 		switch r.GetTypeUrl() {
 		case resource.ClusterType:
-			c.mu.Lock()
-			if !c.cds && len(r.GetResources()) > 0 {
-				c.cds = true
-				c.checkInitial()
-			}
-			c.mu.Unlock()
+			c.onCDS(len(r.GetResources()))
 		case resource.EndpointType:
 			names = c.names
 			values := make([][]byte, len(r.GetResources()))
@@ -291,6 +286,17 @@ func (c *client) serve(attempt *int) error {
 	}
 }
 
+// onCDS records a CDS response of n clusters: the first non-empty one
+// completes the initial config's CDS part.
+func (c *client) onCDS(n int) {
+	c.mu.Lock()
+	if !c.cds && n > 0 {
+		c.cds = true
+		c.checkInitial()
+	}
+	c.mu.Unlock()
+}
+
 // serveDelta is serve for a delta stream: CDS wildcard, EDS subscribed by
 // name, every response ACKed by nonce.
 func (c *client) serveDelta(attempt *int) error {
@@ -302,12 +308,7 @@ func (c *client) serveDelta(attempt *int) error {
 		*attempt = 0
 		switch r.GetTypeUrl() {
 		case resource.ClusterType:
-			c.mu.Lock()
-			if !c.cds && len(r.GetResources()) > 0 {
-				c.cds = true
-				c.checkInitial()
-			}
-			c.mu.Unlock()
+			c.onCDS(len(r.GetResources()))
 		case resource.EndpointType:
 			values := make([][]byte, len(r.GetResources()))
 			for i, res := range r.GetResources() {

@@ -134,12 +134,10 @@ func TestIstioAgentRequestIsSigned(t *testing.T) {
 	}
 }
 
-// serveCSR serves a over real gRPC (no TLS) for cluster1, where token
-// "good" is sample/sleep with audience istio-ca.
-func serveCSR(t *testing.T, a *Authority) securityv1alpha1.IstioCertificateServiceClient {
-	t.Helper()
-	cluster := reviewingCluster("system:serviceaccount:sample:sleep")
-	svc := &Service{CA: a, TrustDomain: "cluster.local", DefaultTTL: time.Hour, MaxTTL: 48 * time.Hour,
+// cluster1Service is a's CSR service for cluster1 alone, whose tokens
+// cluster reviews (audience istio-ca).
+func cluster1Service(a *Authority, cluster kubernetes.Interface) *Service {
+	return &Service{CA: a, TrustDomain: "cluster.local", DefaultTTL: time.Hour, MaxTTL: 48 * time.Hour,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Auth: &TokenReviewer{Audiences: []string{"istio-ca"}, Clients: func(id model.ClusterID) kubernetes.Interface {
 			if id == "cluster1" {
@@ -147,6 +145,13 @@ func serveCSR(t *testing.T, a *Authority) securityv1alpha1.IstioCertificateServi
 			}
 			return nil
 		}}}
+}
+
+// serveCSR serves a over real gRPC (no TLS) for cluster1, where token
+// "good" is sample/sleep with audience istio-ca.
+func serveCSR(t *testing.T, a *Authority) securityv1alpha1.IstioCertificateServiceClient {
+	t.Helper()
+	svc := cluster1Service(a, reviewingCluster("system:serviceaccount:sample:sleep"))
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -173,15 +178,7 @@ func TestCallerNamingNoClusterIsReviewedByTheLocalCluster(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	local := reviewingCluster("system:serviceaccount:sample:sleep")
-	svc := &Service{CA: a, TrustDomain: "cluster.local", DefaultTTL: time.Hour, MaxTTL: 48 * time.Hour,
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Auth: &TokenReviewer{Audiences: []string{"istio-ca"}, Clients: func(id model.ClusterID) kubernetes.Interface {
-			if id == "cluster1" {
-				return local
-			}
-			return nil
-		}}}
+	svc := cluster1Service(a, reviewingCluster("system:serviceaccount:sample:sleep"))
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	csr := istioAgentCSR(t, key, "spiffe://cluster.local/ns/sample/sa/sleep")
 	call := func(md metadata.MD) error {

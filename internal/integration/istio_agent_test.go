@@ -25,16 +25,24 @@ import (
 	"github.com/horizonmesh/horizon/internal/testing/kubeharness"
 )
 
-// pilotAgentBinary is Istio's own pilot-agent, built unmodified from the
-// istio.io/istio pinned in tools/istiod (scripts/istiod.sh pilot-agent);
-// without it the test is skipped locally and fails under CI=true or
-// HORIZON_REQUIRE_E2E=1 (what `make integration` sets).
+// pilotAgentBinary is Istio's own pilot-agent (scripts/istiod.sh
+// pilot-agent); see istioBinary.
 func pilotAgentBinary(t *testing.T) string {
 	t.Helper()
-	p := os.Getenv("HORIZON_PILOT_AGENT")
+	return istioBinary(t, "HORIZON_PILOT_AGENT", "pilot-agent")
+}
+
+// istioBinary is the Istio binary name that environment variable env
+// names, built unmodified from the istio.io/istio pinned in tools/istiod
+// (scripts/istiod.sh name); without it the test is skipped locally and
+// fails under CI=true or HORIZON_REQUIRE_E2E=1 (what `make integration`
+// sets).
+func istioBinary(t *testing.T, env, name string) string {
+	t.Helper()
+	p := os.Getenv(env)
 	if _, err := os.Stat(p); p == "" || err != nil {
-		msg := "HORIZON_PILOT_AGENT is not set to Istio's pilot-agent: run " +
-			"`export HORIZON_PILOT_AGENT=$(scripts/istiod.sh pilot-agent | tail -1)/pilot-agent` (or `make integration`)"
+		msg := env + " is not set to Istio's " + name + ": run " +
+			"`export " + env + "=$(scripts/istiod.sh " + name + " | tail -1)/" + name + "` (or `make integration`)"
 		if kubeharness.Required() {
 			t.Fatal(msg)
 		}
@@ -56,12 +64,7 @@ func pilotAgentBinary(t *testing.T) string {
 // mesh root.
 func TestIstioAgentGetsItsCertificateFromHorizon(t *testing.T) {
 	agent := pilotAgentBinary(t)
-	c1 := kubeharness.Start(t, kubeharness.Options{Name: "cluster1"})
-	namespace(t, c1, "istio-system", nil)
-	namespace(t, c1, "sample", nil)
-	files, err := catest.New("mesh")
-	must(t, err)
-	installCACerts(t, c1, files)
+	c1, files := istioSampleCluster(t)
 	must(t, createSA(c1, "sample", "sleep"))
 	ports, err := k8sproc.FreePorts(1)
 	must(t, err)
@@ -86,6 +89,20 @@ func TestIstioAgentGetsItsCertificateFromHorizon(t *testing.T) {
 	}
 }
 
+// istioSampleCluster starts cluster1 with namespaces istio-system and
+// sample and the mesh's CA certificates (cacerts) installed, where each
+// Istio test begins.
+func istioSampleCluster(t *testing.T) (*kubeharness.Cluster, catest.Files) {
+	t.Helper()
+	c1 := kubeharness.Start(t, kubeharness.Options{Name: "cluster1"})
+	namespace(t, c1, "istio-system", nil)
+	namespace(t, c1, "sample", nil)
+	files, err := catest.New("mesh")
+	must(t, err)
+	installCACerts(t, c1, files)
+	return c1, files
+}
+
 // runIstioAgent runs pilot-agent as an Istio-injected sleep pod in
 // namespace sample would, with CA and discovery at localhost:port, until it
 // has written its workload certificate, key and root (OUTPUT_CERTS).
@@ -94,13 +111,7 @@ func runIstioAgent(t *testing.T, agent string, port int, clusterID, token string
 	// What an Istio-injected pod mounts, relative to the agent's working
 	// directory (pilot-agent reads ./var/run/secrets/...).
 	work := t.TempDir()
-	write := func(rel string, data []byte) {
-		p := filepath.Join(work, rel)
-		must(t, os.MkdirAll(filepath.Dir(p), 0o755))
-		must(t, os.WriteFile(p, data, 0o600))
-	}
-	write("var/run/secrets/tokens/istio-token", []byte(token))
-	write("var/run/secrets/istio/root-cert.pem", root)
+	istioPodFiles(t, work, token, root)
 	out := filepath.Join(work, "out")
 	must(t, os.Mkdir(out, 0o700)) // OUTPUT_CERTS writes into it, does not make it
 
@@ -139,20 +150,7 @@ func runIstioAgent(t *testing.T, agent string, port int, clusterID, token string
 	must(t, cmd.Start())
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		var exit error
-		select {
-		case exit = <-exited:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			exit = <-exited
-		}
-		if t.Failed() {
-			b, _ := os.ReadFile(logPath)
-			t.Logf("pilot-agent (exit: %v) log:\n%s", exit, lastLines(b, 60))
-		}
-	})
+	t.Cleanup(func() { stopPilotAgent(t, cmd, exited, logPath, 60) })
 
 	// The agent writes key.pem, cert-chain.pem, then root-cert.pem, each
 	// atomically: wait until all three are there and the key is the
@@ -171,6 +169,40 @@ func runIstioAgent(t *testing.T, agent string, port int, clusterID, token string
 	})
 	t.Logf("pilot-agent had its certificate %s after it started", time.Since(agentStart).Round(time.Millisecond))
 	return chainPEM, keyPEM, rootPEM
+}
+
+// istioPodFiles writes into dir what an Istio-injected pod mounts there
+// (pilot-agent reads ./var/run/secrets/... from its working directory):
+// the istio-token token and the istio-ca-root-cert root. write adds a file
+// below dir the same way.
+func istioPodFiles(t *testing.T, dir, token string, root []byte) (write func(rel string, data []byte)) {
+	t.Helper()
+	write = func(rel string, data []byte) {
+		p := filepath.Join(dir, rel)
+		must(t, os.MkdirAll(filepath.Dir(p), 0o755))
+		must(t, os.WriteFile(p, data, 0o600))
+	}
+	write("var/run/secrets/tokens/istio-token", []byte(token))
+	write("var/run/secrets/istio/root-cert.pem", root)
+	return write
+}
+
+// stopPilotAgent stops the pilot-agent cmd runs, whose Wait's result
+// exited receives: SIGTERM, then a kill if it has not exited within 10 s;
+// if t has failed, it logs the last n lines of the agent's log at logPath.
+func stopPilotAgent(t *testing.T, cmd *exec.Cmd, exited chan error, logPath string, n int) {
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	var exit error
+	select {
+	case exit = <-exited:
+	case <-time.After(10 * time.Second):
+		_ = cmd.Process.Kill()
+		exit = <-exited
+	}
+	if t.Failed() {
+		b, _ := os.ReadFile(logPath)
+		t.Logf("pilot-agent (exit: %v) log:\n%s", exit, lastLines(b, n))
+	}
 }
 
 // checkAgentCert: the agent's certificate names only sample/sleep, is for

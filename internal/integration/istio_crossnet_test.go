@@ -3,7 +3,6 @@
 package integration
 
 import (
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -108,22 +107,7 @@ func TestIstioSidecarAcrossNetworks(t *testing.T) {
 	// Horizon's view of an Istio pod's stream; exactly one.
 	stream := func(p istioPod) server.StreamStatus {
 		t.Helper()
-		var syncz struct {
-			Streams []server.StreamStatus `json:"streams"`
-		}
-		body := x.d.get(t, "/debug/syncz")
-		must(t, json.Unmarshal([]byte(body), &syncz))
-		var mine []server.StreamStatus
-		for _, st := range syncz.Streams {
-			for typ, ts := range st.Types {
-				if ts.LastNACK != "" || ts.NACKs > 0 {
-					t.Errorf("%s rejected %s (%d times): %s", st.Proxy, typ, ts.NACKs, ts.LastNACK)
-				}
-			}
-			if strings.HasPrefix(st.Proxy, "sidecar~"+p.ip+"~"+p.name+".sample~") {
-				mine = append(mine, st)
-			}
-		}
+		body, _, mine := syncStreams(t, x.d, "sidecar~"+p.ip+"~"+p.name+".sample~")
 		if len(mine) != 1 {
 			t.Fatalf("%s has %d streams, want 1:\n%s", p.name, len(mine), body)
 		}
@@ -201,25 +185,11 @@ func TestIstioSidecarAcrossNetworks(t *testing.T) {
 			t.Logf("istio-sleep's /clusters: %s", l)
 		}
 	}
-	logLine := func(what, path string, parts ...string) {
-		t.Helper()
-		var found string
-		waitFor(t, 5*time.Second, what+" in "+filepath.Base(path), func() bool {
-			b, _ := os.ReadFile(path)
-			for _, l := range strings.Split(string(b), "\n") {
-				if containsAll(l, parts) {
-					found = l
-				}
-			}
-			return found != ""
-		})
-		t.Logf("%s: %s", what, found)
-	}
-	logLine("istio-sleep's Envoy, a call through cluster2's gateway", logs["istio-sleep"], `"GET /hello HTTP/1.1" 200`,
+	waitLogLine(t, "istio-sleep's Envoy, a call through cluster2's gateway", logs["istio-sleep"], `"GET /hello HTTP/1.1" 200`,
 		"upstream_host="+gw2, "upstream_cluster="+hw, "downstream_local="+crossnetClusterIP+":5000")
-	logLine("istio-sleep's Envoy, a call to v1", logs["istio-sleep"], `"GET /hello HTTP/1.1" 200`,
+	waitLogLine(t, "istio-sleep's Envoy, a call to v1", logs["istio-sleep"], `"GET /hello HTTP/1.1" 200`,
 		"upstream_host="+x.hwPod1, "upstream_cluster="+hw)
-	logLine("v2's Horizon sidecar, inbound from the Istio sidecar", filepath.Join(x.dir, "hw2", "envoy.log"),
+	waitLogLine(t, "v2's Horizon sidecar, inbound from the Istio sidecar", filepath.Join(x.dir, "hw2", "envoy.log"),
 		`"GET /hello HTTP/1.1" 200`, "upstream_cluster=inbound|5000||", "peer_san=spiffe://cluster.local/ns/sample/sa/istio-sleep")
 	if st := stream(pods[0]); !allAcked(st, xdsTypes) {
 		t.Errorf("istio-sleep's stream is not acknowledged: %s", describeStream(st))
@@ -284,9 +254,9 @@ func TestIstioSidecarAcrossNetworks(t *testing.T) {
 		}
 		t.Logf("istio-dns: curl %s: %s", url, out)
 	}
-	logLine("istio-dns's Envoy, a call to remoteonly", logs["istio-dns"], `"GET /hello HTTP/1.1" 200`,
+	waitLogLine(t, "istio-dns's Envoy, a call to remoteonly", logs["istio-dns"], `"GET /hello HTTP/1.1" 200`,
 		"upstream_host="+gw2, "upstream_cluster="+remote, "downstream_local="+remoteIP+":5000")
-	logLine("remote2's Horizon sidecar, inbound from istio-dns", filepath.Join(x.dir, remote2.name, "envoy.log"),
+	waitLogLine(t, "remote2's Horizon sidecar, inbound from istio-dns", filepath.Join(x.dir, remote2.name, "envoy.log"),
 		`"GET /hello HTTP/1.1" 200`, "upstream_cluster=inbound|5000||", "peer_san=spiffe://cluster.local/ns/sample/sa/istio-dns")
 
 	// The agent's stream stayed up through the pushes, the new NameTable

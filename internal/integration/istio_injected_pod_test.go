@@ -13,7 +13,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -39,22 +38,11 @@ import (
 // port, and Istio's cluster name and trust domain equal Horizon's.
 const docDiscoveryAddress = "istiod.istio-system.svc:15012"
 
-// istioctlBinary is Istio's own istioctl, built unmodified from the
-// istio.io/istio pinned in tools/istiod (scripts/istiod.sh istioctl);
-// without it the test is skipped locally and fails under CI=true or
-// HORIZON_REQUIRE_E2E=1 (what `make integration` sets).
+// istioctlBinary is Istio's own istioctl (scripts/istiod.sh istioctl);
+// see istioBinary.
 func istioctlBinary(t *testing.T) string {
 	t.Helper()
-	p := os.Getenv("HORIZON_ISTIOCTL")
-	if _, err := os.Stat(p); p == "" || err != nil {
-		msg := "HORIZON_ISTIOCTL is not set to Istio's istioctl: run " +
-			"`export HORIZON_ISTIOCTL=$(scripts/istiod.sh istioctl | tail -1)/istioctl` (or `make integration`)"
-		if kubeharness.Required() {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	return p
+	return istioBinary(t, "HORIZON_ISTIOCTL", "istioctl")
 }
 
 // istioInjected is what Istio's injector makes of the walkthrough's sleep
@@ -656,20 +644,7 @@ func effectiveDiscoveryAddress(t *testing.T, agent string, c corev1.Container, p
 	must(t, cmd.Start())
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	defer func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		var exit error
-		select {
-		case exit = <-exited:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			exit = <-exited
-		}
-		if t.Failed() {
-			b, _ := os.ReadFile(logPath)
-			t.Logf("pilot-agent (exit: %v) log:\n%s", exit, lastLines(b, 40))
-		}
-	}()
+	defer stopPilotAgent(t, cmd, exited, logPath, 40)
 	const marker = "Effective config: "
 	var cfg string
 	waitFor(t, 30*time.Second, "pilot-agent's effective config in its log", func() bool {

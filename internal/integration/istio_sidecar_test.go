@@ -23,9 +23,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/horizonmesh/horizon/internal/ca"
-	"github.com/horizonmesh/horizon/internal/ca/catest"
 	"github.com/horizonmesh/horizon/internal/cli"
-	"github.com/horizonmesh/horizon/internal/testing/kubeharness"
 	"github.com/horizonmesh/horizon/internal/xds/server"
 )
 
@@ -74,12 +72,7 @@ func TestIstioSidecarGetsHorizonsConfig(t *testing.T) {
 	agent, envoy := pilotAgentBinary(t), envoyBinary(t)
 	tmpl := istioBootstrapTemplate(t)
 	start := time.Now()
-	c1 := kubeharness.Start(t, kubeharness.Options{Name: "cluster1"})
-	namespace(t, c1, "istio-system", nil)
-	namespace(t, c1, "sample", nil)
-	files, err := catest.New("mesh")
-	must(t, err)
-	installCACerts(t, c1, files)
+	c1, files := istioSampleCluster(t)
 	must(t, createSA(c1, "sample", "sleep"))
 	must(t, createSA(c1, "sample", "helloworld"))
 	// The walkthrough's sample namespace in cluster1: helloworld (v1) and
@@ -217,13 +210,7 @@ type istioSidecar struct {
 func startIstioSidecar(t *testing.T, cfg istioSidecarConfig) *istioSidecar {
 	t.Helper()
 	work := t.TempDir()
-	write := func(rel string, data []byte) {
-		p := filepath.Join(work, rel)
-		must(t, os.MkdirAll(filepath.Dir(p), 0o755))
-		must(t, os.WriteFile(p, data, 0o600))
-	}
-	write("var/run/secrets/tokens/istio-token", []byte(cfg.token))
-	write("var/run/secrets/istio/root-cert.pem", cfg.root)
+	write := istioPodFiles(t, work, cfg.token, cfg.root)
 	// The downward-API files an injected pod has.
 	write("etc/istio/pod/labels", []byte("app=\"sleep\"\nsecurity.istio.io/tlsMode=\"istio\"\n"))
 	write("etc/istio/pod/annotations", []byte("sidecar.istio.io/status=\"{}\"\n"))

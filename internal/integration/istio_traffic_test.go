@@ -14,9 +14,7 @@ import (
 	"time"
 
 	"github.com/horizonmesh/horizon/internal/ca"
-	"github.com/horizonmesh/horizon/internal/ca/catest"
 	"github.com/horizonmesh/horizon/internal/cli"
-	"github.com/horizonmesh/horizon/internal/testing/kubeharness"
 	"github.com/horizonmesh/horizon/internal/testing/netlab"
 	"github.com/horizonmesh/horizon/internal/xds/server"
 )
@@ -71,12 +69,7 @@ func TestIstioSidecarTrafficOneNetwork(t *testing.T) {
 	}
 
 	// Kubernetes: the pods, Services, EndpointSlices and ServiceAccounts.
-	c1 := kubeharness.Start(t, kubeharness.Options{Name: "cluster1"})
-	namespace(t, c1, "istio-system", nil)
-	namespace(t, c1, "sample", nil)
-	files, err := catest.New("mesh")
-	must(t, err)
-	installCACerts(t, c1, files)
+	c1, files := istioSampleCluster(t)
 	for _, sa := range []string{"sleep", "helloworld", "hello-istio"} {
 		must(t, createSA(c1, "sample", sa))
 	}
@@ -178,29 +171,15 @@ func TestIstioSidecarTrafficOneNetwork(t *testing.T) {
 	// TLS, the client's certificate verified against the mesh root. Each
 	// client's cluster accepts only the server's service account's SAN
 	// (checked below in its config), so an answer is proof of that one.
-	line := func(what, path string, parts ...string) {
-		t.Helper()
-		var found string
-		waitFor(t, 5*time.Second, what+" in "+filepath.Base(path), func() bool {
-			b, _ := os.ReadFile(path)
-			for _, l := range strings.Split(string(b), "\n") {
-				if containsAll(l, parts) {
-					found = l
-				}
-			}
-			return found != ""
-		})
-		t.Logf("%s: %s", what, found)
-	}
 	hwOut := "upstream_cluster=" + hw
 	istioOut := "upstream_cluster=outbound|5000||hello-istio.sample.svc.cluster.local"
-	line("the Istio sidecar's outbound call", istioLog, `"GET /hello HTTP/1.1" 200`, hwOut,
+	waitLogLine(t, "the Istio sidecar's outbound call", istioLog, `"GET /hello HTTP/1.1" 200`, hwOut,
 		"upstream_host="+hwIP+":5000", "downstream_local="+hwClusterIP+":5000")
-	line("helloworld's Horizon sidecar, inbound from the Istio sidecar", filepath.Join(dir, "helloworld.proxy", "envoy.log"),
+	waitLogLine(t, "helloworld's Horizon sidecar, inbound from the Istio sidecar", filepath.Join(dir, "helloworld.proxy", "envoy.log"),
 		`"GET /hello HTTP/1.1" 200`, "upstream_cluster=inbound|5000||", "peer_san="+istioSAN)
-	line("sleep's Horizon sidecar, outbound to the Istio sidecar", filepath.Join(dir, "sleep.proxy", "envoy.log"),
+	waitLogLine(t, "sleep's Horizon sidecar, outbound to the Istio sidecar", filepath.Join(dir, "sleep.proxy", "envoy.log"),
 		`"GET /hello HTTP/1.1" 200`, istioOut, "upstream_host="+istioIP+":5000", "downstream_local="+istioClusterIP+":5000")
-	line("the Istio sidecar, inbound from sleep", istioLog,
+	waitLogLine(t, "the Istio sidecar, inbound from sleep", istioLog,
 		`"GET /hello HTTP/1.1" 200`, "upstream_cluster=inbound|5000||", "downstream_local="+istioIP+":5000", "peer_san="+sleepSAN)
 	for _, c := range []struct{ from, cluster, san string }{
 		{"hello-istio", hw, "spiffe://cluster.local/ns/sample/sa/helloworld"},
@@ -231,23 +210,8 @@ func TestIstioSidecarTrafficOneNetwork(t *testing.T) {
 		statValue(st, "cluster_manager.cds.update_rejected") != 0 || statValue(st, "listener_manager.lds.update_rejected") != 0 {
 		t.Errorf("the Istio sidecar's Envoy rejected updates (or keeps no such stats):\n%s", st)
 	}
-	var syncz struct {
-		Streams []server.StreamStatus `json:"streams"`
-	}
-	body := d.get(t, "/debug/syncz")
-	must(t, json.Unmarshal([]byte(body), &syncz))
-	var istio []server.StreamStatus
-	for _, st := range syncz.Streams {
-		for typ, ts := range st.Types {
-			if ts.LastNACK != "" || ts.NACKs > 0 {
-				t.Errorf("%s rejected %s (%d times): %s", st.Proxy, typ, ts.NACKs, ts.LastNACK)
-			}
-		}
-		if strings.HasPrefix(st.Proxy, "sidecar~"+istioIP+"~hello-istio.sample~") {
-			istio = append(istio, st)
-		}
-	}
-	if len(syncz.Streams) != 3 || len(istio) != 1 {
+	body, streams, istio := syncStreams(t, d, "sidecar~"+istioIP+"~hello-istio.sample~")
+	if len(streams) != 3 || len(istio) != 1 {
 		t.Fatalf("want 3 streams, one of them the Istio sidecar's:\n%s", body)
 	}
 	if want := "token of system:serviceaccount:sample:hello-istio (cluster cluster1)"; istio[0].Identity != want || !istio[0].Secure {
@@ -297,16 +261,9 @@ func startIstioPod(t *testing.T, lab *netlab.Lab, ns, dir string, p istioPod) st
 		"-m", "REDIRECT", "-i", "*", "-x", "", "-b", "*", "-d", "15090,15021,15020")
 	lab.In(ns, initArgs...)
 	work := filepath.Join(dir, p.name+".proxy")
-	for rel, data := range map[string]string{
-		"var/run/secrets/tokens/istio-token":  p.token,
-		"var/run/secrets/istio/root-cert.pem": string(p.root),
-		"etc/istio/pod/labels":                "app=\"" + p.name + "\"\nsecurity.istio.io/tlsMode=\"istio\"\n",
-		"etc/istio/pod/annotations":           "sidecar.istio.io/status=\"{}\"\n",
-	} {
-		f := filepath.Join(work, rel)
-		must(t, os.MkdirAll(filepath.Dir(f), 0o755))
-		must(t, os.WriteFile(f, []byte(data), 0o600))
-	}
+	write := istioPodFiles(t, work, p.token, p.root)
+	write("etc/istio/pod/labels", []byte("app=\""+p.name+"\"\nsecurity.istio.io/tlsMode=\"istio\"\n"))
+	write("etc/istio/pod/annotations", []byte("sidecar.istio.io/status=\"{}\"\n"))
 	must(t, os.MkdirAll(filepath.Join(work, "etc/istio/proxy"), 0o755))
 	must(t, filepath.Walk(work, func(f string, _ os.FileInfo, err error) error {
 		if err != nil {
@@ -356,6 +313,46 @@ func copyFile(t *testing.T, from, to string, mode os.FileMode) {
 		t.Fatal(err)
 	}
 	must(t, out.Close())
+}
+
+// waitLogLine waits up to 5 s for a line of the log at path that holds
+// every one of parts, and logs the last such line as what.
+func waitLogLine(t *testing.T, what, path string, parts ...string) {
+	t.Helper()
+	var found string
+	waitFor(t, 5*time.Second, what+" in "+filepath.Base(path), func() bool {
+		b, _ := os.ReadFile(path)
+		for _, l := range strings.Split(string(b), "\n") {
+			if containsAll(l, parts) {
+				found = l
+			}
+		}
+		return found != ""
+	})
+	t.Logf("%s: %s", what, found)
+}
+
+// syncStreams reads d's /debug/syncz, fails the test (not at once) for
+// each type any stream has rejected, and returns the body, every stream,
+// and the streams whose proxy ID begins with prefix.
+func syncStreams(t *testing.T, d *discoveryProc, prefix string) (body string, streams, matching []server.StreamStatus) {
+	t.Helper()
+	var syncz struct {
+		Streams []server.StreamStatus `json:"streams"`
+	}
+	body = d.get(t, "/debug/syncz")
+	must(t, json.Unmarshal([]byte(body), &syncz))
+	for _, st := range syncz.Streams {
+		for typ, ts := range st.Types {
+			if ts.LastNACK != "" || ts.NACKs > 0 {
+				t.Errorf("%s rejected %s (%d times): %s", st.Proxy, typ, ts.NACKs, ts.LastNACK)
+			}
+		}
+		if strings.HasPrefix(st.Proxy, prefix) {
+			matching = append(matching, st)
+		}
+	}
+	return body, syncz.Streams, matching
 }
 
 func containsAll(s string, parts []string) bool {
