@@ -48,6 +48,9 @@ func runCmd(ctx context.Context, stdin []byte, args ...string) (string, error) {
 	return string(out), nil
 }
 
+// bridgeMAC is the fixed, locally administered address of the lab's bridge n.
+func bridgeMAC(n int) string { return fmt.Sprintf("02:68:6c:00:00:%02x", n) }
+
 // NetworkCommands are the commands that build the lab's networks.
 func NetworkCommands() [][]string {
 	in := func(ns string, args ...string) []string { return append([]string{"ip", "-n", ns}, args...) }
@@ -55,7 +58,10 @@ func NetworkCommands() [][]string {
 	cmds := [][]string{
 		{"ip", "netns", "add", PublicNS},
 		in(PublicNS, "link", "set", "lo", "up"),
-		in(PublicNS, "link", "add", "br0", "type", "bridge"),
+		// Each bridge gets a fixed address: one created without takes the
+		// lowest of its ports' and changes it as pods come and go, and a pod
+		// that resolved its gateway before kept sending to the old one.
+		in(PublicNS, "link", "add", "br0", "address", bridgeMAC(0), "type", "bridge"),
 		in(PublicNS, "link", "set", "br0", "up"),
 	}
 	for i, c := range Clusters {
@@ -64,7 +70,7 @@ func NetworkCommands() [][]string {
 		cmds = append(cmds,
 			[]string{"ip", "netns", "add", r},
 			in(r, "link", "set", "lo", "up"),
-			in(r, "link", "add", "br0", "type", "bridge"),
+			in(r, "link", "add", "br0", "address", bridgeMAC(i+1), "type", "bridge"),
 			in(r, "addr", "add", c.Router+"/"+strconv.Itoa(netip.MustParsePrefix(c.PodCIDR).Bits()), "dev", "br0"),
 			in(r, "link", "set", "br0", "up"),
 			[]string{"ip", "link", "add", a, "type", "veth", "peer", "name", b},

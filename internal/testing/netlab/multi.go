@@ -8,7 +8,7 @@ func (l *Lab) Bridge(name string) string {
 	l.t.Helper()
 	ns := l.prefix + "-" + name
 	l.addNS(ns)
-	l.In(ns, "ip", "link", "add", "br0", "type", "bridge")
+	l.In(ns, "ip", "link", "add", "br0", "address", l.bridgeMAC(), "type", "bridge")
 	l.In(ns, "ip", "link", "set", "br0", "up")
 	l.In(ns, "ip", "link", "set", "lo", "up")
 	return ns

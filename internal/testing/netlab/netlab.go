@@ -39,12 +39,24 @@ func Require(t testing.TB) {
 
 // Lab is a set of namespaces joined by one bridge.
 type Lab struct {
-	t      testing.TB
-	prefix string
-	bridge string // namespace holding the bridge
-	procs  []*exec.Cmd
-	ns     []string
-	links  int
+	t       testing.TB
+	prefix  string
+	bridge  string // namespace holding the bridge
+	procs   []*exec.Cmd
+	ns      []string
+	links   int
+	bridges int
+}
+
+// bridgeMAC is a fixed (locally administered) address for a new bridge.
+// A bridge created without one takes the lowest address of its ports and
+// changes it as ports come and go: a namespace that resolved the gateway
+// before a later namespace was plugged in kept sending to the old address,
+// and its traffic through the gateway was dropped until its neighbour
+// entry expired (tens of seconds).
+func (l *Lab) bridgeMAC() string {
+	l.bridges++
+	return fmt.Sprintf("02:68:7a:00:%02x:%02x", l.bridges>>8&0xff, l.bridges&0xff)
 }
 
 // New creates the bridge namespace (PREFIX-br, bridge br0 with gateway
@@ -55,7 +67,7 @@ func New(t testing.TB, prefix, gw string) *Lab {
 	l.cleanupLeftovers()
 	t.Cleanup(l.close)
 	l.addNS(l.bridge)
-	l.In(l.bridge, "ip", "link", "add", "br0", "type", "bridge")
+	l.In(l.bridge, "ip", "link", "add", "br0", "address", l.bridgeMAC(), "type", "bridge")
 	l.In(l.bridge, "ip", "addr", "add", gw, "dev", "br0")
 	l.In(l.bridge, "ip", "link", "set", "br0", "up")
 	l.In(l.bridge, "ip", "link", "set", "lo", "up")
