@@ -286,8 +286,12 @@ func (c *conn) sotwRequest(r *sotwRequest) error {
 		}
 		ts.e.mu.Lock()
 		err = ts.setSotwNames(r)
-		if v := req.GetVersionInfo(); v != "" && v == ts.e.versionInfo() {
-			// A proxy back on a new stream with what the view holds.
+		if v := req.GetVersionInfo(); v != "" && v == ts.e.versionInfo() && ts.wildcard {
+			// A proxy back on a new stream with the whole view at its
+			// current version. Only a wildcard subscription says what it
+			// holds: a version names the view, not which of its resources
+			// an earlier stream asked for, so a proxy naming resources is
+			// sent every one it names.
 			ts.started, ts.at = true, ts.e.version
 		}
 		ts.e.mu.Unlock()

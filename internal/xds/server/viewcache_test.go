@@ -258,6 +258,14 @@ func TestViewCacheRequestAtCurrentVersionBlocks(t *testing.T) {
 	s3 := env.sotw(t, "p1", "a")
 	s3.send(t, &discovery.DiscoveryRequest{TypeUrl: resource.EndpointType, VersionInfo: r.GetVersionInfo()})
 	s3.mustBlock(t)
+	// One naming resources is sent every one it names, even at the view's
+	// version: an earlier stream of the proxy may have named fewer.
+	s5 := env.sotw(t, "p4", "a")
+	s5.send(t, &discovery.DiscoveryRequest{TypeUrl: resource.EndpointType, VersionInfo: r.GetVersionInfo(), ResourceNames: []string{"a", "b"}})
+	if got := names(sotwContent(t, s5.recv(t, resource.EndpointType))); !slices.Equal(got, []string{"a", "b"}) {
+		t.Fatalf("a new stream naming a and b at the view's version got %v, want a and b", got)
+	}
+	s5.close()
 	// One with a version of another view instance gets everything.
 	s4 := env.sotw(t, "p3", "a")
 	s4.send(t, &discovery.DiscoveryRequest{TypeUrl: resource.EndpointType, VersionInfo: "network=a@old.1-0"})
