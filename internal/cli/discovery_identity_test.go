@@ -203,8 +203,9 @@ func (c *deltaClient) next(t *testing.T, typeURL string) (*discovery.DeltaDiscov
 func anyResponse(*discovery.DiscoveryResponse) bool { return true }
 
 // TestSecurePortRefusesIdentityMismatchOnFirstRequest: a stream whose client
-// certificate names another identity than its node (or has none) gets
-// PermissionDenied and no resources, on state-of-the-world and delta.
+// certificate names another identity than its node gets PermissionDenied
+// (one with none, Unauthenticated) and no resources, on state-of-the-world
+// and delta.
 func TestSecurePortRefusesIdentityMismatchOnFirstRequest(t *testing.T) {
 	d := startIdentityDiscovery(t)
 	for _, tt := range []struct {
@@ -217,7 +218,8 @@ func TestSecurePortRefusesIdentityMismatchOnFirstRequest(t *testing.T) {
 		{"node claims another service account", "sample", "sleep", sleepNode("sample", "helloworld"), codes.PermissionDenied},
 		{"node claims another namespace", "sample", "sleep", sleepNode("istio-system", "sleep"), codes.PermissionDenied},
 		{"node claims no identity", "sample", "sleep", adsclient.Node("sidecar~10.1.0.9~p~x", "", "cluster1"), codes.PermissionDenied},
-		{"no client certificate", "", "", sleepNode("sample", "sleep"), codes.PermissionDenied},
+		// Refused when it opens, before it takes a stream slot.
+		{"no client certificate", "", "", sleepNode("sample", "sleep"), codes.Unauthenticated},
 	} {
 		t.Run("sotw/"+tt.name, func(t *testing.T) {
 			c := d.sotw(t, tt.certNS, tt.certSA, tt.node)
@@ -286,9 +288,11 @@ func TestSecurePortRefusesIdentityChangeLaterOnTheSameStream(t *testing.T) {
 
 // TestSecurePortNoCertDeltaStreamBesideVerifiedSotWStream: state-of-the-world
 // and delta streams are numbered by separate counters, so each of these is
-// stream 1 of its kind. A client without a certificate on a delta stream
-// must be refused and get nothing, whatever the verified client's SotW
-// stream has done; and the verified client must keep being served.
+// stream 1 of its kind. A client with another workload's certificate on a
+// delta stream, claiming the verified client's node, must be refused and
+// get nothing, whatever the verified client's SotW stream has done; and the
+// verified client must keep being served. (A client without any
+// certificate is refused when its stream opens.)
 func TestSecurePortNoCertDeltaStreamBesideVerifiedSotWStream(t *testing.T) {
 	for _, order := range []string{"delta opened first", "sotw opened first"} {
 		t.Run(order, func(t *testing.T) {
@@ -296,7 +300,7 @@ func TestSecurePortNoCertDeltaStreamBesideVerifiedSotWStream(t *testing.T) {
 			verifiedNode := sleepNode("sample", "sleep")
 			var attacker *deltaClient
 			if order == "delta opened first" {
-				attacker = d.delta(t, "", "")
+				attacker = d.delta(t, "evil", "evil")
 				waitUntil(t, "the delta stream to open", func() bool { return d.openStreams(true) == 1 })
 			}
 			verified := d.sotw(t, "sample", "sleep", verifiedNode)
@@ -305,7 +309,7 @@ func TestSecurePortNoCertDeltaStreamBesideVerifiedSotWStream(t *testing.T) {
 				t.Fatalf("verified SotW client: %v", err)
 			}
 			if attacker == nil {
-				attacker = d.delta(t, "", "")
+				attacker = d.delta(t, "evil", "evil")
 			}
 			// The server may end the stream after the first request: a send
 			// error (EOF) then is the refusal, seen below.
@@ -314,11 +318,11 @@ func TestSecurePortNoCertDeltaStreamBesideVerifiedSotWStream(t *testing.T) {
 				ResourceNamesSubscribe: []string{hwEDS}})
 			r, err := attacker.next(t, resource.ClusterType)
 			if c := status.Code(err); c != codes.PermissionDenied && c != codes.Unauthenticated {
-				t.Errorf("client without a certificate: got %v (CDS with %d resources), want PermissionDenied", err, len(r.GetResources()))
+				t.Errorf("client with another workload's certificate: got %v (CDS with %d resources), want PermissionDenied", err, len(r.GetResources()))
 			}
 			for len(attacker.responses) > 0 {
 				r := <-attacker.responses
-				t.Errorf("client without a certificate received %s with %d resources", r.TypeUrl, len(r.Resources))
+				t.Errorf("client with another workload's certificate received %s with %d resources", r.TypeUrl, len(r.Resources))
 			}
 			// The verified client is unaffected by the refused stream.
 			_ = verified.Request(resource.EndpointType, []string{hwEDS}, "", "", "")
@@ -339,9 +343,9 @@ func TestSecurePortNoCertDeltaStreamBesideVerifiedSotWStream(t *testing.T) {
 // one tracker. A stream of one port must neither lend its (absent) identity
 // check to, nor end, the same-numbered stream of the other.
 func TestSecurePortStreamsApartFromPlaintextPortStreams(t *testing.T) {
-	t.Run("no-certificate TLS stream beside a plaintext stream", func(t *testing.T) {
+	t.Run("another workload's TLS stream beside a plaintext stream", func(t *testing.T) {
 		d := startIdentityDiscoveryWith(t, true)
-		attacker := d.sotw(t, "", "", sleepNode("sample", "sleep")) // TLS stream 1, no certificate
+		attacker := d.sotw(t, "evil", "evil", sleepNode("sample", "sleep")) // TLS stream 1, another identity
 		waitUntil(t, "the TLS stream to open", func() bool { return d.openStreams(false) == 1 })
 		plain, err := adsclient.Dial(d.xds, sleepNode("sample", "sleep")) // plaintext stream 1
 		if err != nil {
@@ -355,7 +359,7 @@ func TestSecurePortStreamsApartFromPlaintextPortStreams(t *testing.T) {
 		_ = attacker.Request(resource.ClusterType, nil, "", "", "")
 		r, err := attacker.Wait(resource.ClusterType, 5*time.Second, anyResponse)
 		if status.Code(err) != codes.PermissionDenied {
-			t.Errorf("TLS client without a certificate: got %v (CDS with %d resources), want PermissionDenied", err, len(r.GetResources()))
+			t.Errorf("TLS client with another workload's certificate: got %v (CDS with %d resources), want PermissionDenied", err, len(r.GetResources()))
 		}
 	})
 	t.Run("verified TLS stream outlives a plaintext stream", func(t *testing.T) {

@@ -109,7 +109,7 @@ func TestSecurePortChecksProxyIdentity(t *testing.T) {
 	}{
 		{"matching identity", "sample", "sleep", "sample", "sleep", codes.OK},
 		{"node claims another service account", "sample", "sleep", "sample", "helloworld", codes.PermissionDenied},
-		{"no client certificate", "", "", "sample", "sleep", codes.PermissionDenied},
+		{"no client certificate", "", "", "sample", "sleep", codes.Unauthenticated},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -111,6 +111,9 @@ func (f translateFlags) validate() ([]manifest.ClusterSource, error) {
 	if f.output != "json" && f.output != "yaml" {
 		return nil, usageErrorf("--output %q: must be json or yaml", f.output)
 	}
+	if err := model.ValidateTrustDomain(f.trustDomain); err != nil {
+		return nil, usageErrorf("--trust-domain: %v", err)
+	}
 	if f.name != "" && (f.typ == "cds" || f.typ == "eds") {
 		if _, _, err := translate.ParseClusterName(f.name); err != nil && f.name != translate.PassthroughCluster {
 			return nil, usageErrorf("--name: %v", err)
@@ -178,20 +181,18 @@ func runTranslate(ctx context.Context, f translateFlags, stdout io.Writer, logge
 		}
 		in.Gateways = gws
 	}
-	p := translate.Proxy{Network: f.proxyNetwork, Cluster: model.ClusterID(f.proxyCluster)}
-	if f.role == "router" {
-		p.Role, p.Labels = translate.RoleRouter, map[string]string{}
+	claim := translate.Claim{Router: f.role == "router", Network: f.proxyNetwork, Cluster: model.ClusterID(f.proxyCluster)}
+	for _, ip := range f.proxyIPs {
+		claim.IPs = append(claim.IPs, netip.MustParseAddr(ip)) // validated
+	}
+	if claim.Router {
+		claim.Labels = map[string]string{}
 		for _, l := range f.labels {
 			k, v, _ := strings.Cut(l, "=")
-			p.Labels[k] = v
+			claim.Labels[k] = v
 		}
-	} else {
-		var ips []netip.Addr
-		for _, ip := range f.proxyIPs {
-			ips = append(ips, netip.MustParseAddr(ip)) // validated
-		}
-		p.Inbound = m.PortsServedBy(p.Cluster, ips)
 	}
+	p, _ := translate.ProxyOf(m, claim)
 	byType := map[string][]proto.Message{}
 	var all []proto.Message
 	for _, typeURL := range translateTypes[f.typ] {

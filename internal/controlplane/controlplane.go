@@ -100,12 +100,12 @@ func New(opts Options) *ControlPlane {
 		cp.names = dnscache.NewTable(opts.Resolver, opts.RefreshInterval, cp.changed)
 	}
 	cp.metrics = newMetrics(opts.Registry, cp)
-	cp.Views = server.NewViewCache(cp.build, cp.Classify, opts.MaxViews)
+	cp.Views = server.NewViewCache(cp.build, cp.classify, opts.MaxViews)
 	cp.Tracker = server.NewTracker(server.Hooks{
 		Ready:       cp.Ready,
 		Connected:   func(n string, d int) { cp.metrics.proxies.WithLabelValues(n).Add(float64(d)) },
-		NACK:        func(_ server.Proxy, t, _ string) { cp.metrics.nacks.WithLabelValues(server.TypeName(t)).Inc() },
-		Pushed:      func(t string) { cp.metrics.pushes.WithLabelValues(server.TypeName(t)).Inc() },
+		NACK:        func(_ server.Proxy, t, _ string) { cp.metrics.nacks.WithLabelValues(server.MetricType(t)).Inc() },
+		Pushed:      func(t string) { cp.metrics.pushes.WithLabelValues(server.MetricType(t)).Inc() },
 		Unsupported: func() { cp.metrics.unsupported.Inc() },
 	}, cp.Views, opts.Limits, cp.log)
 	return cp

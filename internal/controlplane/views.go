@@ -32,19 +32,39 @@ import (
 // views: without it every distinct NETWORK a client invents would be a
 // view holding a copy of the whole mesh's endpoints.
 func (cp *ControlPlane) Classify(typeURL string, p server.Proxy) (translate.View, error) {
+	v, _, err := cp.classify(typeURL, p)
+	return v, err
+}
+
+// classify is Classify for the ViewCache, which also learns whether the
+// view's key rests on what the proxy claims (translate.ProxyOf): a
+// sidecar's inbound ports and a router's labels are read from the
+// workload the mesh has at the proxy's addresses — on the TLS port, only
+// one running as the stream's proved identity.
+func (cp *ControlPlane) classify(typeURL string, p server.Proxy) (translate.View, bool, error) {
 	if err := cp.knows(p); err != nil {
-		return translate.View{}, err
+		return translate.View{}, false, err
 	}
-	tp := translate.Proxy{Network: p.Network, Cluster: p.Cluster, Labels: p.Labels}
-	if p.Router {
-		tp.Role = translate.RoleRouter
-	} else if m := cp.mesh.Load(); m != nil && (typeURL == resource.ClusterType || typeURL == resource.ListenerType) {
-		tp.Inbound = m.PortsServedBy(p.Cluster, p.IPs)
+	var tp translate.Proxy
+	claimed := false
+	switch {
+	case typeURL == resource.ClusterType || typeURL == resource.ListenerType:
+		claim := translate.Claim{Router: p.Router, Network: p.Network, Cluster: p.Cluster, IPs: p.IPs, Labels: p.Labels}
+		if p.Verified {
+			claim.Namespace, claim.ServiceAccount = p.Namespace, p.ServiceAccount
+		}
+		tp, claimed = translate.ProxyOf(cp.mesh.Load(), claim)
+	default:
+		// Other types depend on the network or cluster only.
+		tp = translate.Proxy{Network: p.Network, Cluster: p.Cluster}
+		if p.Router {
+			tp.Role = translate.RoleRouter
+		}
 	}
 	if v, ok := translate.ViewOf(typeURL, tp); ok {
-		return v, nil
+		return v, claimed, nil
 	}
-	return translate.View{}, server.UnsupportedType(typeURL)
+	return translate.View{}, false, server.UnsupportedType(typeURL)
 }
 
 // knows checks that the proxy's network and cluster are part of the mesh.

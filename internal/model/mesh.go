@@ -160,27 +160,78 @@ func addrPortLess(a netip.Addr, ap uint32, b netip.Addr, bp uint32) bool {
 	return ap < bp
 }
 
-// PortsServedBy returns, sorted, the ports a workload of cluster at ips
-// serves: those of the endpoints at those addresses. They are a sidecar's
-// inbound ports.
-func (m *Mesh) PortsServedBy(cluster ClusterID, ips []netip.Addr) []uint32 {
-	if len(ips) == 0 {
-		return nil
+// Workload is one workload of a cluster as its endpoints show it: a Pod,
+// or, for endpoints whose Pod is not known, one address.
+type Workload struct {
+	Namespace      string
+	PodName        string // empty: no known Pod, the workload is an address
+	ServiceAccount string
+	Labels         map[string]string
+	// Ports are the ports its endpoints serve, sorted: a sidecar's inbound
+	// ports.
+	Ports []uint32
+}
+
+// WorkloadAt finds the workload of cluster at the first of ips that an
+// endpoint has. With namespace and serviceAccount set, only a Pod running
+// as that identity counts (an endpoint with no known Pod never does).
+//
+// A proxy's views are keyed by what this returns, not by the addresses it
+// states: the result is one real workload, so however a client combines
+// addresses, it can only ever name the views of workloads that exist.
+func (m *Mesh) WorkloadAt(cluster ClusterID, ips []netip.Addr, namespace, serviceAccount string) (Workload, bool) {
+	var found *Endpoint
+	rank := len(ips)
+	m.eachEndpoint(cluster, func(e *Endpoint) {
+		if namespace != "" && (e.PodName == "" || e.Namespace != namespace || e.ServiceAccount != serviceAccount) {
+			return
+		}
+		i := slices.Index(ips, e.Address)
+		if i < 0 || i > rank || (i == rank && found != nil && !podLess(e, found)) {
+			return
+		}
+		found, rank = e, i
+	})
+	if found == nil {
+		return Workload{}, false
 	}
+	w := Workload{Namespace: found.Namespace, PodName: found.PodName, ServiceAccount: found.ServiceAccount, Labels: found.Labels}
 	set := map[uint32]bool{}
+	m.eachEndpoint(cluster, func(e *Endpoint) {
+		same := e.PodName == found.PodName && e.Namespace == found.Namespace
+		if found.PodName == "" {
+			same = e.PodName == "" && e.Address == found.Address
+		}
+		if same {
+			set[e.Port] = true
+		}
+	})
+	for port := range set {
+		w.Ports = append(w.Ports, port)
+	}
+	slices.Sort(w.Ports)
+	return w, true
+}
+
+// podLess orders endpoints at one address (a reused address may briefly
+// be listed for two Pods) so that WorkloadAt's answer does not depend on
+// map order.
+func podLess(a, b *Endpoint) bool {
+	if a.Namespace != b.Namespace {
+		return a.Namespace < b.Namespace
+	}
+	return a.PodName < b.PodName
+}
+
+// eachEndpoint calls f with every endpoint of cluster.
+func (m *Mesh) eachEndpoint(cluster ClusterID, f func(*Endpoint)) {
 	for _, s := range m.services {
 		for _, eps := range s.Endpoints {
 			for _, e := range eps {
-				if e.Cluster == cluster && slices.Contains(ips, e.Address) {
-					set[e.Port] = true
+				if e.Cluster == cluster {
+					f(e)
 				}
 			}
 		}
 	}
-	out := make([]uint32, 0, len(set))
-	for port := range set {
-		out = append(out, port)
-	}
-	slices.Sort(out)
-	return out
 }

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -53,6 +54,9 @@ type conn struct {
 	// encoded for other streams fit it byte for byte.
 	shareable bool
 	nonces    uint64
+	// names and nameBytes are the resource names the stream subscribes
+	// to over all its types (Limits.MaxNamesPerStream, MaxNameBytesPerStream).
+	names, nameBytes int
 	// moves are views Reclassify moved the stream to, by type, until the
 	// stream's goroutine applies them (pushAll).
 	movesMu sync.Mutex
@@ -145,8 +149,16 @@ func serve[Req any](a *ads, st grpc.ServerStream, delta bool, recv func() (*Req,
 	}
 	defer c.close()
 	reqs, errc := receive(st.Context(), recv)
+	// A stream that asks for nothing holds a slot for nothing: it must
+	// send its first request soon after opening.
+	wait := a.tracker.limits.FirstRequestTimeout
+	firstTimer := time.NewTimer(wait)
+	defer firstTimer.Stop()
+	first := firstTimer.C
 	for {
 		select {
+		case <-first:
+			return status.Errorf(codes.DeadlineExceeded, "no request within %s of opening the stream", wait)
 		case <-a.ctx.Done():
 			return nil
 		case <-st.Context().Done():
@@ -156,6 +168,7 @@ func serve[Req any](a *ads, st grpc.ServerStream, delta bool, recv func() (*Req,
 		case err := <-errc:
 			return endOfStream(err)
 		case req := <-reqs:
+			first = nil
 			if err := handle(c, req); err != nil {
 				return err
 			}
@@ -187,6 +200,14 @@ func receive[T any](ctx context.Context, recv func() (*T, error)) (<-chan *T, <-
 		}
 	}()
 	return reqs, errc
+}
+
+// asStatus is err as a gRPC status: its own if it has one, else code.
+func asStatus(err error, code codes.Code) error {
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	return status.Error(code, err.Error())
 }
 
 func endOfStream(err error) error {
@@ -250,6 +271,19 @@ func (c *conn) subscribe(typeURL string) (*typeStream, error) {
 	return ts, nil
 }
 
+// holdNames accounts for ts's names becoming names names of nameBytes
+// bytes, or refuses them when the stream would pass its limits.
+func (c *conn) holdNames(ts *typeStream, names, nameBytes int) error {
+	l := c.a.tracker.limits
+	n, b := c.names-ts.heldNames+names, c.nameBytes-ts.heldBytes+nameBytes
+	if n > l.MaxNamesPerStream || b > l.MaxNameBytesPerStream {
+		return status.Errorf(codes.ResourceExhausted, "%s: a stream may subscribe to at most %d resource names of %d bytes in all (this request: %d names, %d bytes)",
+			TypeName(ts.typeURL), l.MaxNamesPerStream, l.MaxNameBytesPerStream, n, b)
+	}
+	c.names, c.nameBytes, ts.heldNames, ts.heldBytes = n, b, names, nameBytes
+	return nil
+}
+
 // typeRank orders pushes as Envoy wants them: a cluster before its
 // endpoints, a listener before its routes.
 func typeRank(typeURL string) int {
@@ -296,7 +330,7 @@ func (c *conn) sotwRequest(r *sotwRequest) error {
 		}
 		ts.e.mu.Unlock()
 		if err != nil {
-			return status.Error(codes.InvalidArgument, err.Error())
+			return asStatus(err, codes.InvalidArgument)
 		}
 	case ts == nil:
 		return nil // a type Horizon does not serve
@@ -310,7 +344,7 @@ func (c *conn) sotwRequest(r *sotwRequest) error {
 		err := ts.setSotwNames(r)
 		ts.e.mu.Unlock()
 		if err != nil {
-			return status.Error(codes.InvalidArgument, err.Error())
+			return asStatus(err, codes.InvalidArgument)
 		}
 		if len(ts.added) == 0 && !ts.resync {
 			return nil // an ACK or NACK
@@ -340,8 +374,11 @@ func (c *conn) deltaRequest(req *discovery.DeltaDiscoveryRequest) error {
 		return nil
 	}
 	ts.e.mu.Lock()
-	ts.setDeltaNames(req.GetResourceNamesSubscribe(), req.GetResourceNamesUnsubscribe(), req.GetInitialResourceVersions())
+	err := ts.setDeltaNames(req.GetResourceNamesSubscribe(), req.GetResourceNamesUnsubscribe(), req.GetInitialResourceVersions())
 	ts.e.mu.Unlock()
+	if err != nil {
+		return err
+	}
 	if ts.started && len(ts.added) == 0 && !ts.resync {
 		return nil
 	}

@@ -62,8 +62,14 @@ type adsEnv struct {
 
 func newADS(t *testing.T, w *vcWorld) *adsEnv {
 	t.Helper()
+	return newADSWith(t, w, Limits{MaxTypesPerStream: 64})
+}
+
+// newADSWith is newADS with the tracker's limits.
+func newADSWith(t *testing.T, w *vcWorld, limits Limits) *adsEnv {
+	t.Helper()
 	ctx, stop := context.WithCancel(context.Background())
-	tr := NewTracker(Hooks{}, w.vc, Limits{MaxTypesPerStream: 64}, slog.New(slog.DiscardHandler))
+	tr := NewTracker(Hooks{}, w.vc, limits, slog.New(slog.DiscardHandler))
 	g := NewGRPC(ctx, w.vc, tr)
 	lis := bufconn.Listen(1 << 20)
 	env := &adsEnv{w: w, tr: tr, stop: stop, served: make(chan error, 1)}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/netip"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -12,8 +13,11 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/horizonmesh/horizon/internal/ratelog"
 )
 
 // Hooks are how the tracker reports to the rest of the control plane.
@@ -30,17 +34,46 @@ type Limits struct {
 	// MaxStreams bounds the open ADS streams of both kinds together; a
 	// stream past it is refused with ResourceExhausted. 0: 10,000.
 	MaxStreams int
+	// MaxStreamsPerClient bounds the open streams of one client: a proved
+	// identity (SPIFFE id, or reviewed token) on the TLS port, a peer
+	// address on the plaintext port. 0: a quarter of MaxStreams (at least
+	// 16), so that no one client can take every slot.
+	MaxStreamsPerClient int
 	// MaxTypesPerStream bounds the resource types one stream may ask for
 	// (served or not). 0: 16.
 	MaxTypesPerStream int
+	// MaxNamesPerStream and MaxNameBytesPerStream bound the resource
+	// names one stream subscribes to, over all its types. 0: 65,536 names
+	// and 2 MiB (10,000 services' load assignments are ~0.5 MiB).
+	MaxNamesPerStream     int
+	MaxNameBytesPerStream int
+	// FirstRequestTimeout closes a stream that sends no request within it
+	// of opening. 0: 5 s (Envoy sends its first request at once).
+	FirstRequestTimeout time.Duration
 }
+
+// MaxTypeURLBytes bounds a request's type URL: Envoy's longest is under
+// 100 bytes. A longer one ends the stream.
+const MaxTypeURLBytes = 256
 
 func (l Limits) withDefaults() Limits {
 	if l.MaxStreams <= 0 {
 		l.MaxStreams = 10000
 	}
+	if l.MaxStreamsPerClient <= 0 {
+		l.MaxStreamsPerClient = max(l.MaxStreams/4, 16)
+	}
 	if l.MaxTypesPerStream <= 0 {
 		l.MaxTypesPerStream = 16
+	}
+	if l.MaxNamesPerStream <= 0 {
+		l.MaxNamesPerStream = 65536
+	}
+	if l.MaxNameBytesPerStream <= 0 {
+		l.MaxNameBytesPerStream = 2 << 20
+	}
+	if l.FirstRequestTimeout <= 0 {
+		l.FirstRequestTimeout = 5 * time.Second
 	}
 	return l
 }
@@ -93,6 +126,8 @@ type stream struct {
 	// counted: the proxy was reported Connected (its first request was
 	// accepted), so closing must report it gone.
 	counted bool
+	// client is who the stream counts against (Proxy.Client).
+	client string
 }
 
 // Tracker is what the ADS server reports every stream to: it refuses streams
@@ -104,6 +139,9 @@ type Tracker struct {
 	views  *ViewCache
 	limits Limits
 	log    *slog.Logger
+	// clog logs what clients can trigger, at most one line per message
+	// and client per interval.
+	clog   *slog.Logger
 	logged *onceSet // unsupported type URLs already logged
 
 	servers atomic.Uint32             // ServerCallbacks handed out
@@ -111,12 +149,14 @@ type Tracker struct {
 
 	mu      sync.Mutex
 	streams map[streamKey]*stream
+	clients map[string]int // open streams per client
 }
 
 // NewTracker returns a Tracker binding streams to views of vc.
 func NewTracker(hooks Hooks, vc *ViewCache, limits Limits, log *slog.Logger) *Tracker {
 	return &Tracker{hooks: hooks, views: vc, limits: limits.withDefaults(), log: log,
-		logged: newOnceSet(64), streams: map[streamKey]*stream{}}
+		clog:   ratelog.New(log, ratelog.Options{Every: 10 * time.Second, KeyAttrs: []string{"client"}}),
+		logged: newOnceSet(64), streams: map[streamKey]*stream{}, clients: map[string]int{}}
 }
 
 // AcceptTokens lets TLS streams without a client certificate authenticate
@@ -152,22 +192,40 @@ func (t *Tracker) open(ctx context.Context, k streamKey) error {
 		return status.Error(codes.Unavailable, "control plane is not ready: the local cluster has not synced yet")
 	}
 	identity, secure := peerIdentity(ctx)
+	client := identity
 	var token *tokenCaller
-	if ta := t.tokens.Load(); secure && identity == "" && ta != nil {
-		// Reviewed once per stream, before it counts against the limit;
-		// every request is then checked against it (request).
+	if secure && identity == "" {
+		// A TLS stream must prove who it is before it takes a slot: a
+		// silent stream without a certificate or token could otherwise
+		// hold slots legitimate proxies need.
+		ta := t.tokens.Load()
+		if ta == nil {
+			return t.refuse(ctx, "", status.Error(codes.Unauthenticated,
+				"no mesh client certificate: xDS on the secure port needs one"))
+		}
 		var err error
 		if token, err = ta.reviewToken(ctx); err != nil {
-			t.log.Warn("xDS stream refused", "error", err)
-			return err
+			return t.refuse(ctx, "", err)
 		}
+		if token == nil {
+			return t.refuse(ctx, "", status.Error(codes.Unauthenticated,
+				"no mesh client certificate or bearer token: xDS on the secure port needs one"))
+		}
+		client = token.String()
+	}
+	if client == "" {
+		client = "peer " + peerHost(ctx)
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if len(t.streams) >= t.limits.MaxStreams {
 		return status.Errorf(codes.ResourceExhausted, "too many xDS streams (%d); try another replica or later", t.limits.MaxStreams)
 	}
-	st := &stream{token: token, status: StreamStatus{StreamID: k.id, Delta: k.delta, Secure: secure, Identity: identity,
+	if t.clients[client] >= t.limits.MaxStreamsPerClient {
+		return status.Errorf(codes.ResourceExhausted, "%s has its limit of %d xDS streams open", client, t.limits.MaxStreamsPerClient)
+	}
+	t.clients[client]++
+	st := &stream{token: token, client: client, status: StreamStatus{StreamID: k.id, Delta: k.delta, Secure: secure, Identity: identity,
 		Connected: time.Now(), Types: map[string]*TypeState{}}}
 	if token != nil {
 		st.status.Identity = token.String()
@@ -176,10 +234,21 @@ func (t *Tracker) open(ctx context.Context, k streamKey) error {
 	return nil
 }
 
+// refuse logs a refused stream (at a bounded rate per peer) and returns err.
+func (t *Tracker) refuse(ctx context.Context, proxy string, err error) error {
+	t.clog.Warn("xDS stream refused", "client", "peer "+peerHost(ctx), "proxy", proxy, "error", err)
+	return err
+}
+
 func (t *Tracker) closed(k streamKey) {
 	t.mu.Lock()
 	s, ok := t.streams[k]
 	delete(t.streams, k)
+	if ok {
+		if t.clients[s.client]--; t.clients[s.client] <= 0 {
+			delete(t.clients, s.client)
+		}
+	}
 	t.mu.Unlock()
 	if !ok || s.node == nil {
 		return
@@ -202,6 +271,10 @@ func (t *Tracker) request(k streamKey, node **corev3.Node, typeURL, version, non
 		t.mu.Unlock()
 		return status.Error(codes.Internal, "unknown stream")
 	}
+	if len(typeURL) > MaxTypeURLBytes {
+		t.mu.Unlock()
+		return status.Errorf(codes.InvalidArgument, "type URL %s is longer than %d bytes", quote(typeURL), MaxTypeURLBytes)
+	}
 	first := s.node == nil
 	p := s.proxy
 	if first {
@@ -210,7 +283,7 @@ func (t *Tracker) request(k streamKey, node **corev3.Node, typeURL, version, non
 			t.mu.Unlock()
 			return status.Error(codes.InvalidArgument, err.Error())
 		}
-	} else if *node != nil && *node != s.node && !proto.Equal(*node, s.first) {
+	} else if *node != nil && *node != s.node && !proto.Equal(KeptNode(*node), s.first) {
 		t.mu.Unlock()
 		return status.Errorf(codes.PermissionDenied, "node %s: a stream's node may not change; open a new stream", quote(p.ID))
 	}
@@ -221,12 +294,16 @@ func (t *Tracker) request(k streamKey, node **corev3.Node, typeURL, version, non
 		}
 		if err := checkIdentity(id, s.token, p); err != nil {
 			t.mu.Unlock()
-			t.log.Warn("proxy refused", "proxy", quote(p.ID), "stream", k.id, "delta", k.delta, "error", err)
+			t.clog.Warn("proxy refused", "client", s.client, "proxy", quote(p.ID), "stream", k.id, "delta", k.delta, "error", err)
 			return status.Error(codes.PermissionDenied, err.Error())
 		}
 	}
 	if first {
-		s.first, s.node, s.proxy = *node, proto.Clone(*node).(*corev3.Node), p
+		// Only what Horizon reads of the node is kept (KeptNode): the
+		// rest, whatever its size, goes with the request.
+		p.Verified, p.Client = s.status.Secure, s.client
+		s.first = KeptNode(*node)
+		s.node, s.proxy = proto.Clone(s.first).(*corev3.Node), p
 		s.status.Proxy, s.status.Network, s.status.Cluster = p.ID, p.Network, string(p.Cluster)
 	}
 	*node = s.node
@@ -239,14 +316,15 @@ func (t *Tracker) request(k streamKey, node **corev3.Node, typeURL, version, non
 	s.counted = true
 	nack := errDetail != "" && nonce != ""
 	logNACK := false
+	detail := cut(errDetail, maxNACKDetail)
 	if nack {
 		ts.NACKs++
-		detail := cut(errDetail, 1024)
 		logNACK = detail != ts.LastNACK // once per (stream, type, error)
 		ts.LastNACK, ts.NACKAt = detail, time.Now()
 	} else if nonce != "" {
-		ts.Acked = version
+		ts.Acked = cut(version, maxNACKDetail)
 	}
+	client := s.client
 	t.mu.Unlock()
 
 	if newlyCounted && t.hooks.Connected != nil {
@@ -254,11 +332,11 @@ func (t *Tracker) request(k streamKey, node **corev3.Node, typeURL, version, non
 	}
 	if nack {
 		if logNACK {
-			t.log.Warn("proxy rejected config (logged once per error; horizon_xds_nacks_total counts all)",
-				"proxy", quote(p.ID), "type", TypeName(typeURL), "detail", cut(errDetail, 1024))
+			t.clog.Warn("proxy rejected config (logged once per error, and at most once per client every 10 s; horizon_xds_nacks_total counts all)",
+				"client", client, "proxy", quote(p.ID), "type", quote(TypeName(typeURL)), "detail", detail)
 		}
 		if t.hooks.NACK != nil {
-			t.hooks.NACK(p, typeURL, errDetail)
+			t.hooks.NACK(p, typeURL, detail)
 		}
 	}
 	return nil
@@ -281,10 +359,10 @@ func (t *Tracker) bind(s *stream, typeURL string) (*TypeState, error) {
 	switch {
 	case errors.As(err, &unsupported):
 		ts := &TypeState{Unsupported: true}
-		s.status.Types[cut(typeURL, 256)] = ts
+		s.status.Types[typeURL] = ts // at most MaxTypeURLBytes (request)
 		if t.logged.add(typeURL) {
-			t.log.Info("ignoring requests for a resource type Horizon does not serve (logged once per type)",
-				"type", quote(typeURL), "proxy", quote(s.proxy.ID))
+			t.clog.Info("ignoring requests for a resource type Horizon does not serve (logged once per type)",
+				"client", s.client, "type", quote(typeURL), "proxy", quote(s.proxy.ID))
 		}
 		if t.hooks.Unsupported != nil {
 			t.hooks.Unsupported()
@@ -369,6 +447,32 @@ func (sc serverCallbacks) OnDeltaStreamClosed(id int64, _ *corev3.Node) {
 // OnStreamDeltaRequest authorises and records a delta request.
 func (sc serverCallbacks) OnStreamDeltaRequest(id int64, r *discovery.DeltaDiscoveryRequest) error {
 	return sc.t.request(streamKey{server: sc.server, delta: true, id: id}, &r.Node, r.GetTypeUrl(), r.GetResponseNonce(), r.GetResponseNonce(), r.GetErrorDetail().GetMessage())
+}
+
+// maxNACKDetail bounds the error detail (and version) of a request kept
+// per stream and type, logged and handed to hooks.
+const maxNACKDetail = 1024
+
+// MetricType is the label of typeURL in metrics: its short name for a
+// type Horizon serves, "other" for any other, so that clients cannot mint
+// series.
+func MetricType(typeURL string) string {
+	if n := TypeName(typeURL); n != typeURL {
+		return n
+	}
+	return "other"
+}
+
+// peerHost is the address (without port) of the stream's peer.
+func peerHost(ctx context.Context) string {
+	p, ok := peer.FromContext(ctx)
+	if !ok || p.Addr == nil {
+		return "unknown"
+	}
+	if ap, err := netip.ParseAddrPort(p.Addr.String()); err == nil {
+		return ap.Addr().Unmap().String()
+	}
+	return cut(p.Addr.String(), 64)
 }
 
 // cut shortens client-provided text kept in memory or logs.

@@ -6,7 +6,9 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"log/slog"
+	"net"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -56,14 +58,16 @@ func (s *syncBuffer) count(substr string) int {
 
 func newFixture(t *testing.T, maxViews int, limits Limits) *fixture {
 	f := &fixture{t: t, logs: &syncBuffer{}, connected: map[string]int{}}
-	classify := func(typeURL string, p Proxy) (translate.View, error) {
+	classify := func(typeURL string, p Proxy) (translate.View, bool, error) {
 		if typeURL != resource.EndpointType && typeURL != resource.ClusterType {
-			return translate.View{}, UnsupportedType(typeURL)
+			return translate.View{}, false, UnsupportedType(typeURL)
 		}
 		if p.Network == "refused" {
-			return translate.View{}, status.Error(codes.FailedPrecondition, "network refused")
+			return translate.View{}, false, status.Error(codes.FailedPrecondition, "network refused")
 		}
-		return translate.View{Network: p.Network}, nil
+		// A network named "claimed-..." stands for a view keyed by what
+		// the proxy claims.
+		return translate.View{Network: p.Network}, strings.HasPrefix(p.Network, "claimed-"), nil
 	}
 	build := func(View) map[string]types.Resource { return map[string]types.Resource{} }
 	f.vc = NewViewCache(build, classify, maxViews)
@@ -112,13 +116,14 @@ func wantCode(t *testing.T, err error, want codes.Code) {
 }
 
 // A delta stream and a state-of-the-world stream share the ID 1 (two
-// counters): the delta client without a certificate must not inherit the
-// verified identity of the other, and both must be tracked.
+// counters): the delta client, with another workload's certificate, must
+// not inherit the verified identity of the other, and both must be
+// tracked.
 func TestStreamsOfBothKindsWithTheSameIDAreSeparate(t *testing.T) {
 	f := newFixture(t, 0, Limits{})
 	// The attacker's delta stream opens first, then a verified client's
 	// state-of-the-world stream gets the same number and is served.
-	if err := f.cb.OnDeltaStreamOpen(tlsPeer(""), 1, ""); err != nil {
+	if err := f.cb.OnDeltaStreamOpen(tlsPeer("spiffe://cluster.local/ns/evil/sa/evil"), 1, ""); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.cb.OnStreamOpen(tlsPeer("spiffe://cluster.local/ns/sample/sa/sleep"), 1, ""); err != nil {
@@ -127,17 +132,15 @@ func TestStreamsOfBothKindsWithTheSameIDAreSeparate(t *testing.T) {
 	if err := f.cb.OnStreamRequest(1, sotw(node("good", "", "sample", "sleep"), resource.ClusterType)); err != nil {
 		t.Fatalf("verified stream refused: %v", err)
 	}
-	err := f.cb.OnStreamDeltaRequest(1, delta(node("evil", "", "evil", "evil"), resource.ClusterType))
-	wantCode(t, err, codes.PermissionDenied)
-	// Claiming the verified client's own identity does not help either.
-	err = f.cb.OnStreamDeltaRequest(1, delta(node("evil", "", "sample", "sleep"), resource.ClusterType))
+	// Claiming the verified client's identity is refused.
+	err := f.cb.OnStreamDeltaRequest(1, delta(node("evil", "", "sample", "sleep"), resource.ClusterType))
 	wantCode(t, err, codes.PermissionDenied)
 	if got := len(f.tr.Streams()); got != 2 {
 		t.Fatalf("%d streams tracked, want 2", got)
 	}
 	// Another port's server numbers its streams from 1 too.
 	other := f.tr.ForServer()
-	if err := other.OnStreamOpen(tlsPeer(""), 1, ""); err != nil {
+	if err := other.OnStreamOpen(tlsPeer("spiffe://cluster.local/ns/evil/sa/evil"), 1, ""); err != nil {
 		t.Fatal(err)
 	}
 	err = other.OnStreamRequest(1, sotw(node("evil", "", "sample", "sleep"), resource.ClusterType))
@@ -264,7 +267,9 @@ func TestUnsupportedTypeKeepsTheStream(t *testing.T) {
 	}
 }
 
-// A NACK flood is one log line per distinct error; every NACK is counted.
+// A NACK flood is one log line per distinct error, and at most one per
+// client per interval however many errors it invents; every NACK is
+// counted.
 func TestNACKsAreLoggedOncePerError(t *testing.T) {
 	f := newFixture(t, 0, Limits{})
 	nacks := 0
@@ -286,15 +291,31 @@ func TestNACKsAreLoggedOncePerError(t *testing.T) {
 	for range 1000 {
 		nack("bad cluster")
 	}
-	nack("another problem")
-	nack("bad cluster")
-	if got := f.logs.count("proxy rejected config"); got != 3 {
-		t.Fatalf("%d NACK log lines, want 3 (one per change of error)", got)
+	for i := range 20000 {
+		nack("another problem " + strconv.Itoa(i) + strings.Repeat("x", 1024))
 	}
-	if nacks != 1002 {
-		t.Fatalf("%d NACKs counted, want 1002", nacks)
+	if got := f.logs.count("proxy rejected config"); got != 1 {
+		t.Fatalf("%d NACK log lines, want 1 (one per client per interval)", got)
 	}
-	if st := f.tr.Streams()[0].Types[resource.ClusterType]; st.NACKs != 1002 {
+	if nacks != 21000 {
+		t.Fatalf("%d NACKs counted, want 21000", nacks)
+	}
+	// Another client's first NACK is still logged.
+	if err := f.cb.OnStreamOpen(peer.NewContext(context.Background(), &peer.Peer{Addr: &net.TCPAddr{IP: net.IPv4(10, 0, 0, 9), Port: 1}}), 2, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.cb.OnStreamRequest(2, sotw(node("q", "", "", ""), resource.ClusterType)); err != nil {
+		t.Fatal(err)
+	}
+	r := sotw(nil, resource.ClusterType)
+	r.ResponseNonce, r.ErrorDetail = "1", &statuspb.Status{Message: "bad cluster"}
+	if err := f.cb.OnStreamRequest(2, r); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.logs.count("proxy rejected config"); got != 2 {
+		t.Fatalf("%d NACK log lines, want 2 (the other client's too)", got)
+	}
+	if st := f.tr.Streams()[0].Types[resource.ClusterType]; st.NACKs != 21000 {
 		t.Fatalf("syncz NACKs = %d", st.NACKs)
 	}
 }

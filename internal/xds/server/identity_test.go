@@ -133,18 +133,18 @@ func TestTLSStreamsAuthenticateWithBearerTokens(t *testing.T) {
 		t.Fatalf("a certificate stream's token was reviewed by %v", rv.asked)
 	}
 
-	// Neither certificate nor token: refused on its first request.
-	s, _ = open(tlsPeer(""))
-	err = f.cb.OnStreamRequest(s, sotw(clusterNode("sleep", "cluster1", "sample", "sleep"), resource.ClusterType))
-	wantCode(t, err, codes.PermissionDenied)
+	// Neither certificate nor token: refused at once, before it takes a
+	// stream slot.
+	_, err = open(tlsPeer(""))
+	wantCode(t, err, codes.Unauthenticated)
 }
 
 // Without TokenAuth, a token is no substitute for a client certificate.
 func TestTokensAreRefusedUnlessAccepted(t *testing.T) {
 	f := newFixture(t, 0, Limits{})
-	if err := f.cb.OnStreamOpen(tokenPeer("authorization", "Bearer sleep-token"), 1, ""); err != nil {
-		t.Fatal(err)
+	err := f.cb.OnStreamOpen(tokenPeer("authorization", "Bearer sleep-token"), 1, "")
+	wantCode(t, err, codes.Unauthenticated)
+	if len(f.tr.Streams()) != 0 {
+		t.Fatalf("a refused stream is tracked: %+v", f.tr.Streams())
 	}
-	err := f.cb.OnStreamRequest(1, sotw(clusterNode("sleep", "", "sample", "sleep"), resource.ClusterType))
-	wantCode(t, err, codes.PermissionDenied)
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/horizonmesh/horizon/internal/model"
@@ -40,6 +41,12 @@ type Proxy struct {
 	// config comes from the Istio Gateways their Labels match.
 	Router bool
 	Labels map[string]string
+	// Verified: Namespace and ServiceAccount were proved by the stream's
+	// connection (client certificate or reviewed token), not only stated.
+	Verified bool
+	// Client names who stands behind the stream, for bounds per client:
+	// its proved identity, else its peer address.
+	Client string
 }
 
 var networkRE = regexp.MustCompile(`^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$`)
@@ -55,6 +62,37 @@ const (
 	maxQuotedInputs = 64  // bytes of a rejected value echoed in an error
 )
 
+// MaxNodeBytes bounds a node as a proxy sends it. Istio's agents send
+// their pod's annotations and labels in the metadata, which Kubernetes
+// bounds at 256 KiB each; anything larger is not a proxy's node.
+const MaxNodeBytes = 1 << 20
+
+// keptMetadata are the node metadata fields Horizon reads; a stream keeps
+// only these of its node (see KeptNode), whatever else the proxy sends.
+var keptMetadata = []string{MetaNetwork, MetaClusterID, MetaNamespace, MetaServiceAccount, MetaInstanceIPs, MetaLabels}
+
+// KeptNode returns the part of a node a stream keeps: its id, cluster,
+// locality and the metadata fields Horizon reads. A node's other metadata
+// (megabytes, if a client wants) is dropped with the request that carried
+// it, and later requests are compared with this, not with the whole node.
+func KeptNode(n *corev3.Node) *corev3.Node {
+	out := &corev3.Node{Id: n.GetId(), Cluster: cut(n.GetCluster(), maxNameLen)}
+	if l := n.GetLocality(); l != nil {
+		out.Locality = &corev3.Locality{Region: cut(l.GetRegion(), maxNameLen), Zone: cut(l.GetZone(), maxNameLen),
+			SubZone: cut(l.GetSubZone(), maxNameLen)}
+	}
+	if f := n.GetMetadata().GetFields(); len(f) > 0 {
+		md := &structpb.Struct{Fields: map[string]*structpb.Value{}}
+		for _, k := range keptMetadata {
+			if v, ok := f[k]; ok {
+				md.Fields[k] = v
+			}
+		}
+		out.Metadata = md
+	}
+	return out
+}
+
 // ProxyFromNode validates a node and reads what it says of the proxy. Every
 // metadata key Horizon reads must have the type Istio proxies send (strings,
 // LABELS a struct of strings): a value of another type is an error rather
@@ -66,6 +104,9 @@ func ProxyFromNode(n *corev3.Node) (Proxy, error) {
 	}
 	if n.GetId() == "" {
 		return Proxy{}, fmt.Errorf("node.id is empty")
+	}
+	if size := proto.Size(n); size > MaxNodeBytes {
+		return Proxy{}, fmt.Errorf("node %s is %d bytes, more than %d", quote(n.GetId()), size, MaxNodeBytes)
 	}
 	if len(n.GetId()) > maxNodeIDLen {
 		return Proxy{}, fmt.Errorf("node.id %s is longer than %d bytes", quote(n.GetId()), maxNodeIDLen)

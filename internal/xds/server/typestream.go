@@ -35,6 +35,9 @@ type typeStream struct {
 	nonce    string
 	// Delta: the resources the proxy holds, at which version.
 	sent map[string]uint64
+	// heldNames and heldBytes are this subscription's share of the
+	// stream's name limits (conn.holdNames).
+	heldNames, heldBytes int
 }
 
 func (ts *typeStream) subscribed(name string) bool {
@@ -55,8 +58,16 @@ func (ts *typeStream) setSotwNames(r *sotwRequest) error {
 		return nil
 	}
 	raw := r.rawNames()
+	// Bounded before decoding: the wire bytes bound the names' count too
+	// (each takes at least 2 bytes).
+	if err := ts.c.holdNames(ts, 0, len(raw)); err != nil {
+		return err
+	}
 	names, err := decodeNames(raw)
 	if err != nil {
+		return err
+	}
+	if err := ts.c.holdNames(ts, len(names), len(raw)); err != nil {
 		return err
 	}
 	ts.sotwSeen = true
@@ -86,8 +97,24 @@ func (ts *typeStream) setSotwNames(r *sotwRequest) error {
 }
 
 // setDeltaNames applies a delta request's subscriptions. initial are the
-// versions a reconnecting proxy holds (first request only).
-func (ts *typeStream) setDeltaNames(subscribe, unsubscribe []string, initial map[string]string) {
+// versions a reconnecting proxy holds (first request only). A request that
+// would take the stream past its name limits is refused whole.
+func (ts *typeStream) setDeltaNames(subscribe, unsubscribe []string, initial map[string]string) error {
+	// At most this many more: refused whole before anything is applied.
+	cnt, size := ts.heldNames, ts.heldBytes
+	if ts.sent == nil {
+		cnt, size = cnt+len(initial), size+len(initial)*16 // held versions are kept too
+	}
+	base, baseSize := cnt, size
+	for _, name := range subscribe {
+		if _, ok := ts.names[name]; !ok && name != "*" {
+			cnt, size = cnt+1, size+len(name)
+		}
+	}
+	if err := ts.c.holdNames(ts, cnt, size); err != nil {
+		return err
+	}
+	cnt, size = base, baseSize
 	if ts.sent == nil {
 		ts.sent = map[string]uint64{}
 		ts.names = map[string]struct{}{}
@@ -116,6 +143,7 @@ func (ts *typeStream) setDeltaNames(subscribe, unsubscribe []string, initial map
 		if _, ok := ts.names[n]; !ok {
 			ts.names[n] = struct{}{}
 			ts.added = append(ts.added, n)
+			cnt, size = cnt+1, size+len(n)
 		}
 	}
 	if ts.legacy && len(subscribe) > 0 && !slices.Contains(subscribe, "*") {
@@ -134,11 +162,15 @@ func (ts *typeStream) setDeltaNames(subscribe, unsubscribe []string, initial map
 			}
 			continue
 		}
+		if _, ok := ts.names[n]; ok {
+			cnt, size = cnt-1, size-len(n)
+		}
 		delete(ts.names, n)
 		if !ts.wildcard {
 			delete(ts.sent, n)
 		}
 	}
+	return ts.c.holdNames(ts, cnt, size) // no more than checked above: cannot fail
 }
 
 // outgoing is what a stream is to be sent: a shared response, or its own

@@ -50,7 +50,15 @@ type Builder func(View) map[string]types.Resource
 // Classifier tells which view of a type a proxy belongs to. It returns
 // UnsupportedType for a type Horizon does not serve, and a gRPC status
 // error (or any error, taken as InvalidArgument) for a proxy it refuses.
-type Classifier func(typeURL string, p Proxy) (key translate.View, err error)
+// claimed reports a key that rests on what the proxy states rather than on
+// what the control plane verified (translate.ProxyOf): such views are
+// bounded per client (MaxClaimedViewsPerClient).
+type Classifier func(typeURL string, p Proxy) (key translate.View, claimed bool, err error)
+
+// MaxClaimedViewsPerClient bounds the views one client (Proxy.Client) may
+// hold whose keys rest on its own claims, so that no client can fill the
+// cache's bound with views it invents and lock other proxies out.
+const MaxClaimedViewsPerClient = 8
 
 // UnsupportedType is the Classifier's answer for a resource type Horizon
 // does not serve.
@@ -94,6 +102,10 @@ type ViewCache struct {
 	bindings map[*corev3.Node]map[string]*viewEntry // stream node -> type -> view; nil: unsupported type
 	proxies  map[*corev3.Node]Proxy                 // what each bound stream's node says, to classify it again
 	conns    map[*corev3.Node]*conn                 // the ADS stream of each bound node, to move it
+	// claims counts, per client, the bindings of each view it is bound
+	// to on a claimed key; claimedBy lists a node's such views.
+	claims    map[string]map[View]int
+	claimedBy map[*corev3.Node][]View
 }
 
 // NewViewCache returns a cache whose new views are filled by build, holding
@@ -104,6 +116,7 @@ func NewViewCache(build Builder, classify Classifier, maxViews int) *ViewCache {
 	}
 	return &ViewCache{caches: map[View]*viewEntry{}, bindings: map[*corev3.Node]map[string]*viewEntry{},
 		proxies: map[*corev3.Node]Proxy{}, conns: map[*corev3.Node]*conn{},
+		claims: map[string]map[View]int{}, claimedBy: map[*corev3.Node][]View{},
 		build: build, classify: classify, maxViews: maxViews, instance: strconv.FormatInt(time.Now().UnixNano(), 36)}
 }
 
@@ -122,7 +135,7 @@ func (c *ViewCache) Views() []View {
 // creating (and building) the view if it is new. An unsupported type is
 // bound to no view and reported as UnsupportedType.
 func (c *ViewCache) Bind(node *corev3.Node, typeURL string, p Proxy) (View, error) {
-	key, err := c.classify(typeURL, p)
+	key, claimed, err := c.classify(typeURL, p)
 	var unsupported errUnsupported
 	if errors.As(err, &unsupported) {
 		c.mu.Lock()
@@ -144,6 +157,12 @@ func (c *ViewCache) Bind(node *corev3.Node, typeURL string, p Proxy) (View, erro
 	if _, ok := b[typeURL]; ok {
 		return v, nil // already bound (the Tracker binds each type once)
 	}
+	held := c.claims[p.Client]
+	if claimed && held[v] == 0 && len(held) >= MaxClaimedViewsPerClient {
+		return View{}, status.Errorf(codes.ResourceExhausted,
+			"client %s holds its limit of %d views keyed by what its proxies state (labels of a workload the mesh does not know); refusing %s",
+			quote(p.Client), MaxClaimedViewsPerClient, v)
+	}
 	e, ok := c.caches[v]
 	if !ok {
 		if len(c.caches) >= c.maxViews {
@@ -156,6 +175,14 @@ func (c *ViewCache) Bind(node *corev3.Node, typeURL string, p Proxy) (View, erro
 	}
 	e.refs++
 	b[typeURL] = e
+	if claimed {
+		if held == nil {
+			held = map[View]int{}
+			c.claims[p.Client] = held
+		}
+		held[v]++
+		c.claimedBy[node] = append(c.claimedBy[node], v)
+	}
 	return v, nil
 }
 
@@ -171,6 +198,19 @@ func (c *ViewCache) Unbind(node *corev3.Node) {
 		if e.refs--; e.refs == 0 {
 			delete(c.caches, e.view)
 		}
+	}
+	if views := c.claimedBy[node]; len(views) > 0 {
+		client := c.proxies[node].Client
+		held := c.claims[client]
+		for _, v := range views {
+			if held[v]--; held[v] <= 0 {
+				delete(held, v)
+			}
+		}
+		if len(held) == 0 {
+			delete(c.claims, client)
+		}
+		delete(c.claimedBy, node)
 	}
 	delete(c.bindings, node)
 	delete(c.proxies, node)
@@ -210,9 +250,9 @@ func (c *ViewCache) Reclassify(match func(Proxy) bool) int {
 			if old == nil {
 				continue
 			}
-			key, err := c.classify(typeURL, p)
-			if err != nil || key == old.view.Key {
-				continue
+			key, claimed, err := c.classify(typeURL, p)
+			if err != nil || claimed || key == old.view.Key {
+				continue // a claimed key is never moved to: it is bounded at Bind only
 			}
 			v := View{TypeURL: typeURL, Key: key}
 			e, ok := c.caches[v]

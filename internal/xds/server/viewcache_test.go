@@ -49,21 +49,23 @@ type vcWorld struct {
 
 func newVCWorld(maxViews int) *vcWorld {
 	w := &vcWorld{contents: map[View]map[string]types.Resource{}, builds: map[View]int{}}
-	classify := func(typeURL string, p Proxy) (translate.View, error) {
+	classify := func(typeURL string, p Proxy) (translate.View, bool, error) {
 		switch typeURL {
 		case resource.EndpointType, resource.ClusterType, resource.ListenerType, resource.RouteType:
 		default:
 			if !strings.HasPrefix(typeURL, probeTypePrefix) {
-				return translate.View{}, UnsupportedType(typeURL)
+				return translate.View{}, false, UnsupportedType(typeURL)
 			}
 		}
 		switch p.Network {
 		case "refused":
-			return translate.View{}, status.Error(codes.PermissionDenied, "network refused")
+			return translate.View{}, false, status.Error(codes.PermissionDenied, "network refused")
 		case "broken":
-			return translate.View{}, errors.New("cannot classify")
+			return translate.View{}, false, errors.New("cannot classify")
 		}
-		return translate.View{Network: p.Network}, nil
+		// A network named "claimed-..." stands for a view keyed by what
+		// the proxy claims.
+		return translate.View{Network: p.Network}, strings.HasPrefix(p.Network, "claimed-"), nil
 	}
 	build := func(v View) map[string]types.Resource {
 		w.mu.Lock()
@@ -1629,7 +1631,7 @@ func TestViewCacheReclassifyMovesStreams(t *testing.T) {
 	var mu sync.Mutex
 	movedTo := ""
 	classify := w.vc.classify
-	w.vc.classify = func(typeURL string, p Proxy) (translate.View, error) {
+	w.vc.classify = func(typeURL string, p Proxy) (translate.View, bool, error) {
 		mu.Lock()
 		defer mu.Unlock()
 		if p.Network == "a" && movedTo != "" {

@@ -1,6 +1,7 @@
 package translate
 
 import (
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -69,8 +70,54 @@ type Proxy struct {
 	Role    Role
 	Network string
 	Cluster model.ClusterID
-	Inbound []uint32          // sidecars: the ports its workload serves (model.Mesh.PortsServedBy)
+	Inbound []uint32          // sidecars: the ports its workload serves (model.Mesh.WorkloadAt)
 	Labels  map[string]string // routers: its workload labels
+}
+
+// Claim is what a proxy states about itself (its node), with the identity
+// its connection proved, if any.
+type Claim struct {
+	Router  bool
+	Network string
+	Cluster model.ClusterID
+	IPs     []netip.Addr      // the node's INSTANCE_IPS
+	Labels  map[string]string // the node's LABELS
+	// Namespace and ServiceAccount, when set, were proved by the
+	// connection (a client certificate or a reviewed token).
+	Namespace, ServiceAccount string
+}
+
+// ProxyOf turns what a proxy claims into what decides its views, from
+// what the mesh can verify: a sidecar's inbound ports and a router's labels
+// are those of the workload the mesh has at the proxy's addresses in its
+// cluster (running as its proved identity, when it has one), never the
+// claim itself — so however a client combines addresses and labels, it can
+// only reach the views of workloads that exist. A router whose workload
+// the mesh does not know (a gateway run outside any Service) keeps the
+// labels it claims; claimed then reports that its view rests on a claim,
+// which the caller must bound per client. The live control plane and
+// `horizon translate` classify with it alike.
+func ProxyOf(m *model.Mesh, c Claim) (p Proxy, claimed bool) {
+	p = Proxy{Network: c.Network, Cluster: c.Cluster}
+	var w model.Workload
+	found := false
+	if m != nil {
+		w, found = m.WorkloadAt(c.Cluster, c.IPs, c.Namespace, c.ServiceAccount)
+	}
+	if c.Router {
+		p.Role = RoleRouter
+		switch {
+		case found:
+			p.Labels = w.Labels
+		default:
+			p.Labels, claimed = c.Labels, len(c.Labels) > 0
+		}
+		return p, claimed
+	}
+	if found {
+		p.Inbound = w.Ports
+	}
+	return p, false
 }
 
 // ViewOf returns p's view of typeURL: ok is false for a type Horizon does

@@ -1,0 +1,72 @@
+package model
+
+import (
+	"net/netip"
+	"slices"
+	"testing"
+)
+
+// WorkloadAt answers with one real workload whatever addresses a proxy
+// states: the first of them an endpoint has, its Pod's ports (every
+// address of the Pod), labels and identity; with an identity, only a Pod
+// running as it.
+func TestWorkloadAt(t *testing.T) {
+	ep := func(addr string, port uint32, ns, pod, sa string) *Endpoint {
+		return &Endpoint{Address: netip.MustParseAddr(addr), Port: port, Namespace: ns, PodName: pod, ServiceAccount: sa,
+			Labels: map[string]string{"app": pod}}
+	}
+	svc := func(name string, port uint32, eps ...*Endpoint) *ClusterService {
+		return &ClusterService{Name: name, Namespace: "ns", Ports: []ServicePort{{Name: "http", Port: port}},
+			Endpoints: map[uint32][]*Endpoint{port: eps}}
+	}
+	c1 := &ClusterSnapshot{ID: "c1", Services: []*ClusterService{
+		svc("a", 80, ep("10.0.0.1", 8080, "ns", "p1", "sa1"), ep("10.0.0.2", 8080, "ns", "p2", "sa2"), ep("fd00::1", 8080, "ns", "p1", "sa1")),
+		svc("b", 90, ep("10.0.0.1", 9090, "ns", "p1", "sa1"), ep("10.0.0.3", 9090, "", "", "")),
+		svc("c", 70, ep("10.0.0.2", 7070, "ns", "p2", "sa2")),
+	}}
+	c2 := &ClusterSnapshot{ID: "c2", Services: []*ClusterService{svc("a", 80, ep("10.0.0.1", 1111, "ns", "q", "sa1"))}}
+	m, diags := Build(BuildInput{Clusters: []*ClusterSnapshot{c1, c2}})
+	if len(diags) != 0 {
+		t.Fatal(diags)
+	}
+	ips := func(s ...string) []netip.Addr {
+		var out []netip.Addr
+		for _, a := range s {
+			out = append(out, netip.MustParseAddr(a))
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name      string
+		cluster   ClusterID
+		ips       []netip.Addr
+		ns, sa    string
+		wantPod   string
+		wantPorts []uint32
+	}{
+		{"pod by its address", "c1", ips("10.0.0.1"), "", "", "p1", []uint32{8080, 9090}},
+		{"by its other address", "c1", ips("fd00::1"), "", "", "p1", []uint32{8080, 9090}},
+		// Two pods' addresses: the first one counts, not the union.
+		{"first stated address wins", "c1", ips("10.0.0.2", "10.0.0.1"), "", "", "p2", []uint32{7070, 8080}},
+		{"unknown addresses skipped", "c1", ips("192.0.2.1", "10.0.0.1"), "", "", "p1", []uint32{8080, 9090}},
+		{"other cluster", "c2", ips("10.0.0.1"), "", "", "q", []uint32{1111}},
+		{"address without pod", "c1", ips("10.0.0.3"), "", "", "", []uint32{9090}},
+		{"identity matches", "c1", ips("10.0.0.2", "10.0.0.1"), "ns", "sa1", "p1", []uint32{8080, 9090}},
+		{"identity matches no pod", "c1", ips("10.0.0.2"), "ns", "sa1", "", nil},
+		{"no pod, no identity", "c1", ips("10.0.0.3"), "ns", "sa1", "", nil},
+		{"nothing", "c1", ips("192.0.2.1"), "", "", "", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w, ok := m.WorkloadAt(tc.cluster, tc.ips, tc.ns, tc.sa)
+			if wantOK := tc.wantPorts != nil; ok != wantOK {
+				t.Fatalf("found %v, want %v (%+v)", ok, wantOK, w)
+			}
+			if w.PodName != tc.wantPod || !slices.Equal(w.Ports, tc.wantPorts) {
+				t.Fatalf("got pod %q ports %v, want %q %v", w.PodName, w.Ports, tc.wantPod, tc.wantPorts)
+			}
+			if tc.wantPod != "" && w.Labels["app"] != tc.wantPod {
+				t.Fatalf("labels %v, want the pod's", w.Labels)
+			}
+		})
+	}
+}
