@@ -168,6 +168,9 @@ func (c DiscoveryConfig) validate() ([]manifest.ClusterSource, error) {
 	if c.RemoteSyncTimeout <= 0 || c.PollInterval <= 0 || c.DNSRefresh <= 0 {
 		return nil, usageErrorf("--remote-sync-timeout, --poll-interval and --dns-refresh must be > 0")
 	}
+	if err := model.ValidateTrustDomain(c.TrustDomain); err != nil {
+		return nil, usageErrorf("--trust-domain: %v", err)
+	}
 	if c.InjectAddr != "" {
 		if err := c.injectConfig().Validate(); err != nil {
 			return nil, usageErrorf("sidecar injection: %v", err)
@@ -182,8 +185,8 @@ func (c DiscoveryConfig) validate() ([]manifest.ClusterSource, error) {
 	if c.ShutdownGrace <= 0 {
 		return nil, usageErrorf("--shutdown-grace must be > 0")
 	}
-	if c.TrustDomain == "" || len(c.TokenAudiences) == 0 {
-		return nil, usageErrorf("--trust-domain and --token-audience must not be empty")
+	if len(c.TokenAudiences) == 0 {
+		return nil, usageErrorf("--token-audience must not be empty")
 	}
 	if c.CertTTL <= 0 || c.MaxCertTTL < c.CertTTL {
 		return nil, usageErrorf("--cert-ttl must be > 0 and --max-cert-ttl >= --cert-ttl")

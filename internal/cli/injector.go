@@ -18,6 +18,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/horizonmesh/horizon/internal/ca"
+	"github.com/horizonmesh/horizon/internal/model"
 )
 
 // InjectorConfig configures `horizon injector`, the sidecar injector of a
@@ -75,6 +76,9 @@ webhook configuration's caBundle equal to its own serving CA (Secret horizon-inj
 
 // RunInjector serves until ctx ends. lis, if given, replaces --inject-addr.
 func RunInjector(ctx context.Context, c InjectorConfig, log *slog.Logger, lis net.Listener) error {
+	if err := model.ValidateTrustDomain(c.TrustDomain); err != nil {
+		return usageErrorf("--trust-domain: %v", err)
+	}
 	cfg := DefaultDiscoveryConfig().injectConfig()
 	cfg.ClusterID, cfg.Network, cfg.TrustDomain, cfg.ProxyImage = c.ClusterID, c.Network, c.TrustDomain, c.ProxyImage
 	cfg.DiscoveryAddress, cfg.DiscoverySAN = c.DiscoveryAddress, c.DiscoverySAN

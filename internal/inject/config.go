@@ -159,6 +159,9 @@ func (c Config) Validate() error {
 	if err := model.ValidateClusterID(c.ClusterID); err != nil {
 		bad("ClusterID", "%v", err)
 	}
+	if err := model.ValidateTrustDomain(c.TrustDomain); err != nil {
+		bad("TrustDomain", "%v", err)
+	}
 	if host, port, err := net.SplitHostPort(c.DiscoveryAddress); err != nil || host == "" {
 		bad("DiscoveryAddress", "%q is not host:port", c.DiscoveryAddress)
 	} else if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {

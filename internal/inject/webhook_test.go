@@ -665,6 +665,8 @@ func TestConfigValidate(t *testing.T) {
 		{func(c *Config) { c.DiscoverySAN = "a b" }, "DiscoverySAN"},
 		{func(c *Config) { c.ExcludeInboundPorts = []int32{0} }, "ExcludeInboundPorts"},
 		{func(c *Config) { c.ImagePullPolicy = "Sometimes" }, "ImagePullPolicy"},
+		{func(c *Config) { c.TrustDomain = "td/x" }, "TrustDomain"},
+		{func(c *Config) { c.TrustDomain = `evil"domain` }, "TrustDomain"},
 	} {
 		c := cluster2()
 		tc.mut(&c)

@@ -80,6 +80,8 @@ func TestSettingsErrorsNameTheField(t *testing.T) {
 		{"clusterID: c\nreplicas: 0\n", "replicas:"},
 		{"clusterID: c\nexposeServices: true\n", "exposeServices: needs gateway"},
 		{"clusterID: c\nimagePullPolicy: Sometimes\n", "imagePullPolicy:"},
+		{"clusterID: c\ntrustDomain: a/b\n", "trustDomain: invalid trust domain"},
+		{"clusterID: c\ntrustDomain: 'evil\"domain'\n", "trustDomain: invalid trust domain"},
 	} {
 		s, err := LoadValues(Defaults(), "values.yaml", []byte(tt.values))
 		if err == nil {

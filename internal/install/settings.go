@@ -103,8 +103,8 @@ func (s Settings) Validate() error {
 	if s.ExposeServices && !s.Gateway {
 		bad("exposeServices", "needs gateway")
 	}
-	if s.TrustDomain == "" {
-		bad("trustDomain", "must not be empty")
+	if err := model.ValidateTrustDomain(s.TrustDomain); err != nil {
+		bad("trustDomain", "%v", err)
 	}
 	if s.DiscoveryImage == "" || s.ProxyImage == "" {
 		bad("discoveryImage/proxyImage", "must not be empty")

@@ -1,0 +1,46 @@
+package cli
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+// A trust domain Istio would refuse ('td/x', 'evil"domain': every
+// workload's spiffe:// URI, and discovery's own certificate, would be
+// unparseable) stops discovery, the injector, manifest generate/install
+// and translate before anything starts or is printed, naming the flag;
+// the error quotes a value of any size by its first bytes only.
+func TestTrustDomainIsValidatedEverywhere(t *testing.T) {
+	for _, td := range []string{"td/x", `evil"domain`, "a b", "", strings.Repeat("x", 100<<10)} {
+		c := DefaultDiscoveryConfig()
+		c.TrustDomain = td
+		_, err := c.validate()
+		var ue usageError
+		if err == nil || !errors.As(err, &ue) || !strings.Contains(err.Error(), "--trust-domain") {
+			t.Errorf("discovery --trust-domain %.20q: %v, want a usage error naming --trust-domain", td, err)
+		} else if len(err.Error()) > 512 {
+			t.Errorf("discovery --trust-domain of %d bytes: error of %d bytes", len(td), len(err.Error()))
+		}
+		for _, args := range [][]string{
+			{"injector", "--trust-domain", td, "--discovery-address", "203.0.113.10:15443"},
+			{"manifest", "generate", "--trust-domain", td},
+			{"translate", "--cluster", "cluster1=" + walkthrough + "/cluster1", "--proxy-network", "", "--trust-domain", td},
+		} {
+			code, out, errOut := run(t, args...)
+			flag := "--trust-domain"
+			if args[0] == "manifest" {
+				flag = "trustDomain"
+			}
+			if code != 2 || out != "" || !strings.Contains(errOut, flag) || len(errOut) > 2048 {
+				t.Errorf("%s %s --trust-domain %.20q: exit %d, stdout %d bytes, stderr %.300q; want exit 2, nothing printed, a short error naming %s",
+					args[0], args[1], td, code, len(out), errOut, flag)
+			}
+		}
+	}
+	c := DefaultDiscoveryConfig()
+	c.TrustDomain = "example.com"
+	if _, err := c.validate(); err != nil {
+		t.Errorf("discovery --trust-domain example.com: %v", err)
+	}
+}
