@@ -2,6 +2,7 @@ package server
 
 import (
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -94,7 +95,9 @@ func FuzzProxyFromNode(f *testing.F) {
 				fields[MetaLabels] = structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{k: lv}})
 			}
 		}
-		node := &corev3.Node{Id: id, Metadata: &structpb.Struct{Fields: fields}}
+		// Metadata Horizon does not read, as Istio's agents send plenty.
+		fields["ISTIO_JUNK"] = structpb.NewStringValue(long(label))
+		node := &corev3.Node{Id: id, Cluster: long(cluster), Metadata: &structpb.Struct{Fields: fields}}
 
 		p, err := ProxyFromNode(node)
 		p2, err2 := ProxyFromNode(node)
@@ -147,6 +150,20 @@ func FuzzProxyFromNode(f *testing.F) {
 		}
 		if p.Router != strings.HasPrefix(id, "router~") {
 			t.Fatalf("router %v for id %q", p.Router, id)
+		}
+		// What a stream keeps of the node says the same of the proxy and
+		// holds no field Horizon does not read.
+		kept := KeptNode(node)
+		if pk, err := ProxyFromNode(kept); err != nil || !reflect.DeepEqual(pk, p) {
+			t.Fatalf("the kept node reads as %+v, %v; the node as %+v", pk, err, p)
+		}
+		for k := range kept.GetMetadata().GetFields() {
+			if !slices.Contains(keptMetadata, k) {
+				t.Fatalf("the kept node holds metadata %q", k)
+			}
+		}
+		if len(kept.GetCluster()) > maxNameLen+3 {
+			t.Fatalf("the kept node holds a %d-byte cluster", len(kept.GetCluster()))
 		}
 	})
 }
