@@ -65,6 +65,9 @@ type DiscoveryConfig struct {
 	CertTTL        time.Duration
 	MaxCertTTL     time.Duration
 
+	// HTTPIdleTimeout closes ops HTTP keep-alive connections idle that long.
+	HTTPIdleTimeout time.Duration
+
 	// ShutdownGrace bounds a graceful stop: streams are ended with
 	// Unavailable and in-flight calls may finish; then connections close.
 	ShutdownGrace time.Duration
@@ -85,7 +88,7 @@ func DefaultDiscoveryConfig() DiscoveryConfig {
 	return DiscoveryConfig{
 		ClusterID: "Kubernetes", Namespace: "istio-system", SystemNamespace: "istio-system",
 		XDSAddr: ":15010", HTTPAddr: "127.0.0.1:15014", SecureAddr: ":15012", ShutdownGrace: 10 * time.Second,
-		MaxViews: server.DefaultMaxViews, MaxStreams: 10000, ProxyImage: "horizon/proxy:latest",
+		HTTPIdleTimeout: ops.DefaultIdleTimeout, MaxViews: server.DefaultMaxViews, MaxStreams: 10000, ProxyImage: "horizon/proxy:latest",
 		Debounce: 10 * time.Millisecond, DebounceMax: time.Second, RemoteSyncTimeout: 30 * time.Second,
 		DomainSuffix: model.DefaultDomainSuffix, PollInterval: 2 * time.Second, DNSRefresh: 30 * time.Second,
 		TrustDomain: "cluster.local", TokenAudiences: []string{"istio-ca"}, CertTTL: 24 * time.Hour, MaxCertTTL: 7 * 24 * time.Hour,
@@ -134,6 +137,7 @@ A second signal exits at once.`,
 	fl.StringArrayVar(&c.Clusters, "cluster", nil, "a cluster from manifests as ID=PATH, watched (repeatable)")
 	fl.StringVar(&c.XDSAddr, "xds-addr", d.XDSAddr, "plaintext xDS gRPC address; empty disables it")
 	fl.StringVar(&c.HTTPAddr, "http-addr", d.HTTPAddr, "ops HTTP address: /ready, /metrics, /debug/... (loopback by default; in a Pod give :15014 for probes and scraping)")
+	fl.DurationVar(&c.HTTPIdleTimeout, "http-idle-timeout", d.HTTPIdleTimeout, "ops HTTP keep-alive connections idle that long are closed")
 	fl.DurationVar(&c.ShutdownGrace, "shutdown-grace", d.ShutdownGrace, "on SIGTERM, how long in-flight calls may finish before connections are closed")
 	fl.StringVar(&c.InjectAddr, "inject-addr", "", "TLS address of the sidecar-injection webhook (e.g. :15017); empty disables it")
 	fl.StringVar(&c.Network, "network", "", "the local cluster's network, given to the sidecars it injects")
@@ -181,6 +185,9 @@ func (c DiscoveryConfig) validate() ([]manifest.ClusterSource, error) {
 	}
 	if c.HTTPAddr == "" {
 		return nil, usageErrorf("--http-addr is required")
+	}
+	if c.HTTPIdleTimeout <= 0 {
+		return nil, usageErrorf("--http-idle-timeout must be > 0")
 	}
 	if c.ShutdownGrace <= 0 {
 		return nil, usageErrorf("--shutdown-grace must be > 0")
@@ -433,7 +440,7 @@ func serve(ctx context.Context, c DiscoveryConfig, cp *controlplane.ControlPlane
 		})
 	}
 	startHTTP(ls.http, func() (*http.Server, error) {
-		return &http.Server{Handler: ops.Handler(cp, reg), ReadHeaderTimeout: 10 * time.Second}, nil
+		return ops.NewServer(ops.Handler(cp, reg), c.HTTPIdleTimeout), nil
 	}, false)
 	if ls.inject != nil {
 		startHTTP(ls.inject, func() (*http.Server, error) {

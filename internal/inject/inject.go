@@ -10,6 +10,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/horizonmesh/horizon/internal/clip"
 )
 
 // Status is the value of the sidecar.istio.io/status annotation: what was
@@ -97,7 +99,7 @@ func inject(pod *corev1.Pod, ns *corev1.Namespace, cfg Config) (result, error) {
 	outbound = sortedUnique(outbound)
 	for _, c := range pod.Spec.Containers {
 		if uid := runAsUser(pod, c); uid != nil && *uid == cfg.ProxyUID {
-			warnings = append(warnings, fmt.Sprintf("container %s runs as uid %d, the proxy's: its traffic is not captured by the sidecar", c.Name, cfg.ProxyUID))
+			warnings = append(warnings, fmt.Sprintf("container %s runs as uid %d, the proxy's: its traffic is not captured by the sidecar", clip.String(c.Name), cfg.ProxyUID))
 		}
 	}
 
@@ -142,7 +144,7 @@ func inject(pod *corev1.Pod, ns *corev1.Namespace, cfg Config) (result, error) {
 	out.Spec.InitContainers = append(out.Spec.InitContainers, initContainer(cfg, inbound, outbound))
 	out.Spec.Containers = append(out.Spec.Containers, proxyContainer(cfg, out.Labels, network))
 	out.Spec.Volumes = append(out.Spec.Volumes, volumes(cfg)...)
-	return result{pod: out, injected: true, reason: fmt.Sprintf("namespace %s is labelled %s=enabled", nsName, NamespaceInjectionLabel), warnings: warnings}, nil
+	return result{pod: out, injected: true, reason: fmt.Sprintf("namespace %s is labelled %s=enabled", clip.String(nsName), NamespaceInjectionLabel), warnings: warnings}, nil
 }
 
 // required applies the injection policy.
@@ -166,7 +168,7 @@ func required(pod *corev1.Pod, ns *corev1.Namespace, nsName string) (bool, strin
 		}
 		want, valid := parseBool(v)
 		if !valid {
-			return false, "", fmt.Errorf("%s %s=%q: want true or false", src.kind, InjectLabel, v)
+			return false, "", fmt.Errorf("%s %s=%s: want true or false", src.kind, InjectLabel, clip.Quote(v))
 		}
 		if !want {
 			return false, fmt.Sprintf("%s %s=false", src.kind, InjectLabel), nil
@@ -180,9 +182,9 @@ func required(pod *corev1.Pod, ns *corev1.Namespace, nsName string) (bool, strin
 	case "enabled":
 		return true, "", nil
 	case "":
-		return false, fmt.Sprintf("namespace %s is not labelled %s=enabled", nsName, NamespaceInjectionLabel), nil
+		return false, fmt.Sprintf("namespace %s is not labelled %s=enabled", clip.String(nsName), NamespaceInjectionLabel), nil
 	default:
-		return false, fmt.Sprintf("namespace %s is labelled %s=%s", nsName, NamespaceInjectionLabel, v), nil
+		return false, fmt.Sprintf("namespace %s is labelled %s=%s", clip.String(nsName), NamespaceInjectionLabel, clip.String(v)), nil
 	}
 }
 
@@ -229,7 +231,7 @@ func annotationPorts(pod *corev1.Pod, key string) ([]int32, error) {
 		}
 		n, err := strconv.ParseUint(f, 10, 16)
 		if err != nil || n == 0 {
-			return nil, fmt.Errorf("annotation %s=%q: %q is not a port (1-65535); want a comma-separated list of ports", key, clip(v), clip(f))
+			return nil, fmt.Errorf("annotation %s=%s: %s is not a port (1-65535); want a comma-separated list of ports", key, clip.Quote(v), clip.Quote(f))
 		}
 		out = append(out, int32(n))
 	}
@@ -263,7 +265,7 @@ func probePorts(pod *corev1.Pod) (ports []int32, warnings []string) {
 			for _, cp := range c.Ports {
 				if cp.ContainerPort == port && (cp.Protocol == "" || cp.Protocol == corev1.ProtocolTCP) {
 					warnings = append(warnings, fmt.Sprintf(
-						"container %s: port %d is probed by the kubelet, so it is not captured by the sidecar; mesh clients reaching it with mTLS will fail — probe a separate port", c.Name, port))
+						"container %s: port %d is probed by the kubelet, so it is not captured by the sidecar; mesh clients reaching it with mTLS will fail — probe a separate port", clip.String(c.Name), port))
 				}
 			}
 		}
@@ -441,11 +443,4 @@ func joinPorts(ps []int32) string {
 func escape(s string) string { return strings.ReplaceAll(s, "$", "$$") }
 
 // clip bounds what an error quotes of a user's value.
-func clip(s string) string {
-	if len(s) > 64 {
-		return s[:64] + "..."
-	}
-	return s
-}
-
 func ptr[T any](v T) *T { return &v }

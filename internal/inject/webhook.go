@@ -12,6 +12,8 @@ import (
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/horizonmesh/horizon/internal/clip"
 )
 
 // MaxRequestBytes bounds an AdmissionReview body. The API server's own
@@ -54,7 +56,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
-		http.Error(w, fmt.Sprintf("sidecar injector: Content-Type %q, want application/json", clip(r.Header.Get("Content-Type"))), http.StatusUnsupportedMediaType)
+		http.Error(w, fmt.Sprintf("sidecar injector: Content-Type %s, want application/json", clip.Quote(r.Header.Get("Content-Type"))), http.StatusUnsupportedMediaType)
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxRequestBytes))
@@ -69,12 +71,12 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	var review admissionv1.AdmissionReview
 	if err := json.Unmarshal(body, &review); err != nil {
-		http.Error(w, "sidecar injector: malformed AdmissionReview: "+clip(err.Error()), http.StatusBadRequest)
+		http.Error(w, "sidecar injector: malformed AdmissionReview: "+clip.String(err.Error()), http.StatusBadRequest)
 		return
 	}
 	if review.APIVersion != admissionv1.SchemeGroupVersion.String() || review.Kind != "AdmissionReview" {
-		http.Error(w, fmt.Sprintf("sidecar injector: got apiVersion %q kind %q, want %s AdmissionReview",
-			clip(review.APIVersion), clip(review.Kind), admissionv1.SchemeGroupVersion), http.StatusBadRequest)
+		http.Error(w, fmt.Sprintf("sidecar injector: got apiVersion %s kind %s, want %s AdmissionReview",
+			clip.Quote(review.APIVersion), clip.Quote(review.Kind), admissionv1.SchemeGroupVersion), http.StatusBadRequest)
 		return
 	}
 	if review.Request == nil || review.Request.UID == "" {
@@ -94,7 +96,8 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 func (h *handler) admit(req *admissionv1.AdmissionRequest) *admissionv1.AdmissionResponse {
 	if req.Kind.Group != "" || req.Kind.Kind != "Pod" || req.SubResource != "" || req.Operation != admissionv1.Create {
-		h.log.Debug("sidecar injector: not a pod creation, allowed unchanged", "kind", req.Kind.Kind, "operation", req.Operation, "subresource", req.SubResource)
+		h.log.Debug("sidecar injector: not a pod creation, allowed unchanged", "kind", clip.String(req.Kind.Kind), "operation", clip.String(string(req.Operation)),
+			"subresource", clip.String(req.SubResource))
 		return &admissionv1.AdmissionResponse{Allowed: true}
 	}
 	if len(req.Object.Raw) == 0 {
@@ -102,7 +105,7 @@ func (h *handler) admit(req *admissionv1.AdmissionRequest) *admissionv1.Admissio
 	}
 	var pod corev1.Pod
 	if err := json.Unmarshal(req.Object.Raw, &pod); err != nil {
-		return refuse(http.StatusBadRequest, "sidecar injection: the object is not a Pod: "+clip(err.Error()))
+		return refuse(http.StatusBadRequest, "sidecar injection: the object is not a Pod: "+clip.String(err.Error()))
 	}
 	if h.cfgErr != nil {
 		return refuse(http.StatusInternalServerError, "sidecar injection: "+h.cfgErr.Error())
@@ -111,17 +114,20 @@ func (h *handler) admit(req *admissionv1.AdmissionRequest) *admissionv1.Admissio
 	if nsName == "" {
 		nsName = pod.Namespace
 	}
+	// The pod's name and namespace as messages and logs show them: the
+	// request is not validated yet, so they may be of any size.
 	name := pod.Name
 	if name == "" {
 		name = pod.GenerateName
 	}
+	name, shownNS := clip.String(name), clip.String(nsName)
 	if h.nsLookup == nil {
 		return refuse(http.StatusInternalServerError, "sidecar injection: no namespace lookup configured")
 	}
 	ns, err := h.nsLookup(nsName)
 	if err != nil {
-		h.log.Warn("sidecar injector: namespace lookup failed; pod refused", "namespace", nsName, "pod", name, "err", err)
-		return refuse(http.StatusInternalServerError, fmt.Sprintf("sidecar injection: looking up namespace %s: %v", nsName, err))
+		h.log.Warn("sidecar injector: namespace lookup failed; pod refused", "namespace", shownNS, "pod", name, "err", err)
+		return refuse(http.StatusInternalServerError, fmt.Sprintf("sidecar injection: looking up namespace %s: %v", shownNS, err))
 	}
 	if ns == nil {
 		ns = &corev1.Namespace{}
@@ -132,18 +138,18 @@ func (h *handler) admit(req *admissionv1.AdmissionRequest) *admissionv1.Admissio
 	}
 	r, err := inject(&pod, ns, h.cfg)
 	if err != nil {
-		h.log.Info("sidecar injector: pod refused", "namespace", nsName, "pod", name, "err", err)
+		h.log.Info("sidecar injector: pod refused", "namespace", shownNS, "pod", name, "err", err)
 		return refuse(http.StatusBadRequest, "sidecar injection: "+err.Error())
 	}
 	if !r.injected {
-		h.log.Debug("sidecar injector: not injected", "namespace", nsName, "pod", name, "reason", r.reason)
+		h.log.Debug("sidecar injector: not injected", "namespace", shownNS, "pod", name, "reason", r.reason)
 		return &admissionv1.AdmissionResponse{Allowed: true}
 	}
 	patch, err := PodPatch(&pod, r.pod)
 	if err != nil {
 		return refuse(http.StatusInternalServerError, "sidecar injection: building the patch: "+err.Error())
 	}
-	h.log.Info("sidecar injected", "namespace", nsName, "pod", name, "warnings", len(r.warnings))
+	h.log.Info("sidecar injected", "namespace", shownNS, "pod", name, "warnings", len(r.warnings))
 	pt := admissionv1.PatchTypeJSONPatch
 	return &admissionv1.AdmissionResponse{Allowed: true, Patch: patch, PatchType: &pt, Warnings: r.warnings}
 }

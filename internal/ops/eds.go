@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
+	"github.com/horizonmesh/horizon/internal/clip"
 	"github.com/horizonmesh/horizon/internal/controlplane"
 	"github.com/horizonmesh/horizon/internal/xds/server"
 )
@@ -56,14 +57,14 @@ func eds(cp *controlplane.ControlPlane, w http.ResponseWriter, r *http.Request) 
 	view := server.View{TypeURL: resource.EndpointType, Key: key}
 	res, version, ok := cp.Views.Resources(view)
 	if !ok {
-		http.Error(w, fmt.Sprintf("no EDS view %q: no proxy of network %q has asked for endpoints (views exist only for connected proxies); EDS views: %s",
-			key, p.Network, edsViews(cp)), http.StatusNotFound)
+		http.Error(w, fmt.Sprintf("no EDS view %s: no proxy of network %s has asked for endpoints (views exist only for connected proxies); EDS views: %s",
+			clip.Quote(key.String()), clip.Quote(p.Network), edsViews(cp)), http.StatusNotFound)
 		return
 	}
 	var names []string
 	if name := q.Get("name"); name != "" {
 		if _, ok := res[name]; !ok {
-			http.Error(w, fmt.Sprintf("no resource %q in EDS view %q", name, key), http.StatusNotFound)
+			http.Error(w, fmt.Sprintf("no resource %s in EDS view %s", clip.Quote(name), clip.Quote(key.String())), http.StatusNotFound)
 			return
 		}
 		names = []string{name}

@@ -4,6 +4,7 @@ package ops
 
 import (
 	"net/http"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -16,6 +17,28 @@ import (
 // refused with 429 rather than queued, so a burst of large answers cannot
 // pile up memory.
 const MaxDebugRequests = 2
+
+// Bounds of the ops HTTP server: what one client's connections may hold.
+const (
+	// DefaultIdleTimeout closes a keep-alive connection idle that long.
+	DefaultIdleTimeout = 30 * time.Second
+	// ReadHeaderTimeout bounds how long a request's headers may take.
+	ReadHeaderTimeout = 10 * time.Second
+	// MaxHeaderBytes bounds a request's headers (431 beyond); probes,
+	// scrapes and debug requests send well under 1 KiB.
+	MaxHeaderBytes = 16 << 10
+)
+
+// NewServer returns the ops HTTP server for h: keep-alive connections
+// idle for idleTimeout (DefaultIdleTimeout if 0) are closed, headers must
+// arrive within ReadHeaderTimeout and fit MaxHeaderBytes, so idle or slow
+// clients cannot hold connections without end.
+func NewServer(h http.Handler, idleTimeout time.Duration) *http.Server {
+	if idleTimeout <= 0 {
+		idleTimeout = DefaultIdleTimeout
+	}
+	return &http.Server{Handler: h, IdleTimeout: idleTimeout, ReadHeaderTimeout: ReadHeaderTimeout, MaxHeaderBytes: MaxHeaderBytes}
+}
 
 // Handler returns the ops HTTP handler.
 func Handler(cp *controlplane.ControlPlane, gatherer prometheus.Gatherer) http.Handler {

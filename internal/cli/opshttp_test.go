@@ -1,0 +1,86 @@
+package cli
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/horizonmesh/horizon/internal/controlplane"
+)
+
+// Discovery's ops port closes a keep-alive connection left idle for
+// --http-idle-timeout (without one, 1000 idle connections were held for
+// as long as their clients liked).
+func TestOpsHTTPClosesIdleConnections(t *testing.T) {
+	if DefaultDiscoveryConfig().HTTPIdleTimeout <= 0 {
+		t.Fatal("no default --http-idle-timeout")
+	}
+	dir := t.TempDir()
+	copyTree(t, walkthrough, dir)
+	hl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultDiscoveryConfig()
+	cfg.Clusters = []string{"cluster1=" + filepath.Join(dir, "cluster1")}
+	cfg.XDSAddr, cfg.SecureAddr, cfg.HTTPAddr = "", "", hl.Addr().String()
+	cfg.HTTPIdleTimeout = 200 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	started := make(chan struct{})
+	go func() {
+		done <- RunDiscovery(ctx, cfg, slog.New(slog.DiscardHandler), &Listeners{HTTP: hl,
+			Started: func(*controlplane.ControlPlane) { close(started) }})
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Error("discovery did not stop")
+		}
+	})
+	select {
+	case <-started:
+	case err := <-done:
+		t.Fatalf("discovery ended: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("discovery did not start")
+	}
+
+	conn, err := net.Dial("tcp", hl.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := io.WriteString(conn, "GET /ready HTTP/1.1\r\nHost: ops\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.Close {
+		t.Fatal("the server closed the connection with its answer; want keep-alive")
+	}
+	begin := time.Now()
+	if err := conn.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := br.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
+		t.Fatalf("idle keep-alive connection: read %d bytes, %v after %s; want EOF (closed by discovery)", n, err, time.Since(begin).Round(time.Millisecond))
+	}
+	if d := time.Since(begin); d > 5*time.Second {
+		t.Errorf("closed after %s, --http-idle-timeout 200ms", d)
+	}
+}
