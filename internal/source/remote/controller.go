@@ -58,11 +58,21 @@ type Controller struct {
 	mu      sync.Mutex
 	running map[model.ClusterID]*remoteCluster
 	pending map[model.ClusterID]*remoteCluster // rotations waiting to sync
+	// refused are the keys whose kubeconfig could not be used: their
+	// error shows in the cluster's status until that Secret key is gone,
+	// fixed, or served by another Secret.
+	refused map[model.ClusterID]refusal
 
 	// For the readiness gate, which the registry evaluates under its own
 	// lock: never c.mu there (Reconcile calls the registry holding c.mu).
 	listed   atomic.Bool                      // the Secrets have been listed and reconciled once
 	joinedAt atomic.Pointer[[]*remoteCluster] // a copy of running
+}
+
+// refusal is a Secret key whose kubeconfig was refused, and which one.
+type refusal struct {
+	source string
+	hash   [32]byte
 }
 
 type remoteCluster struct {
@@ -96,7 +106,7 @@ func NewController(opts Options, reg Registry) *Controller {
 		opts.SyncTimeout = 30 * time.Second
 	}
 	c := &Controller{opts: opts, reg: reg, log: opts.Logger,
-		running: map[model.ClusterID]*remoteCluster{}, pending: map[model.ClusterID]*remoteCluster{}}
+		running: map[model.ClusterID]*remoteCluster{}, pending: map[model.ClusterID]*remoteCluster{}, refused: map[model.ClusterID]refusal{}}
 	c.joinedAt.Store(&[]*remoteCluster{})
 	if g, ok := reg.(readinessGates); ok {
 		g.AddReadinessGate(RemoteGate, c.Ready)
@@ -211,6 +221,18 @@ func (c *Controller) Reconcile(ctx context.Context, secrets []*corev1.Secret) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	defer c.publish()
+	// A refused key whose Secret is gone, or which is no longer in it (or
+	// is now another Secret's): its error goes with it. A running cluster
+	// whose key went is removed below, status and all.
+	for id, r := range c.refused {
+		if d, ok := want[id]; ok && d.source == r.source {
+			continue
+		}
+		delete(c.refused, id)
+		if _, running := c.running[id]; !running {
+			c.reg.ClusterError(id, r.source, "")
+		}
+	}
 	for id, rc := range c.running {
 		if _, ok := want[id]; !ok {
 			c.log.Info("remote cluster removed", "cluster", id, "source", rc.source)
@@ -229,16 +251,28 @@ func (c *Controller) Reconcile(ctx context.Context, secrets []*corev1.Secret) {
 		if p, ok := c.pending[id]; ok && p.hash == hash {
 			continue // this rotation is already syncing
 		}
+		r, refused := c.refused[id]
 		if running && rc.hash == hash {
-			c.cancelPending(id) // a rotation was reverted
+			// A rotation was reverted to the running kubeconfig; if that
+			// rotation was refused, its error goes.
+			c.cancelPending(id)
+			if refused {
+				delete(c.refused, id)
+				c.reg.ClusterError(id, d.source, "")
+			}
 			continue
+		}
+		if refused && r.hash == hash {
+			continue // refused already, and reported: not again at every Secret event
 		}
 		next, err := c.start(id, d, hash)
 		if err != nil {
 			c.log.Error("remote cluster not joined", "cluster", id, "source", d.source, "error", err)
+			c.refused[id] = refusal{source: d.source, hash: hash}
 			c.reg.ClusterError(id, d.source, err.Error())
 			continue
 		}
+		delete(c.refused, id)
 		if !running {
 			c.running[id] = next
 			c.reg.SetCluster(c.cluster(id, d.source, next))

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 )
 
@@ -33,7 +34,8 @@ func safeToReadFiles(data []byte) bool {
 // runs no program and reads no file of the control plane's host (no exec or
 // auth-provider plugin, no token, certificate, key or CA file) and is
 // accepted the same with the flag; one accepted only with the flag is
-// refused with a message naming the flag; an accepted config has a host.
+// refused with a message naming the flag; an accepted config has a host;
+// one accepted without the flag has no proxy and dials its server over TLS.
 func FuzzParseKubeconfig(f *testing.F) {
 	for _, seed := range []string{
 		goodKubeconfig,
@@ -77,6 +79,11 @@ func FuzzParseKubeconfig(f *testing.F) {
 				t.Fatalf("accepted with file paths: cert %q key %q CA %q", c.CertFile, c.KeyFile, c.CAFile)
 			case c.Host == "":
 				t.Fatal("accepted without a server")
+			case c.Proxy != nil:
+				t.Fatal("accepted with a proxy")
+			}
+			if u, _, err := rest.DefaultServerUrlFor(c); err != nil || u.Scheme != "https" {
+				t.Fatalf("accepted a server not dialled over TLS: %q (%v)", c.Host, err)
 			}
 		}
 		if !safeToReadFiles(data) {

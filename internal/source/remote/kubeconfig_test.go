@@ -58,6 +58,24 @@ func TestParseKubeconfig(t *testing.T) {
 		{"CA file", func(s string) string {
 			return strings.Replace(s, "certificate-authority-data: ", "certificate-authority: /etc/ca.crt\n    x-unused: ", 1)
 		}, true, "certificate-authority"},
+		// Discovery's watches (and the token) through a proxy of the
+		// Secret's choosing, or in the clear.
+		{"proxy-url", func(s string) string {
+			return strings.Replace(s, "server: https://203.0.113.5:6443", "server: https://203.0.113.5:6443\n    proxy-url: http://198.51.100.1:3128", 1)
+		}, true, "clusters[remote].proxy-url"},
+		{"socks proxy-url", func(s string) string {
+			return strings.Replace(s, "server: https://203.0.113.5:6443", "server: https://203.0.113.5:6443\n    proxy-url: socks5://198.51.100.1:1080", 1)
+		}, true, "clusters[remote].proxy-url"},
+		{"http server", func(s string) string {
+			return strings.Replace(s, "server: https://203.0.113.5:6443", "server: http://203.0.113.5:8080", 1)
+		}, true, "clusters[remote].server"},
+		{"HTTP server upper case", func(s string) string {
+			return strings.Replace(s, "server: https://203.0.113.5:6443", "server: HTTP://203.0.113.5:8080", 1)
+		}, true, "clusters[remote].server"},
+		{"no scheme, no TLS settings", func(s string) string {
+			s = strings.Replace(s, "server: https://203.0.113.5:6443", "server: 203.0.113.5:8080", 1)
+			return strings.Replace(s, "certificate-authority-data: ", "x-unused: ", 1)
+		}, true, "clusters[remote].server"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -66,11 +84,19 @@ func TestParseKubeconfig(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tt.contains) {
 				t.Fatalf("err = %v, want it to mention %q", err, tt.contains)
 			}
+			if tt.insecure && !strings.Contains(err.Error(), "--allow-insecure-kubeconfig") {
+				t.Errorf("refused without naming --allow-insecure-kubeconfig: %v", err)
+			}
 			if tt.insecure && strings.Contains(err.Error(), "refused") {
 				if _, err := ParseKubeconfig([]byte(data), true); err != nil && strings.Contains(err.Error(), "refused") {
 					t.Errorf("--allow-insecure-kubeconfig still refuses: %v", err)
 				}
 			}
 		})
+	}
+	// A server without a scheme is dialled over TLS when TLS is configured
+	// (the CA inline): accepted.
+	if _, err := ParseKubeconfig([]byte(strings.Replace(goodKubeconfig, "server: https://203.0.113.5:6443", "server: 203.0.113.5:6443", 1)), false); err != nil {
+		t.Errorf("server without a scheme, CA inline: %v", err)
 	}
 }
