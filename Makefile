@@ -74,6 +74,17 @@ bench-convergence: build ## endpoint-change convergence at M ADS clients on a re
 	  HORIZON_K8S_BIN_DIR=$$dir $(GO) test -tags bench -count=1 -timeout 4h -v -run '^TestConvergence$$' ./internal/bench \
 	    -args -cp $(BENCH_CP) -horizon-bin $(CURDIR)/$(BIN) $$extra $(if $(BENCH_OUT),-out $(abspath $(BENCH_OUT))) $(BENCH_ARGS)
 
+# Not part of `check` either: the hostile-load benchmark of issue 17 (about
+# 5 min). A quiet baseline, then each attack class for 30 s against one
+# discovery on a real kube-apiserver; fails when a legitimate proxy misses a
+# target. HOSTILE_ARGS: e.g. '-hostile-duration 10s -hostile-classes views,nacks'.
+HOSTILE_ARGS ?=
+.PHONY: bench-hostile
+bench-hostile: build ## legitimate proxies' service while attackers run each hostile class (docs/performance.md)
+	dir=$$(./scripts/k8s-bins.sh | tail -1); \
+	  HORIZON_K8S_BIN_DIR=$$dir $(GO) test -tags bench -count=1 -timeout 1h -v -run '^TestHostile$$' ./internal/bench \
+	    -args -horizon-bin $(CURDIR)/$(BIN) $(if $(BENCH_OUT),-out $(abspath $(BENCH_OUT))) $(HOSTILE_ARGS)
+
 golden: ## refresh golden files after a deliberate output change; review the diff
 	$(GO) test ./internal/xds/translate/ -run TestGolden -update
 
