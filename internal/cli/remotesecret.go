@@ -18,6 +18,7 @@ import (
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
@@ -67,7 +68,9 @@ func newCreateRemoteSecretCommand(stdout io.Writer) *cobra.Command {
 		Use:   "create-remote-secret --name CLUSTER_ID [--kubeconfig FILE] [--context CTX]",
 		Short: "Give a remote cluster a read-only identity and print the Secret that joins it to the primary's discovery",
 		Long: `create-remote-secret works against the REMOTE cluster (--kubeconfig/--context, as kubectl).
-It applies there (server-side apply, field manager "horizon", label
+It first checks, reading only, what the Secret needs (an https server, the API server's CA
+from the kubeconfig or the kube-root-ca.crt ConfigMap, a kubeconfig discovery accepts): when
+one is missing it fails having written nothing. Then it applies there (server-side apply, field manager "horizon", label
 app.kubernetes.io/managed-by=horizon; idempotent) in --namespace, which it creates when
 missing:
 
@@ -289,6 +292,28 @@ func renderRemoteSecret(name, namespace string, kubeconfig []byte) ([]byte, erro
 // createRemoteSecret does the work against the remote cluster of cfg and
 // returns the Secret's YAML; progress goes to progress.
 func createRemoteSecret(ctx context.Context, cfg *rest.Config, o remoteSecretOptions, progress io.Writer) ([]byte, error) {
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, usageErrorf("kubeconfig: %v", err)
+	}
+	ic, err := install.NewClient(cfg)
+	if err != nil {
+		return nil, usageErrorf("kubeconfig: %v", err)
+	}
+	return createRemoteSecretWith(ctx, cfg, cs, ic, o, progress)
+}
+
+// applier applies objects in the remote cluster (install.Client).
+type applier interface {
+	Apply(ctx context.Context, objs []*unstructured.Unstructured, dryRun bool, progress io.Writer) (install.ApplyResult, error)
+}
+
+// createRemoteSecretWith is createRemoteSecret with its clients. Everything
+// that can be known to fail without writing — the server URL, the CA the
+// kubeconfig needs, the objects, the kubeconfig discovery will parse — is
+// checked before the first write, so that a run that fails on them leaves
+// the cluster as it was (no Namespace, ServiceAccount, binding or token).
+func createRemoteSecretWith(ctx context.Context, cfg *rest.Config, cs kubernetes.Interface, ic applier, o remoteSecretOptions, progress io.Writer) ([]byte, error) {
 	server := o.server
 	if server == "" {
 		server = cfg.Host
@@ -296,45 +321,37 @@ func createRemoteSecret(ctx context.Context, cfg *rest.Config, o remoteSecretOpt
 			return nil, usageErrorf("the kubeconfig's server: %v; give --server", err)
 		}
 	}
-	cs, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return nil, usageErrorf("kubeconfig: %v", err)
-	}
-	api := func(err error) error {
-		var st apierrors.APIStatus
-		if !errors.As(err, &st) {
-			return fmt.Errorf("cannot reach the API server %s: %w", cfg.Host, err)
-		}
-		return fmt.Errorf("API server %s: %w", cfg.Host, err)
-	}
-	if err := ensureNamespace(ctx, cs, o.namespace, progress); err != nil {
-		return nil, api(err)
-	}
-	ic, err := install.NewClient(cfg)
-	if err != nil {
-		return nil, err
-	}
+	api := func(err error) error { return remoteAPIError(cfg.Host, err) }
 	longLived := o.tokenTTL == 0
 	objs, err := install.Unstructured(remoteReaderObjects(o.name, o.namespace, longLived))
 	if err != nil {
 		return nil, err
+	}
+	ca, err := caData(ctx, cfg, cs, o.namespace)
+	if err != nil {
+		return nil, err
+	}
+	if kc, err := remoteKubeconfig(o.name, server, ca, "token-to-come"); err != nil {
+		return nil, err
+	} else if _, err := remote.ParseKubeconfig(kc, false); err != nil {
+		return nil, fmt.Errorf("discovery would refuse the kubeconfig for %s: %w", server, err)
+	}
+
+	// Now the writes.
+	if err := ensureNamespace(ctx, cs, o.namespace, progress); err != nil {
+		return nil, api(err)
 	}
 	if _, err := ic.Apply(ctx, objs, false, progress); err != nil {
 		return nil, api(err)
 	}
 	n := namesFor(o.name, o.namespace)
 	var token string
-	var secretCA []byte
 	if longLived {
-		if token, secretCA, err = waitForToken(ctx, cs, o.namespace, n.tokenSecret); err != nil {
+		if token, err = waitForToken(ctx, cs, o.namespace, n.tokenSecret); err != nil {
 			return nil, err
 		}
 	} else if token, err = requestToken(ctx, cs, o.namespace, n.serviceAccount, o.tokenTTL, progress); err != nil {
 		return nil, api(err)
-	}
-	ca, err := caData(ctx, cfg, cs, o.namespace, secretCA)
-	if err != nil {
-		return nil, err
 	}
 	kc, err := remoteKubeconfig(o.name, server, ca, token)
 	if err != nil {
@@ -372,21 +389,21 @@ func ensureNamespace(ctx context.Context, cs kubernetes.Interface, namespace str
 }
 
 // waitForToken waits for the token controller to fill the
-// service-account-token Secret, and returns its token and ca.crt.
-func waitForToken(ctx context.Context, cs kubernetes.Interface, namespace, name string) (string, []byte, error) {
+// service-account-token Secret, and returns its token.
+func waitForToken(ctx context.Context, cs kubernetes.Interface, namespace, name string) (string, error) {
 	tick := time.NewTicker(250 * time.Millisecond)
 	defer tick.Stop()
 	for {
 		s, err := cs.CoreV1().Secrets(namespace).Get(ctx, name, metav1.GetOptions{})
 		switch {
 		case err == nil && len(s.Data[corev1.ServiceAccountTokenKey]) > 0:
-			return string(s.Data[corev1.ServiceAccountTokenKey]), s.Data[corev1.ServiceAccountRootCAKey], nil
+			return string(s.Data[corev1.ServiceAccountTokenKey]), nil
 		case err != nil && ctx.Err() == nil && !apierrors.IsNotFound(err):
-			return "", nil, fmt.Errorf("Secret %s/%s: %w", namespace, name, err)
+			return "", fmt.Errorf("Secret %s/%s: %w", namespace, name, err)
 		}
 		select {
 		case <-ctx.Done():
-			return "", nil, fmt.Errorf("Secret %s/%s has no token yet: the cluster's token controller (kube-controller-manager) fills "+
+			return "", fmt.Errorf("Secret %s/%s has no token yet: the cluster's token controller (kube-controller-manager) fills "+
 				"service-account-token Secrets, and none did before --timeout; without one, use --token-ttl (a TokenRequest token)", namespace, name)
 		case <-tick.C:
 		}
@@ -411,10 +428,23 @@ func requestToken(ctx context.Context, cs kubernetes.Interface, namespace, sa st
 	return tr.Status.Token, nil
 }
 
+// remoteAPIError says whether err is the API server's answer or the lack of one.
+func remoteAPIError(host string, err error) error {
+	var st apierrors.APIStatus
+	if !errors.As(err, &st) {
+		return fmt.Errorf("cannot reach the API server %s: %w", host, err)
+	}
+	return fmt.Errorf("API server %s: %w", host, err)
+}
+
+// errNoCA: neither the kubeconfig nor the cluster has the API server's CA.
+var errNoCA = errors.New("no CA for the API server")
+
 // caData is the CA that verifies the API server: the kubeconfig's (inline
-// or its file), else the token Secret's ca.crt, else the kube-root-ca.crt
-// ConfigMap of namespace.
-func caData(ctx context.Context, cfg *rest.Config, cs kubernetes.Interface, namespace string, secretCA []byte) ([]byte, error) {
+// or its file), else the kube-root-ca.crt ConfigMap (which the cluster
+// publishes in every namespace) of namespace, else of kube-system — read
+// only, before anything is written: namespace may not exist yet.
+func caData(ctx context.Context, cfg *rest.Config, cs kubernetes.Interface, namespace string) ([]byte, error) {
 	if len(cfg.TLSClientConfig.CAData) > 0 {
 		return cfg.TLSClientConfig.CAData, nil
 	}
@@ -425,15 +455,17 @@ func caData(ctx context.Context, cfg *rest.Config, cs kubernetes.Interface, name
 		}
 		return b, nil
 	}
-	if len(secretCA) > 0 {
-		return secretCA, nil
+	for _, ns := range []string{namespace, metav1.NamespaceSystem} {
+		cm, err := cs.CoreV1().ConfigMaps(ns).Get(ctx, "kube-root-ca.crt", metav1.GetOptions{})
+		switch {
+		case err == nil && cm.Data["ca.crt"] != "":
+			return []byte(cm.Data["ca.crt"]), nil
+		case err != nil && !apierrors.IsNotFound(err):
+			return nil, remoteAPIError(cfg.Host, fmt.Errorf("ConfigMap %s/kube-root-ca.crt: %w", ns, err))
+		}
 	}
-	cm, err := cs.CoreV1().ConfigMaps(namespace).Get(ctx, "kube-root-ca.crt", metav1.GetOptions{})
-	if err == nil && cm.Data["ca.crt"] != "" {
-		return []byte(cm.Data["ca.crt"]), nil
-	}
-	return nil, errors.New("no CA for the API server: the kubeconfig has none (insecure-skip-tls-verify?) and neither has the " +
-		"kube-root-ca.crt ConfigMap of " + namespace + "; use a kubeconfig with certificate-authority(-data)")
+	return nil, fmt.Errorf("%w: the kubeconfig has none (insecure-skip-tls-verify?) and neither has a kube-root-ca.crt ConfigMap "+
+		"(in %s or %s); use a kubeconfig with certificate-authority(-data). Nothing was created", errNoCA, namespace, metav1.NamespaceSystem)
 }
 
 // verifyToken checks, as the new ServiceAccount, that the token is accepted

@@ -243,41 +243,43 @@ func TestWaitForToken(t *testing.T) {
 			t.Log(err)
 		}
 	}()
-	tok, ca, err := waitForToken(ctx, cs, "ns", "t")
-	if err != nil || tok != "abc" || string(ca) != testCA {
-		t.Fatalf("token %q ca %q: %v", tok, ca, err)
+	tok, err := waitForToken(ctx, cs, "ns", "t")
+	if err != nil || tok != "abc" {
+		t.Fatalf("token %q: %v", tok, err)
 	}
 
 	short, cancel2 := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel2()
-	if _, _, err := waitForToken(short, cs, "ns", "never"); err == nil || !strings.Contains(err.Error(), "token controller") || !strings.Contains(err.Error(), "--token-ttl") {
+	if _, err := waitForToken(short, cs, "ns", "never"); err == nil || !strings.Contains(err.Error(), "token controller") || !strings.Contains(err.Error(), "--token-ttl") {
 		t.Errorf("no token controller: %v", err)
 	}
 }
 
 func TestCAData(t *testing.T) {
 	ctx := context.Background()
-	cs := fake.NewClientset(&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "kube-root-ca.crt", Namespace: "ns"}, Data: map[string]string{"ca.crt": "root"}})
 	file := filepath.Join(t.TempDir(), "ca.crt")
 	if err := os.WriteFile(file, []byte("file"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
-		cfg      rest.TLSClientConfig
-		secretCA string
-		want     string
+		cfg       rest.TLSClientConfig
+		namespace string
+		want      string
 	}{
-		{rest.TLSClientConfig{CAData: []byte("inline"), CAFile: file}, "secret", "inline"},
-		{rest.TLSClientConfig{CAFile: file}, "secret", "file"},
-		{rest.TLSClientConfig{Insecure: true}, "secret", "secret"},
-		{rest.TLSClientConfig{Insecure: true}, "", "root"},
+		{rest.TLSClientConfig{CAData: []byte("inline"), CAFile: file}, "ns", "inline"},
+		{rest.TLSClientConfig{CAFile: file}, "ns", "file"},
+		{rest.TLSClientConfig{Insecure: true}, "ns", "root"},
+		{rest.TLSClientConfig{Insecure: true}, "not-yet", "kube-system's"}, // the namespace does not exist yet
 	} {
-		got, err := caData(ctx, &rest.Config{TLSClientConfig: tc.cfg}, cs, "ns", []byte(tc.secretCA))
+		cs := fake.NewClientset(
+			&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "kube-root-ca.crt", Namespace: "ns"}, Data: map[string]string{"ca.crt": "root"}},
+			&corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "kube-root-ca.crt", Namespace: "kube-system"}, Data: map[string]string{"ca.crt": "kube-system's"}})
+		got, err := caData(ctx, &rest.Config{TLSClientConfig: tc.cfg}, cs, tc.namespace)
 		if err != nil || string(got) != tc.want {
-			t.Errorf("%+v: %q, %v; want %q", tc.cfg, got, err, tc.want)
+			t.Errorf("%+v in %s: %q, %v; want %q", tc.cfg, tc.namespace, got, err, tc.want)
 		}
 	}
-	if _, err := caData(ctx, &rest.Config{}, fake.NewClientset(), "ns", nil); err == nil || !strings.Contains(err.Error(), "no CA") {
+	if _, err := caData(ctx, &rest.Config{}, fake.NewClientset(), "ns"); err == nil || !strings.Contains(err.Error(), "no CA") {
 		t.Errorf("no CA anywhere: %v", err)
 	}
 }
