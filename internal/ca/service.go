@@ -14,9 +14,11 @@ import (
 	"google.golang.org/grpc/status"
 	securityv1alpha1 "istio.io/api/security/v1alpha1"
 	authenticationv1 "k8s.io/api/authentication/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/horizonmesh/horizon/internal/authn"
 	"github.com/horizonmesh/horizon/internal/bearer"
 	"github.com/horizonmesh/horizon/internal/model"
 )
@@ -26,43 +28,50 @@ import (
 const ClusterIDHeader = bearer.ClusterIDHeader
 
 // Caller is an authenticated workload.
-type Caller struct {
-	Namespace      string
-	ServiceAccount string
-}
+type Caller = authn.Identity
 
-// Authenticator checks a caller's token against its cluster.
+// Authenticator checks a caller's token against its cluster. In discovery
+// it is an *authn.Reviewer over a TokenReviewer, shared with the xDS TLS
+// port: results cached, peers that keep failing backed off.
 type Authenticator interface {
 	Authenticate(ctx context.Context, cluster model.ClusterID, token string) (Caller, error)
 }
 
 // TokenReviewer authenticates Kubernetes service-account tokens with a
-// TokenReview sent to the caller's own cluster's API server.
+// TokenReview sent to the caller's own cluster's API server. The token's
+// own faults are marked authn.Refused (cached and counted against the
+// peer by an authn.Reviewer); an API server that does not answer is not.
 type TokenReviewer struct {
 	Audiences []string // the token must be for one of these (istio-ca)
-	Clients   func(model.ClusterID) kubernetes.Interface
+	// Clients returns a cluster's TokenReview client (kube.Clients.Review:
+	// its own rate limits), nil for an unknown cluster.
+	Clients func(model.ClusterID) kubernetes.Interface
 }
 
 // Authenticate implements Authenticator.
 func (r *TokenReviewer) Authenticate(ctx context.Context, cluster model.ClusterID, token string) (Caller, error) {
 	client := r.Clients(cluster)
 	if client == nil {
-		return Caller{}, fmt.Errorf("unknown cluster %q", cluster)
+		return Caller{}, authn.Refused(fmt.Errorf("unknown cluster %q", cluster))
 	}
 	tr, err := client.AuthenticationV1().TokenReviews().Create(ctx, &authenticationv1.TokenReview{
 		Spec: authenticationv1.TokenReviewSpec{Token: token, Audiences: r.Audiences}}, metav1.CreateOptions{})
 	if err != nil {
-		return Caller{}, fmt.Errorf("TokenReview in cluster %s: %w", cluster, err)
+		err = fmt.Errorf("TokenReview in cluster %s: %w", cluster, err)
+		if apierrors.IsBadRequest(err) || apierrors.IsInvalid(err) || apierrors.IsRequestEntityTooLargeError(err) {
+			err = authn.Refused(err) // the API server's answer to this token
+		}
+		return Caller{}, err
 	}
 	if !tr.Status.Authenticated {
-		return Caller{}, fmt.Errorf("token not authenticated by cluster %s: %s", cluster, tr.Status.Error)
+		return Caller{}, authn.Refused(fmt.Errorf("token not authenticated by cluster %s: %s", cluster, tr.Status.Error))
 	}
 	if !slices.ContainsFunc(tr.Status.Audiences, func(a string) bool { return slices.Contains(r.Audiences, a) }) {
-		return Caller{}, fmt.Errorf("token audiences %v include none of %v", tr.Status.Audiences, r.Audiences)
+		return Caller{}, authn.Refused(fmt.Errorf("token audiences %v include none of %v", tr.Status.Audiences, r.Audiences))
 	}
 	parts := strings.Split(tr.Status.User.Username, ":")
 	if len(parts) != 4 || parts[0] != "system" || parts[1] != "serviceaccount" || parts[2] == "" || parts[3] == "" {
-		return Caller{}, fmt.Errorf("%q is not a service account", tr.Status.User.Username)
+		return Caller{}, authn.Refused(fmt.Errorf("%q is not a service account", tr.Status.User.Username))
 	}
 	return Caller{Namespace: parts[2], ServiceAccount: parts[3]}, nil
 }
@@ -96,8 +105,10 @@ func (s *Service) CreateCertificate(ctx context.Context, req *securityv1alpha1.I
 	}
 	caller, err := s.Auth.Authenticate(ctx, cluster, token)
 	if err != nil {
-		s.Log.Warn("CSR refused", "cluster", cluster, "error", err)
-		return nil, status.Errorf(codes.Unauthenticated, "authentication failed: %v", err)
+		// Not logged here: a client can send any number of these. The
+		// authn.Reviewer logs refusals, one line per peer per interval.
+		// A throttled peer gets ResourceExhausted (retry later).
+		return nil, status.Errorf(authn.Code(err), "authentication failed: %v", err)
 	}
 	ttl := s.DefaultTTL
 	if v := req.GetValidityDuration(); v > 0 {

@@ -26,6 +26,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/horizonmesh/horizon/internal/authn"
 	"github.com/horizonmesh/horizon/internal/ca"
 	"github.com/horizonmesh/horizon/internal/controlplane"
 	"github.com/horizonmesh/horizon/internal/model"
@@ -64,6 +65,9 @@ type DiscoveryConfig struct {
 	TokenAudiences []string
 	CertTTL        time.Duration
 	MaxCertTTL     time.Duration
+	// TokenReview sizes the bearer-token path of both (its own client
+	// per cluster, cache, per-peer back-off).
+	TokenReview authn.Config
 
 	// HTTPIdleTimeout closes ops HTTP keep-alive connections idle that long.
 	HTTPIdleTimeout time.Duration
@@ -92,6 +96,7 @@ func DefaultDiscoveryConfig() DiscoveryConfig {
 		Debounce: 10 * time.Millisecond, DebounceMax: time.Second, RemoteSyncTimeout: 30 * time.Second,
 		DomainSuffix: model.DefaultDomainSuffix, PollInterval: 2 * time.Second, DNSRefresh: 30 * time.Second,
 		TrustDomain: "cluster.local", TokenAudiences: []string{"istio-ca"}, CertTTL: 24 * time.Hour, MaxCertTTL: 7 * 24 * time.Hour,
+		TokenReview: authn.DefaultConfig(),
 	}
 }
 
@@ -159,6 +164,9 @@ A second signal exits at once.`,
 	fl.StringSliceVar(&c.TokenAudiences, "token-audience", d.TokenAudiences, "audiences a CSR caller's token must carry")
 	fl.DurationVar(&c.CertTTL, "cert-ttl", d.CertTTL, "lifetime of workload certificates")
 	fl.DurationVar(&c.MaxCertTTL, "max-cert-ttl", d.MaxCertTTL, "longest lifetime a CSR may ask for")
+	c.TokenReview = d.TokenReview
+	fl.Float32Var(&c.TokenReview.QPS, "token-review-qps", d.TokenReview.QPS, "TokenReviews per second per cluster, on a client of their own (informers keep theirs)")
+	fl.IntVar(&c.TokenReview.Burst, "token-review-burst", d.TokenReview.Burst, "burst of TokenReviews per cluster above --token-review-qps")
 	return cmd
 }
 
@@ -197,6 +205,9 @@ func (c DiscoveryConfig) validate() ([]manifest.ClusterSource, error) {
 	}
 	if c.CertTTL <= 0 || c.MaxCertTTL < c.CertTTL {
 		return nil, usageErrorf("--cert-ttl must be > 0 and --max-cert-ttl >= --cert-ttl")
+	}
+	if c.TokenReview.QPS <= 0 || c.TokenReview.Burst < 1 {
+		return nil, usageErrorf("--token-review-qps must be > 0 and --token-review-burst >= 1")
 	}
 	var out []manifest.ClusterSource
 	seen := map[model.ClusterID]bool{model.ClusterID(c.ClusterID): c.Kubeconfig != ""}
@@ -245,6 +256,7 @@ func RunDiscovery(ctx context.Context, c DiscoveryConfig, log *slog.Logger, lis 
 		return err
 	}
 	clients := kube.NewClients()
+	clients.ReviewQPS, clients.ReviewBurst = c.TokenReview.QPS, c.TokenReview.Burst
 	var local kubernetes.Interface
 	if restCfg != nil {
 		// Like a remote cluster's, the local API server's reachability
@@ -259,7 +271,7 @@ func RunDiscovery(ctx context.Context, c DiscoveryConfig, log *slog.Logger, lis 
 			cp.ClusterError(id, "kubernetes (local)", msg)
 		})
 		restCfg.Wrap(contact.Wrap)
-		if local, err = kubernetes.NewForConfig(restCfg); err != nil {
+		if local, err = clients.NewClient(restCfg); err != nil {
 			return fmt.Errorf("local cluster: %w", err)
 		}
 		clients.Set(model.ClusterID(c.ClusterID), local)
@@ -351,7 +363,7 @@ func startLocal(ctx context.Context, c DiscoveryConfig, client kubernetes.Interf
 	}()
 
 	rc := remote.NewController(remote.Options{Namespace: c.Namespace, LocalCluster: id,
-		AllowInsecure: c.AllowInsecure, SyncTimeout: c.RemoteSyncTimeout, Clients: clients, Convert: c.convertOptions(), Logger: log}, cp)
+		AllowInsecure: c.AllowInsecure, SyncTimeout: c.RemoteSyncTimeout, Clients: clients, NewClient: clients.NewClient, Convert: c.convertOptions(), Logger: log}, cp)
 	go rc.Run(ctx, client)
 
 	if c.MeshNetworksFile == "" {
@@ -434,7 +446,7 @@ func serve(ctx context.Context, c DiscoveryConfig, cp *controlplane.ControlPlane
 			if a == nil {
 				return nil, err
 			}
-			return newSecureServer(streamsCtx, c, cp, a, clients, log)
+			return newSecureServer(streamsCtx, c, cp, a, clients, reg, log)
 		}, func() {
 			log.Info("serving xDS and CSR over TLS", "addr", ls.secure.Addr().String(), "sans", c.SecureSANs)
 		})

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	securityv1alpha1 "istio.io/api/security/v1alpha1"
@@ -16,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/horizonmesh/horizon/internal/authn"
 	"github.com/horizonmesh/horizon/internal/ca"
 	"github.com/horizonmesh/horizon/internal/controlplane"
 	"github.com/horizonmesh/horizon/internal/install"
@@ -146,13 +148,23 @@ func defaultSecureSANs(namespace string) []string {
 	return out
 }
 
+// newTokenReviewer is the one token reviewer of the CSR service and the
+// xDS TLS port: TokenReviews through each cluster's review client (its own
+// rate limits, see kube.Clients.NewClient), results cached, peers that keep
+// presenting bad tokens backed off (authn).
+func newTokenReviewer(c DiscoveryConfig, clients *kube.Clients, reg prometheus.Registerer, log *slog.Logger) *authn.Reviewer {
+	backend := &ca.TokenReviewer{Audiences: c.TokenAudiences, Clients: clients.Review}
+	return authn.NewReviewer(backend, c.TokenReview, reg, log)
+}
+
 // newSecureServer serves ADS and the CSR service over TLS.
-func newSecureServer(ctx context.Context, c DiscoveryConfig, cp *controlplane.ControlPlane, a *ca.Authority, clients *kube.Clients, log *slog.Logger) (*grpc.Server, error) {
+func newSecureServer(ctx context.Context, c DiscoveryConfig, cp *controlplane.ControlPlane, a *ca.Authority, clients *kube.Clients,
+	reg prometheus.Registerer, log *slog.Logger) (*grpc.Server, error) {
 	creds, err := serverCredentials(a, c)
 	if err != nil {
 		return nil, err
 	}
-	reviewer := &ca.TokenReviewer{Audiences: c.TokenAudiences, Clients: func(id model.ClusterID) kubernetes.Interface { return clients.Get(id) }}
+	reviewer := newTokenReviewer(c, clients, reg, log)
 	// xDS on this port: a mesh client certificate, or (Istio's agents)
 	// the same service-account token the CSR service reviews.
 	cp.Tracker.AcceptTokens(&server.TokenAuth{LocalCluster: model.ClusterID(c.ClusterID),

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
+	"github.com/horizonmesh/horizon/internal/authn"
 	"github.com/horizonmesh/horizon/internal/bearer"
 	"github.com/horizonmesh/horizon/internal/model"
 )
@@ -29,6 +30,10 @@ type TokenReviewer func(ctx context.Context, cluster model.ClusterID, token stri
 // on the TLS port with their service-account token, as Istio's agents do
 // (authorization: Bearer <token>, clusterid: <cluster>).
 type TokenAuth struct {
+	// Review is, in discovery, the CSR service's authn.Reviewer: results
+	// cached, peers that keep failing backed off, so junk tokens cannot
+	// starve the reviews of legitimate streams. The stream's context
+	// carries its peer address for that.
 	Review TokenReviewer
 	// LocalCluster reviews the token of a stream that names no cluster
 	// (Istio's agent without ISTIO_META_CLUSTER_ID sends an empty one).
@@ -92,7 +97,9 @@ func (a *TokenAuth) reviewToken(ctx context.Context) (*tokenCaller, error) {
 	defer cancel()
 	ns, sa, err := a.Review(ctx, cluster, token)
 	if err != nil {
-		return nil, status.Errorf(codes.Unauthenticated, "bearer token: %v", err)
+		// ResourceExhausted when the peer is throttled (nothing was
+		// reviewed; retry later), else Unauthenticated.
+		return nil, status.Errorf(authn.Code(err), "bearer token: %v", err)
 	}
 	return &tokenCaller{cluster: cluster, namespace: ns, serviceAccount: sa, local: a.LocalCluster}, nil
 }
