@@ -123,3 +123,31 @@ func TestTokenReviewFloodDoesNotStarveLegitimateTokens(t *testing.T) {
 		t.Errorf("%d junk TokenReviews reached the API server, want at most %d", n, tr.FailuresBeforeBackoff-1+tr.MaxConcurrentPerPeer)
 	}
 }
+
+// BenchmarkTokenReview: a review through client-go and HTTP (an API server
+// answering at once, limits raised so the rate limiter does not count)
+// against an answer from the cache.
+func BenchmarkTokenReview(b *testing.B) {
+	url, _, _ := tokenReviewAPI(b)
+	c := DefaultDiscoveryConfig()
+	c.TokenReview.QPS, c.TokenReview.Burst = 1e6, 1e6
+	ctx := fromAddr("10.0.0.2")
+	b.Run("uncached", func(b *testing.B) {
+		r := newTokenReviewerFor(b, c, url)
+		i := 0
+		for b.Loop() {
+			i++
+			if _, err := r.Authenticate(ctx, "cluster1", fmt.Sprint("legit-", i)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("cached", func(b *testing.B) {
+		r := newTokenReviewerFor(b, c, url)
+		for b.Loop() {
+			if _, err := r.Authenticate(ctx, "cluster1", "legit-cached"); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
