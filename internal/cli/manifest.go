@@ -62,6 +62,7 @@ func settingsFlags(fl *pflag.FlagSet, s *install.Settings, values, meshNetworks 
 	fl.BoolVar(&s.Remote, "remote", d.Remote, "a remote cluster: no discovery; its pods join the primary's at --discovery-address")
 	fl.StringVar(&s.DiscoveryAddress, "discovery-address", d.DiscoveryAddress, "host:port of discovery's TLS port as this cluster's pods reach it")
 	fl.Int32Var(&s.Replicas, "replicas", d.Replicas, "discovery replicas (with a PodDisruptionBudget above 1)")
+	fl.BoolVar(&s.PlaintextXDS, "plaintext-xds", d.PlaintextXDS, "also serve xDS without TLS or authentication on 15010 (Service port grpc-xds): trusted networks only")
 	fl.BoolVar(&s.Gateway, "gateway", d.Gateway, "add the east-west network gateway")
 	fl.BoolVar(&s.ExposeServices, "expose-services", d.ExposeServices, "add the AUTO_PASSTHROUGH Gateway exposing mesh services on 15443 (needs --gateway)")
 	fl.StringVar(meshNetworks, "mesh-networks", "", "meshNetworks file, published in the istio ConfigMap")
@@ -90,6 +91,7 @@ func resolveSettings(fl *pflag.FlagSet, fromFlags install.Settings, values, mesh
 		"namespace": func() { s.Namespace = fromFlags.Namespace }, "remote": func() { s.Remote = fromFlags.Remote },
 		"discovery-address": func() { s.DiscoveryAddress = fromFlags.DiscoveryAddress },
 		"replicas":          func() { s.Replicas = fromFlags.Replicas }, "gateway": func() { s.Gateway = fromFlags.Gateway },
+		"plaintext-xds":   func() { s.PlaintextXDS = fromFlags.PlaintextXDS },
 		"expose-services": func() { s.ExposeServices = fromFlags.ExposeServices },
 		"trust-domain":    func() { s.TrustDomain = fromFlags.TrustDomain },
 		"discovery-image": func() { s.DiscoveryImage = fromFlags.DiscoveryImage }, "proxy-image": func() { s.ProxyImage = fromFlags.ProxyImage },

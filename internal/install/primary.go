@@ -81,21 +81,35 @@ func discoveryRole(s Settings) *rbacv1.Role {
 		}}
 }
 
+// discoveryService exposes the authenticated xDS port (15012), ops and
+// the webhook; the plaintext xDS port only with PlaintextXDS.
 func discoveryService(s Settings) *corev1.Service {
+	var ports []corev1.ServicePort
+	if s.PlaintextXDS {
+		ports = append(ports, corev1.ServicePort{Name: "grpc-xds", Port: PortXDS, TargetPort: intstr.FromInt32(PortXDS)})
+	}
+	ports = append(ports,
+		corev1.ServicePort{Name: "tls-xds", Port: PortSecure, TargetPort: intstr.FromInt32(PortSecure)},
+		corev1.ServicePort{Name: "http-monitoring", Port: PortOps, TargetPort: intstr.FromInt32(PortOps)},
+		corev1.ServicePort{Name: "https-webhook", Port: 443, TargetPort: intstr.FromInt32(PortWebhook)})
 	return &corev1.Service{TypeMeta: typeMeta("v1", "Service"), ObjectMeta: objMeta(DiscoveryName, s.Namespace),
-		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": DiscoveryName}, Ports: []corev1.ServicePort{
-			{Name: "grpc-xds", Port: PortXDS, TargetPort: intstr.FromInt32(PortXDS)},
-			{Name: "tls-xds", Port: PortSecure, TargetPort: intstr.FromInt32(PortSecure)},
-			{Name: "http-monitoring", Port: PortOps, TargetPort: intstr.FromInt32(PortOps)},
-			{Name: "https-webhook", Port: 443, TargetPort: intstr.FromInt32(PortWebhook)},
-		}}}
+		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": DiscoveryName}, Ports: ports}}
 }
 
 func discoveryDeployment(s Settings) *appsv1.Deployment {
 	replicas := s.Replicas
 	svc := DiscoveryName + "." + s.Namespace + ".svc"
+	// Without PlaintextXDS discovery does not listen on 15010 at all: a pod
+	// IP reaches no unauthenticated port either.
+	xdsAddr := ""
+	ports := []corev1.ContainerPort{{Name: "tls-xds", ContainerPort: PortSecure},
+		{Name: "http-monitoring", ContainerPort: PortOps}, {Name: "https-webhook", ContainerPort: PortWebhook}}
+	if s.PlaintextXDS {
+		xdsAddr = fmt.Sprintf(":%d", PortXDS)
+		ports = append([]corev1.ContainerPort{{Name: "grpc-xds", ContainerPort: PortXDS}}, ports...)
+	}
 	args := []string{"discovery", "--cluster-id", s.ClusterID, "--namespace", s.Namespace,
-		"--xds-addr", ":15010", "--secure-addr", ":15012", "--http-addr", ":15014",
+		"--xds-addr", xdsAddr, "--secure-addr", ":15012", "--http-addr", ":15014",
 		"--trust-domain", s.TrustDomain,
 		"--inject-addr", fmt.Sprintf(":%d", PortWebhook), "--proxy-image", s.ProxyImage,
 		"--secure-san", svc + "," + svc + ".cluster.local,istiod." + s.Namespace + ".svc," +
@@ -120,8 +134,7 @@ func discoveryDeployment(s Settings) *appsv1.Deployment {
 					Containers: []corev1.Container{{
 						Name: "discovery", Image: s.DiscoveryImage, ImagePullPolicy: corev1.PullPolicy(s.ImagePullPolicy),
 						Command: []string{"horizon"}, Args: args,
-						Ports: []corev1.ContainerPort{{Name: "grpc-xds", ContainerPort: PortXDS}, {Name: "tls-xds", ContainerPort: PortSecure},
-							{Name: "http-monitoring", ContainerPort: PortOps}, {Name: "https-webhook", ContainerPort: PortWebhook}},
+						Ports: ports,
 						// Readiness is /ready (synced); liveness only that the
 						// process answers: a control plane whose API server is
 						// away is not helped by a restart.

@@ -41,6 +41,11 @@ type Settings struct {
 	DiscoveryAddress string `json:"discoveryAddress,omitempty"`
 	// Replicas of discovery (primary only).
 	Replicas int32 `json:"replicas,omitempty"`
+	// PlaintextXDS serves xDS without TLS or authentication on 15010 too
+	// (discovery's --xds-addr, and the Service port grpc-xds): for
+	// trusted networks only. Off, discovery serves only the TLS port
+	// 15012, where every stream is authenticated (primary only).
+	PlaintextXDS bool `json:"plaintextXDS,omitempty"`
 	// Gateway adds the east-west network gateway.
 	Gateway bool `json:"gateway,omitempty"`
 	// ExposeServices adds the Istio Gateway that exposes every mesh
@@ -92,6 +97,9 @@ func (s Settings) Validate() error {
 		}
 	} else if s.Replicas < 1 {
 		bad("replicas", "must be at least 1")
+	}
+	if s.Remote && s.PlaintextXDS {
+		bad("plaintextXDS", "only for a primary cluster (a remote cluster runs no discovery)")
 	}
 	if s.DiscoveryAddress != "" {
 		if _, port, err := net.SplitHostPort(s.DiscoveryAddress); err != nil {
