@@ -57,14 +57,17 @@ func service(t testing.TB, c *kubeharness.Cluster, ns, name string, port int32) 
 }
 
 // pod creates an mTLS-capable Pod and writes its IP through UpdateStatus, as
-// a kubelet would (no kubelet runs here).
+// a kubelet would (no kubelet runs here). It runs as the ServiceAccount
+// named by its "app" label, as the samples' workloads do: discovery gives a
+// proxy on its TLS port the inbound side of a workload only when the Pod
+// runs as the proxy's proved identity.
 func pod(t testing.TB, c *kubeharness.Cluster, ns, name, ip string, labels map[string]string) {
 	l := map[string]string{"security.istio.io/tlsMode": "istio"}
 	for k, v := range labels {
 		l[k] = v
 	}
 	p, err := c.Client.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: l},
-		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "example/app"}}}}, metav1.CreateOptions{})
+		Spec: corev1.PodSpec{ServiceAccountName: labels["app"], Containers: []corev1.Container{{Name: "app", Image: "example/app"}}}}, metav1.CreateOptions{})
 	must(t, err)
 	if err != nil {
 		return
