@@ -79,6 +79,9 @@ type DiscoveryConfig struct {
 	// hold (views are also freed with their last stream).
 	MaxViews   int
 	MaxStreams int
+	// MaxStreamsPerClient bounds one client's streams (a proved identity,
+	// else a peer address); 0: a quarter of MaxStreams.
+	MaxStreamsPerClient int
 	// Sidecar injection (needs a local cluster and the CA): the webhook's
 	// TLS address, and what the injected sidecars are told.
 	InjectAddr             string
@@ -150,6 +153,8 @@ A second signal exits at once.`,
 	fl.StringVar(&c.InjectDiscoveryAddress, "inject-discovery-address", "", "discovery's address as injected sidecars dial it (default horizon.NAMESPACE.svc:15012)")
 	fl.IntVar(&c.MaxViews, "max-views", d.MaxViews, "most xDS views held at once (a new view past it is refused with ResourceExhausted)")
 	fl.IntVar(&c.MaxStreams, "max-streams", d.MaxStreams, "most ADS streams open at once, both ports together")
+	fl.IntVar(&c.MaxStreamsPerClient, "max-streams-per-client", d.MaxStreamsPerClient,
+		"most ADS streams of one client (a proved workload identity, else a peer address); 0: a quarter of --max-streams")
 	fl.DurationVar(&c.Debounce, "debounce", d.Debounce, "quiet period before a push (a push costs what changed, so it can be short: a burst of events within it is one push)")
 	fl.DurationVar(&c.DebounceMax, "debounce-max", d.DebounceMax, "longest a stream of changes may delay a push")
 	fl.DurationVar(&c.RemoteSyncTimeout, "remote-sync-timeout", d.RemoteSyncTimeout, "how long readiness waits for remote clusters")
@@ -188,8 +193,8 @@ func (c DiscoveryConfig) validate() ([]manifest.ClusterSource, error) {
 			return nil, usageErrorf("sidecar injection: %v", err)
 		}
 	}
-	if c.MaxViews < 1 || c.MaxStreams < 1 {
-		return nil, usageErrorf("--max-views and --max-streams must be at least 1")
+	if c.MaxViews < 1 || c.MaxStreams < 1 || c.MaxStreamsPerClient < 0 {
+		return nil, usageErrorf("--max-views and --max-streams must be at least 1, --max-streams-per-client at least 0")
 	}
 	if c.HTTPAddr == "" {
 		return nil, usageErrorf("--http-addr is required")
@@ -248,7 +253,7 @@ func RunDiscovery(ctx context.Context, c DiscoveryConfig, log *slog.Logger, lis 
 		Debounce:     c.Debounce, DebounceMax: c.DebounceMax, RemoteSyncTimeout: c.RemoteSyncTimeout,
 		RefreshInterval: c.DNSRefresh, Resolver: net.DefaultResolver,
 		Logger: log, Registry: reg,
-		MaxViews: c.MaxViews, Limits: server.Limits{MaxStreams: c.MaxStreams},
+		MaxViews: c.MaxViews, Limits: server.Limits{MaxStreams: c.MaxStreams, MaxStreamsPerClient: c.MaxStreamsPerClient},
 	})
 
 	restCfg, err := localConfig(c.Kubeconfig)

@@ -190,3 +190,17 @@ func TestDiscoveryServesSplitHorizon(t *testing.T) {
 		}
 	}
 }
+
+// --max-streams-per-client may not be negative (0 is the default: a
+// quarter of --max-streams).
+func TestDiscoveryStreamLimitsAreValidated(t *testing.T) {
+	c := DefaultDiscoveryConfig()
+	c.Clusters = []string{"c1=" + t.TempDir()}
+	if _, err := c.validate(); err != nil {
+		t.Fatalf("defaults: %v", err)
+	}
+	c.MaxStreamsPerClient = -1
+	if _, err := c.validate(); err == nil || !strings.Contains(err.Error(), "--max-streams-per-client") {
+		t.Fatalf("negative --max-streams-per-client: %v", err)
+	}
+}
