@@ -3,16 +3,24 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
+	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -75,14 +83,111 @@ func (a *attack) end(ctx context.Context, err error) {
 	a.mu.Unlock()
 }
 
-func (a *attack) summary() string {
+// attackReport is what the attackers' process reports of a class.
+type attackReport struct {
+	Attackers                string // what they did, for the table
+	Attempts, Answered, Sent int64
+	Ended                    map[string]int
+	CPU                      time.Duration // the attackers' process's
+}
+
+func (a *attack) report(attackers string) *attackReport {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	s := fmt.Sprintf("%d streams (%s); %d answered", a.attempts.Load(), counts(a.ended), a.answered.Load())
-	if n := a.sent.Load(); n > 0 {
-		s += fmt.Sprintf("; %d sent", n)
+	return &attackReport{Attackers: attackers, Attempts: a.attempts.Load(), Answered: a.answered.Load(), Sent: a.sent.Load(), Ended: a.ended}
+}
+
+func (r *attackReport) summary() string {
+	s := fmt.Sprintf("%d streams (%s); %d answered", r.Attempts, counts(r.Ended), r.Answered)
+	if r.Sent > 0 {
+		s += fmt.Sprintf("; %d sent", r.Sent)
 	}
 	return s
+}
+
+// The attackers run in a process of their own, the test binary again
+// (TestHostileAttackers): their goroutines and garbage would otherwise
+// share a Go runtime with the legitimate clients and delay what those
+// measure. Only the machine's CPU is shared, as it is with discovery.
+var (
+	attackClass  = flag.String("hostile-attack", "", "internal: run this class's attackers (TestHostileAttackers)")
+	attackXDS    = flag.String("hostile-attack-xds", "", "internal: discovery's plaintext xDS address")
+	attackSecure = flag.String("hostile-attack-secure", "", "internal: discovery's TLS xDS address")
+)
+
+const reportPrefix = "HOSTILE-ATTACK-REPORT "
+
+// TestHostileAttackers is the attackers' process of TestHostile: it runs
+// one class for -hostile-duration and prints its report.
+func TestHostileAttackers(t *testing.T) {
+	c, ok := classByKey(*attackClass)
+	if !ok {
+		t.Skip("run by TestHostile with -hostile-attack")
+	}
+	h := &hostile{t: t, cp: &cpProc{xds: *attackXDS}, secure: *attackSecure}
+	for i := range *hostileServices {
+		h.podIPs = append(h.podIPs, ip(i*2+1))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), *hostileDuration)
+	defer cancel()
+	a := newAttack()
+	var wg sync.WaitGroup
+	attackers := c.run(ctx, h, a, &wg)
+	wg.Wait()
+	b, err := json.Marshal(a.report(attackers))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Printf("\n%s%s\n", reportPrefix, b)
+}
+
+// attackerProc is a running attackers' process.
+type attackerProc struct {
+	cmd  *exec.Cmd
+	out  bytes.Buffer
+	done chan struct{}
+}
+
+// startAttackers starts the attackers of class key against the current
+// discovery, with this run's -hostile-* flags.
+func (h *hostile) startAttackers(key string) *attackerProc {
+	args := []string{"-test.run=^TestHostileAttackers$", "-hostile-attack=" + key, "-hostile-attack-xds=" + h.cp.xds, "-hostile-attack-secure=" + h.secure}
+	flag.VisitAll(func(f *flag.Flag) {
+		if strings.HasPrefix(f.Name, "hostile-") && !strings.HasPrefix(f.Name, "hostile-attack") {
+			args = append(args, "-"+f.Name+"="+f.Value.String())
+		}
+	})
+	p := &attackerProc{cmd: exec.Command(os.Args[0], args...), done: make(chan struct{})}
+	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := p.cmd.Start(); err != nil {
+		h.t.Fatalf("attackers: %v", err)
+	}
+	go func() { _ = p.cmd.Wait(); close(p.done) }()
+	return p
+}
+
+// wait waits for the attackers' report (their class has ended); on failure
+// it returns the tail of their output instead.
+func (p *attackerProc) wait() (*attackReport, string) {
+	select {
+	case <-p.done:
+	case <-time.After(time.Minute):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+	out := p.out.String()
+	i := strings.LastIndex(out, reportPrefix)
+	if i < 0 {
+		return nil, out[max(0, len(out)-500):]
+	}
+	line, _, _ := strings.Cut(out[i+len(reportPrefix):], "\n")
+	r := &attackReport{}
+	if err := json.Unmarshal([]byte(line), r); err != nil {
+		return nil, err.Error()
+	}
+	r.CPU = p.cmd.ProcessState.UserTime() + p.cmd.ProcessState.SystemTime()
+	return r, ""
 }
 
 // drain reads a stream's responses until it ends, counting it answered at

@@ -27,8 +27,8 @@ import (
 // measured. Each legitimate loop owns its fields until the phase ends.
 type result struct {
 	name      string
-	attackers string  // how many attackers did what ("" for the baseline)
-	attack    *attack // what they got (nil for the baseline)
+	attack    *attackReport // what the attackers did and got (nil for the baseline)
+	attackErr string        // the attackers' process failed: its output
 
 	fresh       []time.Duration // a fresh sidecar's full config
 	freshFailed map[string]int  // by gRPC code
@@ -42,7 +42,7 @@ type result struct {
 	heapPeak, viewsPeak float64 // from /metrics, polled
 	scrapesFailed       int
 	nacks               float64       // horizon_xds_nacks_total during the phase
-	cpu, clientCPU      time.Duration // discovery's; the benchmark's own (attackers and legitimate clients)
+	cpu, clientCPU      time.Duration // discovery's; the legitimate clients' (this process)
 	took                time.Duration
 	logBytes, logLines  int64
 	exited              bool // discovery exited during the phase
@@ -51,7 +51,8 @@ type result struct {
 // phase starts a discovery and the connected legitimate proxies, runs the
 // legitimate measurements for -hostile-duration while run's attackers (none
 // for the baseline) do their worst, then stops them all.
-func (h *hostile) phase(t *testing.T, name string, run func(context.Context, *hostile, *attack, *sync.WaitGroup) string) *result {
+func (h *hostile) phase(t *testing.T, c class) *result {
+	name := c.name
 	r := &result{name: name, freshFailed: map[string]int{}, tokenFailed: map[string]int{}}
 	h.start(name)
 	defer h.stop()
@@ -64,10 +65,9 @@ func (h *hostile) phase(t *testing.T, name string, run func(context.Context, *ho
 	ended0 := h.tr.reconnects.Load()
 	start := time.Now()
 
-	var attackers sync.WaitGroup
-	if run != nil {
-		r.attack = newAttack()
-		r.attackers = run(ctx, h, r.attack, &attackers)
+	var attackers *attackerProc
+	if c.run != nil {
+		attackers = h.startAttackers(c.key)
 	}
 	var legit sync.WaitGroup
 	for _, loop := range []func(context.Context, *result){h.freshLoop, h.changeLoop, h.tokenLoop, h.pollLoop} {
@@ -76,7 +76,9 @@ func (h *hostile) phase(t *testing.T, name string, run func(context.Context, *ho
 	}
 	legit.Wait()
 	cancel()
-	attackers.Wait()
+	if attackers != nil {
+		r.attack, r.attackErr = attackers.wait()
+	}
 
 	r.took = time.Since(start)
 	r.exited = h.exited()
@@ -309,9 +311,12 @@ func ratio(a, b float64) string {
 // row is the phase's markdown table row; quiet, when given, is the
 // baseline the change latency and heap are compared with.
 func (r *result) row(quiet *result) string {
-	attackers, got := "—", "—"
+	attackers, got, attackCPU := "—", "—", 0.0
+	if r.attackErr != "" {
+		got = "attackers failed: " + strings.ReplaceAll(r.attackErr, "\n", " ")
+	}
 	if r.attack != nil {
-		attackers, got = r.attackers, r.attack.summary()
+		attackers, got, attackCPU = r.attack.Attackers, r.attack.summary(), r.attack.CPU.Seconds()/r.took.Seconds()
 		if quiet != nil {
 			got += fmt.Sprintf("; views peak %.0f (quiet %.0f)", r.viewsPeak, quiet.viewsPeak)
 		}
@@ -346,8 +351,8 @@ func (r *result) row(quiet *result) string {
 	if miss := r.missed(quiet); len(miss) > 0 {
 		targets = "**missed**: " + strings.Join(miss, "; ")
 	}
-	return fmt.Sprintf("| %s | %s | %s | %s | %s | %s | %.2f (clients %.2f) | %s, %d lines | %s | %s |", r.name, attackers, fresh, change, heap, token,
-		r.cpu.Seconds()/r.took.Seconds(), r.clientCPU.Seconds()/r.took.Seconds(), mb(r.logBytes), r.logLines, got, targets)
+	return fmt.Sprintf("| %s | %s | %s | %s | %s | %s | %.2f / %.2f / %.2f | %s, %d lines | %s | %s |", r.name, attackers, fresh, change, heap, token,
+		r.cpu.Seconds()/r.took.Seconds(), attackCPU, r.clientCPU.Seconds()/r.took.Seconds(), mb(r.logBytes), r.logLines, got, targets)
 }
 
 // missed lists the targets the phase missed: a fresh sidecar's full config,
@@ -356,6 +361,9 @@ func (r *result) row(quiet *result) string {
 // most 2×; no legitimate stream refused or ended.
 func (r *result) missed(quiet *result) []string {
 	var out []string
+	if r.attackErr != "" {
+		out = append(out, "the attackers' process failed")
+	}
 	if r.exited {
 		out = append(out, "discovery exited")
 	}
