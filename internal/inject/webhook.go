@@ -8,12 +8,14 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"time"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/horizonmesh/horizon/internal/clip"
+	"github.com/horizonmesh/horizon/internal/ratelog"
 )
 
 // MaxRequestBytes bounds an AdmissionReview body. The API server's own
@@ -35,7 +37,10 @@ func Handler(cfg Config, nsLookup func(name string) (*corev1.Namespace, error), 
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	h := &handler{cfg: cfg, nsLookup: nsLookup, log: log, cfgErr: cfg.Validate()}
+	h := &handler{cfg: cfg, nsLookup: nsLookup, cfgErr: cfg.Validate(),
+		// Whoever reaches the webhook port decides what is logged per
+		// request: at most one line per message and namespace every 10 s.
+		log: ratelog.New(log, ratelog.Options{Every: 10 * time.Second, KeyAttrs: []string{"namespace"}})}
 	if h.cfgErr != nil {
 		log.Error("sidecar injector misconfigured: every pod it is sent is refused", "err", h.cfgErr)
 	}

@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -673,5 +675,30 @@ func TestConfigValidate(t *testing.T) {
 		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Validate: %v, want an error naming %s", err, tc.want)
 		}
+	}
+}
+
+// Whoever reaches the webhook decides what each request logs: a flood of
+// refused pods is one line per namespace per interval, not one per pod.
+func TestRefusalLogsAreRateLimited(t *testing.T) {
+	var buf bytes.Buffer
+	h := Handler(cluster1(), lookup, slog.New(slog.NewTextHandler(&buf, nil)))
+	for i := range 1000 {
+		pod := sleepPod("sample", func(p *corev1.Pod) {
+			p.Annotations = map[string]string{"traffic.sidecar.istio.io/excludeInboundPorts": "junk" + strconv.Itoa(i)}
+		})
+		raw, _ := json.Marshal(pod)
+		body, _ := json.Marshal(admissionv1.AdmissionReview{
+			TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
+			Request: &admissionv1.AdmissionRequest{UID: types.UID("u"), Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"},
+				Resource: metav1.GroupVersionResource{Version: "v1", Resource: "pods"}, Namespace: "sample",
+				Operation: admissionv1.Create, Object: runtime.RawExtension{Raw: raw}},
+		})
+		if rec := post(h, body, "application/json"); rec.Code != http.StatusOK {
+			t.Fatalf("HTTP %d", rec.Code)
+		}
+	}
+	if n := strings.Count(buf.String(), "pod refused"); n != 1 {
+		t.Fatalf("%d log lines for 1000 refused pods of one namespace, want 1:\n%.500s", n, buf.String())
 	}
 }
