@@ -60,6 +60,16 @@ func TestPKI(t *testing.T) {
 		t.Errorf("client certificate %v serial %v: %v", sched.Subject, sched.SerialNumber, err)
 	}
 
+	cert, _, err = p.IssueServingCert("cluster1-node", []net.IP{net.ParseIP("10.51.0.1")}, []string{"cluster1-node"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := parse(t, cert)
+	if _, err := node.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}); err != nil ||
+		node.VerifyHostname("10.51.0.1") != nil || node.VerifyHostname("cluster1-node") != nil || node.VerifyHostname("127.0.0.1") == nil {
+		t.Errorf("node serving certificate %v %v %v: %v", node.Subject, node.IPAddresses, node.DNSNames, err)
+	}
+
 	dir := t.TempDir()
 	files, err := p.Write(dir)
 	if err != nil {

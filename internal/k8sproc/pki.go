@@ -106,6 +106,13 @@ func (p *PKI) ClientCert(cn string, orgs ...string) (cert, key []byte, err error
 	return p.leaf(pkix.Name{CommonName: cn, Organization: orgs}, x509.ExtKeyUsageClientAuth, nil, nil)
 }
 
+// IssueServingCert issues a serving certificate for cn with the given IP and
+// DNS names (e.g. a kubelet's, which the API server verifies against the
+// CA when it proxies logs and exec to the node).
+func (p *PKI) IssueServingCert(cn string, ips []net.IP, dns []string) (cert, key []byte, err error) {
+	return p.leaf(pkix.Name{CommonName: cn}, x509.ExtKeyUsageServerAuth, ips, dns)
+}
+
 func (p *PKI) leaf(subject pkix.Name, usage x509.ExtKeyUsage, ips []net.IP, dns []string) ([]byte, []byte, error) {
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
