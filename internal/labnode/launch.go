@@ -84,29 +84,58 @@ func (l *Launch) Command() []string {
 	script = append(script, fmt.Sprintf("shift %d", len(params)), `exec "$@"`)
 	cmd := []string{"ip", "netns", "exec", l.Netns, "sh", "-ec", strings.Join(script, "\n"), "sh"}
 	cmd = append(cmd, params...)
-	if l.UID != 0 || l.GID != 0 || len(l.Groups) > 0 {
-		u, g := strconv.FormatInt(l.UID, 10), strconv.FormatInt(l.GID, 10)
-		cmd = append(cmd, "setpriv", "--reuid", u, "--regid", g)
-		if len(l.Groups) > 0 {
-			gs := make([]string, len(l.Groups))
-			for i, x := range l.Groups {
-				gs[i] = strconv.FormatInt(x, 10)
-			}
-			cmd = append(cmd, "--groups", strings.Join(gs, ","))
-		} else {
-			cmd = append(cmd, "--clear-groups")
-		}
-		if len(l.Caps) > 0 && l.UID != 0 {
-			cs := make([]string, len(l.Caps))
-			for i, c := range l.Caps {
-				cs[i] = "+" + capName(c)
-			}
-			caps := strings.Join(cs, ",")
-			cmd = append(cmd, "--inh-caps", caps, "--ambient-caps", caps)
-		}
-		cmd = append(cmd, "--")
-	}
+	cmd = append(cmd, privArgs(l.UID, l.GID, l.Groups, l.Caps)...)
 	return append(cmd, l.Argv...)
+}
+
+// privArgs is the setpriv prefix that makes a process the container's user
+// (uid, gid, supplementary groups, ambient capabilities for a non-root
+// user); none for root without groups.
+func privArgs(uid, gid int64, groups []int64, caps []string) []string {
+	if uid == 0 && gid == 0 && len(groups) == 0 {
+		return nil
+	}
+	u, g := strconv.FormatInt(uid, 10), strconv.FormatInt(gid, 10)
+	cmd := []string{"setpriv", "--reuid", u, "--regid", g}
+	if len(groups) > 0 {
+		gs := make([]string, len(groups))
+		for i, x := range groups {
+			gs[i] = strconv.FormatInt(x, 10)
+		}
+		cmd = append(cmd, "--groups", strings.Join(gs, ","))
+	} else {
+		cmd = append(cmd, "--clear-groups")
+	}
+	if len(caps) > 0 && uid != 0 {
+		cs := make([]string, len(caps))
+		for i, c := range caps {
+			cs[i] = "+" + capName(c)
+		}
+		all := strings.Join(cs, ",")
+		cmd = append(cmd, "--inh-caps", all, "--ambient-caps", all)
+	}
+	return append(cmd, "--")
+}
+
+// Enter is how `kubectl exec` runs a command in a running container: it
+// enters the namespaces of the container's main process (nsenter: its
+// network, its mount namespace — volumes, /etc/hosts —, its UTS namespace
+// and working directory), then becomes the container's user as Launch
+// does. The caller gives it the container's environment.
+type Enter struct {
+	PID    int // the container's main process
+	UID    int64
+	GID    int64
+	Groups []int64
+	Caps   []string
+	Argv   []string
+}
+
+// Command is the argv of the entered command.
+func (e *Enter) Command() []string {
+	cmd := []string{"nsenter", "--target", strconv.Itoa(e.PID), "--net", "--mount", "--uts", "--wd", "--"}
+	cmd = append(cmd, privArgs(e.UID, e.GID, e.Groups, e.Caps)...)
+	return append(cmd, e.Argv...)
 }
 
 // capName turns NET_ADMIN or CAP_NET_ADMIN into setpriv's net_admin.

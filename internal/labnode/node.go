@@ -2,8 +2,10 @@ package labnode
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -71,6 +73,20 @@ type Config struct {
 	// StateDir holds each pod's volumes and container logs
 	// (pods/NAMESPACE_NAME_UID/{volumes,logs}); removed with the pod.
 	StateDir string
+	// LogMaxSize and LogMaxFiles cap each container run's log: rotated
+	// past LogMaxSize bytes, the newest LogMaxFiles files kept (10 MiB and
+	// 5 by default, as the kubelet's containerLogMaxSize/MaxFiles).
+	LogMaxSize  int64
+	LogMaxFiles int
+
+	// KubeletListener, when set, serves the kubelet API (kubeletapi.go) on
+	// it over TLS with KubeletTLS (its serving certificate, and the CAs of
+	// client certificates) to clients whose certificate's common name is
+	// in KubeletClients (the API server's kubelet client). Its port is the
+	// Node's kubelet endpoint.
+	KubeletListener net.Listener
+	KubeletTLS      *tls.Config
+	KubeletClients  []string
 	// Runner runs iproute2 commands (ExecRunner by default).
 	Runner Runner
 	// Logf logs (nothing by default).
@@ -115,6 +131,10 @@ func New(cfg Config) (*Node, error) {
 	if cfg.Path == "" {
 		cfg.Path = DefaultPath
 	}
+	if cfg.KubeletListener != nil && (cfg.KubeletTLS == nil || len(cfg.KubeletTLS.Certificates) == 0 ||
+		cfg.KubeletTLS.ClientCAs == nil || len(cfg.KubeletClients) == 0) {
+		return nil, errors.New("labnode: the kubelet API needs KubeletTLS (a serving certificate and client CAs) and KubeletClients")
+	}
 	cidr, err := netip.ParsePrefix(cfg.PodCIDR)
 	if err != nil {
 		return nil, fmt.Errorf("labnode: pod CIDR: %w", err)
@@ -158,17 +178,6 @@ func (n *Node) PodNetns(namespace, name string) (string, bool) {
 		return "", false
 	}
 	return p.netns, true
-}
-
-// LogPath is where a container's output goes.
-func (n *Node) LogPath(namespace, name, container string) (string, bool) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	p, ok := n.pods[namespace+"/"+name]
-	if !ok {
-		return "", false
-	}
-	return filepath.Join(p.dir, "logs", container+".log"), true
 }
 
 // Run removes leftovers of an earlier run (namespaces of this prefix),
@@ -235,6 +244,10 @@ func (n *Node) Run(ctx context.Context) error {
 		case <-runCtx.Done():
 		}
 	}()
+	if n.cfg.KubeletListener != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); n.serveKubeletAPI(runCtx) }()
+	}
 	var runErr error
 	select {
 	case <-ctx.Done():
@@ -289,6 +302,15 @@ func (n *Node) nodeObject() *corev1.Node {
 	cond := func(t corev1.NodeConditionType, s corev1.ConditionStatus, reason, msg string) corev1.NodeCondition {
 		return corev1.NodeCondition{Type: t, Status: s, Reason: reason, Message: msg, LastHeartbeatTime: now, LastTransitionTime: now}
 	}
+	// The API server reaches the kubelet API at the InternalIP (the lab
+	// starts it with --kubelet-preferred-address-types=InternalIP: the
+	// host name resolves nowhere) and the kubelet endpoint's port.
+	var endpoints corev1.NodeDaemonEndpoints
+	if l := n.cfg.KubeletListener; l != nil {
+		if a, ok := l.Addr().(*net.TCPAddr); ok {
+			endpoints.KubeletEndpoint.Port = int32(a.Port)
+		}
+	}
 	addrs := []corev1.NodeAddress{{Type: corev1.NodeHostName, Address: n.cfg.NodeName}}
 	if n.nodeIP != "" {
 		addrs = append([]corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: n.nodeIP}}, addrs...)
@@ -305,7 +327,7 @@ func (n *Node) nodeObject() *corev1.Node {
 				cond(corev1.NodePIDPressure, corev1.ConditionFalse, "KubeletHasSufficientPID", ""),
 				cond(corev1.NodeNetworkUnavailable, corev1.ConditionFalse, "RouteCreated", ""),
 			},
-			Addresses: addrs,
+			Addresses: addrs, DaemonEndpoints: endpoints,
 			NodeInfo: corev1.NodeSystemInfo{OperatingSystem: "linux", Architecture: runtime.GOARCH,
 				KubeletVersion: "v1.37.2-horizon-lab", ContainerRuntimeVersion: "horizon-lab://processes"},
 		},

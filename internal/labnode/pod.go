@@ -39,6 +39,14 @@ type ctr struct {
 	ready   bool // readiness probe (or running without one)
 	started bool // startup probe passed (or running without one)
 	proc    *exec.Cmd
+	// plan is the running process's (exec enters it as its user, with its
+	// environment).
+	plan *ContainerPlan
+	// runs counts the container's runs; log is the last one's (logs/NAME/
+	// RUNS.log), stdin the write end of its stdin when spec.stdin is set.
+	runs  int
+	log   *logFile
+	stdin *os.File
 }
 
 // podRun runs one pod.
@@ -447,6 +455,10 @@ func (p *podRun) runOnce(c *ctr) (int, bool) {
 	}
 	p.mu.Lock()
 	c.proc = nil
+	if c.stdin != nil {
+		c.stdin.Close()
+		c.stdin = nil
+	}
 	c.ready, c.started = false, false
 	f := false
 	c.status.Started = &f
@@ -517,30 +529,76 @@ func (p *podRun) command(name string, plan *ContainerPlan, argv []string) (*exec
 	return cmd, nil
 }
 
-// start starts container c's process, output appended to logs/NAME.log.
+// start starts container c's process, its stdout and stderr through pipes
+// into the run's log (logfile.go).
 func (p *podRun) start(c *ctr, plan *ContainerPlan) (*exec.Cmd, error) {
 	cmd, err := p.command(c.spec.Name, plan, nil)
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(filepath.Join(p.dir, "logs"), 0o755); err != nil {
+	dir := p.logDir(c.spec.Name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	f, err := os.OpenFile(filepath.Join(p.dir, "logs", c.spec.Name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	p.mu.Lock()
+	run := c.runs + 1
+	p.mu.Unlock()
+	lf, err := createLogFile(runLogPath(dir, run), p.n.cfg.LogMaxSize, p.n.cfg.LogMaxFiles)
 	if err != nil {
 		return nil, err
 	}
-	defer f.Close()
-	cmd.Stdout, cmd.Stderr = f, f
+	// The ends this process keeps (read ends, stdin's write end) and those
+	// the container gets (closed here once it has them).
+	var ours, theirs []*os.File
+	pipe := func() (r, w *os.File) {
+		if err == nil {
+			if r, w, err = os.Pipe(); err == nil {
+				ours, theirs = append(ours, r), append(theirs, w)
+			}
+		}
+		return r, w
+	}
+	outR, outW := pipe()
+	errR, errW := pipe()
+	var stdinW *os.File
+	if c.spec.Stdin && err == nil {
+		var inR *os.File
+		if inR, stdinW, err = os.Pipe(); err == nil {
+			ours, theirs = append(ours, stdinW), append(theirs, inR)
+			cmd.Stdin = inR
+		}
+	}
+	defer func() {
+		for _, f := range theirs {
+			f.Close()
+		}
+	}()
+	fail := func(err error) (*exec.Cmd, error) {
+		for _, f := range ours {
+			f.Close()
+		}
+		lf.addStreams(1)
+		lf.endStream() // no stream will come: the log is complete (empty)
+		return nil, err
+	}
+	if err != nil {
+		return fail(err)
+	}
+	cmd.Stdout, cmd.Stderr = outW, errW
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.terminating {
-		return nil, errors.New("pod is terminating")
+		return fail(errors.New("pod is terminating"))
 	}
 	if err := cmd.Start(); err != nil {
-		return nil, err
+		return fail(err)
 	}
-	c.proc = cmd
+	lf.addStreams(2)
+	go func() { defer outR.Close(); lf.copyStream("stdout", outR) }()
+	go func() { defer errR.Close(); lf.copyStream("stderr", errR) }()
+	c.proc, c.plan, c.runs, c.log, c.stdin = cmd, plan, run, lf, stdinW
+	// `kubectl logs --previous` needs the run before this one only.
+	removeRunLogs(dir, run-1)
 	return cmd, nil
 }
 
