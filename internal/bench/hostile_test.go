@@ -48,10 +48,11 @@ import (
 //     (target peak ≤ 2× the quiet peak);
 //   - a token-authenticated stream on the TLS port: a fresh TokenRequest
 //     token of a real ServiceAccount (audience istio-ca), from dialling until
-//     its first response (reported);
+//     its first response (target ≤ 1 s, as for the fresh sidecar);
 //   - discovery's CPU and log output, and what the attackers got.
 //
-// Legitimate proxies use the plaintext port and dial from 127.0.0.1; the
+// No legitimate stream may be refused or ended. Legitimate proxies use the
+// plaintext port and dial from 127.0.0.1; the
 // attackers dial from 127.0.0.2 onwards (-hostile-attacker-addrs), so that
 // per-peer bounds see them as the other clients they would be. The TLS port
 // serves the TLS-specific attacks and the token-authenticated measurement.
@@ -91,7 +92,7 @@ const hostileHeader = "| class | attackers | fresh config p50 / max | change p50
 	"|---|---|---|---|---|---|---|---|---|---|\n"
 
 // TestHostile runs the quiet baseline, then every -hostile-classes class,
-// against one discovery process, and prints a row per phase.
+// each against a discovery of its own, and prints a row per phase.
 func TestHostile(t *testing.T) {
 	if !filepath.IsAbs(*horizonBin) {
 		abs, _ := filepath.Abs(*horizonBin)
