@@ -13,6 +13,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/encoding"
@@ -148,7 +149,8 @@ func serve[Req any](a *ads, st grpc.ServerStream, delta bool, recv func() (*Req,
 		return err
 	}
 	defer c.close()
-	reqs, errc := receive(st.Context(), recv)
+	l := a.tracker.limits
+	reqs, errc := receive(st.Context(), rate.NewLimiter(rate.Limit(l.RequestsPerSecond), l.RequestBurst), recv)
 	// A stream that asks for nothing holds a slot for nothing: it must
 	// send its first request soon after opening.
 	wait := a.tracker.limits.FirstRequestTimeout
@@ -182,11 +184,18 @@ func serve[Req any](a *ads, st grpc.ServerStream, delta bool, recv func() (*Req,
 
 // receive reads a stream's requests into a channel until it fails or ctx
 // (the stream's) ends, so that the stream's goroutine can wait for
-// requests and view changes alike.
-func receive[T any](ctx context.Context, recv func() (*T, error)) (<-chan *T, <-chan error) {
+// requests and view changes alike. It reads no faster than pace allows
+// (nil: unpaced): a client flooding requests (a NACK loop) waits on HTTP/2
+// flow control instead of costing the server a decode each.
+func receive[T any](ctx context.Context, pace *rate.Limiter, recv func() (*T, error)) (<-chan *T, <-chan error) {
 	reqs, errc := make(chan *T), make(chan error, 1)
 	go func() {
 		for {
+			if pace != nil {
+				if err := pace.Wait(ctx); err != nil {
+					return // the stream ended
+				}
+			}
 			r, err := recv()
 			if err != nil {
 				errc <- err

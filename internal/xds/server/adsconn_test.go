@@ -159,7 +159,7 @@ func (e *adsEnv) openSotw(id, network string, opts ...grpc.CallOption) (*sotwStr
 	}
 	s := &sotwStream{st: st, cancel: cancel, node: node(id, network, "", ""),
 		last: map[string]*discovery.DiscoveryResponse{}, names: map[string][]string{}}
-	s.in, s.errc = receive(ctx, st.Recv) // unbuffered: an untaken response holds the reader, so the server waits on flow control as for a slow proxy
+	s.in, s.errc = receive(ctx, nil, st.Recv) // unbuffered: an untaken response holds the reader, so the server waits on flow control as for a slow proxy
 	return s, nil
 }
 
@@ -283,7 +283,7 @@ func (e *adsEnv) openDelta(id, network string) (*deltaStream, error) {
 		return nil, err
 	}
 	d := &deltaStream{st: st, cancel: cancel, node: node(id, network, "", ""), last: map[string]*discovery.DeltaDiscoveryResponse{}}
-	d.in, d.errc = receive(ctx, st.Recv) // unbuffered: an untaken response holds the reader, so the server waits on flow control as for a slow proxy
+	d.in, d.errc = receive(ctx, nil, st.Recv) // unbuffered: an untaken response holds the reader, so the server waits on flow control as for a slow proxy
 	return d, nil
 }
 

@@ -50,6 +50,16 @@ type Limits struct {
 	// FirstRequestTimeout closes a stream that sends no request within it
 	// of opening. 0: 5 s (Envoy sends its first request at once).
 	FirstRequestTimeout time.Duration
+	// MaxRequestBytes bounds one request message (gRPC refuses a larger
+	// one from its length prefix, before reading it). 0: 1 MiB, a state
+	// of the world request naming ~20,000 load assignments.
+	MaxRequestBytes int
+	// RequestsPerSecond and RequestBurst pace how fast the server reads
+	// one stream's requests: past them it stops reading, and HTTP/2 flow
+	// control makes the client wait. Envoy sends a request per response
+	// (its ACK) and a few at start. 0: 100 per second, bursts of 200.
+	RequestsPerSecond float64
+	RequestBurst      int
 }
 
 // MaxTypeURLBytes bounds a request's type URL: Envoy's longest is under
@@ -74,6 +84,15 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.FirstRequestTimeout <= 0 {
 		l.FirstRequestTimeout = 5 * time.Second
+	}
+	if l.MaxRequestBytes <= 0 {
+		l.MaxRequestBytes = 1 << 20
+	}
+	if l.RequestsPerSecond <= 0 {
+		l.RequestsPerSecond = 100
+	}
+	if l.RequestBurst <= 0 {
+		l.RequestBurst = 200
 	}
 	return l
 }

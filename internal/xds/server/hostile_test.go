@@ -12,6 +12,7 @@ import (
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	statuspb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
@@ -242,5 +243,62 @@ func TestSubscribedNamesAreBounded(t *testing.T) {
 		if r.GetTypeUrl() == probeType(1) {
 			break
 		}
+	}
+}
+
+// A request larger than MaxRequestBytes is refused by gRPC from its length
+// prefix, before the server reads it; the stream ends, others go on.
+func TestOversizedRequestIsRefusedUnread(t *testing.T) {
+	w := newVCWorld(0)
+	w.set(edsView("a"), map[string]types.Resource{"x": cla("x", "10.0.0.1")})
+	env := newADSWith(t, w, Limits{MaxRequestBytes: 64 << 10})
+	s := env.sotw(t, "big", "a")
+	s.send(t, &discovery.DiscoveryRequest{TypeUrl: resource.EndpointType, ResourceNames: []string{strings.Repeat("n", 100<<10)}})
+	if err := s.end(t); status.Code(err) != codes.ResourceExhausted {
+		t.Fatalf("an oversized request ended the stream with %v, want ResourceExhausted", err)
+	}
+	ok := env.sotw(t, "small", "a")
+	ok.sub(t, resource.EndpointType, "x")
+	ok.recv(t, resource.EndpointType)
+}
+
+// A stream's requests are read no faster than RequestsPerSecond (after a
+// burst): a NACK flood waits on flow control instead of being decoded as
+// fast as it is sent. Only an upper bound is asserted (a slow machine only
+// reads fewer), and that every request is read in the end.
+func TestRequestsArePaced(t *testing.T) {
+	w := newVCWorld(0)
+	w.set(edsView("a"), map[string]types.Resource{"x": cla("x", "10.0.0.1")})
+	const perSecond, burst, total = 20, 10, 40
+	env := newADSWith(t, w, Limits{RequestsPerSecond: perSecond, RequestBurst: burst})
+	s := env.sotw(t, "flood", "a")
+	s.sub(t, resource.EndpointType, "x")
+	r := s.recv(t, resource.EndpointType)
+	start := time.Now()
+	for i := range total {
+		s.send(t, &discovery.DiscoveryRequest{TypeUrl: resource.EndpointType, ResourceNames: []string{"x"},
+			VersionInfo: r.GetVersionInfo(), ResponseNonce: r.GetNonce(), ErrorDetail: &statuspb.Status{Message: "bad " + strconv.Itoa(i)}})
+	}
+	nacks := func() int {
+		for _, st := range env.tr.Streams() {
+			if ts := st.Types[resource.EndpointType]; ts != nil {
+				return ts.NACKs
+			}
+		}
+		return 0
+	}
+	for {
+		n, elapsed := nacks(), time.Since(start)
+		// The first request of the stream took one token.
+		if limit := burst + int(elapsed.Seconds()*perSecond) + 1; n > limit {
+			t.Fatalf("%d requests read after %v, more than the pace allows (%d)", n, elapsed, limit)
+		}
+		if n == total {
+			return
+		}
+		if elapsed > testTimeout {
+			t.Fatalf("only %d of %d requests read in %v", n, total, testTimeout)
+		}
+		time.Sleep(10 * time.Millisecond) // polling an observable count, bounded by testTimeout
 	}
 }

@@ -11,6 +11,10 @@ import (
 	"google.golang.org/grpc/keepalive"
 )
 
+// receiveWindow is the HTTP/2 window of each stream and connection: what a
+// client may send that the server has not read yet.
+const receiveWindow = 1 << 20
+
 // handshakeTimeout bounds a new connection's TLS and HTTP/2 handshake (a
 // variable only so that a test need not wait 10 s).
 var handshakeTimeout = 10 * time.Second
@@ -19,6 +23,14 @@ var handshakeTimeout = 10 * time.Second
 // from c, reporting to t.
 func NewGRPC(ctx context.Context, c *ViewCache, t *Tracker, opts ...grpc.ServerOption) *grpc.Server {
 	opts = append([]grpc.ServerOption{
+		// What one client can make the server buffer: a request is read
+		// whole before it is decoded, so its size is bounded from the
+		// length prefix; and fixed HTTP/2 receive windows (which also
+		// turn off grpc-go's growth of them up to 16 MiB per stream)
+		// bound what a client may send ahead of what the server reads.
+		grpc.MaxRecvMsgSize(t.limits.MaxRequestBytes),
+		grpc.InitialWindowSize(receiveWindow),
+		grpc.InitialConnWindowSize(receiveWindow),
 		// A connection must finish its TLS and HTTP/2 handshake in this
 		// time, or it is closed: otherwise a client that never sends the
 		// preface holds a connection (and a goroutine) forever.
