@@ -47,8 +47,8 @@ func (cp *ControlPlane) classify(typeURL string, p server.Proxy) (translate.View
 	}
 	var tp translate.Proxy
 	claimed := false
-	switch {
-	case typeURL == resource.ClusterType || typeURL == resource.ListenerType:
+	switch typeURL {
+	case resource.ClusterType, resource.ListenerType:
 		claim := translate.Claim{Router: p.Router, Network: p.Network, Cluster: p.Cluster, IPs: p.IPs, Labels: p.Labels}
 		if p.Verified {
 			claim.Namespace, claim.ServiceAccount = p.Namespace, p.ServiceAccount
