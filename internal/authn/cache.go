@@ -87,8 +87,6 @@ func (c *cache) put(k key, e entry, now time.Time) {
 	m[k] = e
 }
 
-func (c *cache) len() int { return len(c.accepted) + len(c.refused) }
-
 // tokenExpiry reads a JWT's exp claim without verifying anything: it is
 // only used to trust an already accepted token for less time, never more.
 func tokenExpiry(token string) (time.Time, bool) {
