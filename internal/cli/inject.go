@@ -23,6 +23,7 @@ import (
 	"github.com/horizonmesh/horizon/internal/ca"
 	"github.com/horizonmesh/horizon/internal/inject"
 	"github.com/horizonmesh/horizon/internal/install"
+	"github.com/horizonmesh/horizon/internal/ops"
 	"github.com/horizonmesh/horizon/internal/rootcert"
 )
 
@@ -67,7 +68,9 @@ func webhookServer(ctx context.Context, cfg inject.Config, local kubernetes.Inte
 	mux := http.NewServeMux()
 	mux.Handle(inject.WebhookPath, inject.Handler(cfg, lookup, log))
 	go keepCABundle(ctx, local, serving.RootPEM(), log)
-	return &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10,
+	// The API server keeps its connections to a webhook alive; anyone
+	// else who reaches the port could hold idle ones forever.
+	return &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 64 << 10, IdleTimeout: ops.DefaultIdleTimeout,
 		TLSConfig: &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}}, nil
 }
 
