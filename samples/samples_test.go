@@ -8,8 +8,10 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	istioscheme "istio.io/client-go/pkg/clientset/versioned/scheme"
@@ -82,3 +84,18 @@ func TestSamplesDecodeStrictly(t *testing.T) {
 }
 
 func bufioReader(b []byte) *bufio.Reader { return bufio.NewReader(bytes.NewReader(b)) }
+
+// The binary carries every sample, byte for byte.
+func TestEmbedded(t *testing.T) {
+	files, _ := filepath.Glob("*/*.yaml")
+	embedded, err := fs.Glob(FS, "*/*.yaml")
+	if err != nil || !slices.Equal(files, embedded) {
+		t.Fatalf("embedded %v (%v), on disk %v", embedded, err, files)
+	}
+	for _, f := range files {
+		disk, _ := os.ReadFile(f)
+		if b, err := fs.ReadFile(FS, f); err != nil || !bytes.Equal(b, disk) {
+			t.Errorf("%s: embedded copy differs (%v)", f, err)
+		}
+	}
+}
