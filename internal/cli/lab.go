@@ -2,11 +2,9 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"syscall"
@@ -21,7 +19,7 @@ import (
 func newLabCommand(stdout io.Writer) *cobra.Command {
 	o := lab.Options{}
 	cmd := &cobra.Command{
-		Use:   "lab up|down|env|status|exec|logs|demo",
+		Use:   "lab up|down|env|status|demo",
 		Short: "Two real Kubernetes control planes, cluster1 and cluster2, on this machine",
 		Long: `lab runs two Kubernetes control planes on this machine, no cloud, no
 containers: for each of cluster1 (service CIDR 10.96.0.0/16) and cluster2
@@ -37,11 +35,16 @@ per cluster certificates, etcd's data and each process's log.
 The binaries come from scripts/k8s-bins.sh, in $` + k8sproc.BinDirEnv + ` (default
 ` + k8sproc.DefaultBinDir() + `):
   ` + k8sproc.BuildHint + `
+` + "`lab env`" + ` puts that directory's kubectl first on PATH.
 
 Each cluster has a lab node (Node cluster1-node, cluster2-node; labels
 topology.kubernetes.io/region and zone region1/zone1, region2/zone2): a
 kubelet stand-in, ` + "`horizon lab node`" + `, that runs each Pod as local processes
-in the Pod's own network namespace. Networks: network1 (cluster1's pods,
+in the Pod's own network namespace. It serves the kubelet API on its
+InternalIP (the router's address, port ` + fmt.Sprint(lab.KubeletPort) + `), so ` + "`kubectl logs`" + ` (-f, --tail,
+--since, --previous; logs rotated at 10 MiB, 5 files per container run),
+` + "`kubectl exec`" + ` (with and without -t), ` + "`attach`, `port-forward` and `cp`" + ` work as
+on a real cluster. Networks: network1 (cluster1's pods,
 10.51.0.0/24, router 10.51.0.1) and network2 (cluster2's, 10.52.0.0/24) with
 no route between them; a public segment 203.0.113.0/24 (TEST-NET-3) joins
 their routers (203.0.113.1, .2), which masquerade onto it. LoadBalancer
@@ -54,10 +57,7 @@ real cluster (the kubernetes Service, KUBERNETES_SERVICE_HOST), and another
 cluster's at its router's public address on port 443 (203.0.113.1 for
 cluster1, .2 for cluster2; the lab node proxies to the loopback API server,
 whose certificate names these addresses). Namespaces and interfaces start with
-` + lab.NetPrefix + `; every iptables rule is inside a lab namespace.
-
-There is no kubelet API: ` + "`kubectl logs`, `kubectl exec` and `kubectl port-forward`" + `
-are not served. Use ` + "`horizon lab logs` and `horizon lab exec`" + `.`,
+` + lab.NetPrefix + `; every iptables rule is inside a lab namespace.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return cmd.Help() },
 	}
@@ -91,8 +91,8 @@ are not served. Use ` + "`horizon lab logs` and `horizon lab exec`" + `.`,
 	}
 	up.Flags().DurationVar(&o.Timeout, "timeout", 3*time.Minute, "how long to wait for both clusters to be ready")
 	up.Flags().StringVar(&o.Horizon, "horizon", "", "the horizon binary the lab nodes run and that stands in for Horizon's images (default: this executable)")
-	up.Flags().StringVar(&o.Helloworld, "helloworld", "", "the helloworld program for istio/examples-helloworld-vN images (default: helloworld next to --horizon)")
-	up.Flags().StringVar(&o.Envoy, "envoy", "", "the Envoy binary for horizon/proxy images (default $HORIZON_ENVOY)")
+	up.Flags().StringVar(&o.Helloworld, "helloworld", "", "the helloworld program for istio/examples-helloworld-vN images (default: helloworld next to --horizon, as `make build` puts it)")
+	up.Flags().StringVar(&o.Envoy, "envoy", "", "the Envoy binary for horizon/proxy images (default $"+lab.EnvoyEnv+", else where scripts/envoy.sh installs it: "+lab.DefaultEnvoy()+")")
 
 	down := &cobra.Command{
 		Use:   "down",
@@ -108,14 +108,14 @@ are not served. Use ` + "`horizon lab logs` and `horizon lab exec`" + `.`,
 
 	env := &cobra.Command{
 		Use:   "env",
-		Short: "Print the shell exports for the lab: KUBECONFIG, CTX_LOCAL=cluster1, CTX_REMOTE=cluster2",
+		Short: "Print the shell exports for the lab: KUBECONFIG, CTX_LOCAL=cluster1, CTX_REMOTE=cluster2, PATH with the lab's kubectl first",
 		Long:  "Use as: eval \"$(horizon lab env)\"",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if _, err := os.Stat(lab.KubeconfigPath(o.StateDir)); err != nil {
 				fmt.Fprintf(cmd.ErrOrStderr(), "warning: the lab is not up (%v); `horizon lab up` starts it\n", err)
 			}
-			_, err := fmt.Fprint(stdout, lab.Env(o.StateDir))
+			_, err := fmt.Fprint(stdout, lab.EnvOf(o))
 			return err
 		},
 	}
@@ -154,76 +154,19 @@ are not served. Use ` + "`horizon lab logs` and `horizon lab exec`" + `.`,
 	nodeCmd.Flags().StringVar(&node.Programs.Helloworld, "helloworld", "", "helloworld program")
 	nodeCmd.Flags().StringVar(&node.Programs.Envoy, "envoy", "", "Envoy binary")
 
-	var target lab.Target
-	addTarget := func(c *cobra.Command) {
-		c.Flags().StringVar(&target.Context, "context", lab.Clusters[0].Name, "the cluster (cluster1, cluster2)")
-		c.Flags().StringVarP(&target.Namespace, "namespace", "n", "default", "the Pod's namespace")
-		c.Flags().StringVarP(&target.Container, "container", "c", "", "the container (default: the kubectl.kubernetes.io/default-container annotation's, else the first)")
-	}
-	execCmd := &cobra.Command{
-		Use:   "exec [--context C] -n NS POD|deploy/NAME [-c CONTAINER] -- CMD [ARG...]",
-		Short: "Run a command in a lab Pod's container (kubectl exec is not served: the lab node has no kubelet API)",
-		Long: `exec runs CMD in the container's network, mount and UTS namespaces (its
-volumes, its /etc/hosts), as the container's user and group, in its working
-directory, with its environment, entering them through the container's
-process (nsenter). stdin, stdout and stderr are this command's; the exit
-status is 0 when CMD succeeds, 1 otherwise ("command terminated with exit
-code N"). ` + "`kubectl exec`" + ` is not served: the lab node has no kubelet API.`,
-		Args: cobra.MinimumNArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if cmd.ArgsLenAtDash() != 1 {
-				return fmt.Errorf("want POD|deploy/NAME -- CMD [ARG...]")
-			}
-			target.Pod = args[0]
-			path, argv, env, err := lab.ExecCommand(cmd.Context(), o, target, args[1:])
-			if err != nil {
-				return err
-			}
-			c := exec.CommandContext(cmd.Context(), path, argv[1:]...)
-			c.Env = env
-			c.Stdin, c.Stdout, c.Stderr = cmd.InOrStdin(), stdout, cmd.ErrOrStderr()
-			if err := c.Run(); err != nil {
-				var ee *exec.ExitError
-				if errors.As(err, &ee) {
-					return fmt.Errorf("command terminated with exit code %d", ee.ExitCode())
-				}
-				return err
-			}
-			return nil
-		},
-	}
-	addTarget(execCmd)
-	logsCmd := &cobra.Command{
-		Use:   "logs [--context C] -n NS POD|deploy/NAME [-c CONTAINER]",
-		Short: "Print a lab Pod's container log (kubectl logs is not served: the lab node has no kubelet API)",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			target.Pod = args[0]
-			p, err := lab.LogPath(cmd.Context(), o, target)
-			if err != nil {
-				return err
-			}
-			f, err := os.Open(p)
-			if err != nil {
-				return err
-			}
-			defer f.Close()
-			_, err = io.Copy(stdout, f)
-			return err
-		},
-	}
-	addTarget(logsCmd)
 	var demo lab.DemoOptions
 	demoCmd := &cobra.Command{
 		Use:   "demo",
 		Short: "On a lab that is up, run the multicluster walkthrough Horizon's way (docs/install.md) and check its result",
 		Long: `demo runs the walkthrough on the lab, printing each step as the command a
-person would type and its result: the shared cacerts (root → intermediate) in
+person would type and its result; every kubectl command is run as printed
+(after the ` + "`lab env`" + ` line it starts with), so it can be copied. The
+shared cacerts (root → intermediate) in
 both clusters, ` + "`horizon install`" + ` on cluster1 (discovery as a Pod, the east-west
 gateway, meshNetworks) and --remote on cluster2, cluster2's remote Secret in
 cluster1, the sample namespace labelled istio-injection=enabled in both,
-helloworld v2 in cluster2, v1 + the Gateway + sleep in cluster1 (from
---samples), then curls helloworld.sample:5000/hello from sleep and shows
+helloworld v2 in cluster2, v1 + the Gateway + sleep in cluster1 (the samples
+built into this binary, or --samples), then curls helloworld.sample:5000/hello from sleep and shows
 each answer's version with the upstream sleep's proxy logged for it. It
 fails unless both versions answer, v1 from its pod's address and v2 only
 through cluster2's gateway public address.`,
@@ -238,9 +181,9 @@ through cluster2's gateway public address.`,
 			return err
 		},
 	}
-	demoCmd.Flags().StringVar(&demo.Samples, "samples", "samples", "the samples directory (helloworld/, sleep/)")
+	demoCmd.Flags().StringVar(&demo.Samples, "samples", "", "a samples directory (helloworld/, sleep/) instead of the samples built into this binary")
 	demoCmd.Flags().IntVar(&demo.Requests, "requests", 20, "how many requests sleep sends")
 	demoCmd.Flags().DurationVar(&demo.Timeout, "timeout", 3*time.Minute, "bound on each wait (rollouts, addresses, the mesh converging)")
-	cmd.AddCommand(up, down, env, status, nodeCmd, execCmd, logsCmd, demoCmd)
+	cmd.AddCommand(up, down, env, status, nodeCmd, demoCmd)
 	return cmd
 }

@@ -3,9 +3,7 @@
 package integration
 
 import (
-	"context"
 	"fmt"
-	osexec "os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -33,6 +31,13 @@ func TestLabDemo(t *testing.T) {
 	netlab.Require(t)
 	envoy := envoyBinary(t)
 	bin2 := buildBinaries(t)
+	// lab up finds Envoy where scripts/envoy.sh installs it and helloworld
+	// next to the horizon binary, by itself.
+	if filepath.Base(envoy) != "envoy-bin" {
+		t.Fatalf("HORIZON_ENVOY=%s is not scripts/envoy.sh's envoy-bin", envoy)
+	}
+	t.Setenv(lab.EnvoyEnv, "")
+	t.Setenv(lab.EnvoyVenvEnv, filepath.Dir(envoy))
 	state := filepath.Join(t.TempDir(), "lab")
 	t.Cleanup(func() {
 		if code, out, errOut := horizonLab(t, state, "down"); code != 0 {
@@ -51,14 +56,14 @@ func TestLabDemo(t *testing.T) {
 	})
 
 	begin := time.Now()
-	code, out, errOut := horizonLab(t, state, "up", "--horizon", filepath.Join(bin2, "horizon"),
-		"--helloworld", filepath.Join(bin2, "helloworld"), "--envoy", envoy)
+	code, out, errOut := horizonLab(t, state, "up", "--horizon", filepath.Join(bin2, "horizon"))
 	if code != 0 {
 		t.Fatalf("lab up: exit %d\n%s%s", code, out, errOut)
 	}
 	up := time.Since(begin)
 
-	code, out, errOut = horizonLab(t, state, "demo", "--samples", "../../samples")
+	// The samples built into the binary: this directory has none.
+	code, out, errOut = horizonLab(t, state, "demo")
 	t.Logf("lab up in %s, demo in %s:\n%s%s", up.Round(100*time.Millisecond), (time.Since(begin) - up).Round(100*time.Millisecond), out, errOut)
 	if code != 0 {
 		t.Fatalf("lab demo: exit %d", code)
@@ -89,7 +94,9 @@ func TestLabDemo(t *testing.T) {
 		t.Errorf("answers with their upstreams: v1 %d, v2 %d", v1, v2)
 	}
 	for _, want := range []string{"$ horizon install --context cluster1", "$ horizon install --context cluster2 --remote",
-		"$ horizon create-remote-secret --context cluster2 --name cluster2", "label namespace sample istio-injection=enabled", "demo: OK in "} {
+		"$ horizon create-remote-secret --context cluster2 --name cluster2", "$ kubectl --context cluster1 label namespace sample istio-injection=enabled",
+		"$ kubectl --context cluster1 -n sample exec deploy/sleep -c sleep -- curl", "$ kubectl --context cluster1 -n sample logs deploy/sleep -c istio-proxy",
+		"$ kubectl --context cluster1 -n sample apply -f " + filepath.Join(state, "demo", "samples", "helloworld", "helloworld-v1.yaml"), "demo: OK in "} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the demo's output lacks %q", want)
 		}
@@ -97,7 +104,9 @@ func TestLabDemo(t *testing.T) {
 	if t.Failed() {
 		return
 	}
-	replayByHand(t, state, filepath.Join(bin, "kubectl"))
+	k := newLabKubectl(bin, state)
+	walkthroughByKubectl(t, k)
+	replayByHand(t, k)
 }
 
 // replayByHand is what a person does next with kubectl on the lab the demo
@@ -105,40 +114,36 @@ func TestLabDemo(t *testing.T) {
 // answers again), then delete cluster2's remote Secret (v2 is withdrawn).
 // Each step waits on what sleep's Envoy holds (its admin /clusters), with
 // requests flowing the whole time.
-func replayByHand(t *testing.T, state, kubectl string) {
-	kc := lab.KubeconfigPath(state)
+func replayByHand(t *testing.T, kubectl labKubectl) {
 	k := func(args ...string) string {
 		t.Helper()
-		out, err := osexec.Command(kubectl, append([]string{"--kubeconfig", kc}, args...)...).CombinedOutput()
+		out := kubectl.ok(t, args...)
 		t.Logf("$ kubectl %s\n%s", strings.Join(args, " "), out)
-		if err != nil {
-			t.Fatalf("kubectl %v: %v", args, err)
-		}
-		return string(out)
+		return out
 	}
 	gateway2 := "203.0.113.2" // cluster2's load-balancer slice (.20-.29)
-	hosts := func() []string { return helloworldHosts(t, state) }
+	hosts := func() []string { return helloworldHosts(t, kubectl) }
 	viaGateway := func(hs []string) bool {
 		return slices.ContainsFunc(hs, func(h string) bool { return strings.HasPrefix(h, gateway2) })
 	}
 
 	// 1. v2 scaled to 0: sleep's Envoy keeps only v1's pod; nothing fails.
-	traffic := startTraffic(t, state)
+	traffic := startTraffic(t, kubectl)
 	k("--context", "cluster2", "-n", "sample", "scale", "deploy/helloworld-v2", "--replicas=0")
 	waitFor(t, time.Minute, "sleep's Envoy to drop cluster2's gateway for helloworld", func() bool { return !viaGateway(hosts()) })
 	during := traffic.stop()
-	after := requests(t, state, 10)
+	after := requests(t, kubectl, 10)
 	t.Logf("v2 scaled to 0: while it went %v; after %v (sleep's helloworld hosts %v)", during, after, hosts())
 	if during.failed > 0 || after.failed > 0 || after.v2 > 0 || after.v1 != 10 {
 		t.Errorf("v2 scaled to 0: requests while it went %v, after %v; want only v1 answers and no failure", during, after)
 	}
 
 	// 2. Back to 1: v2 answers again, through the gateway.
-	traffic = startTraffic(t, state)
+	traffic = startTraffic(t, kubectl)
 	k("--context", "cluster2", "-n", "sample", "scale", "deploy/helloworld-v2", "--replicas=1")
 	k("--context", "cluster2", "-n", "sample", "rollout", "status", "deploy/helloworld-v2", "--timeout=2m")
 	waitFor(t, time.Minute, "sleep's Envoy to route helloworld through cluster2's gateway again", func() bool { return viaGateway(hosts()) })
-	waitFor(t, time.Minute, "v2 to answer again", func() bool { return requests(t, state, 1).v2 == 1 })
+	waitFor(t, time.Minute, "v2 to answer again", func() bool { return requests(t, kubectl, 1).v2 == 1 })
 	during = traffic.stop()
 	t.Logf("v2 back to 1: while it came %v", during)
 	if during.failed > 0 {
@@ -146,11 +151,11 @@ func replayByHand(t *testing.T, state, kubectl string) {
 	}
 
 	// 3. cluster2's remote Secret deleted: its endpoints are withdrawn.
-	traffic = startTraffic(t, state)
+	traffic = startTraffic(t, kubectl)
 	k("--context", "cluster1", "-n", "istio-system", "delete", "secret", "istio-remote-secret-cluster2")
 	waitFor(t, time.Minute, "sleep's Envoy to drop cluster2's gateway once its Secret is gone", func() bool { return !viaGateway(hosts()) })
 	during = traffic.stop()
-	after = requests(t, state, 10)
+	after = requests(t, kubectl, 10)
 	t.Logf("remote Secret deleted: while it went %v; after %v", during, after)
 	if during.failed > 0 || after.failed > 0 || after.v1 != 10 {
 		t.Errorf("remote Secret deleted: requests while it went %v, after %v; want only v1 answers and no failure", during, after)
@@ -178,25 +183,21 @@ func (c *tally) add(o tally) {
 	}
 }
 
-// labExec runs argv in a container of the lab, like `horizon lab exec`.
-func labExec(state string, target lab.Target, argv ...string) (string, error) {
-	path, args, env, err := lab.ExecCommand(context.Background(), lab.Options{StateDir: state}, target, argv)
-	if err != nil {
-		return "", err
+// sleepExec runs argv in a container of cluster1's sleep with kubectl exec.
+func sleepExec(k labKubectl, container string, argv ...string) (string, error) {
+	out, code := k.run(append([]string{"--context=cluster1", "-n", "sample", "exec", "deploy/sleep", "-c", container, "--"}, argv...)...)
+	if code != 0 {
+		return out, fmt.Errorf("kubectl exec: exit %d", code)
 	}
-	c := osexec.Command(path, args[1:]...)
-	c.Env = env
-	out, err := c.CombinedOutput()
-	return string(out), err
+	return out, nil
 }
 
 // requests sends n requests from sleep to helloworld, one after another.
-func requests(t *testing.T, state string, n int) tally {
+func requests(t *testing.T, k labKubectl, n int) tally {
 	t.Helper()
 	var c tally
-	sleep := lab.Target{Context: "cluster1", Namespace: "sample", Pod: "deploy/sleep", Container: "sleep"}
 	for range n {
-		out, err := labExec(state, sleep, "curl", "-sS", "-m", "5", "helloworld.sample:5000/hello")
+		out, err := sleepExec(k, "sleep", "curl", "-sS", "-m", "5", "helloworld.sample:5000/hello")
 		switch {
 		case err == nil && strings.Contains(out, "Hello version: v1"):
 			c.v1++
@@ -219,7 +220,7 @@ type traffic struct {
 	res  chan tally
 }
 
-func startTraffic(t *testing.T, state string) *traffic {
+func startTraffic(t *testing.T, k labKubectl) *traffic {
 	tr := &traffic{done: make(chan struct{}), res: make(chan tally, 1)}
 	go func() {
 		var c tally
@@ -230,7 +231,7 @@ func startTraffic(t *testing.T, state string) *traffic {
 				return
 			default:
 			}
-			c.add(requests(t, state, 1))
+			c.add(requests(t, k, 1))
 		}
 	}()
 	return tr
@@ -243,10 +244,9 @@ func (tr *traffic) stop() tally {
 
 // helloworldHosts are the endpoints sleep's Envoy holds for helloworld's
 // cluster (its admin /clusters).
-func helloworldHosts(t *testing.T, state string) []string {
+func helloworldHosts(t *testing.T, k labKubectl) []string {
 	t.Helper()
-	proxy := lab.Target{Context: "cluster1", Namespace: "sample", Pod: "deploy/sleep", Container: "istio-proxy"}
-	out, err := labExec(state, proxy, "curl", "-sS", "-m", "5", "127.0.0.1:15000/clusters")
+	out, err := sleepExec(k, "istio-proxy", "curl", "-sS", "-m", "5", "127.0.0.1:15000/clusters")
 	if err != nil {
 		t.Fatalf("sleep's Envoy admin: %v\n%s", err, out)
 	}

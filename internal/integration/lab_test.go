@@ -72,8 +72,9 @@ func labProcesses(state string, pids []int) []string {
 // `horizon lab up` starts two real control planes whose controller manager
 // and scheduler do their work (Deployments become Pods on each cluster's
 // lab node, Running and Ready on the cluster's network; every namespace
-// gets its default ServiceAccount); `lab exec` reaches a Pod's container
-// (as its user, with Service names in /etc/hosts): sleep reaches helloworld
+// gets its default ServiceAccount); `kubectl exec` reaches a Pod's container
+// (as its user, with Service names in /etc/hosts) and `kubectl logs` its
+// output, that of the run before with --previous: sleep reaches helloworld
 // by Pod IP and by name, not cluster2's Pod IPs, and cluster2's
 // LoadBalancer Service at its 203.0.113.x address; up is a no-op when up,
 // recovers from a crashed component, and `lab down` leaves no process,
@@ -127,7 +128,7 @@ func TestLab(t *testing.T) {
 	}
 
 	code, out, _ = horizonLab(t, state, "env")
-	if want := "export KUBECONFIG=" + filepath.Join(state, "kubeconfig") + " CTX_LOCAL=cluster1 CTX_REMOTE=cluster2\n"; code != 0 || out != want {
+	if want := "export KUBECONFIG=" + filepath.Join(state, "kubeconfig") + " CTX_LOCAL=cluster1 CTX_REMOTE=cluster2 PATH=" + bin + `:"$PATH"` + "\n"; code != 0 || out != want {
 		t.Errorf("lab env: exit %d %q, want %q", code, out, want)
 	}
 
@@ -251,16 +252,16 @@ func TestLab(t *testing.T) {
 		}
 	}
 
-	// lab exec: in sleep's network namespace, as its user, with its
-	// /etc/hosts.
+	// kubectl exec, served by the lab node's kubelet API: in sleep's
+	// network namespace, as its user, with its /etc/hosts.
+	k := newLabKubectl(bin, state)
 	exec := func(args ...string) (int, string) {
 		t.Helper()
-		var out, errOut bytes.Buffer
-		code := cli.Run(append([]string{"lab", "--state-dir", state, "exec"}, args...), &out, &errOut)
-		return code, out.String() + errOut.String()
+		out, code := k.run(append([]string{"exec"}, args...)...)
+		return code, out
 	}
 	if code, out := exec("-n", ns, sleep[0].Name, "--", "id", "-u"); code != 0 || strings.TrimSpace(out) != "1234" {
-		t.Errorf("lab exec id -u: exit %d %q", code, out)
+		t.Errorf("kubectl exec id -u: exit %d %q", code, out)
 	}
 	curl := func(from, url string) (int, string) {
 		t.Helper()
@@ -316,14 +317,26 @@ func TestLab(t *testing.T) {
 	if code, out := exec("-n", ns, "deploy/sleep", "--", "curl", "-sS", "-m", "3", "-k", "https://203.0.113.2/version"); code != 0 || !strings.Contains(out, `"gitVersion"`) {
 		t.Errorf("sleep → cluster2's API server at 203.0.113.2: exit %d %q", code, out)
 	}
-	if code, out := exec("-n", ns, sleep[0].Name, "--", "false"); code == 0 || !strings.Contains(out, "exit code 1") {
-		t.Errorf("lab exec false: exit %d %q", code, out)
+	if code, out := exec("-n", ns, sleep[0].Name, "--", "false"); code != 1 || !strings.Contains(out, "command terminated with exit code 1") {
+		t.Errorf("kubectl exec false: exit %d %q", code, out)
 	}
-	if code, out, errOut := horizonLab(t, state, "logs", "-n", ns, "deploy/sleep"); code != 0 || out != "" {
-		t.Errorf("lab logs deploy/sleep: exit %d %q %s", code, out, errOut)
+	if out, code := k.run("logs", "-n", ns, "deploy/sleep"); code != 0 || out != "" {
+		t.Errorf("kubectl logs deploy/sleep: exit %d %q", code, out)
 	}
-	if code, _, errOut := horizonLab(t, state, "logs", "-n", ns, "deploy/sleep", "-c", "nope"); code == 0 || !strings.Contains(errOut, "choose one of [sleep]") {
-		t.Errorf("lab logs -c nope: exit %d %s", code, errOut)
+	if out, code := k.run("logs", "-n", ns, "deploy/sleep", "-c", "nope"); code == 0 || !strings.Contains(out, "container nope is not valid for pod") {
+		t.Errorf("kubectl logs -c nope: exit %d %s", code, out)
+	}
+	// A container that exits is restarted: logs shows its last run (what
+	// it wrote to stderr too), --previous the one before.
+	k.ok(t, "run", "crash", "-n", ns, "--image=horizon/proxy", "--command", "--", "horizon", "version", "--bogus")
+	waitFor(t, time.Minute, "the crashing container to have restarted", func() bool {
+		n, _ := strconv.Atoi(k.ok(t, "get", "pod", "crash", "-n", ns, "-o", "jsonpath={.status.containerStatuses[0].restartCount}"))
+		return n >= 1
+	})
+	for _, prev := range []string{"--previous=false", "--previous"} {
+		if out, code := k.run("logs", "-n", ns, "crash", prev); code != 0 || !strings.Contains(out, "Error: unknown flag: --bogus") {
+			t.Errorf("kubectl logs crash %s: exit %d %q", prev, code, out)
+		}
 	}
 	pods := hw1
 	node := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "cluster1-node"}}

@@ -16,6 +16,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 
 	"github.com/horizonmesh/horizon/internal/k8sproc"
@@ -98,10 +99,12 @@ func DefaultStateDir() string {
 func KubeconfigPath(stateDir string) string { return filepath.Join(stateDir, kubeconfigFile) }
 
 // CheckBinaries returns an error naming the first lab binary missing from
-// binDir and the command that builds it.
+// binDir (the control plane's, and kubectl, which `lab demo` runs and `lab
+// env` puts on PATH) and the command that builds it.
 func CheckBinaries(binDir string) error {
-	if err := k8sproc.CheckBinaries(binDir, Components...); err != nil {
-		return fmt.Errorf("the lab needs %v from %s: %w; build them with `%s`", Components, binDir, err, k8sproc.BuildHint)
+	bins := append(slices.Clone(Components), k8sproc.Kubectl)
+	if err := k8sproc.CheckBinaries(binDir, bins...); err != nil {
+		return fmt.Errorf("the lab needs %v from %s: %w; build them with `%s`", bins, binDir, err, k8sproc.BuildHint)
 	}
 	return nil
 }
@@ -149,6 +152,21 @@ const (
 	frontProxyUser = "front-proxy-client"
 	frontProxyCert = "front-proxy-client.crt"
 	frontProxyKey  = "front-proxy-client.key"
+)
+
+// The kubelet API: each lab node serves it on its InternalIP (the
+// router's address on the pod network, which this machine routes to) at
+// KubeletPort, with a serving certificate for that address from the
+// cluster's CA; the API server, which proxies `kubectl logs`, `exec`,
+// `attach` and `port-forward` there, verifies it and authenticates with
+// its kubelet client certificate (the only client the node accepts).
+const (
+	KubeletPort       = 10250
+	kubeletCert       = "kubelet.crt"
+	kubeletKey        = "kubelet.key"
+	kubeletClientUser = "kube-apiserver-kubelet-client"
+	kubeletClientCert = "apiserver-kubelet-client.crt"
+	kubeletClientKey  = "apiserver-kubelet-client.key"
 )
 
 // command is one process to start.
@@ -202,6 +220,12 @@ func commands(bin string, c ClusterSpec, dir clusterDir, p Ports) []command {
 			"--service-account-key-file", dir.pki(k8sproc.SAPubFile),
 			"--service-account-signing-key-file", dir.pki(k8sproc.SAKeyFile),
 			"--service-cluster-ip-range", c.ServiceCIDR,
+			// The lab node's host name resolves nowhere: reach it at its
+			// InternalIP, verified, as the kubelet client.
+			"--kubelet-preferred-address-types", "InternalIP",
+			"--kubelet-certificate-authority", dir.pki(k8sproc.CACertFile),
+			"--kubelet-client-certificate", dir.pki(kubeletClientCert),
+			"--kubelet-client-key", dir.pki(kubeletClientKey),
 			"--authorization-mode", "RBAC",
 			"--enable-admission-plugins", "NamespaceLifecycle,LimitRanger,ServiceAccount,DefaultTolerationSeconds," +
 				"MutatingAdmissionWebhook,ValidatingAdmissionWebhook,ResourceQuota",

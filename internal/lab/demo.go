@@ -1,12 +1,12 @@
 package lab
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,17 +15,13 @@ import (
 	"strings"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/horizonmesh/horizon/internal/ca/catest"
 	"github.com/horizonmesh/horizon/internal/install"
+	"github.com/horizonmesh/horizon/internal/k8sproc"
+	"github.com/horizonmesh/horizon/samples"
 )
 
 // DemoOptions configure Demo.
@@ -34,7 +30,8 @@ type DemoOptions struct {
 	// Horizon runs a horizon command in this process (cli.Run): the lab
 	// package cannot import the CLI.
 	Horizon func(args []string, stdout, stderr io.Writer) int
-	// Samples is the samples/ directory (helloworld, sleep).
+	// Samples is a samples directory (helloworld/, sleep/); "" for the
+	// samples built into this binary, written to the state directory.
 	Samples string
 	// Requests is how many times sleep curls helloworld (20 when 0).
 	Requests int
@@ -57,14 +54,18 @@ type DemoResult struct {
 	Elapsed  time.Duration
 }
 
-// demo is one run of the walkthrough.
+// demo is one run of the walkthrough. Every kubectl command it prints is
+// run as printed, by the real kubectl, with the KUBECONFIG and PATH of the
+// `horizon lab env` line it starts with: a reader can copy them. The
+// horizon commands run in this process (the same code as the binary).
 type demo struct {
 	o       DemoOptions
 	out     io.Writer
 	kc      string
+	kubectl string // its path
 	clients map[string]kubernetes.Interface
-	cfgs    map[string]*rest.Config
 	dir     string
+	samples string
 }
 
 // demoDir, in the state dir, holds what the demo writes (the mesh CA's
@@ -91,6 +92,57 @@ func (d *demo) horizon(shown string, quiet bool, args ...string) (string, error)
 	return out.String(), nil
 }
 
+// shellLine is argv as a person types it (--flag='{value}' rather than
+// '--flag={value}').
+func shellLine(argv []string) string {
+	q := make([]string, len(argv))
+	for i, a := range argv {
+		q[i] = shellQuote(a)
+		if !strings.HasPrefix(a, "-") || q[i] == a {
+			continue
+		}
+		// Quote what follows the last '=' of the plain prefix.
+		plain := len(a)
+		for j := range a {
+			if shellQuote(a[:j+1]) != a[:j+1] {
+				plain = j
+				break
+			}
+		}
+		if eq := strings.LastIndexByte(a[:plain], '='); eq > 0 {
+			q[i] = a[:eq+1] + shellQuote(a[eq+1:])
+		}
+	}
+	return strings.Join(q, " ")
+}
+
+// kubectl prints `kubectl ARGS` and runs it, its output shown.
+func (d *demo) kubectlShown(ctx context.Context, args ...string) (string, error) {
+	d.cmd("%s", shellLine(append([]string{"kubectl"}, args...)))
+	return d.runKubectl(ctx, true, args...)
+}
+
+// runKubectl runs kubectl with args (its output shown when show); it
+// returns its stdout, and an error with its stderr.
+func (d *demo) runKubectl(ctx context.Context, show bool, args ...string) (string, error) {
+	c := exec.CommandContext(ctx, d.kubectl, args...)
+	c.Env = append(os.Environ(), "KUBECONFIG="+d.kc)
+	var out, errOut bytes.Buffer
+	c.Stdout, c.Stderr = &out, &errOut
+	if show {
+		c.Stdout, c.Stderr = io.MultiWriter(&out, d.out), io.MultiWriter(&errOut, d.out)
+	}
+	if err := c.Run(); err != nil {
+		return out.String(), fmt.Errorf("kubectl %s: %w: %s", shellLine(args), err, strings.TrimSpace(errOut.String()))
+	}
+	return out.String(), nil
+}
+
+// alreadyExists: kubectl create failed only because the object is there.
+func alreadyExists(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "(AlreadyExists)")
+}
+
 // Demo runs the multicluster walkthrough on the lab, Horizon's way (see
 // docs/install.md), and checks that helloworld answers from v1 in
 // cluster1 directly and from v2 in cluster2 through cluster2's gateway.
@@ -99,6 +151,9 @@ func Demo(ctx context.Context, opts DemoOptions) (*DemoResult, error) {
 	o, err := opts.Options.normalized()
 	if err != nil {
 		return nil, err
+	}
+	if st, err := LoadState(o.StateDir); err == nil && st != nil && st.BinDir != "" {
+		o.BinDir = st.BinDir // the lab's own kubectl
 	}
 	opts.Options = o
 	if opts.Requests == 0 {
@@ -110,38 +165,54 @@ func Demo(ctx context.Context, opts DemoOptions) (*DemoResult, error) {
 	if opts.Out == nil {
 		opts.Out = io.Discard
 	}
-	if opts.Samples == "" {
-		opts.Samples = "samples"
-	}
 	if opts.Horizon == nil {
 		return nil, errors.New("demo: no horizon command runner")
 	}
-	d := &demo{o: opts, out: opts.Out, kc: KubeconfigPath(o.StateDir), cfgs: map[string]*rest.Config{}}
+	if err := k8sproc.CheckBinaries(o.BinDir, k8sproc.Kubectl); err != nil {
+		return nil, fmt.Errorf("the demo runs kubectl: %w; build it with `%s`", err, k8sproc.BuildHint)
+	}
+	d := &demo{o: opts, out: opts.Out, kc: KubeconfigPath(o.StateDir), kubectl: filepath.Join(o.BinDir, k8sproc.Kubectl)}
 	if d.clients, err = Clients(o.StateDir); err != nil {
 		return nil, fmt.Errorf("the lab is not up (`horizon lab up` starts it): %w", err)
-	}
-	raw, err := clientcmd.LoadFromFile(d.kc)
-	if err != nil {
-		return nil, err
-	}
-	for _, c := range Clusters {
-		cfg, err := clientcmd.NewNonInteractiveClientConfig(*raw, c.Name, &clientcmd.ConfigOverrides{}, nil).ClientConfig()
-		if err != nil {
-			return nil, err
-		}
-		d.cfgs[c.Name] = cfg
 	}
 	d.dir = filepath.Join(o.StateDir, demoDir)
 	if err := os.MkdirAll(d.dir, 0o755); err != nil {
 		return nil, err
 	}
-	d.say("%s", strings.TrimSpace(Env(o.StateDir)))
+	if d.samples, err = d.sampleDir(opts.Samples); err != nil {
+		return nil, err
+	}
+	d.say("%s", strings.TrimSpace(Env(o.StateDir, o.BinDir)))
 	res, err := d.run(ctx)
 	if res != nil {
 		res.Elapsed = time.Since(begin)
 	}
 	d.say("\ndemo: %s in %s", map[bool]string{true: "OK", false: "FAILED"}[err == nil], time.Since(begin).Round(100*time.Millisecond))
 	return res, err
+}
+
+// sampleDir is dir made absolute, or, when "", the embedded samples
+// written to the demo's directory.
+func (d *demo) sampleDir(dir string) (string, error) {
+	if dir != "" {
+		return filepath.Abs(dir)
+	}
+	out := filepath.Join(d.dir, "samples")
+	err := fs.WalkDir(samples.FS, ".", func(path string, e fs.DirEntry, err error) error {
+		if err != nil || e.IsDir() {
+			return err
+		}
+		b, err := samples.FS.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		dst := filepath.Join(out, filepath.FromSlash(path))
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			return err
+		}
+		return os.WriteFile(dst, b, 0o644)
+	})
+	return out, err
 }
 
 func (d *demo) run(ctx context.Context) (*DemoResult, error) {
@@ -160,19 +231,17 @@ func (d *demo) run(ctx context.Context) (*DemoResult, error) {
 		}
 	}
 	for _, c := range Clusters {
-		if err := d.namespace(ctx, c.Name, "istio-system", nil); err != nil {
+		if err := d.namespace(ctx, c.Name, "istio-system", ""); err != nil {
 			return nil, err
 		}
-		d.cmd("kubectl --context %s create secret generic cacerts -n istio-system --from-file=%s/ca-cert.pem --from-file=%[2]s/ca-key.pem --from-file=%[2]s/root-cert.pem --from-file=%[2]s/cert-chain.pem", c.Name, d.dir)
-		sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "cacerts", Namespace: "istio-system"}, Data: map[string][]byte(files)}
-		cs := d.clients[c.Name]
-		if _, err := cs.CoreV1().Secrets("istio-system").Create(ctx, sec, metav1.CreateOptions{}); apierrors.IsAlreadyExists(err) {
-			// A second run: the mesh already trusts that one.
-			d.say("error: secrets \"cacerts\" already exists (kept: the mesh's CA)")
+		args := []string{"--context", c.Name, "create", "secret", "generic", "cacerts", "-n", "istio-system"}
+		for _, f := range []string{"ca-cert.pem", "ca-key.pem", "root-cert.pem", "cert-chain.pem"} {
+			args = append(args, "--from-file="+filepath.Join(d.dir, f))
+		}
+		if _, err := d.kubectlShown(ctx, args...); alreadyExists(err) {
+			d.say("(kept: a second run, the mesh already trusts that one)")
 		} else if err != nil {
 			return nil, err
-		} else {
-			d.say("secret/cacerts created")
 		}
 	}
 
@@ -212,38 +281,37 @@ func (d *demo) run(ctx context.Context) (*DemoResult, error) {
 	step(3, "Join cluster2: its remote Secret in cluster1")
 	server := "https://" + c2.Public + ":443"
 	rsArgs := []string{"--context", c2.Name, "--name", c2.Name, "--server", server}
-	secretYAML, err := d.horizon("create-remote-secret "+strings.Join(rsArgs, " ")+" > "+filepath.Join(d.dir, "remote-secret-cluster2.yaml"), true,
+	rs := filepath.Join(d.dir, "remote-secret-cluster2.yaml")
+	secretYAML, err := d.horizon("create-remote-secret "+strings.Join(rsArgs, " ")+" > "+rs, true,
 		append([]string{"create-remote-secret", "--kubeconfig", d.kc}, rsArgs...)...)
 	if err != nil {
 		return nil, err
 	}
-	rs := filepath.Join(d.dir, "remote-secret-cluster2.yaml")
 	if err := os.WriteFile(rs, []byte(secretYAML), 0o600); err != nil {
 		return nil, err
 	}
-	if err := d.apply(ctx, c1.Name, "", rs); err != nil {
+	if _, err := d.kubectlShown(ctx, "--context", c1.Name, "apply", "-f", rs); err != nil {
 		return nil, err
 	}
 
 	// 4. The workloads.
 	step(4, "The walkthrough's workloads in namespace sample, injected")
 	for _, c := range Clusters {
-		if err := d.namespace(ctx, c.Name, "sample", map[string]string{"istio-injection": "enabled"}); err != nil {
+		if err := d.namespace(ctx, c.Name, "sample", "istio-injection=enabled"); err != nil {
 			return nil, err
 		}
 	}
-	hw := filepath.Join(d.o.Samples, "helloworld")
-	if err := d.apply(ctx, c2.Name, "sample", filepath.Join(hw, "helloworld-v2.yaml")); err != nil {
+	hw := filepath.Join(d.samples, "helloworld")
+	if _, err := d.kubectlShown(ctx, "--context", c2.Name, "-n", "sample", "apply", "-f", filepath.Join(hw, "helloworld-v2.yaml")); err != nil {
 		return nil, err
 	}
-	if err := d.apply(ctx, c1.Name, "sample", filepath.Join(hw, "helloworld-v1.yaml"), filepath.Join(hw, "helloworld-gateway.yaml"),
-		filepath.Join(d.o.Samples, "sleep", "sleep.yaml")); err != nil {
+	if _, err := d.kubectlShown(ctx, "--context", c1.Name, "-n", "sample", "apply", "-f", filepath.Join(hw, "helloworld-v1.yaml"),
+		"-f", filepath.Join(hw, "helloworld-gateway.yaml"), "-f", filepath.Join(d.samples, "sleep", "sleep.yaml")); err != nil {
 		return nil, err
 	}
 	for _, w := range []struct{ cluster, name string }{{c2.Name, "helloworld-v2"}, {c1.Name, "helloworld-v1"}, {c1.Name, "sleep"}} {
-		d.cmd("kubectl --context %s -n sample rollout status deploy/%s", w.cluster, w.name)
-		if err := d.rollout(ctx, w.cluster, "sample", w.name); err != nil {
-			return res, err
+		if _, err := d.kubectlShown(ctx, "--context", w.cluster, "-n", "sample", "rollout", "status", "deploy/"+w.name, "--timeout="+timeout); err != nil {
+			return res, d.podTrouble(ctx, w.cluster, "sample", err)
 		}
 	}
 
@@ -252,122 +320,33 @@ func (d *demo) run(ctx context.Context) (*DemoResult, error) {
 	return res, d.requests(ctx, res)
 }
 
-// namespace creates ns in cluster (if missing) with labels.
-func (d *demo) namespace(ctx context.Context, cluster, ns string, labels map[string]string) error {
-	cs := d.clients[cluster]
-	d.cmd("kubectl --context %s create namespace %s", cluster, ns)
-	_, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{})
-	switch {
-	case apierrors.IsAlreadyExists(err):
-		d.say("namespace/%s exists", ns)
-	case err != nil:
-		return err
-	default:
-		d.say("namespace/%s created", ns)
-	}
-	for k, v := range labels {
-		d.cmd("kubectl --context %s label namespace %s %s=%s --overwrite", cluster, ns, k, v)
-		n, err := cs.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
-		if err != nil {
-			return err
-		}
-		if n.Labels == nil {
-			n.Labels = map[string]string{}
-		}
-		n.Labels[k] = v
-		if _, err := cs.CoreV1().Namespaces().Update(ctx, n, metav1.UpdateOptions{}); err != nil {
-			return err
-		}
-		d.say("namespace/%s labeled", ns)
-	}
-	return nil
-}
-
-// apply server-side-applies the YAML files in cluster (objects without a
-// namespace go to ns when ns is set).
-func (d *demo) apply(ctx context.Context, cluster, ns string, files ...string) error {
-	shown := "kubectl --context " + cluster
-	if ns != "" {
-		shown += " -n " + ns
-	}
-	shown += " apply"
-	var objs []*unstructured.Unstructured
-	for _, f := range files {
-		shown += " -f " + f
-		fh, err := os.Open(f)
-		if err != nil {
-			return err
-		}
-		dec := utilyaml.NewYAMLOrJSONDecoder(bufio.NewReader(fh), 4096)
-		for {
-			u := &unstructured.Unstructured{}
-			if err := dec.Decode(&u.Object); errors.Is(err, io.EOF) {
-				break
-			} else if err != nil {
-				fh.Close()
-				return fmt.Errorf("%s: %w", f, err)
-			}
-			if len(u.Object) == 0 {
-				continue
-			}
-			if ns != "" && u.GetNamespace() == "" {
-				u.SetNamespace(ns)
-			}
-			objs = append(objs, u)
-		}
-		fh.Close()
-	}
-	d.cmd("%s", shown)
-	c, err := install.NewClient(d.cfgs[cluster])
-	if err != nil {
+// namespace creates ns in cluster (kept if it exists) and sets label
+// (KEY=VALUE) on it when given.
+func (d *demo) namespace(ctx context.Context, cluster, ns, label string) error {
+	if _, err := d.kubectlShown(ctx, "--context", cluster, "create", "namespace", ns); err != nil && !alreadyExists(err) {
 		return err
 	}
-	_, err = c.Apply(ctx, objs, false, d.out)
+	if label == "" {
+		return nil
+	}
+	_, err := d.kubectlShown(ctx, "--context", cluster, "label", "namespace", ns, label, "--overwrite")
 	return err
 }
 
 // lbAddress waits for the east-west gateway's LoadBalancer address in
-// cluster.
+// cluster and returns it.
 func (d *demo) lbAddress(ctx context.Context, cluster string) (string, error) {
-	d.cmd("kubectl --context %s -n istio-system get svc %s -o jsonpath='{.status.loadBalancer.ingress[0].ip}'", cluster, install.GatewayName)
-	var addr string
-	err := d.poll(ctx, cluster+"'s gateway address", func() (bool, error) {
-		svc, err := d.clients[cluster].CoreV1().Services("istio-system").Get(ctx, install.GatewayName, metav1.GetOptions{})
-		if err != nil {
-			return false, nil //nolint:nilerr // not there yet: keep polling until the timeout
-		}
-		if len(svc.Status.LoadBalancer.Ingress) > 0 && svc.Status.LoadBalancer.Ingress[0].IP != "" {
-			addr = svc.Status.LoadBalancer.Ingress[0].IP
-			return true, nil
-		}
-		return false, nil
-	})
-	if err == nil {
-		d.say("%s", addr)
+	svc := "svc/" + install.GatewayName
+	if _, err := d.kubectlShown(ctx, "--context", cluster, "-n", "istio-system", "wait", "--for=jsonpath={.status.loadBalancer.ingress}",
+		svc, "--timeout="+d.o.Timeout.String()); err != nil {
+		return "", err
 	}
-	return addr, err
-}
-
-// rollout waits for Deployment ns/name to have all its replicas updated
-// and available.
-func (d *demo) rollout(ctx context.Context, cluster, ns, name string) error {
-	err := d.poll(ctx, "deploy/"+name+" in "+cluster, func() (bool, error) {
-		dep, err := d.clients[cluster].AppsV1().Deployments(ns).Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return false, nil //nolint:nilerr // not there yet: keep polling until the timeout
-		}
-		want := int32(1)
-		if dep.Spec.Replicas != nil {
-			want = *dep.Spec.Replicas
-		}
-		return dep.Status.ObservedGeneration >= dep.Generation && dep.Status.UpdatedReplicas == want &&
-			dep.Status.AvailableReplicas == want && dep.Status.Replicas == want, nil
-	})
+	out, err := d.kubectlShown(ctx, "--context", cluster, "-n", "istio-system", "get", svc, "-o", "jsonpath={.status.loadBalancer.ingress[0].ip}")
 	if err != nil {
-		return d.podTrouble(ctx, cluster, ns, err)
+		return "", err
 	}
-	d.say("deployment %q successfully rolled out", name)
-	return nil
+	fmt.Fprintln(d.out)
+	return strings.TrimSpace(out), nil
 }
 
 // podTrouble adds the pods' states of ns to err.
@@ -396,6 +375,7 @@ func (d *demo) podTrouble(ctx context.Context, cluster, ns string, err error) er
 	return fmt.Errorf("%w; pods in %s/%s: %s", err, cluster, ns, strings.Join(s, " | "))
 }
 
+// poll calls f until it says done, at most the demo's timeout.
 func (d *demo) poll(ctx context.Context, what string, f func() (bool, error)) error {
 	ctx, cancel := context.WithTimeout(ctx, d.o.Timeout)
 	defer cancel()
@@ -417,21 +397,24 @@ func (d *demo) poll(ctx context.Context, what string, f func() (bool, error)) er
 
 var versionRE = regexp.MustCompile(`Hello version: (v\d+)`)
 
-// curl runs curl in sleep's container once; it returns the answer's
-// version ("" when there is none) and the output.
-// tag is its user agent (found in the proxy's access log).
-func (d *demo) curl(ctx context.Context, tag string) (string, string) {
-	t := Target{Context: Clusters[0].Name, Namespace: "sample", Pod: "deploy/sleep", Container: "sleep"}
-	path, argv, env, err := ExecCommand(ctx, d.o.Options, t, []string{"curl", "-sS", "-m", "5", "-A", tag, "helloworld.sample:5000/hello"})
-	if err != nil {
-		return "", err.Error()
+// curlArgs is the kubectl exec that curls helloworld from sleep once, tag
+// its user agent (found in the proxy's access log).
+func curlArgs(tag string) []string {
+	return []string{"--context", Clusters[0].Name, "-n", "sample", "exec", "deploy/sleep", "-c", "sleep", "--",
+		"curl", "-sS", "-m", "5", "-A", tag, "helloworld.sample:5000/hello"}
+}
+
+// curl runs curlArgs(tag), printed first when show; it returns the
+// answer's version ("" when there is none) and the output.
+func (d *demo) curl(ctx context.Context, tag string, show bool) (string, string) {
+	args := curlArgs(tag)
+	if show {
+		d.cmd("%s", shellLine(append([]string{"kubectl"}, args...)))
 	}
-	c := exec.CommandContext(ctx, path, argv[1:]...)
-	c.Env = env
-	out, err := c.CombinedOutput()
-	s := strings.TrimSpace(string(out))
+	out, err := d.runKubectl(ctx, false, args...)
+	s := strings.TrimSpace(out)
 	if err != nil {
-		s += " (" + err.Error() + ")"
+		s = strings.TrimSpace(s + " (" + err.Error() + ")")
 	}
 	if m := versionRE.FindStringSubmatch(s); m != nil && err == nil {
 		return m[1], s
@@ -443,32 +426,17 @@ func (d *demo) curl(ctx context.Context, tag string) (string, string) {
 // and cluster.
 var upstreamRE = regexp.MustCompile(`"GET /hello [^"]*" (\d+) \S+ \S+ \S+ "([^"]*)" .* upstream_host=(\S+) upstream_cluster=(\S+)`)
 
-// proxyLog is sleep's istio-proxy container log, Envoy's access log
-// included: what `horizon lab logs -n sample deploy/sleep -c istio-proxy`
-// prints.
-func (d *demo) proxyLog(ctx context.Context) (string, error) {
-	t := Target{Context: Clusters[0].Name, Namespace: "sample", Pod: "deploy/sleep", Container: "istio-proxy"}
-	p, err := LogPath(ctx, d.o.Options, t)
-	if err != nil {
-		return "", err
-	}
-	b, err := os.ReadFile(p)
-	if err != nil {
-		return "", fmt.Errorf("sleep's proxy log: %w", err)
-	}
-	return string(b), nil
-}
-
 func (d *demo) requests(ctx context.Context, res *DemoResult) error {
 	// The mesh converges (cluster2's endpoints reach discovery through the
 	// remote Secret, then sleep's proxy): wait until both versions have
 	// answered once.
-	d.say("(waiting until both versions answer: cluster2's endpoints reach discovery, then sleep's proxy)")
+	d.cmd("%s", shellLine(append([]string{"kubectl"}, curlArgs("horizon-demo-wait")...)))
+	d.say("(again and again until both versions have answered: cluster2's endpoints reach discovery, then sleep's proxy)")
 	seen := map[string]bool{}
 	var last string
 	wait := time.Now()
 	err := d.poll(ctx, "answers from v1 and v2", func() (bool, error) {
-		v, out := d.curl(ctx, "horizon-demo-wait")
+		v, out := d.curl(ctx, "horizon-demo-wait", false)
 		if v != "" {
 			seen[v] = true
 		}
@@ -484,8 +452,7 @@ func (d *demo) requests(ctx context.Context, res *DemoResult) error {
 	tag := func(i int) string { return fmt.Sprintf("horizon-demo-%s-%d", run, i+1) }
 	var versions []string
 	for i := 0; i < d.o.Requests; i++ {
-		d.cmd("kubectl --context %s -n sample exec deploy/sleep -c sleep -- curl -sS -A %s helloworld.sample:5000/hello", Clusters[0].Name, tag(i))
-		v, out := d.curl(ctx, tag(i))
+		v, out := d.curl(ctx, tag(i), true)
 		d.say("%s", out)
 		versions = append(versions, v)
 		switch v {
@@ -499,10 +466,11 @@ func (d *demo) requests(ctx context.Context, res *DemoResult) error {
 	}
 	// sleep's proxy logs each request, found by its user agent (Envoy
 	// flushes its access log every few seconds).
-	d.cmd("horizon lab logs --context %s -n sample deploy/sleep -c istio-proxy | grep horizon-demo-%s", Clusters[0].Name, run)
+	logArgs := []string{"--context", Clusters[0].Name, "-n", "sample", "logs", "deploy/sleep", "-c", "istio-proxy"}
+	d.cmd("%s | grep horizon-demo-%s", shellLine(append([]string{"kubectl"}, logArgs...)), run)
 	byTag := map[string][]string{}
 	err = d.poll(ctx, "sleep's proxy to log the requests", func() (bool, error) {
-		now, err := d.proxyLog(ctx)
+		now, err := d.runKubectl(ctx, false, logArgs...)
 		if err != nil {
 			return false, err
 		}
@@ -516,12 +484,9 @@ func (d *demo) requests(ctx context.Context, res *DemoResult) error {
 	if err != nil {
 		return fmt.Errorf("%w: %d of %d requests in the access log", err, len(byTag), d.o.Requests)
 	}
-	var lines [][]string
-	for i := 0; i < d.o.Requests; i++ {
-		lines = append(lines, byTag[tag(i)])
-	}
 	var problems []string
-	for i, m := range lines[:d.o.Requests] {
+	for i := 0; i < d.o.Requests; i++ {
+		m := byTag[tag(i)]
 		up := m[2]
 		host := up
 		if i := strings.LastIndexByte(up, ':'); i > 0 {

@@ -80,14 +80,7 @@ func (o Options) normalized() (Options, error) {
 			return o, err
 		}
 	}
-	if o.Helloworld == "" {
-		if p := filepath.Join(filepath.Dir(o.Horizon), "helloworld"); fileExists(p) {
-			o.Helloworld = p
-		}
-	}
-	if o.Envoy == "" {
-		o.Envoy = os.Getenv("HORIZON_ENVOY")
-	}
+	o.findPrograms()
 	for _, p := range []*string{&o.Horizon, &o.Helloworld, &o.Envoy} {
 		if *p != "" {
 			if *p, err = filepath.Abs(*p); err != nil {
@@ -96,24 +89,6 @@ func (o Options) normalized() (Options, error) {
 		}
 	}
 	return o, nil
-}
-
-// checkPrograms refuses a --horizon, --helloworld or --envoy that is not
-// an executable file: otherwise every Pod running it would crash-loop.
-func (o Options) checkPrograms() error {
-	for _, p := range []struct{ flag, path string }{{"--horizon", o.Horizon}, {"--helloworld", o.Helloworld}, {"--envoy", o.Envoy}} {
-		if p.path == "" {
-			continue
-		}
-		fi, err := os.Stat(p.path)
-		if err != nil {
-			return fmt.Errorf("%s: %w", p.flag, err)
-		}
-		if !fi.Mode().IsRegular() || fi.Mode().Perm()&0o111 == 0 {
-			return fmt.Errorf("%s %s: not an executable file", p.flag, p.path)
-		}
-	}
-	return nil
 }
 
 // lineWriter keeps concurrent progress lines whole.
@@ -133,13 +108,37 @@ func (o Options) logf(format string, a ...any) {
 }
 
 // Env is what `horizon lab env` prints: the walkthrough's variables, the
-// kubeconfig's path absolute.
-func Env(stateDir string) string {
+// kubeconfig's path absolute, and, when binDir is given, PATH with binDir
+// first, so that `kubectl` is the lab's (the pinned release).
+func Env(stateDir, binDir string) string {
 	if abs, err := filepath.Abs(stateDir); err == nil {
 		stateDir = abs
 	}
-	return fmt.Sprintf("export KUBECONFIG=%s CTX_LOCAL=%s CTX_REMOTE=%s\n",
-		shellQuote(KubeconfigPath(stateDir)), Clusters[0].Name, Clusters[1].Name)
+	path := ""
+	if binDir != "" {
+		if abs, err := filepath.Abs(binDir); err == nil {
+			binDir = abs
+		}
+		path = " PATH=" + shellQuote(binDir) + `:"$PATH"`
+	}
+	return fmt.Sprintf("export KUBECONFIG=%s CTX_LOCAL=%s CTX_REMOTE=%s%s\n",
+		shellQuote(KubeconfigPath(stateDir)), Clusters[0].Name, Clusters[1].Name, path)
+}
+
+// EnvOf is Env for the lab of o: its kubectl is the one in the bin
+// directory the lab was started with (else o's), if there is one.
+func EnvOf(opts Options) string {
+	o, err := opts.normalized()
+	if err != nil {
+		return Env(opts.StateDir, "")
+	}
+	if st, err := LoadState(o.StateDir); err == nil && st != nil && st.BinDir != "" {
+		o.BinDir = st.BinDir
+	}
+	if k8sproc.CheckBinaries(o.BinDir, k8sproc.Kubectl) != nil {
+		o.BinDir = ""
+	}
+	return Env(o.StateDir, o.BinDir)
 }
 
 func shellQuote(s string) string {
@@ -165,9 +164,6 @@ func Up(ctx context.Context, opts Options) (alreadyUp bool, err error) {
 	if err := CheckBinaries(o.BinDir); err != nil {
 		return false, err
 	}
-	if err := o.checkPrograms(); err != nil {
-		return false, err
-	}
 	begin := time.Now()
 	prev, err := LoadState(o.StateDir)
 	if err != nil {
@@ -180,6 +176,11 @@ func Up(ctx context.Context, opts Options) (alreadyUp bool, err error) {
 			return true, nil
 		}
 		o.logf("an earlier lab in %s is not (fully) up: %v", o.StateDir, err)
+	}
+	// What the pods run, checked before anything starts (a lab that is up
+	// already has them).
+	if err := o.checkPrograms(); err != nil {
+		return false, err
 	}
 	if err := cleanLeftovers(o, prev); err != nil {
 		return false, err
@@ -536,6 +537,21 @@ func newClusterPKI(spec ClusterSpec, dir clusterDir, server string) (*k8sproc.PK
 	}
 	if err := os.WriteFile(dir.pki(frontProxyKey), key, 0o600); err != nil {
 		return nil, err
+	}
+	// The kubelet API's two ends (config.go): the node's serving
+	// certificate for its InternalIP and name, the API server's client one.
+	nodeCert, nodeKey, err := pki.IssueServingCert(spec.NodeName(), []net.IP{net.ParseIP(spec.Router)}, []string{spec.NodeName()})
+	if err != nil {
+		return nil, err
+	}
+	clientCert, clientKey, err := pki.ClientCert(kubeletClientUser)
+	if err != nil {
+		return nil, err
+	}
+	for name, b := range map[string][]byte{kubeletCert: nodeCert, kubeletKey: nodeKey, kubeletClientCert: clientCert, kubeletClientKey: clientKey} {
+		if err := os.WriteFile(dir.pki(name), b, 0o600); err != nil {
+			return nil, err
+		}
 	}
 	// The controller manager and the scheduler as the users the bootstrap
 	// RBAC policy grants their permissions to.

@@ -107,6 +107,10 @@ func TestCommands(t *testing.T) {
 		"--service-account-key-file":         "/state/cluster2/pki/sa.pub",
 		"--service-account-signing-key-file": "/state/cluster2/pki/sa.key",
 		"--client-ca-file":                   "/state/cluster2/pki/ca.crt",
+		"--kubelet-preferred-address-types":  "InternalIP",
+		"--kubelet-certificate-authority":    "/state/cluster2/pki/ca.crt",
+		"--kubelet-client-certificate":       "/state/cluster2/pki/apiserver-kubelet-client.crt",
+		"--kubelet-client-key":               "/state/cluster2/pki/apiserver-kubelet-client.key",
 	} {
 		if got := flag(t, api, flagName); got != want {
 			t.Errorf("kube-apiserver %s=%s, want %s", flagName, got, want)
@@ -183,15 +187,32 @@ func TestDefaultStateDir(t *testing.T) {
 }
 
 func TestEnv(t *testing.T) {
-	if got, want := Env("/s/lab"), "export KUBECONFIG=/s/lab/kubeconfig CTX_LOCAL=cluster1 CTX_REMOTE=cluster2\n"; got != want {
+	if got, want := Env("/s/lab", ""), "export KUBECONFIG=/s/lab/kubeconfig CTX_LOCAL=cluster1 CTX_REMOTE=cluster2\n"; got != want {
 		t.Errorf("Env = %q, want %q", got, want)
 	}
-	if got, want := Env("/my lab/it's"), `export KUBECONFIG='/my lab/it'\''s/kubeconfig' CTX_LOCAL=cluster1 CTX_REMOTE=cluster2`+"\n"; got != want {
+	if got, want := Env("/my lab/it's", "/k8s bins"), `export KUBECONFIG='/my lab/it'\''s/kubeconfig' CTX_LOCAL=cluster1 CTX_REMOTE=cluster2 PATH='/k8s bins':"$PATH"`+"\n"; got != want {
 		t.Errorf("Env = %q, want %q", got, want)
 	}
 	wd, _ := os.Getwd()
-	if got := Env("rel"); !strings.Contains(got, "KUBECONFIG="+filepath.Join(wd, "rel", "kubeconfig")+" ") {
-		t.Errorf("a relative state dir is not made absolute: %q", got)
+	if got := Env("rel", "bins"); !strings.Contains(got, "KUBECONFIG="+filepath.Join(wd, "rel", "kubeconfig")+" ") ||
+		!strings.Contains(got, " PATH="+filepath.Join(wd, "bins")+`:"$PATH"`) {
+		t.Errorf("a relative state or bin dir is not made absolute: %q", got)
+	}
+	// The lab's bin dir when it holds kubectl, else no PATH.
+	bin, state := t.TempDir(), t.TempDir()
+	if got := EnvOf(Options{StateDir: state, BinDir: bin}); strings.Contains(got, "PATH") {
+		t.Errorf("PATH without kubectl: %q", got)
+	}
+	fakeBins(t, bin, k8sproc.Kubectl)
+	if got := EnvOf(Options{StateDir: state, BinDir: bin}); !strings.HasSuffix(got, " PATH="+bin+`:"$PATH"`+"\n") {
+		t.Errorf("EnvOf = %q", got)
+	}
+}
+
+func TestShellLine(t *testing.T) {
+	got := shellLine([]string{"kubectl", "wait", "--for=jsonpath={.status.loadBalancer.ingress}", "-o", "jsonpath={.a[0]}", "--timeout=3m", "it's"})
+	if want := `kubectl wait --for=jsonpath='{.status.loadBalancer.ingress}' -o 'jsonpath={.a[0]}' --timeout=3m 'it'\''s'`; got != want {
+		t.Errorf("shellLine = %s, want %s", got, want)
 	}
 }
 
@@ -371,6 +392,26 @@ func TestDownStopsEverything(t *testing.T) {
 	}
 }
 
+// Envoy is found where scripts/envoy.sh installs the version it pins.
+func TestDefaultEnvoy(t *testing.T) {
+	b, err := os.ReadFile("../../scripts/envoy.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), "\nversion="+EnvoyVersion+"\n") || !strings.Contains(string(b), `venv="${HORIZON_ENVOY_VENV:-/opt/horizon/envoy-$version}"`) ||
+		!strings.Contains(string(b), `bin="$venv/envoy-bin"`) {
+		t.Errorf("scripts/envoy.sh does not install Envoy %s where DefaultEnvoy looks", EnvoyVersion)
+	}
+	t.Setenv(EnvoyVenvEnv, "")
+	if got := DefaultEnvoy(); got != "/opt/horizon/envoy-"+EnvoyVersion+"/envoy-bin" {
+		t.Errorf("DefaultEnvoy() = %s", got)
+	}
+	t.Setenv(EnvoyVenvEnv, "/v")
+	if got := DefaultEnvoy(); got != "/v/envoy-bin" {
+		t.Errorf("DefaultEnvoy() with %s=/v: %s", EnvoyVenvEnv, got)
+	}
+}
+
 func TestUpNamesMissingBinary(t *testing.T) {
 	bin := t.TempDir()
 	fakeBins(t, bin, k8sproc.Etcd, k8sproc.KubeAPIServer)
@@ -384,13 +425,30 @@ func TestUpNamesMissingBinary(t *testing.T) {
 	}
 }
 
+// testPrograms stand in for helloworld and Envoy where Up only checks
+// that they are there.
+func testPrograms(t *testing.T, o Options) Options {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Helloworld, o.Envoy = exe, exe
+	return o
+}
+
 func TestUpRefusesMissingPrograms(t *testing.T) {
 	bin := t.TempDir()
-	fakeBins(t, bin, k8sproc.Etcd, k8sproc.KubeAPIServer, k8sproc.KubeControllerManager, k8sproc.KubeScheduler)
+	fakeBins(t, bin, k8sproc.Etcd, k8sproc.KubeAPIServer, k8sproc.KubeControllerManager, k8sproc.KubeScheduler, k8sproc.Kubectl)
 	notExec := filepath.Join(t.TempDir(), "envoy")
 	if err := os.WriteFile(notExec, []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	// Nothing found by itself: no $HORIZON_ENVOY, no scripts/envoy.sh
+	// installation, no helloworld next to this test binary.
+	t.Setenv(EnvoyEnv, "")
+	t.Setenv(EnvoyVenvEnv, filepath.Join(t.TempDir(), "venv"))
+	exe, _ := os.Executable()
 	for _, c := range []struct {
 		opts Options
 		want string
@@ -398,6 +456,8 @@ func TestUpRefusesMissingPrograms(t *testing.T) {
 		{Options{Envoy: "/nonexistent/envoy"}, "--envoy: stat /nonexistent/envoy"},
 		{Options{Envoy: notExec}, "--envoy " + notExec + ": not an executable file"},
 		{Options{Helloworld: t.TempDir()}, "--helloworld"},
+		{Options{Envoy: exe}, "no helloworld program for the samples' istio/examples-helloworld images: none next to " + exe + "; `make build` builds bin/helloworld"},
+		{Options{Helloworld: exe}, "no Envoy for the proxy pods (sidecars, gateways): $HORIZON_ENVOY is not set and " + os.Getenv(EnvoyVenvEnv) + "/envoy-bin does not exist; install it with ./scripts/envoy.sh"},
 	} {
 		c.opts.StateDir, c.opts.BinDir = filepath.Join(t.TempDir(), "lab"), bin
 		_, err := Up(context.Background(), c.opts)
@@ -415,7 +475,7 @@ func TestUpRefusesMissingPrograms(t *testing.T) {
 // everything it started.
 func TestUpCleansLeftoversAndReportsFailure(t *testing.T) {
 	bin := t.TempDir()
-	fakeBins(t, bin, Components...)
+	fakeBins(t, bin, append(Components, k8sproc.Kubectl)...)
 	state := filepath.Join(t.TempDir(), "lab")
 	dir := clusterDir(filepath.Join(state, "cluster2"))
 	if err := os.MkdirAll(string(dir), 0o755); err != nil {
@@ -435,7 +495,7 @@ func TestUpCleansLeftoversAndReportsFailure(t *testing.T) {
 
 	t.Setenv(fakeEnv, "exit") // every fake etcd fails at once
 	var progress bytes.Buffer
-	_, err = Up(context.Background(), Options{StateDir: state, BinDir: bin, Progress: &progress, Timeout: 20 * time.Second})
+	_, err = Up(context.Background(), testPrograms(t, Options{StateDir: state, BinDir: bin, Progress: &progress, Timeout: 20 * time.Second}))
 	select {
 	case <-old.done:
 	case <-time.After(5 * time.Second):
@@ -464,11 +524,11 @@ func TestUpCleansLeftoversAndReportsFailure(t *testing.T) {
 // A process that does not come up in time is named with what was awaited.
 func TestUpTimeout(t *testing.T) {
 	bin := t.TempDir()
-	fakeBins(t, bin, Components...)
+	fakeBins(t, bin, append(Components, k8sproc.Kubectl)...)
 	state := filepath.Join(t.TempDir(), "lab")
 	t.Setenv(fakeEnv, "sleep") // a fake etcd never answers /health
 	begin := time.Now()
-	_, err := Up(context.Background(), Options{StateDir: state, BinDir: bin, Timeout: 1500 * time.Millisecond, StopGrace: time.Second})
+	_, err := Up(context.Background(), testPrograms(t, Options{StateDir: state, BinDir: bin, Timeout: 1500 * time.Millisecond, StopGrace: time.Second}))
 	if err == nil || !strings.Contains(err.Error(), "etcd not ready after") {
 		t.Fatalf("Up = %v", err)
 	}

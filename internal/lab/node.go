@@ -2,6 +2,8 @@ package lab
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log"
@@ -16,6 +18,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/horizonmesh/horizon/internal/k8sproc"
 	"github.com/horizonmesh/horizon/internal/labnode"
 )
 
@@ -75,7 +78,13 @@ func RunNode(ctx context.Context, o NodeOptions) error {
 	env := []string{"KUBERNETES_SERVICE_HOST=" + kip.String(), "KUBERNETES_SERVICE_PORT=" + port, "KUBERNETES_SERVICE_PORT_HTTPS=" + port,
 		"KUBERNETES_PORT=tcp://" + kip.String() + ":" + port, "KUBERNETES_PORT_443_TCP=tcp://" + kip.String() + ":" + port,
 		"KUBERNETES_PORT_443_TCP_PROTO=tcp", "KUBERNETES_PORT_443_TCP_PORT=" + port, "KUBERNETES_PORT_443_TCP_ADDR=" + kip.String()}
+	kubelet, kubeletTLS, err := kubeletListener(spec, dir)
+	if err != nil {
+		return err
+	}
+	defer kubelet.Close()
 	node, err := labnode.New(labnode.Config{
+		KubeletListener: kubelet, KubeletTLS: kubeletTLS, KubeletClients: []string{kubeletClientUser},
 		Env:      env,
 		NodeName: spec.NodeName(), Region: spec.Region, Zone: spec.Zone,
 		Labels:     map[string]string{"horizon.lab/network": spec.Network},
@@ -105,6 +114,30 @@ func RunNode(ctx context.Context, o NodeOptions) error {
 		return nil
 	}
 	return err
+}
+
+// kubeletListener listens for the kubelet API on the node's InternalIP
+// (the router's address, in its namespace) and returns the TLS
+// configuration: the node's serving certificate, client certificates of
+// the cluster's CA (config.go).
+func kubeletListener(spec ClusterSpec, dir clusterDir) (net.Listener, *tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(dir.pki(kubeletCert), dir.pki(kubeletKey))
+	if err != nil {
+		return nil, nil, fmt.Errorf("kubelet API: %w", err)
+	}
+	ca, err := os.ReadFile(dir.pki(k8sproc.CACertFile))
+	if err != nil {
+		return nil, nil, fmt.Errorf("kubelet API: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(ca) {
+		return nil, nil, fmt.Errorf("kubelet API: no certificate in %s", dir.pki(k8sproc.CACertFile))
+	}
+	l, err := listenInNetns(spec.RouterNS(), net.JoinHostPort(spec.Router, strconv.Itoa(KubeletPort)))
+	if err != nil {
+		return nil, nil, fmt.Errorf("kubelet API: %w", err)
+	}
+	return l, &tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: pool, MinVersion: tls.VersionTLS12}, nil
 }
 
 // nodeReady reports whether cluster's lab node is registered and Ready.
