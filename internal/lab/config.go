@@ -8,7 +8,8 @@
 // Pods as processes on the cluster's network (network.go: network1,
 // network2, a public TEST-NET-3 segment). Up starts them, Down stops them
 // and removes what they left (processes, namespaces, interfaces, files),
-// Env and Status describe them, Exec and Logs reach a Pod's containers.
+// Env and Status describe them; the lab nodes serve the kubelet API, so
+// kubectl reaches Pods' containers (logs, exec, attach, port-forward, cp).
 package lab
 
 import (

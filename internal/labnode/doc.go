@@ -7,6 +7,12 @@
 // (NodeController, PodController); this package is its PodLifecycleHandler
 // and PodNotifier.
 //
+// The kubelet API (kubeletapi.go): virtual-kubelet's node/api handlers
+// over this node's GetContainerLogs, RunInContainer, AttachToContainer and
+// PortForward, served over TLS to the API server's client certificate only.
+// Container output goes through pipes into a log per container run in the
+// CRI format, rotated (logfile.go, logread.go).
+//
 // Pure pod-spec handling — Check (every unsupported field named by path),
 // MapImage (images → local programs), Env (downward API, ConfigMap/Secret
 // keys, $(VAR) expansion), BuildVolume (emptyDir, configMap, secret,
