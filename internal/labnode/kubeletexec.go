@@ -161,6 +161,10 @@ func (n *Node) AttachToContainer(ctx context.Context, namespace, pod, container 
 	if !running || lf == nil {
 		return errdefs.InvalidInputf("container %q in pod %s/%s is not running", container, namespace, pod)
 	}
+	cur, err := (&logReader{path: lf.path, live: lf, fromEnd: true, follow: true}).open()
+	if err != nil {
+		return fmt.Errorf("attach: %w", err)
+	}
 	if in := a.Stdin(); in != nil && stdin != nil {
 		go func() {
 			_, _ = io.Copy(stdin, in)
@@ -169,8 +173,7 @@ func (n *Node) AttachToContainer(ctx context.Context, namespace, pod, container 
 			}
 		}()
 	}
-	r := &logReader{path: lf.path, live: lf, fromEnd: true, follow: true}
-	err = r.run(ctx, func(e logEntry) error {
+	err = cur.run(ctx, func(e logEntry) error {
 		w := a.Stdout()
 		if e.stream == "stderr" && a.Stderr() != nil {
 			w = a.Stderr()

@@ -86,20 +86,21 @@ func (n *Node) GetContainerLogs(ctx context.Context, namespace, pod, container s
 	case !o.SinceTime.IsZero():
 		r.since = o.SinceTime
 	}
-	if _, err := os.Stat(r.path); err != nil {
+	cur, err := r.open()
+	if err != nil {
 		return nil, errdefs.NotFoundf("the log of container %q in pod %s/%s: %v", container, namespace, pod, err)
 	}
-	return streamLog(ctx, r, o.Timestamps, o.LimitBytes), nil
+	return streamLog(ctx, cur, o.Timestamps, o.LimitBytes), nil
 }
 
-// streamLog runs r into a pipe whose reading end it returns; closing it
-// (or ctx ending) stops r.
-func streamLog(ctx context.Context, r *logReader, timestamps bool, limit int) io.ReadCloser {
+// streamLog runs c into a pipe whose reading end it returns; closing it
+// (or ctx ending) stops c.
+func streamLog(ctx context.Context, c *logCursor, timestamps bool, limit int) io.ReadCloser {
 	ctx, cancel := context.WithCancel(ctx)
 	pr, pw := io.Pipe()
 	go func() {
 		lw := &logWriter{w: pw, timestamps: timestamps, limit: limit}
-		err := r.run(ctx, lw.emit)
+		err := c.run(ctx, lw.emit)
 		if errors.Is(err, errLimit) || errors.Is(err, context.Canceled) {
 			err = nil
 		}

@@ -54,39 +54,62 @@ type logReader struct {
 	follow bool
 }
 
-// run calls emit for each entry; an error from emit ends it (and is
-// returned).
-func (r *logReader) run(ctx context.Context, emit func(logEntry) error) error {
-	wake, ended, rotated := (<-chan struct{})(nil), true, 0
-	if r.live != nil {
-		wake, ended, rotated = r.live.state()
-	}
-	var f *os.File
+// logCursor is a logReader positioned in its file.
+type logCursor struct {
+	r     *logReader
+	f     *os.File
+	seen  int // f is the file that was current after seen rotations
+	state func() (wake <-chan struct{}, ended bool, rotated int)
+}
+
+// open opens the file and finds where to start (the tail, or the end);
+// nothing written after it returns is missed by a follower.
+func (r *logReader) open() (*logCursor, error) {
+	c := &logCursor{r: r, state: func() (<-chan struct{}, bool, int) { return nil, true, 0 }}
 	var err error
-	seen := rotated // the file read is the one current after seen rotations
 	if r.live != nil {
-		f, seen, err = r.live.open(rotated)
+		c.state = r.live.state
+		_, _, rotated := c.state()
+		c.f, c.seen, err = r.live.open(rotated)
 	} else {
-		f, err = os.Open(r.path)
+		c.f, err = os.Open(r.path)
 	}
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer func() { f.Close() }()
 	var start int64
 	switch {
 	case r.fromEnd:
-		start, err = f.Seek(0, io.SeekEnd)
+		start, err = c.f.Seek(0, io.SeekEnd)
 	case r.tail > 0:
-		start, err = tailOffset(f, r.tail)
+		start, err = tailOffset(c.f, r.tail)
 	}
+	if err == nil {
+		_, err = c.f.Seek(start, io.SeekStart)
+	}
+	if err != nil {
+		c.f.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+// run opens the log and reads it (logCursor.run).
+func (r *logReader) run(ctx context.Context, emit func(logEntry) error) error {
+	c, err := r.open()
 	if err != nil {
 		return err
 	}
-	if _, err := f.Seek(start, io.SeekStart); err != nil {
-		return err
-	}
-	br := bufio.NewReader(f)
+	return c.run(ctx, emit)
+}
+
+// run calls emit for each entry; an error from emit ends it (and is
+// returned). It closes the file.
+func (c *logCursor) run(ctx context.Context, emit func(logEntry) error) error {
+	defer func() { c.f.Close() }()
+	r := c.r
+	wake, ended, rotated := c.state()
+	br := bufio.NewReader(c.f)
 	var pending []byte // a line read before its writer finished it
 	for {
 		line, err := br.ReadBytes('\n')
@@ -114,14 +137,14 @@ func (r *logReader) run(ctx context.Context, emit func(logEntry) error) error {
 		// At the end of the file. The state was taken before this read, so
 		// if the file had been moved aside then, it is complete: go on with
 		// the next one; if the run had ended then, there is nothing more.
-		if rotated > seen {
-			nf, gen, err := r.live.open(seen + 1)
+		if rotated > c.seen {
+			nf, gen, err := r.live.open(c.seen + 1)
 			if err != nil {
 				return err
 			}
-			f.Close()
-			f, seen, pending = nf, gen, nil
-			br.Reset(f)
+			c.f.Close()
+			c.f, c.seen, pending = nf, gen, nil
+			br.Reset(c.f)
 			continue
 		}
 		if ended {
@@ -132,7 +155,7 @@ func (r *logReader) run(ctx context.Context, emit func(logEntry) error) error {
 		case <-ctx.Done():
 			return ctx.Err()
 		}
-		wake, ended, rotated = r.live.state()
+		wake, ended, rotated = c.state()
 	}
 }
 
