@@ -11,9 +11,17 @@ import (
 	"google.golang.org/grpc/keepalive"
 )
 
-// receiveWindow is the HTTP/2 window of each stream and connection: what a
-// client may send that the server has not read yet.
-const receiveWindow = 1 << 20
+// streamWindow is the HTTP/2 window of each stream: what a client may
+// send on it that the server has not read yet (a paced stream, see
+// receive, holds at most this). grpc-go returns a connection's window as
+// soon as it receives data, so only the stream's bounds what is held;
+// connWindow only lets several streams of a connection send at once.
+// 64 KiB is HTTP/2's default; a 1 MiB request still arrives, in steps,
+// as fast as the server reads it.
+const (
+	streamWindow = 64 << 10
+	connWindow   = 1 << 20
+)
 
 // handshakeTimeout bounds a new connection's TLS and HTTP/2 handshake (a
 // variable only so that a test need not wait 10 s).
@@ -29,8 +37,8 @@ func NewGRPC(ctx context.Context, c *ViewCache, t *Tracker, opts ...grpc.ServerO
 		// turn off grpc-go's growth of them up to 16 MiB per stream)
 		// bound what a client may send ahead of what the server reads.
 		grpc.MaxRecvMsgSize(t.limits.MaxRequestBytes),
-		grpc.InitialWindowSize(receiveWindow),
-		grpc.InitialConnWindowSize(receiveWindow),
+		grpc.InitialWindowSize(streamWindow),
+		grpc.InitialConnWindowSize(connWindow),
 		// A connection must finish its TLS and HTTP/2 handshake in this
 		// time, or it is closed: otherwise a client that never sends the
 		// preface holds a connection (and a goroutine) forever.
