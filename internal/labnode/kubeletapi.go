@@ -88,7 +88,7 @@ func (n *Node) serveKubeletAPI(ctx context.Context) {
 		Handler: n.KubeletAPI(), TLSConfig: cfg, ReadHeaderTimeout: 30 * time.Second,
 		ErrorLog: log.New(logfWriter(n.cfg.Logf), "labnode "+n.cfg.NodeName+": kubelet API: ", 0),
 	}
-	stop := context.AfterFunc(ctx, func() { srv.Close() })
+	stop := context.AfterFunc(ctx, func() { _ = srv.Close() })
 	defer stop()
 	n.cfg.Logf("labnode %s: kubelet API on %s", n.cfg.NodeName, n.cfg.KubeletListener.Addr())
 	if err := srv.ServeTLS(n.cfg.KubeletListener, "", ""); err != nil && !errors.Is(err, http.ErrServerClosed) {

@@ -161,13 +161,13 @@ func TestGetContainerLogsFollow(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer rc.Close()
-	io.WriteString(pw, "first\n")
+	mustWrite(t, pw, "first\n")
 	buf := make([]byte, 64)
 	if k, err := io.ReadAtLeast(rc, buf, len("first\n")); err != nil || string(buf[:k]) != "first\n" {
 		t.Fatalf("followed %q %v", buf[:k], err)
 	}
-	io.WriteString(pw, "second\n")
-	pw.Close()
+	mustWrite(t, pw, "second\n")
+	_ = pw.Close()
 	rest, err := io.ReadAll(rc)
 	if err != nil || string(rest) != "second\n" {
 		t.Errorf("the rest: %q %v", rest, err)
@@ -237,7 +237,7 @@ func TestAttachToContainer(t *testing.T) {
 	lf.addStreams(2)
 	go lf.copyStream("stdout", outR)
 	go lf.copyStream("stderr", errR)
-	io.WriteString(outW, "before attach\n")
+	mustWrite(t, outW, "before attach\n")
 	waitLines(t, lf, 1)
 	a := newFakeIO(nil, false)
 	done := make(chan error, 1)
@@ -248,16 +248,16 @@ func TestAttachToContainer(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("attach saw %q", a.out.String())
 		}
-		io.WriteString(outW, "ping\n")
+		mustWrite(t, outW, "ping\n")
 		wake, _, _ := lf.state()
 		select {
 		case <-wake:
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	io.WriteString(errW, "to stderr\n")
-	outW.Close()
-	errW.Close()
+	mustWrite(t, errW, "to stderr\n")
+	_ = outW.Close()
+	_ = errW.Close()
 	select {
 	case err := <-done:
 		if err != nil {
@@ -288,7 +288,7 @@ func TestEnterCommand(t *testing.T) {
 // the kubelet API.
 func TestAuthorizeClients(t *testing.T) {
 	h := authorizeClients([]string{"kube-apiserver-kubelet-client"}, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		io.WriteString(w, "ok")
+		mustWrite(t, w, "ok")
 	}))
 	chain := func(cn string) *tls.ConnectionState {
 		return &tls.ConnectionState{VerifiedChains: [][]*x509.Certificate{{{Subject: pkix.Name{CommonName: cn}}}}}
@@ -343,7 +343,7 @@ func TestRunInContainer(t *testing.T) {
 	if err := proc.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { proc.Process.Kill(); proc.Wait() })
+	t.Cleanup(func() { _ = proc.Process.Kill(); _ = proc.Wait() })
 	c.proc, c.plan = proc, &ContainerPlan{Env: []string{"PATH=" + DefaultPath, "HZ_TEST=from-the-container"}}
 	a := newFakeIO(strings.NewReader("to stdin"), false)
 	err := n.RunInContainer(context.Background(), "ns", "p", "c", []string{"sh", "-c", `cat; echo " $HZ_TEST $(pwd)"; echo oops >&2; exit 3`}, a)

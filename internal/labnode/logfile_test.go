@@ -3,6 +3,7 @@ package labnode
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -11,6 +12,13 @@ import (
 	"testing"
 	"time"
 )
+
+func mustWrite(t *testing.T, w io.Writer, s string) {
+	t.Helper()
+	if _, err := io.WriteString(w, s); err != nil {
+		t.Fatal(err)
+	}
+}
 
 // fakeClock returns times one second apart from 12:00:00.
 func fakeClock() func() time.Time {
@@ -58,8 +66,8 @@ func waitLines(t *testing.T, lf *logFile, n int) {
 func TestLogFileFormat(t *testing.T) {
 	lf, w := newTestLog(t, 0, 0)
 	long := strings.Repeat("x", maxLogLine+10)
-	io.WriteString(w, "one\ntwo\n"+long+"\nlast")
-	w.Close()
+	mustWrite(t, w, "one\ntwo\n"+long+"\nlast")
+	_ = w.Close()
 	<-lf.done
 	b, err := os.ReadFile(lf.path)
 	if err != nil {
@@ -86,7 +94,7 @@ func TestLogFileRotation(t *testing.T) {
 	for i := 1; i <= 20; i++ {
 		fmt.Fprintf(w, "%04d\n", i)
 	}
-	w.Close()
+	_ = w.Close()
 	<-lf.done
 	files, _ := filepath.Glob(lf.path + "*")
 	if len(files) != 3 {
@@ -115,7 +123,7 @@ func readAll(t *testing.T, r *logReader, timestamps bool, limit int) string {
 	t.Helper()
 	var b bytes.Buffer
 	lw := &logWriter{w: &b, timestamps: timestamps, limit: limit}
-	if err := r.run(context.Background(), lw.emit); err != nil && err != errLimit {
+	if err := r.run(context.Background(), lw.emit); err != nil && !errors.Is(err, errLimit) {
 		t.Fatal(err)
 	}
 	return b.String()
@@ -123,8 +131,8 @@ func readAll(t *testing.T, r *logReader, timestamps bool, limit int) string {
 
 func TestLogReaderOptions(t *testing.T) {
 	lf, w := newTestLog(t, 0, 0)
-	io.WriteString(w, "a\nb\nc\nd\n"+strings.Repeat("y", maxLogLine+1)+"\n")
-	w.Close()
+	mustWrite(t, w, "a\nb\nc\nd\n"+strings.Repeat("y", maxLogLine+1)+"\n")
+	_ = w.Close()
 	<-lf.done
 	long := strings.Repeat("y", maxLogLine+1)
 	for _, c := range []struct {
@@ -159,7 +167,7 @@ func TestLogReaderOptions(t *testing.T) {
 // ends when the run does; one from the end (attach) sees only new lines.
 func TestLogReaderFollow(t *testing.T) {
 	lf, w := newTestLog(t, 80, 5)
-	io.WriteString(w, "before\n")
+	mustWrite(t, w, "before\n")
 	waitLines(t, lf, 1)
 	follow, err := (&logReader{path: lf.path, live: lf, follow: true}).open()
 	if err != nil {
@@ -182,9 +190,9 @@ func TestLogReaderFollow(t *testing.T) {
 	}
 	// Each line is 34 bytes or more: the cap rotates every second line.
 	for _, l := range []string{"one", "two", "three", "four"} {
-		io.WriteString(w, l+"\n")
+		mustWrite(t, w, l+"\n")
 	}
-	w.Close()
+	_ = w.Close()
 	var out [2]string
 	for i := range got {
 		select {
@@ -207,7 +215,7 @@ func TestLogReaderFollow(t *testing.T) {
 // A follower of a live run stops when its context ends.
 func TestLogReaderFollowCancel(t *testing.T) {
 	lf, w := newTestLog(t, 0, 0)
-	defer w.Close()
+	defer func() { _ = w.Close() }()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
@@ -216,7 +224,7 @@ func TestLogReaderFollowCancel(t *testing.T) {
 	cancel()
 	select {
 	case err := <-done:
-		if err != context.Canceled {
+		if !errors.Is(err, context.Canceled) {
 			t.Errorf("run = %v", err)
 		}
 	case <-time.After(5 * time.Second):
