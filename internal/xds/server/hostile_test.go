@@ -33,20 +33,20 @@ func peerAt(ip string) context.Context {
 func TestStreamsArePerClientBounded(t *testing.T) {
 	f := newFixture(t, 0, Limits{MaxStreams: 100, MaxStreamsPerClient: 3})
 	for id := int64(1); id <= 3; id++ {
-		if err := f.cb.OnStreamOpen(peerAt("10.0.0.1"), id, ""); err != nil {
+		if err := f.port.open(peerAt("10.0.0.1"), id); err != nil {
 			t.Fatal(err)
 		}
 	}
-	wantCode(t, f.cb.OnStreamOpen(peerAt("10.0.0.1"), 4, ""), codes.ResourceExhausted)
-	wantCode(t, f.cb.OnDeltaStreamOpen(peerAt("10.0.0.1"), 4, ""), codes.ResourceExhausted)
-	if err := f.cb.OnStreamOpen(peerAt("10.0.0.2"), 5, ""); err != nil {
+	wantCode(t, f.port.open(peerAt("10.0.0.1"), 4), codes.ResourceExhausted)
+	wantCode(t, f.port.openDelta(peerAt("10.0.0.1"), 4), codes.ResourceExhausted)
+	if err := f.port.open(peerAt("10.0.0.2"), 5); err != nil {
 		t.Fatalf("another peer refused: %v", err)
 	}
-	if err := f.cb.OnStreamOpen(tlsPeer("spiffe://cluster.local/ns/sample/sa/sleep"), 6, ""); err != nil {
+	if err := f.port.open(tlsPeer("spiffe://cluster.local/ns/sample/sa/sleep"), 6); err != nil {
 		t.Fatalf("a workload identity refused: %v", err)
 	}
-	f.cb.OnStreamClosed(1, nil)
-	if err := f.cb.OnStreamOpen(peerAt("10.0.0.1"), 7, ""); err != nil {
+	f.port.close(1)
+	if err := f.port.open(peerAt("10.0.0.1"), 7); err != nil {
 		t.Fatalf("a slot given back is not reusable: %v", err)
 	}
 	if d := (Limits{MaxStreams: 300}).withDefaults().MaxStreamsPerClient; d != 75 {
@@ -59,9 +59,9 @@ func TestStreamsArePerClientBounded(t *testing.T) {
 func TestUnauthenticatedTLSStreamsTakeNoSlot(t *testing.T) {
 	f := newFixture(t, 0, Limits{MaxStreams: 10})
 	for id := int64(1); id <= 300; id++ {
-		wantCode(t, f.cb.OnStreamOpen(tlsPeer(""), id, ""), codes.Unauthenticated)
+		wantCode(t, f.port.open(tlsPeer(""), id), codes.Unauthenticated)
 	}
-	if err := f.cb.OnStreamOpen(tlsPeer("spiffe://cluster.local/ns/sample/sa/sleep"), 301, ""); err != nil {
+	if err := f.port.open(tlsPeer("spiffe://cluster.local/ns/sample/sa/sleep"), 301); err != nil {
 		t.Fatalf("a legitimate proxy refused after the flood: %v", err)
 	}
 }
@@ -93,17 +93,17 @@ func TestSilentStreamIsClosed(t *testing.T) {
 // 16-types rule counts unserved types by the same key the lookup uses.
 func TestTypeURLsAreBounded(t *testing.T) {
 	f := newFixture(t, 0, Limits{})
-	if err := f.cb.OnStreamOpen(context.Background(), 1, ""); err != nil {
+	if err := f.port.open(context.Background(), 1); err != nil {
 		t.Fatal(err)
 	}
 	n := node("p", "", "", "")
 	long := "type.googleapis.com/" + strings.Repeat("x", 4<<20)
-	wantCode(t, f.cb.OnStreamRequest(1, sotw(n, long)), codes.InvalidArgument)
+	wantCode(t, f.port.request(1, sotw(n, long)), codes.InvalidArgument)
 	types := 0
 	var err error
 	for i := range 2000 {
 		url := "type.googleapis.com/" + strconv.Itoa(i) + strings.Repeat("y", 200)
-		if err = f.cb.OnStreamRequest(1, sotw(n, url)); err != nil {
+		if err = f.port.request(1, sotw(n, url)); err != nil {
 			break
 		}
 		types++
@@ -126,12 +126,12 @@ func TestTypeURLsAreBounded(t *testing.T) {
 // whole.
 func TestStreamKeepsOnlyTheNodeFieldsItReads(t *testing.T) {
 	f := newFixture(t, 0, Limits{})
-	if err := f.cb.OnStreamOpen(context.Background(), 1, ""); err != nil {
+	if err := f.port.open(context.Background(), 1); err != nil {
 		t.Fatal(err)
 	}
 	n := node("p", "", "sample", "sleep")
 	n.Metadata.Fields["JUNK"] = structpb.NewStringValue(strings.Repeat("j", 900<<10))
-	if err := f.cb.OnStreamRequest(1, sotw(n, resource.ClusterType)); err != nil {
+	if err := f.port.request(1, sotw(n, resource.ClusterType)); err != nil {
 		t.Fatal(err)
 	}
 	f.tr.mu.Lock()
@@ -145,19 +145,19 @@ func TestStreamKeepsOnlyTheNodeFieldsItReads(t *testing.T) {
 			t.Fatalf("the stream keeps %d bytes of its node", size)
 		}
 	}
-	if err := f.cb.OnStreamRequest(1, sotw(proto.Clone(n).(*corev3.Node), resource.EndpointType)); err != nil {
+	if err := f.port.request(1, sotw(proto.Clone(n).(*corev3.Node), resource.EndpointType)); err != nil {
 		t.Fatalf("the same node again: %v", err)
 	}
 	changed := proto.Clone(n).(*corev3.Node)
 	changed.Metadata.Fields["NAMESPACE"] = structpb.NewStringValue("other")
-	wantCode(t, f.cb.OnStreamRequest(1, sotw(changed, resource.EndpointType)), codes.PermissionDenied)
+	wantCode(t, f.port.request(1, sotw(changed, resource.EndpointType)), codes.PermissionDenied)
 	// A node over MaxNodeBytes is refused outright.
-	if err := f.cb.OnStreamOpen(context.Background(), 2, ""); err != nil {
+	if err := f.port.open(context.Background(), 2); err != nil {
 		t.Fatal(err)
 	}
 	huge := node("q", "", "", "")
 	huge.Metadata.Fields["JUNK"] = structpb.NewStringValue(strings.Repeat("j", MaxNodeBytes))
-	wantCode(t, f.cb.OnStreamRequest(2, sotw(huge, resource.ClusterType)), codes.InvalidArgument)
+	wantCode(t, f.port.request(2, sotw(huge, resource.ClusterType)), codes.InvalidArgument)
 }
 
 // Views keyed by a client's claims are bounded per client: one client

@@ -64,7 +64,7 @@ func TestTLSStreamsAuthenticateWithBearerTokens(t *testing.T) {
 	id := int64(0)
 	open := func(ctx context.Context) (int64, error) {
 		id++
-		return id, f.cb.OnStreamOpen(ctx, id, "")
+		return id, f.port.open(ctx, id)
 	}
 
 	// The token's service account, in the node's cluster: served, and
@@ -73,23 +73,23 @@ func TestTLSStreamsAuthenticateWithBearerTokens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := f.cb.OnStreamRequest(s, sotw(clusterNode("sleep", "cluster1", "sample", "sleep"), resource.ClusterType)); err != nil {
+	if err := f.port.request(s, sotw(clusterNode("sleep", "cluster1", "sample", "sleep"), resource.ClusterType)); err != nil {
 		t.Fatalf("a stream with a matching token: %v", err)
 	}
 	if got := f.tr.Streams()[0].Identity; !strings.Contains(got, "system:serviceaccount:sample:sleep") || !strings.Contains(got, "cluster1") {
 		t.Fatalf("syncz identity %q", got)
 	}
 	// A later request of the same stream may not claim another identity.
-	err = f.cb.OnStreamRequest(s, sotw(clusterNode("sleep", "cluster1", "sample", "admin"), resource.EndpointType))
+	err = f.port.request(s, sotw(clusterNode("sleep", "cluster1", "sample", "admin"), resource.EndpointType))
 	wantCode(t, err, codes.PermissionDenied)
 
 	// A node claiming another service account, or another cluster than
 	// the one that reviewed the token, is refused.
 	s, _ = open(tokenPeer("authorization", "Bearer sleep-token", ClusterIDHeader, "cluster1"))
-	err = f.cb.OnStreamRequest(s, sotw(clusterNode("sleep", "cluster1", "sample", "helloworld"), resource.ClusterType))
+	err = f.port.request(s, sotw(clusterNode("sleep", "cluster1", "sample", "helloworld"), resource.ClusterType))
 	wantCode(t, err, codes.PermissionDenied)
 	s, _ = open(tokenPeer("authorization", "Bearer c2-token", ClusterIDHeader, "cluster2"))
-	err = f.cb.OnStreamRequest(s, sotw(clusterNode("sleep", "cluster1", "sample", "sleep"), resource.ClusterType))
+	err = f.port.request(s, sotw(clusterNode("sleep", "cluster1", "sample", "sleep"), resource.ClusterType))
 	wantCode(t, err, codes.PermissionDenied)
 
 	// No clusterid (Istio's agent without ISTIO_META_CLUSTER_ID): the
@@ -102,7 +102,7 @@ func TestTLSStreamsAuthenticateWithBearerTokens(t *testing.T) {
 	if len(rv.asked) != 1 || rv.asked[0] != "cluster1" {
 		t.Fatalf("reviews asked of %v, want cluster1", rv.asked)
 	}
-	if err := f.cb.OnStreamRequest(s, sotw(clusterNode("sleep", "", "sample", "sleep"), resource.ClusterType)); err != nil {
+	if err := f.port.request(s, sotw(clusterNode("sleep", "", "sample", "sleep"), resource.ClusterType)); err != nil {
 		t.Fatalf("a node naming no cluster, token of the local cluster: %v", err)
 	}
 
@@ -126,7 +126,7 @@ func TestTLSStreamsAuthenticateWithBearerTokens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := f.cb.OnStreamRequest(s, sotw(clusterNode("sleep", "cluster1", "sample", "sleep"), resource.ClusterType)); err != nil {
+	if err := f.port.request(s, sotw(clusterNode("sleep", "cluster1", "sample", "sleep"), resource.ClusterType)); err != nil {
 		t.Fatalf("certificate stream: %v", err)
 	}
 	if len(rv.asked) != 0 {
@@ -142,7 +142,7 @@ func TestTLSStreamsAuthenticateWithBearerTokens(t *testing.T) {
 // Without TokenAuth, a token is no substitute for a client certificate.
 func TestTokensAreRefusedUnlessAccepted(t *testing.T) {
 	f := newFixture(t, 0, Limits{})
-	err := f.cb.OnStreamOpen(tokenPeer("authorization", "Bearer sleep-token"), 1, "")
+	err := f.port.open(tokenPeer("authorization", "Bearer sleep-token"), 1)
 	wantCode(t, err, codes.Unauthenticated)
 	if len(f.tr.Streams()) != 0 {
 		t.Fatalf("a refused stream is tracked: %+v", f.tr.Streams())

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
@@ -27,74 +26,6 @@ type Hooks struct {
 	NACK        func(p Proxy, typeURL string, detail string) // a proxy rejected config
 	Pushed      func(typeURL string)                         // a response went out
 	Unsupported func()                                       // a request for a type Horizon does not serve
-}
-
-// Limits bound what clients can make the tracker hold.
-type Limits struct {
-	// MaxStreams bounds the open ADS streams of both kinds together; a
-	// stream past it is refused with ResourceExhausted. 0: 10,000.
-	MaxStreams int
-	// MaxStreamsPerClient bounds the open streams of one client: a proved
-	// identity (SPIFFE id, or reviewed token) on the TLS port, a peer
-	// address on the plaintext port. 0: a quarter of MaxStreams (at least
-	// 16), so that no one client can take every slot.
-	MaxStreamsPerClient int
-	// MaxTypesPerStream bounds the resource types one stream may ask for
-	// (served or not). 0: 16.
-	MaxTypesPerStream int
-	// MaxNamesPerStream and MaxNameBytesPerStream bound the resource
-	// names one stream subscribes to, over all its types. 0: 65,536 names
-	// and 2 MiB (10,000 services' load assignments are ~0.5 MiB).
-	MaxNamesPerStream     int
-	MaxNameBytesPerStream int
-	// FirstRequestTimeout closes a stream that sends no request within it
-	// of opening. 0: 5 s (Envoy sends its first request at once).
-	FirstRequestTimeout time.Duration
-	// MaxRequestBytes bounds one request message (gRPC refuses a larger
-	// one from its length prefix, before reading it). 0: 1 MiB, a state
-	// of the world request naming ~20,000 load assignments.
-	MaxRequestBytes int
-	// RequestsPerSecond and RequestBurst pace how fast the server reads
-	// one stream's requests: past them it stops reading, and HTTP/2 flow
-	// control makes the client wait. Envoy sends a request per response
-	// (its ACK) and a few at start. 0: 100 per second, bursts of 200.
-	RequestsPerSecond float64
-	RequestBurst      int
-}
-
-// MaxTypeURLBytes bounds a request's type URL: Envoy's longest is under
-// 100 bytes. A longer one ends the stream.
-const MaxTypeURLBytes = 256
-
-func (l Limits) withDefaults() Limits {
-	if l.MaxStreams <= 0 {
-		l.MaxStreams = 10000
-	}
-	if l.MaxStreamsPerClient <= 0 {
-		l.MaxStreamsPerClient = max(l.MaxStreams/4, 16)
-	}
-	if l.MaxTypesPerStream <= 0 {
-		l.MaxTypesPerStream = 16
-	}
-	if l.MaxNamesPerStream <= 0 {
-		l.MaxNamesPerStream = 65536
-	}
-	if l.MaxNameBytesPerStream <= 0 {
-		l.MaxNameBytesPerStream = 2 << 20
-	}
-	if l.FirstRequestTimeout <= 0 {
-		l.FirstRequestTimeout = 5 * time.Second
-	}
-	if l.MaxRequestBytes <= 0 {
-		l.MaxRequestBytes = 1 << 20
-	}
-	if l.RequestsPerSecond <= 0 {
-		l.RequestsPerSecond = 100
-	}
-	if l.RequestBurst <= 0 {
-		l.RequestBurst = 200
-	}
-	return l
 }
 
 // StreamStatus is what /debug/syncz shows of one stream.
@@ -163,7 +94,7 @@ type Tracker struct {
 	clog   *slog.Logger
 	logged *onceSet // unsupported type URLs already logged
 
-	servers atomic.Uint32             // ServerCallbacks handed out
+	servers atomic.Uint32             // gRPC servers numbered (NewGRPC), for stream keys
 	tokens  atomic.Pointer[TokenAuth] // nil: TLS streams need a client certificate
 
 	mu      sync.Mutex
@@ -417,55 +348,6 @@ func (t *Tracker) sent(k streamKey, typeURL, version string) {
 	if t.hooks.Pushed != nil {
 		t.hooks.Pushed(typeURL)
 	}
-}
-
-// serverCallbacks are the Tracker's entry points for one gRPC server,
-// adding the server's number to every stream key, in the shape of
-// go-control-plane's server callbacks (which the tests drive directly).
-type serverCallbacks struct {
-	t      *Tracker
-	server uint32
-}
-
-// ForServer returns the entry points for one more gRPC server (port)
-// reporting to this Tracker.
-func (t *Tracker) ForServer() serverCallbacks {
-	return serverCallbacks{t: t, server: t.servers.Add(1)}
-}
-
-// OnStreamOpen refuses streams until ready.
-func (sc serverCallbacks) OnStreamOpen(ctx context.Context, id int64, _ string) error {
-	return sc.t.open(ctx, streamKey{server: sc.server, id: id})
-}
-
-// OnStreamClosed forgets the stream and releases its views.
-func (sc serverCallbacks) OnStreamClosed(id int64, _ *corev3.Node) {
-	sc.t.closed(streamKey{server: sc.server, id: id})
-}
-
-// OnStreamRequest authorises and records a state-of-the-world request.
-func (sc serverCallbacks) OnStreamRequest(id int64, r *discovery.DiscoveryRequest) error {
-	return sc.t.request(streamKey{server: sc.server, id: id}, &r.Node, r.GetTypeUrl(), r.GetVersionInfo(), r.GetResponseNonce(), r.GetErrorDetail().GetMessage())
-}
-
-// OnStreamResponse records what was sent.
-func (sc serverCallbacks) OnStreamResponse(_ context.Context, id int64, _ *discovery.DiscoveryRequest, r *discovery.DiscoveryResponse) {
-	sc.t.sent(streamKey{server: sc.server, id: id}, r.GetTypeUrl(), r.GetVersionInfo())
-}
-
-// OnDeltaStreamOpen refuses streams until ready.
-func (sc serverCallbacks) OnDeltaStreamOpen(ctx context.Context, id int64, _ string) error {
-	return sc.t.open(ctx, streamKey{server: sc.server, delta: true, id: id})
-}
-
-// OnDeltaStreamClosed forgets the stream and releases its views.
-func (sc serverCallbacks) OnDeltaStreamClosed(id int64, _ *corev3.Node) {
-	sc.t.closed(streamKey{server: sc.server, delta: true, id: id})
-}
-
-// OnStreamDeltaRequest authorises and records a delta request.
-func (sc serverCallbacks) OnStreamDeltaRequest(id int64, r *discovery.DeltaDiscoveryRequest) error {
-	return sc.t.request(streamKey{server: sc.server, delta: true, id: id}, &r.Node, r.GetTypeUrl(), r.GetResponseNonce(), r.GetResponseNonce(), r.GetErrorDetail().GetMessage())
 }
 
 // maxNACKDetail bounds the error detail (and version) of a request kept

@@ -32,7 +32,7 @@ import (
 type fixture struct {
 	t         *testing.T
 	tr        *Tracker
-	cb        serverCallbacks
+	port      adsPort
 	vc        *ViewCache
 	logs      *syncBuffer
 	mu        sync.Mutex
@@ -76,8 +76,44 @@ func newFixture(t *testing.T, maxViews int, limits Limits) *fixture {
 		f.connected[n] += d
 		f.mu.Unlock()
 	}}, f.vc, limits, slog.New(slog.NewTextHandler(f.logs, nil)))
-	f.cb = f.tr.ForServer()
+	f.port = newADSPort(f.tr)
 	return f
+}
+
+// adsPort drives the Tracker as one gRPC server's ADS streams do (ads.go,
+// conn.go): every stream key carries the server's number, and a request
+// is authorised as the stream's goroutine asks, its node replaced by the
+// stream's own.
+type adsPort struct {
+	t      *Tracker
+	server uint32
+}
+
+func newADSPort(t *Tracker) adsPort { return adsPort{t: t, server: t.servers.Add(1)} }
+
+func (p adsPort) key(id int64, delta bool) streamKey {
+	return streamKey{server: p.server, delta: delta, id: id}
+}
+
+func (p adsPort) open(ctx context.Context, id int64) error { return p.t.open(ctx, p.key(id, false)) }
+
+func (p adsPort) openDelta(ctx context.Context, id int64) error {
+	return p.t.open(ctx, p.key(id, true))
+}
+
+func (p adsPort) close(id int64) { p.t.closed(p.key(id, false)) }
+
+func (p adsPort) closeDelta(id int64) { p.t.closed(p.key(id, true)) }
+
+// request and deltaRequest pass a request's fields as conn.sotwRequest
+// and conn.deltaRequest do (delta has no version_info: the nonce stands
+// for it).
+func (p adsPort) request(id int64, r *discovery.DiscoveryRequest) error {
+	return p.t.request(p.key(id, false), &r.Node, r.GetTypeUrl(), r.GetVersionInfo(), r.GetResponseNonce(), r.GetErrorDetail().GetMessage())
+}
+
+func (p adsPort) deltaRequest(id int64, r *discovery.DeltaDiscoveryRequest) error {
+	return p.t.request(p.key(id, true), &r.Node, r.GetTypeUrl(), r.GetResponseNonce(), r.GetResponseNonce(), r.GetErrorDetail().GetMessage())
 }
 
 func node(id, network, ns, sa string) *corev3.Node {
@@ -123,31 +159,31 @@ func TestStreamsOfBothKindsWithTheSameIDAreSeparate(t *testing.T) {
 	f := newFixture(t, 0, Limits{})
 	// The attacker's delta stream opens first, then a verified client's
 	// state-of-the-world stream gets the same number and is served.
-	if err := f.cb.OnDeltaStreamOpen(tlsPeer("spiffe://cluster.local/ns/evil/sa/evil"), 1, ""); err != nil {
+	if err := f.port.openDelta(tlsPeer("spiffe://cluster.local/ns/evil/sa/evil"), 1); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.cb.OnStreamOpen(tlsPeer("spiffe://cluster.local/ns/sample/sa/sleep"), 1, ""); err != nil {
+	if err := f.port.open(tlsPeer("spiffe://cluster.local/ns/sample/sa/sleep"), 1); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.cb.OnStreamRequest(1, sotw(node("good", "", "sample", "sleep"), resource.ClusterType)); err != nil {
+	if err := f.port.request(1, sotw(node("good", "", "sample", "sleep"), resource.ClusterType)); err != nil {
 		t.Fatalf("verified stream refused: %v", err)
 	}
 	// Claiming the verified client's identity is refused.
-	err := f.cb.OnStreamDeltaRequest(1, delta(node("evil", "", "sample", "sleep"), resource.ClusterType))
+	err := f.port.deltaRequest(1, delta(node("evil", "", "sample", "sleep"), resource.ClusterType))
 	wantCode(t, err, codes.PermissionDenied)
 	if got := len(f.tr.Streams()); got != 2 {
 		t.Fatalf("%d streams tracked, want 2", got)
 	}
 	// Another port's server numbers its streams from 1 too.
-	other := f.tr.ForServer()
-	if err := other.OnStreamOpen(tlsPeer("spiffe://cluster.local/ns/evil/sa/evil"), 1, ""); err != nil {
+	other := newADSPort(f.tr)
+	if err := other.open(tlsPeer("spiffe://cluster.local/ns/evil/sa/evil"), 1); err != nil {
 		t.Fatal(err)
 	}
-	err = other.OnStreamRequest(1, sotw(node("evil", "", "sample", "sleep"), resource.ClusterType))
+	err = other.request(1, sotw(node("evil", "", "sample", "sleep"), resource.ClusterType))
 	wantCode(t, err, codes.PermissionDenied)
-	other.OnStreamClosed(1, nil)
-	f.cb.OnDeltaStreamClosed(1, nil)
-	f.cb.OnStreamClosed(1, nil)
+	other.close(1)
+	f.port.closeDelta(1)
+	f.port.close(1)
 	if f.connected[""] != 0 {
 		t.Fatalf("connected proxies = %d after every stream closed, want 0", f.connected[""])
 	}
@@ -161,27 +197,27 @@ func TestStreamsOfBothKindsWithTheSameIDAreSeparate(t *testing.T) {
 func TestEveryRequestIsAuthorised(t *testing.T) {
 	f := newFixture(t, 0, Limits{})
 	ctx := tlsPeer("spiffe://cluster.local/ns/sample/sa/sleep")
-	if err := f.cb.OnStreamOpen(ctx, 7, ""); err != nil {
+	if err := f.port.open(ctx, 7); err != nil {
 		t.Fatal(err)
 	}
 	n := node("sleep", "", "sample", "sleep")
-	if err := f.cb.OnStreamRequest(7, sotw(n, resource.ClusterType)); err != nil {
+	if err := f.port.request(7, sotw(n, resource.ClusterType)); err != nil {
 		t.Fatal(err)
 	}
 	// The same node again (Envoy resends it) is fine, as is none.
-	if err := f.cb.OnStreamRequest(7, sotw(node("sleep", "", "sample", "sleep"), resource.EndpointType)); err != nil {
+	if err := f.port.request(7, sotw(node("sleep", "", "sample", "sleep"), resource.EndpointType)); err != nil {
 		t.Fatal(err)
 	}
-	err := f.cb.OnStreamRequest(7, sotw(node("sleep", "", "istio-system", "admin"), resource.ClusterType))
+	err := f.port.request(7, sotw(node("sleep", "", "istio-system", "admin"), resource.ClusterType))
 	wantCode(t, err, codes.PermissionDenied)
-	err = f.cb.OnStreamRequest(7, sotw(node("sleep", "other-network", "sample", "sleep"), resource.ClusterType))
+	err = f.port.request(7, sotw(node("sleep", "other-network", "sample", "sleep"), resource.ClusterType))
 	wantCode(t, err, codes.PermissionDenied)
 }
 
 func TestViewsAreFreedWithTheirLastStream(t *testing.T) {
 	f := newFixture(t, 0, Limits{})
 	for id := int64(1); id <= 3; id++ {
-		if err := f.cb.OnStreamOpen(context.Background(), id, ""); err != nil {
+		if err := f.port.open(context.Background(), id); err != nil {
 			t.Fatal(err)
 		}
 		network := "n1"
@@ -189,7 +225,7 @@ func TestViewsAreFreedWithTheirLastStream(t *testing.T) {
 			network = "n2"
 		}
 		for _, typ := range []string{resource.ClusterType, resource.EndpointType} {
-			if err := f.cb.OnStreamRequest(id, sotw(node("p", network, "", ""), typ)); err != nil {
+			if err := f.port.request(id, sotw(node("p", network, "", ""), typ)); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -197,12 +233,12 @@ func TestViewsAreFreedWithTheirLastStream(t *testing.T) {
 	if got := len(f.vc.Views()); got != 4 {
 		t.Fatalf("%d views, want 4 (cds and eds of n1 and n2)", got)
 	}
-	f.cb.OnStreamClosed(3, nil)
-	f.cb.OnStreamClosed(1, nil)
+	f.port.close(3)
+	f.port.close(1)
 	if got := f.vc.Views(); len(got) != 2 || got[0].Key.Network != "n1" {
 		t.Fatalf("views %v, want n1's two (stream 2 still has them)", got)
 	}
-	f.cb.OnStreamClosed(2, nil)
+	f.port.close(2)
 	if got := f.vc.Views(); len(got) != 0 {
 		t.Fatalf("views %v after every stream closed, want none", got)
 	}
@@ -211,30 +247,30 @@ func TestViewsAreFreedWithTheirLastStream(t *testing.T) {
 func TestViewsAndStreamsAreBounded(t *testing.T) {
 	f := newFixture(t, 2, Limits{MaxStreams: 3, MaxTypesPerStream: 2})
 	for id := int64(1); id <= 3; id++ {
-		if err := f.cb.OnStreamOpen(context.Background(), id, ""); err != nil {
+		if err := f.port.open(context.Background(), id); err != nil {
 			t.Fatal(err)
 		}
 	}
-	wantCode(t, f.cb.OnStreamOpen(context.Background(), 4, ""), codes.ResourceExhausted)
+	wantCode(t, f.port.open(context.Background(), 4), codes.ResourceExhausted)
 	for id, network := range map[int64]string{1: "a", 2: "b"} {
-		if err := f.cb.OnStreamRequest(id, sotw(node("p", network, "", ""), resource.EndpointType)); err != nil {
+		if err := f.port.request(id, sotw(node("p", network, "", ""), resource.EndpointType)); err != nil {
 			t.Fatal(err)
 		}
 	}
-	err := f.cb.OnStreamRequest(3, sotw(node("p", "c", "", ""), resource.EndpointType))
+	err := f.port.request(3, sotw(node("p", "c", "", ""), resource.EndpointType))
 	wantCode(t, err, codes.ResourceExhausted)
 	// A refused network is refused with the classifier's status.
-	f.cb.OnStreamClosed(2, nil)
-	if err := f.cb.OnStreamOpen(context.Background(), 4, ""); err != nil {
+	f.port.close(2)
+	if err := f.port.open(context.Background(), 4); err != nil {
 		t.Fatal(err)
 	}
-	err = f.cb.OnStreamRequest(4, sotw(node("p", "refused", "", ""), resource.EndpointType))
+	err = f.port.request(4, sotw(node("p", "refused", "", ""), resource.EndpointType))
 	wantCode(t, err, codes.FailedPrecondition)
 	// Types per stream: two, served or not.
-	if err := f.cb.OnStreamRequest(1, sotw(nil, "type.googleapis.com/istio.networking.nds.v1.NameTable")); err != nil {
+	if err := f.port.request(1, sotw(nil, "type.googleapis.com/istio.networking.nds.v1.NameTable")); err != nil {
 		t.Fatal(err)
 	}
-	err = f.cb.OnStreamRequest(1, sotw(nil, "type.googleapis.com/other"))
+	err = f.port.request(1, sotw(nil, "type.googleapis.com/other"))
 	wantCode(t, err, codes.ResourceExhausted)
 }
 
@@ -244,18 +280,18 @@ func TestUnsupportedTypeKeepsTheStream(t *testing.T) {
 	f := newFixture(t, 0, Limits{})
 	const nds = "type.googleapis.com/istio.networking.nds.v1.NameTable"
 	for id := int64(1); id <= 5; id++ {
-		if err := f.cb.OnStreamOpen(context.Background(), id, ""); err != nil {
+		if err := f.port.open(context.Background(), id); err != nil {
 			t.Fatal(err)
 		}
 		req := sotw(node("istio-agent", "", "", ""), nds)
-		if err := f.cb.OnStreamRequest(id, req); err != nil {
+		if err := f.port.request(id, req); err != nil {
 			t.Fatalf("stream %d: %v", id, err)
 		}
 		if e, err := f.vc.bound(req.GetNode(), nds); err != nil || e != nil {
 			t.Fatalf("the stream is bound to %v for %s (%v); want no view", e, nds, err)
 		}
 		// The same stream still gets what is served.
-		if err := f.cb.OnStreamRequest(id, sotw(nil, resource.ClusterType)); err != nil {
+		if err := f.port.request(id, sotw(nil, resource.ClusterType)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -274,17 +310,17 @@ func TestNACKsAreLoggedOncePerError(t *testing.T) {
 	f := newFixture(t, 0, Limits{})
 	nacks := 0
 	f.tr.hooks.NACK = func(Proxy, string, string) { nacks++ }
-	if err := f.cb.OnStreamOpen(context.Background(), 1, ""); err != nil {
+	if err := f.port.open(context.Background(), 1); err != nil {
 		t.Fatal(err)
 	}
 	n := node("p", "", "", "")
-	if err := f.cb.OnStreamRequest(1, sotw(n, resource.ClusterType)); err != nil {
+	if err := f.port.request(1, sotw(n, resource.ClusterType)); err != nil {
 		t.Fatal(err)
 	}
 	nack := func(msg string) {
 		r := sotw(nil, resource.ClusterType)
 		r.ResponseNonce, r.ErrorDetail = "1", &statuspb.Status{Message: msg}
-		if err := f.cb.OnStreamRequest(1, r); err != nil {
+		if err := f.port.request(1, r); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -301,15 +337,15 @@ func TestNACKsAreLoggedOncePerError(t *testing.T) {
 		t.Fatalf("%d NACKs counted, want 21000", nacks)
 	}
 	// Another client's first NACK is still logged.
-	if err := f.cb.OnStreamOpen(peer.NewContext(context.Background(), &peer.Peer{Addr: &net.TCPAddr{IP: net.IPv4(10, 0, 0, 9), Port: 1}}), 2, ""); err != nil {
+	if err := f.port.open(peer.NewContext(context.Background(), &peer.Peer{Addr: &net.TCPAddr{IP: net.IPv4(10, 0, 0, 9), Port: 1}}), 2); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.cb.OnStreamRequest(2, sotw(node("q", "", "", ""), resource.ClusterType)); err != nil {
+	if err := f.port.request(2, sotw(node("q", "", "", ""), resource.ClusterType)); err != nil {
 		t.Fatal(err)
 	}
 	r := sotw(nil, resource.ClusterType)
 	r.ResponseNonce, r.ErrorDetail = "1", &statuspb.Status{Message: "bad cluster"}
-	if err := f.cb.OnStreamRequest(2, r); err != nil {
+	if err := f.port.request(2, r); err != nil {
 		t.Fatal(err)
 	}
 	if got := f.logs.count("proxy rejected config"); got != 2 {
