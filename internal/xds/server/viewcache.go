@@ -163,17 +163,10 @@ func (c *ViewCache) Bind(node *corev3.Node, typeURL string, p Proxy) (View, erro
 			"client %s holds its limit of %d views keyed by what its proxies state (labels of a workload the mesh does not know); refusing %s",
 			quote(p.Client), MaxClaimedViewsPerClient, v)
 	}
-	e, ok := c.caches[v]
-	if !ok {
-		if len(c.caches) >= c.maxViews {
-			return View{}, status.Errorf(codes.ResourceExhausted,
-				"the control plane holds its limit of %d views; refusing a new %s view", c.maxViews, v)
-		}
-		c.made++
-		e = newViewEntry(v, c.instance+"."+strconv.FormatUint(c.made, 36), c.build(v))
-		c.caches[v] = e
+	e, err := c.acquire(v)
+	if err != nil {
+		return View{}, err
 	}
-	e.refs++
 	b[typeURL] = e
 	if claimed {
 		if held == nil {
@@ -192,11 +185,8 @@ func (c *ViewCache) Unbind(node *corev3.Node) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, e := range c.bindings[node] {
-		if e == nil {
-			continue
-		}
-		if e.refs--; e.refs == 0 {
-			delete(c.caches, e.view)
+		if e != nil {
+			c.release(e)
 		}
 	}
 	if views := c.claimedBy[node]; len(views) > 0 {
@@ -254,20 +244,11 @@ func (c *ViewCache) Reclassify(match func(Proxy) bool) int {
 			if err != nil || claimed || key == old.view.Key {
 				continue // a claimed key is never moved to: it is bounded at Bind only
 			}
-			v := View{TypeURL: typeURL, Key: key}
-			e, ok := c.caches[v]
-			if !ok {
-				if len(c.caches) >= c.maxViews {
-					continue
-				}
-				c.made++
-				e = newViewEntry(v, c.instance+"."+strconv.FormatUint(c.made, 36), c.build(v))
-				c.caches[v] = e
+			e, err := c.acquire(View{TypeURL: typeURL, Key: key})
+			if err != nil {
+				continue // past maxViews: the stream keeps its view
 			}
-			e.refs++
-			if old.refs--; old.refs == 0 {
-				delete(c.caches, old.view)
-			}
+			c.release(old)
 			c.bindings[node][typeURL] = e
 			if cn := c.conns[node]; cn != nil {
 				moves = append(moves, move{cn, typeURL, e})
@@ -279,6 +260,32 @@ func (c *ViewCache) Reclassify(match func(Proxy) bool) int {
 		m.cn.moveTo(m.typeURL, m.e)
 	}
 	return len(moves)
+}
+
+// acquire returns view v for one more binding, creating and building it
+// if it is new: the one place a view is made (Bind, Reclassify). A new
+// view past maxViews is ResourceExhausted. Called with c.mu held.
+func (c *ViewCache) acquire(v View) (*viewEntry, error) {
+	e, ok := c.caches[v]
+	if !ok {
+		if len(c.caches) >= c.maxViews {
+			return nil, status.Errorf(codes.ResourceExhausted,
+				"the control plane holds its limit of %d views; refusing a new %s view", c.maxViews, v)
+		}
+		c.made++
+		e = newViewEntry(v, c.instance+"."+strconv.FormatUint(c.made, 36), c.build(v))
+		c.caches[v] = e
+	}
+	e.refs++
+	return e, nil
+}
+
+// release gives back one binding of e, freeing the view with its last.
+// Called with c.mu held.
+func (c *ViewCache) release(e *viewEntry) {
+	if e.refs--; e.refs == 0 {
+		delete(c.caches, e.view)
+	}
 }
 
 // bindingsOf returns node's bindings, creating them. Called with c.mu held.
