@@ -17,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/horizonmesh/horizon/internal/bootstrap"
 	"github.com/horizonmesh/horizon/internal/ca"
 	"github.com/horizonmesh/horizon/internal/model"
 )
@@ -79,13 +80,13 @@ func RunInjector(ctx context.Context, c InjectorConfig, log *slog.Logger, lis ne
 	if err := model.ValidateTrustDomain(c.TrustDomain); err != nil {
 		return usageErrorf("--trust-domain: %v", err)
 	}
-	cfg := DefaultDiscoveryConfig().injectConfig()
+	cfg := bootstrap.DefaultConfig().InjectConfig()
 	cfg.ClusterID, cfg.Network, cfg.TrustDomain, cfg.ProxyImage = c.ClusterID, c.Network, c.TrustDomain, c.ProxyImage
 	cfg.DiscoveryAddress, cfg.DiscoverySAN = c.DiscoveryAddress, c.DiscoverySAN
 	if err := cfg.Validate(); err != nil {
 		return usageErrorf("%v", err)
 	}
-	restCfg, err := localConfig(c.Kubeconfig)
+	restCfg, err := bootstrap.LocalConfig(c.Kubeconfig)
 	if err != nil {
 		return err
 	}
@@ -100,7 +101,7 @@ func RunInjector(ctx context.Context, c InjectorConfig, log *slog.Logger, lis ne
 	if err != nil {
 		return err
 	}
-	serving, err := sharedSelfSignedIn(ctx, client, c.Namespace, injectorCASecret, c.TrustDomain, log)
+	serving, err := bootstrap.SharedSelfSignedIn(ctx, client, c.Namespace, injectorCASecret, c.TrustDomain, log)
 	if err != nil {
 		return err
 	}
@@ -111,12 +112,12 @@ func RunInjector(ctx context.Context, c InjectorConfig, log *slog.Logger, lis ne
 	}
 	names := []string{InjectorServiceName + "." + c.Namespace + ".svc", InjectorServiceName + "." + c.Namespace + ".svc.cluster.local",
 		"localhost", "127.0.0.1"}
-	ws, err := webhookServer(ctx, cfg, client, serving, ca.Identity(c.TrustDomain, c.Namespace, InjectorServiceName), names, log)
+	ws, err := bootstrap.WebhookServer(ctx, cfg, client, serving, ca.Identity(c.TrustDomain, c.Namespace, InjectorServiceName), names, log)
 	if err != nil {
 		lis.Close()
 		return err
 	}
-	publishRootCert(ctx, client, root, log)
+	bootstrap.PublishRootCert(ctx, client, root, log)
 	log.Info("serving sidecar injection", "addr", lis.Addr().String(), "cluster", c.ClusterID, "network", c.Network, "discovery", c.DiscoveryAddress)
 	done := make(chan error, 1)
 	go func() { done <- ws.ServeTLS(lis, "", "") }()
@@ -141,15 +142,15 @@ func RunInjector(ctx context.Context, c InjectorConfig, log *slog.Logger, lis ne
 func meshRoot(ctx context.Context, client kubernetes.Interface, namespace string) ([]byte, error) {
 	backoff := time.Second
 	for {
-		s, err := client.CoreV1().Secrets(namespace).Get(ctx, CASecretName, metav1.GetOptions{})
+		s, err := client.CoreV1().Secrets(namespace).Get(ctx, bootstrap.CASecretName, metav1.GetOptions{})
 		switch {
 		case err == nil:
 			if len(s.Data[ca.RootCertFile]) == 0 {
-				return nil, fmt.Errorf("Secret %s/%s has no %s", namespace, CASecretName, ca.RootCertFile)
+				return nil, fmt.Errorf("Secret %s/%s has no %s", namespace, bootstrap.CASecretName, ca.RootCertFile)
 			}
 			return s.Data[ca.RootCertFile], nil
 		case apierrors.IsNotFound(err):
-			return nil, fmt.Errorf("Secret %s/%s not found: a remote cluster shares the primary's CA (create cacerts as on the primary)", namespace, CASecretName)
+			return nil, fmt.Errorf("Secret %s/%s not found: a remote cluster shares the primary's CA (create cacerts as on the primary)", namespace, bootstrap.CASecretName)
 		}
 		select {
 		case <-ctx.Done():

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 
 	"github.com/spf13/cobra"
+
+	"github.com/horizonmesh/horizon/internal/bootstrap"
 )
 
 // Version is set at build time with -ldflags "-X ...cli.Version=...".
@@ -19,7 +21,8 @@ func Run(args []string, stdout, stderr io.Writer) int {
 	root.SetArgs(args)
 	if err := root.Execute(); err != nil {
 		var ue usageError
-		if errors.As(err, &ue) {
+		var be bootstrap.UsageError
+		if errors.As(err, &ue) || errors.As(err, &be) {
 			fmt.Fprintf(stderr, "Error: %v\n", err)
 			return 2
 		}

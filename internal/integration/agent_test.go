@@ -18,9 +18,9 @@ import (
 	"time"
 
 	"github.com/horizonmesh/horizon/internal/agent"
+	"github.com/horizonmesh/horizon/internal/bootstrap"
 	"github.com/horizonmesh/horizon/internal/ca"
 	"github.com/horizonmesh/horizon/internal/ca/catest"
-	"github.com/horizonmesh/horizon/internal/cli"
 )
 
 func freePort(t *testing.T) int {
@@ -46,7 +46,7 @@ func TestAgentRunsRealEnvoyOverMTLS(t *testing.T) {
 	installCACerts(t, m.c1, files)
 	must(t, createSA(m.c1, "sample", "helloworld"))
 	secure := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	d := startDiscoveryWith(t, m.c1, nil, true, func(c *cli.DiscoveryConfig) {
+	d := startDiscoveryWith(t, m.c1, nil, true, func(c *bootstrap.Config) {
 		c.SecureAddr, c.SecureSANs = secure, []string{"localhost", "127.0.0.1"}
 	})
 

@@ -22,9 +22,9 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/horizonmesh/horizon/internal/bootstrap"
 	"github.com/horizonmesh/horizon/internal/ca"
 	"github.com/horizonmesh/horizon/internal/ca/catest"
-	"github.com/horizonmesh/horizon/internal/cli"
 	"github.com/horizonmesh/horizon/internal/testing/kubeharness"
 )
 
@@ -56,7 +56,7 @@ func TestCSRAgainstRealAPIServers(t *testing.T) {
 	l, _ := net.Listen("tcp", "127.0.0.1:0")
 	secure := l.Addr().String()
 	l.Close()
-	d := startDiscoveryWith(t, m.c1, nil, true, func(c *cli.DiscoveryConfig) {
+	d := startDiscoveryWith(t, m.c1, nil, true, func(c *bootstrap.Config) {
 		c.SecureAddr, c.SecureSANs = secure, []string{"localhost"}
 	})
 	waitFor(t, 30*time.Second, "cluster2 synced", func() bool {

@@ -23,9 +23,9 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/horizonmesh/horizon/internal/bootstrap"
 	"github.com/horizonmesh/horizon/internal/ca"
 	"github.com/horizonmesh/horizon/internal/ca/catest"
-	"github.com/horizonmesh/horizon/internal/cli"
 	"github.com/horizonmesh/horizon/internal/controlplane"
 	"github.com/horizonmesh/horizon/internal/testing/kubeharness"
 	"github.com/horizonmesh/horizon/internal/testing/netlab"
@@ -198,7 +198,7 @@ func startCrossnet(t *testing.T, opts crossnetOptions) *crossnet {
 	if opts.Subprocess {
 		x.startDiscoverySubprocess()
 	} else {
-		x.d = startDiscoveryWith(t, x.c1, nil, true, func(c *cli.DiscoveryConfig) {
+		x.d = startDiscoveryWith(t, x.c1, nil, true, func(c *bootstrap.Config) {
 			c.SecureAddr, c.XDSAddr = x.discoveryIP+":15012", ""
 			c.SecureSANs = append([]string{x.discoveryIP, discoverySNI}, opts.SecureSANs...)
 		})

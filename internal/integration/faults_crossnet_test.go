@@ -214,12 +214,12 @@ func (x *crossnet) faultRestartWithoutLocalAPIServer(t *testing.T, envoys []stri
 			if !strings.Contains(log, "Error: Secret istio-system/cacerts:") || slices.Contains(x.sub.args, "--cacerts-dir") {
 				t.Fatalf("discovery exited with the local API server down (%v); it must wait, not ready, for it:\n%s", x.sub.err, log)
 			}
-			// PRODUCT BUG (internal/cli/secure.go loadAuthority): without
+			// PRODUCT BUG (internal/bootstrap/secure.go loadAuthority): without
 			// --cacerts-dir the CA is read once from the cacerts Secret at
 			// start, and any error but NotFound exits. Go on with the same
 			// CA from files to test the rest.
 			knownBugs = append(knownBugs, "discovery exits at start when the local API server is down: "+
-				"loadAuthority (internal/cli/secure.go) reads the cacerts Secret once and fails on a connection error")
+				"loadAuthority (internal/bootstrap/secure.go) reads the cacerts Secret once and fails on a connection error")
 			x.sub.args = append(x.sub.args, "--cacerts-dir", x.writeCACerts(t))
 			x.runDiscovery()
 		}
@@ -274,12 +274,12 @@ func (x *crossnet) faultRestartWithoutLocalAPIServer(t *testing.T, envoys []stri
 	mins := s.finish()
 	t.Logf("restart without the local API server: %s; lowest membership %v", res, mins)
 	if strings.Contains(x.runLog(), "no networking.istio.io/v1 Gateway CRD") {
-		// PRODUCT BUG (internal/cli/discovery.go startGateways): the Gateway
+		// PRODUCT BUG (internal/bootstrap/server.go startGateways): the Gateway
 		// CRD is looked up once at start; a connection error reads as "no
 		// CRD", so no Istio Gateway is ever followed and the network
 		// gateways lose their listeners once they reconnect.
 		knownBugs = append(knownBugs, "Istio Gateways never followed when discovery starts with the local API server down: "+
-			"startGateways (internal/cli/discovery.go) takes a failed CRD lookup for a missing CRD")
+			"startGateways (internal/bootstrap/server.go) takes a failed CRD lookup for a missing CRD")
 	}
 	if len(knownBugs) > 0 {
 		t.Logf("failed requests: %q", res.failures)

@@ -28,7 +28,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
-	"github.com/horizonmesh/horizon/internal/cli"
+	"github.com/horizonmesh/horizon/internal/bootstrap"
 	"github.com/horizonmesh/horizon/internal/controlplane"
 	"github.com/horizonmesh/horizon/internal/testing/adsclient"
 	"github.com/horizonmesh/horizon/internal/testing/kubeharness"
@@ -183,7 +183,7 @@ func startDiscovery(t *testing.T, local *kubeharness.Cluster, kubeconfig []byte,
 }
 
 // startDiscoveryWith lets a test adjust the configuration (e.g. the TLS port).
-func startDiscoveryWith(t *testing.T, local *kubeharness.Cluster, kubeconfig []byte, wait bool, edit func(*cli.DiscoveryConfig)) *discoveryProc {
+func startDiscoveryWith(t *testing.T, local *kubeharness.Cluster, kubeconfig []byte, wait bool, edit func(*bootstrap.Config)) *discoveryProc {
 	t.Helper()
 	if kubeconfig == nil {
 		var err error
@@ -198,7 +198,7 @@ func startDiscoveryWith(t *testing.T, local *kubeharness.Cluster, kubeconfig []b
 	xl, _ := net.Listen("tcp", "127.0.0.1:0")
 	hl, _ := net.Listen("tcp", "127.0.0.1:0")
 	d := &discoveryProc{xds: xl.Addr().String(), http: hl.Addr().String()}
-	cfg := cli.DefaultDiscoveryConfig()
+	cfg := bootstrap.DefaultConfig()
 	cfg.Kubeconfig, cfg.ClusterID = path, "cluster1"
 	cfg.XDSAddr, cfg.HTTPAddr, cfg.SecureAddr = d.xds, d.http, ""
 	cfg.Debounce, cfg.DebounceMax, cfg.RemoteSyncTimeout = 20*time.Millisecond, 200*time.Millisecond, 5*time.Second
@@ -211,7 +211,7 @@ func startDiscoveryWith(t *testing.T, local *kubeharness.Cluster, kubeconfig []b
 	started := make(chan *controlplane.ControlPlane, 1)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	go func() {
-		done <- cli.RunDiscovery(c, cfg, log, &cli.Listeners{XDS: xl, HTTP: hl, Started: func(cp *controlplane.ControlPlane) { started <- cp }})
+		done <- bootstrap.Run(c, cfg, log, &bootstrap.Listeners{XDS: xl, HTTP: hl, Started: func(cp *controlplane.ControlPlane) { started <- cp }})
 	}()
 	var once sync.Once
 	d.stop = func() { once.Do(func() { cancel(); <-done }) } //nolint:errcheck // stopped on purpose
@@ -312,6 +312,6 @@ func moduleFile(t testing.TB, module, file string) string {
 func installCACerts(t testing.TB, c *kubeharness.Cluster, files map[string][]byte) {
 	t.Helper()
 	_, err := c.Client.CoreV1().Secrets("istio-system").Create(ctx, &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: cli.CASecretName, Namespace: "istio-system"}, Data: files}, metav1.CreateOptions{})
+		ObjectMeta: metav1.ObjectMeta{Name: bootstrap.CASecretName, Namespace: "istio-system"}, Data: files}, metav1.CreateOptions{})
 	must(t, err)
 }

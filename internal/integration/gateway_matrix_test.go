@@ -28,9 +28,9 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/dynamic"
 
+	"github.com/horizonmesh/horizon/internal/bootstrap"
 	"github.com/horizonmesh/horizon/internal/ca"
 	"github.com/horizonmesh/horizon/internal/ca/catest"
-	"github.com/horizonmesh/horizon/internal/cli"
 	"github.com/horizonmesh/horizon/internal/testing/kubeharness"
 	"github.com/horizonmesh/horizon/internal/testing/netlab"
 )
@@ -203,7 +203,7 @@ func TestGatewayMatrixOnlyMeshMTLSToSidecarsPasses(t *testing.T) {
 	_, err = dyn.Resource(schema.GroupVersionResource{Group: "networking.istio.io", Version: "v1alpha3", Resource: "gateways"}).
 		Namespace("istio-system").Create(ctx, gw, metav1.CreateOptions{})
 	must(t, err)
-	startDiscoveryWith(t, c1, nil, true, func(c *cli.DiscoveryConfig) {
+	startDiscoveryWith(t, c1, nil, true, func(c *bootstrap.Config) {
 		c.SecureAddr, c.XDSAddr, c.SecureSANs = discIP+":15012", "", []string{discIP}
 	})
 

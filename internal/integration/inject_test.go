@@ -12,7 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/horizonmesh/horizon/internal/cli"
+	"github.com/horizonmesh/horizon/internal/bootstrap"
 	"github.com/horizonmesh/horizon/internal/install"
 	"github.com/horizonmesh/horizon/internal/rootcert"
 	"github.com/horizonmesh/horizon/internal/testing/kubeharness"
@@ -49,7 +49,7 @@ func TestAPIServerCallsTheInjectionWebhook(t *testing.T) {
 	must(t, err)
 	namespace(t, c, "istio-system", nil)
 
-	startDiscoveryWith(t, c, nil, true, func(cfg *cli.DiscoveryConfig) {
+	startDiscoveryWith(t, c, nil, true, func(cfg *bootstrap.Config) {
 		cfg.SecureAddr, cfg.InjectAddr, cfg.Network = pickAddr(t), injectAddr, "network1"
 	})
 	waitFor(t, 20*time.Second, "the webhook's caBundle", func() bool {

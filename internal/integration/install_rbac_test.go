@@ -10,7 +10,7 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/horizonmesh/horizon/internal/cli"
+	"github.com/horizonmesh/horizon/internal/bootstrap"
 	"github.com/horizonmesh/horizon/internal/install"
 	"github.com/horizonmesh/horizon/internal/rootcert"
 )
@@ -35,12 +35,12 @@ func TestInstalledRBACIsEnough(t *testing.T) {
 	kubeconfig, err := m.c1.KubeconfigFor(ctx, s.Namespace, install.DiscoveryName, 0)
 	must(t, err)
 
-	d := startDiscoveryWith(t, m.c1, kubeconfig, true, func(c *cli.DiscoveryConfig) {
+	d := startDiscoveryWith(t, m.c1, kubeconfig, true, func(c *bootstrap.Config) {
 		// The CA (a self-signed root shared through a Secret) and injection.
 		c.SecureAddr, c.InjectAddr = pickAddr(t), pickAddr(t)
 	})
 	waitFor(t, 30*time.Second, "the shared self-signed root Secret", func() bool {
-		_, err := m.c1.Client.CoreV1().Secrets(s.Namespace).Get(ctx, cli.SelfSignedSecretName, metav1.GetOptions{})
+		_, err := m.c1.Client.CoreV1().Secrets(s.Namespace).Get(ctx, bootstrap.SelfSignedSecretName, metav1.GetOptions{})
 		return err == nil
 	})
 	waitFor(t, 30*time.Second, "the root certificate in namespace sample", func() bool {

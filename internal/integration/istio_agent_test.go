@@ -18,9 +18,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/horizonmesh/horizon/internal/bootstrap"
 	"github.com/horizonmesh/horizon/internal/ca"
 	"github.com/horizonmesh/horizon/internal/ca/catest"
-	"github.com/horizonmesh/horizon/internal/cli"
 	"github.com/horizonmesh/horizon/internal/k8sproc"
 	"github.com/horizonmesh/horizon/internal/testing/kubeharness"
 )
@@ -72,7 +72,7 @@ func TestIstioAgentGetsItsCertificateFromHorizon(t *testing.T) {
 	// The TLS port's SANs are left at their defaults: what a user who
 	// points the istiod name at Horizon gets.
 	start := time.Now()
-	startDiscoveryWith(t, c1, nil, true, func(c *cli.DiscoveryConfig) { c.SecureAddr = secure })
+	startDiscoveryWith(t, c1, nil, true, func(c *bootstrap.Config) { c.SecureAddr = secure })
 	t.Logf("discovery ready in %s", time.Since(start).Round(time.Millisecond))
 
 	for _, tt := range []struct{ name, clusterID string }{

@@ -24,9 +24,9 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/yaml"
 
+	"github.com/horizonmesh/horizon/internal/bootstrap"
 	"github.com/horizonmesh/horizon/internal/ca"
 	"github.com/horizonmesh/horizon/internal/ca/catest"
-	"github.com/horizonmesh/horizon/internal/cli"
 	"github.com/horizonmesh/horizon/internal/k8sproc"
 	"github.com/horizonmesh/horizon/internal/model"
 	"github.com/horizonmesh/horizon/internal/rootcert"
@@ -187,7 +187,7 @@ func TestIstioInjectedPodFindsWhatItMounts(t *testing.T) {
 	istioctl := istioctlBinary(t)
 	pilotAgent := pilotAgentBinary(t)
 	const ns = "sample"
-	defaults := cli.DefaultDiscoveryConfig()
+	defaults := bootstrap.DefaultConfig()
 
 	c1 := kubeharness.Start(t, kubeharness.Options{Name: "cluster1"})
 	namespace(t, c1, "istio-system", nil)
@@ -199,7 +199,7 @@ func TestIstioInjectedPodFindsWhatItMounts(t *testing.T) {
 	// `horizon discovery` with its defaults (cluster ID, trust domain,
 	// token audiences) and its TLS port: with a CA it publishes the root.
 	start := time.Now()
-	d := startDiscoveryWith(t, c1, nil, true, func(c *cli.DiscoveryConfig) {
+	d := startDiscoveryWith(t, c1, nil, true, func(c *bootstrap.Config) {
 		c.ClusterID = defaults.ClusterID
 		c.SecureAddr = "127.0.0.1:" + strconv.Itoa(ports[0])
 	})
@@ -228,7 +228,7 @@ func TestIstioInjectedPodFindsWhatItMounts(t *testing.T) {
 // template and checks every reference it makes.
 func checkIstioInjectedPod(t *testing.T, c1 *kubeharness.Cluster, d *discoveryProc, inj istioInjected, podName string, meshRoot []byte, pilotAgent string) {
 	ns := inj.deploy.Namespace
-	defaults := cli.DefaultDiscoveryConfig()
+	defaults := bootstrap.DefaultConfig()
 	// No controller-manager runs: the pod the Deployment would make.
 	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: podName, Namespace: ns,
 		Labels: inj.deploy.Spec.Template.Labels, Annotations: inj.deploy.Spec.Template.Annotations},

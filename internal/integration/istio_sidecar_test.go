@@ -22,8 +22,8 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/horizonmesh/horizon/internal/bootstrap"
 	"github.com/horizonmesh/horizon/internal/ca"
-	"github.com/horizonmesh/horizon/internal/cli"
 	"github.com/horizonmesh/horizon/internal/xds/server"
 )
 
@@ -92,7 +92,7 @@ func TestIstioSidecarGetsHorizonsConfig(t *testing.T) {
 	securePort := freePort(t)
 	// The TLS port keeps its default SANs (istiod.istio-system.svc among
 	// them), as for a user who points the istiod name at Horizon.
-	d := startDiscoveryWith(t, c1, nil, true, func(c *cli.DiscoveryConfig) {
+	d := startDiscoveryWith(t, c1, nil, true, func(c *bootstrap.Config) {
 		c.SecureAddr = "127.0.0.1:" + strconv.Itoa(securePort)
 	})
 	t.Logf("API server and discovery ready in %s", time.Since(start).Round(time.Millisecond))

@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/horizonmesh/horizon/internal/bootstrap"
 	"github.com/horizonmesh/horizon/internal/ca"
-	"github.com/horizonmesh/horizon/internal/cli"
 	"github.com/horizonmesh/horizon/internal/testing/netlab"
 	"github.com/horizonmesh/horizon/internal/xds/server"
 )
@@ -84,7 +84,7 @@ func TestIstioSidecarTrafficOneNetwork(t *testing.T) {
 	// Discovery, TLS only, on the lab's root address; its certificate
 	// names that address (Horizon's agents dial it) and the istiod name
 	// (Istio's agent checks it).
-	d := startDiscoveryWith(t, c1, nil, true, func(c *cli.DiscoveryConfig) {
+	d := startDiscoveryWith(t, c1, nil, true, func(c *bootstrap.Config) {
 		c.SecureAddr, c.XDSAddr = discoveryIP+":15012", ""
 		c.SecureSANs = []string{discoveryIP, "istiod.istio-system.svc"}
 	})

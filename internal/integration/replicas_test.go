@@ -21,8 +21,8 @@ import (
 	securityv1alpha1 "istio.io/api/security/v1alpha1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/horizonmesh/horizon/internal/bootstrap"
 	"github.com/horizonmesh/horizon/internal/ca"
-	"github.com/horizonmesh/horizon/internal/cli"
 	"github.com/horizonmesh/horizon/internal/testing/adsclient"
 )
 
@@ -36,14 +36,14 @@ func TestTwoReplicasServeOneMesh(t *testing.T) {
 	must(t, createSA(m.c1, "sample", "sleep"))
 	replica := func() (*discoveryProc, string) {
 		addr := pickAddr(t)
-		d := startDiscoveryWith(t, m.c1, nil, true, func(c *cli.DiscoveryConfig) {
+		d := startDiscoveryWith(t, m.c1, nil, true, func(c *bootstrap.Config) {
 			c.SecureAddr, c.SecureSANs = addr, []string{"localhost"}
 		})
 		return d, addr
 	}
 	a, aSecure := replica()
 	_, bSecure := replica()
-	secret, err := m.c1.Client.CoreV1().Secrets("istio-system").Get(ctx, cli.SelfSignedSecretName, metav1.GetOptions{})
+	secret, err := m.c1.Client.CoreV1().Secrets("istio-system").Get(ctx, bootstrap.SelfSignedSecretName, metav1.GetOptions{})
 	must(t, err)
 	roots := x509.NewCertPool()
 	if !roots.AppendCertsFromPEM(secret.Data[ca.RootCertFile]) {

@@ -19,9 +19,9 @@ import (
 	"google.golang.org/grpc/metadata"
 	securityv1alpha1 "istio.io/api/security/v1alpha1"
 
+	"github.com/horizonmesh/horizon/internal/bootstrap"
 	"github.com/horizonmesh/horizon/internal/ca"
 	"github.com/horizonmesh/horizon/internal/ca/catest"
-	"github.com/horizonmesh/horizon/internal/cli"
 	"github.com/horizonmesh/horizon/internal/testing/kubeharness"
 )
 
@@ -44,7 +44,7 @@ func TestSecurityCSRForAnotherIdentityGetsTheTokensIdentity(t *testing.T) {
 	must(t, err)
 	secure := l.Addr().String()
 	l.Close()
-	startDiscoveryWith(t, c1, nil, true, func(c *cli.DiscoveryConfig) {
+	startDiscoveryWith(t, c1, nil, true, func(c *bootstrap.Config) {
 		c.SecureAddr, c.SecureSANs = secure, []string{"localhost"}
 	})
 	roots := x509.NewCertPool()

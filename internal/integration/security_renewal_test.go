@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/horizonmesh/horizon/internal/bootstrap"
 	"github.com/horizonmesh/horizon/internal/ca"
 	"github.com/horizonmesh/horizon/internal/ca/catest"
-	"github.com/horizonmesh/horizon/internal/cli"
 	"github.com/horizonmesh/horizon/internal/testing/kubeharness"
 	"github.com/horizonmesh/horizon/internal/testing/netlab"
 )
@@ -88,7 +88,7 @@ func TestSecurityCAUnreachableWhenRenewalIsDue(t *testing.T) {
 		podWith(t, c1, "sample", w.name, w.ip, w.sa, map[string]string{"app": w.name})
 	}
 	endpoints(t, c1, "sample", "helloworld", "http", 5000, map[string]string{"hw": net1 + ".11"})
-	startDiscoveryWith(t, c1, nil, true, func(c *cli.DiscoveryConfig) {
+	startDiscoveryWith(t, c1, nil, true, func(c *bootstrap.Config) {
 		c.SecureAddr, c.XDSAddr, c.SecureSANs = discIP+":15012", "", []string{discIP}
 	})
 

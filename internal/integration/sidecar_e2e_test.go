@@ -16,9 +16,9 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
+	"github.com/horizonmesh/horizon/internal/bootstrap"
 	"github.com/horizonmesh/horizon/internal/ca"
 	"github.com/horizonmesh/horizon/internal/ca/catest"
-	"github.com/horizonmesh/horizon/internal/cli"
 	"github.com/horizonmesh/horizon/internal/testing/kubeharness"
 	"github.com/horizonmesh/horizon/internal/testing/netlab"
 )
@@ -100,7 +100,7 @@ func TestSidecarsMutualTLSEndToEnd(t *testing.T) {
 	must(t, err)
 
 	// Discovery, TLS only, on the lab's root address.
-	d := startDiscoveryWith(t, c1, nil, true, func(c *cli.DiscoveryConfig) {
+	d := startDiscoveryWith(t, c1, nil, true, func(c *bootstrap.Config) {
 		c.SecureAddr, c.SecureSANs, c.XDSAddr = "10.44.0.254:15012", []string{"10.44.0.254"}, ""
 	})
 

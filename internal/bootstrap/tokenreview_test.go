@@ -1,4 +1,4 @@
-package cli
+package bootstrap
 
 import (
 	"context"
@@ -69,9 +69,9 @@ func fromAddr(ip string) context.Context {
 }
 
 // newTokenReviewerFor is discovery's reviewer wiring against a real
-// client-go client made by kube.Clients.NewClient, as RunDiscovery makes
+// client-go client made by kube.Clients.NewClient, as Run makes
 // the clusters' clients.
-func newTokenReviewerFor(t testing.TB, c DiscoveryConfig, url string) *authn.Reviewer {
+func newTokenReviewerFor(t testing.TB, c Config, url string) *authn.Reviewer {
 	clients := kube.NewClients()
 	clients.ReviewQPS, clients.ReviewBurst = c.TokenReview.QPS, c.TokenReview.Burst
 	client, err := clients.NewClient(&rest.Config{Host: url})
@@ -89,7 +89,7 @@ func newTokenReviewerFor(t testing.TB, c DiscoveryConfig, url string) *authn.Rev
 // peer costs the API server a bounded number of reviews.
 func TestTokenReviewFloodDoesNotStarveLegitimateTokens(t *testing.T) {
 	url, junkReviews, junk := tokenReviewAPI(t)
-	c := DefaultDiscoveryConfig()
+	c := DefaultConfig()
 	r := newTokenReviewerFor(t, c, url)
 	var wg sync.WaitGroup
 	for i := range 60 {
@@ -129,7 +129,7 @@ func TestTokenReviewFloodDoesNotStarveLegitimateTokens(t *testing.T) {
 // against an answer from the cache.
 func BenchmarkTokenReview(b *testing.B) {
 	url, _, _ := tokenReviewAPI(b)
-	c := DefaultDiscoveryConfig()
+	c := DefaultConfig()
 	c.TokenReview.QPS, c.TokenReview.Burst = 1e6, 1e6
 	ctx := fromAddr("10.0.0.2")
 	b.Run("uncached", func(b *testing.B) {

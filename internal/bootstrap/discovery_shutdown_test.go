@@ -1,4 +1,4 @@
-package cli
+package bootstrap
 
 import (
 	"bufio"
@@ -68,7 +68,7 @@ func TestDiscoveryShutdownEndsStreamsWithUnavailable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := DefaultDiscoveryConfig()
+	cfg := DefaultConfig()
 	cfg.MeshNetworksFile = filepath.Join(dir, "meshnetworks.yaml")
 	cfg.Clusters = []string{"cluster1=" + filepath.Join(dir, "cluster1"), "remote_kubecfg=" + filepath.Join(dir, "remote")}
 	cfg.XDSAddr, cfg.HTTPAddr, cfg.SecureAddr = xl.Addr().String(), hl.Addr().String(), ""
@@ -80,7 +80,7 @@ func TestDiscoveryShutdownEndsStreamsWithUnavailable(t *testing.T) {
 	started := make(chan *controlplane.ControlPlane, 1)
 	finished := make(chan error, 1)
 	go func() {
-		finished <- RunDiscovery(ctx, cfg, slog.New(slog.NewTextHandler(logs, nil)),
+		finished <- Run(ctx, cfg, slog.New(slog.NewTextHandler(logs, nil)),
 			&Listeners{XDS: xl, HTTP: hl, Started: func(cp *controlplane.ControlPlane) { started <- cp }})
 	}()
 	var cp *controlplane.ControlPlane
@@ -113,10 +113,10 @@ func TestDiscoveryShutdownEndsStreamsWithUnavailable(t *testing.T) {
 	select {
 	case err := <-finished:
 		if err != nil {
-			t.Fatalf("RunDiscovery = %v, want nil", err)
+			t.Fatalf("Run = %v, want nil", err)
 		}
 	case <-time.After(cfg.ShutdownGrace + 2*time.Second):
-		t.Fatal("RunDiscovery did not return within the grace period")
+		t.Fatal("Run did not return within the grace period")
 	}
 	// The stream was ended, not waited out until the grace period was over.
 	if took := time.Since(begin); took >= cfg.ShutdownGrace {
@@ -225,14 +225,14 @@ func TestDiscoverySIGTERMExitsZero(t *testing.T) {
 // TestOpsHTTPIsLoopbackByDefault: /debug/* is not on an open port unless
 // --http-addr says so.
 func TestOpsHTTPIsLoopbackByDefault(t *testing.T) {
-	host, _, err := net.SplitHostPort(DefaultDiscoveryConfig().HTTPAddr)
+	host, _, err := net.SplitHostPort(DefaultConfig().HTTPAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
-		t.Errorf("default --http-addr %q is not a loopback address", DefaultDiscoveryConfig().HTTPAddr)
+		t.Errorf("default --http-addr %q is not a loopback address", DefaultConfig().HTTPAddr)
 	}
-	if g := DefaultDiscoveryConfig().ShutdownGrace; g <= 0 {
+	if g := DefaultConfig().ShutdownGrace; g <= 0 {
 		t.Errorf("default --shutdown-grace %v", g)
 	}
 }

@@ -1,4 +1,4 @@
-package cli
+package bootstrap
 
 import (
 	"context"
@@ -23,7 +23,7 @@ func TestWebhookServerIsBounded(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	id, _ := url.Parse("spiffe://cluster.local/ns/istio-system/sa/horizon")
-	srv, err := webhookServer(ctx, DefaultDiscoveryConfig().injectConfig(), fake.NewClientset(), a, id, []string{"horizon.istio-system.svc"}, slog.New(slog.DiscardHandler))
+	srv, err := WebhookServer(ctx, DefaultConfig().InjectConfig(), fake.NewClientset(), a, id, []string{"horizon.istio-system.svc"}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}

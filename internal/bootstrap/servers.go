@@ -1,4 +1,4 @@
-package cli
+package bootstrap
 
 import (
 	"fmt"
@@ -73,7 +73,7 @@ type boundListeners struct {
 	http, xds, secure, inject net.Listener
 }
 
-func bindListeners(c DiscoveryConfig, lis *Listeners) (*boundListeners, error) {
+func bindListeners(c Config, lis *Listeners) (*boundListeners, error) {
 	ls := &boundListeners{http: lis.HTTP, xds: lis.XDS, secure: lis.Secure, inject: lis.Inject}
 	for _, b := range []struct {
 		l          *net.Listener

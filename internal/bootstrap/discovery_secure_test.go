@@ -1,4 +1,4 @@
-package cli
+package bootstrap
 
 import (
 	"context"
@@ -48,7 +48,7 @@ func startSecureDiscovery(t *testing.T, files catest.Files) (string, *ca.Authori
 	}
 	sl, _ := net.Listen("tcp", "127.0.0.1:0")
 	hl, _ := net.Listen("tcp", "127.0.0.1:0")
-	cfg := DefaultDiscoveryConfig()
+	cfg := DefaultConfig()
 	cfg.Clusters = []string{"cluster1=" + walkthrough + "/cluster1"}
 	cfg.XDSAddr, cfg.HTTPAddr, cfg.SecureAddr, cfg.CACertsDir = "", hl.Addr().String(), sl.Addr().String(), dir
 	cfg.SecureSANs = []string{"localhost", "127.0.0.1"}
@@ -56,7 +56,7 @@ func startSecureDiscovery(t *testing.T, files catest.Files) (string, *ca.Authori
 	done := make(chan error, 1)
 	started := make(chan *controlplane.ControlPlane, 1)
 	go func() {
-		done <- RunDiscovery(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)),
+		done <- Run(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)),
 			&Listeners{HTTP: hl, Secure: sl, Started: func(cp *controlplane.ControlPlane) { started <- cp }})
 	}()
 	t.Cleanup(func() { cancel(); <-done }) //nolint:errcheck // its result is the test's own concern
@@ -161,10 +161,10 @@ func TestBadCACertsRefuseToStart(t *testing.T) {
 	for name, b := range files {
 		_ = os.WriteFile(filepath.Join(dir, name), b, 0o600)
 	}
-	cfg := DefaultDiscoveryConfig()
+	cfg := DefaultConfig()
 	cfg.Clusters = []string{"cluster1=" + walkthrough + "/cluster1"}
 	cfg.CACertsDir, cfg.XDSAddr, cfg.HTTPAddr, cfg.SecureAddr = dir, "", "127.0.0.1:0", "127.0.0.1:0"
-	err := RunDiscovery(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	err := Run(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 	if err == nil || !strings.Contains(err.Error(), "does not match") {
 		t.Fatalf("err = %v, want a key mismatch", err)
 	}

@@ -1,4 +1,4 @@
-package cli
+package bootstrap
 
 import (
 	"bytes"
@@ -15,7 +15,7 @@ import (
 // first stores it, the others (even starting at the same moment) load it.
 func TestReplicasShareTheSelfSignedRoot(t *testing.T) {
 	client := fake.NewClientset()
-	c := DefaultDiscoveryConfig()
+	c := DefaultConfig()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	roots := make([][]byte, 4)
 	var wg sync.WaitGroup

@@ -1,4 +1,4 @@
-package cli
+package bootstrap
 
 import (
 	"context"
@@ -190,8 +190,10 @@ func TestBadRequestsAreRefused(t *testing.T) {
 		code    codes.Code
 	}{
 		{"invalid network metadata", "not a network!", resource.EndpointType, codes.InvalidArgument},
-		// A megabyte of NETWORK is refused without being echoed back.
-		{"oversized network metadata", strings.Repeat("n", 1<<20), resource.EndpointType, codes.InvalidArgument},
+		// A megabyte of NETWORK is refused without being echoed back: a
+		// request over 1 MiB is refused by gRPC before it is read.
+		{"oversized network metadata", strings.Repeat("n", 1<<20), resource.EndpointType, codes.ResourceExhausted},
+		{"long network metadata", strings.Repeat("n", 64<<10), resource.EndpointType, codes.InvalidArgument},
 		{"network unknown to the mesh", "network9", resource.EndpointType, codes.FailedPrecondition},
 		// An unserved type (SDS is the agent's) is not an error: see
 		// TestUnservedTypeLeavesTheStreamUp.

@@ -1,4 +1,4 @@
-package cli
+package bootstrap
 
 import (
 	"context"
@@ -33,7 +33,7 @@ const CASecretName = "cacerts"
 // loadAuthority picks the CA: --cacerts-dir, else the cacerts Secret in the
 // control plane's namespace, else a self-signed root (with a loud warning).
 // Invalid cacerts stop the start-up.
-func loadAuthority(ctx context.Context, c DiscoveryConfig, local kubernetes.Interface, log *slog.Logger) (*ca.Authority, error) {
+func loadAuthority(ctx context.Context, c Config, local kubernetes.Interface, log *slog.Logger) (*ca.Authority, error) {
 	if c.CACertsDir != "" {
 		a, err := ca.LoadDir(c.CACertsDir)
 		if err != nil {
@@ -72,13 +72,13 @@ const SelfSignedSecretName = "horizon-ca-root"
 // creates and stores it. Two replicas starting together both try to create
 // it; the one that loses the race loads the winner's, so the mesh has one
 // root whichever replica signs a certificate.
-func sharedSelfSigned(ctx context.Context, c DiscoveryConfig, local kubernetes.Interface, log *slog.Logger) (*ca.Authority, error) {
-	return sharedSelfSignedIn(ctx, local, c.Namespace, SelfSignedSecretName, c.TrustDomain, log)
+func sharedSelfSigned(ctx context.Context, c Config, local kubernetes.Interface, log *slog.Logger) (*ca.Authority, error) {
+	return SharedSelfSignedIn(ctx, local, c.Namespace, SelfSignedSecretName, c.TrustDomain, log)
 }
 
-// sharedSelfSignedIn loads the self-signed CA stored in Secret
+// SharedSelfSignedIn loads the self-signed CA stored in Secret
 // namespace/name, or creates and stores one.
-func sharedSelfSignedIn(ctx context.Context, local kubernetes.Interface, namespace, name, trustDomain string, log *slog.Logger) (*ca.Authority, error) {
+func SharedSelfSignedIn(ctx context.Context, local kubernetes.Interface, namespace, name, trustDomain string, log *slog.Logger) (*ca.Authority, error) {
 	secrets := local.CoreV1().Secrets(namespace)
 	for attempt := 0; attempt < 2; attempt++ {
 		s, err := secrets.Get(ctx, name, metav1.GetOptions{})
@@ -119,7 +119,7 @@ func sharedSelfSignedIn(ctx context.Context, local kubernetes.Interface, namespa
 // certificate from the mesh CA for the names agents dial; client
 // certificates verified against the mesh roots when given (the CSR call has
 // none yet; xDS streams without one are refused by the tracker).
-func serverCredentials(a *ca.Authority, c DiscoveryConfig) (credentials.TransportCredentials, error) {
+func serverCredentials(a *ca.Authority, c Config) (credentials.TransportCredentials, error) {
 	cert, err := servingCert(a, ca.Identity(c.TrustDomain, c.Namespace, install.DiscoveryName), c.SecureSANs)
 	if err != nil {
 		return nil, err
@@ -152,13 +152,13 @@ func defaultSecureSANs(namespace string) []string {
 // xDS TLS port: TokenReviews through each cluster's review client (its own
 // rate limits, see kube.Clients.NewClient), results cached, peers that keep
 // presenting bad tokens backed off (authn).
-func newTokenReviewer(c DiscoveryConfig, clients *kube.Clients, reg prometheus.Registerer, log *slog.Logger) *authn.Reviewer {
+func newTokenReviewer(c Config, clients *kube.Clients, reg prometheus.Registerer, log *slog.Logger) *authn.Reviewer {
 	backend := &ca.TokenReviewer{Audiences: c.TokenAudiences, Clients: clients.Review}
 	return authn.NewReviewer(backend, c.TokenReview, reg, log)
 }
 
 // newSecureServer serves ADS and the CSR service over TLS.
-func newSecureServer(ctx context.Context, c DiscoveryConfig, cp *controlplane.ControlPlane, a *ca.Authority, clients *kube.Clients,
+func newSecureServer(ctx context.Context, c Config, cp *controlplane.ControlPlane, a *ca.Authority, clients *kube.Clients,
 	reg prometheus.Registerer, log *slog.Logger) (*grpc.Server, error) {
 	creds, err := serverCredentials(a, c)
 	if err != nil {

@@ -1,4 +1,4 @@
-package cli
+package bootstrap
 
 import (
 	"context"
@@ -66,7 +66,7 @@ func startIdentityDiscoveryWith(t *testing.T, plaintext bool) *identityDiscovery
 	}
 	sl, _ := net.Listen("tcp", "127.0.0.1:0")
 	hl, _ := net.Listen("tcp", "127.0.0.1:0")
-	cfg := DefaultDiscoveryConfig()
+	cfg := DefaultConfig()
 	cfg.Clusters = []string{"cluster1=" + walkthrough + "/cluster1"}
 	cfg.XDSAddr, cfg.HTTPAddr, cfg.SecureAddr, cfg.CACertsDir = "", hl.Addr().String(), sl.Addr().String(), dir
 	cfg.SecureSANs = []string{"localhost", "127.0.0.1"}
@@ -81,7 +81,7 @@ func startIdentityDiscoveryWith(t *testing.T, plaintext bool) *identityDiscovery
 	started := make(chan *controlplane.ControlPlane, 1)
 	lis.Started = func(cp *controlplane.ControlPlane) { started <- cp }
 	go func() {
-		done <- RunDiscovery(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), lis)
+		done <- Run(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), lis)
 	}()
 	t.Cleanup(func() { cancel(); <-done }) //nolint:errcheck // its result is the test's own concern
 	select {

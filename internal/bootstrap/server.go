@@ -1,4 +1,8 @@
-package cli
+// Package bootstrap is `horizon discovery`'s application, as Istio's
+// pilot/pkg/bootstrap is pilot-discovery's: its Config, Run (the control
+// plane, its sources, the CA) and the servers Run starts and shuts down.
+// The command (internal/cli) only binds flags to a Config and calls Run.
+package bootstrap
 
 import (
 	"context"
@@ -7,16 +11,12 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"os/signal"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -26,7 +26,6 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/horizonmesh/horizon/internal/authn"
 	"github.com/horizonmesh/horizon/internal/ca"
 	"github.com/horizonmesh/horizon/internal/controlplane"
 	"github.com/horizonmesh/horizon/internal/model"
@@ -40,196 +39,6 @@ import (
 	"github.com/horizonmesh/horizon/internal/xds/server"
 )
 
-// DiscoveryConfig is everything `horizon discovery` is configured with.
-type DiscoveryConfig struct {
-	Kubeconfig        string
-	ClusterID         string
-	Namespace         string
-	SystemNamespace   string
-	MeshNetworksFile  string
-	Clusters          []string
-	XDSAddr           string
-	HTTPAddr          string
-	Debounce          time.Duration
-	DebounceMax       time.Duration
-	RemoteSyncTimeout time.Duration
-	AllowInsecure     bool
-	DomainSuffix      string
-	PollInterval      time.Duration
-	DNSRefresh        time.Duration
-	// The CA and the TLS port.
-	CACertsDir     string
-	TrustDomain    string
-	SecureAddr     string
-	SecureSANs     []string
-	TokenAudiences []string
-	CertTTL        time.Duration
-	MaxCertTTL     time.Duration
-	// TokenReview sizes the bearer-token path of both (its own client
-	// per cluster, cache, per-peer back-off).
-	TokenReview authn.Config
-
-	// HTTPIdleTimeout closes ops HTTP keep-alive connections idle that long.
-	HTTPIdleTimeout time.Duration
-
-	// ShutdownGrace bounds a graceful stop: streams are ended with
-	// Unavailable and in-flight calls may finish; then connections close.
-	ShutdownGrace time.Duration
-	// MaxViews and MaxStreams bound what xDS clients can make discovery
-	// hold (views are also freed with their last stream).
-	MaxViews   int
-	MaxStreams int
-	// MaxStreamsPerClient bounds one client's streams (a proved identity,
-	// else a peer address); 0: a quarter of MaxStreams.
-	MaxStreamsPerClient int
-	// Sidecar injection (needs a local cluster and the CA): the webhook's
-	// TLS address, and what the injected sidecars are told.
-	InjectAddr             string
-	Network                string
-	ProxyImage             string
-	InjectDiscoveryAddress string
-}
-
-// DefaultDiscoveryConfig is the configuration with every flag at its default.
-func DefaultDiscoveryConfig() DiscoveryConfig {
-	return DiscoveryConfig{
-		ClusterID: "Kubernetes", Namespace: "istio-system", SystemNamespace: "istio-system",
-		XDSAddr: ":15010", HTTPAddr: "127.0.0.1:15014", SecureAddr: ":15012", ShutdownGrace: 10 * time.Second,
-		HTTPIdleTimeout: ops.DefaultIdleTimeout, MaxViews: server.DefaultMaxViews, MaxStreams: 10000, ProxyImage: "horizon/proxy:latest",
-		Debounce: 10 * time.Millisecond, DebounceMax: time.Second, RemoteSyncTimeout: 30 * time.Second,
-		DomainSuffix: model.DefaultDomainSuffix, PollInterval: 2 * time.Second, DNSRefresh: 30 * time.Second,
-		TrustDomain: "cluster.local", TokenAudiences: []string{"istio-ca"}, CertTTL: 24 * time.Hour, MaxCertTTL: 7 * 24 * time.Hour,
-		TokenReview: authn.DefaultConfig(),
-	}
-}
-
-func newDiscoveryCommand(logger *slog.Logger) *cobra.Command {
-	var c DiscoveryConfig
-	d := DefaultDiscoveryConfig()
-	cmd := &cobra.Command{
-		Use:   "discovery",
-		Short: "Run the multi-cluster control plane, serving xDS (CDS, EDS) over ADS",
-		Long: `discovery watches the local cluster (--kubeconfig or in-cluster), every remote cluster
-joined through a Secret labelled istio/multiCluster=true in --namespace, meshNetworks
-(the istio ConfigMap's meshNetworks key, or --mesh-networks FILE) and any --cluster
-ID=PATH manifest directories, and serves split-horizon EDS to Envoy proxies.
-With neither a kubeconfig nor in-cluster config it runs on manifests alone.
-
-Ops HTTP (--http-addr) serves /ready, /metrics and /debug/{clusters,syncz,eds}.
-It listens on loopback by default. In a Pod the kubelet's probes and Prometheus
-come from outside the Pod's loopback: give --http-addr :15014. /debug/* is then
-reachable too; it only reads what the control plane already holds (what the
-plaintext xDS port serves anyway), pages /debug/eds and runs at most 2 requests
-at a time (429 beyond).
-
-On SIGTERM or SIGINT it stops accepting, ends xDS streams with Unavailable
-("server shutting down", which proxies retry elsewhere), lets in-flight calls
-finish for up to --shutdown-grace, then closes what is left and exits 0.
-A second signal exits at once.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			// After the first signal, the default action again: a second
-			// one ends the process without waiting for the grace period.
-			context.AfterFunc(ctx, stop)
-			return RunDiscovery(ctx, c, logger, nil)
-		},
-	}
-	fl := cmd.Flags()
-	fl.StringVar(&c.Kubeconfig, "kubeconfig", "", "kubeconfig of the local (config) cluster; empty: in-cluster config if available")
-	fl.StringVar(&c.ClusterID, "cluster-id", d.ClusterID, "ID of the local cluster")
-	fl.StringVar(&c.Namespace, "namespace", d.Namespace, "namespace of the control plane: remote-cluster Secrets and the istio ConfigMap")
-	fl.StringVar(&c.SystemNamespace, "system-namespace", d.SystemNamespace, "namespace whose topology.istio.io/network label names a cluster's network")
-	fl.StringVar(&c.MeshNetworksFile, "mesh-networks", "", "meshNetworks file, watched (default: the istio ConfigMap's meshNetworks key)")
-	fl.StringArrayVar(&c.Clusters, "cluster", nil, "a cluster from manifests as ID=PATH, watched (repeatable)")
-	fl.StringVar(&c.XDSAddr, "xds-addr", d.XDSAddr, "plaintext xDS gRPC address; empty disables it")
-	fl.StringVar(&c.HTTPAddr, "http-addr", d.HTTPAddr, "ops HTTP address: /ready, /metrics, /debug/... (loopback by default; in a Pod give :15014 for probes and scraping)")
-	fl.DurationVar(&c.HTTPIdleTimeout, "http-idle-timeout", d.HTTPIdleTimeout, "ops HTTP keep-alive connections idle that long are closed")
-	fl.DurationVar(&c.ShutdownGrace, "shutdown-grace", d.ShutdownGrace, "on SIGTERM, how long in-flight calls may finish before connections are closed")
-	fl.StringVar(&c.InjectAddr, "inject-addr", "", "TLS address of the sidecar-injection webhook (e.g. :15017); empty disables it")
-	fl.StringVar(&c.Network, "network", "", "the local cluster's network, given to the sidecars it injects")
-	fl.StringVar(&c.ProxyImage, "proxy-image", d.ProxyImage, "image of injected sidecars (agent + Envoy)")
-	fl.StringVar(&c.InjectDiscoveryAddress, "inject-discovery-address", "", "discovery's address as injected sidecars dial it (default horizon.NAMESPACE.svc:15012)")
-	fl.IntVar(&c.MaxViews, "max-views", d.MaxViews, "most xDS views held at once (a new view past it is refused with ResourceExhausted)")
-	fl.IntVar(&c.MaxStreams, "max-streams", d.MaxStreams, "most ADS streams open at once, both ports together")
-	fl.IntVar(&c.MaxStreamsPerClient, "max-streams-per-client", d.MaxStreamsPerClient,
-		"most ADS streams of one client (a proved workload identity, else a peer address); 0: a quarter of --max-streams")
-	fl.DurationVar(&c.Debounce, "debounce", d.Debounce, "quiet period before a push (a push costs what changed, so it can be short: a burst of events within it is one push)")
-	fl.DurationVar(&c.DebounceMax, "debounce-max", d.DebounceMax, "longest a stream of changes may delay a push")
-	fl.DurationVar(&c.RemoteSyncTimeout, "remote-sync-timeout", d.RemoteSyncTimeout, "how long readiness waits for remote clusters")
-	fl.BoolVar(&c.AllowInsecure, "allow-insecure-kubeconfig", false, "accept remote kubeconfigs with exec/auth-provider plugins, file paths, a proxy-url or a server not dialled over TLS")
-	fl.StringVar(&c.DomainSuffix, "domain-suffix", d.DomainSuffix, "domain suffix of service hostnames")
-	fl.DurationVar(&c.PollInterval, "poll-interval", d.PollInterval, "how often watched files are checked")
-	fl.DurationVar(&c.DNSRefresh, "dns-refresh", d.DNSRefresh, "how often gateway DNS names are resolved again (in the background; a changed answer is pushed)")
-	fl.StringVar(&c.CACertsDir, "cacerts-dir", "", "plug-in CA directory (ca-cert.pem, ca-key.pem, root-cert.pem, cert-chain.pem); default: the cacerts Secret in --namespace, else a self-signed root")
-	fl.StringVar(&c.TrustDomain, "trust-domain", d.TrustDomain, "SPIFFE trust domain of workload identities")
-	fl.StringVar(&c.SecureAddr, "secure-addr", d.SecureAddr, "TLS address for xDS and the CSR service; empty disables it")
-	fl.StringSliceVar(&c.SecureSANs, "secure-san", nil, "names and IPs agents dial, put in the TLS port's certificate (default: localhost, loopback, this host's names and addresses)")
-	fl.StringSliceVar(&c.TokenAudiences, "token-audience", d.TokenAudiences, "audiences a CSR caller's token must carry")
-	fl.DurationVar(&c.CertTTL, "cert-ttl", d.CertTTL, "lifetime of workload certificates")
-	fl.DurationVar(&c.MaxCertTTL, "max-cert-ttl", d.MaxCertTTL, "longest lifetime a CSR may ask for")
-	c.TokenReview = d.TokenReview
-	fl.Float32Var(&c.TokenReview.QPS, "token-review-qps", d.TokenReview.QPS, "TokenReviews per second per cluster, on a client of their own (informers keep theirs)")
-	fl.IntVar(&c.TokenReview.Burst, "token-review-burst", d.TokenReview.Burst, "burst of TokenReviews per cluster above --token-review-qps")
-	return cmd
-}
-
-func (c DiscoveryConfig) validate() ([]manifest.ClusterSource, error) {
-	if err := model.ValidateClusterID(c.ClusterID); err != nil {
-		return nil, usageErrorf("--cluster-id: %v", err)
-	}
-	if c.Debounce <= 0 || c.DebounceMax < c.Debounce {
-		return nil, usageErrorf("--debounce must be > 0 and --debounce-max >= --debounce")
-	}
-	if c.RemoteSyncTimeout <= 0 || c.PollInterval <= 0 || c.DNSRefresh <= 0 {
-		return nil, usageErrorf("--remote-sync-timeout, --poll-interval and --dns-refresh must be > 0")
-	}
-	if err := model.ValidateTrustDomain(c.TrustDomain); err != nil {
-		return nil, usageErrorf("--trust-domain: %v", err)
-	}
-	if c.InjectAddr != "" {
-		if err := c.injectConfig().Validate(); err != nil {
-			return nil, usageErrorf("sidecar injection: %v", err)
-		}
-	}
-	if c.MaxViews < 1 || c.MaxStreams < 1 || c.MaxStreamsPerClient < 0 {
-		return nil, usageErrorf("--max-views and --max-streams must be at least 1, --max-streams-per-client at least 0")
-	}
-	if c.HTTPAddr == "" {
-		return nil, usageErrorf("--http-addr is required")
-	}
-	if c.HTTPIdleTimeout <= 0 {
-		return nil, usageErrorf("--http-idle-timeout must be > 0")
-	}
-	if c.ShutdownGrace <= 0 {
-		return nil, usageErrorf("--shutdown-grace must be > 0")
-	}
-	if len(c.TokenAudiences) == 0 {
-		return nil, usageErrorf("--token-audience must not be empty")
-	}
-	if c.CertTTL <= 0 || c.MaxCertTTL < c.CertTTL {
-		return nil, usageErrorf("--cert-ttl must be > 0 and --max-cert-ttl >= --cert-ttl")
-	}
-	if c.TokenReview.QPS <= 0 || c.TokenReview.Burst < 1 {
-		return nil, usageErrorf("--token-review-qps must be > 0 and --token-review-burst >= 1")
-	}
-	var out []manifest.ClusterSource
-	seen := map[model.ClusterID]bool{model.ClusterID(c.ClusterID): c.Kubeconfig != ""}
-	for _, s := range c.Clusters {
-		cs, err := manifest.ParseClusterFlag(s)
-		if err != nil {
-			return nil, usageError{err}
-		}
-		if seen[cs.ID] {
-			return nil, usageErrorf("--cluster %q: cluster ID %s is defined twice", s, cs.ID)
-		}
-		seen[cs.ID] = true
-		out = append(out, cs)
-	}
-	return out, nil
-}
-
 // Listeners lets tests pass pre-bound listeners (nil: bind the flags' addresses).
 type Listeners struct {
 	XDS, HTTP, Secure, Inject net.Listener
@@ -237,8 +46,8 @@ type Listeners struct {
 	Started func(*controlplane.ControlPlane)
 }
 
-// RunDiscovery runs the control plane until ctx ends.
-func RunDiscovery(ctx context.Context, c DiscoveryConfig, log *slog.Logger, lis *Listeners) error {
+// Run runs the control plane until ctx ends.
+func Run(ctx context.Context, c Config, log *slog.Logger, lis *Listeners) error {
 	manifests, err := c.validate()
 	if err != nil {
 		return err
@@ -256,7 +65,7 @@ func RunDiscovery(ctx context.Context, c DiscoveryConfig, log *slog.Logger, lis 
 		MaxViews: c.MaxViews, Limits: server.Limits{MaxStreams: c.MaxStreams, MaxStreamsPerClient: c.MaxStreamsPerClient},
 	})
 
-	restCfg, err := localConfig(c.Kubeconfig)
+	restCfg, err := LocalConfig(c.Kubeconfig)
 	if err != nil {
 		return err
 	}
@@ -310,7 +119,7 @@ func RunDiscovery(ctx context.Context, c DiscoveryConfig, log *slog.Logger, lis 
 		if caL != nil {
 			go func() {
 				if a, err := caL.wait(ctx); err == nil {
-					publishRootCert(ctx, local, a.RootPEM(), log)
+					PublishRootCert(ctx, local, a.RootPEM(), log)
 				}
 			}()
 		}
@@ -328,9 +137,9 @@ func RunDiscovery(ctx context.Context, c DiscoveryConfig, log *slog.Logger, lis 
 	return serve(ctx, c, cp, reg, lis, caL, clients, log)
 }
 
-// localConfig returns the local cluster's client config: the kubeconfig
+// LocalConfig returns the local cluster's client config: the kubeconfig
 // flag, else in-cluster config, else nil (manifests only).
-func localConfig(path string) (*rest.Config, error) {
+func LocalConfig(path string) (*rest.Config, error) {
 	if path != "" {
 		cfg, err := clientcmd.BuildConfigFromFlags("", path)
 		if err != nil {
@@ -345,12 +154,7 @@ func localConfig(path string) (*rest.Config, error) {
 	return cfg, err
 }
 
-// convertOptions say how every cluster's objects are read into the model.
-func (c DiscoveryConfig) convertOptions() kube.Options {
-	return kube.Options{DomainSuffix: c.DomainSuffix, SystemNamespace: c.SystemNamespace}
-}
-
-func startLocal(ctx context.Context, c DiscoveryConfig, client kubernetes.Interface, clients *kube.Clients, cp *controlplane.ControlPlane, log *slog.Logger) {
+func startLocal(ctx context.Context, c Config, client kubernetes.Interface, clients *kube.Clients, cp *controlplane.ControlPlane, log *slog.Logger) {
 	id := model.ClusterID(c.ClusterID)
 	w := kube.NewWatcher(id, client, cp.ClusterChanged)
 	w.Start()
@@ -384,7 +188,7 @@ func startLocal(ctx context.Context, c DiscoveryConfig, client kubernetes.Interf
 	}
 }
 
-func serve(ctx context.Context, c DiscoveryConfig, cp *controlplane.ControlPlane, reg *prometheus.Registry, lis *Listeners,
+func serve(ctx context.Context, c Config, cp *controlplane.ControlPlane, reg *prometheus.Registry, lis *Listeners,
 	caL *caLoader, clients *kube.Clients, log *slog.Logger) error {
 	ls, err := bindListeners(c, lis)
 	if err != nil {

@@ -1,4 +1,4 @@
-package cli
+package bootstrap
 
 import (
 	"bytes"
@@ -27,8 +27,8 @@ import (
 	"github.com/horizonmesh/horizon/internal/rootcert"
 )
 
-// injectConfig is the sidecar the webhook injects into this cluster's pods.
-func (c DiscoveryConfig) injectConfig() inject.Config {
+// InjectConfig is the sidecar the webhook injects into this cluster's pods.
+func (c Config) InjectConfig() inject.Config {
 	cfg := inject.Defaults()
 	cfg.ClusterID, cfg.Network, cfg.TrustDomain = c.ClusterID, c.Network, c.TrustDomain
 	cfg.ProxyImage = c.ProxyImage
@@ -42,17 +42,17 @@ func (c DiscoveryConfig) injectConfig() inject.Config {
 // injectionServer serves the sidecar-injection webhook over TLS with a
 // certificate from the mesh CA, whose root it keeps in the webhook
 // configuration's caBundle so the API server trusts it.
-func injectionServer(ctx context.Context, c DiscoveryConfig, local kubernetes.Interface, a *ca.Authority, log *slog.Logger) (*http.Server, error) {
+func injectionServer(ctx context.Context, c Config, local kubernetes.Interface, a *ca.Authority, log *slog.Logger) (*http.Server, error) {
 	names := append([]string{
 		install.DiscoveryName + "." + c.Namespace + ".svc",
 		install.DiscoveryName + "." + c.Namespace + ".svc.cluster.local"}, c.SecureSANs...)
-	return webhookServer(ctx, c.injectConfig(), local, a, ca.Identity(c.TrustDomain, c.Namespace, install.DiscoveryName), names, log)
+	return WebhookServer(ctx, c.InjectConfig(), local, a, ca.Identity(c.TrustDomain, c.Namespace, install.DiscoveryName), names, log)
 }
 
-// webhookServer serves inject.Handler for cfg over TLS with a certificate
+// WebhookServer serves inject.Handler for cfg over TLS with a certificate
 // of serving for names, and keeps the webhook configuration's caBundle
 // equal to serving's root.
-func webhookServer(ctx context.Context, cfg inject.Config, local kubernetes.Interface, serving *ca.Authority, id *url.URL, names []string, log *slog.Logger) (*http.Server, error) {
+func WebhookServer(ctx context.Context, cfg inject.Config, local kubernetes.Interface, serving *ca.Authority, id *url.URL, names []string, log *slog.Logger) (*http.Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, usageErrorf("injection: %v", err)
 	}
@@ -147,9 +147,9 @@ func keepCABundle(ctx context.Context, client kubernetes.Interface, root []byte,
 	}
 }
 
-// publishRootCert keeps istio-ca-root-cert in every namespace of the
+// PublishRootCert keeps istio-ca-root-cert in every namespace of the
 // local cluster.
-func publishRootCert(ctx context.Context, local kubernetes.Interface, root []byte, log *slog.Logger) {
+func PublishRootCert(ctx context.Context, local kubernetes.Interface, root []byte, log *slog.Logger) {
 	p := &rootcert.Publisher{Client: local, RootPEM: root, Log: log,
 		Labels: map[string]string{install.ManagedByLabel: install.ManagedBy}}
 	go p.Run(ctx)

@@ -1,4 +1,4 @@
-package cli
+package bootstrap
 
 import (
 	"bufio"
@@ -19,7 +19,7 @@ import (
 // --http-idle-timeout (without one, 1000 idle connections were held for
 // as long as their clients liked).
 func TestOpsHTTPClosesIdleConnections(t *testing.T) {
-	if DefaultDiscoveryConfig().HTTPIdleTimeout <= 0 {
+	if DefaultConfig().HTTPIdleTimeout <= 0 {
 		t.Fatal("no default --http-idle-timeout")
 	}
 	dir := t.TempDir()
@@ -28,7 +28,7 @@ func TestOpsHTTPClosesIdleConnections(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := DefaultDiscoveryConfig()
+	cfg := DefaultConfig()
 	cfg.Clusters = []string{"cluster1=" + filepath.Join(dir, "cluster1")}
 	cfg.XDSAddr, cfg.SecureAddr, cfg.HTTPAddr = "", "", hl.Addr().String()
 	cfg.HTTPIdleTimeout = 200 * time.Millisecond
@@ -36,7 +36,7 @@ func TestOpsHTTPClosesIdleConnections(t *testing.T) {
 	done := make(chan error, 1)
 	started := make(chan struct{})
 	go func() {
-		done <- RunDiscovery(ctx, cfg, slog.New(slog.DiscardHandler), &Listeners{HTTP: hl,
+		done <- Run(ctx, cfg, slog.New(slog.DiscardHandler), &Listeners{HTTP: hl,
 			Started: func(*controlplane.ControlPlane) { close(started) }})
 	}()
 	t.Cleanup(func() {

@@ -1,4 +1,4 @@
-package cli
+package bootstrap
 
 import (
 	"context"
@@ -28,7 +28,7 @@ type caLoader struct {
 	loaded atomic.Bool
 }
 
-func startCALoader(ctx context.Context, c DiscoveryConfig, local kubernetes.Interface, log *slog.Logger) *caLoader {
+func startCALoader(ctx context.Context, c Config, local kubernetes.Interface, log *slog.Logger) *caLoader {
 	l := &caLoader{done: make(chan struct{})}
 	go func() {
 		defer close(l.done)

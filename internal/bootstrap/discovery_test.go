@@ -1,4 +1,4 @@
-package cli
+package bootstrap
 
 import (
 	"context"
@@ -19,6 +19,9 @@ import (
 	"github.com/horizonmesh/horizon/internal/controlplane"
 	"github.com/horizonmesh/horizon/internal/testing/adsclient"
 )
+
+// walkthrough holds the walkthrough's clusters as manifests.
+const walkthrough = "../../examples/walkthrough"
 
 // discoveryEnv runs `horizon discovery` in-process on manifests copied to a
 // temp dir, with plaintext xDS and ops HTTP on loopback.
@@ -65,7 +68,7 @@ func startDiscovery(t *testing.T) *discoveryEnv {
 		t.Fatal(err)
 	}
 	env.xds, env.http = xl.Addr().String(), hl.Addr().String()
-	cfg := DefaultDiscoveryConfig()
+	cfg := DefaultConfig()
 	cfg.MeshNetworksFile = filepath.Join(env.dir, "meshnetworks.yaml")
 	cfg.Clusters = []string{"cluster1=" + filepath.Join(env.dir, "cluster1"), "remote_kubecfg=" + filepath.Join(env.dir, "remote")}
 	cfg.XDSAddr, cfg.HTTPAddr, cfg.SecureAddr = env.xds, env.http, ""
@@ -76,7 +79,7 @@ func startDiscovery(t *testing.T) *discoveryEnv {
 	started := make(chan *controlplane.ControlPlane, 1)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	go func() {
-		env.finished <- RunDiscovery(ctx, cfg, log, &Listeners{XDS: xl, HTTP: hl, Started: func(cp *controlplane.ControlPlane) { started <- cp }})
+		env.finished <- Run(ctx, cfg, log, &Listeners{XDS: xl, HTTP: hl, Started: func(cp *controlplane.ControlPlane) { started <- cp }})
 	}()
 	select {
 	case env.cp = <-started:
@@ -194,7 +197,7 @@ func TestDiscoveryServesSplitHorizon(t *testing.T) {
 // --max-streams-per-client may not be negative (0 is the default: a
 // quarter of --max-streams).
 func TestDiscoveryStreamLimitsAreValidated(t *testing.T) {
-	c := DefaultDiscoveryConfig()
+	c := DefaultConfig()
 	c.Clusters = []string{"c1=" + t.TempDir()}
 	if _, err := c.validate(); err != nil {
 		t.Fatalf("defaults: %v", err)
