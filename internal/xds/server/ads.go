@@ -55,9 +55,9 @@ type conn struct {
 	// encoded for other streams fit it byte for byte.
 	shareable bool
 	nonces    uint64
-	// names and nameBytes are the resource names the stream subscribes
-	// to over all its types (Limits.MaxNamesPerStream, MaxNameBytesPerStream).
-	names, nameBytes int
+	// names bounds the resource names the stream subscribes to over all
+	// its types.
+	names nameBudget
 	// moves are views Reclassify moved the stream to, by type, until the
 	// stream's goroutine applies them (pushAll).
 	movesMu sync.Mutex
@@ -78,11 +78,6 @@ func (c *conn) moveTo(typeURL string, e *viewEntry) {
 	}
 }
 
-// heldUnknown marks, on a delta stream that moved to another view, a
-// resource the proxy holds at a version of the old view: never equal to a
-// version of the new one, so it is sent again (or removed).
-const heldUnknown = ^uint64(0)
-
 // applyMoves moves the stream's subscriptions as Reclassify asked: out of
 // the old view, into the new one, to be sent the new view whole.
 func (c *conn) applyMoves() {
@@ -101,10 +96,8 @@ func (c *conn) applyMoves() {
 		e.mu.Lock()
 		e.subs[ts] = struct{}{}
 		ts.e = e
-		ts.started, ts.added, ts.resync = false, nil, false
-		for n := range ts.sent {
-			ts.sent[n] = heldUnknown
-		}
+		ts.started = false
+		ts.sub.moved()
 		e.mu.Unlock()
 		c.a.tracker.moved(c.k, typeURL, e.view.Key.String())
 	}
@@ -231,8 +224,9 @@ func (a *ads) open(st grpc.ServerStream, delta bool) (*conn, error) {
 	if err := a.tracker.open(st.Context(), k); err != nil {
 		return nil, err
 	}
+	l := a.tracker.limits
 	return &conn{a: a, k: k, st: st, wake: make(chan struct{}, 1), types: map[string]*typeStream{},
-		shareable: uncompressed(st.Context())}, nil
+		shareable: uncompressed(st.Context()), names: nameBudget{maxNames: l.MaxNamesPerStream, maxBytes: l.MaxNameBytesPerStream}}, nil
 }
 
 // uncompressed reports whether the server will send this stream's
@@ -280,19 +274,6 @@ func (c *conn) subscribe(typeURL string) (*typeStream, error) {
 	return ts, nil
 }
 
-// holdNames accounts for ts's names becoming names names of nameBytes
-// bytes, or refuses them when the stream would pass its limits.
-func (c *conn) holdNames(ts *typeStream, names, nameBytes int) error {
-	l := c.a.tracker.limits
-	n, b := c.names-ts.heldNames+names, c.nameBytes-ts.heldBytes+nameBytes
-	if n > l.MaxNamesPerStream || b > l.MaxNameBytesPerStream {
-		return status.Errorf(codes.ResourceExhausted, "%s: a stream may subscribe to at most %d resource names of %d bytes in all (this request: %d names, %d bytes)",
-			TypeName(ts.typeURL), l.MaxNamesPerStream, l.MaxNameBytesPerStream, n, b)
-	}
-	c.names, c.nameBytes, ts.heldNames, ts.heldBytes = n, b, names, nameBytes
-	return nil
-}
-
 // typeRank orders pushes as Envoy wants them: a cluster before its
 // endpoints, a listener before its routes.
 func typeRank(typeURL string) int {
@@ -328,8 +309,8 @@ func (c *conn) sotwRequest(r *sotwRequest) error {
 			return err
 		}
 		ts.e.mu.Lock()
-		err = ts.setSotwNames(r)
-		if v := req.GetVersionInfo(); v != "" && v == ts.e.versionInfo() && ts.wildcard {
+		err = ts.setSotwNames(r, &c.names)
+		if v := req.GetVersionInfo(); v != "" && v == ts.e.versionInfo() && ts.sub.wildcard {
 			// A proxy back on a new stream with the whole view at its
 			// current version. Only a wildcard subscription says what it
 			// holds: a version names the view, not which of its resources
@@ -350,12 +331,12 @@ func (c *conn) sotwRequest(r *sotwRequest) error {
 		return nil
 	default:
 		ts.e.mu.Lock()
-		err := ts.setSotwNames(r)
+		err := ts.setSotwNames(r, &c.names)
 		ts.e.mu.Unlock()
 		if err != nil {
 			return asStatus(err, codes.InvalidArgument)
 		}
-		if len(ts.added) == 0 && !ts.resync {
+		if !ts.sub.grew() {
 			return nil // an ACK or NACK
 		}
 	}
@@ -383,12 +364,12 @@ func (c *conn) deltaRequest(req *discovery.DeltaDiscoveryRequest) error {
 		return nil
 	}
 	ts.e.mu.Lock()
-	err := ts.setDeltaNames(req.GetResourceNamesSubscribe(), req.GetResourceNamesUnsubscribe(), req.GetInitialResourceVersions())
+	err := ts.setDeltaNames(&c.names, req.GetResourceNamesSubscribe(), req.GetResourceNamesUnsubscribe(), req.GetInitialResourceVersions())
 	ts.e.mu.Unlock()
 	if err != nil {
 		return err
 	}
-	if ts.started && len(ts.added) == 0 && !ts.resync {
+	if ts.started && !ts.sub.grew() {
 		return nil
 	}
 	return c.push(ts)

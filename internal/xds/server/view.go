@@ -71,7 +71,7 @@ func (e *viewEntry) nameSet(raw []byte, names []string) (string, map[string]stru
 	}
 	s := nameSet{raw: string(raw), names: make(map[string]struct{}, len(names))}
 	for _, n := range names {
-		if n == "*" {
+		if n == wildcardName {
 			s.wildcard = true
 			continue
 		}

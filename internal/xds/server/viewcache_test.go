@@ -1600,7 +1600,7 @@ func TestViewCacheStreamsShareTheirSubscription(t *testing.T) {
 		defer e.mu.Unlock()
 		var maps []map[string]struct{}
 		for ts := range e.subs {
-			maps = append(maps, ts.names)
+			maps = append(maps, ts.sub.names)
 		}
 		return len(e.nameSets), len(maps) == 2 && reflect.ValueOf(maps[0]).Pointer() == reflect.ValueOf(maps[1]).Pointer()
 	}
