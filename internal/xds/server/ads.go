@@ -44,11 +44,13 @@ type ads struct {
 
 // conn is one ADS stream.
 type conn struct {
-	a     *ads
-	k     streamKey
-	st    grpc.ServerStream
-	node  *corev3.Node // the stream's own node, as the Tracker keeps it
-	wake  chan struct{}
+	a    *ads
+	k    streamKey
+	st   grpc.ServerStream
+	node *corev3.Node // the stream's own node, as the Tracker keeps it
+	// q holds what the cache told the stream (views changed, moved) until
+	// the stream's goroutine pushes it.
+	q     *pushQueue
 	types map[string]*typeStream // nil: a type Horizon does not serve
 	order []*typeStream          // clusters before endpoints before listeners before routes
 	// shareable: the stream's responses are not compressed, so responses
@@ -58,34 +60,12 @@ type conn struct {
 	// names bounds the resource names the stream subscribes to over all
 	// its types.
 	names nameBudget
-	// moves are views Reclassify moved the stream to, by type, until the
-	// stream's goroutine applies them (pushAll).
-	movesMu sync.Mutex
-	moves   map[string]*viewEntry
-}
-
-// moveTo asks the stream to move its subscription of typeURL to e.
-func (c *conn) moveTo(typeURL string, e *viewEntry) {
-	c.movesMu.Lock()
-	if c.moves == nil {
-		c.moves = map[string]*viewEntry{}
-	}
-	c.moves[typeURL] = e
-	c.movesMu.Unlock()
-	select {
-	case c.wake <- struct{}{}:
-	default:
-	}
 }
 
 // applyMoves moves the stream's subscriptions as Reclassify asked: out of
 // the old view, into the new one, to be sent the new view whole.
 func (c *conn) applyMoves() {
-	c.movesMu.Lock()
-	moves := c.moves
-	c.moves = nil
-	c.movesMu.Unlock()
-	for typeURL, e := range moves {
+	for typeURL, e := range c.q.takeMoves() {
 		ts := c.types[typeURL]
 		if ts == nil || ts.e == e {
 			continue
@@ -94,7 +74,7 @@ func (c *conn) applyMoves() {
 		delete(ts.e.subs, ts)
 		ts.e.mu.Unlock()
 		e.mu.Lock()
-		e.subs[ts] = struct{}{}
+		e.subs[ts] = c.q
 		ts.e = e
 		ts.started = false
 		ts.sub.moved()
@@ -167,7 +147,7 @@ func serve[Req any](a *ads, st grpc.ServerStream, delta bool, recv func() (*Req,
 			if err := handle(c, req); err != nil {
 				return err
 			}
-		case <-c.wake:
+		case <-c.q.ready:
 			if err := c.pushAll(); err != nil {
 				return err
 			}
@@ -225,7 +205,7 @@ func (a *ads) open(st grpc.ServerStream, delta bool) (*conn, error) {
 		return nil, err
 	}
 	l := a.tracker.limits
-	return &conn{a: a, k: k, st: st, wake: make(chan struct{}, 1), types: map[string]*typeStream{},
+	return &conn{a: a, k: k, st: st, q: newPushQueue(), types: map[string]*typeStream{},
 		shareable: uncompressed(st.Context()), names: nameBudget{maxNames: l.MaxNamesPerStream, maxBytes: l.MaxNameBytesPerStream}}, nil
 }
 
@@ -255,7 +235,7 @@ func (c *conn) close() {
 // subscribe subscribes the stream to its view of typeURL (the Tracker has
 // bound it); nil for a type Horizon does not serve.
 func (c *conn) subscribe(typeURL string) (*typeStream, error) {
-	e, err := c.a.views.bound(c.node, typeURL)
+	e, err := c.a.views.bound(c.node, typeURL, c.q)
 	if err != nil {
 		return nil, err
 	}
@@ -263,10 +243,9 @@ func (c *conn) subscribe(typeURL string) (*typeStream, error) {
 		c.types[typeURL] = nil // never answered
 		return nil, nil
 	}
-	c.a.views.attach(c.node, c)
-	ts := &typeStream{c: c, e: e, typeURL: typeURL}
+	ts := &typeStream{e: e, typeURL: typeURL}
 	e.mu.Lock()
-	e.subs[ts] = struct{}{}
+	e.subs[ts] = c.q
 	e.mu.Unlock()
 	c.types[typeURL] = ts
 	c.order = append(c.order, ts)

@@ -287,7 +287,7 @@ func TestUnsupportedTypeKeepsTheStream(t *testing.T) {
 		if err := f.port.request(id, req); err != nil {
 			t.Fatalf("stream %d: %v", id, err)
 		}
-		if e, err := f.vc.bound(req.GetNode(), nds); err != nil || e != nil {
+		if e, err := f.vc.bound(req.GetNode(), nds, nil); err != nil || e != nil {
 			t.Fatalf("the stream is bound to %v for %s (%v); want no view", e, nds, err)
 		}
 		// The same stream still gets what is served.

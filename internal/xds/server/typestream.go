@@ -9,7 +9,6 @@ import (
 // (a subscription) and what it has been sent. Only the stream's own
 // goroutine touches it, and it reads the view only under the view's lock.
 type typeStream struct {
-	c       *conn
 	e       *viewEntry
 	typeURL string
 	// started: the stream has been brought to version at (sent what it

@@ -19,7 +19,7 @@ const logSteps = 64
 // viewEntry is one view: its resources, each marshalled once, the version
 // at which each last changed, a short log of changes, and the streams
 // subscribed to it. Streams read it under mu; Update replaces what it holds
-// and wakes them.
+// and tells their subscribers.
 type viewEntry struct {
 	view View
 	refs int // bindings, guarded by ViewCache.mu
@@ -34,7 +34,7 @@ type viewEntry struct {
 	names   []string // of res, sorted: responses list resources in this order
 	version uint64   // 0 when built, +1 per Update that changed something
 	log     []step   // the last changes, oldest first, log[len-1].ver == version
-	subs    map[*typeStream]struct{}
+	subs    map[*typeStream]subscriber // each with whom to tell of changes
 	// shared are responses encoded once for the current version and sent
 	// as they are to every stream they fit; reset by Update.
 	shared map[sharedKind]*sharedMsg
@@ -118,7 +118,7 @@ type sharedMsg struct {
 
 func newViewEntry(v View, tag string, res map[string]types.Resource) *viewEntry {
 	e := &viewEntry{view: v, tag: tag, prefix: v.Key.String() + "@" + tag + "-",
-		current: res, res: make(map[string]served, len(res)), subs: map[*typeStream]struct{}{}}
+		current: res, res: make(map[string]served, len(res)), subs: map[*typeStream]subscriber{}}
 	for name, r := range res {
 		e.res[name] = served{any: mustAny(r), ver: 0}
 	}
@@ -155,9 +155,9 @@ func (e *viewEntry) resourceVersion(ver uint64) string {
 }
 
 // apply records one update: the resources that changed (new or different)
-// and those removed. Called with e.mu held; it returns the subscribed
-// streams to wake.
-func (e *viewEntry) apply(all map[string]types.Resource, changed map[string]types.Resource, removed []string) []*typeStream {
+// and those removed. Called with e.mu held; it returns the subscribers
+// to tell.
+func (e *viewEntry) apply(all map[string]types.Resource, changed map[string]types.Resource, removed []string) []subscriber {
 	e.version++
 	e.current = all
 	// e.res is read only under e.mu: updated in place, in O(changed).
@@ -184,9 +184,9 @@ func (e *viewEntry) apply(all map[string]types.Resource, changed map[string]type
 	}
 	e.log = append(e.log, st)
 	e.shared = nil
-	out := make([]*typeStream, 0, len(e.subs))
-	for ts := range e.subs {
-		out = append(out, ts)
+	out := make([]subscriber, 0, len(e.subs))
+	for _, s := range e.subs {
+		out = append(out, s)
 	}
 	return out
 }

@@ -76,7 +76,9 @@ const DefaultMaxViews = 1024
 
 // ViewCache holds the views: each view's resources, marshalled once
 // however many streams receive them (see viewEntry), and which stream is
-// bound to which view. The ADS server (ads.go) serves streams from it.
+// bound to which view. The ADS server (ads.go) serves streams from it; the
+// cache knows a stream only as its node and its subscriber (pushqueue.go),
+// which it tells of changes and moves.
 //
 // A view lives exactly as long as a stream is bound to it: the Tracker binds
 // a stream's node (its own pointer, see Tracker.request) to one view per
@@ -97,11 +99,11 @@ type ViewCache struct {
 	instance string
 	made     uint64
 
-	mu       sync.Mutex
-	caches   map[View]*viewEntry
-	bindings map[*corev3.Node]map[string]*viewEntry // stream node -> type -> view; nil: unsupported type
-	proxies  map[*corev3.Node]Proxy                 // what each bound stream's node says, to classify it again
-	conns    map[*corev3.Node]*conn                 // the ADS stream of each bound node, to move it
+	mu          sync.Mutex
+	caches      map[View]*viewEntry
+	bindings    map[*corev3.Node]map[string]*viewEntry // stream node -> type -> view; nil: unsupported type
+	proxies     map[*corev3.Node]Proxy                 // what each bound stream's node says, to classify it again
+	subscribers map[*corev3.Node]subscriber            // of each bound node's stream, told of its moves
 	// claims counts, per client, the bindings of each view it is bound
 	// to on a claimed key; claimedBy lists a node's such views.
 	claims    map[string]map[View]int
@@ -115,7 +117,7 @@ func NewViewCache(build Builder, classify Classifier, maxViews int) *ViewCache {
 		maxViews = DefaultMaxViews
 	}
 	return &ViewCache{caches: map[View]*viewEntry{}, bindings: map[*corev3.Node]map[string]*viewEntry{},
-		proxies: map[*corev3.Node]Proxy{}, conns: map[*corev3.Node]*conn{},
+		proxies: map[*corev3.Node]Proxy{}, subscribers: map[*corev3.Node]subscriber{},
 		claims: map[string]map[View]int{}, claimedBy: map[*corev3.Node][]View{},
 		build: build, classify: classify, maxViews: maxViews, instance: strconv.FormatInt(time.Now().UnixNano(), 36)}
 }
@@ -204,16 +206,7 @@ func (c *ViewCache) Unbind(node *corev3.Node) {
 	}
 	delete(c.bindings, node)
 	delete(c.proxies, node)
-	delete(c.conns, node)
-}
-
-// attach records the ADS stream of node, which Reclassify moves.
-func (c *ViewCache) attach(node *corev3.Node, cn *conn) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if _, ok := c.bindings[node]; ok {
-		c.conns[node] = cn
-	}
+	delete(c.subscribers, node)
 }
 
 // Reclassify classifies again the bound streams whose proxy match selects
@@ -226,7 +219,7 @@ func (c *ViewCache) attach(node *corev3.Node, cn *conn) {
 // maxViews. It reports how many bindings moved.
 func (c *ViewCache) Reclassify(match func(Proxy) bool) int {
 	type move struct {
-		cn      *conn
+		s       subscriber
 		typeURL string
 		e       *viewEntry
 	}
@@ -250,14 +243,14 @@ func (c *ViewCache) Reclassify(match func(Proxy) bool) int {
 			}
 			c.release(old)
 			c.bindings[node][typeURL] = e
-			if cn := c.conns[node]; cn != nil {
-				moves = append(moves, move{cn, typeURL, e})
+			if s := c.subscribers[node]; s != nil {
+				moves = append(moves, move{s, typeURL, e})
 			}
 		}
 	}
 	c.mu.Unlock()
 	for _, m := range moves {
-		m.cn.moveTo(m.typeURL, m.e)
+		m.s.viewMoved(m.typeURL, m.e)
 	}
 	return len(moves)
 }
@@ -328,13 +321,10 @@ func (c *ViewCache) Update(v View, resources map[string]types.Resource) (int, er
 		e.mu.Unlock()
 		return 0, nil // the view's version does not move
 	}
-	wake := e.apply(resources, changed, removed)
+	tell := e.apply(resources, changed, removed)
 	e.mu.Unlock()
-	for _, ts := range wake {
-		select {
-		case ts.c.wake <- struct{}{}:
-		default: // already woken: it will see this version too
-		}
+	for _, s := range tell {
+		s.viewChanged()
 	}
 	return len(changed) + len(removed), nil
 }
@@ -353,8 +343,11 @@ func (c *ViewCache) Version(v View) string {
 }
 
 // bound returns the view the stream of node is bound to for typeURL; nil
-// without error for a type Horizon does not serve.
-func (c *ViewCache) bound(node *corev3.Node, typeURL string) (*viewEntry, error) {
+// without error for a type Horizon does not serve. Unless s is nil, it
+// records s as the stream's subscriber, which Reclassify tells of moves:
+// under the same lock, so that a Reclassify either moved the binding
+// before (the view returned is the new one) or tells s.
+func (c *ViewCache) bound(node *corev3.Node, typeURL string, s subscriber) (*viewEntry, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	e, ok := c.bindings[node][typeURL]
@@ -362,6 +355,9 @@ func (c *ViewCache) bound(node *corev3.Node, typeURL string) (*viewEntry, error)
 		// The Tracker binds every request it accepts before the stream
 		// subscribes: this is a stream that is closing, or a bug.
 		return nil, status.Errorf(codes.Internal, "stream is not bound to a %s view", TypeName(typeURL))
+	}
+	if e != nil && s != nil {
+		c.subscribers[node] = s
 	}
 	return e, nil
 }

@@ -637,7 +637,7 @@ func TestViewCacheUnbindFreesViews(t *testing.T) {
 		t.Fatal("Resources still reports a freed view")
 	}
 	// A stream no longer bound finds no view to subscribe to.
-	if e, err := w.vc.bound(n2, resource.EndpointType); e != nil || status.Code(err) != codes.Internal {
+	if e, err := w.vc.bound(n2, resource.EndpointType, nil); e != nil || status.Code(err) != codes.Internal {
 		t.Fatalf("bound of an unbound stream: %v, %v; want Internal", e, err)
 	}
 
@@ -711,7 +711,7 @@ func TestViewCacheMaxViews(t *testing.T) {
 		t.Fatalf("the refused view exists: views %v, %d builds", w.vc.Views(), w.buildCount(edsView("c")))
 	}
 	// The refused stream has no view to subscribe to.
-	if e, err := w.vc.bound(nc, resource.EndpointType); e != nil || status.Code(err) != codes.Internal {
+	if e, err := w.vc.bound(nc, resource.EndpointType, nil); e != nil || status.Code(err) != codes.Internal {
 		t.Fatalf("bound of the refused stream: %v, %v; want Internal", e, err)
 	}
 	// An existing view takes more streams.
@@ -778,7 +778,7 @@ func TestViewCacheBindClassifierErrors(t *testing.T) {
 	if !errors.As(err, &unsupported) || !strings.Contains(err.Error(), nds) {
 		t.Fatalf("Bind of an unsupported type: %v, want UnsupportedType naming it", err)
 	}
-	if e, err := w.vc.bound(n, nds); e != nil || err != nil {
+	if e, err := w.vc.bound(n, nds, nil); e != nil || err != nil {
 		t.Fatalf("bound of the unsupported type: %v, %v; want no view, no error", e, err)
 	}
 
