@@ -1,10 +1,5 @@
 package server
 
-import (
-	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	"google.golang.org/protobuf/types/known/anypb"
-)
-
 // typeStream is one stream's subscription to one view: what it asked for
 // (a subscription) and what it has been sent. Only the stream's own
 // goroutine touches it, and it reads the view only under the view's lock.
@@ -255,25 +250,6 @@ func (ts *typeStream) changedAfter(ver uint64) []string {
 		if ts.e.res[n].ver > ver {
 			out = append(out, n)
 		}
-	}
-	return out
-}
-
-// anys returns the marshalled resources of names. Called with e.mu held.
-func (e *viewEntry) anys(names []string) []*anypb.Any {
-	out := make([]*anypb.Any, len(names))
-	for i, n := range names {
-		out[i] = e.res[n].any
-	}
-	return out
-}
-
-// deltaResources returns names as delta resources. Called with e.mu held.
-func (e *viewEntry) deltaResources(names []string) []*discovery.Resource {
-	out := make([]*discovery.Resource, len(names))
-	for i, n := range names {
-		s := e.res[n]
-		out[i] = &discovery.Resource{Name: n, Version: e.resourceVersion(s.ver), Resource: s.any}
 	}
 	return out
 }

@@ -7,7 +7,6 @@ import (
 
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
@@ -31,9 +30,9 @@ type viewEntry struct {
 	// current is what the view holds (replaced, never mutated, by Update).
 	current map[string]types.Resource
 	res     map[string]served
-	names   []string // of res, sorted: responses list resources in this order
-	version uint64   // 0 when built, +1 per Update that changed something
-	log     []step   // the last changes, oldest first, log[len-1].ver == version
+	names   []string                   // of res, sorted: responses list resources in this order
+	version uint64                     // 0 when built, +1 per Update that changed something
+	log     []step                     // the last changes, oldest first, log[len-1].ver == version
 	subs    map[*typeStream]subscriber // each with whom to tell of changes
 	// shared are responses encoded once for the current version and sent
 	// as they are to every stream they fit; reset by Update.
@@ -98,22 +97,6 @@ type served struct {
 type step struct {
 	ver              uint64
 	changed, removed []string
-}
-
-type sharedKind uint8
-
-const (
-	sotwAll   sharedKind = iota // every resource of the view
-	sotwStep                    // the resources the last Update changed
-	deltaStep                   // the last Update's changes and removals, as a delta response
-	deltaAll                    // every resource of the view, as a delta response
-)
-
-// sharedMsg is an encoded response with the nonce it carries.
-type sharedMsg struct {
-	msg   *grpc.PreparedMsg
-	nonce string
-	err   error
 }
 
 func newViewEntry(v View, tag string, res map[string]types.Resource) *viewEntry {
