@@ -28,6 +28,19 @@ type caLoader struct {
 	loaded atomic.Bool
 }
 
+// loadCA loads the CA at once when no API server is involved (a bad CA
+// then stops the start), else in the background.
+func loadCA(ctx context.Context, c Config, local kubernetes.Interface, log *slog.Logger) (*caLoader, error) {
+	if c.CACertsDir != "" || local == nil {
+		a, err := loadAuthority(ctx, c, local, log)
+		if err != nil {
+			return nil, err
+		}
+		return loadedCA(a), nil
+	}
+	return startCALoader(ctx, c, local, log), nil
+}
+
 func startCALoader(ctx context.Context, c Config, local kubernetes.Interface, log *slog.Logger) *caLoader {
 	l := &caLoader{done: make(chan struct{})}
 	go func() {

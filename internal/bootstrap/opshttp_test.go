@@ -42,7 +42,7 @@ func TestOpsHTTPClosesIdleConnections(t *testing.T) {
 	t.Cleanup(func() {
 		cancel()
 		select {
-		case <-done:
+		case <-done: //nolint:errcheck // stopped on purpose
 		case <-time.After(10 * time.Second):
 			t.Error("discovery did not stop")
 		}

@@ -10,26 +10,19 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	istioclient "istio.io/client-go/pkg/clientset/versioned"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
-	"github.com/horizonmesh/horizon/internal/ca"
 	"github.com/horizonmesh/horizon/internal/controlplane"
 	"github.com/horizonmesh/horizon/internal/model"
-	"github.com/horizonmesh/horizon/internal/ops"
 	"github.com/horizonmesh/horizon/internal/source"
 	istiosource "github.com/horizonmesh/horizon/internal/source/istio"
 	"github.com/horizonmesh/horizon/internal/source/kube"
@@ -46,7 +39,9 @@ type Listeners struct {
 	Started func(*controlplane.ControlPlane)
 }
 
-// Run runs the control plane until ctx ends.
+// Run runs the control plane until ctx ends: it validates c, sets up the
+// control plane, its sources (the local cluster and its remote Secrets,
+// Istio Gateways, meshNetworks, manifests) and the CA, then serves.
 func Run(ctx context.Context, c Config, log *slog.Logger, lis *Listeners) error {
 	manifests, err := c.validate()
 	if err != nil {
@@ -71,36 +66,14 @@ func Run(ctx context.Context, c Config, log *slog.Logger, lis *Listeners) error 
 	}
 	clients := kube.NewClients()
 	clients.ReviewQPS, clients.ReviewBurst = c.TokenReview.QPS, c.TokenReview.Burst
-	var local kubernetes.Interface
-	if restCfg != nil {
-		// Like a remote cluster's, the local API server's reachability
-		// shows in the cluster's status: its last state keeps serving.
-		id := model.ClusterID(c.ClusterID)
-		contact := kube.NewContact(func(reachable bool, msg string) {
-			if reachable {
-				log.Info("local cluster reachable again", "cluster", id)
-			} else {
-				log.Warn("local cluster unreachable; its last known state keeps serving", "cluster", id, "error", msg)
-			}
-			cp.ClusterError(id, "kubernetes (local)", msg)
-		})
-		restCfg.Wrap(contact.Wrap)
-		if local, err = clients.NewClient(restCfg); err != nil {
-			return fmt.Errorf("local cluster: %w", err)
-		}
-		clients.Set(model.ClusterID(c.ClusterID), local)
+	local, err := connectLocal(c, restCfg, clients, cp, log)
+	if err != nil {
+		return err
 	}
 	var caL *caLoader
 	if c.SecureAddr != "" || lis.Secure != nil {
-		if c.CACertsDir != "" || local == nil {
-			// No API server involved: a bad CA stops the start at once.
-			a, err := loadAuthority(ctx, c, local, log)
-			if err != nil {
-				return err
-			}
-			caL = loadedCA(a)
-		} else {
-			caL = startCALoader(ctx, c, local, log)
+		if caL, err = loadCA(ctx, c, local, log); err != nil {
+			return err
 		}
 		cp.AddReadinessGate("CA", caL.loaded.Load)
 		if len(c.SecureSANs) == 0 {
@@ -134,7 +107,32 @@ func Run(ctx context.Context, c Config, log *slog.Logger, lis *Listeners) error 
 		}
 	}
 	go cp.Run(ctx)
-	return serve(ctx, c, cp, reg, lis, caL, clients, log)
+	return serve(ctx, &app{c: c, cp: cp, reg: reg, caL: caL, clients: clients, log: log}, lis)
+}
+
+// connectLocal makes the local cluster's client (none without restCfg).
+// Like a remote cluster's, the local API server's reachability shows in
+// the cluster's status: its last state keeps serving.
+func connectLocal(c Config, restCfg *rest.Config, clients *kube.Clients, cp *controlplane.ControlPlane, log *slog.Logger) (kubernetes.Interface, error) {
+	if restCfg == nil {
+		return nil, nil
+	}
+	id := model.ClusterID(c.ClusterID)
+	contact := kube.NewContact(func(reachable bool, msg string) {
+		if reachable {
+			log.Info("local cluster reachable again", "cluster", id)
+		} else {
+			log.Warn("local cluster unreachable; its last known state keeps serving", "cluster", id, "error", msg)
+		}
+		cp.ClusterError(id, "kubernetes (local)", msg)
+	})
+	restCfg.Wrap(contact.Wrap)
+	local, err := clients.NewClient(restCfg)
+	if err != nil {
+		return nil, fmt.Errorf("local cluster: %w", err)
+	}
+	clients.Set(id, local)
+	return local, nil
 }
 
 // LocalConfig returns the local cluster's client config: the kubeconfig
@@ -188,176 +186,46 @@ func startLocal(ctx context.Context, c Config, client kubernetes.Interface, clie
 	}
 }
 
-func serve(ctx context.Context, c Config, cp *controlplane.ControlPlane, reg *prometheus.Registry, lis *Listeners,
-	caL *caLoader, clients *kube.Clients, log *slog.Logger) error {
-	ls, err := bindListeners(c, lis)
+// app is what Run has set up; its servers serve it.
+type app struct {
+	c       Config
+	cp      *controlplane.ControlPlane
+	reg     *prometheus.Registry
+	caL     *caLoader // nil: no TLS port
+	clients *kube.Clients
+	log     *slog.Logger
+}
+
+// serve runs discovery's servers (servers.go) on their listeners until
+// ctx ends or one of them stops, then shuts them all down (shutdown.go).
+func serve(ctx context.Context, a *app, lis *Listeners) error {
+	ls, err := bindListeners(a.c, lis)
 	if err != nil {
 		return err
 	}
-	local := clients.Get(model.ClusterID(c.ClusterID))
-	if ls.inject != nil && (caL == nil || local == nil) {
+	local := a.clients.Get(model.ClusterID(a.c.ClusterID))
+	if ls.inject != nil && (a.caL == nil || local == nil) {
 		ls.closeAll()
 		return usageErrorf("--inject-addr needs a local cluster (--kubeconfig or in-cluster) and the CA (--secure-addr)")
 	}
-	// ADS streams run on their own context: the servers stop accepting when
-	// ctx ends, and only then are the streams ended (with Unavailable).
-	streamsCtx, endStreams := context.WithCancel(context.WithoutCancel(ctx))
-	defer endStreams()
-	serveCtx, stopServing := context.WithCancel(ctx)
-	defer stopServing()
-	s := &servers{done: make(chan error, 4)}
-	startGRPC := func(l net.Listener, newServer func() (*grpc.Server, error), started func()) {
-		nl := &notifyListener{Listener: l, closed: make(chan struct{})}
-		s.add(nl.closed)
-		go func() {
-			g, err := newServer()
-			if err != nil || !s.addGRPC(g) {
-				_ = nl.Close()
-				s.done <- err
-				return
-			}
-			started()
-			s.done <- server.Serve(serveCtx, g, nl)
-		}()
-	}
-	startHTTP := func(l net.Listener, newServer func() (*http.Server, error), tls bool) {
-		s.add(nil)
-		go func() {
-			h, err := newServer()
-			if err != nil || !s.addHTTP(h) {
-				l.Close()
-				s.done <- err
-				return
-			}
-			if tls {
-				err = h.ServeTLS(l, "", "")
-			} else {
-				err = h.Serve(l)
-			}
-			if errors.Is(err, http.ErrServerClosed) {
-				err = nil
-			}
-			s.done <- err
-		}()
-	}
+	s := newServers(ctx)
+	defer s.release()
 	// The TLS port and injection wait for the CA, which may wait for the
 	// API server; ops HTTP and plaintext xDS serve (not ready) meanwhile.
-	awaitCA := func() (*ca.Authority, error) {
-		a, err := caL.wait(serveCtx)
-		if serveCtx.Err() != nil {
-			return nil, nil //nolint:nilerr // shutting down before the CA came: no error to report
-		}
-		return a, err
-	}
 	if ls.secure != nil {
-		startGRPC(ls.secure, func() (*grpc.Server, error) {
-			a, err := awaitCA()
-			if a == nil {
-				return nil, err
-			}
-			return newSecureServer(streamsCtx, c, cp, a, clients, reg, log)
-		}, func() {
-			log.Info("serving xDS and CSR over TLS", "addr", ls.secure.Addr().String(), "sans", c.SecureSANs)
-		})
+		a.secureXDS(ls.secure).start(s)
 	}
-	startHTTP(ls.http, func() (*http.Server, error) {
-		return ops.NewServer(ops.Handler(cp, reg), c.HTTPIdleTimeout), nil
-	}, false)
+	a.opsHTTP(ls.http).start(s)
 	if ls.inject != nil {
-		startHTTP(ls.inject, func() (*http.Server, error) {
-			a, err := awaitCA()
-			if a == nil {
-				return nil, err
-			}
-			log.Info("serving sidecar injection", "addr", ls.inject.Addr().String())
-			return injectionServer(ctx, c, local, a, log)
-		}, true)
+		a.webhook(ctx, ls.inject, local).start(s)
 	}
 	if ls.xds != nil {
-		startGRPC(ls.xds, func() (*grpc.Server, error) {
-			return server.NewGRPC(streamsCtx, cp.Views, cp.Tracker, grpc.ChainStreamInterceptor(shutdownStatus(streamsCtx))), nil
-		}, func() { log.Info("serving xDS", "addr", ls.xds.Addr().String()) })
+		a.plaintextXDS(ls.xds).start(s)
 	}
-	log.Info("serving ops HTTP", "addr", ls.http.Addr().String())
 	if lis.Started != nil {
-		lis.Started(cp)
+		lis.Started(a.cp)
 	}
-	running := s.count()
-	var failed error
-	select {
-	case <-ctx.Done():
-	case failed = <-s.done:
-		running--
-		stopServing()
-	}
-	begin := time.Now()
-	log.Info("shutting down: no new connections, ending xDS streams", "streams", len(cp.Tracker.Streams()), "grace", c.ShutdownGrace)
-	graceCtx, cancelGrace := context.WithTimeout(context.Background(), c.ShutdownGrace)
-	defer cancelGrace()
-	grpcs, https, closed := s.stop()
-	// Streams end once their servers have closed their listeners: a proxy
-	// that reconnects at once then finds another replica, not this one.
-	for _, ch := range closed {
-		select {
-		case <-ch:
-		case <-graceCtx.Done():
-		}
-	}
-	endStreams()
-	httpDone := make(chan struct{})
-	go func() {
-		for _, h := range https {
-			if h.Shutdown(graceCtx) != nil {
-				_ = h.Close() // the grace period is over
-			}
-		}
-		close(httpDone)
-	}()
-	forced, force := false, graceCtx.Done()
-	for running > 0 {
-		select {
-		case err := <-s.done:
-			running--
-			if err != nil && failed == nil {
-				failed = err
-			}
-		case <-force:
-			force, forced = nil, true
-			log.Warn("shutdown grace period over: closing the remaining connections", "streams", len(cp.Tracker.Streams()))
-			for _, g := range grpcs {
-				g.Stop()
-			}
-		}
-	}
-	<-httpDone
-	log.Info("shutdown complete", "took", time.Since(begin).Round(time.Millisecond), "forced", forced, "streams", len(cp.Tracker.Streams()))
-	return failed
-}
-
-// shutdownStatus ends with Unavailable "server shutting down" the streams
-// that ended because shutdown did: go-control-plane returns nil when its
-// context ends, which a client sees as a bare end of stream (EOF).
-// Unavailable tells Envoy to reconnect, as for any transient failure.
-func shutdownStatus(shutdown context.Context) grpc.StreamServerInterceptor {
-	return func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-		err := handler(srv, ss)
-		if err == nil && shutdown.Err() != nil {
-			return status.Error(codes.Unavailable, "server shutting down")
-		}
-		return err
-	}
-}
-
-// notifyListener tells when the gRPC server has closed it.
-type notifyListener struct {
-	net.Listener
-	once   sync.Once
-	closed chan struct{}
-}
-
-func (l *notifyListener) Close() error {
-	l.once.Do(func() { close(l.closed) })
-	return l.Listener.Close()
+	return s.run(ctx, a.c.ShutdownGrace, a.cp, a.log)
 }
 
 // startGateways follows Istio Gateways in the config (local) cluster when
