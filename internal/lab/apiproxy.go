@@ -6,11 +6,9 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
-	"runtime"
 	"sync"
 
-	"golang.org/x/sys/unix"
+	"github.com/horizonmesh/horizon/internal/netns"
 )
 
 // The API server listens on loopback; pods reach it where a real cluster's
@@ -24,45 +22,12 @@ import (
 // server (the router's addresses).
 const APIPort = 443
 
-// listenInNetns listens on addr inside network namespace ns (a socket
-// stays in the namespace it was made in).
-func listenInNetns(ns, addr string) (net.Listener, error) {
-	runtime.LockOSThread()
-	orig, err := os.Open("/proc/thread-self/ns/net")
-	if err != nil {
-		runtime.UnlockOSThread()
-		return nil, err
-	}
-	defer orig.Close()
-	target, err := os.Open("/run/netns/" + ns)
-	if err != nil {
-		runtime.UnlockOSThread()
-		return nil, err
-	}
-	defer target.Close()
-	if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-		runtime.UnlockOSThread()
-		return nil, fmt.Errorf("entering network namespace %s: %w", ns, err)
-	}
-	l, lerr := net.Listen("tcp", addr)
-	if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
-		// This thread is in the wrong namespace: leave it locked, so the
-		// runtime ends it with this goroutine.
-		if l != nil {
-			l.Close()
-		}
-		return nil, fmt.Errorf("leaving network namespace %s: %w", ns, err)
-	}
-	runtime.UnlockOSThread()
-	return l, lerr
-}
-
 // serveAPIProxy proxies connections to addrs (in the router's namespace)
 // to the API server at upstream until ctx ends.
 func serveAPIProxy(ctx context.Context, ns string, addrs []string, upstream string, logf func(string, ...any)) error {
 	var ls []net.Listener
 	for _, a := range addrs {
-		l, err := listenInNetns(ns, a)
+		l, err := netns.Listen(ns, a)
 		if err != nil {
 			for _, l := range ls {
 				l.Close()

@@ -20,6 +20,7 @@ import (
 
 	"github.com/horizonmesh/horizon/internal/k8sproc"
 	"github.com/horizonmesh/horizon/internal/labnode"
+	"github.com/horizonmesh/horizon/internal/netns"
 )
 
 // NodeComponent names the lab node process in lab.json and `lab status`.
@@ -133,7 +134,7 @@ func kubeletListener(spec ClusterSpec, dir clusterDir) (net.Listener, *tls.Confi
 	if !pool.AppendCertsFromPEM(ca) {
 		return nil, nil, fmt.Errorf("kubelet API: no certificate in %s", dir.pki(k8sproc.CACertFile))
 	}
-	l, err := listenInNetns(spec.RouterNS(), net.JoinHostPort(spec.Router, strconv.Itoa(KubeletPort)))
+	l, err := netns.Listen(spec.RouterNS(), net.JoinHostPort(spec.Router, strconv.Itoa(KubeletPort)))
 	if err != nil {
 		return nil, nil, fmt.Errorf("kubelet API: %w", err)
 	}

@@ -7,28 +7,18 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/horizonmesh/horizon/internal/netns"
 )
 
 // Runner runs a command (iproute2) and returns its combined output.
-type Runner interface {
-	Run(ctx context.Context, args ...string) (string, error)
-}
+type Runner = netns.Runner
 
 // ExecRunner runs commands on this machine.
-type ExecRunner struct{}
-
-// Run runs args[0] with args[1:].
-func (ExecRunner) Run(ctx context.Context, args ...string) (string, error) {
-	out, err := exec.CommandContext(ctx, args[0], args[1:]...).CombinedOutput()
-	if err != nil {
-		return string(out), fmt.Errorf("%s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
-	}
-	return string(out), nil
-}
+type ExecRunner = netns.ExecRunner
 
 // Network gives pods a network namespace with a veth on a bridge and an
 // address from the pod CIDR.
@@ -131,42 +121,24 @@ func containsAddr(as []netip.Addr, a netip.Addr) bool {
 // with eth0 at addr on the bridge.
 func (n *Network) SetupCommands(uid string, addr netip.Addr) [][]string {
 	ns, host := n.NetnsName(uid), n.vethName(uid)
-	peer := host[:len(host)-1] + "c"
-	in := func(ns string, args ...string) []string {
-		if ns == "" {
-			return append([]string{"ip"}, args...)
-		}
-		return append([]string{"ip", "-n", ns}, args...)
-	}
-	cmds := [][]string{
-		{"ip", "netns", "add", ns},
-		{"ip", "link", "add", host, "type", "veth", "peer", "name", peer, "netns", ns},
-	}
-	if n.BridgeNS != "" {
-		cmds = append(cmds, []string{"ip", "link", "set", host, "netns", n.BridgeNS})
-	}
-	cmds = append(cmds,
-		in(n.BridgeNS, "link", "set", host, "master", n.Bridge, "up"),
-		in(ns, "link", "set", peer, "name", "eth0"),
-		in(ns, "addr", "add", addr.String()+"/"+strconv.Itoa(n.CIDR.Bits()), "dev", "eth0"),
-		in(ns, "link", "set", "eth0", "up"),
-		in(ns, "link", "set", "lo", "up"),
-	)
+	var p netns.Plan
+	p.Namespace(ns)
+	p.Veth(netns.End{NS: n.BridgeNS, Name: host, Bridge: n.Bridge},
+		netns.End{NS: ns, Name: host[:len(host)-1] + "c", As: "eth0", CIDR: addr.String() + "/" + strconv.Itoa(n.CIDR.Bits())})
+	p.Up(ns, "lo")
 	if n.Gateway.IsValid() {
-		cmds = append(cmds, in(ns, "route", "add", "default", "via", n.Gateway.String()))
+		p.DefaultRoute(ns, n.Gateway.String())
 	}
-	return cmds
+	return p.Commands()
 }
 
 // Setup makes the pod's namespace (removing a leftover of the same name
 // first).
 func (n *Network) Setup(ctx context.Context, uid string, addr netip.Addr) error {
 	_ = n.Teardown(ctx, uid)
-	for _, c := range n.SetupCommands(uid, addr) {
-		if _, err := n.Runner.Run(ctx, c...); err != nil {
-			_ = n.Teardown(ctx, uid)
-			return err
-		}
+	if err := netns.RunAll(ctx, n.Runner, n.SetupCommands(uid, addr)); err != nil {
+		_ = n.Teardown(ctx, uid)
+		return err
 	}
 	return nil
 }
@@ -176,48 +148,14 @@ func (n *Network) Setup(ctx context.Context, uid string, addr netip.Addr) error 
 // (a namespace lives on while a process is in it). Absent is fine.
 func (n *Network) Teardown(ctx context.Context, uid string) error {
 	ns := n.NetnsName(uid)
-	out, err := n.Runner.Run(ctx, "ip", "netns", "list")
-	if err != nil {
+	if ok, err := netns.Exists(ctx, n.Runner, ns); err != nil || !ok {
 		return err
 	}
-	if !hasNetns(out, ns) {
-		return nil
-	}
-	if pids, _ := n.Runner.Run(ctx, "ip", "netns", "pids", ns); strings.TrimSpace(pids) != "" {
-		_, _ = n.Runner.Run(ctx, append([]string{"kill", "-KILL"}, strings.Fields(pids)...)...)
-	}
-	_, err = n.Runner.Run(ctx, "ip", "netns", "del", ns)
-	return err
+	return netns.Delete(ctx, n.Runner, ns)
 }
 
 // Leftovers deletes every pod namespace of this prefix (after a crash),
 // killing what runs in them.
 func (n *Network) Leftovers(ctx context.Context) error {
-	out, err := n.Runner.Run(ctx, "ip", "netns", "list")
-	if err != nil {
-		return err
-	}
-	var errs []error
-	for _, line := range strings.Split(out, "\n") {
-		f := strings.Fields(line)
-		if len(f) == 0 || !strings.HasPrefix(f[0], n.Prefix+"-p") {
-			continue
-		}
-		if pids, _ := n.Runner.Run(ctx, "ip", "netns", "pids", f[0]); strings.TrimSpace(pids) != "" {
-			_, _ = n.Runner.Run(ctx, append([]string{"kill", "-KILL"}, strings.Fields(pids)...)...)
-		}
-		if _, err := n.Runner.Run(ctx, "ip", "netns", "del", f[0]); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
-}
-
-func hasNetns(list, ns string) bool {
-	for _, line := range strings.Split(list, "\n") {
-		if f := strings.Fields(line); len(f) > 0 && f[0] == ns {
-			return true
-		}
-	}
-	return false
+	return netns.DeleteAll(ctx, n.Runner, n.Prefix+"-p")
 }

@@ -6,13 +6,11 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
-	"runtime"
 	"sync"
 	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/horizonmesh/horizon/internal/netns"
 )
 
 // probe runs c's startup probe, then its liveness and readiness probes,
@@ -142,7 +140,7 @@ func (p *podRun) check(ctx context.Context, plan *ContainerPlan, name string, pr
 	defer cancel()
 	switch pr.Kind {
 	case ProbeTCP:
-		conn, err := DialInNetns(ctx, p.netns, pr.Addr())
+		conn, err := netns.Dial(ctx, p.netns, pr.Addr())
 		if err != nil {
 			return err
 		}
@@ -150,7 +148,7 @@ func (p *podRun) check(ctx context.Context, plan *ContainerPlan, name string, pr
 	case ProbeHTTP:
 		tr := &http.Transport{
 			DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
-				return DialInNetns(ctx, p.netns, addr)
+				return netns.Dial(ctx, p.netns, addr)
 			},
 			TLSClientConfig:   &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // as the kubelet's probes
 			DisableKeepAlives: true,
@@ -196,46 +194,4 @@ func (p *podRun) check(ctx context.Context, plan *ContainerPlan, name string, pr
 		}
 	}
 	return fmt.Errorf("unknown probe kind %q", pr.Kind)
-}
-
-// DialInNetns opens a TCP connection from inside network namespace netns
-// (/run/netns/NAME): the socket is made on a thread switched into it.
-func DialInNetns(ctx context.Context, netns, addr string) (net.Conn, error) {
-	type result struct {
-		conn net.Conn
-		err  error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		runtime.LockOSThread()
-		// Unlocked only when the thread is back in its own namespace;
-		// otherwise it ends with this goroutine.
-		orig, err := os.Open(fmt.Sprintf("/proc/%d/task/%d/ns/net", os.Getpid(), unix.Gettid()))
-		if err != nil {
-			ch <- result{nil, err}
-			runtime.UnlockOSThread()
-			return
-		}
-		defer orig.Close()
-		target, err := os.Open("/run/netns/" + netns)
-		if err != nil {
-			ch <- result{nil, err}
-			runtime.UnlockOSThread()
-			return
-		}
-		defer target.Close()
-		if err := unix.Setns(int(target.Fd()), unix.CLONE_NEWNET); err != nil {
-			ch <- result{nil, fmt.Errorf("setns %s: %w", netns, err)}
-			runtime.UnlockOSThread()
-			return
-		}
-		var d net.Dialer
-		conn, err := d.DialContext(ctx, "tcp", addr)
-		if unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET) == nil {
-			runtime.UnlockOSThread()
-		}
-		ch <- result{conn, err}
-	}()
-	r := <-ch
-	return r.conn, r.err
 }

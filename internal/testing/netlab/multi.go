@@ -1,16 +1,17 @@
 package netlab
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/horizonmesh/horizon/internal/netns"
+)
 
 // Bridge adds a further bridge namespace (PREFIX-name, bridge br0, no
 // address) and returns its name: one per isolated network segment.
 func (l *Lab) Bridge(name string) string {
 	l.t.Helper()
 	ns := l.prefix + "-" + name
-	l.addNS(ns)
-	l.In(ns, "ip", "link", "add", "br0", "address", l.bridgeMAC(), "type", "bridge")
-	l.In(ns, "ip", "link", "set", "br0", "up")
-	l.In(ns, "ip", "link", "set", "lo", "up")
+	l.addBridge(ns, "")
 	return ns
 }
 
@@ -19,7 +20,7 @@ func (l *Lab) Namespace(name string) string {
 	l.t.Helper()
 	ns := l.prefix + "-" + name
 	l.addNS(ns)
-	l.In(ns, "ip", "link", "set", "lo", "up")
+	l.run("ip", "-n", ns, "link", "set", "lo", "up")
 	return ns
 }
 
@@ -28,25 +29,18 @@ func (l *Lab) Namespace(name string) string {
 func (l *Lab) Attach(ns, bridgeNS, ifname, cidr string) {
 	l.t.Helper()
 	l.links++
-	a, b := fmt.Sprintf("%sl%da", l.prefix, l.links), fmt.Sprintf("%sl%db", l.prefix, l.links)
-	l.run("ip", "link", "add", a, "type", "veth", "peer", "name", b)
-	l.run("ip", "link", "set", a, "netns", bridgeNS)
-	l.run("ip", "link", "set", b, "netns", ns)
-	l.In(bridgeNS, "ip", "link", "set", a, "master", "br0", "up")
-	l.In(ns, "ip", "link", "set", b, "name", ifname)
-	l.In(ns, "ip", "addr", "add", cidr, "dev", ifname)
-	l.In(ns, "ip", "link", "set", ifname, "up")
+	var p netns.Plan
+	p.Veth(netns.End{NS: bridgeNS, Name: fmt.Sprintf("%sl%da", l.prefix, l.links), Bridge: "br0"},
+		netns.End{NS: ns, Name: fmt.Sprintf("%sl%db", l.prefix, l.links), As: ifname, CIDR: cidr})
+	l.apply(&p)
 }
 
 // AttachRoot plugs the test's own namespace into a bridge (address cidr).
 func (l *Lab) AttachRoot(bridgeNS, cidr string) {
 	l.t.Helper()
-	root, peer := l.prefix+"-root", l.prefix+"-rootp"
-	l.run("ip", "link", "add", root, "type", "veth", "peer", "name", peer)
-	l.run("ip", "link", "set", peer, "netns", bridgeNS)
-	l.In(bridgeNS, "ip", "link", "set", peer, "master", "br0", "up")
-	l.run("ip", "addr", "add", cidr, "dev", root)
-	l.run("ip", "link", "set", root, "up")
+	var p netns.Plan
+	p.Veth(netns.End{NS: bridgeNS, Name: l.prefix + "-rootp", Bridge: "br0"}, netns.End{Name: l.prefix + "-root", CIDR: cidr})
+	l.apply(&p)
 }
 
 // Hosts writes /etc/netns/ns/hosts.

@@ -1,10 +1,11 @@
 // Package netlab builds test networks from Linux network namespaces, veth
-// pairs and bridges (iproute2), and runs processes inside them. Every name
-// it creates starts with the lab's prefix; leftovers of an earlier run with
-// the same prefix are removed first.
+// pairs and bridges (internal/netns, as the lab does), and runs processes
+// inside them. Every name it creates starts with the lab's prefix;
+// leftovers of an earlier run with the same prefix are removed first.
 package netlab
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -12,6 +13,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"github.com/horizonmesh/horizon/internal/netns"
 )
 
 // Require skips the test unless it runs as root with ip, iptables, curl,
@@ -48,16 +51,8 @@ type Lab struct {
 	bridges int
 }
 
-// bridgeMAC is a fixed (locally administered) address for a new bridge.
-// A bridge created without one takes the lowest address of its ports and
-// changes it as ports come and go: a namespace that resolved the gateway
-// before a later namespace was plugged in kept sending to the old address,
-// and its traffic through the gateway was dropped until its neighbour
-// entry expired (tens of seconds).
-func (l *Lab) bridgeMAC() string {
-	l.bridges++
-	return fmt.Sprintf("02:68:7a:00:%02x:%02x", l.bridges>>8&0xff, l.bridges&0xff)
-}
+// macFamily keeps the tests' bridge addresses apart from the lab's.
+const macFamily = 'z'
 
 // New creates the bridge namespace (PREFIX-br, bridge br0 with gateway
 // address gw, e.g. "10.44.0.1/24") and removes leftovers first.
@@ -66,26 +61,32 @@ func New(t testing.TB, prefix, gw string) *Lab {
 	l := &Lab{t: t, prefix: prefix, bridge: prefix + "-br"}
 	l.cleanupLeftovers()
 	t.Cleanup(l.close)
-	l.addNS(l.bridge)
-	l.In(l.bridge, "ip", "link", "add", "br0", "address", l.bridgeMAC(), "type", "bridge")
-	l.In(l.bridge, "ip", "addr", "add", gw, "dev", "br0")
-	l.In(l.bridge, "ip", "link", "set", "br0", "up")
-	l.In(l.bridge, "ip", "link", "set", "lo", "up")
+	l.addBridge(l.bridge, gw)
 	return l
 }
 
+func (l *Lab) addBridge(ns, gw string) {
+	l.t.Helper()
+	l.addNS(ns)
+	l.bridges++
+	var p netns.Plan
+	p.Bridge(ns, "br0", netns.BridgeMAC(macFamily, l.bridges), gw)
+	p.Up(ns, "lo")
+	l.apply(&p)
+}
+
 func (l *Lab) cleanupLeftovers() {
-	out, _ := exec.Command("ip", "netns", "list").Output()
-	for _, line := range strings.Split(string(out), "\n") {
-		if name := strings.Fields(line + " x")[0]; strings.HasPrefix(name, l.prefix+"-") {
-			_ = exec.Command("ip", "netns", "del", name).Run()
-			_ = os.RemoveAll(filepath.Join("/etc/netns", name))
-		}
+	ctx := context.Background()
+	names, _ := netns.List(ctx, netns.ExecRunner{}, l.prefix+"-")
+	for _, name := range names {
+		_ = netns.Delete(ctx, netns.ExecRunner{}, name)
+		_ = os.RemoveAll(filepath.Join("/etc/netns", name))
 	}
 	_ = exec.Command("ip", "link", "del", l.prefix+"-root").Run()
 }
 
 func (l *Lab) addNS(name string) {
+	l.t.Helper()
 	l.run("ip", "netns", "add", name)
 	l.ns = append(l.ns, name)
 }
@@ -94,10 +95,18 @@ func (l *Lab) addNS(name string) {
 // on the bridge and a default route via gw; hosts lines go to its
 // /etc/hosts. It returns the namespace's name.
 func (l *Lab) Host(name, cidr, gw string, hosts ...string) string {
+	l.t.Helper()
 	ns := l.prefix + "-" + name
 	l.addNS(ns)
-	l.veth(ns, cidr)
-	l.In(ns, "ip", "route", "add", "default", "via", gw)
+	a, b := ns+"-a", ns+"-b"
+	if len(a) > 15 { // interface names are at most 15 bytes
+		a, b = fmt.Sprintf("%s%da", l.prefix, len(l.ns)), fmt.Sprintf("%s%db", l.prefix, len(l.ns))
+	}
+	var p netns.Plan
+	p.Veth(netns.End{NS: l.bridge, Name: a, Bridge: "br0"}, netns.End{NS: ns, Name: b, As: "eth0", CIDR: cidr})
+	p.Up(ns, "lo")
+	p.DefaultRoute(ns, gw)
+	l.apply(&p)
 	if len(hosts) > 0 {
 		l.writeHosts(ns, hosts)
 	}
@@ -118,27 +127,8 @@ func (l *Lab) writeHosts(ns string, hosts []string) {
 // RootLink joins the test's own (root) namespace to the bridge with
 // address cidr, so that a server the test runs in-process is reachable.
 func (l *Lab) RootLink(cidr string) {
-	root, peer := l.prefix+"-root", l.prefix+"-rootp"
-	l.run("ip", "link", "add", root, "type", "veth", "peer", "name", peer)
-	l.run("ip", "link", "set", peer, "netns", l.bridge)
-	l.In(l.bridge, "ip", "link", "set", peer, "master", "br0", "up")
-	l.run("ip", "addr", "add", cidr, "dev", root)
-	l.run("ip", "link", "set", root, "up")
-}
-
-func (l *Lab) veth(ns, cidr string) {
-	a, b := ns+"-a", ns+"-b"
-	if len(a) > 15 { // interface names are at most 15 bytes
-		a, b = fmt.Sprintf("%s%da", l.prefix, len(l.ns)), fmt.Sprintf("%s%db", l.prefix, len(l.ns))
-	}
-	l.run("ip", "link", "add", a, "type", "veth", "peer", "name", b)
-	l.run("ip", "link", "set", a, "netns", l.bridge)
-	l.run("ip", "link", "set", b, "netns", ns)
-	l.In(l.bridge, "ip", "link", "set", a, "master", "br0", "up")
-	l.In(ns, "ip", "link", "set", b, "name", "eth0")
-	l.In(ns, "ip", "addr", "add", cidr, "dev", "eth0")
-	l.In(ns, "ip", "link", "set", "eth0", "up")
-	l.In(ns, "ip", "link", "set", "lo", "up")
+	l.t.Helper()
+	l.AttachRoot(l.bridge, cidr)
 }
 
 // In runs a command in a namespace and fails the test if it fails.
@@ -181,6 +171,14 @@ func (l *Lab) Start(ns string, uid int, logFile string, args ...string) {
 	l.procs = append(l.procs, cmd)
 }
 
+// apply runs a plan's commands, failing the test at the first that fails.
+func (l *Lab) apply(p *netns.Plan) {
+	l.t.Helper()
+	for _, c := range p.Commands() {
+		l.run(c...)
+	}
+}
+
 func (l *Lab) run(args ...string) string {
 	l.t.Helper()
 	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
@@ -199,8 +197,9 @@ func (l *Lab) close() {
 	for _, p := range l.procs {
 		_ = p.Wait()
 	}
+	ctx := context.Background()
 	for i := len(l.ns) - 1; i >= 0; i-- {
-		_ = exec.Command("ip", "netns", "del", l.ns[i]).Run()
+		_ = netns.Delete(ctx, netns.ExecRunner{}, l.ns[i])
 		_ = os.RemoveAll(filepath.Join("/etc/netns", l.ns[i]))
 	}
 	_ = exec.Command("ip", "link", "del", l.prefix+"-root").Run()
