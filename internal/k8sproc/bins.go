@@ -1,7 +1,10 @@
-// Package k8sproc holds what runs real Kubernetes control-plane processes
-// needs, shared by the integration tests' kubeharness and `horizon lab`: the
-// pinned releases, where scripts/k8s-bins.sh builds their binaries, and the
-// certificates and service-account keys the processes read.
+// Package k8sproc runs real Kubernetes control-plane processes for the
+// integration tests' kubeharness and `horizon lab` alike: the pinned
+// releases, where scripts/k8s-bins.sh builds their binaries, the
+// certificates and service-account keys the processes read (pki.go), and
+// one launcher (controlplane.go: etcd's and kube-apiserver's command lines,
+// starting them and waiting until they are ready, failing early with the
+// log of one that exits; proc.go).
 package k8sproc
 
 import (

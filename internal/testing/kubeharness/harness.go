@@ -6,21 +6,15 @@
 package kubeharness
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 
@@ -66,18 +60,8 @@ type Cluster struct {
 	// (etcd.log, kube-apiserver.log).
 	Dir string
 
-	pki     *k8sproc.PKI
-	mu      sync.Mutex
-	procs   []*proc // etcd, then kube-apiserver (absent while stopped)
-	apiPath string
-	apiArgs []string // kube-apiserver's command line, for a restart
-}
-
-type proc struct {
-	name string
-	cmd  *exec.Cmd
-	done chan struct{} // closed once the process has exited
-	err  error         // its exit status, set before done closes
+	pki *k8sproc.PKI
+	cp  *k8sproc.ControlPlane // etcd, then kube-apiserver (absent while stopped)
 }
 
 // DefaultBinDir is where scripts/k8s-bins.sh builds by default:
@@ -144,7 +128,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 			return c
 		}
 		c.Stop()
-		if errors.Is(err, errPortTaken) && attempt < 3 {
+		if errors.Is(err, k8sproc.ErrPortTaken) && attempt < 3 {
 			t.Logf("kubeharness: cluster %s: %v; retrying on other ports", c.Name, err)
 			continue
 		}
@@ -152,186 +136,62 @@ func Start(t testing.TB, opts Options) *Cluster {
 	}
 }
 
-var errPortTaken = errors.New("a port was taken")
-
 func (c *Cluster) start(bin string, opts Options) error {
 	var err error
 	if c.pki, err = k8sproc.NewPKI(k8sproc.PKIOptions{}); err != nil {
 		return err
 	}
 	c.CACert = c.pki.CACert
-	files, err := c.pki.Write(c.Dir)
-	if err != nil {
+	if _, err := c.pki.Write(c.Dir); err != nil {
 		return err
 	}
 	ports, err := k8sproc.FreePorts(3)
 	if err != nil {
 		return err
 	}
-	c.EtcdURL = "http://127.0.0.1:" + strconv.Itoa(ports[0])
-	peerURL := "http://127.0.0.1:" + strconv.Itoa(ports[1])
-	c.URL = "https://127.0.0.1:" + strconv.Itoa(ports[2])
-	member := "etcd-" + opts.Name
-	if err := c.spawn(filepath.Join(bin, "etcd"), "etcd",
-		"--name", member, "--data-dir", filepath.Join(c.Dir, "etcd-data"),
-		"--listen-client-urls", c.EtcdURL, "--advertise-client-urls", c.EtcdURL,
-		"--listen-peer-urls", peerURL, "--initial-advertise-peer-urls", peerURL,
-		"--initial-cluster", member+"="+peerURL,
-		"--unsafe-no-fsync", // test data: durability buys nothing, fsync costs seconds
-		"--log-level", "warn"); err != nil {
-		return err
-	}
-	args := []string{
-		"--etcd-servers", c.EtcdURL,
-		"--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1",
-		"--secure-port", strconv.Itoa(ports[2]),
-		"--tls-cert-file", files["serving.crt"], "--tls-private-key-file", files["serving.key"],
-		"--client-ca-file", files["ca.crt"],
-		"--service-account-issuer", "https://kubernetes.default.svc." + opts.Name,
-		"--service-account-key-file", files["sa.pub"],
-		"--service-account-signing-key-file", files["sa.key"],
-		"--service-cluster-ip-range", opts.ServiceCIDR,
-		"--authorization-mode", "RBAC",
+	c.cp = &k8sproc.ControlPlane{Name: opts.Name, BinDir: bin, Dir: c.Dir, PKIDir: c.Dir, ServiceCIDR: opts.ServiceCIDR,
+		EtcdPort: ports[0], EtcdPeerPort: ports[1], APIServerPort: ports[2],
 		// No controller-manager runs, so nothing would create the default
 		// ServiceAccount or mount its token: pods are admitted without one.
-		"--disable-admission-plugins", "ServiceAccount",
-		"--enable-priority-and-fairness=false",
-		// Leave the "kubernetes" Service's endpoints alone (127.0.0.1).
-		"--endpoint-reconciler-type", "none",
-		"--profiling=false",
+		APIServerArgs: append([]string{"--disable-admission-plugins", "ServiceAccount"}, opts.ExtraArgs...),
 	}
-	c.apiPath, c.apiArgs = filepath.Join(bin, "kube-apiserver"), append(args, opts.ExtraArgs...)
-	if err := c.spawn(c.apiPath, apiServer, c.apiArgs...); err != nil {
-		return err
-	}
+	c.EtcdURL, c.URL = c.cp.EtcdURL(), c.cp.URL()
 	c.AdminConfig = &rest.Config{Host: c.URL, QPS: 200, Burst: 400,
 		TLSClientConfig: rest.TLSClientConfig{CAData: c.pki.CACert, CertData: c.pki.AdminCert, KeyData: c.pki.AdminKey}}
 	if c.Client, err = kubernetes.NewForConfig(c.AdminConfig); err != nil {
 		return err
 	}
-	return c.waitReady()
-}
-
-const apiServer = "kube-apiserver"
-
-// spawn starts a process, its output appended to LogPath(name) (a restarted
-// API server keeps the earlier lines).
-func (c *Cluster) spawn(path, name string, args ...string) error {
-	log, err := os.OpenFile(c.LogPath(name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return err
-	}
-	defer log.Close() // the child holds its own descriptor
-	cmd := exec.Command(path, args...)
-	cmd.Dir = c.Dir
-	cmd.Stdout, cmd.Stderr = log, log
-	// Never outlive the test binary, even when it is killed.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("start %s: %w", name, err)
-	}
-	p := &proc{name: name, cmd: cmd, done: make(chan struct{})}
-	go func() { p.err = cmd.Wait(); close(p.done) }()
-	c.mu.Lock()
-	c.procs = append(c.procs, p)
-	c.mu.Unlock()
-	return nil
-}
-
-func (c *Cluster) running() []*proc {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([]*proc(nil), c.procs...)
-}
-
-// waitReady polls /readyz (and the default namespace, made by a post-start
-// hook) until StartTimeout, failing early when a process exits.
-func (c *Cluster) waitReady() error {
-	deadline := time.Now().Add(StartTimeout)
-	var last error
-	for {
-		for _, p := range c.running() {
-			select {
-			case <-p.done:
-				err := fmt.Errorf("%s exited (%v)%s", p.name, p.err, c.tails()) //nolint:errorlint // p.err may be nil (exit 0)
-				if strings.Contains(c.logTail(p.name, 60), "address already in use") {
-					err = fmt.Errorf("%w: %w", errPortTaken, err)
-				}
-				return err
-			default:
-			}
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		body, err := c.Client.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
-		switch {
-		case err != nil:
-			last = err
-		case !bytes.Equal(bytes.TrimSpace(body), []byte("ok")):
-			last = fmt.Errorf("/readyz: %s", body)
-		default:
-			_, err = c.Client.CoreV1().Namespaces().Get(ctx, metav1.NamespaceDefault, metav1.GetOptions{})
-			last = err
-		}
-		cancel()
-		if last == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("not ready after %s: %w%s", StartTimeout, last, c.tails())
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	ctx, cancel := context.WithTimeout(context.Background(), StartTimeout)
+	defer cancel()
+	return c.cp.Start(ctx, c.Client)
 }
 
 // LogPath is where a process's stdout and stderr go ("etcd" or
 // "kube-apiserver").
 func (c *Cluster) LogPath(name string) string { return filepath.Join(c.Dir, name+".log") }
 
-func (c *Cluster) tails() string {
-	var b strings.Builder
-	for _, p := range c.running() {
-		fmt.Fprintf(&b, "\n--- last lines of %s:\n%s", c.LogPath(p.name), c.logTail(p.name, 40))
-	}
-	return b.String()
-}
-
-func (c *Cluster) logTail(name string, n int) string { return k8sproc.Tail(c.LogPath(name), n) }
-
 // Stop stops the API server, then etcd (also done when the test ends); a
 // second call does nothing.
 func (c *Cluster) Stop() {
-	c.mu.Lock()
-	procs := c.procs
-	c.procs = nil
-	c.mu.Unlock()
-	for i := len(procs) - 1; i >= 0; i-- {
-		terminate(procs[i], syscall.SIGTERM)
+	if c.cp != nil {
+		c.cp.Stop(stopGrace)
 	}
 }
+
+// stopGrace is how long a process has to exit after a signal before it is
+// killed.
+const stopGrace = 10 * time.Second
 
 // StopAPIServer stops kube-apiserver only (SIGTERM, or SIGKILL when kill is
 // set, as a crash would), keeping etcd, the certificates and the port:
 // clients see connections refused until StartAPIServer. Stopping a stopped
 // API server does nothing.
 func (c *Cluster) StopAPIServer(kill bool) {
-	c.mu.Lock()
-	var p *proc
-	for i, q := range c.procs {
-		if q.name == apiServer {
-			p = q
-			c.procs = append(c.procs[:i:i], c.procs[i+1:]...)
-			break
-		}
-	}
-	c.mu.Unlock()
-	if p == nil {
-		return
-	}
 	sig := syscall.SIGTERM
 	if kill {
 		sig = syscall.SIGKILL
 	}
-	terminate(p, sig)
+	c.cp.StopComponent(k8sproc.KubeAPIServer, sig, stopGrace)
 }
 
 // StartAPIServer starts kube-apiserver again after StopAPIServer, with the
@@ -339,27 +199,24 @@ func (c *Cluster) StopAPIServer(kill bool) {
 // waits until it is ready. The cluster's objects are all still there; a
 // running API server is left alone.
 func (c *Cluster) StartAPIServer() error {
-	for _, p := range c.running() {
-		if p.name == apiServer {
-			return nil
-		}
-	}
-	if c.apiPath == "" {
+	if c.cp == nil {
 		return errors.New("kubeharness: the cluster was never started")
+	}
+	if c.APIServerRunning() {
+		return nil
 	}
 	begin := time.Now()
 	// The port was ours until the stop; retry briefly should the kernel
 	// not have released it yet.
 	for attempt := 1; ; attempt++ {
-		if err := c.spawn(c.apiPath, apiServer, c.apiArgs...); err != nil {
-			return err
-		}
-		err := c.waitReady()
+		ctx, cancel := context.WithTimeout(context.Background(), StartTimeout)
+		err := c.cp.StartAPIServer(ctx, c.Client)
+		cancel()
 		if err == nil {
 			return nil
 		}
 		c.StopAPIServer(true)
-		if !errors.Is(err, errPortTaken) || attempt >= 5 || time.Since(begin) > StartTimeout {
+		if !errors.Is(err, k8sproc.ErrPortTaken) || attempt >= 5 || time.Since(begin) > StartTimeout {
 			return fmt.Errorf("kubeharness: cluster %s: restarting kube-apiserver: %w", c.Name, err)
 		}
 		time.Sleep(500 * time.Millisecond)
@@ -368,27 +225,13 @@ func (c *Cluster) StartAPIServer() error {
 
 // APIServerRunning reports whether kube-apiserver's process is running.
 func (c *Cluster) APIServerRunning() bool {
-	for _, p := range c.running() {
-		if p.name == apiServer {
-			select {
-			case <-p.done:
-				return false
-			default:
-				return true
-			}
+	if c.cp == nil {
+		return false
+	}
+	for _, p := range c.cp.Procs() {
+		if p.Component == k8sproc.KubeAPIServer {
+			return !p.Exited()
 		}
 	}
 	return false
-}
-
-// terminate signals a process and waits for it to exit, killing it after
-// 10 seconds.
-func terminate(p *proc, sig syscall.Signal) {
-	_ = p.cmd.Process.Signal(sig)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
 }
