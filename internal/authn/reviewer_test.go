@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/peer"
 
 	"github.com/horizonmesh/horizon/internal/model"
+	"github.com/horizonmesh/horizon/internal/testing/testkit"
 )
 
 // stub is a Backend counting its reviews: tokens in good are accepted,
@@ -365,7 +366,7 @@ func TestConcurrencyPerPeer(t *testing.T) {
 	}
 	<-h.b.started
 	<-h.b.started
-	waitFor(t, func() bool {
+	testkit.WaitFor(t, "the condition", func() bool {
 		h.r.mu.Lock()
 		defer h.r.mu.Unlock()
 		return h.r.peers.m["10.0.0.1"].waiting == 1
@@ -384,18 +385,6 @@ func TestConcurrencyPerPeer(t *testing.T) {
 	wg.Wait()
 	if h.results(ResultBusy) != 1 {
 		t.Errorf("busy counted %v, want 1", h.results(ResultBusy))
-	}
-}
-
-// waitFor polls an internal condition that has no event of its own.
-func waitFor(t *testing.T, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not reached")
-		}
-		time.Sleep(time.Millisecond)
 	}
 }
 

@@ -15,19 +15,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/horizonmesh/horizon/internal/testing/adsclient"
+	"github.com/horizonmesh/horizon/internal/testing/testkit"
 )
-
-// waitUntil polls an observable condition of the server until it holds.
-func eventually(t *testing.T, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
 
 // Distinct invented networks used to make one view each, held forever (2.6
 // GB for 500 streams on a 300-service mesh). Now an unknown network is
@@ -79,12 +68,12 @@ func TestInventedNetworksAreRefusedAndViewsFreed(t *testing.T) {
 	for _, c := range clients[1:] {
 		c.Close()
 	}
-	eventually(t, "19 streams have closed", func() bool { return len(env.cp.Tracker.Streams()) == 1 })
+	testkit.WaitFor(t, "19 streams have closed", func() bool { return len(env.cp.Tracker.Streams()) == 1 })
 	if v := env.cp.Views.Views(); len(v) != 2 {
 		t.Fatalf("views freed while a proxy still uses them: %v", v)
 	}
 	clients[0].Close()
-	eventually(t, "the last view is freed", func() bool { return len(env.cp.Views.Views()) == 0 })
+	testkit.WaitFor(t, "the last view is freed", func() bool { return len(env.cp.Views.Views()) == 0 })
 	_, metrics := env.get(t, "/metrics")
 	for _, want := range []string{"horizon_xds_views 0", `horizon_xds_connected_proxies{network="network2"} 0`} {
 		if !strings.Contains(metrics, want) {
@@ -132,7 +121,7 @@ func TestBothStreamKindsAreTracked(t *testing.T) {
 		t.Fatalf("/debug/syncz does not list both streams:\n%s", body)
 	}
 	sotw.Close()
-	eventually(t, "the state-of-the-world stream is gone", func() bool { return len(env.cp.Tracker.Streams()) == 1 })
+	testkit.WaitFor(t, "the state-of-the-world stream is gone", func() bool { return len(env.cp.Tracker.Streams()) == 1 })
 	_, metrics := env.get(t, "/metrics")
 	if want := `horizon_xds_connected_proxies{network=""} 1`; !strings.Contains(metrics, want) {
 		t.Fatalf("/metrics lacks %q:\n%s", want, grep(metrics, "connected_proxies"))

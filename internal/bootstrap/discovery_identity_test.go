@@ -24,6 +24,7 @@ import (
 	"github.com/horizonmesh/horizon/internal/ca/catest"
 	"github.com/horizonmesh/horizon/internal/controlplane"
 	"github.com/horizonmesh/horizon/internal/testing/adsclient"
+	"github.com/horizonmesh/horizon/internal/testing/testkit"
 )
 
 // The identity rule of the TLS xDS port (docs/architecture.md, "Identity on
@@ -89,19 +90,8 @@ func startIdentityDiscoveryWith(t *testing.T, plaintext bool) *identityDiscovery
 	case err := <-done:
 		t.Fatalf("discovery: %v", err)
 	}
-	waitUntil(t, "discovery ready", d.cp.Ready)
+	testkit.WaitFor(t, "discovery ready", d.cp.Ready)
 	return d
-}
-
-func waitUntil(t *testing.T, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // openStreams counts the tracker's streams of one kind.
@@ -305,7 +295,7 @@ func TestSecurePortNoCertDeltaStreamBesideVerifiedSotWStream(t *testing.T) {
 			var attacker *deltaClient
 			if order == "delta opened first" {
 				attacker = d.delta(t, "evil", "evil")
-				waitUntil(t, "the delta stream to open", func() bool { return d.openStreams(true) == 1 })
+				testkit.WaitFor(t, "the delta stream to open", func() bool { return d.openStreams(true) == 1 })
 			}
 			verified := d.sotw(t, "sample", "sleep", verifiedNode)
 			_ = verified.Request(resource.ClusterType, nil, "", "", "")
@@ -350,7 +340,7 @@ func TestSecurePortStreamsApartFromPlaintextPortStreams(t *testing.T) {
 	t.Run("another workload's TLS stream beside a plaintext stream", func(t *testing.T) {
 		d := startIdentityDiscoveryWith(t, true)
 		attacker := d.sotw(t, "evil", "evil", sleepNode("sample", "sleep")) // TLS stream 1, another identity
-		waitUntil(t, "the TLS stream to open", func() bool { return d.openStreams(false) == 1 })
+		testkit.WaitFor(t, "the TLS stream to open", func() bool { return d.openStreams(false) == 1 })
 		plain, err := adsclient.Dial(d.xds, sleepNode("sample", "sleep")) // plaintext stream 1
 		if err != nil {
 			t.Fatal(err)
@@ -382,7 +372,7 @@ func TestSecurePortStreamsApartFromPlaintextPortStreams(t *testing.T) {
 			t.Fatalf("plaintext client: %v", err)
 		}
 		plain.Close()
-		waitUntil(t, "the plaintext stream to close", func() bool { return d.openStreams(false) <= 1 })
+		testkit.WaitFor(t, "the plaintext stream to close", func() bool { return d.openStreams(false) <= 1 })
 		_ = verified.Request(resource.EndpointType, []string{hwEDS}, "", "", "")
 		if _, err := verified.Wait(resource.EndpointType, 5*time.Second, func(r *discovery.DiscoveryResponse) bool { return len(r.Resources) == 1 }); err != nil {
 			t.Errorf("verified client after a plaintext stream of the same number closed: %v", err)

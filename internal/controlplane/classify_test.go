@@ -14,6 +14,7 @@ import (
 
 	"github.com/horizonmesh/horizon/internal/source"
 	"github.com/horizonmesh/horizon/internal/source/kube"
+	"github.com/horizonmesh/horizon/internal/testing/testkit"
 	"github.com/horizonmesh/horizon/internal/xds/server"
 	"github.com/horizonmesh/horizon/internal/xds/translate"
 )
@@ -42,7 +43,7 @@ func podService(st *kube.Store, name, ip, sa string, port int32, labels map[stri
 // claims, and such a view is marked claimed (bounded per client by the
 // ViewCache).
 func TestViewsAreKeyedByWhatTheMeshVerifies(t *testing.T) {
-	cp := New(Options{Logger: quietLogger(), Debounce: time.Millisecond, DebounceMax: 5 * time.Millisecond})
+	cp := New(Options{Logger: testkit.Logger(), Debounce: time.Millisecond, DebounceMax: 5 * time.Millisecond})
 	st := kube.NewStore()
 	const pods = 6
 	var ips []netip.Addr
@@ -54,7 +55,7 @@ func TestViewsAreKeyedByWhatTheMeshVerifies(t *testing.T) {
 	podService(st, "gw", "10.1.0.100", "gw", 15443, map[string]string{"istio": "eastwestgateway"})
 	cp.SetCluster(source.Cluster{ID: "c1", Origin: "test", Local: true, Source: &kube.Source{Store: st, IsSynced: func() bool { return true }}})
 	serve(t, cp)
-	waitFor(t, "ready", cp.Ready)
+	testkit.WaitFor(t, "ready", cp.Ready)
 
 	// Every non-empty combination of the pods' addresses, as a flood of
 	// plaintext clients would state them: at most one view per pod.

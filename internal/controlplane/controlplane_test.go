@@ -2,8 +2,6 @@ package controlplane
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"net"
 	"sync/atomic"
 	"testing"
@@ -18,10 +16,9 @@ import (
 	"github.com/horizonmesh/horizon/internal/source"
 	"github.com/horizonmesh/horizon/internal/source/kube"
 	"github.com/horizonmesh/horizon/internal/testing/adsclient"
+	"github.com/horizonmesh/horizon/internal/testing/testkit"
 	"github.com/horizonmesh/horizon/internal/xds/server"
 )
-
-func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 // serve runs cp and its ADS server on loopback and returns the address.
 func serve(t testing.TB, cp *ControlPlane) string {
@@ -39,7 +36,7 @@ func serve(t testing.TB, cp *ControlPlane) string {
 }
 
 func TestUnavailableUntilLocalClusterSyncs(t *testing.T) {
-	cp := New(Options{Logger: quietLogger(), RemoteSyncTimeout: time.Hour, Debounce: 5 * time.Millisecond})
+	cp := New(Options{Logger: testkit.Logger(), RemoteSyncTimeout: time.Hour, Debounce: 5 * time.Millisecond})
 	var synced atomic.Bool
 	cp.SetCluster(source.Cluster{ID: "local", Origin: "test", Local: true, Source: &kube.Source{Store: kube.NewStore(), IsSynced: synced.Load}})
 	addr := serve(t, cp)
@@ -79,7 +76,7 @@ func TestUnavailableUntilLocalClusterSyncs(t *testing.T) {
 }
 
 func TestRemoteNeverBlocksReadinessBeyondTimeout(t *testing.T) {
-	cp := New(Options{Logger: quietLogger(), RemoteSyncTimeout: 300 * time.Millisecond, Debounce: 5 * time.Millisecond})
+	cp := New(Options{Logger: testkit.Logger(), RemoteSyncTimeout: 300 * time.Millisecond, Debounce: 5 * time.Millisecond})
 	always := func() bool { return true }
 	never := func() bool { return false }
 	cp.SetCluster(source.Cluster{ID: "local", Origin: "test", Local: true, Source: &kube.Source{Store: kube.NewStore(), IsSynced: always}})
@@ -99,7 +96,7 @@ func TestRemoteNeverBlocksReadinessBeyondTimeout(t *testing.T) {
 }
 
 func TestReadinessGate(t *testing.T) {
-	cp := New(Options{Logger: quietLogger(), RemoteSyncTimeout: time.Second, Debounce: 5 * time.Millisecond})
+	cp := New(Options{Logger: testkit.Logger(), RemoteSyncTimeout: time.Second, Debounce: 5 * time.Millisecond})
 	var gate atomic.Bool
 	cp.AddReadinessGate("meshNetworks", gate.Load)
 	cp.SetCluster(source.Cluster{ID: "local", Origin: "test", Local: true, Source: &kube.Source{Store: kube.NewStore(), IsSynced: func() bool { return true }}})

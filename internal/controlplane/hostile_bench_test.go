@@ -15,6 +15,7 @@ import (
 	"github.com/horizonmesh/horizon/internal/source"
 	"github.com/horizonmesh/horizon/internal/source/kube"
 	"github.com/horizonmesh/horizon/internal/testing/adsclient"
+	"github.com/horizonmesh/horizon/internal/testing/testkit"
 )
 
 // BenchmarkInventedNetworks replays the attack of 500 streams, each with a
@@ -23,7 +24,7 @@ import (
 // Reported per op (one endpoint change reaching a legitimate proxy):
 // ns/op, views held, and the live heap in MB after the attack.
 func BenchmarkInventedNetworks(b *testing.B) {
-	cp := New(Options{Logger: quietLogger(), Debounce: time.Millisecond, DebounceMax: 5 * time.Millisecond, RemoteSyncTimeout: time.Second})
+	cp := New(Options{Logger: testkit.Logger(), Debounce: time.Millisecond, DebounceMax: 5 * time.Millisecond, RemoteSyncTimeout: time.Second})
 	store := kube.NewStore()
 	for s := range 300 {
 		name := fmt.Sprintf("svc%d", s)

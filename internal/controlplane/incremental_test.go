@@ -19,6 +19,7 @@ import (
 	"github.com/horizonmesh/horizon/internal/source"
 	"github.com/horizonmesh/horizon/internal/source/kube"
 	"github.com/horizonmesh/horizon/internal/testing/adsclient"
+	"github.com/horizonmesh/horizon/internal/testing/testkit"
 	"github.com/horizonmesh/horizon/internal/xds/server"
 	"github.com/horizonmesh/horizon/internal/xds/translate"
 )
@@ -44,7 +45,7 @@ func incrementalSlice(name string, addrs ...string) *discoveryv1.EndpointSlice {
 // others are reused) and no listener, route or cluster; a ClusterIP change
 // rebuilds listeners and routes.
 func TestEndpointChangeRebuildsOnlyItsService(t *testing.T) {
-	cp := New(Options{Logger: quietLogger(), Debounce: time.Millisecond, DebounceMax: 5 * time.Millisecond, RemoteSyncTimeout: time.Second})
+	cp := New(Options{Logger: testkit.Logger(), Debounce: time.Millisecond, DebounceMax: 5 * time.Millisecond, RemoteSyncTimeout: time.Second})
 	store := kube.NewStore()
 	for i, name := range []string{"a", "b", "c"} {
 		store.Upsert(incrementalService(name, fmt.Sprintf("10.96.0.%d", i+1)), "")
@@ -52,7 +53,7 @@ func TestEndpointChangeRebuildsOnlyItsService(t *testing.T) {
 	}
 	cp.SetCluster(source.Cluster{ID: "c1", Origin: "test", Local: true, Source: &kube.Source{Store: store, IsSynced: func() bool { return true }}})
 	addr := serve(t, cp)
-	waitFor(t, "ready", cp.Ready)
+	testkit.WaitFor(t, "ready", cp.Ready)
 	c, err := adsclient.Dial(addr, adsclient.Node("p0", "", "c1"))
 	if err != nil {
 		t.Fatal(err)
@@ -114,7 +115,7 @@ func TestEndpointChangeRebuildsOnlyItsService(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The push goes on to the gateway's view after the sidecar's.
-	waitFor(t, "b's load assignment rebuilt in the gateway's view too", func() bool {
+	testkit.WaitFor(t, "b's load assignment rebuilt in the gateway's view too", func() bool {
 		return assignments("built")-before["built"] >= 2 && assignments("reused")-before["reused"] >= 4
 	})
 	// EDS is not a state-of-the-world type for Envoy: only b's is resent.
@@ -162,27 +163,15 @@ func TestEndpointChangeRebuildsOnlyItsService(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "routes rebuilt after a ClusterIP change", func() bool { return builds("rds") > rdsBefore })
-}
-
-// waitFor polls ok (an observable state) until it holds, failing after 10 s.
-func waitFor(t *testing.T, what string, ok func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testkit.WaitFor(t, "routes rebuilt after a ClusterIP change", func() bool { return builds("rds") > rdsBefore })
 }
 
 // WaitPush returns once a push after the given one has completed.
 func TestWaitPush(t *testing.T) {
-	cp := New(Options{Logger: quietLogger(), Debounce: time.Millisecond, RemoteSyncTimeout: time.Second})
+	cp := New(Options{Logger: testkit.Logger(), Debounce: time.Millisecond, RemoteSyncTimeout: time.Second})
 	cp.SetCluster(source.Cluster{ID: "c1", Origin: "test", Local: true, Source: &kube.Source{Store: kube.NewStore(), IsSynced: func() bool { return true }}})
 	serve(t, cp)
-	waitFor(t, "ready", cp.Ready)
+	testkit.WaitFor(t, "ready", cp.Ready)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	seq := cp.PushSeq()
@@ -215,12 +204,12 @@ func (b blockingDNS) LookupNetIP(ctx context.Context, _, _ string) ([]netip.Addr
 // is served without that gateway, and pushed again once the name answers.
 func TestSlowGatewayNameDoesNotStallPushes(t *testing.T) {
 	dns := blockingDNS{release: make(chan struct{})}
-	cp := New(Options{Logger: quietLogger(), Debounce: time.Millisecond, RemoteSyncTimeout: time.Second, Resolver: dns, RefreshInterval: time.Hour})
+	cp := New(Options{Logger: testkit.Logger(), Debounce: time.Millisecond, RemoteSyncTimeout: time.Second, Resolver: dns, RefreshInterval: time.Hour})
 	cp.SetMeshNetworks(&model.MeshNetworks{Networks: []*model.NetworkConfig{{Name: "n2", Registries: []model.ClusterID{"c2"},
 		Gateways: []model.GatewaySpec{{Address: "gw.example.com", Port: 15443}}}}}, nil)
 	cp.SetCluster(source.Cluster{ID: "c1", Origin: "test", Local: true, Source: &kube.Source{Store: kube.NewStore()}})
 	serve(t, cp)
-	waitFor(t, "ready while the gateway name hangs", cp.Ready)
+	testkit.WaitFor(t, "ready while the gateway name hangs", cp.Ready)
 	if gws := cp.Mesh().Gateways(); len(gws) != 0 {
 		t.Fatalf("gateways before the name resolved: %v", gws)
 	}
@@ -233,5 +222,5 @@ func TestSlowGatewayNameDoesNotStallPushes(t *testing.T) {
 		t.Fatalf("a push stalled behind the hanging name: %v", err)
 	}
 	close(dns.release)
-	waitFor(t, "the gateway once its name resolved", func() bool { return len(cp.Mesh().Gateways()) == 1 })
+	testkit.WaitFor(t, "the gateway once its name resolved", func() bool { return len(cp.Mesh().Gateways()) == 1 })
 }

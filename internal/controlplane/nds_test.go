@@ -14,6 +14,7 @@ import (
 	"github.com/horizonmesh/horizon/internal/source"
 	"github.com/horizonmesh/horizon/internal/source/kube"
 	"github.com/horizonmesh/horizon/internal/testing/adsclient"
+	"github.com/horizonmesh/horizon/internal/testing/testkit"
 	"github.com/horizonmesh/horizon/internal/xds/ndspb"
 	"github.com/horizonmesh/horizon/internal/xds/translate"
 )
@@ -43,7 +44,7 @@ func hasName(t *testing.T, host string, ips ...string) func(*discovery.Discovery
 // when a service is added, and rebuilt only when services or ClusterIPs
 // change — over state of the world and delta alike.
 func TestNDSOnTheADSStream(t *testing.T) {
-	cp := New(Options{Logger: quietLogger(), Debounce: time.Millisecond, DebounceMax: 5 * time.Millisecond, RemoteSyncTimeout: time.Second})
+	cp := New(Options{Logger: testkit.Logger(), Debounce: time.Millisecond, DebounceMax: 5 * time.Millisecond, RemoteSyncTimeout: time.Second})
 	local, remote := kube.NewStore(), kube.NewStore()
 	local.Upsert(incrementalService("helloworld", "10.96.0.10"), "")
 	local.Upsert(incrementalSlice("helloworld", "10.1.0.1"), "")
@@ -53,7 +54,7 @@ func TestNDSOnTheADSStream(t *testing.T) {
 	cp.SetCluster(source.Cluster{ID: "c1", Origin: "test", Local: true, Source: &kube.Source{Store: local, IsSynced: synced}})
 	cp.SetCluster(source.Cluster{ID: "c2", Origin: "test", Source: &kube.Source{Store: remote, IsSynced: synced}})
 	addr := serve(t, cp)
-	waitFor(t, "ready", cp.Ready)
+	testkit.WaitFor(t, "ready", cp.Ready)
 
 	c, err := adsclient.Dial(addr, adsclient.Node("sidecar~10.1.0.9~sleep.ns~ns.svc.cluster.local", "", "c1"))
 	if err != nil {
@@ -166,12 +167,12 @@ func TestNDSOnTheADSStream(t *testing.T) {
 // A network gateway's NDS request is left unanswered and its stream stays
 // up: routers resolve no service names.
 func TestRouterGetsNoNDS(t *testing.T) {
-	cp := New(Options{Logger: quietLogger(), Debounce: time.Millisecond, RemoteSyncTimeout: time.Second})
+	cp := New(Options{Logger: testkit.Logger(), Debounce: time.Millisecond, RemoteSyncTimeout: time.Second})
 	store := kube.NewStore()
 	store.Upsert(incrementalService("helloworld", "10.96.0.10"), "")
 	cp.SetCluster(source.Cluster{ID: "c1", Origin: "test", Local: true, Source: &kube.Source{Store: store, IsSynced: func() bool { return true }}})
 	addr := serve(t, cp)
-	waitFor(t, "ready", cp.Ready)
+	testkit.WaitFor(t, "ready", cp.Ready)
 	gw, err := adsclient.Dial(addr, adsclient.Node("router~10.0.0.9~gw.ns~ns.svc.cluster.local", "", "c1"))
 	if err != nil {
 		t.Fatal(err)

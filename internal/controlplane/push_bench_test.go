@@ -16,6 +16,7 @@ import (
 	"github.com/horizonmesh/horizon/internal/source"
 	"github.com/horizonmesh/horizon/internal/source/kube"
 	"github.com/horizonmesh/horizon/internal/testing/adsclient"
+	"github.com/horizonmesh/horizon/internal/testing/testkit"
 )
 
 // benchSlice is an EndpointSlice of n endpoints; gen changes one address so
@@ -44,7 +45,7 @@ func benchSlice(n, gen int) *discoveryv1.EndpointSlice {
 func BenchmarkEndpointChangePerView(b *testing.B) {
 	for _, proxies := range []int{1, 10, 100} {
 		b.Run("proxies="+strconv.Itoa(proxies), func(b *testing.B) {
-			cp := New(Options{Logger: quietLogger(), Debounce: time.Millisecond, DebounceMax: 5 * time.Millisecond, RemoteSyncTimeout: time.Second})
+			cp := New(Options{Logger: testkit.Logger(), Debounce: time.Millisecond, DebounceMax: 5 * time.Millisecond, RemoteSyncTimeout: time.Second})
 			store := kube.NewStore()
 			store.Upsert(&corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "big", Namespace: "ns"},
 				Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80}}}}, "")
@@ -114,7 +115,7 @@ func BenchmarkEndpointChangePerView(b *testing.B) {
 func BenchmarkOneEndpointChangeInMesh(b *testing.B) {
 	for _, others := range []int{0, 1000} {
 		b.Run("services="+strconv.Itoa(others+1), func(b *testing.B) {
-			cp := New(Options{Logger: quietLogger(), Debounce: time.Millisecond, DebounceMax: 5 * time.Millisecond, RemoteSyncTimeout: time.Second})
+			cp := New(Options{Logger: testkit.Logger(), Debounce: time.Millisecond, DebounceMax: 5 * time.Millisecond, RemoteSyncTimeout: time.Second})
 			store := kube.NewStore()
 			store.Upsert(&corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "big", Namespace: "ns"},
 				Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: 80}}}}, "")

@@ -12,6 +12,7 @@ import (
 	"github.com/horizonmesh/horizon/internal/source"
 	"github.com/horizonmesh/horizon/internal/source/kube"
 	"github.com/horizonmesh/horizon/internal/testing/adsclient"
+	"github.com/horizonmesh/horizon/internal/testing/testkit"
 )
 
 // A sidecar whose workload starts serving a port after its proxy connected
@@ -20,13 +21,13 @@ import (
 // endpoint goes, they go. Only the streams of the workloads whose
 // endpoints changed are classified again.
 func TestSidecarFollowsItsServedPorts(t *testing.T) {
-	cp := New(Options{Logger: quietLogger(), Debounce: time.Millisecond, DebounceMax: 5 * time.Millisecond})
+	cp := New(Options{Logger: testkit.Logger(), Debounce: time.Millisecond, DebounceMax: 5 * time.Millisecond})
 	st := kube.NewStore()
 	st.Upsert(incrementalService("helloworld", "10.96.0.10"), "")
 	st.Upsert(incrementalSlice("helloworld", "10.1.0.1"), "")
 	cp.SetCluster(source.Cluster{ID: "c1", Origin: "test", Local: true, Source: &kube.Source{Store: st, IsSynced: func() bool { return true }}})
 	addr := serve(t, cp)
-	waitFor(t, "ready", cp.Ready)
+	testkit.WaitFor(t, "ready", cp.Ready)
 
 	dial := func(id, ip string) *adsclient.Client {
 		n := adsclient.Node(id, "", "c1")

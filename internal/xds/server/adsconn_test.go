@@ -419,16 +419,3 @@ func decodeSotw(r *discovery.DiscoveryResponse) (map[string]proto.Message, error
 	}
 	return out, nil
 }
-
-// waitFor waits until cond holds (something the server does after a
-// stream ends, which no response tells), failing after testTimeout.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(testTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}

@@ -18,6 +18,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/horizonmesh/horizon/internal/testing/testkit"
 )
 
 // These tests are the hostile-client review's findings (issue 17), each
@@ -81,7 +83,7 @@ func TestSilentStreamIsClosed(t *testing.T) {
 	if status.Code(err) != codes.DeadlineExceeded || !strings.Contains(err.Error(), "no request within") {
 		t.Fatalf("silent stream ended with %v, want DeadlineExceeded", err)
 	}
-	waitFor(t, "the silent stream's slot to be freed", func() bool { return len(env.tr.Streams()) == 0 })
+	testkit.WaitFor(t, "the silent stream's slot to be freed", func() bool { return len(env.tr.Streams()) == 0 })
 	s := env.sotw(t, "p", "a")
 	s.sub(t, resource.EndpointType)
 	s.recv(t, resource.EndpointType)

@@ -29,6 +29,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/horizonmesh/horizon/internal/testing/testkit"
 	"github.com/horizonmesh/horizon/internal/xds/translate"
 )
 
@@ -676,9 +677,9 @@ func TestViewCacheStreamEndFreesViews(t *testing.T) {
 	}
 
 	s.close()
-	waitFor(t, "the CDS view to be freed", func() bool { return slices.Equal(w.views(), []View{eds}) })
+	testkit.WaitFor(t, "the CDS view to be freed", func() bool { return slices.Equal(w.views(), []View{eds}) })
 	d.close()
-	waitFor(t, "every view to be freed", func() bool { return len(w.vc.Views()) == 0 && len(env.tr.Streams()) == 0 })
+	testkit.WaitFor(t, "every view to be freed", func() bool { return len(w.vc.Views()) == 0 && len(env.tr.Streams()) == 0 })
 
 	w.set(eds, map[string]types.Resource{"b": cla("b", "10.0.0.2")})
 	builds := w.buildCount(eds)
@@ -1311,7 +1312,7 @@ func TestViewCacheRecreatedEmptyViewAnswersAnOldVersion(t *testing.T) {
 	}
 	held := r.GetVersionInfo()
 	s.close()
-	waitFor(t, "the view to be freed", func() bool { return len(w.vc.Views()) == 0 })
+	testkit.WaitFor(t, "the view to be freed", func() bool { return len(w.vc.Views()) == 0 })
 
 	// x goes while nobody watches; the proxy reconnects with its version.
 	w.set(cds, nil)
@@ -1492,7 +1493,7 @@ func TestViewCacheConcurrentUpdates(t *testing.T) {
 	}
 	// The views exist once a stream asked for them (an Update of a view
 	// that does not exist is dropped).
-	waitFor(t, "the views to exist", func() bool { return len(w.views()) == 2 })
+	testkit.WaitFor(t, "the views to exist", func() bool { return len(w.views()) == 2 })
 	for i := 1; i <= updates; i++ {
 		if _, err := w.vc.Update(eds, edsState(i)); err != nil {
 			t.Fatal(err)
@@ -1536,7 +1537,7 @@ func TestViewCacheServerStopEndsStreams(t *testing.T) {
 	d.sub(t, resource.ClusterType, nil, nil)
 	d.recv(t, resource.ClusterType)
 	idle := env.sotw(t, "p3", "a") // a stream that has sent nothing
-	waitFor(t, "the server to hold the three streams", func() bool { return len(env.tr.Streams()) == 3 })
+	testkit.WaitFor(t, "the server to hold the three streams", func() bool { return len(env.tr.Streams()) == 3 })
 
 	env.stop()
 	for name, end := range map[string]func() error{
@@ -1665,7 +1666,7 @@ func TestViewCacheReclassifyMovesStreams(t *testing.T) {
 		t.Fatalf("after the move, delta got %v, removed %v; want x and z, y removed", dr.names, dr.removed)
 	}
 	d.ack(t, resource.ClusterType)
-	waitFor(t, "view a freed", func() bool { return !slices.Contains(w.vc.Views(), a) })
+	testkit.WaitFor(t, "view a freed", func() bool { return !slices.Contains(w.vc.Views(), a) })
 	// The old view's changes no longer reach them; the new one's do.
 	if _, err := w.vc.Update(b, map[string]types.Resource{"x": cluster("x", 3*time.Second), "z": cluster("z", time.Second)}); err != nil {
 		t.Fatal(err)
