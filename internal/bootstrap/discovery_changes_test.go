@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/horizonmesh/horizon/internal/testing/adsclient"
+	"github.com/horizonmesh/horizon/internal/testing/testkit"
 )
 
 func metric(t *testing.T, env *discoveryEnv, name string) float64 {
@@ -107,17 +108,10 @@ func TestMeshNetworksEditAppliesLiveAndInvalidIsRejected(t *testing.T) {
 	// An invalid edit is rejected; the previous gateway keeps serving.
 	n := len(c.Responses())
 	rewrite(t, nets, "port: 443", "port: 99999")
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testkit.WaitFor(t, "the invalid meshNetworks reported in /debug/clusters", func() bool {
 		_, body := env.get(t, "/debug/clusters")
-		if strings.Contains(body, "port out of range") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("invalid meshNetworks not reported in /debug/clusters:\n%s", body)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return strings.Contains(body, "port out of range")
+	})
 	if got := metric(t, env, "horizon_meshnetworks_rejected_total"); got != 1 {
 		t.Errorf("rejected metric = %v", got)
 	}
@@ -164,13 +158,7 @@ func TestNACKIsRecordedNotResent(t *testing.T) {
 	if err := c.Request(resource.EndpointType, []string{hwCluster}, "", r.GetNonce(), "bad endpoint"); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for metric(t, env, `horizon_xds_nacks_total{type="eds"}`) != 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("NACK not counted")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testkit.WaitFor(t, "the NACK counted", func() bool { return metric(t, env, `horizon_xds_nacks_total{type="eds"}`) == 1 })
 	if _, body := env.get(t, "/debug/syncz"); !strings.Contains(body, `"lastNACK": "bad endpoint"`) {
 		t.Errorf("/debug/syncz lacks the NACK:\n%s", body)
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/horizonmesh/horizon/internal/controlplane"
 	"github.com/horizonmesh/horizon/internal/testing/adsclient"
+	"github.com/horizonmesh/horizon/internal/testing/testkit"
 )
 
 // walkthrough holds the walkthrough's clusters as manifests.
@@ -96,13 +97,7 @@ func startDiscovery(t *testing.T) *discoveryEnv {
 			t.Error("discovery did not stop")
 		}
 	})
-	deadline := time.Now().Add(10 * time.Second)
-	for !env.cp.Ready() {
-		if time.Now().After(deadline) {
-			t.Fatal("not ready")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.WaitFor(t, "discovery ready", env.cp.Ready)
 	return env
 }
 

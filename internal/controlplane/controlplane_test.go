@@ -57,13 +57,7 @@ func TestUnavailableUntilLocalClusterSyncs(t *testing.T) {
 
 	synced.Store(true)
 	cp.ClusterChanged("local")
-	deadline := time.Now().Add(5 * time.Second)
-	for !cp.Ready() {
-		if time.Now().After(deadline) {
-			t.Fatal("not ready after sync")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testkit.WaitFor(t, "ready after sync", cp.Ready)
 	c2, err := adsclient.Dial(addr, adsclient.Node("late", "", "local"))
 	if err != nil {
 		t.Fatal(err)
@@ -107,11 +101,5 @@ func TestReadinessGate(t *testing.T) {
 	}
 	gate.Store(true)
 	cp.SetMeshNetworks(&model.MeshNetworks{}, nil)
-	deadline := time.Now().Add(5 * time.Second)
-	for !cp.Ready() {
-		if time.Now().After(deadline) {
-			t.Fatal("not ready after the gate opened")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testkit.WaitFor(t, "ready after the gate opened", cp.Ready)
 }

@@ -30,6 +30,7 @@ import (
 	"github.com/horizonmesh/horizon/internal/source"
 	"github.com/horizonmesh/horizon/internal/source/kube"
 	"github.com/horizonmesh/horizon/internal/testing/adsclient"
+	"github.com/horizonmesh/horizon/internal/testing/testkit"
 	"github.com/horizonmesh/horizon/internal/xds/server"
 )
 
@@ -82,11 +83,7 @@ func startMesh(t testing.TB, services, endpoints int) *mesh {
 	}
 	g := server.NewGRPC(ctx, cp.Views, cp.Tracker)
 	go func() { _ = server.Serve(ctx, g, lis) }()
-	for deadline := time.Now().Add(30 * time.Second); !cp.Ready() || cp.Mesh() == nil; time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("not ready")
-		}
-	}
+	testkit.Eventually(t, 30*time.Second, "ready with a mesh", func() bool { return cp.Ready() && cp.Mesh() != nil })
 	c, err := adsclient.Dial(lis.Addr().String(), adsclient.Node("p1", "n1", "c1"))
 	if err != nil {
 		t.Fatal(err)

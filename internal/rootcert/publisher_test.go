@@ -5,26 +5,20 @@ import (
 	"io"
 	"log/slog"
 	"testing"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/horizonmesh/horizon/internal/testing/testkit"
 )
 
 func published(t *testing.T, c *fake.Clientset, ns, want string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testkit.WaitFor(t, ConfigMapName+" published in namespace "+ns, func() bool {
 		cm, err := c.CoreV1().ConfigMaps(ns).Get(context.Background(), ConfigMapName, metav1.GetOptions{})
-		if err == nil && cm.Data[Key] == want {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("namespace %s: %s not published (%v)", ns, ConfigMapName, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return err == nil && cm.Data[Key] == want
+	})
 }
 
 func TestPublishedEverywhereAndKept(t *testing.T) {

@@ -19,6 +19,7 @@ import (
 	"github.com/horizonmesh/horizon/internal/model"
 	"github.com/horizonmesh/horizon/internal/source"
 	"github.com/horizonmesh/horizon/internal/source/kube"
+	"github.com/horizonmesh/horizon/internal/testing/testkit"
 )
 
 // registry records what the controller reports.
@@ -163,17 +164,10 @@ func TestSecretLifecycle(t *testing.T) {
 	// A rotation to an unreachable server is abandoned; the old one stays.
 	bad := secret("iks", t0, map[string][]byte{"remote_kubecfg": kubeconfig("https://unreachable.example:6443")})
 	c.Reconcile(ctx, []*corev1.Secret{bad})
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testkit.WaitFor(t, "the abandoned rotation reported", func() bool {
 		_, _, msg := r.get("remote_kubecfg")
-		if strings.Contains(msg, "did not sync") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("abandoned rotation not reported; error = %q", msg)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return strings.Contains(msg, "did not sync")
+	})
 	waitServedFrom(t, r, "remote_kubecfg", "c-example-6443") // the previous server
 
 	// A malformed kubeconfig: reported, the running cluster is untouched.
@@ -198,16 +192,10 @@ func TestUnreachableNewClusterIsReported(t *testing.T) {
 	r := newRegistry()
 	c := newController(r)
 	c.Reconcile(ctx, []*corev1.Secret{secret("s", time.Unix(1, 0), map[string][]byte{"c9": kubeconfig("https://unreachable.example:6443")})})
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if _, _, msg := r.get("c9"); strings.Contains(msg, "not synced after") {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("unreachable cluster not reported")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testkit.WaitFor(t, "the unreachable cluster reported", func() bool {
+		_, _, msg := r.get("c9")
+		return strings.Contains(msg, "not synced after")
+	})
 }
 
 // gatedRegistry is a registry with readiness gates, as the control plane.
