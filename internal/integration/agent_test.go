@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -21,16 +20,10 @@ import (
 	"github.com/horizonmesh/horizon/internal/bootstrap"
 	"github.com/horizonmesh/horizon/internal/ca"
 	"github.com/horizonmesh/horizon/internal/ca/catest"
+	"github.com/horizonmesh/horizon/internal/testing/testkit"
 )
 
-func freePort(t *testing.T) int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+func freePort(t *testing.T) int { return testkit.FreePort(t) }
 
 // TestAgentRunsRealEnvoyOverMTLS: `horizon agent` gets a certificate for its
 // service account from the CSR service (token checked by the real API

@@ -32,6 +32,7 @@ import (
 	"github.com/horizonmesh/horizon/internal/controlplane"
 	"github.com/horizonmesh/horizon/internal/testing/adsclient"
 	"github.com/horizonmesh/horizon/internal/testing/kubeharness"
+	"github.com/horizonmesh/horizon/internal/testing/testkit"
 )
 
 const hw = "outbound|5000||helloworld.sample.svc.cluster.local"
@@ -227,15 +228,11 @@ func startDiscoveryWith(t *testing.T, local *kubeharness.Cluster, kubeconfig []b
 	return d
 }
 
+// waitFor is testkit.Eventually (the integration tests name their own,
+// longer, timeouts).
 func waitFor(t testing.TB, timeout time.Duration, what string, ok func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testkit.Eventually(t, timeout, what, ok)
 }
 
 func (d *discoveryProc) get(t testing.TB, path string) string {
