@@ -137,14 +137,14 @@ func TestDiscoveryShutdownEndsStreamsWithUnavailable(t *testing.T) {
 	}
 }
 
-// TestDiscoverySIGTERMExitsZero runs the real binary: SIGTERM ends it with
+// TestDiscoverySIGTERMExitsZero runs the real binary (horizon-discovery): SIGTERM ends it with
 // exit status 0, a logged shutdown, and Unavailable on a connected stream.
 func TestDiscoverySIGTERMExitsZero(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
-	bin := filepath.Join(t.TempDir(), "horizon")
-	build := exec.Command("go", "build", "-o", bin, "../../cmd/horizon")
+	bin := filepath.Join(t.TempDir(), "horizon-discovery")
+	build := exec.Command("go", "build", "-o", bin, "../../cmd/horizon-discovery")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
+	"github.com/horizonmesh/horizon/internal/cmdutil"
 	"github.com/horizonmesh/horizon/internal/install"
 )
 
@@ -119,7 +120,7 @@ func newUninstallCommand(stdout io.Writer) *cobra.Command {
 func renderUnstructured(s install.Settings) ([]*unstructured.Unstructured, error) {
 	objs, err := install.Render(s)
 	if err != nil {
-		return nil, usageError{err}
+		return nil, cmdutil.Usage(err)
 	}
 	return install.Unstructured(objs)
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/horizonmesh/horizon/internal/cmdutil"
 	"github.com/horizonmesh/horizon/internal/install"
 	"github.com/horizonmesh/horizon/internal/source/meshnetworks"
 )
@@ -79,10 +80,10 @@ func resolveSettings(fl *pflag.FlagSet, fromFlags install.Settings, values, mesh
 	if values != "" {
 		b, err := os.ReadFile(values)
 		if err != nil {
-			return s, usageErrorf("--values: %v", err)
+			return s, cmdutil.Usagef("--values: %v", err)
 		}
 		if s, err = install.LoadValues(s, values, b); err != nil {
-			return s, usageError{err}
+			return s, cmdutil.Usage(err)
 		}
 	}
 	// Explicit flags win over the file.
@@ -105,15 +106,15 @@ func resolveSettings(fl *pflag.FlagSet, fromFlags install.Settings, values, mesh
 	if meshNetworks != "" {
 		b, err := os.ReadFile(meshNetworks)
 		if err != nil {
-			return s, usageErrorf("--mesh-networks: %v", err)
+			return s, cmdutil.Usagef("--mesh-networks: %v", err)
 		}
 		if _, diags := meshnetworks.Parse(meshNetworks, b); diags.Err() != nil {
-			return s, usageErrorf("--mesh-networks: %v", diags.Err())
+			return s, cmdutil.Usagef("--mesh-networks: %v", diags.Err())
 		}
 		s.MeshNetworks = string(b)
 	}
 	if err := s.Validate(); err != nil {
-		return s, usageError{fmt.Errorf("%w", err)}
+		return s, cmdutil.Usage(fmt.Errorf("%w", err))
 	}
 	return s, nil
 }

@@ -26,6 +26,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
+	"github.com/horizonmesh/horizon/internal/cmdutil"
 	"github.com/horizonmesh/horizon/internal/install"
 	"github.com/horizonmesh/horizon/internal/model"
 	"github.com/horizonmesh/horizon/internal/source/remote"
@@ -131,23 +132,23 @@ Revoke access by deleting the ServiceAccount (or, for the long-lived token, its 
 
 func (o remoteSecretOptions) validate() error {
 	if o.name == "" {
-		return usageErrorf("--name is required: the ID the primary's discovery will know this cluster by")
+		return cmdutil.Usagef("--name is required: the ID the primary's discovery will know this cluster by")
 	}
 	if err := model.ValidateClusterID(o.name); err != nil {
-		return usageErrorf("--name: %v", err)
+		return cmdutil.Usagef("--name: %v", err)
 	}
 	if errs := validation.IsDNS1123Label(o.namespace); len(errs) > 0 {
-		return usageErrorf("--namespace %q: %s", o.namespace, strings.Join(errs, "; "))
+		return cmdutil.Usagef("--namespace %q: %s", o.namespace, strings.Join(errs, "; "))
 	}
 	if o.tokenTTL != 0 && o.tokenTTL < minTokenTTL {
-		return usageErrorf("--token-ttl %s: must be 0 (long-lived Secret token) or at least %s (the TokenRequest API's minimum)", o.tokenTTL, minTokenTTL)
+		return cmdutil.Usagef("--token-ttl %s: must be 0 (long-lived Secret token) or at least %s (the TokenRequest API's minimum)", o.tokenTTL, minTokenTTL)
 	}
 	if o.timeout <= 0 {
-		return usageErrorf("--timeout must be positive")
+		return cmdutil.Usagef("--timeout must be positive")
 	}
 	if o.server != "" {
 		if err := checkServerURL(o.server); err != nil {
-			return usageErrorf("--server: %v", err)
+			return cmdutil.Usagef("--server: %v", err)
 		}
 	}
 	return nil
@@ -175,7 +176,7 @@ func (c clusterFlags) restConfig() (*rest.Config, error) {
 	}
 	cfg, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: c.context}).ClientConfig()
 	if err != nil {
-		return nil, usageErrorf("kubeconfig: %v", err)
+		return nil, cmdutil.Usagef("kubeconfig: %v", err)
 	}
 	cfg.Timeout = 30 * time.Second // an unreachable API server fails, not hangs
 	return cfg, nil
@@ -294,11 +295,11 @@ func renderRemoteSecret(name, namespace string, kubeconfig []byte) ([]byte, erro
 func createRemoteSecret(ctx context.Context, cfg *rest.Config, o remoteSecretOptions, progress io.Writer) ([]byte, error) {
 	cs, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
-		return nil, usageErrorf("kubeconfig: %v", err)
+		return nil, cmdutil.Usagef("kubeconfig: %v", err)
 	}
 	ic, err := install.NewClient(cfg)
 	if err != nil {
-		return nil, usageErrorf("kubeconfig: %v", err)
+		return nil, cmdutil.Usagef("kubeconfig: %v", err)
 	}
 	return createRemoteSecretWith(ctx, cfg, cs, ic, o, progress)
 }
@@ -318,7 +319,7 @@ func createRemoteSecretWith(ctx context.Context, cfg *rest.Config, cs kubernetes
 	if server == "" {
 		server = cfg.Host
 		if err := checkServerURL(server); err != nil {
-			return nil, usageErrorf("the kubeconfig's server: %v; give --server", err)
+			return nil, cmdutil.Usagef("the kubeconfig's server: %v; give --server", err)
 		}
 	}
 	api := func(err error) error { return remoteAPIError(cfg.Host, err) }

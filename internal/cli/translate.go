@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/horizonmesh/horizon/internal/cmdutil"
 	"github.com/horizonmesh/horizon/internal/model"
 	"github.com/horizonmesh/horizon/internal/offline"
 	"github.com/horizonmesh/horizon/internal/source/istio"
@@ -65,7 +66,7 @@ on no network.`,
 			// Checked here rather than with MarkFlagRequired so that it is a
 			// usage error (exit 2) like every other bad flag.
 			if !cmd.Flags().Changed("proxy-network") {
-				return usageErrorf(`--proxy-network is required (use --proxy-network "" for a proxy on no network)`)
+				return cmdutil.Usagef(`--proxy-network is required (use --proxy-network "" for a proxy on no network)`)
 			}
 			return runTranslate(cmd.Context(), f, stdout, logger)
 		},
@@ -97,51 +98,51 @@ var translateTypes = map[string][]string{
 
 func (f translateFlags) validate() ([]manifest.ClusterSource, error) {
 	if _, ok := translateTypes[f.typ]; !ok {
-		return nil, usageErrorf("--type %q: must be eds, cds, lds, rds, nds or all", f.typ)
+		return nil, cmdutil.Usagef("--type %q: must be eds, cds, lds, rds, nds or all", f.typ)
 	}
 	if f.role != "sidecar" && f.role != "router" {
-		return nil, usageErrorf("--role %q: must be sidecar or router", f.role)
+		return nil, cmdutil.Usagef("--role %q: must be sidecar or router", f.role)
 	}
 	if f.role == "router" && f.typ == "rds" {
-		return nil, usageErrorf("--type rds: a router (network gateway) gets no routes")
+		return nil, cmdutil.Usagef("--type rds: a router (network gateway) gets no routes")
 	}
 	if f.role == "router" && f.typ == "nds" {
-		return nil, usageErrorf("--type nds: a router (network gateway) gets no name table")
+		return nil, cmdutil.Usagef("--type nds: a router (network gateway) gets no name table")
 	}
 	if f.output != "json" && f.output != "yaml" {
-		return nil, usageErrorf("--output %q: must be json or yaml", f.output)
+		return nil, cmdutil.Usagef("--output %q: must be json or yaml", f.output)
 	}
 	if err := model.ValidateTrustDomain(f.trustDomain); err != nil {
-		return nil, usageErrorf("--trust-domain: %v", err)
+		return nil, cmdutil.Usagef("--trust-domain: %v", err)
 	}
 	if f.name != "" && (f.typ == "cds" || f.typ == "eds") {
 		if _, _, err := translate.ParseClusterName(f.name); err != nil && f.name != translate.PassthroughCluster {
-			return nil, usageErrorf("--name: %v", err)
+			return nil, cmdutil.Usagef("--name: %v", err)
 		}
 	}
 	for _, ip := range f.proxyIPs {
 		if _, err := netip.ParseAddr(ip); err != nil {
-			return nil, usageErrorf("--proxy-ip %q: not an IP address", ip)
+			return nil, cmdutil.Usagef("--proxy-ip %q: not an IP address", ip)
 		}
 	}
 	for _, l := range f.labels {
 		if k, _, ok := strings.Cut(l, "="); !ok || k == "" {
-			return nil, usageErrorf("--label %q: want KEY=VALUE", l)
+			return nil, cmdutil.Usagef("--label %q: want KEY=VALUE", l)
 		}
 	}
 	if f.proxyCluster != "" {
 		if err := model.ValidateClusterID(f.proxyCluster); err != nil {
-			return nil, usageErrorf("--proxy-cluster %q: invalid cluster ID", f.proxyCluster)
+			return nil, cmdutil.Usagef("--proxy-cluster %q: invalid cluster ID", f.proxyCluster)
 		}
 	}
 	if len(f.clusters) == 0 {
-		return nil, usageErrorf("--cluster: at least one ID=PATH is required")
+		return nil, cmdutil.Usagef("--cluster: at least one ID=PATH is required")
 	}
 	var out []manifest.ClusterSource
 	for _, c := range f.clusters {
 		cs, err := manifest.ParseClusterFlag(c)
 		if err != nil {
-			return nil, usageError{err}
+			return nil, cmdutil.Usage(err)
 		}
 		out = append(out, cs)
 	}

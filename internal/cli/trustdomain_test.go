@@ -7,15 +7,14 @@ import (
 
 // A trust domain Istio would refuse ('td/x', 'evil"domain': every
 // workload's spiffe:// URI, and discovery's own certificate, would be
-// unparseable) stops discovery, the injector, manifest generate/install
-// and translate before anything starts or is printed, naming the flag
-// (exit 2); the error quotes a value of any size by its first bytes only.
-// Discovery's Config: bootstrap.TestTrustDomainIsValidated.
+// unparseable) stops manifest generate/install and translate before
+// anything starts or is printed, naming the flag (exit 2); the error quotes
+// a value of any size by its first bytes only. Discovery and the injector:
+// horizondiscovery.TestTrustDomainIsValidated; discovery's Config:
+// bootstrap.TestTrustDomainIsValidated.
 func TestTrustDomainIsValidatedEverywhere(t *testing.T) {
 	for _, td := range []string{"td/x", `evil"domain`, "a b", "", strings.Repeat("x", 100<<10)} {
 		for _, args := range [][]string{
-			{"discovery", "--trust-domain", td},
-			{"injector", "--trust-domain", td, "--discovery-address", "203.0.113.10:15443"},
 			{"manifest", "generate", "--trust-domain", td},
 			{"translate", "--cluster", "cluster1=" + walkthrough + "/cluster1", "--proxy-network", "", "--trust-domain", td},
 		} {

@@ -86,7 +86,7 @@ type Config struct {
 	// InitImage runs `horizon agent iptables` (default: ProxyImage).
 	InitImage       string
 	ImagePullPolicy corev1.PullPolicy
-	// Binary is the horizon executable in those images.
+	// Binary is the horizon-agent executable in the proxy image.
 	Binary string
 	// EnvoyPath is Envoy in the proxy image ("": the agent's default, envoy in PATH).
 	EnvoyPath string
@@ -129,7 +129,7 @@ func Defaults() Config {
 	return Config{
 		ProxyImage:        "horizon/proxy:latest",
 		ImagePullPolicy:   corev1.PullIfNotPresent,
-		Binary:            "horizon",
+		Binary:            "horizon-agent",
 		ClusterID:         "Kubernetes",
 		TrustDomain:       "cluster.local",
 		RootCertConfigMap: "istio-ca-root-cert",

@@ -206,7 +206,7 @@ func checkInjected(t *testing.T, p *corev1.Pod, cfg Config, ns string) {
 	}
 
 	init := container(t, p.Spec.InitContainers, "istio-init")
-	if init.Image != cfg.ProxyImage || !slices.Equal(init.Command, []string{"horizon"}) {
+	if init.Image != cfg.ProxyImage || !slices.Equal(init.Command, []string{"horizon-agent"}) {
 		t.Errorf("init image %q command %v", init.Image, init.Command)
 	}
 	if got, _ := flag(init.Args, "--proxy-uid"); got != "1337" || !slices.Equal(init.Args[:2], []string{"agent", "iptables"}) {

@@ -98,7 +98,7 @@ func gatewayDeployment(s Settings) *appsv1.Deployment {
 					ServiceAccountName: GatewayName,
 					Containers: []corev1.Container{{
 						Name: "istio-proxy", Image: s.ProxyImage, ImagePullPolicy: corev1.PullPolicy(s.ImagePullPolicy),
-						Command: []string{"horizon"}, Args: args,
+						Command: []string{"horizon-agent"}, Args: args,
 						Env:             []corev1.EnvVar{fieldEnv("INSTANCE_IP", "status.podIP")},
 						Ports:           []corev1.ContainerPort{{Name: "tls", ContainerPort: PortMTLS}},
 						SecurityContext: restricted(1337),

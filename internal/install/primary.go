@@ -133,7 +133,7 @@ func discoveryDeployment(s Settings) *appsv1.Deployment {
 					ServiceAccountName: DiscoveryName,
 					Containers: []corev1.Container{{
 						Name: "discovery", Image: s.DiscoveryImage, ImagePullPolicy: corev1.PullPolicy(s.ImagePullPolicy),
-						Command: []string{"horizon"}, Args: args,
+						Command: []string{"horizon-discovery"}, Args: args,
 						Ports: ports,
 						// Readiness is /ready (synced); liveness only that the
 						// process answers: a control plane whose API server is

@@ -70,7 +70,7 @@ func injectorDeployment(s Settings) *appsv1.Deployment {
 					ServiceAccountName: InjectorName,
 					Containers: []corev1.Container{{
 						Name: "injector", Image: s.DiscoveryImage, ImagePullPolicy: corev1.PullPolicy(s.ImagePullPolicy),
-						Command: []string{"horizon"}, Args: args,
+						Command: []string{"horizon-discovery"}, Args: args,
 						Ports: []corev1.ContainerPort{{Name: "https-webhook", ContainerPort: PortWebhook}},
 						ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(PortWebhook)}},
 							PeriodSeconds: 5},

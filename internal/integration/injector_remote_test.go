@@ -19,7 +19,7 @@ import (
 
 	"github.com/horizonmesh/horizon/internal/ca"
 	"github.com/horizonmesh/horizon/internal/ca/catest"
-	"github.com/horizonmesh/horizon/internal/cli"
+	"github.com/horizonmesh/horizon/internal/cmd/horizondiscovery"
 	"github.com/horizonmesh/horizon/internal/install"
 	"github.com/horizonmesh/horizon/internal/rootcert"
 	"github.com/horizonmesh/horizon/internal/testing/kubeharness"
@@ -58,7 +58,7 @@ func TestRemoteClusterPodsGetTheirClusterIdentity(t *testing.T) {
 	runCtx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() {
-		done <- cli.RunInjector(runCtx, cli.InjectorConfig{Kubeconfig: kubeconfig, Namespace: "istio-system", ClusterID: "cluster2",
+		done <- horizondiscovery.RunInjector(runCtx, horizondiscovery.InjectorConfig{Kubeconfig: kubeconfig, Namespace: "istio-system", ClusterID: "cluster2",
 			Network: "network2", TrustDomain: "cluster.local", ProxyImage: "horizon/proxy:test",
 			DiscoveryAddress: settings.DiscoveryAddress, DiscoverySAN: "outbound_.15012_._.horizon.istio-system.svc.cluster.local"},
 			slog.New(slog.NewTextHandler(io.Discard, nil)), l)

@@ -1,4 +1,4 @@
-package cli
+package horizonagent
 
 import (
 	"fmt"
@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/horizonmesh/horizon/internal/agent"
+	"github.com/horizonmesh/horizon/internal/cmdutil"
 	"github.com/horizonmesh/horizon/internal/model"
 	"github.com/horizonmesh/horizon/internal/xds/translate"
 )
@@ -78,17 +79,17 @@ func newIptablesCommand() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if c.ProxyUID <= 0 {
-				return usageErrorf("--proxy-uid must be a non-root uid (the agent's and Envoy's)")
+				return cmdutil.Usagef("--proxy-uid must be a non-root uid (the agent's and Envoy's)")
 			}
 			for _, p := range exclude {
 				if p == 0 || p > 65535 {
-					return usageErrorf("--exclude-inbound-port %d out of range", p)
+					return cmdutil.Usagef("--exclude-inbound-port %d out of range", p)
 				}
 				c.ExcludeInPort = append(c.ExcludeInPort, uint32(p))
 			}
 			for _, p := range excludeOut {
 				if p == 0 || p > 65535 {
-					return usageErrorf("--exclude-outbound-port %d out of range", p)
+					return cmdutil.Usagef("--exclude-outbound-port %d out of range", p)
 				}
 				c.ExcludeOutPort = append(c.ExcludeOutPort, uint32(p))
 			}
@@ -112,27 +113,27 @@ func newIptablesCommand() *cobra.Command {
 
 func agentFlags(c *agent.Config, labels, ips []string, adminPort uint) error {
 	if c.Namespace == "" || c.Discovery == "" || c.RootCertFile == "" {
-		return usageErrorf("--namespace, --discovery-address and --root-cert are required")
+		return cmdutil.Usagef("--namespace, --discovery-address and --root-cert are required")
 	}
 	if err := model.ValidateClusterID(c.ClusterID); err != nil {
-		return usageErrorf("--cluster-id: %v", err)
+		return cmdutil.Usagef("--cluster-id: %v", err)
 	}
 	if adminPort == 0 || adminPort > 65535 {
-		return usageErrorf("--admin-port %d out of range", adminPort)
+		return cmdutil.Usagef("--admin-port %d out of range", adminPort)
 	}
 	c.AdminPort = uint32(adminPort)
 	c.Labels = map[string]string{}
 	for _, l := range labels {
 		k, v, ok := strings.Cut(l, "=")
 		if !ok || k == "" {
-			return usageErrorf("--label %q: want KEY=VALUE", l)
+			return cmdutil.Usagef("--label %q: want KEY=VALUE", l)
 		}
 		c.Labels[k] = v
 	}
 	for _, s := range ips {
 		ip, err := netip.ParseAddr(s)
 		if err != nil {
-			return usageErrorf("--ip %q: %v", s, err)
+			return cmdutil.Usagef("--ip %q: %v", s, err)
 		}
 		c.IPs = append(c.IPs, ip)
 	}
@@ -151,7 +152,7 @@ func agentFlags(c *agent.Config, labels, ips []string, adminPort uint) error {
 		c.NodeID = fmt.Sprintf("sidecar~%s~%s~%s", ip, c.Namespace, c.ServiceAccount)
 	}
 	if c.CertTTL <= 0 || c.Drain < 0 {
-		return usageErrorf("--cert-ttl must be > 0 and --drain >= 0")
+		return cmdutil.Usagef("--cert-ttl must be > 0 and --drain >= 0")
 	}
 	return nil
 }

@@ -1,14 +1,16 @@
-package cli
+package horizondiscovery
 
 import (
+	"errors"
 	"log/slog"
 
 	"github.com/spf13/cobra"
 
 	"github.com/horizonmesh/horizon/internal/bootstrap"
+	"github.com/horizonmesh/horizon/internal/cmdutil"
 )
 
-// newDiscoveryCommand is `horizon discovery`: its flags set a
+// newDiscoveryCommand is `horizon-discovery discovery`: its flags set a
 // bootstrap.Config, and bootstrap.Run serves it until SIGTERM or SIGINT.
 func newDiscoveryCommand(logger *slog.Logger) *cobra.Command {
 	var c bootstrap.Config
@@ -37,7 +39,11 @@ A second signal exits at once.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := bootstrap.SignalContext(cmd.Context())
 			defer stop()
-			return bootstrap.Run(ctx, c, logger, nil)
+			err := bootstrap.Run(ctx, c, logger, nil)
+			if errors.As(err, new(bootstrap.UsageError)) {
+				return cmdutil.Usage(err) // exit 2
+			}
+			return err
 		},
 	}
 	fl := cmd.Flags()

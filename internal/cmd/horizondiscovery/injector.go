@@ -1,4 +1,4 @@
-package cli
+package horizondiscovery
 
 import (
 	"context"
@@ -19,10 +19,11 @@ import (
 
 	"github.com/horizonmesh/horizon/internal/bootstrap"
 	"github.com/horizonmesh/horizon/internal/ca"
+	"github.com/horizonmesh/horizon/internal/cmdutil"
 	"github.com/horizonmesh/horizon/internal/model"
 )
 
-// InjectorConfig configures `horizon injector`, the sidecar injector of a
+// InjectorConfig configures `horizon-discovery injector`, the sidecar injector of a
 // remote cluster, which runs no discovery of its own.
 type InjectorConfig struct {
 	Kubeconfig                     string
@@ -78,20 +79,20 @@ webhook configuration's caBundle equal to its own serving CA (Secret horizon-inj
 // RunInjector serves until ctx ends. lis, if given, replaces --inject-addr.
 func RunInjector(ctx context.Context, c InjectorConfig, log *slog.Logger, lis net.Listener) error {
 	if err := model.ValidateTrustDomain(c.TrustDomain); err != nil {
-		return usageErrorf("--trust-domain: %v", err)
+		return cmdutil.Usagef("--trust-domain: %v", err)
 	}
 	cfg := bootstrap.DefaultConfig().InjectConfig()
 	cfg.ClusterID, cfg.Network, cfg.TrustDomain, cfg.ProxyImage = c.ClusterID, c.Network, c.TrustDomain, c.ProxyImage
 	cfg.DiscoveryAddress, cfg.DiscoverySAN = c.DiscoveryAddress, c.DiscoverySAN
 	if err := cfg.Validate(); err != nil {
-		return usageErrorf("%v", err)
+		return cmdutil.Usagef("%v", err)
 	}
 	restCfg, err := bootstrap.LocalConfig(c.Kubeconfig)
 	if err != nil {
 		return err
 	}
 	if restCfg == nil {
-		return usageErrorf("no cluster: give --kubeconfig or run in a cluster")
+		return cmdutil.Usagef("no cluster: give --kubeconfig or run in a cluster")
 	}
 	client, err := kubernetes.NewForConfig(restCfg)
 	if err != nil {
