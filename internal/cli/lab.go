@@ -90,7 +90,7 @@ whose certificate names these addresses). Namespaces and interfaces start with
 		},
 	}
 	up.Flags().DurationVar(&o.Timeout, "timeout", 3*time.Minute, "how long to wait for both clusters to be ready")
-	up.Flags().StringVar(&o.Horizon, "horizon", "", "the horizon binary the lab nodes run and that stands in for Horizon's images (default: this executable)")
+	up.Flags().StringVar(&o.Horizon, "horizon", "", "the horizon binary the lab nodes run; horizon-discovery and horizon-agent next to it stand in for Horizon's images (default: this executable)")
 	up.Flags().StringVar(&o.Helloworld, "helloworld", "", "the helloworld program for istio/examples-helloworld-vN images (default: helloworld next to --horizon, as `make build` puts it)")
 	up.Flags().StringVar(&o.Envoy, "envoy", "", "the Envoy binary for horizon/proxy images (default $"+lab.EnvoyEnv+", else where scripts/envoy.sh installs it: "+lab.DefaultEnvoy()+")")
 
@@ -140,13 +140,13 @@ whose certificate names these addresses). Namespaces and interfaces start with
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			node.StateDir = o.StateDir
-			if node.Programs.Horizon == "" {
-				exe, err := os.Executable()
-				if err != nil {
-					return err
-				}
-				node.Programs.Horizon = exe
+			// horizon-discovery and horizon-agent stand in for Horizon's
+			// images: next to this executable, where `lab up` checked them.
+			exe, err := os.Executable()
+			if err != nil {
+				return err
 			}
+			node.Programs.Discovery, node.Programs.Agent = lab.ImagePrograms(exe)
 			return lab.RunNode(ctx, node)
 		},
 	}

@@ -425,15 +425,21 @@ func TestUpNamesMissingBinary(t *testing.T) {
 	}
 }
 
-// testPrograms stand in for helloworld and Envoy where Up only checks
-// that they are there.
+// testPrograms stand in for horizon, horizon-discovery, horizon-agent,
+// helloworld and Envoy where Up only checks that they are there.
 func testPrograms(t *testing.T, o Options) Options {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	o.Helloworld, o.Envoy = exe, exe
+	dir := t.TempDir()
+	for _, name := range []string{"horizon", DiscoveryProgram, AgentProgram} {
+		if err := os.Symlink(exe, filepath.Join(dir, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o.Horizon, o.Helloworld, o.Envoy = filepath.Join(dir, "horizon"), exe, exe
 	return o
 }
 
@@ -449,6 +455,12 @@ func TestUpRefusesMissingPrograms(t *testing.T) {
 	t.Setenv(EnvoyEnv, "")
 	t.Setenv(EnvoyVenvEnv, filepath.Join(t.TempDir(), "venv"))
 	exe, _ := os.Executable()
+	partial := t.TempDir() // horizon and horizon-discovery, no horizon-agent
+	for _, name := range []string{"horizon", DiscoveryProgram} {
+		if err := os.Symlink(exe, filepath.Join(partial, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for _, c := range []struct {
 		opts Options
 		want string
@@ -458,6 +470,8 @@ func TestUpRefusesMissingPrograms(t *testing.T) {
 		{Options{Helloworld: t.TempDir()}, "--helloworld"},
 		{Options{Envoy: exe}, "no helloworld program for the samples' istio/examples-helloworld images: none next to " + exe + "; `make build` builds bin/helloworld"},
 		{Options{Helloworld: exe}, "no Envoy for the proxy pods (sidecars, gateways): $HORIZON_ENVOY is not set and " + os.Getenv(EnvoyVenvEnv) + "/envoy-bin does not exist; install it with ./scripts/envoy.sh"},
+		{Options{Helloworld: exe, Envoy: exe}, "no horizon-discovery for the horizon/discovery images: " + filepath.Dir(exe) + "/horizon-discovery is not an executable file; `make build` builds bin/horizon-discovery"},
+		{Options{Horizon: filepath.Join(partial, "horizon"), Helloworld: exe, Envoy: exe}, "no horizon-agent for the horizon/proxy images: " + partial + "/horizon-agent is not an executable file"},
 	} {
 		c.opts.StateDir, c.opts.BinDir = filepath.Join(t.TempDir(), "lab"), bin
 		_, err := Up(context.Background(), c.opts)

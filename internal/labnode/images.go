@@ -11,8 +11,10 @@ import (
 
 // Programs says which local programs stand in for images.
 type Programs struct {
-	// Horizon is the horizon binary: horizon/discovery* and horizon/proxy*.
-	Horizon string
+	// Discovery is the horizon-discovery program: horizon/discovery*.
+	Discovery string
+	// Agent is the horizon-agent program: horizon/proxy*.
+	Agent string
 	// Envoy, when set, runs a container whose command is envoy in a
 	// horizon/proxy* image.
 	Envoy string
@@ -42,7 +44,7 @@ type ImageError struct{ Image, Msg string }
 func (e *ImageError) Error() string { return fmt.Sprintf("image %q: %s", e.Image, e.Msg) }
 
 // Known lists the images the lab node runs, for messages.
-const Known = "horizon/discovery*, horizon/proxy* (the horizon binary), istio/examples-helloworld-vN (helloworld), " +
+const Known = "horizon/discovery* (horizon-discovery), horizon/proxy* (horizon-agent), istio/examples-helloworld-vN (helloworld), " +
 	"curlimages/curl, governmentpaas/curl-ssl, */sleep (sleep, with curl on PATH)"
 
 var helloworldRe = regexp.MustCompile(`^istio/examples-helloworld-(v[0-9]+)$`)
@@ -117,30 +119,41 @@ func imageUID(image string) *int64 {
 	return nil
 }
 
+// The programs in Horizon's images, as the images name them
+// (images.DiscoveryProgram, images.AgentProgram).
+const (
+	discoveryProgram = "horizon-discovery"
+	agentProgram     = "horizon-agent"
+)
+
 func mapHorizon(c *corev1.Container, p Programs, proxy bool) (Program, error) {
-	if p.Horizon == "" {
-		return Program{}, &ImageError{c.Image, "no horizon binary configured"}
+	name, exe := discoveryProgram, p.Discovery
+	if proxy {
+		name, exe = agentProgram, p.Agent
+	}
+	if exe == "" {
+		return Program{}, &ImageError{c.Image, "no " + name + " program configured"}
 	}
 	prog := Program{Image: "horizon", UID: imageUID(c.Image)}
 	if len(c.Command) == 0 {
-		prog.Argv = withEnvoy(append([]string{p.Horizon}, c.Args...), p, proxy)
+		prog.Argv = withEnvoy(append([]string{exe}, c.Args...), p, proxy)
 		return prog, nil
 	}
 	switch path.Base(c.Command[0]) {
-	case "horizon":
-		prog.Argv = withEnvoy(append(append([]string{p.Horizon}, c.Command[1:]...), c.Args...), p, proxy)
+	case name:
+		prog.Argv = withEnvoy(append(append([]string{exe}, c.Command[1:]...), c.Args...), p, proxy)
 	case "envoy":
 		if !proxy || p.Envoy == "" {
 			return Program{}, &ImageError{c.Image, "command envoy: no Envoy binary configured for this image"}
 		}
 		prog.Argv = append(append([]string{p.Envoy}, c.Command[1:]...), c.Args...)
 	default:
-		return Program{}, &ImageError{c.Image, fmt.Sprintf("command %q is not in the image (it holds horizon%s)", c.Command[0], map[bool]string{true: ", envoy", false: ""}[proxy])}
+		return Program{}, &ImageError{c.Image, fmt.Sprintf("command %q is not in the image (it holds %s%s)", c.Command[0], name, map[bool]string{true: ", envoy", false: ""}[proxy])}
 	}
 	return prog, nil
 }
 
-// withEnvoy gives `horizon agent` in a proxy image the configured Envoy
+// withEnvoy gives `horizon-agent agent` in a proxy image the configured Envoy
 // (--envoy-path), which the image has on its PATH (images.EnvoyPath) and
 // this machine need not; not for its subcommands (agent iptables), nor when
 // the container names one itself.

@@ -143,7 +143,7 @@ func TestExpand(t *testing.T) {
 }
 
 func TestMapImage(t *testing.T) {
-	progs := Programs{Horizon: "/bin/horizon", Helloworld: "/bin/helloworld", Envoy: "/bin/envoy"}
+	progs := Programs{Discovery: "/bin/horizon-discovery", Agent: "/bin/horizon-agent", Helloworld: "/bin/helloworld", Envoy: "/bin/envoy"}
 	u1337 := int64(1337)
 	for _, tc := range []struct {
 		name     string
@@ -153,20 +153,24 @@ func TestMapImage(t *testing.T) {
 		wantEnv  []corev1.EnvVar
 		imageErr string
 	}{
-		{name: "discovery keeps command and args", c: corev1.Container{Image: "horizon/discovery:latest", Command: []string{"horizon"}, Args: []string{"discovery", "--x"}},
-			want: []string{"/bin/horizon", "discovery", "--x"}, wantUID: &u1337},
-		{name: "proxy by absolute command, registry and digest", c: corev1.Container{Image: "localhost:5000/horizon/proxy-debug@sha256:abc", Command: []string{"/usr/local/bin/horizon", "agent"}},
-			want: []string{"/bin/horizon", "agent", "--envoy-path", "/bin/envoy"}, wantUID: &u1337},
+		{name: "discovery keeps command and args", c: corev1.Container{Image: "horizon/discovery:latest", Command: []string{"horizon-discovery"}, Args: []string{"discovery", "--x"}},
+			want: []string{"/bin/horizon-discovery", "discovery", "--x"}, wantUID: &u1337},
+		{name: "proxy by absolute command, registry and digest", c: corev1.Container{Image: "localhost:5000/horizon/proxy-debug@sha256:abc", Command: []string{"/usr/local/bin/horizon-agent", "agent"}},
+			want: []string{"/bin/horizon-agent", "agent", "--envoy-path", "/bin/envoy"}, wantUID: &u1337},
 		{name: "the agent's own --envoy-path wins", c: corev1.Container{Image: "horizon/proxy", Args: []string{"agent", "--router", "--envoy-path=/x/envoy"}},
-			want: []string{"/bin/horizon", "agent", "--router", "--envoy-path=/x/envoy"}, wantUID: &u1337},
+			want: []string{"/bin/horizon-agent", "agent", "--router", "--envoy-path=/x/envoy"}, wantUID: &u1337},
 		{name: "no Envoy for discovery", c: corev1.Container{Image: "horizon/discovery", Args: []string{"agent"}},
-			want: []string{"/bin/horizon", "agent"}, wantUID: &u1337},
+			want: []string{"/bin/horizon-discovery", "agent"}, wantUID: &u1337},
+		{name: "the agent is not in the discovery image", c: corev1.Container{Image: "horizon/discovery", Command: []string{"horizon-agent"}},
+			imageErr: `command "horizon-agent" is not in the image (it holds horizon-discovery)`},
+		{name: "discovery is not in the proxy image", c: corev1.Container{Image: "horizon/proxy", Command: []string{"horizon-discovery"}},
+			imageErr: `command "horizon-discovery" is not in the image (it holds horizon-agent, envoy)`},
 		{name: "horizon image without command runs its entrypoint", c: corev1.Container{Image: "docker.io/horizon/proxy:1.0", Args: []string{"agent", "iptables"}},
-			want: []string{"/bin/horizon", "agent", "iptables"}, wantUID: &u1337},
+			want: []string{"/bin/horizon-agent", "agent", "iptables"}, wantUID: &u1337},
 		{name: "envoy in the proxy image", c: corev1.Container{Image: "horizon/proxy", Command: []string{"envoy", "-c", "x"}},
 			want: []string{"/bin/envoy", "-c", "x"}, wantUID: &u1337},
 		{name: "other command in a horizon image", c: corev1.Container{Image: "horizon/discovery", Command: []string{"bash"}},
-			imageErr: `image "horizon/discovery": command "bash" is not in the image (it holds horizon)`},
+			imageErr: `image "horizon/discovery": command "bash" is not in the image (it holds horizon-discovery)`},
 		{name: "helloworld v1", c: corev1.Container{Image: "docker.io/istio/examples-helloworld-v1"},
 			want: []string{"/bin/helloworld", "-addr", ":5000", "-version", "v1"}, wantEnv: []corev1.EnvVar{{Name: "SERVICE_VERSION", Value: "v1"}}},
 		{name: "helloworld v2 with tag", c: corev1.Container{Image: "istio/examples-helloworld-v2:1.0"},
@@ -203,7 +207,10 @@ func TestMapImage(t *testing.T) {
 		})
 	}
 	if _, err := MapImage(&corev1.Container{Image: "horizon/proxy"}, Programs{}); err == nil {
-		t.Error("no horizon binary configured: want an error")
+		t.Error("no horizon-agent configured: want an error")
+	}
+	if _, err := MapImage(&corev1.Container{Image: "horizon/discovery"}, Programs{Agent: "/bin/horizon-agent"}); err == nil || !strings.Contains(err.Error(), "no horizon-discovery program") {
+		t.Errorf("no horizon-discovery configured: %v, want an error naming it", err)
 	}
 }
 
@@ -342,7 +349,7 @@ func TestCheckAccepts(t *testing.T) {
 		{Name: "work", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}},
 		{Name: "dapi", VolumeSource: corev1.VolumeSource{DownwardAPI: &corev1.DownwardAPIVolumeSource{Items: []corev1.DownwardAPIVolumeFile{{Path: "name", FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}}}}},
 	}
-	pod.Spec.InitContainers = []corev1.Container{{Name: "horizon-init", Image: "horizon/proxy", Command: []string{"horizon"}, Args: []string{"agent", "iptables"},
+	pod.Spec.InitContainers = []corev1.Container{{Name: "horizon-init", Image: "horizon/proxy", Command: []string{"horizon-agent"}, Args: []string{"agent", "iptables"},
 		SecurityContext: &corev1.SecurityContext{RunAsUser: &root, RunAsNonRoot: ptr(false), Privileged: ptr(false), AllowPrivilegeEscalation: ptr(false),
 			Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"NET_ADMIN", "NET_RAW"}, Drop: []corev1.Capability{"ALL"}}}}}
 	pod.Spec.Containers = append(pod.Spec.Containers, corev1.Container{Name: "istio-proxy", Image: "horizon/proxy",
@@ -513,7 +520,7 @@ func TestPlanContainer(t *testing.T) {
 	pod := testPod()
 	uid, gid, fs := int64(1337), int64(1338), int64(2000)
 	pod.Spec.SecurityContext = &corev1.PodSecurityContext{FSGroup: &fs, SupplementalGroups: []int64{3000}}
-	c := corev1.Container{Name: "istio-proxy", Image: "horizon/proxy", Command: []string{"horizon"},
+	c := corev1.Container{Name: "istio-proxy", Image: "horizon/proxy", Command: []string{"horizon-agent"},
 		Args:         []string{"agent", "--namespace", "$(POD_NAMESPACE)", "--ip", "$(INSTANCE_IP)", "--label", "a=$$x"},
 		Env:          []corev1.EnvVar{fieldEnv("POD_NAMESPACE", "metadata.namespace"), fieldEnv("INSTANCE_IP", "status.podIP")},
 		VolumeMounts: []corev1.VolumeMount{{Name: "tok", MountPath: "/var/run/secrets/tokens", ReadOnly: true}},
@@ -522,13 +529,13 @@ func TestPlanContainer(t *testing.T) {
 			Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"NET_BIND_SERVICE"}}},
 		ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(15021)}}},
 	}
-	p, err := PlanContainer(context.Background(), pod, &c, Programs{Horizon: "/opt/horizon"}, lookup(), func(v string) string { return "/state/vol/" + v }, "")
+	p, err := PlanContainer(context.Background(), pod, &c, Programs{Agent: "/opt/horizon-agent"}, lookup(), func(v string) string { return "/state/vol/" + v }, "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := &ContainerPlan{Name: "istio-proxy", Program: p.Program,
 		Env:  []string{"PATH=" + DefaultPath, "HOSTNAME=hw-1", "HOME=/", "POD_NAMESPACE=sample", "INSTANCE_IP=10.77.0.5"},
-		Argv: []string{"/opt/horizon", "agent", "--namespace", "sample", "--ip", "10.77.0.5", "--label", "a=$x"},
+		Argv: []string{"/opt/horizon-agent", "agent", "--namespace", "sample", "--ip", "10.77.0.5", "--label", "a=$x"},
 		UID:  1337, GID: 1338, Groups: []int64{3000, 2000}, Caps: []string{"NET_BIND_SERVICE"},
 		Mounts:    []Mount{{Source: "/state/vol/tok", Target: "/var/run/secrets/tokens", ReadOnly: true}},
 		WorkDir:   "/w",
@@ -541,10 +548,10 @@ func TestPlanContainer(t *testing.T) {
 	}
 	// The capture init container: root, with its capabilities as root's.
 	root := int64(0)
-	initC := corev1.Container{Name: "horizon-init", Image: "horizon/proxy", Command: []string{"horizon"}, Args: []string{"agent", "iptables"},
+	initC := corev1.Container{Name: "horizon-init", Image: "horizon/proxy", Command: []string{"horizon-agent"}, Args: []string{"agent", "iptables"},
 		SecurityContext: &corev1.SecurityContext{RunAsUser: &root, Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"NET_ADMIN", "NET_RAW"}}}}
 	pod.Spec.SecurityContext = nil
-	p, err = PlanContainer(context.Background(), pod, &initC, Programs{Horizon: "/opt/horizon"}, lookup(), nil, "/p")
+	p, err = PlanContainer(context.Background(), pod, &initC, Programs{Agent: "/opt/horizon-agent"}, lookup(), nil, "/p")
 	if err != nil {
 		t.Fatal(err)
 	}
