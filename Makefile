@@ -4,7 +4,7 @@ SHELL        := /bin/bash
 GO      ?= go
 BIN     ?= bin/horizon
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -X github.com/horizonmesh/horizon/internal/cli.Version=$(VERSION)
+LDFLAGS := -X github.com/horizonmesh/horizon/internal/cmdutil.Version=$(VERSION)
 # How long `make fuzz` runs each fuzz target (after building it). Each new
 # input worth keeping is minimized first, 60 s by default: far longer than a
 # short run, so cap it.
@@ -16,8 +16,13 @@ FUZZFLAGS ?= -fuzzminimizetime 1s
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
 
-build: ## build bin/horizon (and bin/helloworld, which the lab runs for the samples' images)
+# The CLI (bin/horizon), the programs of the discovery and proxy images
+# (bin/horizon-discovery, bin/horizon-agent: the lab runs them for those
+# images) and bin/helloworld (the lab's stand-in for the samples' images).
+build: ## build bin/horizon (the CLI), bin/horizon-discovery, bin/horizon-agent and bin/helloworld
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/horizon
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(dir $(BIN))horizon-discovery ./cmd/horizon-discovery
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(dir $(BIN))horizon-agent ./cmd/horizon-agent
 	$(GO) build -o $(dir $(BIN))helloworld ./cmd/helloworld
 
 check: setup lint unit fuzz integration ## the full test command (what .ci/run runs)
@@ -72,7 +77,7 @@ bench-convergence: build ## endpoint-change convergence at M ADS clients on a re
 	  if [ "$(BENCH_CP)" = istiod ]; then idir=$$(./scripts/istiod.sh | tail -1); \
 	    extra="-istiod-bin $$idir/pilot-discovery -istio-crds $$idir/crd-all.gen.yaml"; fi; \
 	  HORIZON_K8S_BIN_DIR=$$dir $(GO) test -tags bench -count=1 -timeout 4h -v -run '^TestConvergence$$' ./internal/bench \
-	    -args -cp $(BENCH_CP) -horizon-bin $(CURDIR)/$(BIN) $$extra $(if $(BENCH_OUT),-out $(abspath $(BENCH_OUT))) $(BENCH_ARGS)
+	    -args -cp $(BENCH_CP) -horizon-bin $(CURDIR)/$(dir $(BIN))horizon-discovery $$extra $(if $(BENCH_OUT),-out $(abspath $(BENCH_OUT))) $(BENCH_ARGS)
 
 # Not part of `check` either: the hostile-load benchmark of issue 17 (about
 # 5 min). A quiet baseline, then each attack class for 30 s against one
@@ -83,7 +88,7 @@ HOSTILE_ARGS ?=
 bench-hostile: build ## legitimate proxies' service while attackers run each hostile class (docs/performance.md)
 	dir=$$(./scripts/k8s-bins.sh | tail -1); \
 	  HORIZON_K8S_BIN_DIR=$$dir $(GO) test -tags bench -count=1 -timeout 1h -v -run '^TestHostile$$' ./internal/bench \
-	    -args -horizon-bin $(CURDIR)/$(BIN) $(if $(BENCH_OUT),-out $(abspath $(BENCH_OUT))) $(HOSTILE_ARGS)
+	    -args -horizon-bin $(CURDIR)/$(dir $(BIN))horizon-discovery $(if $(BENCH_OUT),-out $(abspath $(BENCH_OUT))) $(HOSTILE_ARGS)
 
 golden: ## refresh golden files after a deliberate output change; review the diff
 	$(GO) test ./internal/xds/translate/ -run TestGolden -update
@@ -96,16 +101,21 @@ quickstart: build ## split-horizon EDS of the walkthrough, as each side sees it
 	./scripts/quickstart.sh
 
 # Container images without a Docker daemon (cmd/horizon-image): a static
-# horizon (CGO_ENABLED=0; ldd must call it "not a dynamic executable"), and
-# the pinned Envoy with exactly the libraries it links. Writes
-# $(IMAGES_DIR)/discovery.tar and proxy.tar, tagged $(VERSION) and latest.
+# horizon-discovery for the discovery image and a static horizon-agent for
+# the proxy image (CGO_ENABLED=0; ldd must call each "not a dynamic
+# executable"), with the pinned Envoy and exactly the libraries it links.
+# Writes $(IMAGES_DIR)/discovery.tar and proxy.tar, tagged $(VERSION) and
+# latest.
 IMAGES_DIR ?= bin/images
 images: ## build the discovery and proxy images (docker-save tarballs in bin/images/)
 	envoy=$$(./scripts/envoy.sh | tail -1); \
-	  CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w $(LDFLAGS)" -o $(IMAGES_DIR)/horizon ./cmd/horizon; \
-	  if command -v ldd >/dev/null && ! { ldd $(IMAGES_DIR)/horizon 2>&1 || true; } | grep -q 'not a dynamic executable'; then \
-	    echo "images: $(IMAGES_DIR)/horizon is not static" >&2; exit 1; fi; \
-	  $(GO) run ./cmd/horizon-image --horizon $(IMAGES_DIR)/horizon --envoy "$$envoy" --version $(VERSION) --out $(IMAGES_DIR)
+	  for p in horizon-discovery horizon-agent; do \
+	    CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w $(LDFLAGS)" -o $(IMAGES_DIR)/$$p ./cmd/$$p; \
+	    if command -v ldd >/dev/null && ! { ldd $(IMAGES_DIR)/$$p 2>&1 || true; } | grep -q 'not a dynamic executable'; then \
+	      echo "images: $(IMAGES_DIR)/$$p is not static" >&2; exit 1; fi; \
+	  done; \
+	  $(GO) run ./cmd/horizon-image --discovery $(IMAGES_DIR)/horizon-discovery --agent $(IMAGES_DIR)/horizon-agent \
+	    --envoy "$$envoy" --version $(VERSION) --out $(IMAGES_DIR)
 
 clean:
 	rm -rf bin

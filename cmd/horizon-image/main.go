@@ -27,7 +27,8 @@ func main() {
 func run(args []string) error {
 	fs := flag.NewFlagSet("horizon-image", flag.ContinueOnError)
 	var o images.Options
-	fs.StringVar(&o.Horizon, "horizon", "", "the horizon binary, statically linked (CGO_ENABLED=0 go build ./cmd/horizon)")
+	fs.StringVar(&o.Discovery, "discovery", "", "horizon-discovery, the discovery image's program, statically linked (CGO_ENABLED=0 go build ./cmd/horizon-discovery)")
+	fs.StringVar(&o.Agent, "agent", "", "horizon-agent, the proxy image's program, statically linked (CGO_ENABLED=0 go build ./cmd/horizon-agent)")
 	fs.StringVar(&o.Envoy, "envoy", "", "the Envoy binary (scripts/envoy.sh prints it)")
 	fs.StringVar(&o.OutDir, "out", "bin/images", "output directory")
 	fs.StringVar(&o.Version, "version", "", "image tag and org.opencontainers.image.version (default: git describe --always --dirty)")

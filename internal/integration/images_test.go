@@ -26,13 +26,15 @@ import (
 )
 
 // TestImagesRunWithRunc builds both images as `make images` does (a static
-// horizon, then cmd/horizon-image), twice, and checks that they are
+// horizon-discovery and horizon-agent, then cmd/horizon-image), twice, and
+// checks that they are
 // reproducible, tagged VERSION and latest, configured (user 1337, the
 // entrypoint, labels) and hold exactly what they should (Envoy's layer: Envoy
 // plus what `ldd` lists for it). Then it unpacks each image into an OCI
 // runtime bundle and runs it with runc — no Docker daemon, no network:
-// `horizon version` in discovery; `horizon version`, `envoy --version` and
-// the capture init container (`horizon agent iptables`, as root with
+// `horizon-discovery version` in discovery; `horizon-agent version`,
+// `envoy --version` and the capture init container (`horizon-agent agent
+// iptables`, as root with
 // NET_ADMIN in a fresh network namespace, then the image's own `iptables -t
 // nat -S`) in the proxy image.
 func TestImagesRunWithRunc(t *testing.T) {
@@ -45,18 +47,24 @@ func TestImagesRunWithRunc(t *testing.T) {
 	)
 
 	start := time.Now()
-	horizon := filepath.Join(dir, "horizon")
-	imageGoBuild(t, []string{"CGO_ENABLED=0"}, "-trimpath", "-ldflags", "-s -w -X github.com/horizonmesh/horizon/internal/cli.Version="+version, "-o", horizon, "../../cmd/horizon")
-	if out, _ := exec.Command("ldd", horizon).CombinedOutput(); !strings.Contains(string(out), "not a dynamic executable") {
-		t.Fatalf("ldd %s: %s (want: not a dynamic executable)", horizon, out)
+	discoveryBin, agentBin := filepath.Join(dir, "horizon-discovery"), filepath.Join(dir, "horizon-agent")
+	for _, bin := range []string{discoveryBin, agentBin} {
+		imageGoBuild(t, []string{"CGO_ENABLED=0"}, "-trimpath", "-ldflags", "-s -w -X github.com/horizonmesh/horizon/internal/cmdutil.Version="+version,
+			"-o", bin, "../../cmd/"+filepath.Base(bin))
+		if out, _ := exec.Command("ldd", bin).CombinedOutput(); !strings.Contains(string(out), "not a dynamic executable") {
+			t.Fatalf("ldd %s: %s (want: not a dynamic executable)", bin, out)
+		}
+		st, err := os.Stat(bin)
+		must(t, err)
+		t.Logf("%s: %.1f MB", filepath.Base(bin), float64(st.Size())/1e6)
 	}
 	tool := filepath.Join(dir, "horizon-image")
 	imageGoBuild(t, nil, "-o", tool, "../../cmd/horizon-image")
-	t.Logf("go build (static horizon, horizon-image): %s", time.Since(start).Round(100*time.Millisecond))
+	t.Logf("go build (static horizon-discovery and horizon-agent, horizon-image): %s", time.Since(start).Round(100*time.Millisecond))
 
 	build := func(out string) time.Duration {
 		start := time.Now()
-		cmd := exec.Command(tool, "-q", "--horizon", horizon, "--envoy", envoy, "--version", version,
+		cmd := exec.Command(tool, "-q", "--discovery", discoveryBin, "--agent", agentBin, "--envoy", envoy, "--version", version,
 			"--revision", "0123456789abcdef", "--source-date-epoch", fmt.Sprint(epoch), "--out", out)
 		if b, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("horizon-image: %v\n%s", err, b)
@@ -81,13 +89,13 @@ func TestImagesRunWithRunc(t *testing.T) {
 
 	// Configuration.
 	for _, c := range []struct {
-		img   v1.Image
-		title string
-	}{{discovery, "horizon-discovery"}, {proxy, "horizon-proxy"}} {
+		img               v1.Image
+		title, entrypoint string
+	}{{discovery, "horizon-discovery", "/usr/local/bin/horizon-discovery"}, {proxy, "horizon-proxy", "/usr/local/bin/horizon-agent"}} {
 		cf, err := c.img.ConfigFile()
 		must(t, err)
 		cfg := cf.Config
-		if cfg.User != "1337" || strings.Join(cfg.Entrypoint, " ") != "/usr/local/bin/horizon" || cf.OS != "linux" ||
+		if cfg.User != "1337" || strings.Join(cfg.Entrypoint, " ") != c.entrypoint || cf.OS != "linux" ||
 			!cf.Created.Time.Equal(time.Unix(epoch, 0)) {
 			t.Errorf("%s: user %q, entrypoint %q, os %q, created %s", c.title, cfg.User, cfg.Entrypoint, cf.OS, cf.Created)
 		}
@@ -100,8 +108,9 @@ func TestImagesRunWithRunc(t *testing.T) {
 		t.Errorf("proxy: envoy version label %q, want 1.40.0", cf.Config.Labels["io.horizonmesh.envoy.version"])
 	}
 
-	// Layers: discovery's only layer is the proxy's first (shared in a
-	// registry or a node's store); every entry sorted, with the fixed mtime.
+	// Layers: discovery's only layer holds horizon-discovery and /tmp, the
+	// proxy's first horizon-agent, /tmp and its work directory; every entry
+	// sorted, with the fixed mtime.
 	dl, err := discovery.Layers()
 	must(t, err)
 	pl, err := proxy.Layers()
@@ -109,23 +118,31 @@ func TestImagesRunWithRunc(t *testing.T) {
 	if len(dl) != 1 || len(pl) != 3 {
 		t.Fatalf("discovery has %d layers (want 1), proxy %d (want 3)", len(dl), len(pl))
 	}
-	dd, _ := dl[0].Digest()
-	pd, _ := pl[0].Digest()
-	if dd != pd {
-		t.Errorf("discovery's layer %s is not the proxy's first layer %s", dd, pd)
+	discoveryFiles := layerEntries(t, dl[0], time.Unix(epoch, 0))
+	if got, want := sortedKeys(discoveryFiles), "[tmp/ usr/ usr/local/ usr/local/bin/ usr/local/bin/horizon-discovery]"; fmt.Sprint(got) != want {
+		t.Errorf("discovery layer files %v, want %s", got, want)
+	}
+	if h := discoveryFiles["usr/local/bin/horizon-discovery"]; h == nil || h.Mode != 0o755 {
+		t.Errorf("discovery layer: /usr/local/bin/horizon-discovery missing or not 0755: %+v", h)
+	}
+	if h := discoveryFiles["tmp/"]; h == nil || h.Mode != 0o1777 {
+		t.Errorf("discovery layer: /tmp missing or not 1777: %+v", h)
 	}
 	layerFiles := make([]map[string]*tar.Header, len(pl))
 	for i, l := range pl {
 		layerFiles[i] = layerEntries(t, l, time.Unix(epoch, 0))
 	}
-	if h := layerFiles[0]["usr/local/bin/horizon"]; h == nil || h.Mode != 0o755 {
-		t.Errorf("horizon layer: /usr/local/bin/horizon missing or not 0755: %+v", h)
+	if h := layerFiles[0]["usr/local/bin/horizon-agent"]; h == nil || h.Mode != 0o755 {
+		t.Errorf("agent layer: /usr/local/bin/horizon-agent missing or not 0755: %+v", h)
 	}
 	if h := layerFiles[0]["var/run/horizon/"]; h == nil || h.Uid != 1337 || h.Gid != 1337 {
-		t.Errorf("horizon layer: /var/run/horizon missing or not owned by 1337: %+v", h)
+		t.Errorf("agent layer: /var/run/horizon missing or not owned by 1337: %+v", h)
 	}
 	if h := layerFiles[0]["tmp/"]; h == nil || h.Mode != 0o1777 {
-		t.Errorf("horizon layer: /tmp missing or not 1777: %+v", h)
+		t.Errorf("agent layer: /tmp missing or not 1777: %+v", h)
+	}
+	if layerFiles[0]["usr/local/bin/horizon-discovery"] != nil {
+		t.Errorf("agent layer holds horizon-discovery")
 	}
 	// The Envoy layer: Envoy and exactly what ldd says it loads.
 	want := map[string]bool{"usr/local/bin/envoy": true}
@@ -152,11 +169,11 @@ func TestImagesRunWithRunc(t *testing.T) {
 	dBundle := imageBundle(t, discovery, filepath.Join(dir, "discovery"))
 	pBundle := imageBundle(t, proxy, filepath.Join(dir, "proxy"))
 	state := filepath.Join(dir, "runc")
-	if out := runcRun(t, state, dBundle, runcProcess{args: []string{"/usr/local/bin/horizon", "version"}}); strings.TrimSpace(out) != version {
-		t.Errorf("discovery: horizon version printed %q, want %q", out, version)
+	if out := runcRun(t, state, dBundle, runcProcess{args: []string{"/usr/local/bin/horizon-discovery", "version"}}); strings.TrimSpace(out) != version {
+		t.Errorf("discovery: horizon-discovery version printed %q, want %q", out, version)
 	}
-	if out := runcRun(t, state, pBundle, runcProcess{args: []string{"horizon", "version"}}); strings.TrimSpace(out) != version {
-		t.Errorf("proxy: horizon version printed %q, want %q", out, version)
+	if out := runcRun(t, state, pBundle, runcProcess{args: []string{"horizon-agent", "version"}}); strings.TrimSpace(out) != version {
+		t.Errorf("proxy: horizon-agent version printed %q, want %q", out, version)
 	}
 	if out := runcRun(t, state, pBundle, runcProcess{args: []string{"envoy", "--version"}}); !strings.Contains(out, "/1.40.0/") {
 		t.Errorf("proxy: envoy --version printed %q, want release 1.40.0", out)
@@ -171,7 +188,7 @@ func TestImagesRunWithRunc(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", netns).Run() })
 	initc := runcProcess{root: true, caps: []string{"CAP_NET_ADMIN", "CAP_NET_RAW"}, netns: "/var/run/netns/" + netns, writable: true}
-	initc.args = []string{"horizon", "agent", "iptables", "--proxy-uid", "1337"}
+	initc.args = []string{"horizon-agent", "agent", "iptables", "--proxy-uid", "1337"}
 	runcRun(t, state, pBundle, initc)
 	initc.args = []string{"iptables", "-t", "nat", "-S"}
 	rules := runcRun(t, state, pBundle, initc)
@@ -311,7 +328,7 @@ func lddPaths(t *testing.T, bin string) map[string]bool {
 	return paths
 }
 
-func sortedKeys(m map[string]bool) []string {
+func sortedKeys[V any](m map[string]V) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {
 		out = append(out, k)
