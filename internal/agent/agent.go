@@ -12,7 +12,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 )
 
-// Config is everything `horizon agent` is configured with.
+// Config is everything `horizon-agent agent` is configured with.
 type Config struct {
 	NodeID         string
 	ClusterID      string

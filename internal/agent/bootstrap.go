@@ -1,4 +1,4 @@
-// Package agent is `horizon agent`: beside a workload it generates Envoy's
+// Package agent is `horizon-agent agent`: beside a workload it generates Envoy's
 // bootstrap, obtains the workload certificate from the CA, serves it to
 // Envoy over SDS and runs Envoy.
 package agent

@@ -52,7 +52,7 @@ type Config struct {
 	Now func() time.Time
 }
 
-// DefaultConfig is the configuration `horizon discovery` runs with.
+// DefaultConfig is the configuration `horizon-discovery discovery` runs with.
 //
 // Why these numbers: a legitimate proxy needs one review per CSR (about
 // every 12 h) and one per token-authenticated xDS stream, so 100/s with a

@@ -12,7 +12,7 @@ import (
 	"github.com/horizonmesh/horizon/internal/xds/server"
 )
 
-// Config is everything `horizon discovery` is configured with.
+// Config is everything `horizon-discovery discovery` is configured with.
 type Config struct {
 	Kubeconfig        string
 	ClusterID         string

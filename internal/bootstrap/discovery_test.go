@@ -24,7 +24,7 @@ import (
 // walkthrough holds the walkthrough's clusters as manifests.
 const walkthrough = "../../examples/walkthrough"
 
-// discoveryEnv runs `horizon discovery` in-process on manifests copied to a
+// discoveryEnv runs `horizon-discovery discovery` in-process on manifests copied to a
 // temp dir, with plaintext xDS and ops HTTP on loopback.
 type discoveryEnv struct {
 	dir      string

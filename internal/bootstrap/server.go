@@ -1,4 +1,4 @@
-// Package bootstrap is `horizon discovery`'s application, as Istio's
+// Package bootstrap is `horizon-discovery discovery`'s application, as Istio's
 // pilot/pkg/bootstrap is pilot-discovery's: its Config, Run (the control
 // plane, its sources, the CA) and the servers Run starts and shuts down.
 // The command (internal/cli) only binds flags to a Config and calls Run.

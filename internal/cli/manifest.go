@@ -24,7 +24,7 @@ func newManifestCommand(stdout io.Writer) *cobra.Command {
 a primary cluster (namespace, discovery's ServiceAccount and least-privilege RBAC, its
 Deployment, Service, PodDisruptionBudget, the sidecar-injection webhook, and the istio
 ConfigMap with --mesh-networks), or with --remote those of a remote cluster (its
-namespace labelled with its network, and ` + "`horizon injector`" + ` with its RBAC, Service and
+namespace labelled with its network, and ` + "`horizon-discovery injector`" + ` with its RBAC, Service and
 webhook configuration: injected pods get this cluster's identity and reach discovery at
 --discovery-address, the primary's gateway), and with
 --gateway the east-west network gateway (Deployment, LoadBalancer Service labelled with the

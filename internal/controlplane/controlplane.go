@@ -1,4 +1,4 @@
-// Package controlplane is the live heart of `horizon discovery`: it holds the
+// Package controlplane is the live heart of `horizon-discovery discovery`: it holds the
 // clusters and meshNetworks the sources report, rebuilds the mesh model when
 // they change (debounced), and updates the xDS views that proxies watch.
 package controlplane

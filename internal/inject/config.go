@@ -1,11 +1,11 @@
 // Package inject is Horizon's sidecar injector: a mutating admission
-// webhook that adds the traffic-capture init container (`horizon agent
-// iptables`) and the sidecar (`horizon agent`) to pods created in namespaces
+// webhook that adds the traffic-capture init container (`horizon-agent agent
+// iptables`) and the sidecar (`horizon-agent agent`) to pods created in namespaces
 // labelled istio-injection=enabled. Inject is a pure function of the pod,
 // its namespace and a Config; Handler serves it as admission.k8s.io/v1
 // AdmissionReviews with RFC 6902 JSON patches.
 //
-// Wiring (in `horizon discovery`): serve Handler on WebhookPath over TLS
+// Wiring (in `horizon-discovery discovery`): serve Handler on WebhookPath over TLS
 // with a certificate the API server trusts, build Config from the
 // discovery flags, and look namespaces up in the local cluster's informer.
 // The MutatingWebhookConfiguration should use the Recommended* values below.
@@ -81,9 +81,9 @@ const (
 
 // Config is what the injector puts into pods. Start from Defaults.
 type Config struct {
-	// ProxyImage runs `horizon agent` (the agent, Envoy and iptables).
+	// ProxyImage runs `horizon-agent agent` (the agent, Envoy and iptables).
 	ProxyImage string
-	// InitImage runs `horizon agent iptables` (default: ProxyImage).
+	// InitImage runs `horizon-agent agent iptables` (default: ProxyImage).
 	InitImage       string
 	ImagePullPolicy corev1.PullPolicy
 	// Binary is the horizon-agent executable in the proxy image.

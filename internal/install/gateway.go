@@ -38,7 +38,7 @@ func gatewayLabels() map[string]string {
 	return map[string]string{"app": GatewayName, GatewayLabelKey: GatewayLabelVal}
 }
 
-// gatewayObjects: the east-west gateway (`horizon agent --router`), its
+// gatewayObjects: the east-west gateway (`horizon-agent agent --router`), its
 // LoadBalancer Service labelled with the network (discovery finds the
 // gateway's address there, no manual edit), and, with ExposeServices, the
 // walkthrough's AUTO_PASSTHROUGH Gateway.

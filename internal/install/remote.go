@@ -17,7 +17,7 @@ import (
 const InjectorName = "horizon-injector"
 
 // remoteObjects: a remote cluster runs no discovery. Its pods join the
-// primary's discovery through the primary's gateway; `horizon injector`
+// primary's discovery through the primary's gateway; `horizon-discovery injector`
 // gives them this cluster's CLUSTER_ID and NETWORK and that address, and
 // publishes the mesh root (from the cacerts Secret the walkthrough creates
 // in both clusters) in every namespace.

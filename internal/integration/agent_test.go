@@ -25,7 +25,7 @@ import (
 
 func freePort(t *testing.T) int { return testkit.FreePort(t) }
 
-// TestAgentRunsRealEnvoyOverMTLS: `horizon agent` gets a certificate for its
+// TestAgentRunsRealEnvoyOverMTLS: `horizon-agent agent` gets a certificate for its
 // service account from the CSR service (token checked by the real API
 // server), serves it over SDS, and the real Envoy it runs connects to
 // discovery's TLS port with it and receives its listeners and clusters.

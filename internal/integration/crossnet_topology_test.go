@@ -47,7 +47,7 @@ type crossnetOptions struct {
 	// joined to the test's own namespace at .254, where discovery listens,
 	// so concurrent tests need distinct Net1s.
 	Net1, Net2 string
-	// Subprocess runs discovery as a `horizon discovery` process (which a
+	// Subprocess runs discovery as a `horizon-discovery discovery` process (which a
 	// test can kill and restart) instead of in-process.
 	Subprocess bool
 	// SecureSANs are further names for discovery's TLS certificate, e.g.
@@ -65,13 +65,14 @@ type crossWorkload struct{ name, bridge, ip, gw, sa, cluster, network, version, 
 // bridge namespace) that masquerades onto a public segment, where only the
 // east-west gateways' public addresses are reachable. Sleep and helloworld
 // v1 run in cluster1, helloworld v2 and a second sleep in cluster2, each
-// with transparent capture, `horizon agent` and the real Envoy; cluster2's
+// with transparent capture, `horizon-agent agent` and the real Envoy; cluster2's
 // proxies reach discovery only through cluster1's gateway.
 type crossnet struct {
 	t                    *testing.T
 	opts                 crossnetOptions
 	lab                  *netlab.Lab
-	dir, horizon, hello  string
+	dir, agent, hello    string
+	discovery            string
 	envoy                string
 	ns                   map[string]string // workload → network namespace
 	c1, c2               *kubeharness.Cluster
@@ -102,7 +103,7 @@ func startCrossnet(t *testing.T, opts crossnetOptions) *crossnet {
 	netlab.Require(t)
 	x := &crossnet{t: t, opts: opts, envoy: envoyBinary(t), ns: map[string]string{}}
 	x.dir = buildBinaries(t)
-	x.horizon, x.hello = filepath.Join(x.dir, "horizon"), filepath.Join(x.dir, "helloworld")
+	x.discovery, x.agent, x.hello = filepath.Join(x.dir, "horizon-discovery"), filepath.Join(x.dir, "horizon-agent"), filepath.Join(x.dir, "helloworld")
 	n1net, n2net := opts.Net1, opts.Net2
 	x.discoveryIP = n1net + ".254"
 	x.gw1Public, x.gw2Public = "203.0.113.10", "203.0.113.20"
@@ -250,7 +251,7 @@ func startCrossnet(t *testing.T, opts crossnetOptions) *crossnet {
 }
 
 // startWorkload starts a workload of the topology in its namespace
-// (x.ns[w.name]): capture, app (if it has a version) and `horizon agent`
+// (x.ns[w.name]): capture, app (if it has a version) and `horizon-agent agent`
 // with the real Envoy; a gateway (w.public set) as a router.
 func (x *crossnet) startWorkload(w crossWorkload) {
 	t, lab := x.t, x.lab
@@ -269,13 +270,13 @@ func (x *crossnet) startWorkload(w crossWorkload) {
 	if w.network == "network2" {
 		discoveryAddr, san = x.gw1Public+":15443", discoverySNI // through cluster1's gateway
 	}
-	args := []string{x.horizon, "agent", "--namespace", tokenNS, "--service-account", w.sa, "--cluster-id", w.cluster,
+	args := []string{x.agent, "agent", "--namespace", tokenNS, "--service-account", w.sa, "--cluster-id", w.cluster,
 		"--network", w.network, "--ip", w.ip, "--discovery-address", discoveryAddr, "--discovery-san", san,
 		"--root-cert", rootFile, "--token-file", tokenFile, "--envoy-path", x.envoy, "--work-dir", work, "--drain", "1s"}
 	if w.public != "" {
 		args = append(args, "--router", "--label", "istio=eastwestgateway")
 	} else {
-		lab.In(x.ns[w.name], x.horizon, "agent", "iptables", "--proxy-uid", fmt.Sprint(proxyUID))
+		lab.In(x.ns[w.name], x.agent, "agent", "iptables", "--proxy-uid", fmt.Sprint(proxyUID))
 		args = append(args, "--label", "app="+w.name)
 	}
 	if w.version != "" {
@@ -333,7 +334,7 @@ func (x *crossnet) clusterStatus(id string) (controlplane.ClusterStatus, bool) {
 	return controlplane.ClusterStatus{}, false
 }
 
-// discoverySub is `horizon discovery` as a process of its own, with the
+// discoverySub is `horizon-discovery discovery` as a process of its own, with the
 // flags the in-process one gets, on fixed addresses so that a restart
 // listens where the proxies and the test look.
 type discoverySub struct {
@@ -353,7 +354,7 @@ func (x *crossnet) startDiscoverySubprocess() {
 	x.localKubeconfig = filepath.Join(x.dir, "cluster1.kubeconfig")
 	must(t, os.WriteFile(x.localKubeconfig, kc, 0o600))
 	x.httpAddr, x.xdsAddr = freeAddr(t), freeAddr(t)
-	x.sub = &discoverySub{log: filepath.Join(x.dir, "discovery.log"), args: []string{x.horizon, "discovery",
+	x.sub = &discoverySub{log: filepath.Join(x.dir, "discovery.log"), args: []string{x.discovery, "discovery",
 		"--kubeconfig", x.localKubeconfig, "--cluster-id", "cluster1",
 		"--xds-addr", x.xdsAddr, "--http-addr", x.httpAddr,
 		"--secure-addr", x.discoveryIP + ":15012", "--secure-san", strings.Join(append([]string{x.discoveryIP, discoverySNI}, x.opts.SecureSANs...), ","),

@@ -1,6 +1,6 @@
 //go:build integration
 
-// Package integration runs `horizon discovery` against real kube-apiservers
+// Package integration runs `horizon-discovery discovery` against real kube-apiservers
 // (internal/testing/kubeharness) and talks to it over real gRPC ADS.
 package integration
 
@@ -171,7 +171,7 @@ func (m *mesh) joinCluster2(t *testing.T, secretName string) {
 	remoteSecret(t, m.c1, secretName, "cluster2", kc)
 }
 
-// discoveryProc is `horizon discovery` running in-process against cluster1.
+// discoveryProc is `horizon-discovery discovery` running in-process against cluster1.
 type discoveryProc struct {
 	xds, http string
 	cp        *controlplane.ControlPlane

@@ -144,7 +144,7 @@ func TestGatewayMatrixOnlyMeshMTLSToSidecarsPasses(t *testing.T) {
 	netlab.Require(t)
 	envoy := envoyBinary(t)
 	dir := buildBinaries(t)
-	horizon, hello := filepath.Join(dir, "horizon"), filepath.Join(dir, "helloworld")
+	agentBin, hello := filepath.Join(dir, "horizon-agent"), filepath.Join(dir, "helloworld")
 	self, err := os.Executable() // run as root in the namespaces: the probe and the non-mesh server
 	must(t, err)
 
@@ -225,12 +225,12 @@ func TestGatewayMatrixOnlyMeshMTLSToSidecarsPasses(t *testing.T) {
 		must(t, os.Chown(work, proxyUID, proxyUID))
 		tokenFile := filepath.Join(dir, name+".token")
 		must(t, os.WriteFile(tokenFile, []byte(token(t, c1, tokenNS, sa, "istio-ca")), 0o644))
-		args := append([]string{horizon, "agent", "--namespace", tokenNS, "--service-account", sa, "--cluster-id", "cluster1",
+		args := append([]string{agentBin, "agent", "--namespace", tokenNS, "--service-account", sa, "--cluster-id", "cluster1",
 			"--network", "network1", "--ip", ip, "--discovery-address", discIP + ":15012", "--discovery-san", discIP,
 			"--root-cert", rootFile, "--token-file", tokenFile, "--envoy-path", envoy, "--work-dir", work, "--drain", "1s"}, extra...)
 		lab.Start(ns[name], proxyUID, filepath.Join(dir, name+".agent.log"), args...)
 	}
-	lab.In(ns["hw"], horizon, "agent", "iptables", "--proxy-uid", fmt.Sprint(proxyUID))
+	lab.In(ns["hw"], agentBin, "agent", "iptables", "--proxy-uid", fmt.Sprint(proxyUID))
 	lab.Start(ns["hw"], 0, filepath.Join(dir, "hw.app.log"), hello, "-version", "v1", "-instance", "hw")
 	agent("hw", "sample", "helloworld", hwIP, "--label", "app=helloworld")
 	agent("gw", "istio-system", "istio-eastwestgateway", net1+".20", "--router", "--label", "istio=eastwestgateway")

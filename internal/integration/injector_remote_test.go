@@ -26,7 +26,7 @@ import (
 )
 
 // A remote cluster's pods get that cluster's identity and reach discovery
-// through the primary's gateway: `horizon injector`, called by cluster2's
+// through the primary's gateway: `horizon-discovery injector`, called by cluster2's
 // real API server, injects CLUSTER_ID=cluster2, network2 and the gateway's
 // address; the mesh root (cluster2's cacerts, shared with cluster1) is
 // published in every namespace.

@@ -55,7 +55,7 @@ func istioBinary(t *testing.T, env, name string) string {
 // injected Istio sidecar runs it (the istio-token TokenRequest token with
 // audience istio-ca, the istio-ca-root-cert root, ISTIO_META_CLUSTER_ID,
 // the discovery address the istiod Service would give, its own RSA key and
-// CSR), obtains its workload certificate from `horizon discovery`'s CA with
+// CSR), obtains its workload certificate from `horizon-discovery discovery`'s CA with
 // nothing changed on either side: Horizon's default serving certificate
 // carries istiod.istio-system.svc, the name the agent checks; the agent's
 // ClusterID header (or none: an empty one means the local cluster, as for

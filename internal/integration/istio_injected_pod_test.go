@@ -168,7 +168,7 @@ func keys[V any](m map[string]V) []string {
 // makes for the walkthrough's sleep (default profile, rendered by the pinned
 // istioctl offline; istio-proxy as a regular container and, as istiod's
 // webhook injects it for nodes that support it, as a native sidecar) finds,
-// in a cluster where `horizon discovery` runs instead of istiod, everything
+// in a cluster where `horizon-discovery discovery` runs instead of istiod, everything
 // it mounts: the API server accepts the injected Deployment and Pod; the
 // ConfigMap istio-ca-root-cert, which discovery publishes, holds
 // root-cert.pem (the file pilot-agent reads under /var/run/secrets/istio)
@@ -196,7 +196,7 @@ func TestIstioInjectedPodFindsWhatItMounts(t *testing.T) {
 	installCACerts(t, c1, files)
 	ports, err := k8sproc.FreePorts(1)
 	must(t, err)
-	// `horizon discovery` with its defaults (cluster ID, trust domain,
+	// `horizon-discovery discovery` with its defaults (cluster ID, trust domain,
 	// token audiences) and its TLS port: with a CA it publishes the root.
 	start := time.Now()
 	d := startDiscoveryWith(t, c1, nil, true, func(c *bootstrap.Config) {

@@ -24,7 +24,7 @@ import (
 // reporting version "istio", Istio's own `pilot-agent istio-iptables`
 // capture, `pilot-agent proxy sidecar` as uid 1337 with Istio's own
 // bootstrap template, the pinned Envoy, a TokenRequest token and the istiod
-// name pointing at `horizon discovery`) calls helloworld behind a Horizon
+// name pointing at `horizon-discovery discovery`) calls helloworld behind a Horizon
 // sidecar and is called by sleep behind a Horizon sidecar, each in its own
 // network namespace as in TestSidecarsMutualTLSEndToEnd. Both directions
 // answer over mutual TLS: each server's access log (Horizon's LDS format,
@@ -39,7 +39,7 @@ func TestIstioSidecarTrafficOneNetwork(t *testing.T) {
 	// The proxy uid cannot read root's home (module and build caches):
 	// everything it runs or reads goes to a directory it can.
 	dir := buildBinaries(t)
-	horizon := filepath.Join(dir, "horizon")
+	agent := filepath.Join(dir, "horizon-agent")
 	agentBin := filepath.Join(dir, "pilot-agent")
 	copyFile(t, pilotAgent, agentBin, 0o755)
 	tmplFile := filepath.Join(dir, "envoy_bootstrap.json")
@@ -99,12 +99,12 @@ func TestIstioSidecarTrafficOneNetwork(t *testing.T) {
 		must(t, os.Chown(work, proxyUID, proxyUID))
 		tokenFile := filepath.Join(dir, w.name+".token")
 		must(t, os.WriteFile(tokenFile, []byte(token(t, c1, "sample", w.name, "istio-ca")), 0o644))
-		lab.In(ns[w.name], horizon, "agent", "iptables", "--proxy-uid", fmt.Sprint(proxyUID))
+		lab.In(ns[w.name], agent, "agent", "iptables", "--proxy-uid", fmt.Sprint(proxyUID))
 		if w.name == "helloworld" {
 			lab.Start(ns[w.name], 0, filepath.Join(dir, "helloworld.app.log"), filepath.Join(dir, "helloworld"),
 				"-version", "v1", "-instance", "helloworld")
 		}
-		lab.Start(ns[w.name], proxyUID, filepath.Join(dir, w.name+".agent.log"), horizon, "agent",
+		lab.Start(ns[w.name], proxyUID, filepath.Join(dir, w.name+".agent.log"), agent, "agent",
 			"--namespace", "sample", "--service-account", w.name, "--cluster-id", "cluster1", "--ip", w.ip,
 			"--label", "app="+w.name, "--discovery-address", discoveryIP+":15012", "--root-cert", rootFile,
 			"--token-file", tokenFile, "--envoy-path", envoy, "--work-dir", work, "--drain", "1s")

@@ -328,7 +328,7 @@ func TestLab(t *testing.T) {
 	}
 	// A container that exits is restarted: logs shows its last run (what
 	// it wrote to stderr too), --previous the one before.
-	k.ok(t, "run", "crash", "-n", ns, "--image=horizon/proxy", "--command", "--", "horizon", "version", "--bogus")
+	k.ok(t, "run", "crash", "-n", ns, "--image=horizon/proxy", "--command", "--", "horizon-agent", "version", "--bogus")
 	waitFor(t, time.Minute, "the crashing container to have restarted", func() bool {
 		n, _ := strconv.Atoi(k.ok(t, "get", "pod", "crash", "-n", ns, "-o", "jsonpath={.status.containerStatuses[0].restartCount}"))
 		return n >= 1

@@ -17,7 +17,7 @@ import (
 	"github.com/horizonmesh/horizon/internal/testing/adsclient"
 )
 
-// TestPropagationTo100Proxies measures, with `horizon discovery` running as
+// TestPropagationTo100Proxies measures, with `horizon-discovery discovery` running as
 // its own process against two real API servers, the time from an
 // EndpointSlice write in the remote cluster to the last of 100 connected ADS
 // clients receiving the change, and the control plane's RSS. It reports the
@@ -29,8 +29,8 @@ func TestPropagationTo100Proxies(t *testing.T) {
 	m := startMesh(t)
 	m.joinCluster2(t, "iks")
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "horizon")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/horizon").CombinedOutput(); err != nil {
+	bin := filepath.Join(dir, "horizon-discovery")
+	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/horizon-discovery").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
 	kc, err := m.c1.Kubeconfig()

@@ -61,7 +61,7 @@ func TestSecurityCAUnreachableWhenRenewalIsDue(t *testing.T) {
 	netlab.Require(t)
 	envoy := envoyBinary(t)
 	dir := buildBinaries(t)
-	horizon, hello := filepath.Join(dir, "horizon"), filepath.Join(dir, "helloworld")
+	agent, hello := filepath.Join(dir, "horizon-agent"), filepath.Join(dir, "helloworld")
 	const (
 		net1      = "10.63.0"
 		discIP    = net1 + ".254"
@@ -107,11 +107,11 @@ func TestSecurityCAUnreachableWhenRenewalIsDue(t *testing.T) {
 		must(t, os.Chown(work, proxyUID, proxyUID))
 		tokenFile := filepath.Join(dir, w.name+".token")
 		must(t, os.WriteFile(tokenFile, []byte(token(t, c1, "sample", w.sa, "istio-ca")), 0o644))
-		lab.In(ns[w.name], horizon, "agent", "iptables", "--proxy-uid", fmt.Sprint(proxyUID))
+		lab.In(ns[w.name], agent, "agent", "iptables", "--proxy-uid", fmt.Sprint(proxyUID))
 		if w.version != "" {
 			lab.Start(ns[w.name], 0, filepath.Join(dir, w.name+".app.log"), hello, "-version", w.version, "-instance", w.name)
 		}
-		lab.Start(ns[w.name], proxyUID, filepath.Join(dir, w.name+".agent.log"), horizon, "agent", "--namespace", "sample",
+		lab.Start(ns[w.name], proxyUID, filepath.Join(dir, w.name+".agent.log"), agent, "agent", "--namespace", "sample",
 			"--service-account", w.sa, "--cluster-id", "cluster1", "--ip", w.ip, "--discovery-address", discIP+":15012",
 			"--discovery-san", discIP, "--root-cert", rootFile, "--token-file", tokenFile, "--envoy-path", envoy,
 			"--work-dir", work, "--drain", "1s", "--cert-ttl", certTTL.String(), "--label", "app="+w.name)

@@ -25,7 +25,8 @@ import (
 
 const proxyUID = 1337
 
-// buildBinaries builds horizon and helloworld into a directory the proxy
+// buildBinaries builds horizon (the CLI), horizon-discovery, horizon-agent
+// and helloworld into a directory the proxy
 // uid can read.
 func buildBinaries(t *testing.T) string {
 	t.Helper()
@@ -35,7 +36,7 @@ func buildBinaries(t *testing.T) string {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	must(t, os.Chmod(dir, 0o755))
-	for _, b := range []string{"horizon", "helloworld"} {
+	for _, b := range []string{"horizon", "horizon-discovery", "horizon-agent", "helloworld"} {
 		if out, err := exec.Command("go", "build", "-o", filepath.Join(dir, b), "../../cmd/"+b).CombinedOutput(); err != nil {
 			t.Fatalf("build %s: %v\n%s", b, err, out)
 		}
@@ -52,7 +53,7 @@ func TestSidecarsMutualTLSEndToEnd(t *testing.T) {
 	netlab.Require(t)
 	envoy := envoyBinary(t)
 	dir := buildBinaries(t)
-	horizon := filepath.Join(dir, "horizon")
+	agent := filepath.Join(dir, "horizon-agent")
 
 	// Network: 10.44.0.0/24 on one bridge; the test (discovery) at .254.
 	lab := netlab.New(t, "hze", "10.44.0.1/24")
@@ -112,11 +113,11 @@ func TestSidecarsMutualTLSEndToEnd(t *testing.T) {
 		tokenFile := filepath.Join(dir, w.name+".token")
 		must(t, os.WriteFile(tokenFile, []byte(token(t, c1, "sample", w.sa, "istio-ca")), 0o644))
 		must(t, os.Chown(work, proxyUID, proxyUID))
-		lab.In(ns[w.name], horizon, "agent", "iptables", "--proxy-uid", fmt.Sprint(proxyUID))
+		lab.In(ns[w.name], agent, "agent", "iptables", "--proxy-uid", fmt.Sprint(proxyUID))
 		if w.version != "" {
 			lab.Start(ns[w.name], 0, filepath.Join(dir, w.name+".app.log"), filepath.Join(dir, "helloworld"), "-version", w.version, "-instance", w.name)
 		}
-		lab.Start(ns[w.name], proxyUID, filepath.Join(dir, w.name+".agent.log"), horizon, "agent",
+		lab.Start(ns[w.name], proxyUID, filepath.Join(dir, w.name+".agent.log"), agent, "agent",
 			"--namespace", "sample", "--service-account", w.sa, "--cluster-id", "cluster1", "--ip", w.ip,
 			"--label", "app="+w.name, "--discovery-address", "10.44.0.254:15012", "--root-cert", rootFile,
 			"--token-file", tokenFile, "--envoy-path", envoy, "--work-dir", work, "--drain", "1s")

@@ -13,7 +13,7 @@ import (
 	"github.com/horizonmesh/horizon/internal/inject"
 )
 
-// The injector's init container runs `horizon agent iptables` with these
+// The injector's init container runs `horizon-agent agent iptables` with these
 // flags; --dry-run shows the rules it would install.
 func TestAgentIptablesExcludePorts(t *testing.T) {
 	for _, tc := range []struct {
