@@ -1,6 +1,7 @@
 package cmdutil_test
 
 import (
+	"errors"
 	"os/exec"
 	"strings"
 	"testing"
@@ -29,11 +30,11 @@ func TestImageProgramsCarryNoLab(t *testing.T) {
 	} {
 		out, err := exec.Command("go", "list", "-deps", "../../cmd/"+prog).Output()
 		if err != nil {
-			var stderr []byte
-			if ee, ok := err.(*exec.ExitError); ok {
-				stderr = ee.Stderr
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				t.Fatalf("go list -deps cmd/%s: %v\n%s", prog, err, ee.Stderr)
 			}
-			t.Fatalf("go list -deps cmd/%s: %v\n%s", prog, err, stderr)
+			t.Fatalf("go list -deps cmd/%s: %v", prog, err)
 		}
 		deps := strings.Fields(string(out))
 		if len(deps) < 10 {
