@@ -1,13 +1,15 @@
 // Package lab runs `horizon lab`: two real Kubernetes control planes,
 // cluster1 and cluster2, on one machine. Each cluster is etcd,
-// kube-apiserver, kube-controller-manager and kube-scheduler, built by
+// kube-apiserver (launched by internal/k8sproc, as the tests' API servers
+// are), kube-controller-manager and kube-scheduler, built by
 // scripts/k8s-bins.sh, running as background processes (their own sessions)
 // on loopback ports, with certificates, logs, etcd data and the PIDs in a
 // state directory. Each cluster also has a lab node (`horizon lab node`,
 // internal/labnode plus the Service controller of services.go) running its
-// Pods as processes on the cluster's network (network.go: network1,
-// network2, a public TEST-NET-3 segment). Up starts them, Down stops them
-// and removes what they left (processes, namespaces, interfaces, files),
+// Pods as processes on the cluster's network (network.go, built with
+// internal/netns: network1, network2, a public TEST-NET-3 segment). Up
+// starts them in named steps (up.go), Down stops them and removes what
+// they left (processes, namespaces, interfaces, files),
 // Env and Status describe them; the lab nodes serve the kubelet API, so
 // kubectl reaches Pods' containers (logs, exec, attach, port-forward, cp).
 package lab
@@ -171,40 +173,19 @@ const (
 )
 
 // command is one process to start.
-type command struct {
-	component string
-	path      string
-	args      []string
-}
+type command = k8sproc.Command
 
 func url(scheme string, port int) string {
 	return scheme + "://" + net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 }
 
-// commands are the processes of cluster c, files in dir, binaries in bin, in
-// start order.
-func commands(bin string, c ClusterSpec, dir clusterDir, p Ports) []command {
-	etcdURL, peerURL := url("http", p.EtcdClient), url("http", p.EtcdPeer)
-	member := "etcd-" + c.Name
-	bind := func(port int, component string) []string {
-		return []string{"--bind-address", "127.0.0.1", "--secure-port", strconv.Itoa(port), "--cert-dir", dir.certDir(component)}
-	}
-	kcmConfig, schedConfig := dir.kubeconfig(k8sproc.KubeControllerManager), dir.kubeconfig(k8sproc.KubeScheduler)
-	return []command{
-		{k8sproc.Etcd, filepath.Join(bin, k8sproc.Etcd), []string{
-			"--name", member, "--data-dir", dir.path("etcd-data"),
-			"--listen-client-urls", etcdURL, "--advertise-client-urls", etcdURL,
-			"--listen-peer-urls", peerURL, "--initial-advertise-peer-urls", peerURL,
-			"--initial-cluster", member + "=" + peerURL,
-			"--unsafe-no-fsync", // a lab: durability buys nothing, fsync costs seconds
-			"--log-level", "warn",
-		}},
-		{k8sproc.KubeAPIServer, filepath.Join(bin, k8sproc.KubeAPIServer), []string{
-			"--etcd-servers", etcdURL,
-			"--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1",
-			"--secure-port", strconv.Itoa(p.APIServer),
-			"--tls-cert-file", dir.pki(k8sproc.ServingCertFile), "--tls-private-key-file", dir.pki(k8sproc.ServingKeyFile),
-			"--client-ca-file", dir.pki(k8sproc.CACertFile),
+// controlPlane launches cluster c's etcd and API server (k8sproc, as the
+// tests' kubeharness does), files in dir, binaries in bin, detached: they
+// outlive `lab up`.
+func controlPlane(bin string, c ClusterSpec, dir clusterDir, p Ports) *k8sproc.ControlPlane {
+	return &k8sproc.ControlPlane{Name: c.Name, BinDir: bin, Dir: string(dir), PKIDir: dir.pki(""), ServiceCIDR: c.ServiceCIDR,
+		EtcdPort: p.EtcdClient, EtcdPeerPort: p.EtcdPeer, APIServerPort: p.APIServer, Lifetime: k8sproc.Detached,
+		APIServerArgs: []string{
 			// The front proxy's identity (aggregated API servers, and the
 			// controller manager's and scheduler's delegated authentication
 			// read its CA from extension-apiserver-authentication).
@@ -214,50 +195,56 @@ func commands(bin string, c ClusterSpec, dir clusterDir, p Ports) []command {
 			"--requestheader-group-headers", "X-Remote-Group",
 			"--requestheader-extra-headers-prefix", "X-Remote-Extra-",
 			"--proxy-client-cert-file", dir.pki(frontProxyCert), "--proxy-client-key-file", dir.pki(frontProxyKey),
-			// Service-account tokens (TokenRequest API, projected volumes)
-			// are signed with this key; the controller manager signs the
-			// legacy Secret tokens with the same one.
-			"--service-account-issuer", "https://kubernetes.default.svc." + c.Name,
-			"--service-account-key-file", dir.pki(k8sproc.SAPubFile),
-			"--service-account-signing-key-file", dir.pki(k8sproc.SAKeyFile),
-			"--service-cluster-ip-range", c.ServiceCIDR,
 			// The lab node's host name resolves nowhere: reach it at its
 			// InternalIP, verified, as the kubelet client.
 			"--kubelet-preferred-address-types", "InternalIP",
 			"--kubelet-certificate-authority", dir.pki(k8sproc.CACertFile),
 			"--kubelet-client-certificate", dir.pki(kubeletClientCert),
 			"--kubelet-client-key", dir.pki(kubeletClientKey),
-			"--authorization-mode", "RBAC",
 			"--enable-admission-plugins", "NamespaceLifecycle,LimitRanger,ServiceAccount,DefaultTolerationSeconds," +
 				"MutatingAdmissionWebhook,ValidatingAdmissionWebhook,ResourceQuota",
 			"--allow-privileged=true",
-			// Endpoints may not hold loopback addresses: leave the
-			// "kubernetes" Service's alone.
-			"--endpoint-reconciler-type", "none",
-			"--enable-priority-and-fairness=false",
-			"--profiling=false",
-		}},
-		{k8sproc.KubeControllerManager, filepath.Join(bin, k8sproc.KubeControllerManager), append(bind(p.ControllerManager, k8sproc.KubeControllerManager),
-			"--kubeconfig", kcmConfig,
-			"--authentication-kubeconfig", kcmConfig, "--authorization-kubeconfig", kcmConfig,
-			"--controllers", "*",
-			"--use-service-account-credentials=true",
-			"--service-account-private-key-file", dir.pki(k8sproc.SAKeyFile),
-			"--root-ca-file", dir.pki(k8sproc.CACertFile),
-			"--cluster-signing-cert-file", dir.pki(k8sproc.CACertFile),
-			"--cluster-signing-key-file", dir.pki(k8sproc.CAKeyFile),
-			"--cluster-name", c.Name,
-			"--service-cluster-ip-range", c.ServiceCIDR,
-			"--leader-elect=false",
-			"--profiling=false",
-		)},
-		{k8sproc.KubeScheduler, filepath.Join(bin, k8sproc.KubeScheduler), append(bind(p.Scheduler, k8sproc.KubeScheduler),
-			"--kubeconfig", schedConfig,
-			"--authentication-kubeconfig", schedConfig, "--authorization-kubeconfig", schedConfig,
-			"--leader-elect=false",
-			"--profiling=false",
-		)},
+		}}
+}
+
+// controllers are cluster c's kube-controller-manager and kube-scheduler,
+// as the users the bootstrap RBAC policy grants their permissions to
+// (their kubeconfigs, newClusterPKI). The controller manager signs the
+// legacy Secret tokens with the API server's service-account key.
+func controllers(bin string, c ClusterSpec, dir clusterDir, p Ports) (kcm, sched command) {
+	bind := func(port int, component string) []string {
+		return []string{"--bind-address", "127.0.0.1", "--secure-port", strconv.Itoa(port), "--cert-dir", dir.certDir(component)}
 	}
+	kcmConfig, schedConfig := dir.kubeconfig(k8sproc.KubeControllerManager), dir.kubeconfig(k8sproc.KubeScheduler)
+	kcm = command{Component: k8sproc.KubeControllerManager, Path: filepath.Join(bin, k8sproc.KubeControllerManager), Args: append(bind(p.ControllerManager, k8sproc.KubeControllerManager),
+		"--kubeconfig", kcmConfig,
+		"--authentication-kubeconfig", kcmConfig, "--authorization-kubeconfig", kcmConfig,
+		"--controllers", "*",
+		"--use-service-account-credentials=true",
+		"--service-account-private-key-file", dir.pki(k8sproc.SAKeyFile),
+		"--root-ca-file", dir.pki(k8sproc.CACertFile),
+		"--cluster-signing-cert-file", dir.pki(k8sproc.CACertFile),
+		"--cluster-signing-key-file", dir.pki(k8sproc.CAKeyFile),
+		"--cluster-name", c.Name,
+		"--service-cluster-ip-range", c.ServiceCIDR,
+		"--leader-elect=false",
+		"--profiling=false",
+	)}
+	sched = command{Component: k8sproc.KubeScheduler, Path: filepath.Join(bin, k8sproc.KubeScheduler), Args: append(bind(p.Scheduler, k8sproc.KubeScheduler),
+		"--kubeconfig", schedConfig,
+		"--authentication-kubeconfig", schedConfig, "--authorization-kubeconfig", schedConfig,
+		"--leader-elect=false",
+		"--profiling=false",
+	)}
+	return kcm, sched
+}
+
+// commands are the processes of cluster c (Components), files in dir,
+// binaries in bin, in start order.
+func commands(bin string, c ClusterSpec, dir clusterDir, p Ports) []command {
+	cp := controlPlane(bin, c, dir, p)
+	kcm, sched := controllers(bin, c, dir, p)
+	return []command{cp.EtcdCommand(), cp.APIServerCommand(), kcm, sched}
 }
 
 // serviceIP is the first address of cidr (the "kubernetes" Service's).

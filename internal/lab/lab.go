@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -16,10 +15,7 @@ import (
 	"sync"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
@@ -150,88 +146,6 @@ func shellQuote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
-// Up starts the lab in o.StateDir and waits until both clusters are ready:
-// each API server answers /readyz, the controller manager and the scheduler
-// /healthz, and the controller manager has made the default ServiceAccount.
-// When the lab is already up it returns alreadyUp and changes nothing; what
-// an earlier lab left (processes, files) is cleaned first. On failure every
-// process Up started is stopped and the logs are kept.
-func Up(ctx context.Context, opts Options) (alreadyUp bool, err error) {
-	o, err := opts.normalized()
-	if err != nil {
-		return false, err
-	}
-	if err := CheckBinaries(o.BinDir); err != nil {
-		return false, err
-	}
-	begin := time.Now()
-	prev, err := LoadState(o.StateDir)
-	if err != nil {
-		o.logf("%v: treating it as a leftover", err)
-	}
-	if prev != nil {
-		err := prev.ready(ctx)
-		if err == nil {
-			o.logf("the lab is already up in %s (`horizon lab down` stops it)", o.StateDir)
-			return true, nil
-		}
-		o.logf("an earlier lab in %s is not (fully) up: %v", o.StateDir, err)
-	}
-	// What the pods run, checked before anything starts (a lab that is up
-	// already has them).
-	if err := o.checkPrograms(); err != nil {
-		return false, err
-	}
-	if err := cleanLeftovers(o, prev); err != nil {
-		return false, err
-	}
-	if err := os.MkdirAll(o.StateDir, 0o755); err != nil {
-		return false, err
-	}
-	if err := SetupNetworks(ctx); err != nil {
-		return false, err
-	}
-	o.logf("networks: %s", networkSummary())
-	r := &run{o: o, st: &State{StateDir: o.StateDir, BinDir: o.BinDir}}
-	for _, c := range Clusters {
-		r.st.Clusters = append(r.st.Clusters, ClusterState{Name: c.Name, ServiceCIDR: c.ServiceCIDR})
-	}
-	if err := r.save(); err != nil {
-		return false, err
-	}
-	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
-	defer cancel()
-	errs := make([]error, len(Clusters))
-	var wg sync.WaitGroup
-	for i, c := range Clusters {
-		wg.Go(func() { errs[i] = r.startCluster(ctx, c) })
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err == nil {
-		err = r.writeKubeconfig()
-		errs = []error{err}
-	}
-	if err := errors.Join(errs...); err == nil {
-		errs = make([]error, len(Clusters))
-		for i, c := range Clusters {
-			wg.Go(func() { errs[i] = r.startNode(ctx, c) })
-		}
-		wg.Wait()
-	}
-	if err := errors.Join(errs...); err != nil {
-		o.logf("stopping what was started (logs kept in %s; `horizon lab down` removes them)", o.StateDir)
-		if serr := stopTiered(r.st.processes(), o.StopGrace); serr != nil {
-			err = errors.Join(err, serr)
-		}
-		if nerr := TeardownNetworks(context.WithoutCancel(ctx)); nerr != nil {
-			err = errors.Join(err, nerr)
-		}
-		return false, err
-	}
-	o.logf("up in %s: kubeconfig %s, contexts %s", time.Since(begin).Round(100*time.Millisecond), KubeconfigPath(o.StateDir), clusterNames())
-	return false, nil
-}
-
 func clusterNames() string {
 	var names []string
 	for _, c := range Clusters {
@@ -240,9 +154,9 @@ func clusterNames() string {
 	return strings.Join(names, ", ")
 }
 
-// cleanLeftovers stops the processes an earlier lab in o.StateDir left
+// cleanEarlierLab stops the processes an earlier lab in o.StateDir left
 // running (recorded in prev, or found in /proc) and removes its files.
-func cleanLeftovers(o Options, prev *State) error {
+func cleanEarlierLab(o Options, prev *State) error {
 	procs := leftovers(o.StateDir, prev)
 	if len(procs) > 0 {
 		var names []string
@@ -344,171 +258,6 @@ func stopTiered(procs []Process, grace time.Duration) error {
 	return stop(procs, grace)
 }
 
-// run is one Up.
-type run struct {
-	o  Options
-	mu sync.Mutex
-	st *State
-	// pkis by cluster, for the kubeconfig.
-	pkis sync.Map
-}
-
-func (r *run) save() error { return r.st.save() }
-
-// record adds p to cluster's processes and saves the state.
-func (r *run) record(cluster string, p Process) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	c := r.st.cluster(cluster)
-	c.Processes = append(c.Processes, p)
-	return r.st.save()
-}
-
-func (r *run) startCluster(ctx context.Context, spec ClusterSpec) error {
-	for attempt := 1; ; attempt++ {
-		err := r.startClusterOnce(ctx, spec)
-		if err == nil || !errors.Is(err, errPortTaken) || attempt >= 3 {
-			return err
-		}
-		r.o.logf("%s: %v; starting again on other ports", spec.Name, err)
-		r.mu.Lock()
-		c := r.st.cluster(spec.Name)
-		procs := c.Processes
-		c.Processes = nil
-		r.mu.Unlock()
-		if err := stopTiered(procs, r.o.StopGrace); err != nil {
-			return fmt.Errorf("%s: %w", spec.Name, err)
-		}
-	}
-}
-
-func (r *run) startClusterOnce(ctx context.Context, spec ClusterSpec) error {
-	begin := time.Now()
-	since := func() time.Duration { return time.Since(begin).Round(100 * time.Millisecond) }
-	dir := clusterDir(filepath.Join(r.o.StateDir, spec.Name))
-	if err := os.RemoveAll(string(dir)); err != nil {
-		return err
-	}
-	if err := os.MkdirAll(dir.pki(""), 0o700); err != nil {
-		return err
-	}
-	ps, err := k8sproc.FreePorts(5)
-	if err != nil {
-		return err
-	}
-	ports := Ports{EtcdClient: ps[0], EtcdPeer: ps[1], APIServer: ps[2], ControllerManager: ps[3], Scheduler: ps[4]}
-	server := url("https", ports.APIServer)
-	pki, err := newClusterPKI(spec, dir, server)
-	if err != nil {
-		return fmt.Errorf("%s: certificates: %w", spec.Name, err)
-	}
-	r.pkis.Store(spec.Name, pki)
-	r.mu.Lock()
-	c := r.st.cluster(spec.Name)
-	c.ServiceCIDR, c.Server, c.Ports = spec.ServiceCIDR, server, ports
-	err = r.st.save()
-	r.mu.Unlock()
-	if err != nil {
-		return err
-	}
-	admin := &rest.Config{Host: server, QPS: 50, Burst: 100, Timeout: 5 * time.Second,
-		TLSClientConfig: rest.TLSClientConfig{CAData: pki.CACert, CertData: pki.AdminCert, KeyData: pki.AdminKey}}
-	client, err := kubernetes.NewForConfig(admin)
-	if err != nil {
-		return err
-	}
-
-	cmds := commands(r.o.BinDir, spec, dir, ports)
-	var started []*child
-	start := func(cmd command) error {
-		p, err := spawn(cmd, string(dir), dir.log(cmd.component), ports.of(cmd.component))
-		if err != nil {
-			return fmt.Errorf("%s: %w", spec.Name, err)
-		}
-		started = append(started, p)
-		return r.record(spec.Name, p.Process)
-	}
-	wait := func(what string, check func(context.Context) error) error {
-		return r.waitFor(ctx, spec.Name, what, started, check)
-	}
-
-	if err := start(cmds[0]); err != nil {
-		return err
-	}
-	if err := wait("etcd", func(ctx context.Context) error { return etcdHealthy(ctx, ports.EtcdClient) }); err != nil {
-		return err
-	}
-	r.o.logf("%s: etcd up on 127.0.0.1:%d (%s)", spec.Name, ports.EtcdClient, since())
-	if err := start(cmds[1]); err != nil {
-		return err
-	}
-	if err := wait("kube-apiserver /readyz", func(ctx context.Context) error { return apiReady(ctx, client) }); err != nil {
-		return err
-	}
-	r.o.logf("%s: kube-apiserver ready at %s (%s)", spec.Name, server, since())
-	if err := start(cmds[2]); err != nil {
-		return err
-	}
-	if err := start(cmds[3]); err != nil {
-		return err
-	}
-	if err := wait("kube-controller-manager and kube-scheduler /healthz", func(ctx context.Context) error {
-		return errors.Join(componentHealthy(ctx, ports.ControllerManager), componentHealthy(ctx, ports.Scheduler))
-	}); err != nil {
-		return err
-	}
-	if err := wait("the default ServiceAccount (made by kube-controller-manager)", func(ctx context.Context) error {
-		_, err := client.CoreV1().ServiceAccounts(metav1.NamespaceDefault).Get(ctx, "default", metav1.GetOptions{})
-		return err
-	}); err != nil {
-		return err
-	}
-	r.o.logf("%s: kube-controller-manager and kube-scheduler running, default ServiceAccount made (%s)", spec.Name, since())
-	return nil
-}
-
-// waitFor polls check until it succeeds, failing early, with the tail of
-// its log, when one of procs exits, and at ctx's end with the last error
-// and every log's tail.
-func (r *run) waitFor(ctx context.Context, cluster, what string, procs []*child, check func(context.Context) error) error {
-	begin := time.Now()
-	nextNote := begin.Add(15 * time.Second)
-	for {
-		for _, p := range procs {
-			if p.exited() {
-				t := k8sproc.Tail(p.Log, 40)
-				err := fmt.Errorf("%s: %s exited (%v) while waiting for %s; last lines of %s:\n%s", cluster, p.Component, p.err, what, p.Log, t) //nolint:errorlint // p.err may be nil (exit 0)
-				if strings.Contains(t, "address already in use") {
-					err = fmt.Errorf("%w: %w", errPortTaken, err)
-				}
-				return err
-			}
-		}
-		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err := check(cctx)
-		cancel()
-		if err == nil {
-			return nil
-		}
-		if ctx.Err() != nil {
-			var b strings.Builder
-			fmt.Fprintf(&b, "%s: %s not ready after %s: %v", cluster, what, time.Since(begin).Round(time.Second), err)
-			for _, p := range procs {
-				fmt.Fprintf(&b, "\n--- last lines of %s:\n%s", p.Log, k8sproc.Tail(p.Log, 20))
-			}
-			return errors.New(b.String())
-		}
-		if time.Now().After(nextNote) {
-			r.o.logf("%s: still waiting for %s (%s): %v", cluster, what, time.Since(begin).Round(time.Second), err)
-			nextNote = time.Now().Add(15 * time.Second)
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-}
-
 func newClusterPKI(spec ClusterSpec, dir clusterDir, server string) (*k8sproc.PKI, error) {
 	ip, err := serviceIP(spec.ServiceCIDR)
 	if err != nil {
@@ -593,41 +342,12 @@ func kubeconfig(clusters map[string]clusterCreds, current string) *clientcmdapi.
 	return cfg
 }
 
-// writeKubeconfig writes <state>/kubeconfig: one admin context per cluster.
-func (r *run) writeKubeconfig() error {
-	creds := map[string]clusterCreds{}
-	for _, c := range r.st.Clusters {
-		v, ok := r.pkis.Load(c.Name)
-		if !ok {
-			return fmt.Errorf("%s: no certificates", c.Name)
-		}
-		p := v.(*k8sproc.PKI)
-		creds[c.Name] = clusterCreds{server: c.Server, user: "admin", ca: p.CACert, cert: p.AdminCert, key: p.AdminKey}
-	}
-	b, err := clientcmd.Write(*kubeconfig(creds, Clusters[0].Name))
-	if err != nil {
-		return err
-	}
-	return writeAtomic(KubeconfigPath(r.o.StateDir), b, 0o600)
-}
-
-func etcdHealthy(ctx context.Context, port int) error {
-	body, err := get(ctx, http.DefaultClient, url("http", port)+"/health")
-	if err != nil {
-		return err
-	}
-	if !bytes.Contains(body, []byte(`"health":"true"`)) {
-		return fmt.Errorf("/health: %s", bytes.TrimSpace(body))
-	}
-	return nil
-}
-
 // insecure talks to the controller manager's and the scheduler's
 // self-signed loopback endpoints, where only /healthz is asked for.
 var insecure = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}} //nolint:gosec // loopback health checks
 
 func componentHealthy(ctx context.Context, port int) error {
-	body, err := get(ctx, insecure, url("https", port)+"/healthz")
+	body, err := k8sproc.Get(ctx, insecure, url("https", port)+"/healthz")
 	if err != nil {
 		return err
 	}
@@ -635,40 +355,6 @@ func componentHealthy(ctx context.Context, port int) error {
 		return fmt.Errorf("/healthz: %s", bytes.TrimSpace(body))
 	}
 	return nil
-}
-
-func get(ctx context.Context, c *http.Client, u string) ([]byte, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return nil, err
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s: %s: %s", u, resp.Status, bytes.TrimSpace(body))
-	}
-	return body, nil
-}
-
-// apiReady: /readyz says ok and the default namespace (made by a
-// post-start hook) exists.
-func apiReady(ctx context.Context, c kubernetes.Interface) error {
-	body, err := c.Discovery().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
-	if err != nil {
-		return err
-	}
-	if string(bytes.TrimSpace(body)) != "ok" {
-		return fmt.Errorf("/readyz: %s", body)
-	}
-	_, err = c.CoreV1().Namespaces().Get(ctx, corev1.NamespaceDefault, metav1.GetOptions{})
-	return err
 }
 
 // ready reports why the lab recorded in s is not up: a recorded process not
@@ -693,7 +379,7 @@ func (s *State) ready(ctx context.Context) error {
 	}
 	for _, c := range s.Clusters {
 		cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err := apiReady(cctx, clients[c.Name])
+		err := k8sproc.APIReady(cctx, clients[c.Name])
 		cancel()
 		if err != nil {
 			return fmt.Errorf("%s: kube-apiserver: %w", c.Name, err)
@@ -726,38 +412,6 @@ func networkSummary() string {
 func fileExists(p string) bool {
 	fi, err := os.Stat(p)
 	return err == nil && !fi.IsDir()
-}
-
-// startNode starts cluster spec's lab node (`horizon lab node`) and waits
-// for its Node to be Ready.
-func (r *run) startNode(ctx context.Context, spec ClusterSpec) error {
-	begin := time.Now()
-	dir := clusterDir(filepath.Join(r.o.StateDir, spec.Name))
-	args := []string{"lab", "node", "--state-dir", r.o.StateDir, "--cluster", spec.Name}
-	if r.o.Helloworld != "" {
-		args = append(args, "--helloworld", r.o.Helloworld)
-	}
-	if r.o.Envoy != "" {
-		args = append(args, "--envoy", r.o.Envoy)
-	}
-	p, err := spawn(command{component: NodeComponent, path: r.o.Horizon, args: args}, string(dir), dir.log(NodeComponent), 0)
-	if err != nil {
-		return fmt.Errorf("%s: %w", spec.Name, err)
-	}
-	if err := r.record(spec.Name, p.Process); err != nil {
-		return err
-	}
-	clients, err := Clients(r.o.StateDir)
-	if err != nil {
-		return err
-	}
-	if err := r.waitFor(ctx, spec.Name, "the lab node "+spec.NodeName()+" Ready", []*child{p}, func(ctx context.Context) error {
-		return nodeReady(ctx, clients[spec.Name], spec)
-	}); err != nil {
-		return err
-	}
-	r.o.logf("%s: lab node %s Ready, pods on %s %s (%s)", spec.Name, spec.NodeName(), spec.Network, spec.PodCIDR, time.Since(begin).Round(100*time.Millisecond))
-	return nil
 }
 
 // Clients are admin clients of the lab's clusters by name, from its

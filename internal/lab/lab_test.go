@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"syscall"
@@ -72,20 +73,20 @@ func TestCommands(t *testing.T) {
 	cmds := commands("/bin", Clusters[1], dir, p)
 	var names []string
 	for _, c := range cmds {
-		names = append(names, c.component)
-		if c.path != "/bin/"+c.component {
-			t.Errorf("%s runs %s", c.component, c.path)
+		names = append(names, c.Component)
+		if c.Path != "/bin/"+c.Component {
+			t.Errorf("%s runs %s", c.Component, c.Path)
 		}
 		// Down finds a lost process by its command line naming the state
 		// directory.
-		if !matchesLab(append([]string{c.path}, c.args...), "/state/", false) {
-			t.Errorf("%s's command line does not name the state directory: %q", c.component, c.args)
+		if !matchesLab(append([]string{c.Path}, c.Args...), "/state/", false) {
+			t.Errorf("%s's command line does not name the state directory: %q", c.Component, c.Args)
 		}
 	}
 	if !slices.Equal(names, Components) {
 		t.Fatalf("components %v, want %v", names, Components)
 	}
-	etcd, api, kcm, sched := cmds[0].args, cmds[1].args, cmds[2].args, cmds[3].args
+	etcd, api, kcm, sched := cmds[0].Args, cmds[1].Args, cmds[2].Args, cmds[3].Args
 
 	if got := flag(t, etcd, "--listen-client-urls"); got != "http://127.0.0.1:1001" {
 		t.Errorf("etcd client URL %s", got)
@@ -336,7 +337,7 @@ func TestDownStopsEverything(t *testing.T) {
 	start := func(component, mode, arg string) *child {
 		t.Helper()
 		t.Setenv(fakeEnv, mode)
-		p, err := spawn(command{component, filepath.Join(bin, component), []string{"--x", arg}}, string(dir), dir.log(component), 1)
+		p, err := spawn(command{Component: component, Path: filepath.Join(bin, component), Args: []string{"--x", arg}}, string(dir), dir.log(component), 1)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -371,13 +372,13 @@ func TestDownStopsEverything(t *testing.T) {
 	}
 	for _, p := range []*child{recorded, stubborn, stray} {
 		select {
-		case <-p.done:
+		case <-p.proc.Done():
 		case <-time.After(5 * time.Second):
 			t.Errorf("%s (pid %d) still running", p.Component, p.PID)
 		}
 	}
-	if stubborn.err == nil || !strings.Contains(stubborn.err.Error(), "killed") {
-		t.Errorf("the process ignoring SIGTERM ended with %v, want killed", stubborn.err)
+	if err := stubborn.proc.Err(); err == nil || !strings.Contains(err.Error(), "killed") {
+		t.Errorf("the process ignoring SIGTERM ended with %v, want killed", err)
 	}
 	if foreign.exited() {
 		t.Error("Down stopped another state dir's process")
@@ -496,7 +497,7 @@ func TestUpCleansLeftoversAndReportsFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Setenv(fakeEnv, "sleep")
-	old, err := spawn(command{k8sproc.KubeAPIServer, filepath.Join(bin, k8sproc.KubeAPIServer), []string{dir.pki("ca.crt")}}, string(dir), dir.log("old"), 1)
+	old, err := spawn(command{Component: k8sproc.KubeAPIServer, Path: filepath.Join(bin, k8sproc.KubeAPIServer), Args: []string{dir.pki("ca.crt")}}, string(dir), dir.log("old"), 1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -511,7 +512,7 @@ func TestUpCleansLeftoversAndReportsFailure(t *testing.T) {
 	var progress bytes.Buffer
 	_, err = Up(context.Background(), testPrograms(t, Options{StateDir: state, BinDir: bin, Progress: &progress, Timeout: 20 * time.Second}))
 	select {
-	case <-old.done:
+	case <-old.proc.Done():
 	case <-time.After(5 * time.Second):
 		t.Error("the earlier lab's process still runs")
 	}
@@ -607,5 +608,26 @@ func TestWritePods(t *testing.T) {
 	WritePods(&b, nil, now, "")
 	if b.String() != "No Pods.\n" {
 		t.Errorf("no pods: %q", &b)
+	}
+}
+
+// Up is its named steps, in order (up.go).
+func TestUpSteps(t *testing.T) {
+	names := func(steps any) string {
+		var out []string
+		v := reflect.ValueOf(steps)
+		for i := range v.Len() {
+			out = append(out, reflect.TypeOf(v.Index(i).Interface()).Name())
+		}
+		return strings.Join(out, " ")
+	}
+	for _, c := range []struct{ got, want string }{
+		{names(upSteps(nil)), "checkPrograms cleanLeftovers buildNetworks recordState"},
+		{names(startSteps()), "startControlPlanes writeKubeconfig startNodes"},
+		{names(clusterSteps()), "prepareCluster startEtcd startAPIServer startControllers awaitServiceAccount"},
+	} {
+		if c.got != c.want {
+			t.Errorf("steps %s, want %s", c.got, c.want)
+		}
 	}
 }

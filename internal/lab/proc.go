@@ -1,55 +1,41 @@
 package lab
 
 import (
-	"errors"
 	"fmt"
-	"os"
-	"os/exec"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/horizonmesh/horizon/internal/k8sproc"
 )
 
-// child is a process this process started: done closes once it has exited
-// (and been reaped), err is then its exit status.
+// child is a process this process started, as recorded in lab.json.
 type child struct {
 	Process
-	done chan struct{}
-	err  error
+	proc *k8sproc.Proc
 }
 
-func (c *child) exited() bool {
-	select {
-	case <-c.done:
-		return true
-	default:
-		return false
+func (c *child) exited() bool { return c.proc.Exited() }
+
+// recordOf is what lab.json records of p (its start time tells it from a
+// later process with the same PID).
+func recordOf(p *k8sproc.Proc, port int) Process {
+	rec := Process{Component: p.Component, PID: p.PID(), Port: port, Log: p.Log}
+	if st, err := readStat(rec.PID); err == nil {
+		rec.StartTime = st.start
 	}
+	return rec
 }
 
-// spawn starts cmd in its own session (no terminal signal reaches it and it
-// outlives this process), stdin /dev/null, stdout and stderr appended to
-// logPath, working directory dir.
+// spawn starts cmd detached (its own session: no terminal signal reaches
+// it and it outlives this process), stdin /dev/null, stdout and stderr
+// appended to logPath, working directory dir.
 func spawn(cmd command, dir, logPath string, port int) (*child, error) {
-	log, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	p, err := k8sproc.Start(cmd, dir, logPath, k8sproc.Detached)
 	if err != nil {
 		return nil, err
 	}
-	defer log.Close() // the child holds its own descriptor
-	c := exec.Command(cmd.path, cmd.args...)
-	c.Dir = dir
-	c.Stdout, c.Stderr = log, log
-	c.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-	if err := c.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", cmd.component, err)
-	}
-	p := &child{Process: Process{Component: cmd.component, PID: c.Process.Pid, Port: port, Log: logPath}, done: make(chan struct{})}
-	if st, err := readStat(p.PID); err == nil {
-		p.StartTime = st.start
-	}
-	// Reap it whenever it exits while this process lives.
-	go func() { p.err = c.Wait(); close(p.done) }()
-	return p, nil
+	return &child{Process: recordOf(p, port), proc: p}, nil
 }
 
 // stop sends SIGTERM to every process of procs still running, SIGKILL to
@@ -112,5 +98,3 @@ func asProcess(pid int) (Process, error) {
 	}
 	return Process{Component: name, PID: pid, StartTime: st.start}, nil
 }
-
-var errPortTaken = errors.New("a port was taken")

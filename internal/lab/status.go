@@ -128,12 +128,12 @@ func componentHealth(ctx context.Context, p Process, client kubernetes.Interface
 		}
 		return nil
 	case k8sproc.Etcd:
-		return etcdHealthy(ctx, p.Port)
+		return k8sproc.EtcdHealthy(ctx, url("http", p.Port))
 	case k8sproc.KubeAPIServer:
 		if clientErr != nil {
 			return clientErr
 		}
-		return apiReady(ctx, client)
+		return k8sproc.APIReady(ctx, client)
 	}
 	return componentHealthy(ctx, p.Port)
 }
