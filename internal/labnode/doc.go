@@ -18,8 +18,13 @@
 // keys, $(VAR) expansion), BuildVolume (emptyDir, configMap, secret,
 // projected service-account tokens/configMap/secret/downwardAPI,
 // downwardAPI), PlanProbe, PlanContainer and Launch.Command — is in its own
-// files with table-driven tests; the runtime (network namespaces, processes,
-// probes, restarts, deletion) in the others.
+// files with table-driven tests. The pod lifecycle (pod.go, prober.go:
+// network, processes, probes, restarts, deletion) reaches this machine only
+// through a Runtime (runtime.go: the iproute2 commands of a pod's network
+// namespace, built with internal/netns; its containers' processes;
+// connections from inside its namespace): ExecRuntime is the real one, and
+// the lifecycle's unit tests run on a fake that needs no root
+// (fakeruntime_test.go, pod_test.go).
 //
 // Mounts: every container process starts under `ip netns exec`, which gives
 // it a private mount namespace (a slave of the host's: nothing mounted there

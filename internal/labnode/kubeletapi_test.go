@@ -231,7 +231,7 @@ func TestAttachToContainer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.runs, c.log, c.proc = 1, lf, &exec.Cmd{}
+	c.runs, c.log, c.proc = 1, lf, &execProcess{cmd: &exec.Cmd{}}
 	outR, outW := io.Pipe()
 	errR, errW := io.Pipe()
 	lf.addStreams(2)
@@ -344,7 +344,7 @@ func TestRunInContainer(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = proc.Process.Kill(); _ = proc.Wait() })
-	c.proc, c.plan = proc, &ContainerPlan{Env: []string{"PATH=" + DefaultPath, "HZ_TEST=from-the-container"}}
+	c.proc, c.plan = &execProcess{cmd: proc}, &ContainerPlan{Env: []string{"PATH=" + DefaultPath, "HZ_TEST=from-the-container"}}
 	a := newFakeIO(strings.NewReader("to stdin"), false)
 	err := n.RunInContainer(context.Background(), "ns", "p", "c", []string{"sh", "-c", `cat; echo " $HZ_TEST $(pwd)"; echo oops >&2; exit 3`}, a)
 	var ce utilexec.CodeExitError

@@ -32,10 +32,10 @@ func (n *Node) RunInContainer(ctx context.Context, namespace, pod, container str
 	p.mu.Lock()
 	proc, plan := c.proc, c.plan
 	p.mu.Unlock()
-	if proc == nil || proc.Process == nil || plan == nil {
+	if proc == nil || plan == nil {
 		return errdefs.InvalidInputf("container %q in pod %s/%s is not running", container, namespace, pod)
 	}
-	e := Enter{PID: proc.Process.Pid, UID: plan.UID, GID: plan.GID, Groups: plan.Groups, Caps: plan.Caps, Argv: cmd}
+	e := Enter{PID: proc.PID(), UID: plan.UID, GID: plan.GID, Groups: plan.Groups, Caps: plan.Caps, Argv: cmd}
 	argv := e.Command()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -8,8 +8,6 @@ import (
 	"strconv"
 
 	"github.com/virtual-kubelet/virtual-kubelet/errdefs"
-
-	"github.com/horizonmesh/horizon/internal/netns"
 )
 
 // PortForward serves one `kubectl port-forward` connection as a container
@@ -31,10 +29,10 @@ func (n *Node) PortForward(ctx context.Context, namespace, pod string, port int3
 		return errdefs.InvalidInputf("pod %s/%s has no network yet", namespace, pod)
 	}
 	ps := strconv.Itoa(int(port))
-	conn, err := netns.Dial(ctx, p.netns, net.JoinHostPort("127.0.0.1", ps))
+	conn, err := n.rt.Dial(ctx, p.netns, net.JoinHostPort("127.0.0.1", ps))
 	if err != nil {
 		var err6 error
-		if conn, err6 = netns.Dial(ctx, p.netns, net.JoinHostPort("::1", ps)); err6 != nil {
+		if conn, err6 = n.rt.Dial(ctx, p.netns, net.JoinHostPort("::1", ps)); err6 != nil {
 			return fmt.Errorf("pod %s/%s: port %d: %w", namespace, pod, port, err)
 		}
 	}

@@ -14,16 +14,10 @@ import (
 	"github.com/horizonmesh/horizon/internal/netns"
 )
 
-// Runner runs a command (iproute2) and returns its combined output.
-type Runner = netns.Runner
-
-// ExecRunner runs commands on this machine.
-type ExecRunner = netns.ExecRunner
-
 // Network gives pods a network namespace with a veth on a bridge and an
 // address from the pod CIDR.
 type Network struct {
-	Runner Runner
+	Runner netns.Runner
 	// Prefix starts every namespace and interface name (at most 6 bytes).
 	Prefix string
 	// BridgeNS is the namespace holding Bridge ("" for this one).

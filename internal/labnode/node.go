@@ -87,8 +87,9 @@ type Config struct {
 	KubeletListener net.Listener
 	KubeletTLS      *tls.Config
 	KubeletClients  []string
-	// Runner runs iproute2 commands (ExecRunner by default).
-	Runner Runner
+	// Runtime runs the pods' network namespaces and processes
+	// (ExecRuntime by default; a fake in tests).
+	Runtime Runtime
 	// Logf logs (nothing by default).
 	Logf func(format string, args ...any)
 	// RestartBackoff is the first delay before a container restarts
@@ -100,6 +101,7 @@ type Config struct {
 type Node struct {
 	cfg    Config
 	client kubernetes.Interface
+	rt     Runtime
 	net    *Network
 	nodeIP string
 
@@ -113,11 +115,23 @@ type Node struct {
 
 // New checks the configuration and connects; Run starts the node.
 func New(cfg Config) (*Node, error) {
-	if cfg.NodeName == "" || cfg.RestConfig == nil || cfg.StateDir == "" {
+	if cfg.RestConfig == nil {
 		return nil, errors.New("labnode: NodeName, RestConfig and StateDir are required")
 	}
-	if cfg.Runner == nil {
-		cfg.Runner = ExecRunner{}
+	client, err := kubernetes.NewForConfig(cfg.RestConfig)
+	if err != nil {
+		return nil, err
+	}
+	return newNode(cfg, client)
+}
+
+// newNode is New with a client of the cluster's API server.
+func newNode(cfg Config, client kubernetes.Interface) (*Node, error) {
+	if cfg.NodeName == "" || cfg.StateDir == "" {
+		return nil, errors.New("labnode: NodeName, RestConfig and StateDir are required")
+	}
+	if cfg.Runtime == nil {
+		cfg.Runtime = ExecRuntime{}
 	}
 	if cfg.Logf == nil {
 		cfg.Logf = func(string, ...any) {}
@@ -139,7 +153,7 @@ func New(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("labnode: pod CIDR: %w", err)
 	}
-	nw := &Network{Runner: cfg.Runner, Prefix: cfg.NetnsPrefix, BridgeNS: cfg.BridgeNS, Bridge: cfg.Bridge, CIDR: cidr}
+	nw := &Network{Runner: cfg.Runtime, Prefix: cfg.NetnsPrefix, BridgeNS: cfg.BridgeNS, Bridge: cfg.Bridge, CIDR: cidr}
 	if cfg.Gateway != "" {
 		if nw.Gateway, err = netip.ParseAddr(cfg.Gateway); err != nil {
 			return nil, fmt.Errorf("labnode: gateway: %w", err)
@@ -159,11 +173,7 @@ func New(cfg Config) (*Node, error) {
 	if nodeIP == "" {
 		nodeIP = cfg.Gateway
 	}
-	client, err := kubernetes.NewForConfig(cfg.RestConfig)
-	if err != nil {
-		return nil, err
-	}
-	return &Node{cfg: cfg, client: client, net: nw, nodeIP: nodeIP, pods: map[string]*podRun{}, dying: map[*podRun]struct{}{}, ready: make(chan struct{})}, nil
+	return &Node{cfg: cfg, client: client, rt: cfg.Runtime, net: nw, nodeIP: nodeIP, pods: map[string]*podRun{}, dying: map[*podRun]struct{}{}, ready: make(chan struct{})}, nil
 }
 
 // Ready is closed once the Node is registered and pods are watched.

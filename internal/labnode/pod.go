@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"syscall"
@@ -38,7 +37,7 @@ type ctr struct {
 	status  corev1.ContainerStatus
 	ready   bool // readiness probe (or running without one)
 	started bool // startup probe passed (or running without one)
-	proc    *exec.Cmd
+	proc    Process
 	// plan is the running process's (exec enters it as its user, with its
 	// environment).
 	plan *ContainerPlan
@@ -417,7 +416,7 @@ func (p *podRun) runOnce(c *ctr) (int, bool) {
 			return 0, false
 		}
 	}
-	cmd, err := p.start(c, plan)
+	proc, err := p.start(c, plan)
 	if err != nil {
 		p.setWaiting(reasonRunError, err.Error(), c)
 		p.logf("container %s: %v", c.spec.Name, err)
@@ -429,7 +428,7 @@ func (p *podRun) runOnce(c *ctr) (int, bool) {
 	startedAt := metav1.Now()
 	exited := make(chan struct{})
 	p.mu.Lock()
-	c.status.ContainerID = fmt.Sprintf("lab://%d", cmd.Process.Pid)
+	c.status.ContainerID = fmt.Sprintf("lab://%d", proc.PID())
 	c.status.ImageID = "lab://" + plan.Program.Image
 	c.status.State = corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: startedAt}}
 	c.started = plan.Startup == nil
@@ -444,11 +443,10 @@ func (p *podRun) runOnce(c *ctr) (int, bool) {
 		probes.Add(1)
 		go func() { defer probes.Done(); p.probe(probeCtx, c, plan) }()
 	}
-	werr := cmd.Wait()
+	code := proc.Wait()
 	close(exited)
 	stopProbes()
 	probes.Wait()
-	code := exitCode(cmd, werr)
 	reason := "Completed"
 	if code != 0 {
 		reason = "Error"
@@ -467,19 +465,6 @@ func (p *podRun) runOnce(c *ctr) (int, bool) {
 	p.mu.Unlock()
 	p.touch()
 	return code, p.ctx.Err() == nil
-}
-
-func exitCode(cmd *exec.Cmd, err error) int {
-	if cmd.ProcessState == nil {
-		return -1
-	}
-	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		return 128 + int(ws.Signal())
-	}
-	if err != nil && cmd.ProcessState.ExitCode() == 0 {
-		return -1
-	}
-	return cmd.ProcessState.ExitCode()
 }
 
 func (p *podRun) volumeDir(name string) string { return filepath.Join(p.dir, "volumes", name) }
@@ -515,24 +500,20 @@ func (p *podRun) launch(name string, plan *ContainerPlan, argv []string) (*Launc
 		Mounts: plan.Mounts, Files: files, WorkDir: plan.WorkDir, UID: plan.UID, GID: plan.GID, Groups: plan.Groups, Caps: plan.Caps, Argv: argv}, nil
 }
 
-// command is the process of a container (argv nil) or of an exec probe in
-// it: its own session and UTS namespace.
-func (p *podRun) command(name string, plan *ContainerPlan, argv []string) (*exec.Cmd, error) {
+// startProcess starts the process of a container (argv nil) or of an exec
+// probe in it.
+func (p *podRun) startProcess(name string, plan *ContainerPlan, argv []string, stdio Stdio) (Process, error) {
 	l, err := p.launch(name, plan, argv)
 	if err != nil {
 		return nil, err
 	}
-	args := l.Command()
-	cmd := exec.Command(args[0], args[1:]...)
-	cmd.Env = plan.Env
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Cloneflags: syscall.CLONE_NEWUTS, Pdeathsig: syscall.SIGKILL}
-	return cmd, nil
+	return p.n.rt.Start(l, plan.Env, stdio)
 }
 
 // start starts container c's process, its stdout and stderr through pipes
 // into the run's log (logfile.go).
-func (p *podRun) start(c *ctr, plan *ContainerPlan) (*exec.Cmd, error) {
-	cmd, err := p.command(c.spec.Name, plan, nil)
+func (p *podRun) start(c *ctr, plan *ContainerPlan) (Process, error) {
+	l, err := p.launch(c.spec.Name, plan, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -560,12 +541,13 @@ func (p *podRun) start(c *ctr, plan *ContainerPlan) (*exec.Cmd, error) {
 	}
 	outR, outW := pipe()
 	errR, errW := pipe()
+	stdio := Stdio{Stdout: outW, Stderr: errW}
 	var stdinW *os.File
 	if c.spec.Stdin && err == nil {
 		var inR *os.File
 		if inR, stdinW, err = os.Pipe(); err == nil {
 			ours, theirs = append(ours, stdinW), append(theirs, inR)
-			cmd.Stdin = inR
+			stdio.Stdin = inR
 		}
 	}
 	defer func() {
@@ -573,7 +555,7 @@ func (p *podRun) start(c *ctr, plan *ContainerPlan) (*exec.Cmd, error) {
 			f.Close()
 		}
 	}()
-	fail := func(err error) (*exec.Cmd, error) {
+	fail := func(err error) (Process, error) {
 		for _, f := range ours {
 			f.Close()
 		}
@@ -584,22 +566,22 @@ func (p *podRun) start(c *ctr, plan *ContainerPlan) (*exec.Cmd, error) {
 	if err != nil {
 		return fail(err)
 	}
-	cmd.Stdout, cmd.Stderr = outW, errW
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.terminating {
 		return fail(errors.New("pod is terminating"))
 	}
-	if err := cmd.Start(); err != nil {
+	proc, err := p.n.rt.Start(l, plan.Env, stdio)
+	if err != nil {
 		return fail(err)
 	}
 	lf.addStreams(2)
 	go func() { defer outR.Close(); lf.copyStream("stdout", outR) }()
 	go func() { defer errR.Close(); lf.copyStream("stderr", errR) }()
-	c.proc, c.plan, c.runs, c.log, c.stdin = cmd, plan, run, lf, stdinW
+	c.proc, c.plan, c.runs, c.log, c.stdin = proc, plan, run, lf, stdinW
 	// `kubectl logs --previous` needs the run before this one only.
 	removeRunLogs(dir, run-1)
-	return cmd, nil
+	return proc, nil
 }
 
 // writeVolumes builds and writes every volume, retrying while a ConfigMap,
@@ -753,8 +735,8 @@ func (p *podRun) signal(sig syscall.Signal) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, c := range p.ctrs {
-		if c.proc != nil && c.proc.Process != nil {
-			_ = syscall.Kill(c.proc.Process.Pid, sig)
+		if c.proc != nil {
+			_ = c.proc.Signal(sig)
 		}
 	}
 }
@@ -764,8 +746,8 @@ func (p *podRun) signalAll(sig syscall.Signal) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, c := range p.ctrs {
-		if c.proc != nil && c.proc.Process != nil {
-			_ = syscall.Kill(-c.proc.Process.Pid, sig)
+		if c.proc != nil {
+			_ = c.proc.SignalGroup(sig)
 		}
 	}
 }

@@ -9,8 +9,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-
-	"github.com/horizonmesh/horizon/internal/netns"
 )
 
 // probe runs c's startup probe, then its liveness and readiness probes,
@@ -73,17 +71,16 @@ func (p *podRun) kill(c *ctr) {
 	p.mu.Lock()
 	proc := c.proc
 	p.mu.Unlock()
-	if proc == nil || proc.Process == nil {
+	if proc == nil {
 		return
 	}
-	pid := proc.Process.Pid
-	_ = syscall.Kill(-pid, syscall.SIGTERM)
+	_ = proc.SignalGroup(syscall.SIGTERM)
 	time.AfterFunc(2*time.Second, func() {
 		p.mu.Lock()
 		same := c.proc == proc
 		p.mu.Unlock()
 		if same {
-			_ = syscall.Kill(-pid, syscall.SIGKILL)
+			_ = proc.SignalGroup(syscall.SIGKILL)
 		}
 	})
 }
@@ -140,7 +137,7 @@ func (p *podRun) check(ctx context.Context, plan *ContainerPlan, name string, pr
 	defer cancel()
 	switch pr.Kind {
 	case ProbeTCP:
-		conn, err := netns.Dial(ctx, p.netns, pr.Addr())
+		conn, err := p.n.rt.Dial(ctx, p.netns, pr.Addr())
 		if err != nil {
 			return err
 		}
@@ -148,7 +145,7 @@ func (p *podRun) check(ctx context.Context, plan *ContainerPlan, name string, pr
 	case ProbeHTTP:
 		tr := &http.Transport{
 			DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
-				return netns.Dial(ctx, p.netns, addr)
+				return p.n.rt.Dial(ctx, p.netns, addr)
 			},
 			TLSClientConfig:   &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // as the kubelet's probes
 			DisableKeepAlives: true,
@@ -175,21 +172,21 @@ func (p *podRun) check(ctx context.Context, plan *ContainerPlan, name string, pr
 		}
 		return nil
 	case ProbeExec:
-		cmd, err := p.command(name+"-probe", plan, pr.Command)
+		proc, err := p.startProcess(name+"-probe", plan, pr.Command, Stdio{})
 		if err != nil {
 			return err
 		}
-		if err := cmd.Start(); err != nil {
-			return err
-		}
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
+		done := make(chan int, 1)
+		go func() { done <- proc.Wait() }()
 		select {
-		case err := <-done:
-			return err
+		case code := <-done:
+			if code != 0 {
+				return fmt.Errorf("exec probe: exit code %d", code)
+			}
+			return nil
 		case <-ctx.Done():
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-done //nolint:errcheck // the probe's own result no longer matters
+			_ = proc.SignalGroup(syscall.SIGKILL)
+			<-done
 			return ctx.Err()
 		}
 	}
