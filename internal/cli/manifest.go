@@ -22,14 +22,16 @@ func newManifestCommand(stdout io.Writer) *cobra.Command {
 		Short: "Print every object a cluster needs as one YAML stream (for kubectl apply or GitOps)",
 		Long: `generate renders, from flags or a values file (-f, the same fields), the objects of
 a primary cluster (namespace, discovery's ServiceAccount and least-privilege RBAC, its
-Deployment, Service, PodDisruptionBudget, the sidecar-injection webhook, and the istio
+Deployment, Service, PodDisruptionBudget, the sidecar-injection webhook unless
+--injection-webhook=false, Service istiod with --istiod-service, and the istio
 ConfigMap with --mesh-networks), or with --remote those of a remote cluster (its
 namespace labelled with its network, and ` + "`horizon-discovery injector`" + ` with its RBAC, Service and
 webhook configuration: injected pods get this cluster's identity and reach discovery at
 --discovery-address, the primary's gateway), and with
 --gateway the east-west network gateway (Deployment, LoadBalancer Service labelled with the
 network, and with --expose-services the AUTO_PASSTHROUGH Gateway on 15443).
-Every object carries app.kubernetes.io/managed-by=horizon.`,
+Every object carries app.kubernetes.io/managed-by=horizon (install leaves the label off
+an existing namespace or istio ConfigMap it did not create).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			settings, err := resolveSettings(cmd.Flags(), s, values, meshNetworks)
@@ -64,6 +66,8 @@ func settingsFlags(fl *pflag.FlagSet, s *install.Settings, values, meshNetworks 
 	fl.StringVar(&s.DiscoveryAddress, "discovery-address", d.DiscoveryAddress, "host:port of discovery's TLS port as this cluster's pods reach it")
 	fl.Int32Var(&s.Replicas, "replicas", d.Replicas, "discovery replicas (with a PodDisruptionBudget above 1)")
 	fl.BoolVar(&s.PlaintextXDS, "plaintext-xds", d.PlaintextXDS, "also serve xDS without TLS or authentication on 15010 (Service port grpc-xds): trusted networks only")
+	fl.BoolVar(&s.InjectionWebhook, "injection-webhook", d.InjectionWebhook, "install the sidecar-injection webhook and have discovery serve it (false: no MutatingWebhookConfiguration, e.g. to keep Istio's injector); primary only")
+	fl.BoolVar(&s.IstiodService, "istiod-service", d.IstiodService, "add Service istiod (Istio's ports) selecting discovery, so pods Istio injected reach Horizon; refused if an istiod Service Horizon did not create exists; primary only")
 	fl.BoolVar(&s.Gateway, "gateway", d.Gateway, "add the east-west network gateway")
 	fl.BoolVar(&s.ExposeServices, "expose-services", d.ExposeServices, "add the AUTO_PASSTHROUGH Gateway exposing mesh services on 15443 (needs --gateway)")
 	fl.StringVar(meshNetworks, "mesh-networks", "", "meshNetworks file, published in the istio ConfigMap")
@@ -92,10 +96,12 @@ func resolveSettings(fl *pflag.FlagSet, fromFlags install.Settings, values, mesh
 		"namespace": func() { s.Namespace = fromFlags.Namespace }, "remote": func() { s.Remote = fromFlags.Remote },
 		"discovery-address": func() { s.DiscoveryAddress = fromFlags.DiscoveryAddress },
 		"replicas":          func() { s.Replicas = fromFlags.Replicas }, "gateway": func() { s.Gateway = fromFlags.Gateway },
-		"plaintext-xds":   func() { s.PlaintextXDS = fromFlags.PlaintextXDS },
-		"expose-services": func() { s.ExposeServices = fromFlags.ExposeServices },
-		"trust-domain":    func() { s.TrustDomain = fromFlags.TrustDomain },
-		"discovery-image": func() { s.DiscoveryImage = fromFlags.DiscoveryImage }, "proxy-image": func() { s.ProxyImage = fromFlags.ProxyImage },
+		"plaintext-xds":     func() { s.PlaintextXDS = fromFlags.PlaintextXDS },
+		"injection-webhook": func() { s.InjectionWebhook = fromFlags.InjectionWebhook },
+		"istiod-service":    func() { s.IstiodService = fromFlags.IstiodService },
+		"expose-services":   func() { s.ExposeServices = fromFlags.ExposeServices },
+		"trust-domain":      func() { s.TrustDomain = fromFlags.TrustDomain },
+		"discovery-image":   func() { s.DiscoveryImage = fromFlags.DiscoveryImage }, "proxy-image": func() { s.ProxyImage = fromFlags.ProxyImage },
 		"image-pull-policy": func() { s.ImagePullPolicy = fromFlags.ImagePullPolicy },
 	}
 	fl.Visit(func(f *pflag.Flag) {

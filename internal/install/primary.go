@@ -28,7 +28,7 @@ func discoveryLabels() map[string]string {
 func primaryObjects(s Settings) []runtime.Object {
 	out := []runtime.Object{
 		&corev1.ServiceAccount{TypeMeta: typeMeta("v1", "ServiceAccount"), ObjectMeta: objMeta(DiscoveryName, s.Namespace)},
-		discoveryClusterRole(),
+		discoveryClusterRole(s),
 		&rbacv1.ClusterRoleBinding{TypeMeta: typeMeta("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"),
 			ObjectMeta: objMeta(DiscoveryName+"-"+s.Namespace, ""),
 			RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "ClusterRole", Name: DiscoveryName + "-discovery"},
@@ -43,7 +43,11 @@ func primaryObjects(s Settings) []runtime.Object {
 		out = append(out, &corev1.ConfigMap{TypeMeta: typeMeta("v1", "ConfigMap"), ObjectMeta: objMeta(MeshConfigMap, s.Namespace),
 			Data: map[string]string{"meshNetworks": s.MeshNetworks}})
 	}
-	out = append(out, discoveryService(s), discoveryDeployment(s))
+	out = append(out, discoveryService(s))
+	if s.IstiodService {
+		out = append(out, istiodService(s))
+	}
+	out = append(out, discoveryDeployment(s))
 	if s.Replicas > 1 {
 		one := intstr.FromInt32(1)
 		out = append(out, &policyv1.PodDisruptionBudget{TypeMeta: typeMeta("policy/v1", "PodDisruptionBudget"),
@@ -51,25 +55,31 @@ func primaryObjects(s Settings) []runtime.Object {
 			Spec: policyv1.PodDisruptionBudgetSpec{MinAvailable: &one,
 				Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app": DiscoveryName}}}})
 	}
-	return append(out, injectionWebhook(s))
+	if s.InjectionWebhook {
+		out = append(out, injectionWebhook(s))
+	}
+	return out
 }
 
 // discoveryClusterRole is the least discovery needs cluster-wide: read the
 // registry and Istio Gateways, review tokens, publish the root certificate
-// ConfigMap in every namespace, and keep its own webhook's caBundle.
-func discoveryClusterRole() *rbacv1.ClusterRole {
+// ConfigMap in every namespace, and keep its own webhook's caBundle (only
+// when the webhook is installed).
+func discoveryClusterRole(s Settings) *rbacv1.ClusterRole {
 	read := []string{"get", "list", "watch"}
+	rules := []rbacv1.PolicyRule{
+		{APIGroups: []string{""}, Resources: []string{"services", "endpoints", "pods", "nodes", "namespaces"}, Verbs: read},
+		{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: read},
+		{APIGroups: []string{"networking.istio.io"}, Resources: []string{"gateways"}, Verbs: read},
+		{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"tokenreviews"}, Verbs: []string{"create"}},
+		{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get", "list", "watch", "create", "update"}},
+	}
+	if s.InjectionWebhook {
+		rules = append(rules, rbacv1.PolicyRule{APIGroups: []string{"admissionregistration.k8s.io"}, Resources: []string{"mutatingwebhookconfigurations"},
+			ResourceNames: []string{WebhookName}, Verbs: []string{"get", "update", "patch"}})
+	}
 	return &rbacv1.ClusterRole{TypeMeta: typeMeta("rbac.authorization.k8s.io/v1", "ClusterRole"),
-		ObjectMeta: objMeta(DiscoveryName+"-discovery", ""),
-		Rules: []rbacv1.PolicyRule{
-			{APIGroups: []string{""}, Resources: []string{"services", "endpoints", "pods", "nodes", "namespaces"}, Verbs: read},
-			{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: read},
-			{APIGroups: []string{"networking.istio.io"}, Resources: []string{"gateways"}, Verbs: read},
-			{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"tokenreviews"}, Verbs: []string{"create"}},
-			{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get", "list", "watch", "create", "update"}},
-			{APIGroups: []string{"admissionregistration.k8s.io"}, Resources: []string{"mutatingwebhookconfigurations"},
-				ResourceNames: []string{WebhookName}, Verbs: []string{"get", "update", "patch"}},
-		}}
+		ObjectMeta: objMeta(DiscoveryName+"-discovery", ""), Rules: rules}
 }
 
 // discoveryRole: Secrets only in its own namespace — remote clusters'
@@ -82,18 +92,38 @@ func discoveryRole(s Settings) *rbacv1.Role {
 }
 
 // discoveryService exposes the authenticated xDS port (15012), ops and
-// the webhook; the plaintext xDS port only with PlaintextXDS.
+// the webhook (only with InjectionWebhook); the plaintext xDS port only
+// with PlaintextXDS.
 func discoveryService(s Settings) *corev1.Service {
+	return &corev1.Service{TypeMeta: typeMeta("v1", "Service"), ObjectMeta: objMeta(DiscoveryName, s.Namespace),
+		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": DiscoveryName}, Ports: discoveryServicePorts(s, "tls-xds")}}
+}
+
+// IstiodName is Istio's control-plane Service, which pods Istio injected
+// dial (istiod.<namespace>.svc:15012).
+const IstiodName = "istiod"
+
+// istiodService is discovery's Service under Istio's name, with the port
+// names of the istiod Service in Istio's chart (15012 https-dns, 443
+// https-webhook to 15017, 15014 http-monitoring; 15010 grpc-xds only with
+// PlaintextXDS, 443 only with InjectionWebhook), selecting discovery's pods.
+func istiodService(s Settings) *corev1.Service {
+	return &corev1.Service{TypeMeta: typeMeta("v1", "Service"), ObjectMeta: objMeta(IstiodName, s.Namespace),
+		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": DiscoveryName}, Ports: discoveryServicePorts(s, "https-dns")}}
+}
+
+func discoveryServicePorts(s Settings, secureName string) []corev1.ServicePort {
 	var ports []corev1.ServicePort
 	if s.PlaintextXDS {
 		ports = append(ports, corev1.ServicePort{Name: "grpc-xds", Port: PortXDS, TargetPort: intstr.FromInt32(PortXDS)})
 	}
 	ports = append(ports,
-		corev1.ServicePort{Name: "tls-xds", Port: PortSecure, TargetPort: intstr.FromInt32(PortSecure)},
-		corev1.ServicePort{Name: "http-monitoring", Port: PortOps, TargetPort: intstr.FromInt32(PortOps)},
-		corev1.ServicePort{Name: "https-webhook", Port: 443, TargetPort: intstr.FromInt32(PortWebhook)})
-	return &corev1.Service{TypeMeta: typeMeta("v1", "Service"), ObjectMeta: objMeta(DiscoveryName, s.Namespace),
-		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": DiscoveryName}, Ports: ports}}
+		corev1.ServicePort{Name: secureName, Port: PortSecure, TargetPort: intstr.FromInt32(PortSecure)},
+		corev1.ServicePort{Name: "http-monitoring", Port: PortOps, TargetPort: intstr.FromInt32(PortOps)})
+	if s.InjectionWebhook {
+		ports = append(ports, corev1.ServicePort{Name: "https-webhook", Port: 443, TargetPort: intstr.FromInt32(PortWebhook)})
+	}
+	return ports
 }
 
 func discoveryDeployment(s Settings) *appsv1.Deployment {
@@ -102,8 +132,14 @@ func discoveryDeployment(s Settings) *appsv1.Deployment {
 	// Without PlaintextXDS discovery does not listen on 15010 at all: a pod
 	// IP reaches no unauthenticated port either.
 	xdsAddr := ""
-	ports := []corev1.ContainerPort{{Name: "tls-xds", ContainerPort: PortSecure},
-		{Name: "http-monitoring", ContainerPort: PortOps}, {Name: "https-webhook", ContainerPort: PortWebhook}}
+	ports := []corev1.ContainerPort{{Name: "tls-xds", ContainerPort: PortSecure}, {Name: "http-monitoring", ContainerPort: PortOps}}
+	// Without InjectionWebhook discovery serves no webhook (an empty
+	// --inject-addr) and never touches a webhook configuration.
+	injectAddr := ""
+	if s.InjectionWebhook {
+		injectAddr = fmt.Sprintf(":%d", PortWebhook)
+		ports = append(ports, corev1.ContainerPort{Name: "https-webhook", ContainerPort: PortWebhook})
+	}
 	if s.PlaintextXDS {
 		xdsAddr = fmt.Sprintf(":%d", PortXDS)
 		ports = append([]corev1.ContainerPort{{Name: "grpc-xds", ContainerPort: PortXDS}}, ports...)
@@ -111,7 +147,7 @@ func discoveryDeployment(s Settings) *appsv1.Deployment {
 	args := []string{"discovery", "--cluster-id", s.ClusterID, "--namespace", s.Namespace,
 		"--xds-addr", xdsAddr, "--secure-addr", ":15012", "--http-addr", ":15014",
 		"--trust-domain", s.TrustDomain,
-		"--inject-addr", fmt.Sprintf(":%d", PortWebhook), "--proxy-image", s.ProxyImage,
+		"--inject-addr", injectAddr, "--proxy-image", s.ProxyImage,
 		"--secure-san", svc + "," + svc + ".cluster.local,istiod." + s.Namespace + ".svc," +
 			"outbound_.15012_._." + DiscoveryName + "." + s.Namespace + ".svc.cluster.local"}
 	if s.Network != "" {

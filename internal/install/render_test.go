@@ -45,7 +45,10 @@ func TestGolden(t *testing.T) {
 	remote := Defaults()
 	remote.ClusterID, remote.Network, remote.Remote, remote.Gateway = "cluster2", "network2", true, true
 	remote.DiscoveryAddress = "203.0.113.10:15443"
-	for name, s := range map[string]Settings{"primary-gateway": primary, "single-replica": single, "remote-gateway": remote} {
+	// Taking over from Istio: Istio's injector stays, Horizon answers as istiod.
+	migration := Defaults()
+	migration.IstiodService, migration.InjectionWebhook = true, false
+	for name, s := range map[string]Settings{"primary-gateway": primary, "single-replica": single, "remote-gateway": remote, "istio-migration": migration} {
 		t.Run(name, func(t *testing.T) {
 			got := render(t, s)
 			if again := render(t, s); !bytes.Equal(got, again) {
@@ -96,7 +99,7 @@ func TestSettingsErrorsNameTheField(t *testing.T) {
 // Discovery reads Secrets only in its own namespace; cluster-wide it
 // writes nothing but ConfigMaps (the root certificate) and its own webhook.
 func TestDiscoveryRBACIsLeastPrivilege(t *testing.T) {
-	cr := discoveryClusterRole()
+	cr := discoveryClusterRole(Defaults())
 	for _, r := range cr.Rules {
 		for _, res := range r.Resources {
 			if res == "secrets" || res == "*" {

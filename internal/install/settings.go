@@ -46,6 +46,18 @@ type Settings struct {
 	// trusted networks only. Off, discovery serves only the TLS port
 	// 15012, where every stream is authenticated (primary only).
 	PlaintextXDS bool `json:"plaintextXDS,omitempty"`
+	// InjectionWebhook installs the sidecar-injection webhook
+	// (MutatingWebhookConfiguration horizon-sidecar-injector) and has
+	// discovery serve it and keep its caBundle. Off, nothing of it is
+	// installed or served: pods are injected by another injector (Istio's,
+	// during a migration) or not at all (primary only; default on).
+	InjectionWebhook bool `json:"injectionWebhook"`
+	// IstiodService adds a Service named istiod, with the ports of Istio's
+	// istiod Service, selecting discovery's pods: pods Istio injected dial
+	// istiod.<namespace>.svc:15012 and reach Horizon without edits. An
+	// istiod Service Horizon did not create (Istio's) is never taken over:
+	// install refuses (primary only).
+	IstiodService bool `json:"istiodService,omitempty"`
 	// Gateway adds the east-west network gateway.
 	Gateway bool `json:"gateway,omitempty"`
 	// ExposeServices adds the Istio Gateway that exposes every mesh
@@ -64,7 +76,7 @@ type Settings struct {
 // Defaults returns Settings with every field at its default.
 func Defaults() Settings {
 	return Settings{
-		ClusterID: "Kubernetes", Namespace: "istio-system", Replicas: 2, TrustDomain: "cluster.local",
+		ClusterID: "Kubernetes", Namespace: "istio-system", Replicas: 2, TrustDomain: "cluster.local", InjectionWebhook: true,
 		DiscoveryImage: "horizon/discovery:latest", ProxyImage: "horizon/proxy:latest", ImagePullPolicy: "IfNotPresent",
 	}
 }
@@ -100,6 +112,12 @@ func (s Settings) Validate() error {
 	}
 	if s.Remote && s.PlaintextXDS {
 		bad("plaintextXDS", "only for a primary cluster (a remote cluster runs no discovery)")
+	}
+	if s.Remote && s.IstiodService {
+		bad("istiodService", "only for a primary cluster (a remote cluster runs no discovery)")
+	}
+	if s.Remote && !s.InjectionWebhook {
+		bad("injectionWebhook", "a remote cluster is its injector: it cannot be left out")
 	}
 	if s.DiscoveryAddress != "" {
 		if _, port, err := net.SplitHostPort(s.DiscoveryAddress); err != nil {
