@@ -39,7 +39,12 @@ func newInstallCommand(stdout io.Writer) *cobra.Command {
 file) and applies them with server-side apply (field manager "horizon"), adding Istio's
 Gateway CRD (from istio.io/api) when the cluster lacks it and a Gateway is rendered. It is
 idempotent: a second run reports every object unchanged. Nothing is applied when the
-settings are invalid. With --wait it waits for the Deployments to roll out.`,
+settings are invalid. It never takes over an object it did not create: an existing
+namespace or istio ConfigMap gets only Horizon's fields (no force, no managed-by label, so
+uninstall keeps it; a field another manager set otherwise fails the install), and any other
+existing object without app.kubernetes.io/managed-by=horizon (such as Istio's istiod Service
+with --istiod-service) is refused before anything is applied. With --wait it waits for the
+Deployments to roll out.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			settings, err := resolveSettings(cmd.Flags(), s, values, meshNetworks)
@@ -87,12 +92,16 @@ func newUninstallCommand(stdout io.Writer) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "uninstall",
 		Short: "Delete every object labelled app.kubernetes.io/managed-by=horizon (namespaces and the Gateway CRD are kept)",
-		Args:  cobra.NoArgs,
+		Long: `uninstall deletes the objects Horizon created: those labelled
+app.kubernetes.io/managed-by=horizon, which install sets only on objects it creates.
+Namespaces and the Gateway CRD are kept, and so is any object that existed before Horizon
+(a namespace, Istio's istio ConfigMap), whose Horizon fields stay as they are.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			// Render everything there is, so that every kind the
 			// installer can create is looked for, whatever was chosen.
 			all := install.Defaults()
-			all.Gateway, all.ExposeServices, all.MeshNetworks = true, true, "networks: {}\n"
+			all.Gateway, all.ExposeServices, all.MeshNetworks, all.IstiodService = true, true, "networks: {}\n", true
 			objs, err := renderUnstructured(all)
 			if err != nil {
 				return err
