@@ -5,6 +5,7 @@ package integration
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,8 +13,10 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/dynamic"
 
 	"github.com/horizonmesh/horizon/internal/cli"
@@ -138,5 +141,174 @@ current-context: gone
 	}
 	if d := time.Since(start); d > 45*time.Second {
 		t.Fatalf("took %s", d)
+	}
+}
+
+// Taking over from Istio with a real API server: objects Istio created are
+// never taken over. Istio's istiod Service makes --istiod-service refuse
+// before anything is applied; Istio's meshNetworks is not overwritten; once
+// Istio's istiod Service is gone, Horizon creates its own (Istio's ports,
+// selecting discovery) with no injection webhook, applies only its own
+// fields to the existing namespace and istio ConfigMap, is idempotent, and
+// uninstall deletes what it created and nothing Istio created.
+func TestInstallNeverTakesOverIstiosObjects(t *testing.T) {
+	c := kubeharness.Start(t, kubeharness.Options{Name: "install-istio"})
+	dir := t.TempDir()
+	kc, err := c.Kubeconfig()
+	must(t, err)
+	kubeconfig := filepath.Join(dir, "kubeconfig")
+	must(t, os.WriteFile(kubeconfig, kc, 0o600))
+	ctx := context.Background()
+	cs := c.Client
+
+	// What Istio's chart leaves (created by another field manager).
+	_, err = cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "istio-system",
+		Labels: map[string]string{"team": "mesh"}}}, metav1.CreateOptions{FieldManager: "kubectl-create"})
+	must(t, err)
+	istioMesh := "defaultConfig:\n  discoveryAddress: istiod.istio-system.svc:15012\n"
+	_, err = cs.CoreV1().ConfigMaps("istio-system").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: install.MeshConfigMap,
+		Labels: map[string]string{install.ManagedByLabel: "Helm", "istio.io/rev": "default"}},
+		Data: map[string]string{"mesh": istioMesh, "meshNetworks": "networks: {}"}}, metav1.CreateOptions{FieldManager: "helm"})
+	must(t, err)
+	_, err = cs.CoreV1().Services("istio-system").Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: install.IstiodName,
+		Labels: map[string]string{install.ManagedByLabel: "Helm", "app": "istiod"}},
+		Spec: corev1.ServiceSpec{Selector: map[string]string{"app": "istiod", "istio": "pilot"},
+			Ports: []corev1.ServicePort{{Name: "https-dns", Port: 15012}, {Name: "https-webhook", Port: 443, TargetPort: intstr.FromInt32(15017)}}}},
+		metav1.CreateOptions{FieldManager: "helm"})
+	must(t, err)
+	istioState := func() (*corev1.Namespace, *corev1.ConfigMap) {
+		t.Helper()
+		ns, err := cs.CoreV1().Namespaces().Get(ctx, "istio-system", metav1.GetOptions{})
+		must(t, err)
+		cm, err := cs.CoreV1().ConfigMaps("istio-system").Get(ctx, install.MeshConfigMap, metav1.GetOptions{})
+		must(t, err)
+		if cm.Data["mesh"] != istioMesh || cm.Labels[install.ManagedByLabel] != "Helm" || cm.Labels["istio.io/rev"] != "default" {
+			t.Errorf("Istio's istio ConfigMap changed: labels %v, data %v", cm.Labels, cm.Data)
+		}
+		if ns.Labels["team"] != "mesh" || ns.Labels[install.ManagedByLabel] != "" {
+			t.Errorf("namespace labels %v: want the user's kept and no %s", ns.Labels, install.ManagedByLabel)
+		}
+		return ns, cm
+	}
+
+	// Istio's istiod Service: refused, nothing applied.
+	code, out, stderr := horizon("install", "--kubeconfig", kubeconfig, "--istiod-service", "--wait=false")
+	if code == 0 || !strings.Contains(stderr, "Service istio-system/istiod exists and Horizon did not create it") {
+		t.Fatalf("install over Istio's istiod Service: exit %d\n%s\n%s", code, out, stderr)
+	}
+	svc, err := cs.CoreV1().Services("istio-system").Get(ctx, install.IstiodName, metav1.GetOptions{})
+	must(t, err)
+	if svc.Spec.Selector["app"] != "istiod" || svc.Labels[install.ManagedByLabel] != "Helm" {
+		t.Fatalf("Istio's istiod Service changed: %v %v", svc.Labels, svc.Spec.Selector)
+	}
+	if got := managed(t, c); len(got) != 0 {
+		t.Fatalf("refused install applied %v", got)
+	}
+
+	// Istio's meshNetworks: a conflict, refused, nothing applied.
+	mn := filepath.Join(dir, "meshnetworks.yaml")
+	must(t, os.WriteFile(mn, []byte("networks:\n  network1:\n    endpoints:\n    - fromRegistry: Kubernetes\n"), 0o644))
+	code, out, stderr = horizon("install", "--kubeconfig", kubeconfig, "--mesh-networks", mn, "--wait=false")
+	if code == 0 || !strings.Contains(stderr, "ConfigMap istio-system/istio existed before Horizon") || !strings.Contains(stderr, "meshNetworks") {
+		t.Fatalf("install over Istio's meshNetworks: exit %d\n%s\n%s", code, out, stderr)
+	}
+	if _, cm := istioState(); cm.Data["meshNetworks"] != "networks: {}" {
+		t.Fatalf("Istio's meshNetworks overwritten: %q", cm.Data["meshNetworks"])
+	}
+	if got := managed(t, c); len(got) != 0 {
+		t.Fatalf("refused install applied %v", got)
+	}
+
+	// The migration step: Istio's istiod Service goes; Horizon's comes.
+	must(t, cs.CoreV1().Services("istio-system").Delete(ctx, install.IstiodName, metav1.DeleteOptions{}))
+	args := []string{"install", "--kubeconfig", kubeconfig, "--network", "network1", "--istiod-service", "--injection-webhook=false", "--wait=false"}
+	code, out, stderr = horizon(args...)
+	if code != 0 {
+		t.Fatalf("install: exit %d\n%s\n%s", code, out, stderr)
+	}
+	if !strings.Contains(out, "Namespace istio-system configured (not Horizon's") {
+		t.Errorf("install output does not say the namespace is not Horizon's:\n%s", out)
+	}
+	svc, err = cs.CoreV1().Services("istio-system").Get(ctx, install.IstiodName, metav1.GetOptions{})
+	must(t, err)
+	var ports []string
+	for _, p := range svc.Spec.Ports {
+		ports = append(ports, fmt.Sprintf("%s %d->%s", p.Name, p.Port, p.TargetPort.String()))
+	}
+	if svc.Labels[install.ManagedByLabel] != install.ManagedBy || svc.Spec.Selector["app"] != install.DiscoveryName ||
+		strings.Join(ports, ",") != "https-dns 15012->15012,http-monitoring 15014->15014" {
+		t.Errorf("Horizon's istiod Service: labels %v, selector %v, ports %v", svc.Labels, svc.Spec.Selector, ports)
+	}
+	if _, err := cs.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, install.WebhookName, metav1.GetOptions{}); err == nil {
+		t.Error("--injection-webhook=false installed a webhook configuration")
+	}
+	ns, _ := istioState()
+	if ns.Labels["topology.istio.io/network"] != "network1" {
+		t.Errorf("namespace labels %v: want Horizon's network label", ns.Labels)
+	}
+	code, out, stderr = horizon(args...)
+	if code != 0 || !strings.Contains(out, "\n0 created, 0 configured,") {
+		t.Fatalf("second install changed something: exit %d\n%s\n%s", code, out, stderr)
+	}
+
+	code, out, stderr = horizon("uninstall", "--kubeconfig", kubeconfig)
+	if code != 0 {
+		t.Fatalf("uninstall: exit %d\n%s\n%s", code, out, stderr)
+	}
+	if left := managed(t, c); len(left) != 0 {
+		t.Fatalf("uninstall left %v", left)
+	}
+	if _, err := cs.CoreV1().Services("istio-system").Get(ctx, install.IstiodName, metav1.GetOptions{}); err == nil {
+		t.Error("uninstall left Horizon's istiod Service")
+	}
+	istioState()
+}
+
+// An istio ConfigMap without meshNetworks (Istio's mesh only) takes
+// Horizon's meshNetworks: Horizon owns that key alone, Istio's mesh and
+// labels stay, and uninstall keeps the ConfigMap.
+func TestInstallAddsMeshNetworksToIstiosConfigMap(t *testing.T) {
+	c := kubeharness.Start(t, kubeharness.Options{Name: "install-mesh"})
+	dir := t.TempDir()
+	kc, err := c.Kubeconfig()
+	must(t, err)
+	kubeconfig := filepath.Join(dir, "kubeconfig")
+	must(t, os.WriteFile(kubeconfig, kc, 0o600))
+	ctx := context.Background()
+	cs := c.Client
+	_, err = cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "istio-system"}}, metav1.CreateOptions{})
+	must(t, err)
+	_, err = cs.CoreV1().ConfigMaps("istio-system").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: install.MeshConfigMap,
+		Labels: map[string]string{install.ManagedByLabel: "Helm"}},
+		Data: map[string]string{"mesh": "trustDomain: cluster.local\n"}}, metav1.CreateOptions{FieldManager: "helm"})
+	must(t, err)
+	mnYAML := "networks:\n  network1:\n    endpoints:\n    - fromRegistry: Kubernetes\n"
+	mn := filepath.Join(dir, "meshnetworks.yaml")
+	must(t, os.WriteFile(mn, []byte(mnYAML), 0o644))
+	code, out, stderr := horizon("install", "--kubeconfig", kubeconfig, "--mesh-networks", mn, "--wait=false")
+	if code != 0 {
+		t.Fatalf("install: exit %d\n%s\n%s", code, out, stderr)
+	}
+	cm, err := cs.CoreV1().ConfigMaps("istio-system").Get(ctx, install.MeshConfigMap, metav1.GetOptions{})
+	must(t, err)
+	if cm.Data["mesh"] != "trustDomain: cluster.local\n" || cm.Data["meshNetworks"] != mnYAML || cm.Labels[install.ManagedByLabel] != "Helm" {
+		t.Fatalf("istio ConfigMap: labels %v, data %v", cm.Labels, cm.Data)
+	}
+	for _, mf := range cm.ManagedFields {
+		fields := string(mf.FieldsV1.Raw)
+		if mf.Manager == install.FieldManager && (strings.Contains(fields, `"f:mesh"`) || strings.Contains(fields, "managed-by")) {
+			t.Errorf("horizon owns Istio's fields: %s", fields)
+		}
+		if mf.Manager == "helm" && !strings.Contains(fields, `"f:mesh"`) {
+			t.Errorf("helm lost its fields: %s", fields)
+		}
+	}
+	code, out, stderr = horizon("uninstall", "--kubeconfig", kubeconfig)
+	if code != 0 {
+		t.Fatalf("uninstall: exit %d\n%s\n%s", code, out, stderr)
+	}
+	cm, err = cs.CoreV1().ConfigMaps("istio-system").Get(ctx, install.MeshConfigMap, metav1.GetOptions{})
+	if err != nil || cm.Data["mesh"] == "" {
+		t.Fatalf("uninstall deleted or changed Istio's ConfigMap: %v, %v", cm, err)
 	}
 }
