@@ -45,7 +45,12 @@ type ServicePort struct {
 	Name     string
 	Port     uint32
 	Protocol string // TCP, UDP, SCTP as Kubernetes spells it
+	// AppProtocol is the Kubernetes appProtocol, if any.
+	AppProtocol string
 }
+
+// Selected is the port's application protocol (SelectProtocol).
+func (p ServicePort) Selected() Protocol { return SelectProtocol(p.Name, p.AppProtocol, p.Protocol) }
 
 // Endpoint is one address:port serving one service port.
 type Endpoint struct {

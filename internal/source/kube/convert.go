@@ -191,7 +191,11 @@ func (c *converter) service(svc *corev1.Service, origin string) *model.ClusterSe
 		}
 		names[p.Name] = true
 		numbers[fmt.Sprint(p.Port, proto)] = true
-		cs.Ports = append(cs.Ports, model.ServicePort{Name: p.Name, Port: uint32(p.Port), Protocol: proto})
+		sp := model.ServicePort{Name: p.Name, Port: uint32(p.Port), Protocol: proto}
+		if p.AppProtocol != nil {
+			sp.AppProtocol = *p.AppProtocol
+		}
+		cs.Ports = append(cs.Ports, sp)
 	}
 	if len(cs.Ports) == 0 {
 		return nil // every port was invalid; already reported

@@ -262,3 +262,24 @@ func TestUpsertUnsupported(t *testing.T) {
 		t.Errorf("Origin = %q, %v", o, ok)
 	}
 }
+
+// A port's appProtocol reaches the model, where it selects the protocol
+// before the port name does.
+func TestServicePortAppProtocol(t *testing.T) {
+	s := NewStore()
+	s.Upsert(service("multi",
+		corev1.ServicePort{Name: "tcp-data", Port: 80, AppProtocol: ptr.To("kubernetes.io/h2c")},
+		corev1.ServicePort{Name: "grpc", Port: 9090},
+		corev1.ServicePort{Port: 7000}), "")
+	snap, _ := convert(t, s)
+	got := findService(t, snap, "multi")
+	want := map[uint32]model.Protocol{80: model.ProtocolHTTP2, 9090: model.ProtocolGRPC, 7000: model.ProtocolUnknown}
+	for _, p := range got.Ports {
+		if p.Selected() != want[p.Port] {
+			t.Errorf("port %d (%q, appProtocol %q): %q, want %q", p.Port, p.Name, p.AppProtocol, p.Selected(), want[p.Port])
+		}
+	}
+	if got.Ports[0].AppProtocol != "kubernetes.io/h2c" {
+		t.Errorf("appProtocol not kept: %+v", got.Ports)
+	}
+}

@@ -62,13 +62,6 @@ func spiffeIDs(svc *model.Service, port uint32, trustDomain string) []string {
 	return out
 }
 
-// isHTTP tells whether a service port carries HTTP, from its name as Istio
-// users name ports (http, http2, grpc, with an optional -suffix).
-func isHTTP(p model.ServicePort) bool {
-	for _, prefix := range []string{"http", "grpc", "h2c"} {
-		if p.Name == prefix || len(p.Name) > len(prefix) && p.Name[:len(prefix)+1] == prefix+"-" {
-			return true
-		}
-	}
-	return false
-}
+// isHTTP tells whether a service port carries HTTP (model.SelectProtocol:
+// appProtocol, else the port name's prefix).
+func isHTTP(p model.ServicePort) bool { return p.Selected().IsHTTP() }
