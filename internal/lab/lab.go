@@ -36,8 +36,8 @@ type Options struct {
 	// killed (10 seconds when 0).
 	StopGrace time.Duration
 	// Horizon is the horizon binary the lab nodes run as (`horizon lab
-	// node`) and that stands in for Horizon's images; this executable when
-	// "".
+	// node`); horizon-discovery and horizon-agent next to it stand in for
+	// Horizon's images (ImagePrograms). This executable when "".
 	Horizon string
 	// Helloworld stands in for istio/examples-helloworld-vN (helloworld
 	// next to Horizon when "", if there is one).

@@ -30,7 +30,8 @@ const NodeComponent = "lab-node"
 type NodeOptions struct {
 	StateDir string
 	Cluster  string
-	// Programs stand in for images (Horizon: this executable).
+	// Programs stand in for images (Discovery and Agent: next to this
+	// executable, ImagePrograms).
 	Programs labnode.Programs
 }
 
