@@ -23,6 +23,7 @@ import (
 
 	"github.com/horizonmesh/horizon/internal/controlplane"
 	"github.com/horizonmesh/horizon/internal/testing/adsclient"
+	"github.com/horizonmesh/horizon/internal/testing/testkit"
 )
 
 // syncBuffer is a log sink safe for concurrent writes.
@@ -91,11 +92,7 @@ func TestDiscoveryShutdownEndsStreamsWithUnavailable(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("discovery did not start")
 	}
-	for deadline := time.Now().Add(10 * time.Second); !cp.Ready(); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("not ready")
-		}
-	}
+	testkit.WaitFor(t, "discovery ready", cp.Ready)
 	c, err := adsclient.Dial(xl.Addr().String(), adsclient.Node("sleep.sample", "network2", "cluster1"))
 	if err != nil {
 		t.Fatal(err)

@@ -26,6 +26,7 @@ import (
 	"github.com/horizonmesh/horizon/internal/source/manifest"
 	"github.com/horizonmesh/horizon/internal/source/meshnetworks"
 	"github.com/horizonmesh/horizon/internal/testing/adsclient"
+	"github.com/horizonmesh/horizon/internal/testing/testkit"
 	"github.com/horizonmesh/horizon/internal/xds/render"
 	"github.com/horizonmesh/horizon/internal/xds/server"
 )
@@ -74,13 +75,9 @@ func TestTranslateIsWhatDiscoveryServes(t *testing.T) {
 	}
 	g := server.NewGRPC(ctx, cp.Views, cp.Tracker)
 	go func() { _ = server.Serve(ctx, g, lis) }()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cp.Ready() || cp.Mesh() == nil || len(cp.Mesh().Gateways()) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the control plane never got ready with the walkthrough's gateway")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testkit.WaitFor(t, "the control plane ready with the walkthrough's gateway", func() bool {
+		return cp.Ready() && cp.Mesh() != nil && len(cp.Mesh().Gateways()) > 0
+	})
 
 	// cluster1 is on no network in the walkthrough.
 	sidecar := adsclient.Node("sidecar~10.10.0.5~hw.sample~sample.svc.cluster.local", "", "cluster1")
