@@ -3,13 +3,13 @@ package agent
 import (
 	"context"
 	"crypto/x509"
-	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/horizonmesh/horizon/internal/testing/testkit"
 )
 
 func TestRenewAtHalfLife(t *testing.T) {
@@ -61,7 +61,7 @@ func TestEnvoyIsRestartedWhenItDies(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2500*time.Millisecond)
 	defer cancel()
 	e := &Envoy{Binary: script, Bootstrap: "b.json", AdminPort: 1, LogLevel: "info", Drain: time.Millisecond, Stdout: out,
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		Log: testkit.Logger()}
 	if err := e.Run(ctx); err != nil {
 		t.Fatal(err)
 	}

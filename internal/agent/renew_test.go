@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/url"
 	"path/filepath"
@@ -22,6 +21,8 @@ import (
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/horizonmesh/horizon/internal/testing/testkit"
 )
 
 func TestBackoffDelayIsExponentialCappedAndJittered(t *testing.T) {
@@ -331,7 +332,7 @@ func TestFirstCertificateRetriesAreCappedLower(t *testing.T) {
 	ca := &flakyCA{failures: 8, next: testIdentity("1", t0, t0.Add(time.Hour))}
 	r := &Renewer{Certs: ca, SDS: NewSDS(), Now: clock.Now, After: clock.After,
 		Backoff: Backoff{Initial: time.Second, Max: time.Minute, StartMax: 4 * time.Second},
-		Log:     slog.New(slog.NewTextHandler(io.Discard, nil))}
+		Log:     testkit.Logger()}
 	got := make(chan *Identity, 1)
 	go func() { id, _ := r.First(ctx); got <- id }()
 	var waits []time.Duration
@@ -427,7 +428,7 @@ func TestShortLivedBackdatedCertificateIsNotRenewedAtOnce(t *testing.T) {
 	clock := &fakeClock{ctx: ctx, waits: make(chan fakeWait), now: t0}
 	ca := &flakyCA{next: testIdentity("2", t0.Add(-time.Minute), t0.Add(30*time.Second))}
 	r := &Renewer{Certs: ca, SDS: &flakySDS{updates: 1}, Now: clock.Now, After: clock.After,
-		Backoff: Backoff{Initial: time.Second, Max: time.Minute}, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		Backoff: Backoff{Initial: time.Second, Max: time.Minute}, Log: testkit.Logger()}
 	first, err := r.First(ctx)
 	if err != nil {
 		t.Fatal(err)

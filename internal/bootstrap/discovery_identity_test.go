@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -82,7 +81,7 @@ func startIdentityDiscoveryWith(t *testing.T, plaintext bool) *identityDiscovery
 	started := make(chan *controlplane.ControlPlane, 1)
 	lis.Started = func(cp *controlplane.ControlPlane) { started <- cp }
 	go func() {
-		done <- Run(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), lis)
+		done <- Run(ctx, cfg, testkit.Logger(), lis)
 	}()
 	t.Cleanup(func() { cancel(); <-done }) //nolint:errcheck // its result is the test's own concern
 	select {

@@ -8,8 +8,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
-	"io"
-	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -30,6 +28,7 @@ import (
 	"github.com/horizonmesh/horizon/internal/ca/catest"
 	"github.com/horizonmesh/horizon/internal/controlplane"
 	"github.com/horizonmesh/horizon/internal/testing/adsclient"
+	"github.com/horizonmesh/horizon/internal/testing/testkit"
 )
 
 // startSecureDiscovery runs discovery on the walkthrough manifests with a
@@ -56,7 +55,7 @@ func startSecureDiscovery(t *testing.T, files catest.Files) (string, *ca.Authori
 	done := make(chan error, 1)
 	started := make(chan *controlplane.ControlPlane, 1)
 	go func() {
-		done <- Run(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)),
+		done <- Run(ctx, cfg, testkit.Logger(),
 			&Listeners{HTTP: hl, Secure: sl, Started: func(cp *controlplane.ControlPlane) { started <- cp }})
 	}()
 	t.Cleanup(func() { cancel(); <-done }) //nolint:errcheck // its result is the test's own concern
@@ -164,7 +163,7 @@ func TestBadCACertsRefuseToStart(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Clusters = []string{"cluster1=" + walkthrough + "/cluster1"}
 	cfg.CACertsDir, cfg.XDSAddr, cfg.HTTPAddr, cfg.SecureAddr = dir, "", "127.0.0.1:0", "127.0.0.1:0"
-	err := Run(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	err := Run(context.Background(), cfg, testkit.Logger(), nil)
 	if err == nil || !strings.Contains(err.Error(), "does not match") {
 		t.Fatalf("err = %v, want a key mismatch", err)
 	}

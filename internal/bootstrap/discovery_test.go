@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -78,7 +77,7 @@ func startDiscovery(t *testing.T) *discoveryEnv {
 	ctx, cancel := context.WithCancel(context.Background())
 	env.cancel = cancel
 	started := make(chan *controlplane.ControlPlane, 1)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := testkit.Logger()
 	go func() {
 		env.finished <- Run(ctx, cfg, log, &Listeners{XDS: xl, HTTP: hl, Started: func(cp *controlplane.ControlPlane) { started <- cp }})
 	}()

@@ -2,7 +2,6 @@ package bootstrap
 
 import (
 	"context"
-	"log/slog"
 	"net/url"
 	"testing"
 
@@ -10,6 +9,7 @@ import (
 
 	"github.com/horizonmesh/horizon/internal/ca"
 	"github.com/horizonmesh/horizon/internal/ops"
+	"github.com/horizonmesh/horizon/internal/testing/testkit"
 )
 
 // The injection webhook's server bounds what a caller that is not the API
@@ -23,7 +23,7 @@ func TestWebhookServerIsBounded(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	id, _ := url.Parse("spiffe://cluster.local/ns/istio-system/sa/horizon")
-	srv, err := WebhookServer(ctx, DefaultConfig().InjectConfig(), fake.NewClientset(), a, id, []string{"horizon.istio-system.svc"}, slog.New(slog.DiscardHandler))
+	srv, err := WebhookServer(ctx, DefaultConfig().InjectConfig(), fake.NewClientset(), a, id, []string{"horizon.istio-system.svc"}, testkit.Logger())
 	if err != nil {
 		t.Fatal(err)
 	}

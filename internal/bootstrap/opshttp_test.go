@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/horizonmesh/horizon/internal/controlplane"
+	"github.com/horizonmesh/horizon/internal/testing/testkit"
 )
 
 // Discovery's ops port closes a keep-alive connection left idle for
@@ -36,7 +36,7 @@ func TestOpsHTTPClosesIdleConnections(t *testing.T) {
 	done := make(chan error, 1)
 	started := make(chan struct{})
 	go func() {
-		done <- Run(ctx, cfg, slog.New(slog.DiscardHandler), &Listeners{HTTP: hl,
+		done <- Run(ctx, cfg, testkit.Logger(), &Listeners{HTTP: hl,
 			Started: func(*controlplane.ControlPlane) { close(started) }})
 	}()
 	t.Cleanup(func() {

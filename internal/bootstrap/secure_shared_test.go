@@ -3,12 +3,12 @@ package bootstrap
 import (
 	"bytes"
 	"context"
-	"io"
-	"log/slog"
 	"sync"
 	"testing"
 
 	"k8s.io/client-go/kubernetes/fake"
+
+	"github.com/horizonmesh/horizon/internal/testing/testkit"
 )
 
 // Replicas without cacerts share one self-signed root: whichever starts
@@ -16,7 +16,7 @@ import (
 func TestReplicasShareTheSelfSignedRoot(t *testing.T) {
 	client := fake.NewClientset()
 	c := DefaultConfig()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := testkit.Logger()
 	roots := make([][]byte, 4)
 	var wg sync.WaitGroup
 	for i := range roots {

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/horizonmesh/horizon/internal/authn"
 	"github.com/horizonmesh/horizon/internal/source/kube"
+	"github.com/horizonmesh/horizon/internal/testing/testkit"
 )
 
 // tokenReviewAPI is an API server answering TokenReviews: tokens starting
@@ -79,7 +79,7 @@ func newTokenReviewerFor(t testing.TB, c Config, url string) *authn.Reviewer {
 		t.Fatal(err)
 	}
 	clients.Set("cluster1", client)
-	return newTokenReviewer(c, clients, prometheus.NewRegistry(), slog.New(slog.DiscardHandler))
+	return newTokenReviewer(c, clients, prometheus.NewRegistry(), testkit.Logger())
 }
 
 // Issue 17 item 5: with 60 parallel junk-token authentications, every

@@ -13,8 +13,6 @@ import (
 	"encoding/asn1"
 	"encoding/pem"
 	"errors"
-	"io"
-	"log/slog"
 	"math"
 	"net"
 	"net/url"
@@ -28,6 +26,7 @@ import (
 
 	"github.com/horizonmesh/horizon/internal/ca/catest"
 	"github.com/horizonmesh/horizon/internal/model"
+	"github.com/horizonmesh/horizon/internal/testing/testkit"
 )
 
 // fixedCaller authenticates the one token "good" as sample/sleep.
@@ -99,7 +98,7 @@ func FuzzCreateCertificate(f *testing.F) {
 		f.Fatal(err)
 	}
 	svc := &Service{CA: a, Auth: fixedCaller{}, TrustDomain: "cluster.local", DefaultTTL: fuzzDefaultTTL, MaxTTL: fuzzMaxTTL,
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+		Log: testkit.Logger()}
 	resignKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(files[RootCertFile])

@@ -11,8 +11,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"encoding/pem"
-	"io"
-	"log/slog"
 	"net"
 	"testing"
 	"time"
@@ -25,6 +23,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/horizonmesh/horizon/internal/model"
+	"github.com/horizonmesh/horizon/internal/testing/testkit"
 )
 
 // istioAgentCSR is a CSR shaped as Istio's pilot-agent makes it (observed
@@ -138,7 +137,7 @@ func TestIstioAgentRequestIsSigned(t *testing.T) {
 // cluster reviews (audience istio-ca).
 func cluster1Service(a *Authority, cluster kubernetes.Interface) *Service {
 	return &Service{CA: a, TrustDomain: "cluster.local", DefaultTTL: time.Hour, MaxTTL: 48 * time.Hour,
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Log: testkit.Logger(),
 		Auth: &TokenReviewer{Audiences: []string{"istio-ca"}, Clients: func(id model.ClusterID) kubernetes.Interface {
 			if id == "cluster1" {
 				return cluster

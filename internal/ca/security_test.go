@@ -9,8 +9,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"encoding/pem"
-	"io"
-	"log/slog"
 	"net"
 	"net/url"
 	"slices"
@@ -31,6 +29,7 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/horizonmesh/horizon/internal/model"
+	"github.com/horizonmesh/horizon/internal/testing/testkit"
 )
 
 // secCluster is a fake API server answering TokenReviews for the tokens it
@@ -73,7 +72,7 @@ func secService(t *testing.T, clusters map[model.ClusterID]*secCluster) (securit
 		t.Fatal(err)
 	}
 	svc := &Service{CA: a, TrustDomain: "cluster.local", DefaultTTL: time.Hour, MaxTTL: 24 * time.Hour,
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Log: testkit.Logger(),
 		Auth: &TokenReviewer{Audiences: []string{"istio-ca"}, Clients: func(id model.ClusterID) kubernetes.Interface {
 			if c, ok := clusters[id]; ok {
 				return c.client

@@ -26,6 +26,7 @@ import (
 
 	"github.com/horizonmesh/horizon/internal/authn"
 	"github.com/horizonmesh/horizon/internal/model"
+	"github.com/horizonmesh/horizon/internal/testing/testkit"
 )
 
 // countingCluster answers TokenReviews ("legit" is sample/sleep, anything
@@ -130,7 +131,7 @@ func TestCSRFloodFromOnePeerIsBounded(t *testing.T) {
 // is not the caller's fault (not cached, no back-off).
 func TestCSRTokenReviewsAreCached(t *testing.T) {
 	var reviews atomic.Int64
-	svc := authnService(t, countingCluster(&reviews, nil), slog.New(slog.DiscardHandler))
+	svc := authnService(t, countingCluster(&reviews, nil), testkit.Logger())
 	csr, _ := csrFor(t, "", "")
 	req := &securityv1alpha1.IstioCertificateRequest{Csr: string(csr)}
 	for range 2 {
@@ -143,7 +144,7 @@ func TestCSRTokenReviewsAreCached(t *testing.T) {
 	}
 
 	var failing atomic.Int64
-	svc = authnService(t, countingCluster(&failing, errors.New("etcdserver: request timed out")), slog.New(slog.DiscardHandler))
+	svc = authnService(t, countingCluster(&failing, errors.New("etcdserver: request timed out")), testkit.Logger())
 	for range 10 {
 		if _, err := svc.CreateCertificate(csrFrom("10.0.0.3", "legit"), req); status.Code(err) != codes.Unauthenticated {
 			t.Fatalf("API server failing: %v", err)

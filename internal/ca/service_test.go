@@ -4,8 +4,6 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/pem"
-	"io"
-	"log/slog"
 	"net"
 	"testing"
 	"time"
@@ -23,6 +21,7 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/horizonmesh/horizon/internal/model"
+	"github.com/horizonmesh/horizon/internal/testing/testkit"
 )
 
 // reviewingCluster answers TokenReviews: token "good-<aud>" is the sleep
@@ -56,7 +55,7 @@ func TestCSRService(t *testing.T) {
 		"cluster9": reviewingCluster("alice"),
 	}
 	svc := &Service{CA: a, TrustDomain: "cluster.local", DefaultTTL: 24 * time.Hour, MaxTTL: 48 * time.Hour,
-		Log:  slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Log:  testkit.Logger(),
 		Auth: &TokenReviewer{Audiences: []string{"istio-ca"}, Clients: func(id model.ClusterID) kubernetes.Interface { return clusters[id] }}}
 	lis, _ := net.Listen("tcp", "127.0.0.1:0")
 	g := grpc.NewServer()

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"maps"
 	"net"
 	"path/filepath"
@@ -50,7 +48,7 @@ func TestTranslateIsWhatDiscoveryServes(t *testing.T) {
 	gwFile := writeFile(t, t.TempDir(), "gateways.yaml", crossNetworkGateway)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	cp := controlplane.New(controlplane.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Debounce: time.Millisecond})
+	cp := controlplane.New(controlplane.Options{Logger: testkit.Logger(), Debounce: time.Millisecond})
 	for id, dir := range map[string]string{"cluster1": "cluster1", "remote_kubecfg": "remote"} {
 		store, diags := manifest.Load(filepath.Join(walkthrough, dir))
 		if err := diags.Err(); err != nil {

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/netip"
 	"os"
@@ -57,7 +56,7 @@ func TestAgentRunsRealEnvoyOverMTLS(t *testing.T) {
 			Labels: map[string]string{"app": "helloworld"}, Discovery: secure, DiscoverySNI: "localhost",
 			RootCertFile: rootFile, TokenFile: tokenFile, EnvoyPath: envoy, WorkDir: filepath.Join(dir, "work"),
 			AdminPort: uint32(admin), CertTTL: time.Hour, Drain: time.Second, LogLevel: "warning",
-		}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		}, testkit.Logger())
 	}()
 	t.Cleanup(func() {
 		cancel()

@@ -8,7 +8,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -210,7 +209,7 @@ func startDiscoveryWith(t *testing.T, local *kubeharness.Cluster, kubeconfig []b
 	c, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	started := make(chan *controlplane.ControlPlane, 1)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	log := testkit.Logger()
 	go func() {
 		done <- bootstrap.Run(c, cfg, log, &bootstrap.Listeners{XDS: xl, HTTP: hl, Started: func(cp *controlplane.ControlPlane) { started <- cp }})
 	}()

@@ -5,8 +5,6 @@ package integration
 import (
 	"bytes"
 	"context"
-	"io"
-	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -23,6 +21,7 @@ import (
 	"github.com/horizonmesh/horizon/internal/install"
 	"github.com/horizonmesh/horizon/internal/rootcert"
 	"github.com/horizonmesh/horizon/internal/testing/kubeharness"
+	"github.com/horizonmesh/horizon/internal/testing/testkit"
 )
 
 // A remote cluster's pods get that cluster's identity and reach discovery
@@ -61,7 +60,7 @@ func TestRemoteClusterPodsGetTheirClusterIdentity(t *testing.T) {
 		done <- horizondiscovery.RunInjector(runCtx, horizondiscovery.InjectorConfig{Kubeconfig: kubeconfig, Namespace: "istio-system", ClusterID: "cluster2",
 			Network: "network2", TrustDomain: "cluster.local", ProxyImage: "horizon/proxy:test",
 			DiscoveryAddress: settings.DiscoveryAddress, DiscoverySAN: "outbound_.15012_._.horizon.istio-system.svc.cluster.local"},
-			slog.New(slog.NewTextHandler(io.Discard, nil)), l)
+			testkit.Logger(), l)
 	}()
 	t.Cleanup(func() {
 		cancel()

@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -47,7 +45,7 @@ type mesh struct {
 func startMesh(t testing.TB, services, endpoints int) *mesh {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	cp := controlplane.New(controlplane.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Registry: reg,
+	cp := controlplane.New(controlplane.Options{Logger: testkit.Logger(), Registry: reg,
 		Debounce: time.Millisecond, DebounceMax: 5 * time.Millisecond, RemoteSyncTimeout: time.Second})
 	store := kube.NewStore()
 	// The cluster is on network n1.

@@ -2,8 +2,6 @@ package rootcert
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -27,7 +25,7 @@ func TestPublishedEverywhereAndKept(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	const root = "-----BEGIN CERTIFICATE-----\nroot\n-----END CERTIFICATE-----\n"
-	p := &Publisher{Client: c, RootPEM: []byte(root), Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	p := &Publisher{Client: c, RootPEM: []byte(root), Log: testkit.Logger()}
 	go p.Run(ctx)
 	published(t, c, "a", root)
 	published(t, c, "b", root)

@@ -3,7 +3,6 @@ package horizonagent
 import (
 	"bytes"
 	"io"
-	"log/slog"
 	"strings"
 	"testing"
 
@@ -11,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/horizonmesh/horizon/internal/inject"
+	"github.com/horizonmesh/horizon/internal/testing/testkit"
 )
 
 // The injector's init container runs `horizon-agent agent iptables` with these
@@ -104,7 +104,7 @@ func TestInjectedArgsParse(t *testing.T) {
 			if args[0] != "agent" {
 				t.Fatalf("args %v", args)
 			}
-			cmd := newAgentCommand(slog.New(slog.NewTextHandler(io.Discard, nil)))
+			cmd := newAgentCommand(testkit.Logger())
 			if err := cmd.ParseFlags(args[1:]); err != nil {
 				t.Fatalf("%v: %v", args, err)
 			}

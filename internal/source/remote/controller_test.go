@@ -3,8 +3,6 @@ package remote
 import (
 	"context"
 	"fmt"
-	"io"
-	"log/slog"
 	"strings"
 	"sync"
 	"testing"
@@ -103,7 +101,7 @@ func waitServedFrom(t *testing.T, r *registry, id model.ClusterID, want string) 
 
 func newController(r *registry) *Controller {
 	return NewController(Options{Namespace: "istio-system", LocalCluster: "local", SyncTimeout: 500 * time.Millisecond,
-		NewClient: fakeClusters(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, r)
+		NewClient: fakeClusters(), Logger: testkit.Logger()}, r)
 }
 
 // A remote cluster's client must not bound whole requests: the bound
@@ -120,7 +118,7 @@ func TestRemoteClientDoesNotCutWatches(t *testing.T) {
 			default:
 			}
 			return newClient(cfg)
-		}, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, newRegistry())
+		}, Logger: testkit.Logger()}, newRegistry())
 	c.Reconcile(ctx, []*corev1.Secret{secret("s1", time.Unix(1000, 0), map[string][]byte{"c2": kubeconfig("https://c2.example:6443")})})
 	select {
 	case cfg := <-got:
@@ -213,7 +211,7 @@ func TestReadinessGate(t *testing.T) {
 	defer cancel()
 	r := &gatedRegistry{registry: newRegistry(), gates: map[string]func() bool{}}
 	c := NewController(Options{Namespace: "istio-system", LocalCluster: "local", SyncTimeout: 2 * time.Second,
-		NewClient: fakeClusters(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, r)
+		NewClient: fakeClusters(), Logger: testkit.Logger()}, r)
 	gate := r.gates[RemoteGate]
 	if gate == nil || gate() {
 		t.Fatal("no readiness gate, or ready before the Secrets were listed")

@@ -2,8 +2,6 @@ package remote
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 
 	"github.com/horizonmesh/horizon/internal/controlplane"
+	"github.com/horizonmesh/horizon/internal/testing/testkit"
 )
 
 // status is what /debug/clusters shows of cluster id ("" and false when
@@ -30,9 +29,9 @@ func status(cp *controlplane.ControlPlane, id string) (string, bool) {
 func TestRefusedKeysLeaveTheStatusWithTheirSecret(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	cp := controlplane.New(controlplane.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	cp := controlplane.New(controlplane.Options{Logger: testkit.Logger()})
 	c := NewController(Options{Namespace: "istio-system", LocalCluster: "local", SyncTimeout: 500 * time.Millisecond,
-		NewClient: fakeClusters(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, cp)
+		NewClient: fakeClusters(), Logger: testkit.Logger()}, cp)
 	t0 := time.Unix(1000, 0)
 	exec := []byte(strings.Replace(goodKubeconfig, "token: abc.def", "exec: {apiVersion: client.authentication.k8s.io/v1, command: /bin/sh}", 1))
 	proxied := []byte(strings.Replace(goodKubeconfig, "server: https://203.0.113.5:6443", "server: https://203.0.113.5:6443\n    proxy-url: http://198.51.100.1:3128", 1))
