@@ -48,12 +48,20 @@ func envoyBinary(t *testing.T) string {
 // Envoy would at run time).
 func TestEnvoyAcceptsGeneratedConfig(t *testing.T) {
 	envoy := envoyBinary(t)
-	m := walkthroughMesh(t)
-	for _, view := range []translate.SidecarView{
-		{Cluster: "cluster1", InboundPorts: []uint32{5000}},
-		{Cluster: "cluster1"},                                           // a client-only workload, like sleep
-		{Cluster: "remote_kubecfg", InboundPorts: []uint32{5000, 9080}}, // a TCP service (the gateway) too
+	walkthrough, protocols := walkthroughMesh(t), protocolsMesh(t)
+	for _, c := range []struct {
+		m    *model.Mesh
+		view translate.SidecarView
+	}{
+		{walkthrough, translate.SidecarView{Cluster: "cluster1", InboundPorts: []uint32{5000}}},
+		{walkthrough, translate.SidecarView{Cluster: "cluster1"}},                                           // a client-only workload, like sleep
+		{walkthrough, translate.SidecarView{Cluster: "remote_kubecfg", InboundPorts: []uint32{5000, 9080}}}, // a TCP service (the gateway) too
+		// The golden case with a port of every protocol family, from the
+		// cluster that has the service and from the one that does not.
+		{protocols, translate.SidecarView{Cluster: "cluster1", InboundPorts: []uint32{5000, 7000, 8080, 8443, 9000, 9090}}},
+		{protocols, translate.SidecarView{Cluster: "cluster2"}},
 	} {
+		m, view := c.m, c.view
 		b, err := agent.Bootstrap(agent.BootstrapConfig{NodeID: "sidecar~10.10.0.5~sleep.sample~sample.svc.cluster.local",
 			Cluster: string(view.Cluster), Network: "network1", Namespace: "sample", ServiceAccount: "sleep",
 			Labels: map[string]string{"app": "sleep"}, IPs: []netip.Addr{netip.MustParseAddr("10.10.0.5")},
@@ -149,6 +157,21 @@ func validate(t *testing.T, envoy string, b *bootstrapv3.Bootstrap) {
 	if err != nil {
 		t.Fatalf("Envoy rejected the config: %v\n%s", err, out)
 	}
+}
+
+// protocolsMesh is the translate golden case with one service having a
+// port of each protocol (http, grpc, h2c, tcp, tls, unnamed) and a
+// remote-only TCP service.
+func protocolsMesh(t *testing.T) *model.Mesh {
+	t.Helper()
+	dir := "../xds/translate/testdata/golden/protocols/clusters"
+	m, diags := offline.Load(context.Background(), offline.Options{Clusters: []manifest.ClusterSource{
+		{ID: "cluster1", Path: dir + "/cluster1"}, {ID: "cluster2", Path: dir + "/cluster2"},
+	}})
+	if err := diags.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return m
 }
 
 // walkthroughMesh is the mesh of examples/walkthrough.

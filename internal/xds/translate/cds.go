@@ -7,6 +7,7 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -38,13 +39,23 @@ func CDS(m *model.Mesh, opts Options) []*clusterv3.Cluster {
 // OutboundCluster is the EDS cluster of a service port, fed over ADS. Its
 // mTLS-capable endpoints (metadata tlsMode: istio, gateways included) get
 // Istio mutual TLS; the others plain TCP.
+//
+// An HTTP/2 port (http2, h2c, grpc) speaks HTTP/2 upstream; a port of
+// unknown protocol the protocol its client spoke (HTTP/1.1 or h2c, when
+// the sidecar detected HTTP); the others Envoy's default, HTTP/1.1 for
+// HTTP ports (TCP ports are not HTTP at all).
 func OutboundCluster(svc *model.Service, port uint32, opts Options) *clusterv3.Cluster {
 	name := ClusterName(port, svc.Hostname)
+	var protocolOptions map[string]*anypb.Any
+	if sp, ok := svc.Port(port); ok {
+		protocolOptions = upstreamHTTP(sp.Selected())
+	}
 	return &clusterv3.Cluster{
-		Name:                 name,
-		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
-		EdsClusterConfig:     &clusterv3.Cluster_EdsClusterConfig{EdsConfig: envoyconf.ADSSource()},
-		ConnectTimeout:       durationpb.New(ConnectTimeout),
+		TypedExtensionProtocolOptions: protocolOptions,
+		Name:                          name,
+		ClusterDiscoveryType:          &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
+		EdsClusterConfig:              &clusterv3.Cluster_EdsClusterConfig{EdsConfig: envoyconf.ADSSource()},
+		ConnectTimeout:                durationpb.New(ConnectTimeout),
 		TransportSocketMatches: []*clusterv3.Cluster_TransportSocketMatch{
 			{
 				Name:            "tlsMode-istio",
@@ -71,6 +82,33 @@ func Passthrough() *clusterv3.Cluster {
 		LbPolicy:             clusterv3.Cluster_CLUSTER_PROVIDED,
 		ConnectTimeout:       durationpb.New(ConnectTimeout),
 	}
+}
+
+// httpProtocolOptionsName is the key of Envoy's upstream HTTP options in a
+// cluster's typed_extension_protocol_options.
+const httpProtocolOptionsName = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+
+// upstreamHTTP is the upstream HTTP version of a port of protocol p, as a
+// cluster's typed_extension_protocol_options (nil: Envoy's default).
+func upstreamHTTP(p model.Protocol) map[string]*anypb.Any {
+	var o *httpv3.HttpProtocolOptions
+	switch {
+	case p.IsHTTP2():
+		o = &httpv3.HttpProtocolOptions{UpstreamProtocolOptions: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_{
+			ExplicitHttpConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig{
+				ProtocolConfig: &httpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{Http2ProtocolOptions: &corev3.Http2ProtocolOptions{}}}}}
+	case p == model.ProtocolUnknown:
+		o = useDownstreamProtocol()
+	default:
+		return nil
+	}
+	return map[string]*anypb.Any{httpProtocolOptionsName: mustAny(o)}
+}
+
+func useDownstreamProtocol() *httpv3.HttpProtocolOptions {
+	return &httpv3.HttpProtocolOptions{UpstreamProtocolOptions: &httpv3.HttpProtocolOptions_UseDownstreamProtocolConfig{
+		UseDownstreamProtocolConfig: &httpv3.HttpProtocolOptions_UseDownstreamHttpConfig{
+			HttpProtocolOptions: &corev3.Http1ProtocolOptions{}, Http2ProtocolOptions: &corev3.Http2ProtocolOptions{}}}}
 }
 
 // InboundCluster reaches the workload's own port on localhost.

@@ -3,6 +3,7 @@ package translate
 import (
 	"net/netip"
 	"sort"
+	"time"
 
 	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -11,10 +12,13 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	streamv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/stream/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	httpinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/http_inspector/v3"
 	originaldstv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/original_dst/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/horizonmesh/horizon/internal/model"
@@ -55,32 +59,83 @@ func LDS(m *model.Mesh, v SidecarView) []*listenerv3.Listener {
 	return []*listenerv3.Listener{outboundListener(m, v), inboundListener(v)}
 }
 
+// ProtocolDetectionTimeout is how long the outbound listener waits for a
+// client's first bytes on a port of unknown protocol before it treats the
+// connection as TCP (a server-first protocol sends nothing first).
+const ProtocolDetectionTimeout = 100 * time.Millisecond
+
+// sniffedProtocols are the application protocols http_inspector reports for
+// plaintext HTTP: the HTTP chain of a port of unknown protocol matches them.
+var sniffedProtocols = []string{"http/1.0", "http/1.1", "h2c"}
+
+// outboundListener dispatches captured connections on their original
+// destination, per service port's protocol (model.SelectProtocol):
+//   - HTTP family (http, http2, grpc, grpc-web, h2c): one chain per port
+//     number, through the HTTP connection manager with RDS route "<port>";
+//   - TCP family (tcp, tls, https, mongo, mysql, redis): one chain per
+//     service address and port, through tcp_proxy to the service's cluster
+//     (tls and https pass through: the application's TLS inside mesh mTLS);
+//   - unknown: per service address and port, an HTTP chain matched on the
+//     application protocols http_inspector detects and a TCP chain for the
+//     rest (or when the client sends nothing within
+//     ProtocolDetectionTimeout); http_inspector runs on those ports only;
+//   - UDP/SCTP: nothing (not proxied).
+//
+// A service's addresses are ServiceAddresses: its ClusterIPs in the
+// proxy's cluster, else, for a service only other clusters have, those
+// NDS answers for its name, so a remote-only TCP service is reachable by
+// name. Such a borrowed address:port never displaces one of the proxy's
+// own cluster (service CIDRs overlap), nor an earlier service's.
 func outboundListener(m *model.Mesh, v SidecarView) *listenerv3.Listener {
 	var chains []*listenerv3.FilterChain
 	httpPorts := map[uint32]bool{}
-	for _, svc := range m.Services() {
-		for _, p := range svc.Ports {
-			if isHTTP(p) {
-				httpPorts[p.Port] = true
+	sniffPorts := map[uint32]bool{}
+	taken := map[string]bool{} // ip|port
+	addrChains := func(local bool) {
+		for _, svc := range m.Services() {
+			if isLocal := len(validIPs(svc.ClusterIPs[v.Cluster])) > 0; isLocal != local {
 				continue
 			}
-			// TCP: one chain per service address and port.
-			var ranges []*corev3.CidrRange
-			for _, ip := range svc.ClusterIPs[v.Cluster] {
-				if a, err := netip.ParseAddr(ip); err == nil {
-					ranges = append(ranges, &corev3.CidrRange{AddressPrefix: a.String(), PrefixLen: wrapperspb.UInt32(uint32(a.BitLen()))})
+			for _, p := range svc.Ports {
+				proto := p.Selected()
+				switch {
+				case proto.IsHTTP():
+					httpPorts[p.Port] = true
+					continue
+				case proto == model.ProtocolUDP:
+					continue
 				}
+				var ranges []*corev3.CidrRange
+				for _, ip := range ServiceAddresses(svc, v.Cluster) {
+					a := netip.MustParseAddr(ip) // validIPs
+					if key := a.String() + "|" + itoa(p.Port); !taken[key] {
+						taken[key] = true
+						ranges = append(ranges, &corev3.CidrRange{AddressPrefix: a.String(), PrefixLen: wrapperspb.UInt32(uint32(a.BitLen()))})
+					}
+				}
+				if len(ranges) == 0 {
+					continue // not addressable (headless), or its addresses are taken
+				}
+				cluster := ClusterName(p.Port, svc.Hostname)
+				if proto == model.ProtocolUnknown {
+					sniffPorts[p.Port] = true
+					chains = append(chains, &listenerv3.FilterChain{
+						Name: "outbound_sniffed_http_" + itoa(p.Port) + "_" + svc.Hostname,
+						FilterChainMatch: &listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(p.Port), PrefixRanges: ranges,
+							ApplicationProtocols: sniffedProtocols},
+						Filters: []*listenerv3.Filter{httpManager("outbound_"+itoa(p.Port)+"_"+svc.Hostname, itoa(p.Port), nil)},
+					})
+				}
+				chains = append(chains, &listenerv3.FilterChain{
+					Name:             cluster,
+					FilterChainMatch: &listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(p.Port), PrefixRanges: ranges},
+					Filters:          []*listenerv3.Filter{tcpProxy("outbound_"+itoa(p.Port)+"_"+svc.Hostname, cluster)},
+				})
 			}
-			if len(ranges) == 0 {
-				continue // not addressable from this cluster
-			}
-			chains = append(chains, &listenerv3.FilterChain{
-				Name:             ClusterName(p.Port, svc.Hostname),
-				FilterChainMatch: &listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(p.Port), PrefixRanges: ranges},
-				Filters:          []*listenerv3.Filter{tcpProxy("outbound_"+itoa(p.Port)+"_"+svc.Hostname, ClusterName(p.Port, svc.Hostname))},
-			})
 		}
 	}
+	addrChains(true)
+	addrChains(false)
 	for _, port := range sortedPorts(httpPorts) {
 		chains = append(chains, &listenerv3.FilterChain{
 			Name:             "outbound_http_" + itoa(port),
@@ -88,7 +143,7 @@ func outboundListener(m *model.Mesh, v SidecarView) *listenerv3.Listener {
 			Filters:          []*listenerv3.Filter{httpManager("outbound_"+itoa(port), itoa(port), nil)},
 		})
 	}
-	return &listenerv3.Listener{
+	l := &listenerv3.Listener{
 		Name:            OutboundListener,
 		Address:         envoyconf.SocketAddress("0.0.0.0", OutboundPort),
 		ListenerFilters: []*listenerv3.ListenerFilter{originalDst()},
@@ -96,6 +151,30 @@ func outboundListener(m *model.Mesh, v SidecarView) *listenerv3.Listener {
 		DefaultFilterChain: &listenerv3.FilterChain{Name: PassthroughCluster,
 			Filters: []*listenerv3.Filter{tcpProxy(PassthroughCluster, PassthroughCluster)}},
 	}
+	if len(sniffPorts) > 0 {
+		l.ListenerFilters = append(l.ListenerFilters, httpInspector(sortedPorts(sniffPorts)))
+		l.ListenerFiltersTimeout = durationpb.New(ProtocolDetectionTimeout)
+		l.ContinueOnListenerFiltersTimeout = true
+	}
+	return l
+}
+
+// httpInspector detects plaintext HTTP on the given destination ports only:
+// elsewhere it would delay server-first protocols for nothing.
+func httpInspector(ports []uint32) *listenerv3.ListenerFilter {
+	rules := make([]*listenerv3.ListenerFilterChainMatchPredicate, 0, len(ports))
+	for _, p := range ports {
+		rules = append(rules, &listenerv3.ListenerFilterChainMatchPredicate{Rule: &listenerv3.ListenerFilterChainMatchPredicate_DestinationPortRange{
+			DestinationPortRange: &typev3.Int32Range{Start: int32(p), End: int32(p) + 1}}})
+	}
+	on := rules[0]
+	if len(rules) > 1 {
+		on = &listenerv3.ListenerFilterChainMatchPredicate{Rule: &listenerv3.ListenerFilterChainMatchPredicate_OrMatch{
+			OrMatch: &listenerv3.ListenerFilterChainMatchPredicate_MatchSet{Rules: rules}}}
+	}
+	return &listenerv3.ListenerFilter{Name: "envoy.filters.listener.http_inspector",
+		ConfigType:     &listenerv3.ListenerFilter_TypedConfig{TypedConfig: mustAny(&httpinspectorv3.HttpInspector{})},
+		FilterDisabled: &listenerv3.ListenerFilterChainMatchPredicate{Rule: &listenerv3.ListenerFilterChainMatchPredicate_NotMatch{NotMatch: on}}}
 }
 
 func inboundListener(v SidecarView) *listenerv3.Listener {

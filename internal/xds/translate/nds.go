@@ -39,9 +39,9 @@ const NameTableRegistry = "Kubernetes"
 // service that exists only in other clusters, the ClusterIPs of the first
 // of them by ID. kube-dns cannot answer such a name at all; with this
 // answer the application connects, the sidecar captures the connection and
-// routes it on the port and Host header like any mesh request (HTTP ports;
-// a TCP port of a remote-only service has no outbound chain on that address,
-// see LDS, and passes through).
+// routes it on the port and Host header like any mesh request (HTTP ports),
+// or on this address and port (TCP ports: LDS gives a remote-only service's
+// TCP ports their chains on the same addresses).
 //
 // Headless services (no ClusterIP in any cluster) are left out: kube-dns
 // answers a local one with its pod IPs as before, and the pod IPs of a

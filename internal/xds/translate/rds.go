@@ -10,8 +10,9 @@ import (
 	"github.com/horizonmesh/horizon/internal/model"
 )
 
-// RDS returns one route configuration per HTTP service port, named by the
-// port: a virtual host per service on that port whose domains are every
+// RDS returns one route configuration per HTTP service port (and port of
+// unknown protocol, for the connections on it detected as HTTP), named by
+// the port: a virtual host per service on that port whose domains are every
 // name a client may use (host, host:port, name.namespace[:port], the
 // ClusterIPs of the proxy's cluster[:port]), plus a catch-all to the
 // passthrough cluster for destinations outside the mesh.
@@ -19,8 +20,8 @@ func RDS(m *model.Mesh, v SidecarView) []*routev3.RouteConfiguration {
 	byPort := map[uint32][]*routev3.VirtualHost{}
 	for _, svc := range m.Services() {
 		for _, p := range svc.Ports {
-			if !isHTTP(p) {
-				continue
+			if proto := p.Selected(); !proto.IsHTTP() && proto != model.ProtocolUnknown {
+				continue // not HTTP (a port of unknown protocol may be)
 			}
 			port := itoa(p.Port)
 			short := svc.Name + "." + svc.Namespace
