@@ -58,7 +58,8 @@ func TestEnvoyAcceptsGeneratedConfig(t *testing.T) {
 		{walkthrough, translate.SidecarView{Cluster: "remote_kubecfg", InboundPorts: []uint32{5000, 9080}}}, // a TCP service (the gateway) too
 		// The golden case with a port of every protocol family, from the
 		// cluster that has the service and from the one that does not.
-		{protocols, translate.SidecarView{Cluster: "cluster1", InboundPorts: []uint32{5000, 7000, 8080, 8443, 9000, 9090}}},
+		{protocols, translate.SidecarView{Cluster: "cluster1", InboundPorts: []uint32{5000, 7000, 8080, 8443, 9000, 9090},
+			InboundTCP: []uint32{7000, 8443, 9000}}},
 		{protocols, translate.SidecarView{Cluster: "cluster2"}},
 	} {
 		m, view := c.m, c.view

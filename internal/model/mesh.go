@@ -170,6 +170,12 @@ type Workload struct {
 	// Ports are the ports its endpoints serve, sorted: a sidecar's inbound
 	// ports.
 	Ports []uint32
+	// TCP are those of Ports its sidecar proxies as opaque TCP, sorted: a
+	// port is HTTP only when every service port it serves says an HTTP-family
+	// protocol (http, http2, grpc, grpc-web, h2c); one of unknown protocol,
+	// or selected by services that disagree, is TCP, which carries any
+	// protocol (HTTP included, without per-request handling).
+	TCP []uint32
 }
 
 // WorkloadAt finds the workload of cluster at the first of ips that an
@@ -196,20 +202,31 @@ func (m *Mesh) WorkloadAt(cluster ClusterID, ips []netip.Addr, namespace, servic
 		return Workload{}, false
 	}
 	w := Workload{Namespace: found.Namespace, PodName: found.PodName, ServiceAccount: found.ServiceAccount, Labels: found.Labels}
-	set := map[uint32]bool{}
-	m.eachEndpoint(cluster, func(e *Endpoint) {
-		same := e.PodName == found.PodName && e.Namespace == found.Namespace
-		if found.PodName == "" {
-			same = e.PodName == "" && e.Address == found.Address
+	http := map[uint32]bool{} // port: every service port it serves is HTTP
+	for _, s := range m.services {
+		for number, eps := range s.Endpoints {
+			sp, _ := s.Port(number)
+			for _, e := range eps {
+				same := e.PodName == found.PodName && e.Namespace == found.Namespace
+				if found.PodName == "" {
+					same = e.PodName == "" && e.Address == found.Address
+				}
+				if e.Cluster != cluster || !same {
+					continue
+				}
+				isHTTP, seen := http[e.Port]
+				http[e.Port] = sp.Selected().IsHTTP() && (isHTTP || !seen)
+			}
 		}
-		if same {
-			set[e.Port] = true
-		}
-	})
-	for port := range set {
+	}
+	for port, isHTTP := range http {
 		w.Ports = append(w.Ports, port)
+		if !isHTTP {
+			w.TCP = append(w.TCP, port)
+		}
 	}
 	slices.Sort(w.Ports)
+	slices.Sort(w.TCP)
 	return w, true
 }
 

@@ -70,3 +70,31 @@ func TestWorkloadAt(t *testing.T) {
 		})
 	}
 }
+
+// A workload's port is proxied as TCP unless every service port it serves
+// says HTTP: a port of unknown protocol, or one two services disagree on,
+// is TCP.
+func TestWorkloadAtTCPPorts(t *testing.T) {
+	ep := &Endpoint{Address: netip.MustParseAddr("10.0.0.1"), Namespace: "ns", PodName: "p", ServiceAccount: "sa"}
+	at := func(port uint32) *Endpoint { e := *ep; e.Port = port; return &e }
+	svc := func(name string, sp ServicePort, target uint32) *ClusterService {
+		return &ClusterService{Name: name, Namespace: "ns", Ports: []ServicePort{sp},
+			Endpoints: map[uint32][]*Endpoint{sp.Port: {at(target)}}}
+	}
+	c1 := &ClusterSnapshot{ID: "c1", Services: []*ClusterService{
+		svc("web", ServicePort{Name: "http", Port: 80}, 8080),
+		svc("web2", ServicePort{Name: "http-alt", Port: 81}, 8080), // agrees: HTTP
+		svc("api", ServicePort{Name: "grpc", Port: 70}, 7070),
+		svc("api2", ServicePort{Name: "tcp", Port: 71}, 7070), // disagrees: TCP
+		svc("db", ServicePort{Port: 90}, 9090),                // unknown: TCP
+		svc("tls", ServicePort{Name: "x", AppProtocol: "tls", Port: 91}, 9443),
+	}}
+	m, diags := Build(BuildInput{Clusters: []*ClusterSnapshot{c1}})
+	if len(diags) != 0 {
+		t.Fatal(diags)
+	}
+	w, ok := m.WorkloadAt("c1", []netip.Addr{ep.Address}, "", "")
+	if !ok || !slices.Equal(w.Ports, []uint32{7070, 8080, 9090, 9443}) || !slices.Equal(w.TCP, []uint32{7070, 9090, 9443}) {
+		t.Fatalf("ports %v tcp %v (found %v), want [7070 8080 9090 9443] tcp [7070 9090 9443]", w.Ports, w.TCP, ok)
+	}
+}

@@ -49,7 +49,8 @@ func Build(in Input, typeURL string, v View) map[string]types.Resource {
 		}
 		return out
 	}
-	sv := SidecarView{Cluster: v.Cluster, InboundPorts: v.Inbound.List()}
+	sv := SidecarView{Cluster: v.Cluster}
+	sv.InboundPorts, sv.InboundTCP = v.Inbound.List()
 	switch typeURL {
 	case resource.ClusterType:
 		for _, c := range CDS(m, in.Options) {

@@ -33,6 +33,8 @@ var update = flag.Bool("update", false, "rewrite testdata/golden/*/out/ from the
 //	clusters/<ID>/...   one directory of manifests per cluster (ID = name)
 //	meshnetworks.yaml   optional meshNetworks
 //	dns.yaml            optional fake DNS: {name: [ip, ...]}
+//	sidecar-ip          optional address of the workload whose sidecar's
+//	                    LDS/CDS the case shows (default: one serving 5000)
 //	gateways.yaml       optional Istio Gateways (the config cluster's)
 //	out/                what translate.Build makes, one file per view and
 //	                    type (see goldenOutput); files it no longer makes
@@ -98,6 +100,8 @@ type meshDoc struct {
 //	mesh.json                  networks, resolved gateways, warnings
 //	eds.<network>.json         a sidecar's EDS on each network ("none": on none)
 //	sidecar.{cds,lds,rds}.json a sidecar of the first cluster serving port 5000
+//	                           (HTTP), or with a file sidecar-ip, that of the
+//	                           workload at that address
 //	nds.<cluster>.json         the NDS name table of a sidecar in each cluster
 //	                           (when a service has a ClusterIP: else it is empty)
 //	router.<network>.eds.json  a network gateway's EDS on each network
@@ -174,6 +178,12 @@ func goldenOutput(t *testing.T, dir string) map[string][]byte {
 		put("eds."+fileNet(network)+".json", resource.EndpointType, translate.View{Network: network})
 	}
 	sidecar := translate.Proxy{Cluster: opts.Clusters[0].ID, Inbound: []uint32{5000}}
+	if b, err := os.ReadFile(filepath.Join(dir, "sidecar-ip")); err == nil {
+		// The sidecar of the workload at that address: its ports and their
+		// protocols as discovery finds them.
+		sidecar, _ = translate.ProxyOf(m, translate.Claim{Cluster: opts.Clusters[0].ID,
+			IPs: []netip.Addr{netip.MustParseAddr(string(bytes.TrimSpace(b)))}})
+	}
 	for _, typ := range []struct{ name, url string }{{"cds", resource.ClusterType}, {"lds", resource.ListenerType}, {"rds", resource.RouteType}} {
 		v, _ := translate.ViewOf(typ.url, sidecar)
 		put("sidecar."+typ.name+".json", typ.url, v)

@@ -2,6 +2,7 @@ package translate
 
 import (
 	"net/netip"
+	"slices"
 	"sort"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
@@ -40,15 +42,18 @@ const AccessLogFormat = `[%START_TIME%] "%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PA
 
 // SidecarView is what decides a sidecar's listeners and clusters besides the
 // shared outbound part: its cluster (whose ClusterIPs it routes on) and the
-// ports its own workload serves.
+// ports its own workload serves, with those of them that are TCP.
 type SidecarView struct {
 	Cluster      model.ClusterID
 	InboundPorts []uint32 // sorted
+	InboundTCP   []uint32 // of InboundPorts, proxied as TCP (the others HTTP)
 }
 
 // LDS returns a sidecar's two listeners: outbound on 15001 (captured
 // traffic, dispatched on the original destination port) and inbound on
-// 15006 (mutual TLS terminated, forwarded to the workload on localhost).
+// 15006 (mutual TLS required and terminated, forwarded to the workload on
+// localhost: through the HTTP connection manager on HTTP ports, tcp_proxy on
+// TCP ports).
 func LDS(m *model.Mesh, v SidecarView) []*listenerv3.Listener {
 	if len(v.InboundPorts) == 0 {
 		// A workload serving nothing through the mesh gets no inbound
@@ -185,6 +190,15 @@ func inboundListener(v SidecarView) *listenerv3.Listener {
 	})
 	for _, port := range v.InboundPorts {
 		cluster := "inbound|" + itoa(port) + "||"
+		if slices.Contains(v.InboundTCP, port) {
+			chains = append(chains, &listenerv3.FilterChain{
+				Name:             cluster,
+				FilterChainMatch: &listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(port)},
+				TransportSocket:  tls,
+				Filters:          []*listenerv3.Filter{tcpProxy("inbound_"+itoa(port), cluster)},
+			})
+			continue
+		}
 		route := &routev3.RouteConfiguration{Name: cluster, VirtualHosts: []*routev3.VirtualHost{{
 			Name: "inbound|http|" + itoa(port), Domains: []string{"*"},
 			Routes: []*routev3.Route{routeTo(cluster)},
@@ -210,7 +224,13 @@ func inboundListener(v SidecarView) *listenerv3.Listener {
 func InboundClusters(v SidecarView) []*clusterv3.Cluster {
 	out := make([]*clusterv3.Cluster, 0, len(v.InboundPorts))
 	for _, p := range v.InboundPorts {
-		out = append(out, InboundCluster(p))
+		c := InboundCluster(p)
+		if !slices.Contains(v.InboundTCP, p) {
+			// HTTP: to the workload in the protocol the client spoke (the
+			// client's sidecar speaks HTTP/2 to HTTP/2 and gRPC ports).
+			c.TypedExtensionProtocolOptions = map[string]*anypb.Any{httpProtocolOptionsName: mustAny(useDownstreamProtocol())}
+		}
+		out = append(out, c)
 	}
 	return out
 }

@@ -71,6 +71,8 @@ type Proxy struct {
 	Network string
 	Cluster model.ClusterID
 	Inbound []uint32          // sidecars: the ports its workload serves (model.Mesh.WorkloadAt)
+	// InboundTCP are those of Inbound proxied as opaque TCP (model.Workload.TCP).
+	InboundTCP []uint32
 	Labels  map[string]string // routers: its workload labels
 }
 
@@ -115,7 +117,7 @@ func ProxyOf(m *model.Mesh, c Claim) (p Proxy, claimed bool) {
 		return p, claimed
 	}
 	if found {
-		p.Inbound = w.Ports
+		p.Inbound, p.InboundTCP = w.Ports, w.TCP
 	}
 	return p, false
 }
@@ -140,7 +142,7 @@ func ViewOf(typeURL string, p Proxy) (View, bool) {
 	case resource.EndpointType:
 		return View{Network: p.Network}, true
 	case resource.ClusterType, resource.ListenerType:
-		return View{Cluster: p.Cluster, Inbound: PortsOf(p.Inbound)}, true
+		return View{Cluster: p.Cluster, Inbound: PortsOf(p.Inbound, p.InboundTCP)}, true
 	case resource.RouteType:
 		return View{Cluster: p.Cluster}, true
 	case NameTableType:
@@ -156,12 +158,15 @@ func ViewOf(typeURL string, p Proxy) (View, bool) {
 	return View{}, false
 }
 
-// Ports is a set of port numbers in one comparable value: sorted,
-// comma-separated. Make one with PortsOf.
+// Ports is a set of inbound ports with their protocol in one comparable
+// value: sorted, comma-separated port/protocol pairs, the protocol "http" or
+// "tcp" ("5000/http,9000/tcp"). Two classes keep the views bounded as
+// before: one per distinct set of (port, HTTP or not). Make one with PortsOf.
 type Ports string
 
-// PortsOf returns the set of ps (any order, duplicates allowed).
-func PortsOf(ps []uint32) Ports {
+// PortsOf returns the set of ps (any order, duplicates allowed), those also
+// in tcp proxied as TCP, the others as HTTP.
+func PortsOf(ps, tcp []uint32) Ports {
 	s := slices.Clone(ps)
 	slices.Sort(s)
 	s = slices.Compact(s)
@@ -171,22 +176,31 @@ func PortsOf(ps []uint32) Ports {
 			b.WriteByte(',')
 		}
 		b.WriteString(strconv.FormatUint(uint64(p), 10))
+		if slices.Contains(tcp, p) {
+			b.WriteString("/tcp")
+		} else {
+			b.WriteString("/http")
+		}
 	}
 	return Ports(b.String())
 }
 
-// List returns the ports, sorted.
-func (p Ports) List() []uint32 {
+// List returns the ports, sorted, and those of them proxied as TCP.
+func (p Ports) List() (ports, tcp []uint32) {
 	if p == "" {
-		return nil
+		return nil, nil
 	}
 	parts := strings.Split(string(p), ",")
-	out := make([]uint32, 0, len(parts))
+	ports = make([]uint32, 0, len(parts))
 	for _, s := range parts {
-		n, _ := strconv.ParseUint(s, 10, 32) // PortsOf wrote it
-		out = append(out, uint32(n))
+		num, proto, _ := strings.Cut(s, "/")
+		n, _ := strconv.ParseUint(num, 10, 32) // PortsOf wrote it
+		ports = append(ports, uint32(n))
+		if proto == "tcp" {
+			tcp = append(tcp, uint32(n))
+		}
 	}
-	return out
+	return ports, tcp
 }
 
 // Labels is a set of workload labels in one comparable value: sorted

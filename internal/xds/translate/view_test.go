@@ -9,15 +9,17 @@ import (
 )
 
 func TestPortsAndLabelsRoundTrip(t *testing.T) {
-	if got := PortsOf([]uint32{9080, 5000, 9080}); got != "5000,9080" || !slices.Equal(got.List(), []uint32{5000, 9080}) {
-		t.Errorf("PortsOf: %q %v", got, got.List())
+	got := PortsOf([]uint32{9080, 5000, 9080, 7000}, []uint32{9080})
+	ports, tcp := got.List()
+	if got != "5000/http,7000/http,9080/tcp" || !slices.Equal(ports, []uint32{5000, 7000, 9080}) || !slices.Equal(tcp, []uint32{9080}) {
+		t.Errorf("PortsOf: %q %v %v", got, ports, tcp)
 	}
-	if PortsOf(nil) != "" || PortsOf(nil).List() != nil {
+	if ports, tcp := PortsOf(nil, nil).List(); PortsOf(nil, nil) != "" || ports != nil || tcp != nil {
 		t.Error("no ports is the empty set")
 	}
 	ls := map[string]string{"istio": "eastwestgateway", "topology.istio.io/network": "network1"}
-	got := LabelsOf(ls)
-	if got != "istio=eastwestgateway,topology.istio.io/network=network1" || !maps.Equal(got.Map(), ls) {
+	labels := LabelsOf(ls)
+	if got := labels; got != "istio=eastwestgateway,topology.istio.io/network=network1" || !maps.Equal(got.Map(), ls) {
 		t.Errorf("LabelsOf: %q %v", got, got.Map())
 	}
 	if LabelsOf(map[string]string{"b": "2", "a": "1"}) != LabelsOf(map[string]string{"a": "1", "b": "2"}) {
@@ -27,7 +29,7 @@ func TestPortsAndLabelsRoundTrip(t *testing.T) {
 
 // Which proxies share a view, type by type.
 func TestViewOf(t *testing.T) {
-	sidecar := Proxy{Network: "n1", Cluster: "c1", Inbound: []uint32{5000}, Labels: map[string]string{"app": "a"}}
+	sidecar := Proxy{Network: "n1", Cluster: "c1", Inbound: []uint32{5000, 9000}, InboundTCP: []uint32{9000}, Labels: map[string]string{"app": "a"}}
 	router := Proxy{Role: RoleRouter, Network: "n1", Cluster: "c1", Labels: map[string]string{"istio": "eastwestgateway"}}
 	for _, c := range []struct {
 		typ  string
@@ -36,8 +38,8 @@ func TestViewOf(t *testing.T) {
 		str  string
 	}{
 		{resource.EndpointType, sidecar, View{Network: "n1"}, "network=n1"},
-		{resource.ClusterType, sidecar, View{Cluster: "c1", Inbound: "5000"}, "sidecar;cluster=c1;inbound=5000"},
-		{resource.ListenerType, sidecar, View{Cluster: "c1", Inbound: "5000"}, "sidecar;cluster=c1;inbound=5000"},
+		{resource.ClusterType, sidecar, View{Cluster: "c1", Inbound: "5000/http,9000/tcp"}, "sidecar;cluster=c1;inbound=5000/http,9000/tcp"},
+		{resource.ListenerType, sidecar, View{Cluster: "c1", Inbound: "5000/http,9000/tcp"}, "sidecar;cluster=c1;inbound=5000/http,9000/tcp"},
 		{resource.RouteType, sidecar, View{Cluster: "c1"}, "sidecar;cluster=c1;inbound="},
 		{resource.EndpointType, router, View{Role: RoleRouter, Network: "n1"}, "router;network=n1"},
 		{resource.ClusterType, router, View{Role: RoleRouter, Network: "n1", Labels: "istio=eastwestgateway"}, "router;network=n1;labels=istio=eastwestgateway"},
