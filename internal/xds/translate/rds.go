@@ -13,9 +13,18 @@ import (
 // RDS returns one route configuration per HTTP service port (and port of
 // unknown protocol, for the connections on it detected as HTTP), named by
 // the port: a virtual host per service on that port whose domains are every
-// name a client may use (host, host:port, name.namespace[:port], the
-// ClusterIPs of the proxy's cluster[:port]), plus a catch-all to the
-// passthrough cluster for destinations outside the mesh.
+// name a client may use (host, host:port, name.namespace[:port],
+// name.namespace.svc[:port], the ClusterIPs of the proxy's cluster[:port]),
+// plus a catch-all to the passthrough cluster for destinations outside the
+// mesh.
+//
+// The bare service name (and name:port) is not among them, unlike Istio's:
+// a route configuration is shared by every sidecar of a cluster whatever
+// its namespace (RDS views are keyed by cluster), so two namespaces' "web"
+// would be one domain twice, which Envoy rejects, and a client's "web"
+// means its own namespace's. A request with Host "web" (or "web:port")
+// goes, like any host the routes do not name, to the passthrough cluster:
+// to its original destination, without mesh mTLS.
 func RDS(m *model.Mesh, v SidecarView) []*routev3.RouteConfiguration {
 	byPort := map[uint32][]*routev3.VirtualHost{}
 	for _, svc := range m.Services() {
@@ -25,7 +34,7 @@ func RDS(m *model.Mesh, v SidecarView) []*routev3.RouteConfiguration {
 			}
 			port := itoa(p.Port)
 			short := svc.Name + "." + svc.Namespace
-			domains := []string{svc.Hostname, svc.Hostname + ":" + port, short, short + ":" + port}
+			domains := []string{svc.Hostname, svc.Hostname + ":" + port, short, short + ":" + port, short + ".svc", short + ".svc:" + port}
 			for _, ip := range svc.ClusterIPs[v.Cluster] {
 				domains = append(domains, ip, ip+":"+port)
 			}
