@@ -47,7 +47,8 @@ func (cp *ControlPlane) reclassify(prev, m *model.Mesh) {
 }
 
 // changedEndpointAddrs returns the addresses of every endpoint, in either
-// mesh, of the services whose endpoints differ between prev and m.
+// mesh, of the services whose endpoints or ports' protocols differ between
+// prev and m (a workload's inbound ports carry their protocol).
 func changedEndpointAddrs(prev, m *model.Mesh) map[endpointAddr]bool {
 	out := map[endpointAddr]bool{}
 	add := func(s *model.Service) {
@@ -61,7 +62,7 @@ func changedEndpointAddrs(prev, m *model.Mesh) map[endpointAddr]bool {
 		}
 	}
 	for _, s := range m.Services() {
-		if old := prev.Service(s.Hostname); !model.SameEndpoints(old, s) {
+		if old := prev.Service(s.Hostname); !model.SameEndpoints(old, s) || !samePortProtocols(old, s) {
 			add(s)
 			add(old)
 		}
@@ -72,4 +73,18 @@ func changedEndpointAddrs(prev, m *model.Mesh) map[endpointAddr]bool {
 		}
 	}
 	return out
+}
+
+// samePortProtocols reports whether a and b have the same port numbers with
+// the same selected protocols.
+func samePortProtocols(a, b *model.Service) bool {
+	if a == nil || b == nil || len(a.Ports) != len(b.Ports) {
+		return a == b
+	}
+	for i := range a.Ports {
+		if a.Ports[i].Port != b.Ports[i].Port || a.Ports[i].Selected() != b.Ports[i].Selected() {
+			return false
+		}
+	}
+	return true
 }

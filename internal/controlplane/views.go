@@ -201,7 +201,7 @@ func routesKey(s *model.Service) string {
 	var b strings.Builder
 	b.WriteString(s.Hostname)
 	for _, p := range s.Ports {
-		fmt.Fprintf(&b, " %s/%d/%s", p.Name, p.Port, p.Protocol)
+		fmt.Fprintf(&b, " %s/%d/%s/%s", p.Name, p.Port, p.Protocol, p.AppProtocol)
 	}
 	writeClusterIPs(&b, s)
 	return b.String()
@@ -230,12 +230,13 @@ func writeClusterIPs(b *strings.Builder, s *model.Service) {
 }
 
 // cdsKey identifies a service's part of the CDS output: clusters depend
-// only on the service ports and the identities behind them, so an
+// only on the service ports (their protocols: HTTP/2 upstream or not) and
+// the identities behind them, so an
 // endpoint-only change keeps the key and skips the build.
 func cdsKey(s *model.Service, opts translate.Options) string {
 	var b strings.Builder
 	for _, p := range s.Ports {
-		b.WriteString(translate.ClusterName(p.Port, s.Hostname))
+		b.WriteString(translate.ClusterName(p.Port, s.Hostname) + " " + string(p.Selected()))
 		for _, id := range translate.SpiffeIDs(s, p.Port, opts) {
 			b.WriteString(" " + id)
 		}
