@@ -304,3 +304,24 @@ func TestRequestsArePaced(t *testing.T) {
 		time.Sleep(10 * time.Millisecond) // polling an observable count, bounded by testTimeout
 	}
 }
+
+// A workload is one client however it proves itself: its client
+// certificate (of any trust domain) and its service-account token share
+// one per-client budget, or one workload would hold a quarter of every
+// slot per way of proving itself.
+func TestOneWorkloadIsOneClientByCertificateOrToken(t *testing.T) {
+	rv := &fakeReviewer{tokens: map[string][3]string{"sleep-token": {"cluster1", "sample", "sleep"}}}
+	f := newFixture(t, 0, Limits{MaxStreams: 100, MaxStreamsPerClient: 2})
+	f.tr.AcceptTokens(&TokenAuth{Review: rv.review, LocalCluster: "cluster1"})
+	if err := f.port.open(tlsPeer("spiffe://cluster.local/ns/sample/sa/sleep"), 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.port.open(tlsPeer("spiffe://cluster.local/ns/sample/sa/sleep"), 2); err != nil {
+		t.Fatal(err)
+	}
+	wantCode(t, f.port.open(tokenPeer("authorization", "Bearer sleep-token", ClusterIDHeader, "cluster1"), 3), codes.ResourceExhausted)
+	wantCode(t, f.port.open(tlsPeer("spiffe://other.example/ns/sample/sa/sleep"), 4), codes.ResourceExhausted)
+	if err := f.port.open(tlsPeer("spiffe://cluster.local/ns/sample/sa/other"), 5); err != nil {
+		t.Fatalf("another workload refused: %v", err)
+	}
+}

@@ -50,8 +50,35 @@ type tokenCaller struct {
 	local                     model.ClusterID // the cluster of a node that names none
 }
 
+// client is who the token's stream counts as (see clientOf).
+func (c *tokenCaller) client() string { return workloadClient(c.namespace, c.serviceAccount) }
+
 func (c *tokenCaller) String() string {
 	return "token of system:serviceaccount:" + c.namespace + ":" + c.serviceAccount + " (cluster " + string(c.cluster) + ")"
+}
+
+// clientOf is who a proved identity counts as for the per-client bounds
+// (streams, claimed views, log lines): the workload, namespace and
+// service account, however it proved it. A client certificate of any
+// trust domain (checkIdentity accepts any) and a token reviewed by any
+// cluster are the same client, or one workload would get a budget per
+// way of proving itself. An id of another shape (which checkIdentity
+// refuses at the first request) counts as itself.
+func clientOf(spiffeID string) string {
+	rest, ok := strings.CutPrefix(spiffeID, "spiffe://")
+	if !ok {
+		return spiffeID
+	}
+	_, path, _ := strings.Cut(rest, "/")
+	parts := strings.Split(path, "/")
+	if len(parts) != 4 || parts[0] != "ns" || parts[2] != "sa" {
+		return spiffeID
+	}
+	return workloadClient(parts[1], parts[3])
+}
+
+func workloadClient(namespace, serviceAccount string) string {
+	return "workload " + namespace + "/" + serviceAccount
 }
 
 // peerIdentity returns the SPIFFE id of a TLS peer's verified client

@@ -9,8 +9,9 @@ type Limits struct {
 	// stream past it is refused with ResourceExhausted. 0: 10,000.
 	MaxStreams int
 	// MaxStreamsPerClient bounds the open streams of one client: a proved
-	// identity (SPIFFE id, or reviewed token) on the TLS port, a peer
-	// address on the plaintext port. 0: a quarter of MaxStreams (at least
+	// workload identity (namespace and service account, whether by client
+	// certificate or reviewed token) on the TLS port, a peer address on
+	// the plaintext port. 0: a quarter of MaxStreams (at least
 	// 16), so that no one client can take every slot.
 	MaxStreamsPerClient int
 	// MaxTypesPerStream bounds the resource types one stream may ask for

@@ -142,7 +142,10 @@ func (t *Tracker) open(ctx context.Context, k streamKey) error {
 		return status.Error(codes.Unavailable, "control plane is not ready: the local cluster has not synced yet")
 	}
 	identity, secure := peerIdentity(ctx)
-	client := identity
+	client := ""
+	if identity != "" {
+		client = clientOf(identity)
+	}
 	var token *tokenCaller
 	if secure && identity == "" {
 		// A TLS stream must prove who it is before it takes a slot: a
@@ -161,7 +164,7 @@ func (t *Tracker) open(ctx context.Context, k streamKey) error {
 			return t.refuse(ctx, "", status.Error(codes.Unauthenticated,
 				"no mesh client certificate or bearer token: xDS on the secure port needs one"))
 		}
-		client = token.String()
+		client = token.client()
 	}
 	if client == "" {
 		client = "peer " + peerHost(ctx)
