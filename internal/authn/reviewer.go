@@ -129,23 +129,36 @@ func (r *Reviewer) authenticate(ctx context.Context, p *peerState, cluster model
 	if f == nil {
 		// A review is needed: this peer must not be backed off, and gets
 		// one of its slots, waiting if all are taken.
-		if o, ok := r.admitLocked(p, now); !ok {
-			r.mu.Unlock()
-			return o
+		// A free slot is taken at once, under the lock: only a caller that
+		// finds none counts as waiting (otherwise callers arriving together
+		// were refused as busy while slots were free).
+		slot := false
+		if !p.backedOff(now) {
+			select {
+			case p.slots <- struct{}{}:
+				slot = true
+			default:
+			}
 		}
-		p.waiting++
-		r.mu.Unlock()
-		var waitErr error
-		select {
-		case p.slots <- struct{}{}:
-		case <-ctx.Done():
-			waitErr = ctx.Err()
-		}
-		r.mu.Lock()
-		p.waiting--
-		if waitErr != nil {
+		if !slot {
+			if o, ok := r.admitLocked(p, now); !ok {
+				r.mu.Unlock()
+				return o
+			}
+			p.waiting++
 			r.mu.Unlock()
-			return outcome{result: ResultError, err: fmt.Errorf("waiting to review the token: %w", waitErr)}
+			var waitErr error
+			select {
+			case p.slots <- struct{}{}:
+			case <-ctx.Done():
+				waitErr = ctx.Err()
+			}
+			r.mu.Lock()
+			p.waiting--
+			if waitErr != nil {
+				r.mu.Unlock()
+				return outcome{result: ResultError, err: fmt.Errorf("waiting to review the token: %w", waitErr)}
+			}
 		}
 		// While this caller waited, the token may have been reviewed, or
 		// the peer's other attempts may have got it backed off.

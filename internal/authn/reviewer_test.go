@@ -388,6 +388,37 @@ func TestConcurrencyPerPeer(t *testing.T) {
 	}
 }
 
+// Callers that arrive together while their peer has free slots all get
+// one: only a caller that finds every slot taken counts as waiting (a
+// caller about to take a free slot was counted, and others arriving at
+// that moment refused as busy).
+func TestFreeSlotsAreNotBusy(t *testing.T) {
+	const n = 8
+	for round := range 50 {
+		h := newHarness(t, Config{MaxConcurrentPerPeer: n, MaxWaitingPerPeer: 1})
+		h.b.gate = make(chan struct{})
+		h.b.started = make(chan string, n)
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				<-start
+				_, _ = h.r.Authenticate(fromPeer("10.0.0.1"), "c", fmt.Sprintf("junk-%d", i))
+			})
+		}
+		close(start)
+		testkit.WaitFor(t, "every caller reviewed or refused", func() bool {
+			return len(h.b.started)+int(h.results(ResultBusy)) >= n
+		})
+		busy := h.results(ResultBusy)
+		close(h.b.gate)
+		wg.Wait()
+		if busy != 0 {
+			t.Fatalf("round %d: %v of %d callers refused as busy with %d slots free", round, busy, n, n)
+		}
+	}
+}
+
 // (d) Refusals are logged at most once per peer per interval, however
 // many; the next line counts what was suppressed.
 func TestRefusalLogsAreBounded(t *testing.T) {
