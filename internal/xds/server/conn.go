@@ -44,6 +44,7 @@ func (c *conn) applyMoves() {
 		}
 		ts.e.mu.Lock()
 		delete(ts.e.subs, ts)
+		ts.releaseNames() // the set stays the stream's, unshared
 		ts.e.mu.Unlock()
 		e.mu.Lock()
 		e.subs[ts] = c.q
@@ -59,6 +60,7 @@ func (c *conn) close() {
 	for _, ts := range c.order {
 		ts.e.mu.Lock()
 		delete(ts.e.subs, ts)
+		ts.releaseNames()
 		ts.e.mu.Unlock()
 	}
 	c.a.tracker.closed(c.k)

@@ -15,7 +15,19 @@ type typeStream struct {
 	// kept them (wire bytes, see codec.go), to tell a change cheaply, and
 	// the nonce of the last response.
 	rawNames string // shared with the view's nameSets when interned
+	// interned: the stream holds a reference to rawNames' set in e's
+	// nameSets (see viewEntry.releaseNames).
+	interned bool
 	nonce    string
+}
+
+// releaseNames gives back the stream's reference to its shared name set,
+// if it holds one. Called with ts.e.mu held.
+func (ts *typeStream) releaseNames() {
+	if ts.interned {
+		ts.e.releaseNames(ts.rawNames)
+		ts.interned = false
+	}
 }
 
 // setSotwNames applies a state-of-the-world request's resource names, as
@@ -40,9 +52,9 @@ func (ts *typeStream) setSotwNames(r *sotwRequest, b *nameBudget) error {
 	if err := b.hold(&ts.sub, ts.typeURL, len(names), len(raw)); err != nil {
 		return err
 	}
-	var set map[string]struct{}
-	var star bool
-	ts.rawNames, set, star = ts.e.nameSet(raw, names)
+	key, set, star, interned := ts.e.nameSet(raw, names)
+	ts.releaseNames()
+	ts.rawNames, ts.interned = key, interned
 	ts.sub.setSotw(set, star)
 	return nil
 }

@@ -42,18 +42,21 @@ type viewEntry struct {
 	// same names, and share one read-only set (1,000 streams of 1,000
 	// names held one million map entries). What a client asks for is
 	// client input: at most maxNameSets distinct sets of at most
-	// maxNameSetBytes in all are kept; past that a stream holds its own,
-	// freed with it.
-	nameSets     map[string]nameSet
+	// maxNameSetBytes in all are kept, each only while a stream holds it
+	// (refs), so that sets a client invented and left do not take the
+	// places of the view's other streams for as long as the view lives;
+	// past that a stream holds its own, freed with it.
+	nameSets     map[string]*nameSet
 	nameSetBytes int
 }
 
 // nameSet is a subscription's names (without "*") and whether it has "*";
-// raw is its key, the names' wire bytes.
+// raw is its key, the names' wire bytes; refs the streams holding it.
 type nameSet struct {
 	raw      string
 	names    map[string]struct{}
 	wildcard bool
+	refs     int
 }
 
 const (
@@ -62,13 +65,15 @@ const (
 )
 
 // nameSet returns the read-only set of a subscription and its key, shared
-// by the view's streams that asked for the same bytes. Called with e.mu
-// held.
-func (e *viewEntry) nameSet(raw []byte, names []string) (string, map[string]struct{}, bool) {
+// by the view's streams that asked for the same bytes; interned reports
+// that the caller holds one reference to it in the view, to give back with
+// releaseNames. Called with e.mu held.
+func (e *viewEntry) nameSet(raw []byte, names []string) (key string, set map[string]struct{}, wildcard, interned bool) {
 	if s, ok := e.nameSets[string(raw)]; ok {
-		return s.raw, s.names, s.wildcard
+		s.refs++
+		return s.raw, s.names, s.wildcard, true
 	}
-	s := nameSet{raw: string(raw), names: make(map[string]struct{}, len(names))}
+	s := &nameSet{raw: string(raw), names: make(map[string]struct{}, len(names))}
 	for _, n := range names {
 		if n == wildcardName {
 			s.wildcard = true
@@ -78,12 +83,27 @@ func (e *viewEntry) nameSet(raw []byte, names []string) (string, map[string]stru
 	}
 	if len(e.nameSets) < maxNameSets && e.nameSetBytes+len(raw) <= maxNameSetBytes {
 		if e.nameSets == nil {
-			e.nameSets = map[string]nameSet{}
+			e.nameSets = map[string]*nameSet{}
 		}
+		s.refs = 1
 		e.nameSets[s.raw] = s
 		e.nameSetBytes += len(raw)
+		interned = true
 	}
-	return s.raw, s.names, s.wildcard
+	return s.raw, s.names, s.wildcard, interned
+}
+
+// releaseNames gives back one reference to the set of key, forgetting it
+// with its last. Called with e.mu held.
+func (e *viewEntry) releaseNames(key string) {
+	s, ok := e.nameSets[key]
+	if !ok {
+		return
+	}
+	if s.refs--; s.refs <= 0 {
+		delete(e.nameSets, key)
+		e.nameSetBytes -= len(key)
+	}
 }
 
 // served is one resource as sent: marshalled, and the view version at

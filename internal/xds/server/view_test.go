@@ -25,7 +25,7 @@ func TestViewNameSetsAreBounded(t *testing.T) {
 	big := strings.Repeat("x", 100<<10)
 	for i := range 200 {
 		names := []string{fmt.Sprint("n", i), big}
-		_, set, _ := e.nameSet(encode(names...), names)
+		_, set, _, _ := e.nameSet(encode(names...), names)
 		if len(set) != 2 {
 			t.Fatalf("set %d has %d names, want 2", i, len(set))
 		}

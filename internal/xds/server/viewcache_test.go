@@ -1681,3 +1681,53 @@ func TestViewCacheReclassifyMovesStreams(t *testing.T) {
 		t.Fatal("view b does not exist")
 	}
 }
+
+// The name sets a view keeps for sharing live only while a stream holds
+// them: a client that asked for maxNameSets invented lists and left takes
+// no place from the view's later streams, which still share one set.
+func TestViewNameSetsGoWithTheirStreams(t *testing.T) {
+	w := newVCWorld(0)
+	env := newADS(t, w)
+	v := edsView("a")
+	w.set(v, map[string]types.Resource{"a": cla("a", "10.0.0.1"), "b": cla("b", "10.0.0.2")})
+	keep := env.sotw(t, "keeper", "a") // holds the view
+	keep.sub(t, resource.EndpointType, "a")
+	keep.recv(t, resource.EndpointType)
+	hostile := env.sotw(t, "hostile", "a")
+	for i := range maxNameSets + 1 {
+		hostile.sub(t, resource.EndpointType, "a", fmt.Sprint("junk-", i))
+		if i == 0 {
+			hostile.recv(t, resource.EndpointType)
+		}
+	}
+	hostile.mustBlock(t)
+	w.vc.mu.Lock()
+	e := w.vc.caches[v]
+	w.vc.mu.Unlock()
+	count := func() int {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		return len(e.nameSets)
+	}
+	if n := count(); n > 2 {
+		t.Fatalf("%d name sets kept for 2 streams' current lists", n)
+	}
+	hostile.close()
+	testkit.WaitFor(t, "the hostile stream's sets to go", func() bool { return count() == 1 })
+	s1, s2 := env.sotw(t, "p1", "a"), env.sotw(t, "p2", "a")
+	for _, s := range []*sotwStream{s1, s2} {
+		s.sub(t, resource.EndpointType, "a", "b")
+		s.recv(t, resource.EndpointType)
+	}
+	e.mu.Lock()
+	var maps []map[string]struct{}
+	for ts := range e.subs {
+		if len(ts.sub.names) == 2 {
+			maps = append(maps, ts.sub.names)
+		}
+	}
+	e.mu.Unlock()
+	if len(maps) != 2 || reflect.ValueOf(maps[0]).Pointer() != reflect.ValueOf(maps[1]).Pointer() {
+		t.Fatal("streams asking for the same names after the hostile one left do not share a set")
+	}
+}
