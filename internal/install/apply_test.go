@@ -133,8 +133,8 @@ func TestApplyKeepsObjectsItDidNotCreate(t *testing.T) {
 		t.Errorf("istio ConfigMap labels %v: Helm's must stay", cm.Labels)
 	}
 	for _, mf := range cm.ManagedFields {
-		if mf.Manager == FieldManager && strings.Contains(string(mf.FieldsV1.Raw), `"f:mesh"`) {
-			t.Errorf("horizon owns Istio's mesh key: %s", mf.FieldsV1.Raw)
+		if mf.Manager == FieldManager && strings.Contains(mf.FieldsV1.GetRawString(), `"f:mesh"`) {
+			t.Errorf("horizon owns Istio's mesh key: %s", mf.FieldsV1.GetRawString())
 		}
 	}
 	// (The fake keeps no resourceVersion and persists dry runs: the verb

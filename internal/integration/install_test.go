@@ -295,7 +295,7 @@ func TestInstallAddsMeshNetworksToIstiosConfigMap(t *testing.T) {
 		t.Fatalf("istio ConfigMap: labels %v, data %v", cm.Labels, cm.Data)
 	}
 	for _, mf := range cm.ManagedFields {
-		fields := string(mf.FieldsV1.Raw)
+		fields := mf.FieldsV1.GetRawString()
 		if mf.Manager == install.FieldManager && (strings.Contains(fields, `"f:mesh"`) || strings.Contains(fields, "managed-by")) {
 			t.Errorf("horizon owns Istio's fields: %s", fields)
 		}
