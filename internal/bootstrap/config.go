@@ -10,6 +10,7 @@ import (
 	"github.com/horizonmesh/horizon/internal/source/kube"
 	"github.com/horizonmesh/horizon/internal/source/manifest"
 	"github.com/horizonmesh/horizon/internal/xds/server"
+	"github.com/horizonmesh/horizon/internal/xds/translate"
 )
 
 // Config is everything `horizon-discovery discovery` is configured with.
@@ -37,6 +38,11 @@ type Config struct {
 	TokenAudiences []string
 	CertTTL        time.Duration
 	MaxCertTTL     time.Duration
+
+	// OutboundTrafficPolicy is ALLOW_ANY or REGISTRY_ONLY
+	// (translate.Options.OutboundTrafficPolicy).
+	OutboundTrafficPolicy string
+
 	// TokenReview sizes the bearer-token path of both (its own client
 	// per cluster, cache, per-peer back-off).
 	TokenReview authn.Config
@@ -70,7 +76,7 @@ func DefaultConfig() Config {
 		HTTPIdleTimeout: ops.DefaultIdleTimeout, MaxViews: server.DefaultMaxViews, MaxStreams: 10000, ProxyImage: "horizon/proxy:latest",
 		Debounce: 10 * time.Millisecond, DebounceMax: time.Second, RemoteSyncTimeout: 30 * time.Second,
 		DomainSuffix: model.DefaultDomainSuffix, PollInterval: 2 * time.Second, DNSRefresh: 30 * time.Second,
-		TrustDomain: "cluster.local", TokenAudiences: []string{"istio-ca"}, CertTTL: 24 * time.Hour, MaxCertTTL: 7 * 24 * time.Hour,
+		TrustDomain: "cluster.local", OutboundTrafficPolicy: "ALLOW_ANY", TokenAudiences: []string{"istio-ca"}, CertTTL: 24 * time.Hour, MaxCertTTL: 7 * 24 * time.Hour,
 		TokenReview: authn.DefaultConfig(),
 	}
 }
@@ -103,6 +109,9 @@ func (c Config) validate() ([]manifest.ClusterSource, error) {
 	}
 	if err := model.ValidateTrustDomain(c.TrustDomain); err != nil {
 		return nil, usageErrorf("--trust-domain: %v", err)
+	}
+	if err := translate.ValidateOutboundTrafficPolicy(c.OutboundTrafficPolicy); err != nil {
+		return nil, usageErrorf("--outbound-traffic-policy: %v", err)
 	}
 	if c.InjectAddr != "" {
 		if err := c.InjectConfig().Validate(); err != nil {

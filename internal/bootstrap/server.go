@@ -30,6 +30,7 @@ import (
 	"github.com/horizonmesh/horizon/internal/source/meshnetworks"
 	"github.com/horizonmesh/horizon/internal/source/remote"
 	"github.com/horizonmesh/horizon/internal/xds/server"
+	"github.com/horizonmesh/horizon/internal/xds/translate"
 )
 
 // Listeners lets tests pass pre-bound listeners (nil: bind the flags' addresses).
@@ -58,6 +59,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger, lis *Listeners) error 
 		RefreshInterval: c.DNSRefresh, Resolver: net.DefaultResolver,
 		Logger: log, Registry: reg,
 		MaxViews: c.MaxViews, Limits: server.Limits{MaxStreams: c.MaxStreams, MaxStreamsPerClient: c.MaxStreamsPerClient},
+		Translate: translate.Options{TrustDomain: c.TrustDomain, OutboundTrafficPolicy: c.OutboundTrafficPolicy},
 	})
 
 	restCfg, err := LocalConfig(c.Kubeconfig)

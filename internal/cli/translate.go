@@ -40,6 +40,7 @@ type translateFlags struct {
 	domainSuffix    string
 	systemNamespace string
 	trustDomain     string
+	outboundPolicy  string
 }
 
 func newTranslateCommand(stdout io.Writer, logger *slog.Logger) *cobra.Command {
@@ -85,6 +86,7 @@ on no network.`,
 	fl.StringVarP(&f.output, "output", "o", "json", "output format: json or yaml")
 	fl.StringVar(&f.domainSuffix, "domain-suffix", model.DefaultDomainSuffix, "domain suffix of service hostnames")
 	fl.StringVar(&f.trustDomain, "trust-domain", translate.DefaultTrustDomain, "SPIFFE trust domain (CDS: the identities servers are checked against)")
+	fl.StringVar(&f.outboundPolicy, "outbound-traffic-policy", translate.AllowAny, "where a sidecar sends traffic to destinations the mesh does not know: ALLOW_ANY (to the original destination) or REGISTRY_ONLY (BlackHoleCluster), as Istio's meshConfig.outboundTrafficPolicy")
 	fl.StringVar(&f.systemNamespace, "system-namespace", "istio-system", "namespace whose topology.istio.io/network label names a cluster's network")
 	return cmd
 }
@@ -114,6 +116,9 @@ func (f translateFlags) validate() ([]manifest.ClusterSource, error) {
 	}
 	if err := model.ValidateTrustDomain(f.trustDomain); err != nil {
 		return nil, cmdutil.Usagef("--trust-domain: %v", err)
+	}
+	if err := translate.ValidateOutboundTrafficPolicy(f.outboundPolicy); err != nil {
+		return nil, cmdutil.Usagef("--outbound-traffic-policy: %v", err)
 	}
 	if f.name != "" && (f.typ == "cds" || f.typ == "eds") {
 		if _, _, err := translate.ParseClusterName(f.name); err != nil && f.name != translate.PassthroughCluster {
@@ -174,7 +179,7 @@ func runTranslate(ctx context.Context, f translateFlags, stdout io.Writer, logge
 		logger.Warn("--proxy-cluster names a cluster that no --cluster defines", "cluster", f.proxyCluster)
 	}
 
-	in := translate.Input{Mesh: m, Options: translate.Options{TrustDomain: f.trustDomain}}
+	in := translate.Input{Mesh: m, Options: translate.Options{TrustDomain: f.trustDomain, OutboundTrafficPolicy: f.outboundPolicy}}
 	if f.gateways != "" {
 		gws, diags := istio.LoadGatewaysFile(f.gateways)
 		if err := diags.Err(); err != nil {

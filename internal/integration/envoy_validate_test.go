@@ -52,15 +52,18 @@ func TestEnvoyAcceptsGeneratedConfig(t *testing.T) {
 	for _, c := range []struct {
 		m    *model.Mesh
 		view translate.SidecarView
+		opts translate.Options
 	}{
-		{walkthrough, translate.SidecarView{Cluster: "cluster1", InboundPorts: []uint32{5000}}},
-		{walkthrough, translate.SidecarView{Cluster: "cluster1"}},                                           // a client-only workload, like sleep
-		{walkthrough, translate.SidecarView{Cluster: "remote_kubecfg", InboundPorts: []uint32{5000, 9080}}}, // a TCP service (the gateway) too
+		{walkthrough, translate.SidecarView{Cluster: "cluster1", InboundPorts: []uint32{5000}}, translate.Options{}},
+		{walkthrough, translate.SidecarView{Cluster: "cluster1"}, translate.Options{}},                                           // a client-only workload, like sleep
+		{walkthrough, translate.SidecarView{Cluster: "remote_kubecfg", InboundPorts: []uint32{5000, 9080}}, translate.Options{}}, // a TCP service (the gateway) too
 		// The golden case with a port of every protocol family, from the
 		// cluster that has the service and from the one that does not.
 		{protocols, translate.SidecarView{Cluster: "cluster1", InboundPorts: []uint32{5000, 7000, 8080, 8443, 9000, 9090},
-			InboundTCP: []uint32{7000, 8443, 9000}}},
-		{protocols, translate.SidecarView{Cluster: "cluster2"}},
+			InboundTCP: []uint32{7000, 8443, 9000}}, translate.Options{}},
+		{protocols, translate.SidecarView{Cluster: "cluster2"}, translate.Options{}},
+		// REGISTRY_ONLY: unknown destinations to BlackHoleCluster.
+		{protocols, translate.SidecarView{Cluster: "cluster1", RegistryOnly: true}, translate.Options{OutboundTrafficPolicy: translate.RegistryOnly}},
 	} {
 		m, view := c.m, c.view
 		b, err := agent.Bootstrap(agent.BootstrapConfig{NodeID: "sidecar~10.10.0.5~sleep.sample~sample.svc.cluster.local",
@@ -74,7 +77,7 @@ func TestEnvoyAcceptsGeneratedConfig(t *testing.T) {
 			t.Fatalf("bootstrap: %v", err)
 		}
 		b.StaticResources.Listeners = translate.LDS(m, view)
-		b.StaticResources.Clusters = append(b.StaticResources.Clusters, translate.CDS(m, translate.Options{})...)
+		b.StaticResources.Clusters = append(b.StaticResources.Clusters, translate.CDS(m, c.opts)...)
 		b.StaticResources.Clusters = append(b.StaticResources.Clusters, translate.InboundClusters(view)...)
 		routes := map[string]*routev3.RouteConfiguration{}
 		for _, r := range translate.RDS(m, view) {

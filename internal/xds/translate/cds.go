@@ -6,6 +6,7 @@ import (
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	httpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
@@ -27,6 +28,9 @@ const ConnectTimeout = 10 * time.Second
 // alone.
 func CDS(m *model.Mesh, opts Options) []*clusterv3.Cluster {
 	out := []*clusterv3.Cluster{Passthrough()}
+	if opts.registryOnly() {
+		out = append(out, BlackHole())
+	}
 	for _, svc := range m.Services() {
 		for _, p := range svc.Ports {
 			out = append(out, OutboundCluster(svc, p.Port, opts))
@@ -109,6 +113,17 @@ func useDownstreamProtocol() *httpv3.HttpProtocolOptions {
 	return &httpv3.HttpProtocolOptions{UpstreamProtocolOptions: &httpv3.HttpProtocolOptions_UseDownstreamProtocolConfig{
 		UseDownstreamProtocolConfig: &httpv3.HttpProtocolOptions_UseDownstreamHttpConfig{
 			HttpProtocolOptions: &corev3.Http1ProtocolOptions{}, Http2ProtocolOptions: &corev3.Http2ProtocolOptions{}}}}
+}
+
+// BlackHole is a cluster without endpoints: a connection routed to it is
+// closed, a request answered 503.
+func BlackHole() *clusterv3.Cluster {
+	return &clusterv3.Cluster{
+		Name:                 BlackHoleCluster,
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
+		ConnectTimeout:       durationpb.New(ConnectTimeout),
+		LoadAssignment:       &endpointv3.ClusterLoadAssignment{ClusterName: BlackHoleCluster},
+	}
 }
 
 // InboundCluster reaches the workload's own port on localhost.

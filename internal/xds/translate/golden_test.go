@@ -33,6 +33,7 @@ var update = flag.Bool("update", false, "rewrite testdata/golden/*/out/ from the
 //	clusters/<ID>/...   one directory of manifests per cluster (ID = name)
 //	meshnetworks.yaml   optional meshNetworks
 //	dns.yaml            optional fake DNS: {name: [ip, ...]}
+//	outbound-traffic-policy  optional ALLOW_ANY or REGISTRY_ONLY
 //	sidecar-ip          optional address of the workload whose sidecar's
 //	                    LDS/CDS the case shows (default: one serving 5000)
 //	gateways.yaml       optional Istio Gateways (the config cluster's)
@@ -125,6 +126,9 @@ func goldenOutput(t *testing.T, dir string) map[string][]byte {
 		t.Fatal(err)
 	}
 	in := translate.Input{Mesh: m}
+	if b, err := os.ReadFile(filepath.Join(dir, "outbound-traffic-policy")); err == nil {
+		in.Options.OutboundTrafficPolicy = string(bytes.TrimSpace(b))
+	}
 	if gw := filepath.Join(dir, "gateways.yaml"); fileExists(gw) {
 		var d model.Diagnostics
 		if in.Gateways, d = istio.LoadGatewaysFile(gw); d.Err() != nil {

@@ -47,6 +47,18 @@ type SidecarView struct {
 	Cluster      model.ClusterID
 	InboundPorts []uint32 // sorted
 	InboundTCP   []uint32 // of InboundPorts, proxied as TCP (the others HTTP)
+	// RegistryOnly: unknown destinations go to BlackHoleCluster, not
+	// PassthroughCluster (Options.OutboundTrafficPolicy).
+	RegistryOnly bool
+}
+
+// unknownDestination is the cluster for traffic to what the mesh does not
+// know: PassthroughCluster (ALLOW_ANY) or BlackHoleCluster (REGISTRY_ONLY).
+func (v SidecarView) unknownDestination() string {
+	if v.RegistryOnly {
+		return BlackHoleCluster
+	}
+	return PassthroughCluster
 }
 
 // LDS returns a sidecar's two listeners: outbound on 15001 (captured
@@ -153,8 +165,8 @@ func outboundListener(m *model.Mesh, v SidecarView) *listenerv3.Listener {
 		Address:         envoyconf.SocketAddress("0.0.0.0", OutboundPort),
 		ListenerFilters: []*listenerv3.ListenerFilter{originalDst()},
 		FilterChains:    chains,
-		DefaultFilterChain: &listenerv3.FilterChain{Name: PassthroughCluster,
-			Filters: []*listenerv3.Filter{tcpProxy(PassthroughCluster, PassthroughCluster)}},
+		DefaultFilterChain: &listenerv3.FilterChain{Name: v.unknownDestination(),
+			Filters: []*listenerv3.Filter{tcpProxy(v.unknownDestination(), v.unknownDestination())}},
 	}
 	if len(sniffPorts) > 0 {
 		l.ListenerFilters = append(l.ListenerFilters, httpInspector(sortedPorts(sniffPorts)))

@@ -15,8 +15,8 @@ import (
 // the port: a virtual host per service on that port whose domains are every
 // name a client may use (host, host:port, name.namespace[:port],
 // name.namespace.svc[:port], the ClusterIPs of the proxy's cluster[:port]),
-// plus a catch-all to the passthrough cluster for destinations outside the
-// mesh.
+// plus a catch-all for destinations outside the mesh: to the passthrough
+// cluster, or with REGISTRY_ONLY to BlackHoleCluster.
 //
 // The bare service name (and name:port) is not among them, unlike Istio's:
 // a route configuration is shared by every sidecar of a cluster whatever
@@ -46,8 +46,13 @@ func RDS(m *model.Mesh, v SidecarView) []*routev3.RouteConfiguration {
 	}
 	out := make([]*routev3.RouteConfiguration, 0, len(byPort))
 	for port, vhosts := range byPort {
-		vhosts = append(vhosts, &routev3.VirtualHost{Name: "allow_any", Domains: []string{"*"},
-			Routes: []*routev3.Route{routeTo(PassthroughCluster)}})
+		catchAll := &routev3.VirtualHost{Name: "allow_any", Domains: []string{"*"},
+			Routes: []*routev3.Route{routeTo(PassthroughCluster)}}
+		if v.RegistryOnly {
+			catchAll = &routev3.VirtualHost{Name: "block_all", Domains: []string{"*"},
+				Routes: []*routev3.Route{routeTo(BlackHoleCluster)}}
+		}
+		vhosts = append(vhosts, catchAll)
 		out = append(out, &routev3.RouteConfiguration{Name: itoa(port), VirtualHosts: vhosts, ValidateClusters: falseValue()})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })

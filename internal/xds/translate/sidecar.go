@@ -1,6 +1,7 @@
 package translate
 
 import (
+	"fmt"
 	"sort"
 
 	"github.com/horizonmesh/horizon/internal/model"
@@ -16,6 +17,9 @@ const (
 	// PassthroughCluster forwards traffic to destinations outside the mesh
 	// to where it was going.
 	PassthroughCluster = "PassthroughCluster"
+	// BlackHoleCluster has no endpoints: with REGISTRY_ONLY, traffic to
+	// destinations outside the mesh goes there and fails.
+	BlackHoleCluster = "BlackHoleCluster"
 	// OutboundPort and InboundPort are where the agent's iptables rules send
 	// captured traffic.
 	OutboundPort = 15001
@@ -31,7 +35,30 @@ var MeshALPN = []string{"istio", "istio-peer-exchange", "istio-http/1.0", "istio
 // Options are translation settings that are not part of the mesh model.
 type Options struct {
 	TrustDomain string
+	// OutboundTrafficPolicy is Istio's meshConfig.outboundTrafficPolicy.mode:
+	// AllowAny (the default, also when empty) sends what a sidecar captures
+	// for a destination the mesh does not know (an HTTP host no route names,
+	// a TCP address no chain matches) to where it was going; RegistryOnly
+	// sends it to BlackHoleCluster.
+	OutboundTrafficPolicy string
 }
+
+// Outbound traffic policies (Options.OutboundTrafficPolicy).
+const (
+	AllowAny     = "ALLOW_ANY"
+	RegistryOnly = "REGISTRY_ONLY"
+)
+
+// ValidateOutboundTrafficPolicy accepts AllowAny, RegistryOnly and empty.
+func ValidateOutboundTrafficPolicy(p string) error {
+	switch p {
+	case "", AllowAny, RegistryOnly:
+		return nil
+	}
+	return fmt.Errorf("%q is neither %s nor %s", p, AllowAny, RegistryOnly)
+}
+
+func (o Options) registryOnly() bool { return o.OutboundTrafficPolicy == RegistryOnly }
 
 func (o Options) trustDomain() string {
 	if o.TrustDomain == "" {

@@ -70,10 +70,10 @@ type Proxy struct {
 	Role    Role
 	Network string
 	Cluster model.ClusterID
-	Inbound []uint32          // sidecars: the ports its workload serves (model.Mesh.WorkloadAt)
+	Inbound []uint32 // sidecars: the ports its workload serves (model.Mesh.WorkloadAt)
 	// InboundTCP are those of Inbound proxied as opaque TCP (model.Workload.TCP).
 	InboundTCP []uint32
-	Labels  map[string]string // routers: its workload labels
+	Labels     map[string]string // routers: its workload labels
 }
 
 // Claim is what a proxy states about itself (its node), with the identity
