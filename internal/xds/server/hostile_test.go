@@ -325,3 +325,39 @@ func TestOneWorkloadIsOneClientByCertificateOrToken(t *testing.T) {
 		t.Fatalf("another workload refused: %v", err)
 	}
 }
+
+// A view's first build runs under the view's own lock, not the cache's or
+// the tracker's: while one stream's new view builds (tens of milliseconds
+// in a large mesh — and a client can make a view be built again and again
+// by opening and closing the only stream of a shape), other streams are
+// bound, served and closed. Before, every request of every stream waited.
+func TestAViewBuildBlocksNoOtherStream(t *testing.T) {
+	w := newVCWorld(0)
+	slow, fast := edsView("slow"), edsView("fast")
+	w.set(slow, map[string]types.Resource{"s": cla("s", "10.0.0.1")})
+	w.set(fast, map[string]types.Resource{"f": cla("f", "10.0.0.2")})
+	env := newADS(t, w)
+	entered, release := make(chan struct{}), make(chan struct{})
+	build := w.vc.build
+	w.vc.build = func(v View) map[string]types.Resource {
+		if v == slow {
+			close(entered)
+			<-release
+		}
+		return build(v)
+	}
+	s := env.sotw(t, "p-slow", "slow")
+	s.sub(t, resource.EndpointType)
+	<-entered // the slow view is being built
+	f := env.sotw(t, "p-fast", "fast")
+	f.sub(t, resource.EndpointType)
+	if got := names(sotwContent(t, f.recv(t, resource.EndpointType))); len(got) != 1 || got[0] != "f" {
+		t.Fatalf("the other stream got %v while a view was being built", got)
+	}
+	f.close()
+	testkit.WaitFor(t, "the other stream's view freed", func() bool { return w.vc.Version(fast) == "" })
+	close(release)
+	if got := names(sotwContent(t, s.recv(t, resource.EndpointType))); len(got) != 1 || got[0] != "s" {
+		t.Fatalf("the slow view's stream got %v", got)
+	}
+}

@@ -299,7 +299,7 @@ func (t *Tracker) request(k streamKey, node **corev3.Node, typeURL, version, non
 // view of that type on first use. A type Horizon does not serve is
 // remembered and never answered, rather than ending the stream: Istio
 // agents ask for their own types (the NDS name table) on the same stream.
-// Called with t.mu held.
+// Called with t.mu held, which it releases while binding.
 func (t *Tracker) bind(s *stream, typeURL string) (*TypeState, error) {
 	if ts := s.status.Types[typeURL]; ts != nil {
 		return ts, nil
@@ -307,7 +307,13 @@ func (t *Tracker) bind(s *stream, typeURL string) (*TypeState, error) {
 	if len(s.status.Types) >= t.limits.MaxTypesPerStream {
 		return nil, status.Errorf(codes.ResourceExhausted, "a stream may ask for at most %d resource types", t.limits.MaxTypesPerStream)
 	}
+	// Binding may build a view (milliseconds in a large mesh): not under
+	// the tracker's lock, which every stream's every request takes. Only
+	// this stream's goroutine changes its node, proxy and types, so they
+	// hold still meanwhile.
+	t.mu.Unlock()
 	v, err := t.views.Bind(s.node, typeURL, s.proxy)
+	t.mu.Lock()
 	var unsupported errUnsupported
 	switch {
 	case errors.As(err, &unsupported):

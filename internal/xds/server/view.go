@@ -120,13 +120,25 @@ type step struct {
 }
 
 func newViewEntry(v View, tag string, res map[string]types.Resource) *viewEntry {
-	e := &viewEntry{view: v, tag: tag, prefix: v.Key.String() + "@" + tag + "-",
-		current: res, res: make(map[string]served, len(res)), subs: map[*typeStream]subscriber{}}
+	e := emptyViewEntry(v, tag)
+	e.fill(res)
+	return e
+}
+
+// emptyViewEntry is a view before its first build (see ViewCache.Bind,
+// which builds it under its own lock rather than the cache's).
+func emptyViewEntry(v View, tag string) *viewEntry {
+	return &viewEntry{view: v, tag: tag, prefix: v.Key.String() + "@" + tag + "-", subs: map[*typeStream]subscriber{}}
+}
+
+// fill sets a new view's first resources. Called with e.mu held, before
+// any stream reads the view.
+func (e *viewEntry) fill(res map[string]types.Resource) {
+	e.current, e.res = res, make(map[string]served, len(res))
 	for name, r := range res {
 		e.res[name] = served{any: mustAny(r), ver: 0}
 	}
 	e.names = sortedKeys(e.res)
-	return e
 }
 
 // mustAny marshals a resource the control plane built. Marshalling a valid

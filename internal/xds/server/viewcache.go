@@ -153,22 +153,37 @@ func (c *ViewCache) Bind(node *corev3.Node, typeURL string, p Proxy) (View, erro
 	}
 	v := View{TypeURL: typeURL, Key: key}
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	c.proxies[node] = p
 	b := c.bindingsOf(node)
 	if _, ok := b[typeURL]; ok {
+		c.mu.Unlock()
 		return v, nil // already bound (the Tracker binds each type once)
 	}
 	held := c.claims[p.Client]
 	if claimed && held[v] == 0 && len(held) >= MaxClaimedViewsPerClient {
+		c.mu.Unlock()
 		return View{}, status.Errorf(codes.ResourceExhausted,
 			"client %s holds its limit of %d views keyed by what its proxies state (labels of a workload the mesh does not know); refusing %s",
 			quote(p.Client), MaxClaimedViewsPerClient, v)
 	}
-	e, err := c.acquire(v)
+	e, building, err := c.acquireUnbuilt(v)
 	if err != nil {
+		c.mu.Unlock()
 		return View{}, err
 	}
+	if building {
+		// A new view is built under its own lock, not the cache's: a
+		// build takes milliseconds to tens of them in a large mesh, and
+		// every other stream's binding, update and close would wait on
+		// it (a client opening and closing streams of a view no one else
+		// holds could make the whole server wait on builds). Whoever reads
+		// this view meanwhile waits on e.mu, for this view only.
+		defer func() {
+			e.fill(c.build(v))
+			e.mu.Unlock()
+		}()
+	}
+	defer c.mu.Unlock()
 	b[typeURL] = e
 	if claimed {
 		if held == nil {
@@ -259,18 +274,32 @@ func (c *ViewCache) Reclassify(match func(Proxy) bool) int {
 // if it is new: the one place a view is made (Bind, Reclassify). A new
 // view past maxViews is ResourceExhausted. Called with c.mu held.
 func (c *ViewCache) acquire(v View) (*viewEntry, error) {
+	e, building, err := c.acquireUnbuilt(v)
+	if building {
+		e.fill(c.build(v))
+		e.mu.Unlock()
+	}
+	return e, err
+}
+
+// acquireUnbuilt is acquire, except that a view it creates is returned
+// unbuilt with its lock held (building): the caller fills it and unlocks
+// it, and may release c.mu first. Called with c.mu held.
+func (c *ViewCache) acquireUnbuilt(v View) (e *viewEntry, building bool, err error) {
 	e, ok := c.caches[v]
 	if !ok {
 		if len(c.caches) >= c.maxViews {
-			return nil, status.Errorf(codes.ResourceExhausted,
+			return nil, false, status.Errorf(codes.ResourceExhausted,
 				"the control plane holds its limit of %d views; refusing a new %s view", c.maxViews, v)
 		}
 		c.made++
-		e = newViewEntry(v, c.instance+"."+strconv.FormatUint(c.made, 36), c.build(v))
+		e = emptyViewEntry(v, c.instance+"."+strconv.FormatUint(c.made, 36))
+		e.mu.Lock()
+		building = true
 		c.caches[v] = e
 	}
 	e.refs++
-	return e, nil
+	return e, building, nil
 }
 
 // release gives back one binding of e, freeing the view with its last.
