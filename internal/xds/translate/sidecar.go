@@ -88,7 +88,3 @@ func spiffeIDs(svc *model.Service, port uint32, trustDomain string) []string {
 	sort.Strings(out)
 	return out
 }
-
-// isHTTP tells whether a service port carries HTTP (model.SelectProtocol:
-// appProtocol, else the port name's prefix).
-func isHTTP(p model.ServicePort) bool { return p.Selected().IsHTTP() }
