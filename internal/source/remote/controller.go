@@ -363,12 +363,27 @@ func (c *Controller) reportIfNotSynced(ctx context.Context, rc *remoteCluster) {
 	if e := rc.watcher.LastError(); e != "" {
 		msg += ": " + e
 	}
+	if !c.reportServing(rc, msg) {
+		return // its Secret or key went meanwhile: nothing to report
+	}
 	c.log.Error("remote cluster unreachable", "cluster", rc.id, "error", msg)
-	c.reg.ClusterError(rc.id, rc.source, msg)
-	if rc.watcher.WaitForSync(ctx) { // keeps retrying in the background
-		c.reg.ClusterError(rc.id, rc.source, "")
+	if rc.watcher.WaitForSync(ctx) && c.reportServing(rc, "") { // keeps retrying in the background
 		c.reg.ClusterChanged(rc.id)
 	}
+}
+
+// reportServing sets rc's error in the registry if rc still serves its
+// cluster, and reports whether it did. Checked and set under c.mu, which
+// Reconcile holds to remove a cluster: a timer of a cluster removed
+// meanwhile must not bring its entry back to /debug/clusters.
+func (c *Controller) reportServing(rc *remoteCluster, msg string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.running[rc.id] != rc {
+		return false
+	}
+	c.reg.ClusterError(rc.id, rc.source, msg)
+	return true
 }
 
 // swapWhenSynced replaces the running watcher with a rotated one once it has

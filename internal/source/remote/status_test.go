@@ -87,3 +87,29 @@ func TestRefusedKeysLeaveTheStatusWithTheirSecret(t *testing.T) {
 		t.Errorf("every Secret deleted, /debug/clusters still shows %+v", got)
 	}
 }
+
+// The sync timer of a cluster whose Secret went meanwhile reports nothing:
+// it used to bring the removed cluster back to /debug/clusters ("not synced
+// after ...") when the timer fired after the removal (seen under CI load).
+func TestSyncTimeoutOfARemovedClusterReportsNothing(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	cp := controlplane.New(controlplane.Options{Logger: testkit.Logger()})
+	c := NewController(Options{Namespace: "istio-system", LocalCluster: "local", SyncTimeout: 50 * time.Millisecond,
+		NewClient: fakeClusters(), Logger: testkit.Logger()}, cp)
+	c.Reconcile(ctx, []*corev1.Secret{secret("s", time.Unix(1000, 0), map[string][]byte{"c9": kubeconfig("https://unreachable.example:6443")})})
+	c.mu.Lock()
+	rc := c.running["c9"]
+	c.mu.Unlock()
+	if rc == nil {
+		t.Fatal("c9 not started")
+	}
+	c.Reconcile(ctx, nil) // the Secret goes before c9 syncs
+	// The removed cluster's timer, run to its end here.
+	tctx, tcancel := context.WithTimeout(ctx, time.Second)
+	defer tcancel()
+	c.reportIfNotSynced(tctx, rc)
+	if got := cp.Clusters(); len(got) != 0 {
+		t.Fatalf("the removed cluster is back in /debug/clusters: %+v", got)
+	}
+}
