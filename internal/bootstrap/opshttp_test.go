@@ -1,12 +1,8 @@
 package bootstrap
 
 import (
-	"bufio"
 	"context"
-	"errors"
-	"io"
 	"net"
-	"net/http"
 	"path/filepath"
 	"testing"
 	"time"
@@ -55,32 +51,8 @@ func TestOpsHTTPClosesIdleConnections(t *testing.T) {
 		t.Fatal("discovery did not start")
 	}
 
-	conn, err := net.Dial("tcp", hl.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if _, err := io.WriteString(conn, "GET /ready HTTP/1.1\r\nHost: ops\r\n\r\n"); err != nil {
-		t.Fatal(err)
-	}
-	br := bufio.NewReader(conn)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	if resp.Close {
-		t.Fatal("the server closed the connection with its answer; want keep-alive")
-	}
-	begin := time.Now()
-	if err := conn.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
-		t.Fatal(err)
-	}
-	if n, err := br.Read(make([]byte, 1)); !errors.Is(err, io.EOF) {
-		t.Fatalf("idle keep-alive connection: read %d bytes, %v after %s; want EOF (closed by discovery)", n, err, time.Since(begin).Round(time.Millisecond))
-	}
-	if d := time.Since(begin); d > 5*time.Second {
+	_, d := testkit.IdleClose(t, hl.Addr().String(), "/ready")
+	if d > 5*time.Second {
 		t.Errorf("closed after %s, --http-idle-timeout 200ms", d)
 	}
 }

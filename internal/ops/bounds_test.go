@@ -1,8 +1,6 @@
 package ops
 
 import (
-	"bufio"
-	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -10,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/horizonmesh/horizon/internal/testing/testkit"
 )
 
 // serve runs NewServer(h, idle) on a loopback port until the test ends.
@@ -30,36 +30,11 @@ func serve(t *testing.T, h http.Handler, idle time.Duration) string {
 // the client reads EOF well before its own deadline.
 func TestIdleKeepAliveConnectionIsClosed(t *testing.T) {
 	addr := serve(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "ready\n") }), 200*time.Millisecond)
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
+	status, d := testkit.IdleClose(t, addr, "/ready")
+	if status != http.StatusOK {
+		t.Fatalf("status %d: want a kept-alive 200", status)
 	}
-	defer conn.Close()
-	if _, err := io.WriteString(conn, "GET /ready HTTP/1.1\r\nHost: ops\r\n\r\n"); err != nil {
-		t.Fatal(err)
-	}
-	br := bufio.NewReader(conn)
-	resp, err := http.ReadResponse(br, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.Copy(io.Discard, resp.Body); err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || resp.Close {
-		t.Fatalf("status %d, close %v: want a kept-alive 200", resp.StatusCode, resp.Close)
-	}
-	// Now idle: the server must end the connection.
-	begin := time.Now()
-	if err := conn.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
-		t.Fatal(err)
-	}
-	n, err := br.Read(make([]byte, 1))
-	if !errors.Is(err, io.EOF) {
-		t.Fatalf("idle keep-alive connection: read %d bytes, %v after %s; want EOF (closed by the server)", n, err, time.Since(begin).Round(time.Millisecond))
-	}
-	if d := time.Since(begin); d > 5*time.Second {
+	if d > 5*time.Second {
 		t.Errorf("closed after %s, idle timeout 200ms", d)
 	}
 }
