@@ -26,10 +26,13 @@ type Config struct {
 	Debounce          time.Duration
 	DebounceMax       time.Duration
 	RemoteSyncTimeout time.Duration
-	AllowInsecure     bool
-	DomainSuffix      string
-	PollInterval      time.Duration
-	DNSRefresh        time.Duration
+	// StaleEndpointTTL withdraws a remote cluster's endpoints once its API
+	// server has not answered for that long; 0: never (fail static).
+	StaleEndpointTTL time.Duration
+	AllowInsecure    bool
+	DomainSuffix     string
+	PollInterval     time.Duration
+	DNSRefresh       time.Duration
 	// The CA and the TLS port.
 	CACertsDir     string
 	TrustDomain    string
@@ -67,6 +70,11 @@ type Config struct {
 	ProxyImage             string
 	InjectDiscoveryAddress string
 }
+
+// MinStaleEndpointTTL is the shortest --stale-endpoint-ttl: a shorter one
+// would withdraw a cluster at every hiccup of its API server (a watch
+// re-established, a leader change).
+const MinStaleEndpointTTL = time.Second
 
 // DefaultConfig is the configuration with every flag at its default.
 func DefaultConfig() Config {
@@ -106,6 +114,9 @@ func (c Config) validate() ([]manifest.ClusterSource, error) {
 	}
 	if c.RemoteSyncTimeout <= 0 || c.PollInterval <= 0 || c.DNSRefresh <= 0 {
 		return nil, usageErrorf("--remote-sync-timeout, --poll-interval and --dns-refresh must be > 0")
+	}
+	if c.StaleEndpointTTL != 0 && c.StaleEndpointTTL < MinStaleEndpointTTL {
+		return nil, usageErrorf("--stale-endpoint-ttl %s: must be 0 (never withdraw) or at least %s", c.StaleEndpointTTL, MinStaleEndpointTTL)
 	}
 	if err := model.ValidateTrustDomain(c.TrustDomain); err != nil {
 		return nil, usageErrorf("--trust-domain: %v", err)

@@ -56,7 +56,8 @@ func Run(ctx context.Context, c Config, log *slog.Logger, lis *Listeners) error 
 	cp := controlplane.New(controlplane.Options{
 		DomainSuffix: c.DomainSuffix,
 		Debounce:     c.Debounce, DebounceMax: c.DebounceMax, RemoteSyncTimeout: c.RemoteSyncTimeout,
-		RefreshInterval: c.DNSRefresh, Resolver: net.DefaultResolver,
+		StaleEndpointTTL: c.StaleEndpointTTL,
+		RefreshInterval:  c.DNSRefresh, Resolver: net.DefaultResolver,
 		Logger: log, Registry: reg,
 		MaxViews: c.MaxViews, Limits: server.Limits{MaxStreams: c.MaxStreams, MaxStreamsPerClient: c.MaxStreamsPerClient},
 		Translate: translate.Options{TrustDomain: c.TrustDomain, OutboundTrafficPolicy: c.OutboundTrafficPolicy},
@@ -68,7 +69,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger, lis *Listeners) error 
 	}
 	clients := kube.NewClients()
 	clients.ReviewQPS, clients.ReviewBurst = c.TokenReview.QPS, c.TokenReview.Burst
-	local, err := connectLocal(c, restCfg, clients, cp, log)
+	local, contact, err := connectLocal(c, restCfg, clients, cp, log)
 	if err != nil {
 		return err
 	}
@@ -98,7 +99,7 @@ func Run(ctx context.Context, c Config, log *slog.Logger, lis *Listeners) error 
 				}
 			}()
 		}
-		startLocal(ctx, c, local, clients, cp, log)
+		startLocal(ctx, c, local, contact, clients, cp, log)
 		if err := startGateways(ctx, restCfg, local, cp, log); err != nil {
 			return err
 		}
@@ -112,12 +113,13 @@ func Run(ctx context.Context, c Config, log *slog.Logger, lis *Listeners) error 
 	return serve(ctx, &app{c: c, cp: cp, reg: reg, caL: caL, clients: clients, log: log}, lis)
 }
 
-// connectLocal makes the local cluster's client (none without restCfg).
-// Like a remote cluster's, the local API server's reachability shows in
-// the cluster's status: its last state keeps serving.
-func connectLocal(c Config, restCfg *rest.Config, clients *kube.Clients, cp *controlplane.ControlPlane, log *slog.Logger) (kubernetes.Interface, error) {
+// connectLocal makes the local cluster's client (none without restCfg)
+// and the Contact following its API server. Like a remote cluster's, the
+// local API server's reachability shows in the cluster's status: its last
+// state keeps serving (never withdrawn, whatever --stale-endpoint-ttl).
+func connectLocal(c Config, restCfg *rest.Config, clients *kube.Clients, cp *controlplane.ControlPlane, log *slog.Logger) (kubernetes.Interface, *kube.Contact, error) {
 	if restCfg == nil {
-		return nil, nil
+		return nil, nil, nil
 	}
 	id := model.ClusterID(c.ClusterID)
 	contact := kube.NewContact(func(reachable bool, msg string) {
@@ -131,10 +133,10 @@ func connectLocal(c Config, restCfg *rest.Config, clients *kube.Clients, cp *con
 	restCfg.Wrap(contact.Wrap)
 	local, err := clients.NewClient(restCfg)
 	if err != nil {
-		return nil, fmt.Errorf("local cluster: %w", err)
+		return nil, nil, fmt.Errorf("local cluster: %w", err)
 	}
 	clients.Set(id, local)
-	return local, nil
+	return local, contact, nil
 }
 
 // LocalConfig returns the local cluster's client config: the kubeconfig
@@ -154,13 +156,13 @@ func LocalConfig(path string) (*rest.Config, error) {
 	return cfg, err
 }
 
-func startLocal(ctx context.Context, c Config, client kubernetes.Interface, clients *kube.Clients, cp *controlplane.ControlPlane, log *slog.Logger) {
+func startLocal(ctx context.Context, c Config, client kubernetes.Interface, contact *kube.Contact, clients *kube.Clients, cp *controlplane.ControlPlane, log *slog.Logger) {
 	id := model.ClusterID(c.ClusterID)
 	w := kube.NewWatcher(id, client, cp.ClusterChanged)
 	w.Start()
 	go func() { <-ctx.Done(); w.Stop() }()
 	cp.SetCluster(source.Cluster{ID: id, Origin: "kubernetes (local)", Local: true,
-		Source: &kube.Source{Store: w.Store, Options: c.convertOptions(), IsSynced: w.HasSynced, Last: w.LastEvent}})
+		Source: &kube.Source{Store: w.Store, Options: c.convertOptions(), IsSynced: w.HasSynced, Last: w.LastEvent, Contact: contact}})
 	go func() { // surface why the local cluster is not syncing
 		for !w.HasSynced() && ctx.Err() == nil {
 			if e := w.LastError(); e != "" {

@@ -26,6 +26,14 @@ type Options struct {
 	DebounceMax time.Duration
 	// RemoteSyncTimeout bounds how long readiness waits for remote clusters.
 	RemoteSyncTimeout time.Duration
+	// StaleEndpointTTL withdraws a remote cluster from the mesh once its
+	// API server has not answered for that long (its sources report
+	// source.Reachability); it comes back when the API server answers.
+	// 0: never — its last state keeps serving (fail static).
+	StaleEndpointTTL time.Duration
+	// Now is the clock staleness is measured with (nil: time.Now); tests
+	// set it.
+	Now func() time.Time
 	// Resolver resolves gateway DNS names, in the background (a name
 	// table the push only reads); nil: names never resolve.
 	Resolver model.Resolver
@@ -77,6 +85,9 @@ type ControlPlane struct {
 func New(opts Options) *ControlPlane {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
 	}
 	if opts.Registry == nil {
 		opts.Registry = prometheus.NewRegistry()

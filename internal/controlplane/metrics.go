@@ -2,6 +2,8 @@ package controlplane
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/horizonmesh/horizon/internal/source"
 )
 
 // metrics are the control plane's Prometheus series, on its own registry.
@@ -70,8 +72,34 @@ func newMetrics(reg prometheus.Registerer, cp *ControlPlane) *metrics {
 	})
 	reg.MustRegister(views, m.unsupported, m.reclassified, m.proxies, m.pushes, m.pushLatency, m.builds, m.assignments, m.nacks, m.clusterSynced, m.clusterErrors, m.meshNetErrors,
 		&lastEventCollector{cp: cp, desc: prometheus.NewDesc("horizon_cluster_last_event_age_seconds",
-			"Seconds since the cluster's last source event.", []string{"cluster"}, nil)})
+			"Seconds since the cluster's last source event.", []string{"cluster"}, nil)},
+		&staleCollector{cp: cp, desc: prometheus.NewDesc("horizon_remote_cluster_stale_seconds",
+			"Seconds since the remote cluster's API server stopped answering: how old the state it serves is (0 while it answers).",
+			[]string{"cluster"}, nil)})
 	return m
+}
+
+// staleCollector reports each remote cluster's staleness at scrape time.
+type staleCollector struct {
+	cp   *ControlPlane
+	desc *prometheus.Desc
+}
+
+func (c *staleCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *staleCollector) Collect(ch chan<- prometheus.Metric) {
+	now := c.cp.opts.Now()
+	var out []prometheus.Metric
+	c.cp.mu.Lock()
+	for _, cl := range c.cp.clusters {
+		if _, ok := cl.src.(source.Reachability); ok && !cl.local {
+			out = append(out, prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, staleFor(cl, now).Seconds(), string(cl.id)))
+		}
+	}
+	c.cp.mu.Unlock()
+	for _, m := range out {
+		ch <- m
+	}
 }
 
 // lastEventCollector reports event ages at scrape time.

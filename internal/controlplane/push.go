@@ -44,7 +44,9 @@ func (cp *ControlPlane) Run(ctx context.Context) {
 			quiet = nil
 			cp.push(ctx)
 		case <-tick.C:
-			if !cp.ready.Load() {
+			// A stale cluster reaching its TTL is no event: the tick
+			// finds it (and any return a source did not announce).
+			if !cp.ready.Load() || cp.staleDue() {
 				cp.push(ctx)
 			}
 		}
@@ -58,6 +60,7 @@ func (cp *ControlPlane) push(ctx context.Context) {
 	cp.pending = time.Time{}
 	var snaps []*model.ClusterSnapshot
 	allLocal, allRemote := true, true
+	now := cp.opts.Now()
 	for _, c := range cp.clusters {
 		synced := c.src.Synced()
 		cp.metrics.clusterSynced.WithLabelValues(string(c.id)).Set(b2f(synced))
@@ -67,6 +70,11 @@ func (cp *ControlPlane) push(ctx context.Context) {
 			} else if time.Since(c.added) < cp.opts.RemoteSyncTimeout {
 				allRemote = false
 			}
+		}
+		if cp.withdrawStale(c, now) {
+			continue // stale past the TTL: out of the mesh, its state kept for its return
+		}
+		if !synced {
 			if c.snap == nil {
 				continue // never synced: nothing to serve yet
 			}

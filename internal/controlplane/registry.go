@@ -21,6 +21,9 @@ type clusterState struct {
 	problems string // the conversion errors last logged, to log each set once
 	snap     *model.ClusterSnapshot
 	dirty    bool
+	// withdrawn: left out of the mesh by the last push, its API server
+	// unreachable for longer than StaleEndpointTTL (see stale.go).
+	withdrawn bool
 }
 
 // SetIstioGateways applies the config cluster's valid Gateways.
@@ -42,12 +45,14 @@ func (cp *ControlPlane) IstioGatewayError(object, msg string) {
 func (cp *ControlPlane) SetCluster(c source.Cluster) {
 	id := c.ID
 	cp.mu.Lock()
-	added := time.Now()
+	added, withdrawn := time.Now(), false
 	if old, ok := cp.clusters[id]; ok {
-		added = old.added
+		// A withdrawn cluster's new source (a rotated kubeconfig) brings
+		// it back at the next push, which says so once.
+		added, withdrawn = old.added, old.withdrawn
 	}
 	cp.clusters[id] = &clusterState{id: id, origin: c.Origin, local: c.Local, src: c.Source,
-		added: added, updated: time.Now(), dirty: true}
+		added: added, updated: time.Now(), dirty: true, withdrawn: withdrawn}
 	delete(cp.failed, id)
 	cp.mu.Unlock()
 	cp.log.Info("cluster set", "cluster", id, "source", c.Origin)

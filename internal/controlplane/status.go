@@ -16,18 +16,29 @@ type ClusterStatus struct {
 	LastEvent           time.Time `json:"lastEvent,omitzero"`
 	LastEventAgeSeconds float64   `json:"lastEventAgeSeconds,omitempty"`
 	Error               string    `json:"error,omitempty"`
+
+	// Staleness: a cluster whose API server does not answer keeps
+	// serving the state it last had (fail static). UnreachableSince is
+	// when it stopped answering (zero: it answers) and StaleSeconds how
+	// old that state is (0 while it answers); Withdrawn says the last
+	// push left the cluster out, stale past --stale-endpoint-ttl.
+	UnreachableSince time.Time `json:"unreachableSince,omitzero"`
+	StaleSeconds     float64   `json:"staleSeconds"`
+	Withdrawn        bool      `json:"withdrawn,omitempty"`
 }
 
 // Clusters lists every cluster, joined or failed, sorted by ID.
 func (cp *ControlPlane) Clusters() []ClusterStatus {
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
+	now := cp.opts.Now()
 	var out []ClusterStatus
 	for _, c := range cp.clusters {
 		s := ClusterStatus{ID: string(c.id), Source: c.origin, Local: c.local, Synced: c.src.Synced(), Error: c.err, Since: c.updated,
-			LastEvent: c.src.LastEvent()}
+			LastEvent: c.src.LastEvent(), UnreachableSince: unreachableSince(c), StaleSeconds: staleFor(c, now).Seconds(),
+			Withdrawn: c.withdrawn}
 		if !s.LastEvent.IsZero() {
-			s.LastEventAgeSeconds = time.Since(s.LastEvent).Seconds()
+			s.LastEventAgeSeconds = now.Sub(s.LastEvent).Seconds()
 		}
 		out = append(out, s)
 	}

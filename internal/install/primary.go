@@ -153,6 +153,9 @@ func discoveryDeployment(s Settings) *appsv1.Deployment {
 	if s.Network != "" {
 		args = append(args, "--network", s.Network)
 	}
+	if ttl := s.StaleEndpointTTL.Duration; ttl > 0 {
+		args = append(args, "--stale-endpoint-ttl", ttl.String())
+	}
 	probe := func(h corev1.ProbeHandler, period int32) *corev1.Probe {
 		return &corev1.Probe{ProbeHandler: h, PeriodSeconds: period, TimeoutSeconds: 2, FailureThreshold: 3}
 	}

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -40,6 +41,7 @@ func TestGolden(t *testing.T) {
 	primary := Defaults()
 	primary.ClusterID, primary.Network, primary.Gateway, primary.ExposeServices = "cluster1", "network1", true, true
 	primary.MeshNetworks = "networks:\n  network1:\n    endpoints:\n    - fromRegistry: cluster1\n"
+	primary.StaleEndpointTTL.Duration = 10 * time.Minute
 	single := Defaults()
 	single.Replicas = 1
 	remote := Defaults()
@@ -85,6 +87,10 @@ func TestSettingsErrorsNameTheField(t *testing.T) {
 		{"clusterID: c\nimagePullPolicy: Sometimes\n", "imagePullPolicy:"},
 		{"clusterID: c\ntrustDomain: a/b\n", "trustDomain: invalid trust domain"},
 		{"clusterID: c\ntrustDomain: 'evil\"domain'\n", "trustDomain: invalid trust domain"},
+		{"clusterID: c\nstaleEndpointTTL: 500ms\n", "staleEndpointTTL: 500ms: must be 0"},
+		{"clusterID: c\nstaleEndpointTTL: -1m\n", "staleEndpointTTL: -1m0s: must be 0"},
+		{"clusterID: c\nstaleEndpointTTL: ten\n", "invalid duration"},
+		{"clusterID: c\nremote: true\ndiscoveryAddress: gw:15443\nstaleEndpointTTL: 5m\n", "staleEndpointTTL: only for a primary"},
 	} {
 		s, err := LoadValues(Defaults(), "values.yaml", []byte(tt.values))
 		if err == nil {

@@ -11,6 +11,9 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"sigs.k8s.io/yaml"
 
@@ -67,6 +70,11 @@ type Settings struct {
 	MeshNetworks string `json:"meshNetworks,omitempty"`
 	// TrustDomain of workload identities.
 	TrustDomain string `json:"trustDomain,omitempty"`
+	// StaleEndpointTTL is discovery's --stale-endpoint-ttl (e.g. "10m"):
+	// a remote cluster whose API server has not answered that long has
+	// its endpoints withdrawn until it answers again. 0 (the default):
+	// never; its last endpoints keep serving (primary only).
+	StaleEndpointTTL metav1.Duration `json:"staleEndpointTTL,omitzero"`
 	// Images of discovery and of the proxy (agent + Envoy).
 	DiscoveryImage  string `json:"discoveryImage,omitempty"`
 	ProxyImage      string `json:"proxyImage,omitempty"`
@@ -131,6 +139,14 @@ func (s Settings) Validate() error {
 	}
 	if err := model.ValidateTrustDomain(s.TrustDomain); err != nil {
 		bad("trustDomain", "%v", err)
+	}
+	// Discovery's own rule (bootstrap.MinStaleEndpointTTL), checked here so
+	// that a bad value fails the install, not the rollout.
+	if ttl := s.StaleEndpointTTL.Duration; ttl != 0 && ttl < time.Second {
+		bad("staleEndpointTTL", "%s: must be 0 (never withdraw) or at least 1s", ttl)
+	}
+	if s.Remote && s.StaleEndpointTTL.Duration != 0 {
+		bad("staleEndpointTTL", "only for a primary cluster (a remote cluster runs no discovery)")
 	}
 	if s.DiscoveryImage == "" || s.ProxyImage == "" {
 		bad("discoveryImage/proxyImage", "must not be empty")

@@ -21,6 +21,16 @@ type ClusterSource interface {
 	LastEvent() time.Time
 }
 
+// Reachability is what a ClusterSource fed by an API server also reports:
+// since when that API server has not answered. Its last state keeps
+// serving meanwhile (fail static); the control plane shows the age and may
+// withdraw a remote cluster after --stale-endpoint-ttl.
+type Reachability interface {
+	// UnreachableSince is when the API server stopped answering; zero
+	// while it answers.
+	UnreachableSince() time.Time
+}
+
 // Cluster is a cluster joining (or rejoining, with a new source: a
 // kubeconfig rotation) the mesh.
 type Cluster struct {

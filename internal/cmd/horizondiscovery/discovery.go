@@ -68,6 +68,8 @@ A second signal exits at once.`,
 	fl.DurationVar(&c.Debounce, "debounce", d.Debounce, "quiet period before a push (a push costs what changed, so it can be short: a burst of events within it is one push)")
 	fl.DurationVar(&c.DebounceMax, "debounce-max", d.DebounceMax, "longest a stream of changes may delay a push")
 	fl.DurationVar(&c.RemoteSyncTimeout, "remote-sync-timeout", d.RemoteSyncTimeout, "how long readiness waits for remote clusters")
+	fl.DurationVar(&c.StaleEndpointTTL, "stale-endpoint-ttl", d.StaleEndpointTTL,
+		"withdraw a remote cluster's endpoints once its API server has not answered for that long; they return when it answers (0: never, its last state keeps serving)")
 	fl.BoolVar(&c.AllowInsecure, "allow-insecure-kubeconfig", false, "accept remote kubeconfigs with exec/auth-provider plugins, file paths, a proxy-url or a server not dialled over TLS")
 	fl.StringVar(&c.DomainSuffix, "domain-suffix", d.DomainSuffix, "domain suffix of service hostnames")
 	fl.DurationVar(&c.PollInterval, "poll-interval", d.PollInterval, "how often watched files are checked")

@@ -82,3 +82,25 @@ func TestContactTransitions(t *testing.T) {
 		t.Error("a cancelled request succeeded")
 	}
 }
+
+// A Source reports its Contact's unreachability: since when, zero while
+// the API server answers and without a Contact.
+func TestSourceUnreachableSince(t *testing.T) {
+	if got := (&Source{}).UnreachableSince(); !got.IsZero() {
+		t.Errorf("without a Contact: %v", got)
+	}
+	c := NewContact(nil)
+	s := &Source{Contact: c}
+	if got := s.UnreachableSince(); !got.IsZero() {
+		t.Errorf("answering: %v", got)
+	}
+	c.observe(false, "connection refused")
+	_, since, _ := c.State()
+	if got := s.UnreachableSince(); got.IsZero() || !got.Equal(since) {
+		t.Errorf("unreachable: %v, want %v", got, since)
+	}
+	c.observe(true, "")
+	if got := s.UnreachableSince(); !got.IsZero() {
+		t.Errorf("answering again: %v", got)
+	}
+}

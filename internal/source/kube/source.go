@@ -17,11 +17,17 @@ type Source struct {
 	// HasSynced and LastEvent); nil: always synced, no event time.
 	IsSynced func() bool
 	Last     func() time.Time
+	// Contact follows the filling side's API server (nil: none, as a
+	// manifest's store; always reachable).
+	Contact *Contact
 
 	cache convertCache
 }
 
-var _ source.ClusterSource = (*Source)(nil)
+var (
+	_ source.ClusterSource = (*Source)(nil)
+	_ source.Reachability  = (*Source)(nil)
+)
 
 // Snapshot converts the store, reusing what the previous Snapshot
 // converted for every service no change has touched since.
@@ -38,4 +44,16 @@ func (s *Source) LastEvent() time.Time {
 		return time.Time{}
 	}
 	return s.Last()
+}
+
+// UnreachableSince is when Contact's API server stopped answering; zero
+// while it answers or without a Contact.
+func (s *Source) UnreachableSince() time.Time {
+	if s.Contact == nil {
+		return time.Time{}
+	}
+	if ok, since, _ := s.Contact.State(); !ok {
+		return since
+	}
+	return time.Time{}
 }

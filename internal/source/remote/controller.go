@@ -291,7 +291,7 @@ func (c *Controller) Reconcile(ctx context.Context, secrets []*corev1.Secret) {
 // cluster is a remote cluster's watcher as the registry takes it.
 func (c *Controller) cluster(id model.ClusterID, origin string, rc *remoteCluster) source.Cluster {
 	return source.Cluster{ID: id, Origin: origin, Source: &kube.Source{Store: rc.watcher.Store, Options: c.opts.Convert,
-		IsSynced: rc.watcher.HasSynced, Last: rc.watcher.LastEvent}}
+		IsSynced: rc.watcher.HasSynced, Last: rc.watcher.LastEvent, Contact: rc.contact}}
 }
 
 func (c *Controller) start(id model.ClusterID, d desired, hash [32]byte) (*remoteCluster, error) {
@@ -317,7 +317,9 @@ func (c *Controller) start(id model.ClusterID, d desired, hash [32]byte) (*remot
 
 // contactChanged shows whether the serving client's API server answers in
 // the cluster's status: a synced cluster whose API server is gone keeps
-// its last endpoints, and this is how that staleness shows. A pending
+// its last endpoints, and this is how that staleness shows. The registry
+// is told the cluster changed, so that one withdrawn for staleness (the
+// control plane's --stale-endpoint-ttl) comes back at once. A pending
 // rotation's client reports nothing (it does not serve).
 func (c *Controller) contactChanged(rc *remoteCluster, reachable bool, msg string) {
 	c.mu.Lock()
@@ -332,6 +334,7 @@ func (c *Controller) contactChanged(rc *remoteCluster, reachable bool, msg strin
 		c.log.Warn("remote cluster unreachable; its last known endpoints keep serving", "cluster", rc.id, "error", msg)
 	}
 	c.reg.ClusterError(rc.id, rc.source, msg)
+	c.reg.ClusterChanged(rc.id)
 }
 
 func (c *Controller) setClient(rc *remoteCluster) {

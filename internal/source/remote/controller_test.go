@@ -26,17 +26,21 @@ type registry struct {
 	stores  map[model.ClusterID]*kube.Store
 	sets    map[model.ClusterID]int
 	errors  map[model.ClusterID]string
+	changed map[model.ClusterID]int
+	sources map[model.ClusterID]*kube.Source
 	removed []model.ClusterID
 }
 
 func newRegistry() *registry {
-	return &registry{stores: map[model.ClusterID]*kube.Store{}, sets: map[model.ClusterID]int{}, errors: map[model.ClusterID]string{}}
+	return &registry{stores: map[model.ClusterID]*kube.Store{}, sets: map[model.ClusterID]int{}, errors: map[model.ClusterID]string{},
+		changed: map[model.ClusterID]int{}, sources: map[model.ClusterID]*kube.Source{}}
 }
 
 func (r *registry) SetCluster(c source.Cluster) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.stores[c.ID] = c.Source.(*kube.Source).Store
+	r.sources[c.ID] = c.Source.(*kube.Source)
+	r.stores[c.ID] = r.sources[c.ID].Store
 	r.sets[c.ID]++
 }
 func (r *registry) RemoveCluster(id model.ClusterID) {
@@ -45,7 +49,11 @@ func (r *registry) RemoveCluster(id model.ClusterID) {
 	delete(r.stores, id)
 	r.removed = append(r.removed, id)
 }
-func (r *registry) ClusterChanged(model.ClusterID) {}
+func (r *registry) ClusterChanged(id model.ClusterID) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.changed[id]++
+}
 func (r *registry) ClusterError(id model.ClusterID, _ string, msg string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -236,5 +244,34 @@ func TestReadinessGate(t *testing.T) {
 	}
 	if d := time.Since(begin); d < 2*time.Second {
 		t.Errorf("ready after %s, before c2's SyncTimeout", d)
+	}
+}
+
+// The serving client's Contact is the registered source's, so that the
+// control plane sees the cluster's staleness; a change of it is reported
+// as an error and as a change (a cluster withdrawn for staleness comes back
+// at once).
+func TestContactChangeReachesTheRegistry(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	r := newRegistry()
+	c := newController(r)
+	c.Reconcile(ctx, []*corev1.Secret{secret("s", time.Unix(1, 0), map[string][]byte{"c2": kubeconfig("https://a.example:6443")})})
+	waitServedFrom(t, r, "c2", "a-example-6443")
+	c.mu.Lock()
+	rc := c.running["c2"]
+	c.mu.Unlock()
+	r.mu.Lock()
+	src, before := r.sources["c2"], r.changed["c2"]
+	r.mu.Unlock()
+	if src.Contact == nil || src.Contact != rc.contact {
+		t.Fatalf("the registered source's Contact is %p, the client's %p", src.Contact, rc.contact)
+	}
+	c.contactChanged(rc, false, "API server unreachable since ...")
+	r.mu.Lock()
+	after, msg := r.changed["c2"], r.errors["c2"]
+	r.mu.Unlock()
+	if after != before+1 || !strings.Contains(msg, "unreachable") {
+		t.Errorf("after a contact change: %d changes (was %d), error %q", after, before, msg)
 	}
 }
