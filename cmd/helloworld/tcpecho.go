@@ -24,18 +24,22 @@ const tcpIdle = 5 * time.Minute
 func runTCPEcho(args []string) int {
 	fs := flag.NewFlagSet("tcp-echo", flag.ContinueOnError)
 	addr := fs.String("addr", ":9000", "listen address")
+	prefix := fs.String("prefix", "", "what the answers start with (default NAME/VERSION), as istio/tcp-echo-server's second argument")
 	var id identity
 	id.flags(fs)
 	if _, code := parse(fs, args, 0, "[flags]"); code != 0 {
 		return code
+	}
+	if *prefix == "" {
+		*prefix = id.String()
 	}
 	l, err := net.Listen("tcp", *addr)
 	if err != nil {
 		log.Print(err)
 		return 1
 	}
-	log.Printf("tcp-echo %s on %s", id, l.Addr())
-	log.Print(serveEcho(l, id.String()))
+	log.Printf("tcp-echo %s on %s", *prefix, l.Addr())
+	log.Print(serveEcho(l, *prefix))
 	return 1
 }
 
