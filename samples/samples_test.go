@@ -83,6 +83,39 @@ func TestSamplesDecodeStrictly(t *testing.T) {
 	}
 }
 
+// tcp-echo and grpc-health run in cluster2 only; cluster1 gets their
+// Service alone with `kubectl apply -f FILE -l service=NAME`: that label is
+// on the Service and on nothing else.
+func TestServiceOnlyBySelector(t *testing.T) {
+	for _, name := range []string{"tcp-echo", "grpc-health"} {
+		b, err := os.ReadFile(filepath.Join(name, name+".yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var selected []string
+		r := utilyaml.NewYAMLReader(bufioReader(b))
+		for {
+			doc, err := r.Read()
+			if errors.Is(err, io.EOF) {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var obj metav1.PartialObjectMetadata
+			if err := utilyaml.Unmarshal(doc, &obj); err != nil {
+				t.Fatal(err)
+			}
+			if obj.Labels["service"] == name {
+				selected = append(selected, obj.Kind+"/"+obj.Name)
+			}
+		}
+		if want := []string{"Service/" + name}; !slices.Equal(selected, want) {
+			t.Errorf("%s.yaml -l service=%s selects %v, want %v", name, name, selected, want)
+		}
+	}
+}
+
 func bufioReader(b []byte) *bufio.Reader { return bufio.NewReader(bytes.NewReader(b)) }
 
 // The binary carries every sample, byte for byte.

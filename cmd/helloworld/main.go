@@ -1,22 +1,41 @@
-// Command helloworld is the walkthrough's sample service: GET /hello answers
-// "Hello version: VERSION, instance: NAME". With -probe it is instead a
-// test client that speaks TLS with a chosen SNI and ALPN and no client
-// certificate, to show what a client outside the mesh gets.
+// Command helloworld is the walkthrough's sample service and the lab's
+// stand-in for the samples' images:
+//
+//	helloworld [-addr :5000] [-version v1]      GET /hello answers "Hello version: VERSION, instance: NAME"
+//	helloworld tcp-echo [-addr :9000]           echoes each line, prefixed with NAME/VERSION
+//	helloworld grpc-health [-addr :50051]       the standard gRPC health service, SERVING
+//	helloworld tcp-echo-client ADDR MSG         sends MSG, prints the echoed line
+//	helloworld grpc-health-probe ADDR           asks grpc.health.v1.Health/Check, prints the status
+//
+// With -probe the HTTP server is instead a test client that speaks TLS with
+// a chosen SNI and ALPN and no client certificate, to show what a client
+// outside the mesh gets.
 package main
 
 import (
-	"crypto/tls"
 	"flag"
 	"fmt"
-	"io"
 	"log"
-	"net"
 	"net/http"
 	"os"
 	"time"
 )
 
+// commands are the subcommands; without one, helloworld is the HTTP
+// server (the flags the samples' images and the lab give it).
+var commands = map[string]func(args []string) int{
+	"tcp-echo":          runTCPEcho,
+	"tcp-echo-client":   runTCPEchoClient,
+	"grpc-health":       runGRPCHealth,
+	"grpc-health-probe": runGRPCHealthProbe,
+}
+
 func main() {
+	if len(os.Args) > 1 {
+		if run, ok := commands[os.Args[1]]; ok {
+			os.Exit(run(os.Args[2:]))
+		}
+	}
 	addr := flag.String("addr", ":5000", "listen address")
 	version := flag.String("version", "v1", "version to report")
 	name := flag.String("instance", "", "instance name to report (default: hostname)")
@@ -26,6 +45,10 @@ func main() {
 	cert := flag.String("cert", "", "probe: client certificate chain (PEM file)")
 	key := flag.String("key", "", "probe: client key (PEM file)")
 	flag.Parse()
+	if flag.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "helloworld: unknown command %q (commands: tcp-echo, tcp-echo-client, grpc-health, grpc-health-probe)\n", flag.Arg(0))
+		os.Exit(2)
+	}
 	if *probe != "" {
 		os.Exit(runProbe(*probe, *sni, *alpn, *cert, *key))
 	}
@@ -40,33 +63,35 @@ func main() {
 	log.Fatal(srv.ListenAndServe())
 }
 
-// runProbe sends GET /hello over TLS (no client certificate, server not
-// verified) and prints the answer; exit 0 only when one arrives.
-func runProbe(addr, sni, alpn, certFile, keyFile string) int {
-	cfg := &tls.Config{ServerName: sni, NextProtos: []string{alpn}, InsecureSkipVerify: true} //nolint:gosec // a probe
-	if certFile != "" {
-		pair, err := tls.LoadX509KeyPair(certFile, keyFile)
-		if err != nil {
-			fmt.Println("probe:", err)
-			return 2
-		}
-		cfg.Certificates = []tls.Certificate{pair}
-	}
-	conn, err := tls.DialWithDialer(&netDialer, "tcp", addr, cfg)
-	if err != nil {
-		fmt.Println("no answer:", err)
-		return 1
-	}
-	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(3 * time.Second))
-	fmt.Fprintf(conn, "GET /hello HTTP/1.1\r\nHost: helloworld.sample:5000\r\nConnection: close\r\n\r\n")
-	b, err := io.ReadAll(conn)
-	if err != nil || len(b) == 0 {
-		fmt.Println("no answer:", err)
-		return 1
-	}
-	fmt.Print(string(b))
-	return 0
+// identity is a server's NAME/VERSION, NAME the hostname unless given.
+type identity struct{ name, version string }
+
+func (id *identity) flags(fs *flag.FlagSet) {
+	fs.StringVar(&id.version, "version", "v1", "version to report")
+	fs.StringVar(&id.name, "instance", "", "instance name to report (default: hostname)")
 }
 
-var netDialer = net.Dialer{Timeout: 3 * time.Second}
+func (id identity) String() string {
+	name := id.name
+	if name == "" {
+		name, _ = os.Hostname()
+	}
+	return name + "/" + id.version
+}
+
+// parse parses a subcommand's flags; want is how many arguments it takes
+// (its usage names them). Exit code 2 on a usage error, as flag does.
+func parse(fs *flag.FlagSet, args []string, want int, usage string) ([]string, int) {
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: helloworld %s %s\n", fs.Name(), usage)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, 2
+	}
+	if fs.NArg() != want {
+		fs.Usage()
+		return nil, 2
+	}
+	return fs.Args(), 0
+}

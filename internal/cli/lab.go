@@ -165,11 +165,14 @@ shared cacerts (root → intermediate) in
 both clusters, ` + "`horizon install`" + ` on cluster1 (discovery as a Pod, the east-west
 gateway, meshNetworks) and --remote on cluster2, cluster2's remote Secret in
 cluster1, the sample namespace labelled istio-injection=enabled in both,
-helloworld v2 in cluster2, v1 + the Gateway + sleep in cluster1 (the samples
-built into this binary, or --samples), then curls helloworld.sample:5000/hello from sleep and shows
-each answer's version with the upstream sleep's proxy logged for it. It
-fails unless both versions answer, v1 from its pod's address and v2 only
-through cluster2's gateway public address.`,
+helloworld v2, tcp-echo and grpc-health in cluster2, v1 + the Gateway + sleep
+and the Services of tcp-echo and grpc-health in cluster1 (the samples built
+into this binary, or --samples), then curls helloworld.sample:5000/hello from
+sleep and shows each answer's version with the upstream sleep's proxy logged
+for it, then calls tcp-echo (TCP) and grpc-health (a gRPC health check) from
+sleep. It fails unless both versions answer, v1 from its pod's address and v2
+only through cluster2's gateway public address, and tcp-echo and
+grpc-health answer through that gateway.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
@@ -181,7 +184,7 @@ through cluster2's gateway public address.`,
 			return err
 		},
 	}
-	demoCmd.Flags().StringVar(&demo.Samples, "samples", "", "a samples directory (helloworld/, sleep/) instead of the samples built into this binary")
+	demoCmd.Flags().StringVar(&demo.Samples, "samples", "", "a samples directory (helloworld/, sleep/, tcp-echo/, grpc-health/) instead of the samples built into this binary")
 	demoCmd.Flags().IntVar(&demo.Requests, "requests", 20, "how many requests sleep sends")
 	demoCmd.Flags().DurationVar(&demo.Timeout, "timeout", 3*time.Minute, "bound on each wait (rollouts, addresses, the mesh converging)")
 	cmd.AddCommand(up, down, env, status, nodeCmd, demoCmd)

@@ -126,7 +126,7 @@ func startCrossnet(t *testing.T, opts crossnetOptions) *crossnet {
 		lab.In(r.ns, "iptables", "-t", "nat", "-A", "POSTROUTING", "-o", "pub0", "-j", "MASQUERADE")
 	}
 	lab.AttachRoot(n1, x.discoveryIP+"/24") // discovery runs in cluster1's network
-	hosts := []string{crossnetClusterIP + " helloworld.sample"}
+	hosts := crossnetHosts
 	x.workloads = []crossWorkload{
 		{"sleep1", n1, n1net + ".10", n1net + ".1", "sleep", "cluster1", "network1", "", ""},
 		{"hw1", n1, n1net + ".11", n1net + ".1", "helloworld", "cluster1", "network1", "v1", ""},
@@ -249,6 +249,29 @@ func startCrossnet(t *testing.T, opts crossnetOptions) *crossnet {
 		})
 	}
 	return x
+}
+
+// crossnetHosts is every workload's /etc/hosts: the names the lab's pods
+// resolve (as kube-dns would answer them).
+var crossnetHosts = []string{crossnetClusterIP + " helloworld.sample"}
+
+// addWorkload adds a pod to the running topology: its namespace on its
+// network's bridge, then each of apps (helloworld's subcommand and
+// flags, e.g. tcp-echo -addr :9000), then its sidecar (startWorkload).
+// Create its Pod, Services and EndpointSlices first: a sidecar's inbound
+// ports are those its workload serves when its stream binds its listeners
+// and clusters, and do not follow later changes.
+func (x *crossnet) addWorkload(w crossWorkload, apps ...[]string) {
+	x.t.Helper()
+	x.ns[w.name] = x.lab.Namespace(w.name)
+	x.lab.Attach(x.ns[w.name], w.bridge, "eth0", w.ip+"/24")
+	x.lab.In(x.ns[w.name], "ip", "route", "add", "default", "via", w.gw)
+	x.lab.Hosts(x.ns[w.name], crossnetHosts...)
+	x.workloads = append(x.workloads, w)
+	for _, app := range apps {
+		x.lab.Start(x.ns[w.name], 0, filepath.Join(x.dir, w.name+"."+app[0]+".log"), append([]string{x.hello}, app...)...)
+	}
+	x.startWorkload(w)
 }
 
 // startWorkload starts a workload of the topology in its namespace

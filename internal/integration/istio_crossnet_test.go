@@ -39,9 +39,8 @@ import (
 //     ClusterIP, and curl to it reaches remote2 through cluster2's gateway,
 //     over mutual TLS.
 //
-// remote2's sidecar starts once remoteonly's EndpointSlice exists: a
-// sidecar's inbound ports are those its workload serves when its stream
-// binds its listeners and clusters, and do not follow later changes.
+// remote2's sidecar starts once remoteonly's EndpointSlice exists
+// (addWorkload says why).
 func TestIstioSidecarAcrossNetworks(t *testing.T) {
 	pilotAgent := pilotAgentBinary(t)
 	tmpl := istioBootstrapTemplate(t)
@@ -214,11 +213,7 @@ func TestIstioSidecarAcrossNetworks(t *testing.T) {
 	serviceWith(t, c2, "sample", "remoteonly", remoteIP, "http", 5000, nil, "")
 	endpoints(t, c2, "sample", "remoteonly", "http", 5000, map[string]string{remote2.name: remote2.ip})
 	created := time.Now()
-	x.ns[remote2.name] = lab.Namespace(remote2.name)
-	lab.Attach(x.ns[remote2.name], remote2.bridge, "eth0", remote2.ip+"/24")
-	lab.In(x.ns[remote2.name], "ip", "route", "add", "default", "via", remote2.gw)
-	x.workloads = append(x.workloads, remote2)
-	x.startWorkload(remote2)
+	x.addWorkload(remote2)
 	for _, name := range lookups {
 		var out string
 		waitFor(t, 15*time.Second, name+" to resolve to "+remoteIP+" in istio-dns's pod", func() bool {

@@ -315,12 +315,14 @@ func copyFile(t *testing.T, from, to string, mode os.FileMode) {
 	must(t, out.Close())
 }
 
-// waitLogLine waits up to 5 s for a line of the log at path that holds
-// every one of parts, and logs the last such line as what.
+// waitLogLine waits up to 15 s for a line of the log at path that holds
+// every one of parts, and logs the last such line as what. (Envoy writes
+// its access log out every 10 s, --file-flush-interval-msec's default,
+// unless 64 KiB are waiting.)
 func waitLogLine(t *testing.T, what, path string, parts ...string) {
 	t.Helper()
 	var found string
-	waitFor(t, 5*time.Second, what+" in "+filepath.Base(path), func() bool {
+	waitFor(t, 15*time.Second, what+" in "+filepath.Base(path), func() bool {
 		b, _ := os.ReadFile(path)
 		for _, l := range strings.Split(string(b), "\n") {
 			if containsAll(l, parts) {

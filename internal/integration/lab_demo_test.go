@@ -93,10 +93,33 @@ func TestLabDemo(t *testing.T) {
 	if v1 == 0 || v2 == 0 || v1+v2 != 20 {
 		t.Errorf("answers with their upstreams: v1 %d, v2 %d", v1, v2)
 	}
+	// TCP and gRPC to tcp-echo and grpc-health, which run in cluster2
+	// only: answered through cluster2's gateway.
+	calls := map[string]string{}
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 6 || (f[0] != "TCP" && f[0] != "gRPC") || !strings.HasPrefix(f[2], "upstream_host=") || f[4] != "answered:" {
+			continue
+		}
+		calls[f[0]] = line
+		if host := strings.TrimPrefix(f[2], "upstream_host="); !strings.HasPrefix(host, "203.0.113.2") || !strings.HasSuffix(host, ":15443") {
+			t.Errorf("%s through %s, want cluster2's gateway: %s", f[0], host, line)
+		}
+	}
+	if l := calls["TCP"]; !strings.HasSuffix(l, " hello from sleep") || !strings.Contains(l, "upstream_cluster=outbound|9000||tcp-echo.sample.svc.cluster.local") {
+		t.Errorf("the TCP call's line: %q, want tcp-echo's pod to echo 'hello from sleep'", l)
+	}
+	if l := calls["gRPC"]; !strings.Contains(l, "answered: status: SERVING") || !strings.Contains(l, "upstream_cluster=outbound|50051||grpc-health.sample.svc.cluster.local") {
+		t.Errorf("the gRPC call's line: %q, want SERVING", l)
+	}
 	for _, want := range []string{"$ horizon install --context cluster1", "$ horizon install --context cluster2 --remote",
 		"$ horizon create-remote-secret --context cluster2 --name cluster2", "$ kubectl --context cluster1 label namespace sample istio-injection=enabled",
 		"$ kubectl --context cluster1 -n sample exec deploy/sleep -c sleep -- curl", "$ kubectl --context cluster1 -n sample logs deploy/sleep -c istio-proxy",
-		"$ kubectl --context cluster1 -n sample apply -f " + filepath.Join(state, "demo", "samples", "helloworld", "helloworld-v1.yaml"), "demo: OK in "} {
+		"$ kubectl --context cluster1 -n sample apply -f " + filepath.Join(state, "demo", "samples", "helloworld", "helloworld-v1.yaml"),
+		"$ kubectl --context cluster1 -n sample apply -f " + filepath.Join(state, "demo", "samples", "tcp-echo", "tcp-echo.yaml") + " -l service=tcp-echo",
+		"$ kubectl --context cluster1 -n sample exec deploy/sleep -c sleep -- helloworld tcp-echo-client tcp-echo.sample:9000 'hello from sleep'",
+		"$ kubectl --context cluster1 -n sample exec deploy/sleep -c sleep -- helloworld grpc-health-probe grpc-health.sample:50051",
+		"demo: OK in "} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the demo's output lacks %q", want)
 		}

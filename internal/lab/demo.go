@@ -30,8 +30,9 @@ type DemoOptions struct {
 	// Horizon runs a horizon command in this process (cli.Run): the lab
 	// package cannot import the CLI.
 	Horizon func(args []string, stdout, stderr io.Writer) int
-	// Samples is a samples directory (helloworld/, sleep/); "" for the
-	// samples built into this binary, written to the state directory.
+	// Samples is a samples directory (helloworld/, sleep/, tcp-echo/,
+	// grpc-health/); "" for the samples built into this binary, written to
+	// the state directory.
 	Samples string
 	// Requests is how many times sleep curls helloworld (20 when 0).
 	Requests int
@@ -51,7 +52,20 @@ type DemoResult struct {
 	V1Upstreams, V2Upstreams []string
 	// Gateway2 is cluster2's gateway public address.
 	Gateway2 string
-	Elapsed  time.Duration
+	// TCP and GRPC are sleep's calls to tcp-echo and grpc-health, which
+	// run in cluster2 only.
+	TCP, GRPC DemoCall
+	Elapsed   time.Duration
+}
+
+// DemoCall is one call from sleep in cluster1 and what sleep's proxy
+// logged of it.
+type DemoCall struct {
+	// Answer is what the client printed.
+	Answer string
+	// Upstream is the upstream host sleep's proxy logged (cluster2's
+	// gateway), Cluster its upstream cluster.
+	Upstream, Cluster string
 }
 
 // demo is one run of the walkthrough. Every kubectl command it prints is
@@ -309,7 +323,20 @@ func (d *demo) run(ctx context.Context) (*DemoResult, error) {
 		"-f", filepath.Join(hw, "helloworld-gateway.yaml"), "-f", filepath.Join(d.samples, "sleep", "sleep.yaml")); err != nil {
 		return nil, err
 	}
-	for _, w := range []struct{ cluster, name string }{{c2.Name, "helloworld-v2"}, {c1.Name, "helloworld-v1"}, {c1.Name, "sleep"}} {
+	// tcp-echo and grpc-health run in cluster2 only; cluster1 has their
+	// Services (the names sleep calls), as the walkthrough has a user
+	// publish a service only another cluster runs.
+	tcpEcho, grpcHealth := filepath.Join(d.samples, "tcp-echo", "tcp-echo.yaml"), filepath.Join(d.samples, "grpc-health", "grpc-health.yaml")
+	if _, err := d.kubectlShown(ctx, "--context", c2.Name, "-n", "sample", "apply", "-f", tcpEcho, "-f", grpcHealth); err != nil {
+		return nil, err
+	}
+	for _, f := range []struct{ file, service string }{{tcpEcho, "tcp-echo"}, {grpcHealth, "grpc-health"}} {
+		if _, err := d.kubectlShown(ctx, "--context", c1.Name, "-n", "sample", "apply", "-f", f.file, "-l", "service="+f.service); err != nil {
+			return nil, err
+		}
+	}
+	for _, w := range []struct{ cluster, name string }{{c2.Name, "helloworld-v2"}, {c2.Name, "tcp-echo"}, {c2.Name, "grpc-health"},
+		{c1.Name, "helloworld-v1"}, {c1.Name, "sleep"}} {
 		if _, err := d.kubectlShown(ctx, "--context", w.cluster, "-n", "sample", "rollout", "status", "deploy/"+w.name, "--timeout="+timeout); err != nil {
 			return res, d.podTrouble(ctx, w.cluster, "sample", err)
 		}
@@ -317,7 +344,13 @@ func (d *demo) run(ctx context.Context) (*DemoResult, error) {
 
 	// 5. The requests.
 	step(5, fmt.Sprintf("%d requests from sleep in cluster1", d.o.Requests))
-	return res, d.requests(ctx, res)
+	if err := d.requests(ctx, res); err != nil {
+		return res, err
+	}
+
+	// 6. TCP and gRPC.
+	step(6, "TCP and gRPC from sleep in cluster1 to tcp-echo and grpc-health, which run in cluster2 only")
+	return res, d.otherProtocols(ctx, res)
 }
 
 // namespace creates ns in cluster (kept if it exists) and sets label

@@ -80,6 +80,9 @@ func RunNode(ctx context.Context, o NodeOptions) error {
 	env := []string{"KUBERNETES_SERVICE_HOST=" + kip.String(), "KUBERNETES_SERVICE_PORT=" + port, "KUBERNETES_SERVICE_PORT_HTTPS=" + port,
 		"KUBERNETES_PORT=tcp://" + kip.String() + ":" + port, "KUBERNETES_PORT_443_TCP=tcp://" + kip.String() + ":" + port,
 		"KUBERNETES_PORT_443_TCP_PROTO=tcp", "KUBERNETES_PORT_443_TCP_PORT=" + port, "KUBERNETES_PORT_443_TCP_ADDR=" + kip.String()}
+	if o.Programs.ClientDir, err = clientDir(dir, o.Programs.Helloworld); err != nil {
+		return err
+	}
 	kubelet, kubeletTLS, err := kubeletListener(spec, dir)
 	if err != nil {
 		return err
@@ -116,6 +119,29 @@ func RunNode(ctx context.Context, o NodeOptions) error {
 		return nil
 	}
 	return err
+}
+
+// clientDir makes the directory the sleep images' containers find first
+// on their PATH: helloworld (its tcp-echo-client and grpc-health-probe are
+// the demo's TCP and gRPC clients), as a symbolic link. "" without
+// helloworld.
+func clientDir(dir clusterDir, helloworld string) (string, error) {
+	if helloworld == "" {
+		return "", nil
+	}
+	abs, err := filepath.Abs(helloworld)
+	if err != nil {
+		return "", err
+	}
+	clients := filepath.Join(dir.node(), "clients")
+	link := filepath.Join(clients, "helloworld")
+	if err := os.MkdirAll(clients, 0o755); err != nil {
+		return "", err
+	}
+	if err := os.Remove(link); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return "", err
+	}
+	return clients, os.Symlink(abs, link)
 }
 
 // kubeletListener listens for the kubelet API on the node's InternalIP

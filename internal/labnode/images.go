@@ -24,6 +24,10 @@ type Programs struct {
 	// Sleep is the sleep program of the walkthrough's sleep images
 	// ("sleep" from PATH by default); PATH must also hold curl.
 	Sleep string
+	// ClientDir, when set, comes first on the PATH of the sleep images'
+	// containers: the lab's clients (helloworld tcp-echo-client,
+	// grpc-health-probe) for `kubectl exec`, as curl is.
+	ClientDir string
 }
 
 // Program is what a container runs: an executable and its arguments
@@ -45,6 +49,7 @@ func (e *ImageError) Error() string { return fmt.Sprintf("image %q: %s", e.Image
 
 // Known lists the images the lab node runs, for messages.
 const Known = "horizon/discovery* (horizon-discovery), horizon/proxy* (horizon-agent), istio/examples-helloworld-vN (helloworld), " +
+	"istio/tcp-echo-server (helloworld tcp-echo), e2e-test-images/agnhost grpc-health-checking (helloworld grpc-health), " +
 	"curlimages/curl, governmentpaas/curl-ssl, */sleep (sleep, with curl on PATH)"
 
 var helloworldRe = regexp.MustCompile(`^istio/examples-helloworld-(v[0-9]+)$`)
@@ -90,6 +95,10 @@ func MapImage(c *corev1.Container, p Programs) (Program, error) {
 		v := helloworldRe.FindStringSubmatch(last2)[1]
 		return Program{Image: "helloworld", Argv: []string{p.Helloworld, "-addr", ":5000", "-version", v},
 			Env: []corev1.EnvVar{{Name: "SERVICE_VERSION", Value: v}}}, nil
+	case last2 == "istio/tcp-echo-server":
+		return mapTCPEcho(c, p)
+	case last2 == "e2e-test-images/agnhost":
+		return mapAgnhost(c, p)
 	case last2 == "curlimages/curl" || last2 == "governmentpaas/curl-ssl" || base == "sleep":
 		sleep := p.Sleep
 		if sleep == "" {

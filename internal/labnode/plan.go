@@ -41,6 +41,9 @@ func PlanContainer(ctx context.Context, pod *corev1.Pod, c *corev1.Container, pr
 	if pathEnv == "" {
 		pathEnv = DefaultPath
 	}
+	if prog.Image == "sleep" && progs.ClientDir != "" {
+		pathEnv = progs.ClientDir + ":" + pathEnv
+	}
 	uid := *runAsUser(pod, c, prog.UID)
 	home := "/"
 	if uid == 0 {

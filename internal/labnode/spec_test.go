@@ -177,6 +177,20 @@ func TestMapImage(t *testing.T) {
 			want: []string{"/bin/helloworld", "-addr", ":5000", "-version", "v2"}, wantEnv: []corev1.EnvVar{{Name: "SERVICE_VERSION", Value: "v2"}}},
 		{name: "helloworld with a command", c: corev1.Container{Image: "istio/examples-helloworld-v2", Command: []string{"python"}},
 			imageErr: "command/args are not supported"},
+		{name: "Istio's tcp-echo sample", c: corev1.Container{Image: "docker.io/istio/tcp-echo-server:1.3", Args: []string{"9000", "hello"}},
+			want: []string{"/bin/helloworld", "tcp-echo", "-addr", ":9000", "-prefix", "hello"}},
+		{name: "tcp-echo on several ports", c: corev1.Container{Image: "istio/tcp-echo-server:1.3", Args: []string{"9000,9001", "hello"}},
+			imageErr: "serves one port"},
+		{name: "tcp-echo without a prefix", c: corev1.Container{Image: "istio/tcp-echo-server:1.3", Args: []string{"9000"}},
+			imageErr: "args [PORT, PREFIX]"},
+		{name: "agnhost grpc-health-checking", c: corev1.Container{Image: "registry.k8s.io/e2e-test-images/agnhost:2.53", Args: []string{"grpc-health-checking", "--port=50051", "--http-port", "8080"}},
+			want: []string{"/bin/helloworld", "grpc-health", "-addr", ":50051"}},
+		{name: "agnhost grpc-health-checking, default port, by command", c: corev1.Container{Image: "registry.k8s.io/e2e-test-images/agnhost:2.53", Command: []string{"/agnhost", "grpc-health-checking"}},
+			want: []string{"/bin/helloworld", "grpc-health", "-addr", ":5000"}},
+		{name: "agnhost's other commands", c: corev1.Container{Image: "registry.k8s.io/e2e-test-images/agnhost:2.53", Args: []string{"netexec"}},
+			imageErr: "only its grpc-health-checking command"},
+		{name: "agnhost grpc-health-checking with a flag the lab lacks", c: corev1.Container{Image: "registry.k8s.io/e2e-test-images/agnhost:2.53", Args: []string{"grpc-health-checking", "--delay-unhealthy-sec=5"}},
+			imageErr: "takes only --port"},
 		{name: "curl image sleeps as told", c: corev1.Container{Image: "curlimages/curl", Command: []string{"/bin/sleep", "infinity"}},
 			want: []string{"sleep", "infinity"}},
 		{name: "curl-ssl sleep 3650d in args", c: corev1.Container{Image: "governmentpaas/curl-ssl", Command: []string{"/bin/sleep"}, Args: []string{"3650d"}},
@@ -557,6 +571,16 @@ func TestPlanContainer(t *testing.T) {
 	}
 	if p.UID != 0 || p.GID != 0 || p.Caps != nil || p.Env[2] != "HOME=/root" || p.Env[0] != "PATH=/p" {
 		t.Errorf("init container plan %+v", p)
+	}
+	// The sleep images find the lab's clients first on their PATH; other
+	// images do not.
+	progs := Programs{Agent: "/opt/horizon-agent", ClientDir: "/state/clients"}
+	sleep := corev1.Container{Name: "sleep", Image: "curlimages/curl", Command: []string{"/bin/sleep", "infinity"}}
+	if p, err = PlanContainer(context.Background(), pod, &sleep, progs, lookup(), nil, "/p"); err != nil || p.Env[0] != "PATH=/state/clients:/p" {
+		t.Errorf("sleep's plan: %v %+v, want PATH=/state/clients:/p", err, p)
+	}
+	if p, err = PlanContainer(context.Background(), pod, &initC, progs, lookup(), nil, "/p"); err != nil || p.Env[0] != "PATH=/p" {
+		t.Errorf("the init container's plan: %v %+v, want PATH=/p", err, p)
 	}
 	// An image without a program is an ImageError; a missing ConfigMap a ConfigError.
 	if _, err := PlanContainer(context.Background(), pod, &corev1.Container{Image: "nginx"}, Programs{}, lookup(), nil, ""); !isImageError(err) {

@@ -200,6 +200,7 @@ func inboundListener(v SidecarView) *listenerv3.Listener {
 		RequireClientCertificate: wrapperspb.Bool(true),
 		CommonTlsContext:         meshTLSContext(nil),
 	})
+	httpTLS := inboundHTTPTLS()
 	for _, port := range v.InboundPorts {
 		cluster := "inbound|" + itoa(port) + "||"
 		if slices.Contains(v.InboundTCP, port) {
@@ -218,7 +219,7 @@ func inboundListener(v SidecarView) *listenerv3.Listener {
 		chains = append(chains, &listenerv3.FilterChain{
 			Name:             cluster,
 			FilterChainMatch: &listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(port)},
-			TransportSocket:  tls,
+			TransportSocket:  httpTLS,
 			Filters:          []*listenerv3.Filter{httpManager("inbound_"+itoa(port), "", route)},
 		})
 	}
@@ -230,6 +231,19 @@ func inboundListener(v SidecarView) *listenerv3.Listener {
 		// A port the workload does not serve through the mesh: refuse rather
 		// than forward unauthenticated traffic.
 	}
+}
+
+// inboundHTTPTLS is the mutual TLS of inbound HTTP chains: as the TCP
+// chains', but it negotiates no ALPN. The connection manager picks its
+// codec from the negotiated ALPN when there is one, and the mesh's
+// ("istio", what clients offer) would make it HTTP/1.1 even for the
+// HTTP/2 a client's sidecar speaks to gRPC and http2 ports (answered 400);
+// without one it reads the client's first bytes (the HTTP/2 preface or
+// not).
+func inboundHTTPTLS() *corev3.TransportSocket {
+	common := meshTLSContext(nil)
+	common.AlpnProtocols = nil
+	return envoyconf.DownstreamTLS(&tlsv3.DownstreamTlsContext{RequireClientCertificate: wrapperspb.Bool(true), CommonTlsContext: common})
 }
 
 // InboundClusters are the clusters of a sidecar's own ports.
