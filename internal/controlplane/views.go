@@ -22,8 +22,10 @@ import (
 // Classify maps a proxy to its view of a type. EDS depends only on the
 // proxy's network. Listeners and clusters are shared by every sidecar of a
 // cluster whose workload serves the same ports (its inbound side); routes
-// and Istio's NDS name table by every sidecar of a cluster (they name its
-// ClusterIPs). Routers get no NDS (translate.ViewOf).
+// by every sidecar of a cluster and namespace (they name the cluster's
+// ClusterIPs and the namespace's bare service names; the namespace as the
+// mesh verifies it, translate.ProxyOf); Istio's NDS name table by every
+// sidecar of a cluster. Routers get no NDS (translate.ViewOf).
 //
 // A proxy must stand somewhere the mesh knows: its network one the mesh
 // names (meshNetworks, network labels, gateways) and its cluster one that
@@ -48,7 +50,9 @@ func (cp *ControlPlane) classify(typeURL string, p server.Proxy) (translate.View
 	var tp translate.Proxy
 	claimed := false
 	switch typeURL {
-	case resource.ClusterType, resource.ListenerType:
+	case resource.ClusterType, resource.ListenerType, resource.RouteType:
+		// Routes: the namespace whose bare names they carry is verified
+		// the same way (the proved one, else the workload's).
 		claim := translate.Claim{Router: p.Router, Network: p.Network, Cluster: p.Cluster, IPs: p.IPs, Labels: p.Labels}
 		if p.Verified {
 			claim.Namespace, claim.ServiceAccount = p.Namespace, p.ServiceAccount

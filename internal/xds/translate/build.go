@@ -49,7 +49,7 @@ func Build(in Input, typeURL string, v View) map[string]types.Resource {
 		}
 		return out
 	}
-	sv := SidecarView{Cluster: v.Cluster, RegistryOnly: in.Options.registryOnly()}
+	sv := SidecarView{Cluster: v.Cluster, Namespace: v.Namespace, RegistryOnly: in.Options.registryOnly()}
 	sv.InboundPorts, sv.InboundTCP = v.Inbound.List()
 	switch typeURL {
 	case resource.ClusterType:

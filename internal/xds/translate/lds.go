@@ -44,7 +44,10 @@ const AccessLogFormat = `[%START_TIME%] "%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PA
 // shared outbound part: its cluster (whose ClusterIPs it routes on) and the
 // ports its own workload serves, with those of them that are TCP.
 type SidecarView struct {
-	Cluster      model.ClusterID
+	Cluster model.ClusterID
+	// Namespace is the sidecar's verified namespace (View.Namespace), only
+	// for routes: its services are routed by their bare names too.
+	Namespace    string
 	InboundPorts []uint32 // sorted
 	InboundTCP   []uint32 // of InboundPorts, proxied as TCP (the others HTTP)
 	// RegistryOnly: unknown destinations go to BlackHoleCluster, not
