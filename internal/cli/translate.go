@@ -121,7 +121,8 @@ func (f translateFlags) validate() ([]manifest.ClusterSource, error) {
 		return nil, cmdutil.Usagef("--outbound-traffic-policy: %v", err)
 	}
 	if f.name != "" && (f.typ == "cds" || f.typ == "eds") {
-		if _, _, err := translate.ParseClusterName(f.name); err != nil && f.name != translate.PassthroughCluster {
+		podCluster := f.typ == "cds" && translate.IsPodClusterName(f.name) // a headless service's
+		if _, _, err := translate.ParseClusterName(f.name); err != nil && f.name != translate.PassthroughCluster && !podCluster {
 			return nil, cmdutil.Usagef("--name: %v", err)
 		}
 	}

@@ -107,7 +107,8 @@ func cutID(id string) string {
 func EDSView(network string) translate.View { return translate.View{Network: network} }
 
 // updateViews rebuilds CDS only when the clusters changed, LDS and RDS only
-// when what they read changed (services, ports, ClusterIPs, Gateways), NDS
+// when what they read changed (services, ports, ClusterIPs, Gateways, and
+// for LDS the endpoints of headless services), NDS
 // only when services or their ClusterIPs changed, and
 // EDS for every network view that has proxies — there, only the services
 // whose endpoints changed (see buildEDS).
@@ -120,8 +121,8 @@ func (cp *ControlPlane) updateViews(m *model.Mesh) {
 	cp.mu.Unlock()
 	gwChanged := gwKey != cp.gwKey
 	cp.gwKey = gwKey
-	cdsChanged, routesChanged, ndsChanged := cp.keys.update(m, cp.opts.Translate)
-	rebuildCDS, rebuildRoutes := cdsChanged || gwChanged, routesChanged || gwChanged
+	cdsChanged, ldsChanged, routesChanged, ndsChanged := cp.keys.update(m, cp.opts.Translate)
+	rebuildCDS, rebuildLDS, rebuildRoutes := cdsChanged || gwChanged, ldsChanged || gwChanged, routesChanged || gwChanged
 	views := cp.Views.Views()
 	sort.Slice(views, func(i, j int) bool { return views[i].String() < views[j].String() })
 	cp.forgetEDS(views)
@@ -129,8 +130,10 @@ func (cp *ControlPlane) updateViews(m *model.Mesh) {
 		switch {
 		case v.TypeURL == resource.ClusterType && !rebuildCDS:
 			continue // clusters depend on no endpoint: skip the build
-		case (v.TypeURL == resource.ListenerType || v.TypeURL == resource.RouteType) && !rebuildRoutes:
-			continue // nor do listeners and routes
+		case v.TypeURL == resource.ListenerType && !rebuildLDS:
+			continue // nor do listeners, but for headless services' pods
+		case v.TypeURL == resource.RouteType && !rebuildRoutes:
+			continue // nor do routes
 		case v.TypeURL == translate.NameTableType && !ndsChanged:
 			continue // nor the name table, which no Gateway changes either
 		}
@@ -173,30 +176,52 @@ type serviceKeys struct {
 	last []serviceKey // in m.Services() order
 }
 
-type serviceKey struct{ cds, routes, nds string }
+type serviceKey struct{ cds, lds, routes, nds string }
 
-// update computes m's keys and reports whether the CDS, the routes or the
-// NDS keys differ from the last push's.
-func (k *serviceKeys) update(m *model.Mesh, opts translate.Options) (cdsChanged, routesChanged, ndsChanged bool) {
+// update computes m's keys and reports whether the CDS, the listeners',
+// the routes' or the NDS keys differ from the last push's.
+func (k *serviceKeys) update(m *model.Mesh, opts translate.Options) (cdsChanged, ldsChanged, routesChanged, ndsChanged bool) {
 	svcs := m.Services()
 	memo := make(map[*model.Service]serviceKey, len(svcs))
 	cur := make([]serviceKey, len(svcs))
 	changed := k.memo == nil || len(svcs) != len(k.last)
-	cdsChanged, routesChanged, ndsChanged = changed, changed, changed
+	cdsChanged, ldsChanged, routesChanged, ndsChanged = changed, changed, changed, changed
 	for i, s := range svcs {
 		key, ok := k.memo[s]
 		if !ok {
 			key = serviceKey{cds: cdsKey(s, opts), routes: routesKey(s), nds: ndsKey(s)}
+			key.lds = key.routes + headlessKey(s)
 		}
 		memo[s], cur[i] = key, key
 		if i < len(k.last) {
 			cdsChanged = cdsChanged || key.cds != k.last[i].cds
+			ldsChanged = ldsChanged || key.lds != k.last[i].lds
 			routesChanged = routesChanged || key.routes != k.last[i].routes
 			ndsChanged = ndsChanged || key.nds != k.last[i].nds
 		}
 	}
 	k.memo, k.last = memo, cur
-	return cdsChanged, routesChanged, ndsChanged
+	return cdsChanged, ldsChanged, routesChanged, ndsChanged
+}
+
+// headlessKey identifies what the listeners read of a service's endpoints:
+// for a headless service, the clusters it is headless in and their
+// endpoints (address, port, mTLS), each a pod's outbound chain there
+// (translate.PodClusters); nothing for the others.
+func headlessKey(s *model.Service) string {
+	if len(s.Headless) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, " headless=%v", s.Headless)
+	for _, p := range s.Ports {
+		for _, e := range s.Endpoints[p.Port] {
+			if slices.Contains(s.Headless, e.Cluster) {
+				fmt.Fprintf(&b, " %d:%s/%s:%d/%v", p.Port, e.Cluster, e.Address, e.Port, e.MTLS)
+			}
+		}
+	}
+	return b.String()
 }
 
 // routesKey identifies what sidecar listeners and routes read from a
@@ -234,11 +259,13 @@ func writeClusterIPs(b *strings.Builder, s *model.Service) {
 }
 
 // cdsKey identifies a service's part of the CDS output: clusters depend
-// only on the service ports (their protocols: HTTP/2 upstream or not) and
-// the identities behind them, so an
-// endpoint-only change keeps the key and skips the build.
+// only on the service ports (their protocols: HTTP/2 upstream or not), the
+// identities behind them and the clusters where the service is headless
+// (whose sidecars get its pod clusters), so an endpoint-only change keeps
+// the key and skips the build.
 func cdsKey(s *model.Service, opts translate.Options) string {
 	var b strings.Builder
+	fmt.Fprintf(&b, "headless=%v\n", s.Headless) // its pods' clusters (translate.PodClusters)
 	for _, p := range s.Ports {
 		b.WriteString(translate.ClusterName(p.Port, s.Hostname) + " " + string(p.Selected()))
 		for _, id := range translate.SpiffeIDs(s, p.Port, opts) {

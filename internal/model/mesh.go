@@ -20,6 +20,9 @@ type Service struct {
 	Endpoints map[uint32][]*Endpoint
 	// ClusterIPs per cluster, as each cluster allocated them.
 	ClusterIPs map[ClusterID][]string
+	// Headless are the clusters, sorted, whose Service is headless
+	// (clusterIP None): their clients address its pods directly.
+	Headless []ClusterID
 
 	networks []string // of its endpoints, for Mesh.Networks without a walk
 }

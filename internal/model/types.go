@@ -90,6 +90,9 @@ type ClusterService struct {
 	Labels    map[string]string
 	// ClusterIPs as the Service spec lists them ("None" is left out).
 	ClusterIPs []string
+	// Headless: the spec says clusterIP None (a StatefulSet's governing
+	// service): clients address its pods by their own IPs.
+	Headless bool
 	Ports      []ServicePort
 	// Endpoints by service port number, ready ones only, deduplicated.
 	Endpoints map[uint32][]*Endpoint

@@ -59,6 +59,9 @@ func Build(in Input, typeURL string, v View) map[string]types.Resource {
 		for _, c := range InboundClusters(sv) {
 			out[c.Name] = c
 		}
+		for _, c := range PodClusters(m, v.Cluster, in.Options) {
+			out[c.Name] = c
+		}
 	case resource.ListenerType:
 		for _, l := range LDS(m, sv) {
 			out[l.Name] = l
