@@ -2,6 +2,7 @@ package controlplane
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"strings"
 	"testing"
@@ -16,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
+	"github.com/horizonmesh/horizon/internal/model"
 	"github.com/horizonmesh/horizon/internal/source"
 	"github.com/horizonmesh/horizon/internal/source/kube"
 	"github.com/horizonmesh/horizon/internal/testing/adsclient"
@@ -88,6 +90,7 @@ func TestClaimedNamespacesMakeNoRouteViews(t *testing.T) {
 		}
 		return c
 	}
+	late := dial("sidecar~10.1.0.3~web-0.c", "", "10.1.0.3") // its pod is not known yet
 	var claimants []*adsclient.Client
 	for i := range 20 {
 		claimants = append(claimants, dial(fmt.Sprintf("sidecar~10.3.0.%d~x.ns-%d", i+1, i), fmt.Sprintf("ns-%d", i), fmt.Sprintf("10.3.0.%d", i+1)))
@@ -122,13 +125,40 @@ func TestClaimedNamespacesMakeNoRouteViews(t *testing.T) {
 			t.Errorf("%s: %v", c.Node.Id, err)
 		}
 	}
+	// Its workload appears, in a namespace new to the mesh: the stream
+	// moves to that namespace's routes.
+	webIn(st, "c", "10.96.0.3", "10.1.0.3")
+	cp.ClusterChanged("c1")
+	if _, err := late.Wait(resource.RouteType, 10*time.Second, bareWeb(translate.ClusterName(8080, "web.c.svc.cluster.local"))); err != nil {
+		t.Errorf("a sidecar whose workload appeared after it connected: %v", err)
+	}
 	var routeViews []string
 	for _, v := range cp.Views.Views() {
 		if v.TypeURL == resource.RouteType {
 			routeViews = append(routeViews, v.Key.String())
 		}
 	}
-	if len(routeViews) != 3 {
-		t.Errorf("route views %v, want the cluster's and a's and b's", strings.Join(routeViews, "; "))
+	if len(routeViews) != 4 {
+		t.Errorf("route views %v, want the cluster's and a's, b's and c's", strings.Join(routeViews, "; "))
+	}
+}
+
+// A namespace that gains its first service or loses its last is one whose
+// proved proxies' route views change (reclassify moves them).
+func TestChangedNamespaces(t *testing.T) {
+	mesh := func(nss ...string) *model.Mesh {
+		var svcs []*model.ClusterService
+		for _, ns := range nss {
+			svcs = append(svcs, &model.ClusterService{Name: "web", Namespace: ns, Ports: []model.ServicePort{{Name: "http", Port: 80}}})
+		}
+		m, _ := model.Build(model.BuildInput{Clusters: []*model.ClusterSnapshot{{ID: "c1", Services: svcs}}})
+		return m
+	}
+	got := changedNamespaces(mesh("a", "b"), mesh("b", "c"))
+	if want := map[string]bool{"a": true, "c": true}; !maps.Equal(got, want) {
+		t.Errorf("changed namespaces %v, want %v", got, want)
+	}
+	if got := changedNamespaces(mesh("a"), mesh("a")); len(got) != 0 {
+		t.Errorf("no change, yet %v", got)
 	}
 }
