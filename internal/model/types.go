@@ -93,7 +93,7 @@ type ClusterService struct {
 	// Headless: the spec says clusterIP None (a StatefulSet's governing
 	// service): clients address its pods by their own IPs.
 	Headless bool
-	Ports      []ServicePort
+	Ports    []ServicePort
 	// Endpoints by service port number, ready ones only, deduplicated.
 	Endpoints map[uint32][]*Endpoint
 	// LoadBalancer holds status.loadBalancer.ingress entries: IPs or hostnames.
