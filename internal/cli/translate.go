@@ -56,8 +56,10 @@ as Envoy proto3 JSON (or YAML): EDS load assignments (split horizon applied),
 CDS clusters, LDS listeners, RDS routes, or all of them.
 
 A sidecar (--role sidecar) is placed by --proxy-network (EDS), --proxy-cluster
-(CDS, LDS, RDS: routes name its cluster's ClusterIPs) and --proxy-ip (its
-workload's addresses: the ports of the endpoints there are its inbound side).
+(CDS, LDS, RDS: routes name its cluster's ClusterIPs; listeners reach its
+cluster's headless pods) and --proxy-ip (its workload's addresses: the ports
+of the endpoints there are its inbound side, and their namespace's services
+are routed by their bare names too).
 A network gateway (--role router) by --proxy-network and --label (the
 Gateways of --gateways whose selector matches are its listeners and
 clusters); routers get no routes. An empty --proxy-network ("") is a proxy
@@ -121,7 +123,8 @@ func (f translateFlags) validate() ([]manifest.ClusterSource, error) {
 		return nil, cmdutil.Usagef("--outbound-traffic-policy: %v", err)
 	}
 	if f.name != "" && (f.typ == "cds" || f.typ == "eds") {
-		if _, _, err := translate.ParseClusterName(f.name); err != nil && f.name != translate.PassthroughCluster {
+		podCluster := f.typ == "cds" && translate.IsPodClusterName(f.name) // a headless service's
+		if _, _, err := translate.ParseClusterName(f.name); err != nil && f.name != translate.PassthroughCluster && !podCluster {
 			return nil, cmdutil.Usagef("--name: %v", err)
 		}
 	}

@@ -8,13 +8,16 @@ import (
 )
 
 // A sidecar's clusters and listeners depend on the ports its workload
-// serves (its view's Inbound), read from the endpoints at its IPs. Those
+// serves (its view's Inbound), and its routes on its workload's namespace,
+// read from the endpoints at its IPs. Those
 // change after the proxy connected when a Service selecting the workload is
 // added or removed, or the workload's endpoint appears (a Pod listed once
 // it has an IP): reclassify moves exactly the streams of workloads whose
 // endpoints changed to their new views. Only services whose endpoints
 // changed are looked at (by pointer, as the EDS build does), so a push
-// still costs what changed.
+// still costs what changed. A namespace that gains its first service or
+// loses its last moves the streams of its proved proxies too: only a
+// namespace with services keys routes (translate.ProxyOf).
 
 // endpointAddr is one workload address of one cluster.
 type endpointAddr struct {
@@ -27,12 +30,19 @@ func (cp *ControlPlane) reclassify(prev, m *model.Mesh) {
 		return // the first mesh: no stream can have connected before it
 	}
 	touched := changedEndpointAddrs(prev, m)
-	if len(touched) == 0 {
+	namespaces := changedNamespaces(prev, m)
+	if len(touched) == 0 && len(namespaces) == 0 {
 		return
 	}
 	n := cp.Views.Reclassify(func(p server.Proxy) bool {
 		if p.Router {
 			return false // a gateway's views do not depend on its endpoints
+		}
+		if namespaces[p.Namespace] {
+			// Its namespace gained its first service or lost its last: a
+			// proved one may now key its routes, or no longer. (A stated
+			// one never does; classifying it again costs only the time.)
+			return true
 		}
 		for _, ip := range p.IPs {
 			if touched[endpointAddr{p.Cluster, ip}] {
@@ -87,4 +97,18 @@ func samePortProtocols(a, b *model.Service) bool {
 		}
 	}
 	return true
+}
+
+// changedNamespaces returns the namespaces that have services in one of
+// prev and m only (translate.ProxyOf keys routes by those that have some).
+func changedNamespaces(prev, m *model.Mesh) map[string]bool {
+	out := map[string]bool{}
+	for _, pair := range [][2]*model.Mesh{{prev, m}, {m, prev}} {
+		for _, s := range pair[0].Services() {
+			if !pair[1].HasNamespace(s.Namespace) {
+				out[s.Namespace] = true
+			}
+		}
+	}
+	return out
 }

@@ -22,8 +22,10 @@ import (
 // Classify maps a proxy to its view of a type. EDS depends only on the
 // proxy's network. Listeners and clusters are shared by every sidecar of a
 // cluster whose workload serves the same ports (its inbound side); routes
-// and Istio's NDS name table by every sidecar of a cluster (they name its
-// ClusterIPs). Routers get no NDS (translate.ViewOf).
+// by every sidecar of a cluster and namespace (they name the cluster's
+// ClusterIPs and the namespace's bare service names; the namespace as the
+// mesh verifies it, translate.ProxyOf); Istio's NDS name table by every
+// sidecar of a cluster. Routers get no NDS (translate.ViewOf).
 //
 // A proxy must stand somewhere the mesh knows: its network one the mesh
 // names (meshNetworks, network labels, gateways) and its cluster one that
@@ -48,7 +50,9 @@ func (cp *ControlPlane) classify(typeURL string, p server.Proxy) (translate.View
 	var tp translate.Proxy
 	claimed := false
 	switch typeURL {
-	case resource.ClusterType, resource.ListenerType:
+	case resource.ClusterType, resource.ListenerType, resource.RouteType:
+		// Routes: the namespace whose bare names they carry is verified
+		// the same way (the proved one, else the workload's).
 		claim := translate.Claim{Router: p.Router, Network: p.Network, Cluster: p.Cluster, IPs: p.IPs, Labels: p.Labels}
 		if p.Verified {
 			claim.Namespace, claim.ServiceAccount = p.Namespace, p.ServiceAccount
@@ -103,7 +107,8 @@ func cutID(id string) string {
 func EDSView(network string) translate.View { return translate.View{Network: network} }
 
 // updateViews rebuilds CDS only when the clusters changed, LDS and RDS only
-// when what they read changed (services, ports, ClusterIPs, Gateways), NDS
+// when what they read changed (services, ports, ClusterIPs, Gateways, and
+// for LDS the endpoints of headless services), NDS
 // only when services or their ClusterIPs changed, and
 // EDS for every network view that has proxies — there, only the services
 // whose endpoints changed (see buildEDS).
@@ -116,8 +121,8 @@ func (cp *ControlPlane) updateViews(m *model.Mesh) {
 	cp.mu.Unlock()
 	gwChanged := gwKey != cp.gwKey
 	cp.gwKey = gwKey
-	cdsChanged, routesChanged, ndsChanged := cp.keys.update(m, cp.opts.Translate)
-	rebuildCDS, rebuildRoutes := cdsChanged || gwChanged, routesChanged || gwChanged
+	cdsChanged, ldsChanged, routesChanged, ndsChanged := cp.keys.update(m, cp.opts.Translate)
+	rebuildCDS, rebuildLDS, rebuildRoutes := cdsChanged || gwChanged, ldsChanged || gwChanged, routesChanged || gwChanged
 	views := cp.Views.Views()
 	sort.Slice(views, func(i, j int) bool { return views[i].String() < views[j].String() })
 	cp.forgetEDS(views)
@@ -125,8 +130,10 @@ func (cp *ControlPlane) updateViews(m *model.Mesh) {
 		switch {
 		case v.TypeURL == resource.ClusterType && !rebuildCDS:
 			continue // clusters depend on no endpoint: skip the build
-		case (v.TypeURL == resource.ListenerType || v.TypeURL == resource.RouteType) && !rebuildRoutes:
-			continue // nor do listeners and routes
+		case v.TypeURL == resource.ListenerType && !rebuildLDS:
+			continue // nor do listeners, but for headless services' pods
+		case v.TypeURL == resource.RouteType && !rebuildRoutes:
+			continue // nor do routes
 		case v.TypeURL == translate.NameTableType && !ndsChanged:
 			continue // nor the name table, which no Gateway changes either
 		}
@@ -169,30 +176,52 @@ type serviceKeys struct {
 	last []serviceKey // in m.Services() order
 }
 
-type serviceKey struct{ cds, routes, nds string }
+type serviceKey struct{ cds, lds, routes, nds string }
 
-// update computes m's keys and reports whether the CDS, the routes or the
-// NDS keys differ from the last push's.
-func (k *serviceKeys) update(m *model.Mesh, opts translate.Options) (cdsChanged, routesChanged, ndsChanged bool) {
+// update computes m's keys and reports whether the CDS, the listeners',
+// the routes' or the NDS keys differ from the last push's.
+func (k *serviceKeys) update(m *model.Mesh, opts translate.Options) (cdsChanged, ldsChanged, routesChanged, ndsChanged bool) {
 	svcs := m.Services()
 	memo := make(map[*model.Service]serviceKey, len(svcs))
 	cur := make([]serviceKey, len(svcs))
 	changed := k.memo == nil || len(svcs) != len(k.last)
-	cdsChanged, routesChanged, ndsChanged = changed, changed, changed
+	cdsChanged, ldsChanged, routesChanged, ndsChanged = changed, changed, changed, changed
 	for i, s := range svcs {
 		key, ok := k.memo[s]
 		if !ok {
 			key = serviceKey{cds: cdsKey(s, opts), routes: routesKey(s), nds: ndsKey(s)}
+			key.lds = key.routes + headlessKey(s)
 		}
 		memo[s], cur[i] = key, key
 		if i < len(k.last) {
 			cdsChanged = cdsChanged || key.cds != k.last[i].cds
+			ldsChanged = ldsChanged || key.lds != k.last[i].lds
 			routesChanged = routesChanged || key.routes != k.last[i].routes
 			ndsChanged = ndsChanged || key.nds != k.last[i].nds
 		}
 	}
 	k.memo, k.last = memo, cur
-	return cdsChanged, routesChanged, ndsChanged
+	return cdsChanged, ldsChanged, routesChanged, ndsChanged
+}
+
+// headlessKey identifies what the listeners read of a service's endpoints:
+// for a headless service, the clusters it is headless in and their
+// endpoints (address, port, mTLS), each a pod's outbound chain there
+// (translate.PodClusters); nothing for the others.
+func headlessKey(s *model.Service) string {
+	if len(s.Headless) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, " headless=%v", s.Headless)
+	for _, p := range s.Ports {
+		for _, e := range s.Endpoints[p.Port] {
+			if slices.Contains(s.Headless, e.Cluster) {
+				fmt.Fprintf(&b, " %d:%s/%s:%d/%v", p.Port, e.Cluster, e.Address, e.Port, e.MTLS)
+			}
+		}
+	}
+	return b.String()
 }
 
 // routesKey identifies what sidecar listeners and routes read from a
@@ -230,11 +259,13 @@ func writeClusterIPs(b *strings.Builder, s *model.Service) {
 }
 
 // cdsKey identifies a service's part of the CDS output: clusters depend
-// only on the service ports (their protocols: HTTP/2 upstream or not) and
-// the identities behind them, so an
-// endpoint-only change keeps the key and skips the build.
+// only on the service ports (their protocols: HTTP/2 upstream or not), the
+// identities behind them and the clusters where the service is headless
+// (whose sidecars get its pod clusters), so an endpoint-only change keeps
+// the key and skips the build.
 func cdsKey(s *model.Service, opts translate.Options) string {
 	var b strings.Builder
+	fmt.Fprintf(&b, "headless=%v\n", s.Headless) // its pods' clusters (translate.PodClusters)
 	for _, p := range s.Ports {
 		b.WriteString(translate.ClusterName(p.Port, s.Hostname) + " " + string(p.Selected()))
 		for _, id := range translate.SpiffeIDs(s, p.Port, opts) {

@@ -4,16 +4,21 @@ package integration
 
 import (
 	"context"
+	"maps"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/anypb"
 
@@ -48,24 +53,37 @@ func envoyBinary(t *testing.T) string {
 // Envoy would at run time).
 func TestEnvoyAcceptsGeneratedConfig(t *testing.T) {
 	envoy := envoyBinary(t)
-	walkthrough, protocols := walkthroughMesh(t), protocolsMesh(t)
+	walkthrough, protocols := walkthroughMesh(t), goldenMesh(t, "protocols", "cluster1", "cluster2")
+	names, headless := goldenMesh(t, "namespace-local-names", "cluster1"), goldenMesh(t, "headless", "cluster1", "cluster2")
+	inbound := func(ports ...uint32) translate.Ports { return translate.PortsOf(ports, nil) }
 	for _, c := range []struct {
 		m    *model.Mesh
-		view translate.SidecarView
+		view translate.View
 		opts translate.Options
+		// unusedRoutes are route configurations no listener asks for:
+		// those of a port of unknown protocol only a headless service has
+		// (its pods' chains route inline), which Envoy never asks RDS for.
+		unusedRoutes int
 	}{
-		{walkthrough, translate.SidecarView{Cluster: "cluster1", InboundPorts: []uint32{5000}}, translate.Options{}},
-		{walkthrough, translate.SidecarView{Cluster: "cluster1"}, translate.Options{}},                                           // a client-only workload, like sleep
-		{walkthrough, translate.SidecarView{Cluster: "remote_kubecfg", InboundPorts: []uint32{5000, 9080}}, translate.Options{}}, // a TCP service (the gateway) too
+		{walkthrough, translate.View{Cluster: "cluster1", Inbound: inbound(5000)}, translate.Options{}, 0},
+		{walkthrough, translate.View{Cluster: "cluster1"}, translate.Options{}, 0},                                     // a client-only workload, like sleep
+		{walkthrough, translate.View{Cluster: "remote_kubecfg", Inbound: inbound(5000, 9080)}, translate.Options{}, 0}, // a TCP service (the gateway) too
 		// The golden case with a port of every protocol family, from the
 		// cluster that has the service and from the one that does not.
-		{protocols, translate.SidecarView{Cluster: "cluster1", InboundPorts: []uint32{5000, 7000, 8080, 8443, 9000, 9090},
-			InboundTCP: []uint32{7000, 8443, 9000}}, translate.Options{}},
-		{protocols, translate.SidecarView{Cluster: "cluster2"}, translate.Options{}},
+		{protocols, translate.View{Cluster: "cluster1", Namespace: "sample",
+			Inbound: translate.PortsOf([]uint32{5000, 7000, 8080, 8443, 9000, 9090}, []uint32{7000, 8443, 9000})}, translate.Options{}, 0},
+		{protocols, translate.View{Cluster: "cluster2"}, translate.Options{}, 0},
 		// REGISTRY_ONLY: unknown destinations to BlackHoleCluster.
-		{protocols, translate.SidecarView{Cluster: "cluster1", RegistryOnly: true}, translate.Options{OutboundTrafficPolicy: translate.RegistryOnly}},
+		{protocols, translate.View{Cluster: "cluster1"}, translate.Options{OutboundTrafficPolicy: translate.RegistryOnly}, 0},
+		// Bare names of a namespace (two namespaces have a "web"), IPv6
+		// ClusterIPs in brackets.
+		{names, translate.View{Cluster: "cluster1", Namespace: "a", Inbound: inbound(8080)}, translate.Options{}, 0},
+		{names, translate.View{Cluster: "cluster1", Namespace: "b", Inbound: inbound(8080)}, translate.Options{}, 0},
+		// A headless service's pods, one with a sidecar and one without,
+		// on TCP, HTTP and unknown-protocol ports.
+		{headless, translate.View{Cluster: "cluster1", Namespace: "sample", Inbound: inbound(5000)}, translate.Options{}, 1},
 	} {
-		m, view := c.m, c.view
+		view := c.view
 		b, err := agent.Bootstrap(agent.BootstrapConfig{NodeID: "sidecar~10.10.0.5~sleep.sample~sample.svc.cluster.local",
 			Cluster: string(view.Cluster), Network: "network1", Namespace: "sample", ServiceAccount: "sleep",
 			Labels: map[string]string{"app": "sleep"}, IPs: []netip.Addr{netip.MustParseAddr("10.10.0.5")},
@@ -76,20 +94,34 @@ func TestEnvoyAcceptsGeneratedConfig(t *testing.T) {
 		if err := b.ValidateAll(); err != nil {
 			t.Fatalf("bootstrap: %v", err)
 		}
-		b.StaticResources.Listeners = translate.LDS(m, view)
-		b.StaticResources.Clusters = append(b.StaticResources.Clusters, translate.CDS(m, c.opts)...)
-		b.StaticResources.Clusters = append(b.StaticResources.Clusters, translate.InboundClusters(view)...)
+		// What translate.Build gives the view, as discovery serves it.
+		in := translate.Input{Mesh: c.m, Options: c.opts}
+		for _, r := range sortedByName(translate.Build(in, resource.ListenerType, view)) {
+			b.StaticResources.Listeners = append(b.StaticResources.Listeners, r.(*listenerv3.Listener))
+		}
+		for _, r := range sortedByName(translate.Build(in, resource.ClusterType, view)) {
+			b.StaticResources.Clusters = append(b.StaticResources.Clusters, r.(*clusterv3.Cluster))
+		}
 		routes := map[string]*routev3.RouteConfiguration{}
-		for _, r := range translate.RDS(m, view) {
-			routes[r.Name] = r
+		for name, r := range translate.Build(in, resource.RouteType, view) {
+			routes[name] = r.(*routev3.RouteConfiguration)
 		}
 		// The routes each listener asks RDS for go inline, so that Envoy
 		// builds them too (retry predicates and all).
-		if n := inlineRoutes(t, b.StaticResources.Listeners, routes); n != len(routes) {
-			t.Fatalf("view %+v: %d of %d route configurations used by a listener", view, n, len(routes))
+		if n := inlineRoutes(t, b.StaticResources.Listeners, routes); n != len(routes)-c.unusedRoutes {
+			t.Fatalf("view %s: %d of %d route configurations used by a listener", view, n, len(routes))
 		}
 		validate(t, envoy, b)
 	}
+}
+
+// sortedByName returns a view's resources in name order.
+func sortedByName(res map[string]types.Resource) []types.Resource {
+	out := make([]types.Resource, 0, len(res))
+	for _, name := range slices.Sorted(maps.Keys(res)) {
+		out = append(out, res[name])
+	}
+	return out
 }
 
 // inlineRoutes replaces each HTTP connection manager's RDS reference by the
@@ -163,15 +195,15 @@ func validate(t *testing.T, envoy string, b *bootstrapv3.Bootstrap) {
 	}
 }
 
-// protocolsMesh is the translate golden case with one service having a
-// port of each protocol (http, grpc, h2c, tcp, tls, unnamed) and a
-// remote-only TCP service.
-func protocolsMesh(t *testing.T) *model.Mesh {
+// goldenMesh is the mesh of a translate golden case, of the named clusters.
+func goldenMesh(t *testing.T, name string, clusters ...string) *model.Mesh {
 	t.Helper()
-	dir := "../xds/translate/testdata/golden/protocols/clusters"
-	m, diags := offline.Load(context.Background(), offline.Options{Clusters: []manifest.ClusterSource{
-		{ID: "cluster1", Path: dir + "/cluster1"}, {ID: "cluster2", Path: dir + "/cluster2"},
-	}})
+	dir := "../xds/translate/testdata/golden/" + name + "/clusters/"
+	var srcs []manifest.ClusterSource
+	for _, c := range clusters {
+		srcs = append(srcs, manifest.ClusterSource{ID: model.ClusterID(c), Path: dir + c})
+	}
+	m, diags := offline.Load(context.Background(), offline.Options{Clusters: srcs})
 	if err := diags.Err(); err != nil {
 		t.Fatal(err)
 	}

@@ -143,6 +143,9 @@ func mergeService(host string, ins []serviceInput, byID map[ClusterID]*ClusterSn
 		if len(cs.ClusterIPs) > 0 {
 			svc.ClusterIPs[c.ID] = cs.ClusterIPs
 		}
+		if cs.Headless {
+			svc.Headless = append(svc.Headless, c.ID) // ins are in cluster order
+		}
 		for port, eps := range cs.Endpoints {
 			for _, e := range eps {
 				cp := *e // never mutate the source's snapshot

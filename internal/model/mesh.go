@@ -20,6 +20,9 @@ type Service struct {
 	Endpoints map[uint32][]*Endpoint
 	// ClusterIPs per cluster, as each cluster allocated them.
 	ClusterIPs map[ClusterID][]string
+	// Headless are the clusters, sorted, whose Service is headless
+	// (clusterIP None): their clients address its pods directly.
+	Headless []ClusterID
 
 	networks []string // of its endpoints, for Mesh.Networks without a walk
 }
@@ -42,13 +45,15 @@ type networkCluster struct {
 // Mesh is the assembled, read-only state of the whole mesh. Build creates it;
 // nothing mutates it afterwards, so translators may read it concurrently.
 type Mesh struct {
-	services  []*Service
-	byHost    map[string]*Service
-	gateways  []Gateway
-	byNetwork map[string][]*Gateway
-	byNetClus map[networkCluster][]*Gateway
-	networks  []string
-	scale     uint32
+	services []*Service
+	byHost   map[string]*Service
+	// namespaces are those with at least one service.
+	namespaces map[string]bool
+	gateways   []Gateway
+	byNetwork  map[string][]*Gateway
+	byNetClus  map[networkCluster][]*Gateway
+	networks   []string
+	scale      uint32
 	// gatewayNames are the DNS names gateways were looked up by.
 	gatewayNames []string
 	// inputs and merge are what each Service was merged from, for the next
@@ -66,6 +71,11 @@ func (m *Mesh) Services() []*Service { return m.services }
 
 // Service returns the service with the given hostname, or nil.
 func (m *Mesh) Service(hostname string) *Service { return m.byHost[hostname] }
+
+// HasNamespace reports whether some service of the mesh is in namespace
+// ns: a namespace that really exists in a cluster, and the only kind
+// whose sidecars' routes differ (by the bare names of its services).
+func (m *Mesh) HasNamespace(ns string) bool { return ns != "" && m.namespaces[ns] }
 
 // Gateways returns every resolved gateway, sorted by network, cluster,
 // address and port.
@@ -100,8 +110,10 @@ func (m *Mesh) Networks() []string { return m.networks }
 func (m *Mesh) index() {
 	sort.Slice(m.services, func(i, j int) bool { return m.services[i].Hostname < m.services[j].Hostname })
 	m.byHost = make(map[string]*Service, len(m.services))
+	m.namespaces = map[string]bool{}
 	for _, s := range m.services {
 		m.byHost[s.Hostname] = s
+		m.namespaces[s.Namespace] = true
 	}
 	sort.Slice(m.gateways, func(i, j int) bool { return gatewayLess(m.gateways[i], m.gateways[j]) })
 	m.byNetwork = map[string][]*Gateway{}

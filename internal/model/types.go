@@ -90,7 +90,10 @@ type ClusterService struct {
 	Labels    map[string]string
 	// ClusterIPs as the Service spec lists them ("None" is left out).
 	ClusterIPs []string
-	Ports      []ServicePort
+	// Headless: the spec says clusterIP None (a StatefulSet's governing
+	// service): clients address its pods by their own IPs.
+	Headless bool
+	Ports    []ServicePort
 	// Endpoints by service port number, ready ones only, deduplicated.
 	Endpoints map[uint32][]*Endpoint
 	// LoadBalancer holds status.loadBalancer.ingress entries: IPs or hostnames.

@@ -160,6 +160,7 @@ func (c *converter) service(svc *corev1.Service, origin string) *model.ClusterSe
 		Name: svc.Name, Namespace: svc.Namespace, Labels: svc.Labels,
 		Endpoints:   map[uint32][]*model.Endpoint{},
 		ExternalIPs: svc.Spec.ExternalIPs,
+		Headless:    svc.Spec.ClusterIP == corev1.ClusterIPNone,
 	}
 	ips := svc.Spec.ClusterIPs
 	if len(ips) == 0 && svc.Spec.ClusterIP != "" {

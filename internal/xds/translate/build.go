@@ -49,7 +49,7 @@ func Build(in Input, typeURL string, v View) map[string]types.Resource {
 		}
 		return out
 	}
-	sv := SidecarView{Cluster: v.Cluster, RegistryOnly: in.Options.registryOnly()}
+	sv := SidecarView{Cluster: v.Cluster, Namespace: v.Namespace, RegistryOnly: in.Options.registryOnly()}
 	sv.InboundPorts, sv.InboundTCP = v.Inbound.List()
 	switch typeURL {
 	case resource.ClusterType:
@@ -57,6 +57,9 @@ func Build(in Input, typeURL string, v View) map[string]types.Resource {
 			out[c.Name] = c
 		}
 		for _, c := range InboundClusters(sv) {
+			out[c.Name] = c
+		}
+		for _, c := range PodClusters(m, v.Cluster, in.Options) {
 			out[c.Name] = c
 		}
 	case resource.ListenerType:

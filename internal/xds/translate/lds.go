@@ -44,7 +44,10 @@ const AccessLogFormat = `[%START_TIME%] "%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PA
 // shared outbound part: its cluster (whose ClusterIPs it routes on) and the
 // ports its own workload serves, with those of them that are TCP.
 type SidecarView struct {
-	Cluster      model.ClusterID
+	Cluster model.ClusterID
+	// Namespace is the sidecar's verified namespace (View.Namespace), only
+	// for routes: its services are routed by their bare names too.
+	Namespace    string
 	InboundPorts []uint32 // sorted
 	InboundTCP   []uint32 // of InboundPorts, proxied as TCP (the others HTTP)
 	// RegistryOnly: unknown destinations go to BlackHoleCluster, not
@@ -96,7 +99,9 @@ var sniffedProtocols = []string{"http/1.0", "http/1.1", "h2c"}
 //     application protocols http_inspector detects and a TCP chain for the
 //     rest (or when the client sends nothing within
 //     ProtocolDetectionTimeout); http_inspector runs on those ports only;
-//   - UDP/SCTP: nothing (not proxied).
+//   - UDP/SCTP: nothing (not proxied);
+//   - a headless service of the proxy's cluster: per pod, chains matched on
+//     the pod's address and port, to that pod only (podChains).
 //
 // A service's addresses are ServiceAddresses: its ClusterIPs in the
 // proxy's cluster, else, for a service only other clusters have, those
@@ -131,7 +136,7 @@ func outboundListener(m *model.Mesh, v SidecarView) *listenerv3.Listener {
 					}
 				}
 				if len(ranges) == 0 {
-					continue // not addressable (headless), or its addresses are taken
+					continue // headless (see podChains), or its addresses are taken
 				}
 				cluster := ClusterName(p.Port, svc.Hostname)
 				if proto == model.ProtocolUnknown {
@@ -152,6 +157,10 @@ func outboundListener(m *model.Mesh, v SidecarView) *listenerv3.Listener {
 		}
 	}
 	addrChains(true)
+	// Headless pods of the proxy's cluster: after its ClusterIPs (which
+	// never are pod IPs), before other clusters' addresses, which may
+	// overlap its pod CIDR.
+	chains = append(chains, podChains(m, v.Cluster, taken, sniffPorts)...)
 	addrChains(false)
 	for _, port := range sortedPorts(httpPorts) {
 		chains = append(chains, &listenerv3.FilterChain{

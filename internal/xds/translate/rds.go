@@ -1,6 +1,7 @@
 package translate
 
 import (
+	"net/netip"
 	"sort"
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
@@ -14,19 +15,27 @@ import (
 // unknown protocol, for the connections on it detected as HTTP), named by
 // the port: a virtual host per service on that port whose domains are every
 // name a client may use (host, host:port, name.namespace[:port],
-// name.namespace.svc[:port], the ClusterIPs of the proxy's cluster[:port]),
-// plus a catch-all for destinations outside the mesh: to the passthrough
-// cluster, or with REGISTRY_ONLY to BlackHoleCluster.
+// name.namespace.svc[:port], the ClusterIPs of the proxy's cluster[:port],
+// an IPv6 one in brackets as a Host header writes it), plus a catch-all
+// for destinations outside the mesh: to the passthrough cluster, or with
+// REGISTRY_ONLY to BlackHoleCluster.
 //
-// The bare service name (and name:port) is not among them, unlike Istio's:
-// a route configuration is shared by every sidecar of a cluster whatever
-// its namespace (RDS views are keyed by cluster), so two namespaces' "web"
-// would be one domain twice, which Envoy rejects, and a client's "web"
-// means its own namespace's. A request with Host "web" (or "web:port")
-// goes, like any host the routes do not name, to the passthrough cluster:
-// to its original destination, without mesh mTLS.
+// The bare service name (and name:port) is among them, as in Istio's, for
+// the services of the proxy's own namespace only (v.Namespace): a
+// client's "web" means its own namespace's. That is why RDS views are
+// keyed by (cluster, namespace), the namespace being one the mesh
+// verified (ProxyOf; none: no bare names, and a Host "web" goes, like any
+// host the routes do not name, to the catch-all).
+//
+// Envoy rejects a route configuration that names a domain twice (in any of
+// its virtual hosts), so no form can repeat: a bare name has no dot, every
+// other name form has one, an IP literal is never a DNS label, and two
+// services' ClusterIPs differ. Should input break that (two services
+// listing one ClusterIP), a domain is kept by the first service (by
+// hostname) rather than losing the port's every route.
 func RDS(m *model.Mesh, v SidecarView) []*routev3.RouteConfiguration {
 	byPort := map[uint32][]*routev3.VirtualHost{}
+	seen := map[uint32]map[string]bool{} // per port: the domains named so far
 	for _, svc := range m.Services() {
 		for _, p := range svc.Ports {
 			if proto := p.Selected(); !proto.IsHTTP() && proto != model.ProtocolUnknown {
@@ -34,9 +43,27 @@ func RDS(m *model.Mesh, v SidecarView) []*routev3.RouteConfiguration {
 			}
 			port := itoa(p.Port)
 			short := svc.Name + "." + svc.Namespace
-			domains := []string{svc.Hostname, svc.Hostname + ":" + port, short, short + ":" + port, short + ".svc", short + ".svc:" + port}
-			for _, ip := range svc.ClusterIPs[v.Cluster] {
-				domains = append(domains, ip, ip+":"+port)
+			names := []string{svc.Hostname, short, short + ".svc"}
+			if v.Namespace != "" && svc.Namespace == v.Namespace {
+				names = append(names, svc.Name)
+			}
+			for _, ip := range validIPs(svc.ClusterIPs[v.Cluster]) {
+				if netip.MustParseAddr(ip).Is6() { // validIPs
+					ip = "[" + ip + "]"
+				}
+				names = append(names, ip)
+			}
+			if seen[p.Port] == nil {
+				seen[p.Port] = map[string]bool{}
+			}
+			var domains []string
+			for _, n := range names {
+				for _, d := range []string{n, n + ":" + port} {
+					if !seen[p.Port][d] {
+						seen[p.Port][d] = true
+						domains = append(domains, d)
+					}
+				}
 			}
 			byPort[p.Port] = append(byPort[p.Port], &routev3.VirtualHost{
 				Name: svc.Hostname + ":" + port, Domains: domains,

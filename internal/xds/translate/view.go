@@ -32,7 +32,9 @@ func (r Role) String() string {
 // on the type (see the control plane's Classify):
 //   - sidecar EDS: Network;
 //   - sidecar CDS and LDS: Cluster and Inbound (the ports its workload
-//     serves); sidecar RDS: Cluster (routes name its ClusterIPs);
+//     serves); sidecar RDS: Cluster (routes name its ClusterIPs) and
+//     Namespace (the bare names of its services), empty unless the mesh
+//     verified it (ProxyOf);
 //   - sidecar NDS (NameTableType): Cluster;
 //   - router EDS: Network; router CDS and LDS: Network and Labels (which
 //     Gateways select it); routers get no NDS.
@@ -44,6 +46,9 @@ type View struct {
 	Cluster model.ClusterID
 	Inbound Ports
 	Labels  Labels
+	// Namespace is a sidecar RDS view's: the verified namespace of its
+	// proxies, whose services are also routed by their bare names.
+	Namespace string
 }
 
 // String is the view as /debug/syncz and logs show it.
@@ -55,7 +60,11 @@ func (v View) String() string {
 		// An EDS view (or the zero view of a sidecar on no cluster).
 		return "network=" + v.Network
 	}
-	return "sidecar;cluster=" + string(v.Cluster) + ";inbound=" + string(v.Inbound)
+	s := "sidecar;cluster=" + string(v.Cluster) + ";inbound=" + string(v.Inbound)
+	if v.Namespace != "" {
+		s += ";namespace=" + v.Namespace
+	}
+	return s
 }
 
 func labelsPart(v View) string {
@@ -74,6 +83,9 @@ type Proxy struct {
 	// InboundTCP are those of Inbound proxied as opaque TCP (model.Workload.TCP).
 	InboundTCP []uint32
 	Labels     map[string]string // routers: its workload labels
+	// Namespace is a sidecar's namespace as the mesh verified it (ProxyOf):
+	// its routes carry the bare names of that namespace's services.
+	Namespace string
 }
 
 // Claim is what a proxy states about itself (its node), with the identity
@@ -94,7 +106,11 @@ type Claim struct {
 // are those of the workload the mesh has at the proxy's addresses in its
 // cluster (running as its proved identity, when it has one), never the
 // claim itself — so however a client combines addresses and labels, it can
-// only reach the views of workloads that exist. A router whose workload
+// only reach the views of workloads that exist. A sidecar's namespace is
+// its proved identity's, else that of the workload at its addresses, and
+// only one the mesh has services in (Mesh.HasNamespace): any other would
+// name no bare service name, so it never makes a view of its own. A
+// router whose workload
 // the mesh does not know (a gateway run outside any Service) keeps the
 // labels it claims; claimed then reports that its view rests on a claim,
 // which the caller must bound per client. The live control plane and
@@ -118,6 +134,13 @@ func ProxyOf(m *model.Mesh, c Claim) (p Proxy, claimed bool) {
 	}
 	if found {
 		p.Inbound, p.InboundTCP = w.Ports, w.TCP
+	}
+	ns := c.Namespace // proved by the connection
+	if ns == "" && found {
+		ns = w.Namespace
+	}
+	if m != nil && m.HasNamespace(ns) {
+		p.Namespace = ns
 	}
 	return p, false
 }
@@ -144,7 +167,7 @@ func ViewOf(typeURL string, p Proxy) (View, bool) {
 	case resource.ClusterType, resource.ListenerType:
 		return View{Cluster: p.Cluster, Inbound: PortsOf(p.Inbound, p.InboundTCP)}, true
 	case resource.RouteType:
-		return View{Cluster: p.Cluster}, true
+		return View{Cluster: p.Cluster, Namespace: p.Namespace}, true
 	case NameTableType:
 		// The name table answers each service with the ClusterIPs of the
 		// proxy's cluster (another cluster's for a service it lacks, see

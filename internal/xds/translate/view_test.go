@@ -29,7 +29,7 @@ func TestPortsAndLabelsRoundTrip(t *testing.T) {
 
 // Which proxies share a view, type by type.
 func TestViewOf(t *testing.T) {
-	sidecar := Proxy{Network: "n1", Cluster: "c1", Inbound: []uint32{5000, 9000}, InboundTCP: []uint32{9000}, Labels: map[string]string{"app": "a"}}
+	sidecar := Proxy{Network: "n1", Cluster: "c1", Inbound: []uint32{5000, 9000}, InboundTCP: []uint32{9000}, Labels: map[string]string{"app": "a"}, Namespace: "sample"}
 	router := Proxy{Role: RoleRouter, Network: "n1", Cluster: "c1", Labels: map[string]string{"istio": "eastwestgateway"}}
 	for _, c := range []struct {
 		typ  string
@@ -40,7 +40,7 @@ func TestViewOf(t *testing.T) {
 		{resource.EndpointType, sidecar, View{Network: "n1"}, "network=n1"},
 		{resource.ClusterType, sidecar, View{Cluster: "c1", Inbound: "5000/http,9000/tcp"}, "sidecar;cluster=c1;inbound=5000/http,9000/tcp"},
 		{resource.ListenerType, sidecar, View{Cluster: "c1", Inbound: "5000/http,9000/tcp"}, "sidecar;cluster=c1;inbound=5000/http,9000/tcp"},
-		{resource.RouteType, sidecar, View{Cluster: "c1"}, "sidecar;cluster=c1;inbound="},
+		{resource.RouteType, sidecar, View{Cluster: "c1", Namespace: "sample"}, "sidecar;cluster=c1;inbound=;namespace=sample"},
 		{resource.EndpointType, router, View{Role: RoleRouter, Network: "n1"}, "router;network=n1"},
 		{resource.ClusterType, router, View{Role: RoleRouter, Network: "n1", Labels: "istio=eastwestgateway"}, "router;network=n1;labels=istio=eastwestgateway"},
 	} {
