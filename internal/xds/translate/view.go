@@ -30,7 +30,11 @@ func (r Role) String() string {
 // resources of one type: a proxy is classified into it once per stream and
 // type, and builds read its fields directly. Which fields are set depends
 // on the type (see the control plane's Classify):
-//   - sidecar EDS: Network;
+//   - sidecar EDS: Network and, when the mesh knows the proxy's workload
+//     (Located), its Cluster and Locality (its Pod's Node's): services with
+//     a locality policy order their endpoints by where the client stands;
+//     the others are built once per network and shared (see
+//     docs/architecture.md, "Locality failover");
 //   - sidecar CDS and LDS: Cluster and Inbound (the ports its workload
 //     serves); sidecar RDS: Cluster (routes name its ClusterIPs);
 //   - sidecar NDS (NameTableType): Cluster;
@@ -44,6 +48,9 @@ type View struct {
 	Cluster model.ClusterID
 	Inbound Ports
 	Labels  Labels
+	// Locality and Located: see sidecar EDS above.
+	Locality model.Locality
+	Located  bool
 }
 
 // String is the view as /debug/syncz and logs show it.
@@ -51,6 +58,8 @@ func (v View) String() string {
 	switch {
 	case v.Role == RoleRouter:
 		return "router;network=" + v.Network + labelsPart(v)
+	case v.Located:
+		return "network=" + v.Network + ";cluster=" + string(v.Cluster) + ";locality=" + v.Locality.String()
 	case v.Cluster == "" && v.Inbound == "":
 		// An EDS view (or the zero view of a sidecar on no cluster).
 		return "network=" + v.Network
@@ -74,6 +83,10 @@ type Proxy struct {
 	// InboundTCP are those of Inbound proxied as opaque TCP (model.Workload.TCP).
 	InboundTCP []uint32
 	Labels     map[string]string // routers: its workload labels
+	// Located reports a sidecar whose workload the mesh knows; Locality
+	// is then its workload's.
+	Located  bool
+	Locality model.Locality
 }
 
 // Claim is what a proxy states about itself (its node), with the identity
@@ -118,6 +131,7 @@ func ProxyOf(m *model.Mesh, c Claim) (p Proxy, claimed bool) {
 	}
 	if found {
 		p.Inbound, p.InboundTCP = w.Ports, w.TCP
+		p.Located, p.Locality = true, w.Locality
 	}
 	return p, false
 }
@@ -140,6 +154,9 @@ func ViewOf(typeURL string, p Proxy) (View, bool) {
 	}
 	switch typeURL {
 	case resource.EndpointType:
+		if p.Located {
+			return View{Network: p.Network, Cluster: p.Cluster, Locality: p.Locality, Located: true}, true
+		}
 		return View{Network: p.Network}, true
 	case resource.ClusterType, resource.ListenerType:
 		return View{Cluster: p.Cluster, Inbound: PortsOf(p.Inbound, p.InboundTCP)}, true
