@@ -72,6 +72,7 @@ func settingsFlags(fl *pflag.FlagSet, s *install.Settings, values, meshNetworks 
 	fl.BoolVar(&s.ExposeServices, "expose-services", d.ExposeServices, "add the AUTO_PASSTHROUGH Gateway exposing mesh services on 15443 (needs --gateway)")
 	fl.StringVar(meshNetworks, "mesh-networks", "", "meshNetworks file, published in the istio ConfigMap")
 	fl.StringVar(&s.TrustDomain, "trust-domain", d.TrustDomain, "SPIFFE trust domain")
+	fl.BoolVar(&s.LocalityFailover, "locality-failover", d.LocalityFailover, "discovery orders every service's endpoints by the client's locality, with Istio's outlier detection defaults (services with a DestinationRule follow it); primary only")
 	fl.StringVar(&s.DiscoveryImage, "discovery-image", d.DiscoveryImage, "discovery's container image")
 	fl.StringVar(&s.ProxyImage, "proxy-image", d.ProxyImage, "the proxy's container image (agent + Envoy)")
 	fl.StringVar(&s.ImagePullPolicy, "image-pull-policy", d.ImagePullPolicy, "Always, IfNotPresent or Never")
@@ -101,6 +102,7 @@ func resolveSettings(fl *pflag.FlagSet, fromFlags install.Settings, values, mesh
 		"istiod-service":    func() { s.IstiodService = fromFlags.IstiodService },
 		"expose-services":   func() { s.ExposeServices = fromFlags.ExposeServices },
 		"trust-domain":      func() { s.TrustDomain = fromFlags.TrustDomain },
+		"locality-failover": func() { s.LocalityFailover = fromFlags.LocalityFailover },
 		"discovery-image":   func() { s.DiscoveryImage = fromFlags.DiscoveryImage }, "proxy-image": func() { s.ProxyImage = fromFlags.ProxyImage },
 		"image-pull-policy": func() { s.ImagePullPolicy = fromFlags.ImagePullPolicy },
 	}

@@ -29,6 +29,8 @@ type translateFlags struct {
 	clusters        []string
 	meshNetworks    string
 	gateways        string
+	rules           string
+	localityFO      bool
 	proxyNetwork    string
 	proxyCluster    string
 	role            string
@@ -81,6 +83,8 @@ on no network.`,
 	fl.StringArrayVar(&f.proxyIPs, "proxy-ip", nil, "an address of the sidecar's workload (repeatable): its endpoints' ports are the inbound side")
 	fl.StringArrayVar(&f.labels, "label", nil, "a label KEY=VALUE of the router's workload (repeatable): selects its Gateways")
 	fl.StringVar(&f.gateways, "gateways", "", "file of Istio Gateway resources (networking.istio.io), for --role router")
+	fl.StringVar(&f.rules, "destination-rules", "", "file of Istio DestinationRule resources (networking.istio.io): locality failover, outlier detection, connection pools")
+	fl.BoolVar(&f.localityFO, "locality-failover", false, "as discovery's --locality-failover: Istio's locality failover for every service without a DestinationRule")
 	fl.StringVar(&f.typ, "type", "eds", "resource type: eds, cds, lds, rds, nds (Istio's DNS name table), or all (every Envoy type)")
 	fl.StringVar(&f.name, "name", "", "print only this resource, e.g. 'outbound|80||svc.ns.svc.cluster.local'")
 	fl.StringVarP(&f.output, "output", "o", "json", "output format: json or yaml")
@@ -163,11 +167,13 @@ func runTranslate(ctx context.Context, f translateFlags, stdout io.Writer, logge
 		return err
 	}
 	m, diags := offline.Load(ctx, offline.Options{
-		Clusters:         clusters,
-		MeshNetworksFile: f.meshNetworks,
-		DomainSuffix:     f.domainSuffix,
-		SystemNamespace:  f.systemNamespace,
-		Resolver:         net.DefaultResolver,
+		Clusters:             clusters,
+		MeshNetworksFile:     f.meshNetworks,
+		DomainSuffix:         f.domainSuffix,
+		SystemNamespace:      f.systemNamespace,
+		Resolver:             net.DefaultResolver,
+		DestinationRulesFile: f.rules,
+		LocalityFailover:     f.localityFO,
 	})
 	for _, d := range diags.Warnings() {
 		logger.Warn(d.String())

@@ -61,8 +61,8 @@ type ControlPlane struct {
 	// defaultPolicy is the mesh default (nil: none), one pointer for the
 	// process's life.
 	defaultPolicy *model.TrafficPolicy
-	pending  time.Time             // first change not yet pushed (zero: none)
-	gates    map[string]func() bool
+	pending       time.Time // first change not yet pushed (zero: none)
+	gates         map[string]func() bool
 
 	kick  chan struct{}
 	seq   pushSeq

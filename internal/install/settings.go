@@ -67,6 +67,9 @@ type Settings struct {
 	MeshNetworks string `json:"meshNetworks,omitempty"`
 	// TrustDomain of workload identities.
 	TrustDomain string `json:"trustDomain,omitempty"`
+	// LocalityFailover is discovery's --locality-failover: Istio's
+	// locality failover for every service without a DestinationRule.
+	LocalityFailover bool `json:"localityFailover,omitempty"`
 	// Images of discovery and of the proxy (agent + Envoy).
 	DiscoveryImage  string `json:"discoveryImage,omitempty"`
 	ProxyImage      string `json:"proxyImage,omitempty"`

@@ -29,7 +29,8 @@ const (
 //     locality as Istio orders them — same subzone, same zone, same region,
 //     Failover's region, the rest — and the gateways of other networks into
 //     the last one, each gateway once with the weight of everything it
-//     stands for; with FailoverPriority the labels order the endpoints
+//     stands for (with Failover's region, a gateway standing only for
+//     endpoints there counts as that region); with FailoverPriority the labels order the endpoints
 //     (within each locality priority when Failover is set too), a gateway
 //     answering only for its network and cluster.
 //
@@ -62,6 +63,16 @@ func applyLocality(l *model.LocalityLB, v EDSView, groups []*localityGroup) []*l
 		return g
 	}
 	gwShare := map[*model.Gateway]uint64{}
+	// A gateway all of whose endpoints (of this service) are in Failover's
+	// region for the proxy's counts as that region: the user asked for it
+	// by name, network or not.
+	gwFailover := map[*model.Gateway]bool{}
+	for _, g := range groups {
+		for gw := range g.gateways {
+			in, seen := gwFailover[gw]
+			gwFailover[gw] = failoverTo != "" && g.locality.Region == failoverTo && (in || !seen)
+		}
+	}
 	for _, g := range groups {
 		for i, e := range g.direct {
 			rank := uint32(0)
@@ -79,7 +90,11 @@ func applyLocality(l *model.LocalityLB, v EDSView, groups []*localityGroup) []*l
 	}
 	for gw, w := range gwShare {
 		rank := uint32(0)
-		if !labelsOnly {
+		switch {
+		case labelsOnly:
+		case gwFailover[gw]:
+			rank = rankFailover
+		default:
 			rank = rankGateway
 		}
 		key := rank*(n+1) + n - matched(l.FailoverPriority, v, gatewayLabel(gw))
