@@ -52,14 +52,16 @@ func newTranslateCommand(stdout io.Writer, logger *slog.Logger) *cobra.Command {
 		Short: "Print the xDS resources a proxy would receive, offline — built as discovery builds them",
 		Long: `translate reads cluster snapshots (directories or multi-document YAML files of
 Namespaces, Services, EndpointSlices, Pods and Nodes), an optional meshNetworks
-file and optional Istio Gateways, and prints what a proxy would receive from
+file, optional Istio Gateways and DestinationRules, and prints what a proxy would receive from
 horizon discovery — the same classification into views and the same build —
 as Envoy proto3 JSON (or YAML): EDS load assignments (split horizon applied),
 CDS clusters, LDS listeners, RDS routes, or all of them.
 
 A sidecar (--role sidecar) is placed by --proxy-network (EDS), --proxy-cluster
 (CDS, LDS, RDS: routes name its cluster's ClusterIPs) and --proxy-ip (its
-workload's addresses: the ports of the endpoints there are its inbound side).
+workload's addresses: the ports of the endpoints there are its inbound side,
+and their Node's locality orders the endpoints of services with a locality
+policy, from --destination-rules or --locality-failover).
 A network gateway (--role router) by --proxy-network and --label (the
 Gateways of --gateways whose selector matches are its listeners and
 clusters); routers get no routes. An empty --proxy-network ("") is a proxy
