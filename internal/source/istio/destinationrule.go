@@ -46,7 +46,7 @@ func ConvertDestinationRule(dr *networkingv1.DestinationRule) (*model.Destinatio
 		} else {
 			loc, err := convertLocality(l)
 			if err != nil {
-				return nil, fmt.Errorf("%s: %sloadBalancer.localityLbSetting.%v", obj, base, err)
+				return nil, fmt.Errorf("%s: %sloadBalancer.localityLbSetting.%w", obj, base, err)
 			}
 			out.Policy.Locality = loc
 		}
@@ -54,7 +54,7 @@ func ConvertDestinationRule(dr *networkingv1.DestinationRule) (*model.Destinatio
 	if od := tp.GetOutlierDetection(); od != nil {
 		o, err := convertOutlier(od)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %soutlierDetection.%v", obj, base, err)
+			return nil, fmt.Errorf("%s: %soutlierDetection.%w", obj, base, err)
 		}
 		out.Policy.Outlier = o
 		if out.Policy.Locality == nil && !out.Policy.LocalityOff {
@@ -64,7 +64,7 @@ func ConvertDestinationRule(dr *networkingv1.DestinationRule) (*model.Destinatio
 	if cp := tp.GetConnectionPool(); cp != nil {
 		p, err := convertPool(cp)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %sconnectionPool.%v", obj, base, err)
+			return nil, fmt.Errorf("%s: %sconnectionPool.%w", obj, base, err)
 		}
 		out.Policy.Pool = p
 	}
@@ -197,7 +197,7 @@ func duration(field string, d *durationpb.Duration, def time.Duration) (time.Dur
 		return def, nil
 	}
 	if err := d.CheckValid(); err != nil {
-		return 0, fmt.Errorf("%s: %v", field, err)
+		return 0, fmt.Errorf("%s: %w", field, err)
 	}
 	if v := d.AsDuration(); v < time.Millisecond {
 		return 0, fmt.Errorf("%s %v is under 1ms", field, v)
