@@ -45,6 +45,9 @@ type Config struct {
 	// OutboundTrafficPolicy is ALLOW_ANY or REGISTRY_ONLY
 	// (translate.Options.OutboundTrafficPolicy).
 	OutboundTrafficPolicy string
+	// LocalityFailover applies Istio's locality failover (and its outlier
+	// detection defaults) to every service without a DestinationRule.
+	LocalityFailover bool
 
 	// TokenReview sizes the bearer-token path of both (its own client
 	// per cluster, cache, per-peer back-off).

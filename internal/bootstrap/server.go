@@ -60,7 +60,8 @@ func Run(ctx context.Context, c Config, log *slog.Logger, lis *Listeners) error 
 		RefreshInterval:  c.DNSRefresh, Resolver: net.DefaultResolver,
 		Logger: log, Registry: reg,
 		MaxViews: c.MaxViews, Limits: server.Limits{MaxStreams: c.MaxStreams, MaxStreamsPerClient: c.MaxStreamsPerClient},
-		Translate: translate.Options{TrustDomain: c.TrustDomain, OutboundTrafficPolicy: c.OutboundTrafficPolicy},
+		Translate:        translate.Options{TrustDomain: c.TrustDomain, OutboundTrafficPolicy: c.OutboundTrafficPolicy},
+		LocalityFailover: c.LocalityFailover,
 	})
 
 	restCfg, err := LocalConfig(c.Kubeconfig)
@@ -232,30 +233,28 @@ func serve(ctx context.Context, a *app, lis *Listeners) error {
 	return s.run(ctx, a.c.ShutdownGrace, a.cp, a.log)
 }
 
-// startGateways follows Istio Gateways in the config (local) cluster when
-// their CRD is installed; without it there are simply none. The CRD is
-// looked up until the API server answers (it may be down at start):
-// only a definite "not served" means no Gateways, and readiness waits.
+// startGateways follows Istio Gateways and DestinationRules in the config
+// (local) cluster when their CRDs are installed; without one there are
+// simply none of it. The CRDs are looked up until the API server answers
+// (it may be down at start): only a definite "not served" means none, and
+// readiness waits.
 func startGateways(ctx context.Context, cfg *rest.Config, local kubernetes.Interface, cp *controlplane.ControlPlane, log *slog.Logger) error {
 	ic, err := istioclient.NewForConfig(cfg)
 	if err != nil {
 		return fmt.Errorf("istio client: %w", err)
 	}
-	var read atomic.Bool
-	cp.AddReadinessGate("Istio Gateways", read.Load)
+	var gwRead, drRead atomic.Bool
+	cp.AddReadinessGate("Istio Gateways", gwRead.Load)
+	cp.AddReadinessGate("Istio DestinationRules", drRead.Load)
 	go func() {
 		backoff := time.Second
+		var served map[string]bool
 		for {
-			served, err := gatewayCRDServed(local)
-			if err == nil && !served {
-				log.Info("no networking.istio.io/v1 Gateway CRD in the config cluster: no Istio Gateways")
-				read.Store(true)
-				return
-			}
+			served, err = istioResourcesServed(local)
 			if err == nil {
 				break
 			}
-			log.Warn("cannot tell whether Istio Gateways are served yet; retrying", "error", err)
+			log.Warn("cannot tell whether Istio Gateways and DestinationRules are served yet; retrying", "error", err)
 			select {
 			case <-ctx.Done():
 				return
@@ -263,26 +262,39 @@ func startGateways(ctx context.Context, cfg *rest.Config, local kubernetes.Inter
 			}
 			backoff = min(2*backoff, 30*time.Second)
 		}
+		if served["destinationrules"] {
+			go func() {
+				istiosource.WatchDestinationRules(ctx, ic, cp)
+				drRead.Store(true)
+			}()
+		} else {
+			log.Info("no networking.istio.io/v1 DestinationRule CRD in the config cluster: no DestinationRules")
+			drRead.Store(true)
+		}
+		if !served["gateways"] {
+			log.Info("no networking.istio.io/v1 Gateway CRD in the config cluster: no Istio Gateways")
+			gwRead.Store(true)
+			return
+		}
 		istiosource.WatchGateways(ctx, ic, cp)
-		read.Store(true)
+		gwRead.Store(true)
 	}()
 	return nil
 }
 
-// gatewayCRDServed asks the API server whether it serves
-// networking.istio.io/v1 gateways; an error means it did not say.
-func gatewayCRDServed(local kubernetes.Interface) (bool, error) {
+// istioResourcesServed asks the API server which networking.istio.io/v1
+// resources it serves; an error means it did not say.
+func istioResourcesServed(local kubernetes.Interface) (map[string]bool, error) {
 	resources, err := local.Discovery().ServerResourcesForGroupVersion("networking.istio.io/v1")
 	if apierrors.IsNotFound(err) {
-		return false, nil
+		return map[string]bool{}, nil
 	}
 	if err != nil {
-		return false, err
+		return nil, err
 	}
+	out := map[string]bool{}
 	for _, r := range resources.APIResources {
-		if r.Name == "gateways" {
-			return true, nil
-		}
+		out[r.Name] = true
 	}
-	return false, nil
+	return out, nil
 }

@@ -74,6 +74,7 @@ func settingsFlags(fl *pflag.FlagSet, s *install.Settings, values, meshNetworks 
 	fl.StringVar(&s.TrustDomain, "trust-domain", d.TrustDomain, "SPIFFE trust domain")
 	fl.DurationVar(&s.StaleEndpointTTL.Duration, "stale-endpoint-ttl", d.StaleEndpointTTL.Duration,
 		"discovery withdraws a remote cluster's endpoints once its API server has not answered that long (0: never, they keep serving); primary only")
+	fl.BoolVar(&s.LocalityFailover, "locality-failover", d.LocalityFailover, "discovery orders every service's endpoints by the client's locality, with Istio's outlier detection defaults (services with a DestinationRule follow it); primary only")
 	fl.StringVar(&s.DiscoveryImage, "discovery-image", d.DiscoveryImage, "discovery's container image")
 	fl.StringVar(&s.ProxyImage, "proxy-image", d.ProxyImage, "the proxy's container image (agent + Envoy)")
 	fl.StringVar(&s.ImagePullPolicy, "image-pull-policy", d.ImagePullPolicy, "Always, IfNotPresent or Never")
@@ -105,6 +106,7 @@ func resolveSettings(fl *pflag.FlagSet, fromFlags install.Settings, values, mesh
 		"trust-domain":       func() { s.TrustDomain = fromFlags.TrustDomain },
 		"stale-endpoint-ttl": func() { s.StaleEndpointTTL = fromFlags.StaleEndpointTTL },
 		"discovery-image":    func() { s.DiscoveryImage = fromFlags.DiscoveryImage }, "proxy-image": func() { s.ProxyImage = fromFlags.ProxyImage },
+		"locality-failover": func() { s.LocalityFailover = fromFlags.LocalityFailover },
 		"image-pull-policy": func() { s.ImagePullPolicy = fromFlags.ImagePullPolicy },
 	}
 	fl.Visit(func(f *pflag.Flag) {

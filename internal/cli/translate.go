@@ -29,6 +29,8 @@ type translateFlags struct {
 	clusters        []string
 	meshNetworks    string
 	gateways        string
+	rules           string
+	localityFO      bool
 	proxyNetwork    string
 	proxyCluster    string
 	role            string
@@ -50,7 +52,7 @@ func newTranslateCommand(stdout io.Writer, logger *slog.Logger) *cobra.Command {
 		Short: "Print the xDS resources a proxy would receive, offline — built as discovery builds them",
 		Long: `translate reads cluster snapshots (directories or multi-document YAML files of
 Namespaces, Services, EndpointSlices, Pods and Nodes), an optional meshNetworks
-file and optional Istio Gateways, and prints what a proxy would receive from
+file, optional Istio Gateways and DestinationRules, and prints what a proxy would receive from
 horizon discovery — the same classification into views and the same build —
 as Envoy proto3 JSON (or YAML): EDS load assignments (split horizon applied),
 CDS clusters, LDS listeners, RDS routes, or all of them.
@@ -58,8 +60,10 @@ CDS clusters, LDS listeners, RDS routes, or all of them.
 A sidecar (--role sidecar) is placed by --proxy-network (EDS), --proxy-cluster
 (CDS, LDS, RDS: routes name its cluster's ClusterIPs; listeners reach its
 cluster's headless pods) and --proxy-ip (its workload's addresses: the ports
-of the endpoints there are its inbound side, and their namespace's services
-are routed by their bare names too).
+of the endpoints there are its inbound side, their namespace's services are
+routed by their bare names too, and their Node's locality orders the
+endpoints of services with a locality policy, from --destination-rules or
+--locality-failover).
 A network gateway (--role router) by --proxy-network and --label (the
 Gateways of --gateways whose selector matches are its listeners and
 clusters); routers get no routes. An empty --proxy-network ("") is a proxy
@@ -83,6 +87,8 @@ on no network.`,
 	fl.StringArrayVar(&f.proxyIPs, "proxy-ip", nil, "an address of the sidecar's workload (repeatable): its endpoints' ports are the inbound side")
 	fl.StringArrayVar(&f.labels, "label", nil, "a label KEY=VALUE of the router's workload (repeatable): selects its Gateways")
 	fl.StringVar(&f.gateways, "gateways", "", "file of Istio Gateway resources (networking.istio.io), for --role router")
+	fl.StringVar(&f.rules, "destination-rules", "", "file of Istio DestinationRule resources (networking.istio.io): locality failover, outlier detection, connection pools")
+	fl.BoolVar(&f.localityFO, "locality-failover", false, "as discovery's --locality-failover: Istio's locality failover for every service without a DestinationRule")
 	fl.StringVar(&f.typ, "type", "eds", "resource type: eds, cds, lds, rds, nds (Istio's DNS name table), or all (every Envoy type)")
 	fl.StringVar(&f.name, "name", "", "print only this resource, e.g. 'outbound|80||svc.ns.svc.cluster.local'")
 	fl.StringVarP(&f.output, "output", "o", "json", "output format: json or yaml")
@@ -166,11 +172,13 @@ func runTranslate(ctx context.Context, f translateFlags, stdout io.Writer, logge
 		return err
 	}
 	m, diags := offline.Load(ctx, offline.Options{
-		Clusters:         clusters,
-		MeshNetworksFile: f.meshNetworks,
-		DomainSuffix:     f.domainSuffix,
-		SystemNamespace:  f.systemNamespace,
-		Resolver:         net.DefaultResolver,
+		Clusters:             clusters,
+		MeshNetworksFile:     f.meshNetworks,
+		DomainSuffix:         f.domainSuffix,
+		SystemNamespace:      f.systemNamespace,
+		Resolver:             net.DefaultResolver,
+		DestinationRulesFile: f.rules,
+		LocalityFailover:     f.localityFO,
 	})
 	for _, d := range diags.Warnings() {
 		logger.Warn(d.String())

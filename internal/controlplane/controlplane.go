@@ -41,6 +41,10 @@ type Options struct {
 	// changed answer triggers a push (default 30s).
 	RefreshInterval time.Duration
 	Translate       translate.Options
+	// LocalityFailover applies Istio's default locality failover
+	// (model.DefaultLocalityPolicy) to every service without a
+	// DestinationRule.
+	LocalityFailover bool
 	// MaxViews bounds the xDS views held at once (0: server.DefaultMaxViews).
 	MaxViews int
 	// Limits bound the streams clients can open.
@@ -61,8 +65,12 @@ type ControlPlane struct {
 	networks *model.MeshNetworks
 	netsErr  string
 	gateways []*model.IstioGateway // Istio Gateways of the config cluster
-	pending  time.Time             // first change not yet pushed (zero: none)
-	gates    map[string]func() bool
+	rules    []*model.DestinationRule
+	// defaultPolicy is the mesh default (nil: none), one pointer for the
+	// process's life.
+	defaultPolicy *model.TrafficPolicy
+	pending       time.Time // first change not yet pushed (zero: none)
+	gates         map[string]func() bool
 
 	kick  chan struct{}
 	seq   pushSeq
@@ -74,8 +82,12 @@ type ControlPlane struct {
 	gwKey string      // the Gateways the last CDS/LDS/RDS builds read
 	// eds holds, per EDS view, the mesh its last build read and what it
 	// built: a push rebuilds only the services whose endpoints changed.
-	edsMu        sync.Mutex
-	eds          map[server.View]edsBuild
+	edsMu sync.Mutex
+	eds   map[server.View]edsBuild
+	// plain holds, per network, the load assignments of the services
+	// without a locality policy, which every EDS view of the network
+	// shares: built once per push, not once per locality.
+	plain        map[string]*plainBuild
 	meshProblems string // the mesh diagnostics last logged
 	Views        *server.ViewCache
 	Tracker      *server.Tracker
@@ -105,6 +117,10 @@ func New(opts Options) *ControlPlane {
 		gates:    map[string]func() bool{},
 		kick:     make(chan struct{}, 1),
 		eds:      map[server.View]edsBuild{},
+		plain:    map[string]*plainBuild{},
+	}
+	if opts.LocalityFailover {
+		cp.defaultPolicy = model.DefaultLocalityPolicy()
 	}
 	cp.seq.init()
 	if opts.Resolver != nil {

@@ -92,14 +92,15 @@ func (cp *ControlPlane) push(ctx context.Context) {
 		}
 		snaps = append(snaps, c.snap)
 	}
-	nets := cp.networks
+	nets, rules := cp.networks, cp.rules
 	gatesOK := true
 	for _, ok := range cp.gates {
 		gatesOK = gatesOK && ok()
 	}
 	cp.mu.Unlock()
 
-	in := model.BuildInput{Clusters: snaps, Networks: nets, DomainSuffix: cp.opts.DomainSuffix, Previous: cp.mesh.Load()}
+	in := model.BuildInput{Clusters: snaps, Networks: nets, DomainSuffix: cp.opts.DomainSuffix, Previous: cp.mesh.Load(),
+		DestinationRules: rules, DefaultPolicy: cp.defaultPolicy}
 	if cp.names != nil {
 		in.Names = cp.names
 	}

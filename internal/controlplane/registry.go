@@ -39,6 +39,19 @@ func (cp *ControlPlane) IstioGatewayError(object, msg string) {
 	cp.log.Error("Gateway ignored", "gateway", object, "error", msg)
 }
 
+// SetDestinationRules applies the config cluster's valid DestinationRules.
+func (cp *ControlPlane) SetDestinationRules(rules []*model.DestinationRule) {
+	cp.mu.Lock()
+	cp.rules = rules
+	cp.mu.Unlock()
+	cp.changed()
+}
+
+// DestinationRuleError reports an invalid DestinationRule (left out).
+func (cp *ControlPlane) DestinationRuleError(object, msg string) {
+	cp.log.Error("DestinationRule ignored", "destinationRule", object, "error", msg)
+}
+
 // SetCluster adds or replaces a cluster. Replacing is how a kubeconfig
 // rotation is made before it breaks: the source calls SetCluster with the
 // new, synced store and only then stops the old watcher.

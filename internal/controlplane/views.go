@@ -19,8 +19,9 @@ import (
 	"github.com/horizonmesh/horizon/internal/xds/translate"
 )
 
-// Classify maps a proxy to its view of a type. EDS depends only on the
-// proxy's network. Listeners and clusters are shared by every sidecar of a
+// Classify maps a proxy to its view of a type. EDS depends on the proxy's
+// network and, when the mesh knows its workload, that workload's cluster and
+// locality. Listeners and clusters are shared by every sidecar of a
 // cluster whose workload serves the same ports (its inbound side); routes
 // by every sidecar of a cluster and namespace (they name the cluster's
 // ClusterIPs and the namespace's bare service names; the namespace as the
@@ -49,10 +50,14 @@ func (cp *ControlPlane) classify(typeURL string, p server.Proxy) (translate.View
 	}
 	var tp translate.Proxy
 	claimed := false
-	switch typeURL {
-	case resource.ClusterType, resource.ListenerType, resource.RouteType:
+	switch {
+	case typeURL == resource.ClusterType || typeURL == resource.ListenerType || typeURL == resource.RouteType ||
+		(typeURL == resource.EndpointType && !p.Router):
 		// Routes: the namespace whose bare names they carry is verified
-		// the same way (the proved one, else the workload's).
+		// the same way (the proved one, else the workload's). A sidecar's
+		// endpoints depend on where its workload runs (for services with a
+		// locality policy): its Pod's Node, never the locality the node
+		// claims.
 		claim := translate.Claim{Router: p.Router, Network: p.Network, Cluster: p.Cluster, IPs: p.IPs, Labels: p.Labels}
 		if p.Verified {
 			claim.Namespace, claim.ServiceAccount = p.Namespace, p.ServiceAccount
@@ -176,7 +181,7 @@ type serviceKeys struct {
 	last []serviceKey // in m.Services() order
 }
 
-type serviceKey struct{ cds, lds, routes, nds string }
+type serviceKey struct{ cds, lds, routes, nds, policy string }
 
 // update computes m's keys and reports whether the CDS, the listeners',
 // the routes' or the NDS keys differ from the last push's.
@@ -187,9 +192,11 @@ func (k *serviceKeys) update(m *model.Mesh, opts translate.Options) (cdsChanged,
 	changed := k.memo == nil || len(svcs) != len(k.last)
 	cdsChanged, ldsChanged, routesChanged, ndsChanged = changed, changed, changed, changed
 	for i, s := range svcs {
+		pol := m.Policy(s.Hostname)
 		key, ok := k.memo[s]
-		if !ok {
-			key = serviceKey{cds: cdsKey(s, opts), routes: routesKey(s), nds: ndsKey(s)}
+		if !ok || key.policy != pol.Key() {
+			// Clusters carry the policy; routes whether it is in priorities.
+			key = serviceKey{cds: cdsKey(s, opts) + pol.Key(), routes: routesKey(s) + fmt.Sprint(pol.LocalityAware()), nds: ndsKey(s), policy: pol.Key()}
 			key.lds = key.routes + headlessKey(s)
 		}
 		memo[s], cur[i] = key, key

@@ -62,7 +62,7 @@ func primaryObjects(s Settings) []runtime.Object {
 }
 
 // discoveryClusterRole is the least discovery needs cluster-wide: read the
-// registry and Istio Gateways, review tokens, publish the root certificate
+// registry, Istio Gateways and DestinationRules, review tokens, publish the root certificate
 // ConfigMap in every namespace, and keep its own webhook's caBundle (only
 // when the webhook is installed).
 func discoveryClusterRole(s Settings) *rbacv1.ClusterRole {
@@ -70,7 +70,7 @@ func discoveryClusterRole(s Settings) *rbacv1.ClusterRole {
 	rules := []rbacv1.PolicyRule{
 		{APIGroups: []string{""}, Resources: []string{"services", "endpoints", "pods", "nodes", "namespaces"}, Verbs: read},
 		{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: read},
-		{APIGroups: []string{"networking.istio.io"}, Resources: []string{"gateways"}, Verbs: read},
+		{APIGroups: []string{"networking.istio.io"}, Resources: []string{"gateways", "destinationrules"}, Verbs: read},
 		{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"tokenreviews"}, Verbs: []string{"create"}},
 		{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get", "list", "watch", "create", "update"}},
 	}
@@ -155,6 +155,9 @@ func discoveryDeployment(s Settings) *appsv1.Deployment {
 	}
 	if ttl := s.StaleEndpointTTL.Duration; ttl > 0 {
 		args = append(args, "--stale-endpoint-ttl", ttl.String())
+	}
+	if s.LocalityFailover {
+		args = append(args, "--locality-failover")
 	}
 	probe := func(h corev1.ProbeHandler, period int32) *corev1.Probe {
 		return &corev1.Probe{ProbeHandler: h, PeriodSeconds: period, TimeoutSeconds: 2, FailureThreshold: 3}

@@ -75,6 +75,9 @@ type Settings struct {
 	// its endpoints withdrawn until it answers again. 0 (the default):
 	// never; its last endpoints keep serving (primary only).
 	StaleEndpointTTL metav1.Duration `json:"staleEndpointTTL,omitzero"`
+	// LocalityFailover is discovery's --locality-failover: Istio's
+	// locality failover for every service without a DestinationRule.
+	LocalityFailover bool `json:"localityFailover,omitempty"`
 	// Images of discovery and of the proxy (agent + Envoy).
 	DiscoveryImage  string `json:"discoveryImage,omitempty"`
 	ProxyImage      string `json:"proxyImage,omitempty"`

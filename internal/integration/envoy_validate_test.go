@@ -14,6 +14,7 @@ import (
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
@@ -221,4 +222,59 @@ func walkthroughMesh(t *testing.T) *model.Mesh {
 		t.Fatal(err)
 	}
 	return m
+}
+
+// TestEnvoyAcceptsLocalityFailover validates with the real Envoy what the
+// locality-failover golden case gives a located sidecar: clusters with
+// outlier detection, circuit breakers and locality-weighted load balancing,
+// routes retrying on previous priorities, and — each cluster made static
+// with it inline — the view's load assignments in priorities.
+func TestEnvoyAcceptsLocalityFailover(t *testing.T) {
+	envoy := envoyBinary(t)
+	dir := "../xds/translate/testdata/golden/locality-failover"
+	opts := offline.Options{MeshNetworksFile: dir + "/meshnetworks.yaml", DestinationRulesFile: dir + "/destinationrules.yaml"}
+	for _, id := range []model.ClusterID{"cluster1a", "cluster1b", "cluster2a", "cluster2b", "cluster3", "cluster4"} {
+		opts.Clusters = append(opts.Clusters, manifest.ClusterSource{ID: id, Path: dir + "/clusters/" + string(id)})
+	}
+	m, diags := offline.Load(context.Background(), opts)
+	if err := diags.Err(); err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range []translate.EDSView{
+		{Network: "network1", Located: true, Cluster: "cluster1a", Locality: model.Locality{Region: "region1", Zone: "zone1"}},
+		{Network: "network2", Located: true, Cluster: "cluster2b", Locality: model.Locality{Region: "region2", Zone: "zone4"}},
+		{Network: "network3"},
+	} {
+		cluster := ev.Cluster
+		if cluster == "" {
+			cluster = "cluster3" // a workload the mesh does not know
+		}
+		view := translate.SidecarView{Cluster: cluster, InboundPorts: []uint32{8080}}
+		b, err := agent.Bootstrap(agent.BootstrapConfig{NodeID: "sidecar~10.0.0.1~app.ns~ns.svc.cluster.local",
+			Cluster: string(cluster), Network: ev.Network, Namespace: "ns", ServiceAccount: "app",
+			IPs: []netip.Addr{netip.MustParseAddr("10.0.0.1")}, Discovery: "127.0.0.1:15012", DiscoverySNI: "localhost",
+			SDSSocket: filepath.Join(t.TempDir(), "sds.sock"), AdminPort: 15000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.StaticResources.Listeners = translate.LDS(m, view)
+		clas := map[string]*endpointv3.ClusterLoadAssignment{}
+		for _, cla := range translate.EDS(m, ev) {
+			clas[cla.ClusterName] = cla
+		}
+		for _, c := range translate.CDS(m, translate.Options{}) {
+			if cla, ok := clas[c.Name]; ok {
+				c.ClusterDiscoveryType = &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC}
+				c.EdsClusterConfig, c.LoadAssignment = nil, cla
+			}
+			b.StaticResources.Clusters = append(b.StaticResources.Clusters, c)
+		}
+		b.StaticResources.Clusters = append(b.StaticResources.Clusters, translate.InboundClusters(view)...)
+		routes := map[string]*routev3.RouteConfiguration{}
+		for _, r := range translate.RDS(m, view) {
+			routes[r.Name] = r
+		}
+		inlineRoutes(t, b.StaticResources.Listeners, routes)
+		validate(t, envoy, b)
+	}
 }

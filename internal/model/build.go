@@ -52,6 +52,12 @@ type BuildInput struct {
 	// sources that reuse unchanged ClusterServices make a push cost what
 	// changed. The result is the same as without it.
 	Previous *Mesh
+	// DestinationRules are the config cluster's valid rules; their hosts
+	// are resolved here (Mesh.Policy).
+	DestinationRules []*DestinationRule
+	// DefaultPolicy applies to every service without a DestinationRule
+	// (the mesh default, e.g. DefaultLocalityPolicy); nil: none.
+	DefaultPolicy *TrafficPolicy
 }
 
 // serviceInput is one cluster's part of a merged Service.
@@ -128,6 +134,8 @@ func Build(in BuildInput) (*Mesh, Diagnostics) {
 	m.gateways = gb.build(nets)
 	m.gatewayNames = slices.Sorted(maps.Keys(gb.asked))
 	m.networks = knownNetworks(nets, m)
+	m.policies = resolvePolicies(in.DestinationRules, in.DefaultPolicy, suffix, &diags)
+	m.defaultPolicy = in.DefaultPolicy
 	m.index()
 	return m, diags
 }

@@ -60,6 +60,10 @@ type Mesh struct {
 	// Build to reuse it (BuildInput.Previous).
 	inputs map[string][]serviceInput
 	merge  mergeKey
+	// policies are the DestinationRules' effective policies by host;
+	// defaultPolicy applies to the other services.
+	policies      map[string]*TrafficPolicy
+	defaultPolicy *TrafficPolicy
 }
 
 // GatewayNames returns, sorted, the DNS names Build looked up for gateways
@@ -179,6 +183,8 @@ type Workload struct {
 	PodName        string // empty: no known Pod, the workload is an address
 	ServiceAccount string
 	Labels         map[string]string
+	// Locality is its Node's (that of its endpoints).
+	Locality Locality
 	// Ports are the ports its endpoints serve, sorted: a sidecar's inbound
 	// ports.
 	Ports []uint32
@@ -213,7 +219,7 @@ func (m *Mesh) WorkloadAt(cluster ClusterID, ips []netip.Addr, namespace, servic
 	if found == nil {
 		return Workload{}, false
 	}
-	w := Workload{Namespace: found.Namespace, PodName: found.PodName, ServiceAccount: found.ServiceAccount, Labels: found.Labels}
+	w := Workload{Namespace: found.Namespace, PodName: found.PodName, ServiceAccount: found.ServiceAccount, Labels: found.Labels, Locality: found.Locality}
 	http := map[uint32]bool{} // port: every service port it serves is HTTP
 	for _, s := range m.services {
 		for number, eps := range s.Endpoints {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/horizonmesh/horizon/internal/dnscache"
 	"github.com/horizonmesh/horizon/internal/model"
+	"github.com/horizonmesh/horizon/internal/source/istio"
 	"github.com/horizonmesh/horizon/internal/source/kube"
 	"github.com/horizonmesh/horizon/internal/source/manifest"
 	"github.com/horizonmesh/horizon/internal/source/meshnetworks"
@@ -21,6 +22,10 @@ type Options struct {
 	DomainSuffix     string // default cluster.local
 	SystemNamespace  string // default istio-system
 	Resolver         model.Resolver
+	// DestinationRulesFile (optional) holds Istio DestinationRules.
+	DestinationRulesFile string
+	// LocalityFailover is the mesh default (model.DefaultLocalityPolicy).
+	LocalityFailover bool
 }
 
 // Load reads every input and builds the mesh. All problems found are
@@ -52,12 +57,21 @@ func Load(ctx context.Context, opts Options) (*model.Mesh, model.Diagnostics) {
 		nets, d = meshnetworks.ParseFile(opts.MeshNetworksFile)
 		diags = append(diags, d...)
 	}
+	var rules []*model.DestinationRule
+	if opts.DestinationRulesFile != "" {
+		var d model.Diagnostics
+		rules, d = istio.LoadDestinationRulesFile(opts.DestinationRulesFile)
+		diags = append(diags, d...)
+	}
 	if diags.Err() != nil {
 		return nil, diags
 	}
 	// Build is pure: a first build says which gateway names it needs; they
 	// are resolved (each bounded) and the mesh built again with the answers.
-	in := model.BuildInput{Clusters: snaps, Networks: nets, DomainSuffix: opts.DomainSuffix}
+	in := model.BuildInput{Clusters: snaps, Networks: nets, DomainSuffix: opts.DomainSuffix, DestinationRules: rules}
+	if opts.LocalityFailover {
+		in.DefaultPolicy = model.DefaultLocalityPolicy()
+	}
 	m, d := model.Build(in)
 	if names := m.GatewayNames(); len(names) > 0 && opts.Resolver != nil {
 		in.Names = dnscache.ResolveAll(ctx, opts.Resolver, names)

@@ -20,13 +20,52 @@ import (
 // (`horizon translate --gateways`). Every invalid Gateway is an error
 // naming it and its field.
 func LoadGatewaysFile(path string) ([]*model.IstioGateway, model.Diagnostics) {
+	var out []*model.IstioGateway
+	diags := eachDocument(path, "Gateway", "--gateways", func(raw []byte) error {
+		g := &networkingv1.Gateway{}
+		if err := yaml.Unmarshal(raw, g); err != nil {
+			return err
+		}
+		m, err := ConvertGateway(g)
+		if err != nil {
+			return err
+		}
+		out = append(out, m)
+		return nil
+	})
+	return out, diags
+}
+
+// LoadDestinationRulesFile reads the DestinationRules of a YAML or JSON
+// file, as LoadGatewaysFile its Gateways (`horizon translate
+// --destination-rules`).
+func LoadDestinationRulesFile(path string) ([]*model.DestinationRule, model.Diagnostics) {
+	var out []*model.DestinationRule
+	diags := eachDocument(path, "DestinationRule", "--destination-rules", func(raw []byte) error {
+		dr := &networkingv1.DestinationRule{}
+		if err := yaml.Unmarshal(raw, dr); err != nil {
+			return err
+		}
+		m, err := ConvertDestinationRule(dr)
+		if err != nil {
+			return err
+		}
+		out = append(out, m)
+		return nil
+	})
+	return out, diags
+}
+
+// eachDocument calls convert with every document of kind in the
+// networking.istio.io group (any served version) of a file; its errors
+// and the file's are diagnostics naming the document.
+func eachDocument(path, kind, flag string, convert func(raw []byte) error) model.Diagnostics {
 	var diags model.Diagnostics
 	b, err := os.ReadFile(path)
 	if err != nil {
-		diags.AddError(path, "", "--gateways", err.Error())
-		return nil, diags
+		diags.AddError(path, "", flag, err.Error())
+		return diags
 	}
-	var out []*model.IstioGateway
 	r := utilyaml.NewYAMLReader(bufio.NewReaderSize(bytes.NewReader(b), 4096))
 	for doc := 1; ; doc++ {
 		raw, err := r.Read()
@@ -48,22 +87,14 @@ func LoadGatewaysFile(path string) ([]*model.IstioGateway, model.Diagnostics) {
 			diags.AddError(path, fmt.Sprintf("document %d", doc), "", err.Error())
 			continue
 		}
-		if meta.Kind != "Gateway" || !isNetworkingGroup(meta.APIVersion) {
+		if meta.Kind != kind || !isNetworkingGroup(meta.APIVersion) {
 			continue
 		}
-		g := &networkingv1.Gateway{}
-		if err := yaml.Unmarshal(raw, g); err != nil {
-			diags.AddError(path, fmt.Sprintf("document %d (Gateway)", doc), "spec", err.Error())
-			continue
+		if err := convert(raw); err != nil {
+			diags.AddError(path, fmt.Sprintf("document %d (%s)", doc, kind), "", err.Error())
 		}
-		m, err := ConvertGateway(g)
-		if err != nil {
-			diags.AddError(path, "", "", err.Error())
-			continue
-		}
-		out = append(out, m)
 	}
-	return out, diags
+	return diags
 }
 
 func isNetworkingGroup(apiVersion string) bool {

@@ -48,6 +48,10 @@ type viewEntry struct {
 	// past that a stream holds its own, freed with it.
 	nameSets     map[string]*nameSet
 	nameSetBytes int
+	// share holds the marshalled resources every view holds by the same
+	// pointer (nil: marshal each); freed is set once the view is gone.
+	share *anyShare
+	freed bool
 }
 
 // nameSet is a subscription's names (without "*") and whether it has "*";
@@ -111,6 +115,7 @@ func (e *viewEntry) releaseNames(key string) {
 type served struct {
 	any *anypb.Any
 	ver uint64
+	src types.Resource // what any was marshalled from, to give back to share
 }
 
 // step is one Update: the names it changed (added or modified) and removed.
@@ -136,7 +141,7 @@ func emptyViewEntry(v View, tag string) *viewEntry {
 func (e *viewEntry) fill(res map[string]types.Resource) {
 	e.current, e.res = res, make(map[string]served, len(res))
 	for name, r := range res {
-		e.res[name] = served{any: mustAny(r), ver: 0}
+		e.res[name] = served{any: e.share.get(r), ver: 0, src: r}
 	}
 	e.names = sortedKeys(e.res)
 }
@@ -182,10 +187,14 @@ func (e *viewEntry) apply(all map[string]types.Resource, changed map[string]type
 		if _, ok := e.res[name]; !ok {
 			renamed = true
 		}
-		e.res[name] = served{any: mustAny(r), ver: e.version}
+		if old, ok := e.res[name]; ok {
+			e.share.put(old.src)
+		}
+		e.res[name] = served{any: e.share.get(r), ver: e.version, src: r}
 		st.changed = append(st.changed, name)
 	}
 	for _, name := range removed {
+		e.share.put(e.res[name].src)
 		delete(e.res, name)
 	}
 	sort.Strings(st.changed)
@@ -248,4 +257,75 @@ func (e *viewEntry) last() step {
 // clusters. Endpoints and routes may be sent a few at a time.
 func fullState(typeURL string) bool {
 	return typeURL == resource.ClusterType || typeURL == resource.ListenerType
+}
+
+// anyShare marshals a resource once however many views hold it: the
+// control plane hands the EDS views of one network's localities the same
+// load assignment (the same pointer) for every service without a locality
+// policy, and each view would otherwise marshal its own copy on every
+// change. Entries are counted by the views holding them and dropped with
+// the last.
+type anyShare struct {
+	mu sync.Mutex
+	m  map[types.Resource]*sharedAny
+}
+
+type sharedAny struct {
+	any  *anypb.Any
+	refs int
+}
+
+func newAnyShare() *anyShare { return &anyShare{m: map[types.Resource]*sharedAny{}} }
+
+// get returns r marshalled, counting one more holder.
+func (s *anyShare) get(r types.Resource) *anypb.Any {
+	if s == nil {
+		return mustAny(r)
+	}
+	s.mu.Lock()
+	if x := s.m[r]; x != nil {
+		x.refs++
+		s.mu.Unlock()
+		return x.any
+	}
+	s.mu.Unlock()
+	a := mustAny(r) // outside the lock: views marshal in parallel
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if x := s.m[r]; x != nil { // another view was quicker
+		x.refs++
+		return x.any
+	}
+	s.m[r] = &sharedAny{any: a, refs: 1}
+	return a
+}
+
+// put gives back one holder of r.
+func (s *anyShare) put(r types.Resource) {
+	if s == nil || r == nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if x := s.m[r]; x != nil {
+		if x.refs--; x.refs <= 0 {
+			delete(s.m, r)
+		}
+	}
+}
+
+// free gives back every resource of a view that is gone; an Update that
+// still reaches it afterwards changes nothing.
+func (e *viewEntry) free() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.freed {
+		return
+	}
+	e.freed = true
+	// The marshalled bytes stay: a stream that has not yet learnt of its
+	// move may still read them.
+	for _, r := range e.res {
+		e.share.put(r.src)
+	}
 }

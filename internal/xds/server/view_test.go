@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
 	"google.golang.org/protobuf/encoding/protowire"
 )
@@ -44,5 +45,35 @@ func TestViewNameSetsAreBounded(t *testing.T) {
 	}
 	if len(e2.nameSets) != maxNameSets {
 		t.Fatalf("%d small sets kept, want %d", len(e2.nameSets), maxNameSets)
+	}
+}
+
+// A resource two views hold by the same pointer is marshalled once; a new
+// pointer is marshalled anew; the share forgets a resource with its last
+// holder.
+func TestViewsShareMarshalledResources(t *testing.T) {
+	share := newAnyShare()
+	shared := &endpointv3.ClusterLoadAssignment{ClusterName: "c"}
+	mk := func(key string) *viewEntry {
+		e := emptyViewEntry(edsView(key), "t")
+		e.share = share
+		e.fill(map[string]types.Resource{"c": shared})
+		return e
+	}
+	a, b := mk("a"), mk("b")
+	if a.res["c"].any != b.res["c"].any {
+		t.Fatal("two views of one resource pointer marshalled it twice")
+	}
+	changed := &endpointv3.ClusterLoadAssignment{ClusterName: "c", Endpoints: []*endpointv3.LocalityLbEndpoints{{}}}
+	a.mu.Lock()
+	a.apply(map[string]types.Resource{"c": changed}, map[string]types.Resource{"c": changed}, nil)
+	a.mu.Unlock()
+	if a.res["c"].any == b.res["c"].any || len(share.m) != 2 {
+		t.Fatalf("after a change: %d shared entries, want 2 (the old one still held by b)", len(share.m))
+	}
+	a.free()
+	b.free()
+	if len(share.m) != 0 {
+		t.Fatalf("%d entries left once both views are gone", len(share.m))
 	}
 }

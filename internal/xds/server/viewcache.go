@@ -98,6 +98,7 @@ type ViewCache struct {
 	// resource to send), and keep clusters or listeners that are gone.
 	instance string
 	made     uint64
+	share    *anyShare // marshalled resources views share
 
 	mu          sync.Mutex
 	caches      map[View]*viewEntry
@@ -119,7 +120,7 @@ func NewViewCache(build Builder, classify Classifier, maxViews int) *ViewCache {
 	return &ViewCache{caches: map[View]*viewEntry{}, bindings: map[*corev3.Node]map[string]*viewEntry{},
 		proxies: map[*corev3.Node]Proxy{}, subscribers: map[*corev3.Node]subscriber{},
 		claims: map[string]map[View]int{}, claimedBy: map[*corev3.Node][]View{},
-		build: build, classify: classify, maxViews: maxViews, instance: strconv.FormatInt(time.Now().UnixNano(), 36)}
+		share: newAnyShare(), build: build, classify: classify, maxViews: maxViews, instance: strconv.FormatInt(time.Now().UnixNano(), 36)}
 }
 
 // Views lists the views that exist (have a stream bound).
@@ -294,6 +295,7 @@ func (c *ViewCache) acquireUnbuilt(v View) (e *viewEntry, building bool, err err
 		}
 		c.made++
 		e = emptyViewEntry(v, c.instance+"."+strconv.FormatUint(c.made, 36))
+		e.share = c.share
 		e.mu.Lock()
 		building = true
 		c.caches[v] = e
@@ -307,6 +309,8 @@ func (c *ViewCache) acquireUnbuilt(v View) (e *viewEntry, building bool, err err
 func (c *ViewCache) release(e *viewEntry) {
 	if e.refs--; e.refs == 0 {
 		delete(c.caches, e.view)
+		// Not under c.mu: a stream may hold e.mu while it waits for c.mu.
+		go e.free()
 	}
 }
 
@@ -332,6 +336,10 @@ func (c *ViewCache) Update(v View, resources map[string]types.Resource) (int, er
 		return 0, nil
 	}
 	e.mu.Lock()
+	if e.freed {
+		e.mu.Unlock()
+		return 0, nil
+	}
 	changed := map[string]types.Resource{}
 	for name, r := range resources {
 		// The same pointer is a resource the builder reused unchanged: no

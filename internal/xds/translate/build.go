@@ -71,7 +71,7 @@ func Build(in Input, typeURL string, v View) map[string]types.Resource {
 			out[r.Name] = r
 		}
 	case resource.EndpointType:
-		for _, cla := range EDS(m, EDSView{Network: v.Network}) {
+		for _, cla := range EDS(m, EDSViewOf(v)) {
 			out[cla.ClusterName] = cla
 		}
 	case NameTableType:
@@ -90,4 +90,9 @@ func selecting(gws []*model.IstioGateway, labels Labels) []*model.IstioGateway {
 		}
 	}
 	return out
+}
+
+// EDSViewOf is the EDS part of a sidecar's view.
+func EDSViewOf(v View) EDSView {
+	return EDSView{Network: v.Network, Cluster: v.Cluster, Locality: v.Locality, Located: v.Located}
 }

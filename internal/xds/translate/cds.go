@@ -33,7 +33,7 @@ func CDS(m *model.Mesh, opts Options) []*clusterv3.Cluster {
 	}
 	for _, svc := range m.Services() {
 		for _, p := range svc.Ports {
-			out = append(out, OutboundCluster(svc, p.Port, opts))
+			out = append(out, OutboundCluster(svc, p.Port, m.Policy(svc.Hostname), opts))
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
@@ -48,18 +48,23 @@ func CDS(m *model.Mesh, opts Options) []*clusterv3.Cluster {
 // unknown protocol the protocol its client spoke (HTTP/1.1 or h2c, when
 // the sidecar detected HTTP); the others Envoy's default, HTTP/1.1 for
 // HTTP ports (TCP ports are not HTTP at all).
-func OutboundCluster(svc *model.Service, port uint32, opts Options) *clusterv3.Cluster {
+//
+// The service's traffic policy (a DestinationRule's, or the mesh default;
+// nil: none) adds outlier detection, circuit breakers and the like
+// (applyPolicy).
+func OutboundCluster(svc *model.Service, port uint32, pol *model.TrafficPolicy, opts Options) *clusterv3.Cluster {
 	name := ClusterName(port, svc.Hostname)
 	var protocolOptions map[string]*anypb.Any
+	proto := model.ProtocolUnknown
 	if sp, ok := svc.Port(port); ok {
-		protocolOptions = upstreamHTTP(sp.Selected())
+		proto = sp.Selected()
+		protocolOptions = upstreamHTTP(proto)
 	}
-	return &clusterv3.Cluster{
-		TypedExtensionProtocolOptions: protocolOptions,
-		Name:                          name,
-		ClusterDiscoveryType:          &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
-		EdsClusterConfig:              &clusterv3.Cluster_EdsClusterConfig{EdsConfig: envoyconf.ADSSource()},
-		ConnectTimeout:                durationpb.New(ConnectTimeout),
+	c := &clusterv3.Cluster{
+		Name:                 name,
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
+		EdsClusterConfig:     &clusterv3.Cluster_EdsClusterConfig{EdsConfig: envoyconf.ADSSource()},
+		ConnectTimeout:       durationpb.New(ConnectTimeout),
 		TransportSocketMatches: []*clusterv3.Cluster_TransportSocketMatch{
 			{
 				Name:            "tlsMode-istio",
@@ -69,6 +74,8 @@ func OutboundCluster(svc *model.Service, port uint32, opts Options) *clusterv3.C
 			{Name: "tlsMode-disabled", Match: &structpb.Struct{}, TransportSocket: envoyconf.RawBuffer()},
 		},
 	}
+	c.TypedExtensionProtocolOptions = applyPolicy(c, pol, proto, protocolOptions)
+	return c
 }
 
 // SNI is the server name a mesh client sends for a service port; gateways

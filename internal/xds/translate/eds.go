@@ -13,10 +13,17 @@ import (
 	"github.com/horizonmesh/horizon/internal/model"
 )
 
-// EDSView is what decides a proxy's endpoints: only its network. Every proxy
-// of one network shares one EDS view.
+// EDSView is what decides a proxy's endpoints: its network and, for the
+// services whose policy is locality-aware (model.TrafficPolicy), where its
+// workload runs. Every proxy of one network receives the same load
+// assignments of the other services.
 type EDSView struct {
 	Network string
+	// Located reports that the mesh knows the proxy's workload: Cluster
+	// and Locality are then its. An unlocated proxy matches no locality.
+	Located  bool
+	Cluster  model.ClusterID
+	Locality model.Locality
 }
 
 // TransportSocketMatchKey is the endpoint metadata namespace Envoy's
@@ -47,7 +54,10 @@ func EDS(m *model.Mesh, v EDSView) []*endpointv3.ClusterLoadAssignment {
 
 // localityGroup collects what one locality's LocalityLbEndpoints will hold.
 type localityGroup struct {
+	priority uint32
 	locality model.Locality
+	// weight, when set, replaces the sum of the members (distribute).
+	weight   uint64
 	direct   []*model.Endpoint
 	weights  []uint32 // weights[i] is direct[i]'s scaled weight
 	gateways map[*model.Gateway]uint64
@@ -63,6 +73,9 @@ type localityGroup struct {
 //     since crossing networks is always mutual TLS;
 //   - otherwise its weight is split evenly over the gateways that reach it,
 //     which go out, in its locality, in its stead.
+//
+// A service whose policy is locality-aware is then ordered into priorities
+// by where the proxy stands (see prioritize).
 func LoadAssignment(m *model.Mesh, v EDSView, svc *model.Service, port uint32) *endpointv3.ClusterLoadAssignment {
 	cla := &endpointv3.ClusterLoadAssignment{ClusterName: ClusterName(port, svc.Hostname)}
 	eps := svc.Endpoints[port]
@@ -117,16 +130,28 @@ func LoadAssignment(m *model.Mesh, v EDSView, svc *model.Service, port uint32) *
 			g.gateways[gw] += share
 		}
 	}
-	cla.Endpoints = emitGroups(groups)
-	return cla
-}
-
-func emitGroups(groups map[model.Locality]*localityGroup) []*endpointv3.LocalityLbEndpoints {
 	ordered := make([]*localityGroup, 0, len(groups))
 	for _, g := range groups {
 		ordered = append(ordered, g)
 	}
-	sort.Slice(ordered, func(i, j int) bool { return ordered[i].locality.Less(ordered[j].locality) })
+	if pol := m.Policy(svc.Hostname); pol.LocalityAware() {
+		ordered = applyLocality(pol.Locality, v, ordered)
+		// A priority's health is its healthy hosts' share of its weight,
+		// not of its host count: an ejected gateway takes the weight of
+		// every endpoint it stands for with it.
+		cla.Policy = &endpointv3.ClusterLoadAssignment_Policy{WeightedPriorityHealth: true}
+	}
+	cla.Endpoints = emitGroups(ordered)
+	return cla
+}
+
+func emitGroups(ordered []*localityGroup) []*endpointv3.LocalityLbEndpoints {
+	sort.Slice(ordered, func(i, j int) bool {
+		if ordered[i].priority != ordered[j].priority {
+			return ordered[i].priority < ordered[j].priority
+		}
+		return ordered[i].locality.Less(ordered[j].locality)
+	})
 
 	total := 0
 	for _, g := range ordered {
@@ -146,10 +171,14 @@ func emitGroups(groups map[model.Locality]*localityGroup) []*endpointv3.Locality
 			lbs = append(lbs, arena.lbEndpoint(gw.Address, gw.Port, w, true))
 			total += uint64(w)
 		}
+		if g.weight != 0 {
+			total = g.weight
+		}
 		out = append(out, &endpointv3.LocalityLbEndpoints{
 			Locality:            &corev3.Locality{Region: g.locality.Region, Zone: g.locality.Zone, SubZone: g.locality.Subzone},
 			LbEndpoints:         lbs,
 			LoadBalancingWeight: wrapperspb.UInt32(uint32(min(total, math.MaxUint32))),
+			Priority:            g.priority,
 		})
 	}
 	return out

@@ -18,6 +18,13 @@ const exampleHost = "example.ns.svc.cluster.local"
 // cluster4 40.0.0.1 (network4).
 func exampleMesh(t testing.TB, mtls bool) *model.Mesh {
 	t.Helper()
+	return exampleMeshWith(t, mtls, nil, nil)
+}
+
+// exampleMeshWith is exampleMesh with a locality per cluster, endpoint
+// labels version=v1 (v2 for 20.0.0.3) and DestinationRules.
+func exampleMeshWith(t testing.TB, mtls bool, loc map[model.ClusterID]model.Locality, rules []*model.DestinationRule) *model.Mesh {
+	t.Helper()
 	eps := map[model.ClusterID][]string{
 		"cluster1a": {"10.0.0.1"}, "cluster1b": {"10.0.0.2"},
 		"cluster2a": {"20.0.0.1"}, "cluster2b": {"20.0.0.2", "20.0.0.3"},
@@ -36,7 +43,14 @@ func exampleMesh(t testing.TB, mtls bool) *model.Mesh {
 		svc := &model.ClusterService{Name: "example", Namespace: "ns",
 			Ports: []model.ServicePort{{Name: "http", Port: 80, Protocol: "TCP"}}, Endpoints: map[uint32][]*model.Endpoint{}}
 		for _, a := range addrs {
-			svc.Endpoints[80] = append(svc.Endpoints[80], &model.Endpoint{Address: netip.MustParseAddr(a), Port: 8080, MTLS: mtls})
+			e := &model.Endpoint{Address: netip.MustParseAddr(a), Port: 8080, MTLS: mtls, Locality: loc[id]}
+			if loc != nil {
+				e.Labels = map[string]string{"version": "v1"}
+				if a == "20.0.0.3" {
+					e.Labels["version"] = "v2"
+				}
+			}
+			svc.Endpoints[80] = append(svc.Endpoints[80], e)
 		}
 		snap := &model.ClusterSnapshot{ID: id, Services: []*model.ClusterService{svc}}
 		if gw, ok := gws[id]; ok {
@@ -53,7 +67,7 @@ func exampleMesh(t testing.TB, mtls bool) *model.Mesh {
 		{Name: "network3", Registries: []model.ClusterID{"cluster3"}},
 		{Name: "network4", Registries: []model.ClusterID{"cluster4"}},
 	}}
-	m, diags := model.Build(model.BuildInput{Clusters: clusters, Networks: nets})
+	m, diags := model.Build(model.BuildInput{Clusters: clusters, Networks: nets, DestinationRules: rules})
 	if err := diags.Err(); err != nil {
 		t.Fatal(err)
 	}

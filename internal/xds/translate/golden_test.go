@@ -37,6 +37,8 @@ var update = flag.Bool("update", false, "rewrite testdata/golden/*/out/ from the
 //	sidecar-ip          optional address of the workload whose sidecar's
 //	                    LDS/CDS the case shows (default: one serving 5000)
 //	gateways.yaml       optional Istio Gateways (the config cluster's)
+//	destinationrules.yaml  optional Istio DestinationRules
+//	locality-failover   optional, empty: the mesh default --locality-failover
 //	out/                what translate.Build makes, one file per view and
 //	                    type (see goldenOutput); files it no longer makes
 //	                    are orphans: -update deletes them, otherwise they
@@ -100,6 +102,10 @@ type meshDoc struct {
 //
 //	mesh.json                  networks, resolved gateways, warnings
 //	eds.<network>.json         a sidecar's EDS on each network ("none": on none)
+//	eds.<network>.<cluster>.<region>.<zone>.json  with DestinationRules or
+//	                           the mesh default: the EDS of a sidecar whose
+//	                           workload the mesh knows, for every (network,
+//	                           cluster, locality) an endpoint stands in
 //	sidecar.{cds,lds,rds}.json a sidecar of the first cluster serving port 5000
 //	                           (HTTP), or with a file sidecar-ip, that of the
 //	                           workload at that address
@@ -121,6 +127,11 @@ func goldenOutput(t *testing.T, dir string) map[string][]byte {
 	if mn := filepath.Join(dir, "meshnetworks.yaml"); fileExists(mn) {
 		opts.MeshNetworksFile = mn
 	}
+	if dr := filepath.Join(dir, "destinationrules.yaml"); fileExists(dr) {
+		opts.DestinationRulesFile = dr
+	}
+	opts.LocalityFailover = fileExists(filepath.Join(dir, "locality-failover"))
+	located := opts.DestinationRulesFile != "" || opts.LocalityFailover
 	m, diags := offline.Load(context.Background(), opts)
 	if err := diags.Err(); err != nil {
 		t.Fatal(err)
@@ -180,6 +191,20 @@ func goldenOutput(t *testing.T, dir string) map[string][]byte {
 	}
 	for _, network := range append([]string{""}, m.Networks()...) {
 		put("eds."+fileNet(network)+".json", resource.EndpointType, translate.View{Network: network})
+	}
+	if located {
+		seen := map[translate.View]bool{}
+		for _, svc := range m.Services() {
+			for _, eps := range svc.Endpoints {
+				for _, e := range eps {
+					v, _ := translate.ViewOf(resource.EndpointType, translate.Proxy{Network: e.Network, Cluster: e.Cluster, Located: true, Locality: e.Locality})
+					if !seen[v] {
+						seen[v] = true
+						put("eds."+fileNet(e.Network)+"."+string(e.Cluster)+"."+e.Locality.Region+"."+e.Locality.Zone+".json", resource.EndpointType, v)
+					}
+				}
+			}
+		}
 	}
 	sidecar := translate.Proxy{Cluster: opts.Clusters[0].ID, Inbound: []uint32{5000}}
 	if b, err := os.ReadFile(filepath.Join(dir, "sidecar-ip")); err == nil {

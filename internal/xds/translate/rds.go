@@ -6,6 +6,7 @@ import (
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	previoushostsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/host/previous_hosts/v3"
+	previousprioritiesv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/priority/previous_priorities/v3"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/horizonmesh/horizon/internal/model"
@@ -67,7 +68,7 @@ func RDS(m *model.Mesh, v SidecarView) []*routev3.RouteConfiguration {
 			}
 			byPort[p.Port] = append(byPort[p.Port], &routev3.VirtualHost{
 				Name: svc.Hostname + ":" + port, Domains: domains,
-				Routes: []*routev3.Route{serviceRoute(ClusterName(p.Port, svc.Hostname))},
+				Routes: []*routev3.Route{serviceRoute(ClusterName(p.Port, svc.Hostname), m.Policy(svc.Hostname).LocalityAware())},
 			})
 		}
 	}
@@ -92,7 +93,13 @@ func RDS(m *model.Mesh, v SidecarView) []*routev3.RouteConfiguration {
 // endpoint that went away while the news travelled to this proxy (a pod
 // scaled down, a remote cluster's endpoints withdrawn through its gateway)
 // costs a retry, not a failed request.
-func serviceRoute(cluster string) *routev3.Route {
+//
+// For a service in priorities (a locality-aware policy) retries also move
+// on to the next priority (Envoy's previous_priorities): after every 2
+// attempts the priorities tried are set aside, so a request failing in the
+// local zone reaches the next one before outlier detection has ejected
+// anything, while one retry still stays close (another host of the zone).
+func serviceRoute(cluster string, prioritized bool) *routev3.Route {
 	r := routeTo(cluster)
 	r.GetRoute().RetryPolicy = &routev3.RetryPolicy{
 		RetryOn:              "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes",
@@ -101,6 +108,10 @@ func serviceRoute(cluster string) *routev3.Route {
 		RetryHostPredicate: []*routev3.RetryPolicy_RetryHostPredicate{{Name: "envoy.retry_host_predicates.previous_hosts",
 			ConfigType: &routev3.RetryPolicy_RetryHostPredicate_TypedConfig{TypedConfig: mustAny(&previoushostsv3.PreviousHostsPredicate{})}}},
 		HostSelectionRetryMaxAttempts: 5,
+	}
+	if prioritized {
+		r.GetRoute().RetryPolicy.RetryPriority = &routev3.RetryPolicy_RetryPriority{Name: "envoy.retry_priorities.previous_priorities",
+			ConfigType: &routev3.RetryPolicy_RetryPriority_TypedConfig{TypedConfig: mustAny(&previousprioritiesv3.PreviousPrioritiesConfig{UpdateFrequency: 2})}}
 	}
 	return r
 }

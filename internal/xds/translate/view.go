@@ -30,7 +30,11 @@ func (r Role) String() string {
 // resources of one type: a proxy is classified into it once per stream and
 // type, and builds read its fields directly. Which fields are set depends
 // on the type (see the control plane's Classify):
-//   - sidecar EDS: Network;
+//   - sidecar EDS: Network and, when the mesh knows the proxy's workload
+//     (Located), its Cluster and Locality (its Pod's Node's): services with
+//     a locality policy order their endpoints by where the client stands;
+//     the others are built once per network and shared (see
+//     docs/architecture.md, "Locality failover");
 //   - sidecar CDS and LDS: Cluster and Inbound (the ports its workload
 //     serves); sidecar RDS: Cluster (routes name its ClusterIPs) and
 //     Namespace (the bare names of its services), empty unless the mesh
@@ -49,6 +53,9 @@ type View struct {
 	// Namespace is a sidecar RDS view's: the verified namespace of its
 	// proxies, whose services are also routed by their bare names.
 	Namespace string
+	// Locality and Located: see sidecar EDS above.
+	Locality model.Locality
+	Located  bool
 }
 
 // String is the view as /debug/syncz and logs show it.
@@ -56,6 +63,8 @@ func (v View) String() string {
 	switch {
 	case v.Role == RoleRouter:
 		return "router;network=" + v.Network + labelsPart(v)
+	case v.Located:
+		return "network=" + v.Network + ";cluster=" + string(v.Cluster) + ";locality=" + v.Locality.String()
 	case v.Cluster == "" && v.Inbound == "":
 		// An EDS view (or the zero view of a sidecar on no cluster).
 		return "network=" + v.Network
@@ -86,6 +95,10 @@ type Proxy struct {
 	// Namespace is a sidecar's namespace as the mesh verified it (ProxyOf):
 	// its routes carry the bare names of that namespace's services.
 	Namespace string
+	// Located reports a sidecar whose workload the mesh knows; Locality
+	// is then its workload's.
+	Located  bool
+	Locality model.Locality
 }
 
 // Claim is what a proxy states about itself (its node), with the identity
@@ -134,6 +147,7 @@ func ProxyOf(m *model.Mesh, c Claim) (p Proxy, claimed bool) {
 	}
 	if found {
 		p.Inbound, p.InboundTCP = w.Ports, w.TCP
+		p.Located, p.Locality = true, w.Locality
 	}
 	ns := c.Namespace // proved by the connection
 	if ns == "" && found {
@@ -163,6 +177,9 @@ func ViewOf(typeURL string, p Proxy) (View, bool) {
 	}
 	switch typeURL {
 	case resource.EndpointType:
+		if p.Located {
+			return View{Network: p.Network, Cluster: p.Cluster, Locality: p.Locality, Located: true}, true
+		}
 		return View{Network: p.Network}, true
 	case resource.ClusterType, resource.ListenerType:
 		return View{Cluster: p.Cluster, Inbound: PortsOf(p.Inbound, p.InboundTCP)}, true
