@@ -18,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/horizonmesh/horizon/internal/k8sproc"
+	"github.com/horizonmesh/horizon/internal/testing/testkit"
 )
 
 // The test binary doubles as a fake control-plane process (symlinked as
@@ -26,12 +27,18 @@ import (
 // on stderr.
 const fakeEnv = "HORIZON_LAB_FAKE"
 
+// ignoringTerm is what an "ignore-term" fake logs once it ignores SIGTERM.
+const ignoringTerm = "fake: ignoring SIGTERM"
+
 func TestMain(m *testing.M) {
 	switch os.Getenv(fakeEnv) {
 	case "":
 		os.Exit(m.Run())
 	case "ignore-term":
 		signal.Ignore(syscall.SIGTERM)
+		// Said once SIGTERM is ignored: a test that stops it waits for
+		// this line rather than for a time that a busy machine outlasts.
+		fmt.Fprintln(os.Stderr, ignoringTerm)
 	case "exit":
 		fmt.Fprintln(os.Stderr, "fake: cannot bind: something is wrong")
 		os.Exit(3)
@@ -353,7 +360,10 @@ func TestDownStopsEverything(t *testing.T) {
 	}
 	stray := start(k8sproc.KubeScheduler, "sleep", dir.kubeconfig("kube-scheduler"))
 	foreign := start(k8sproc.Etcd, "sleep", filepath.Join(other, "etcd-data"))
-	time.Sleep(100 * time.Millisecond) // let the fakes install their signal handling
+	testkit.WaitFor(t, "the stubborn fake to ignore SIGTERM", func() bool {
+		b, _ := os.ReadFile(dir.log(k8sproc.KubeAPIServer))
+		return strings.Contains(string(b), ignoringTerm)
+	})
 
 	found := FindProcesses(state, false)
 	for _, p := range []*child{recorded, stubborn, stray} {
