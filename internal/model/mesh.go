@@ -55,6 +55,8 @@ type Mesh struct {
 	// Build to reuse it (BuildInput.Previous).
 	inputs map[string][]serviceInput
 	merge  mergeKey
+	// peerAuth resolves workloads' inbound mTLS modes.
+	peerAuth *PeerAuthentications
 }
 
 // GatewayNames returns, sorted, the DNS names Build looked up for gateways
@@ -176,6 +178,9 @@ type Workload struct {
 	// or selected by services that disagree, is TCP, which carries any
 	// protocol (HTTP included, without per-request handling).
 	TCP []uint32
+	// Modes are the inbound mTLS modes of Ports (never MTLSUnset), as the
+	// PeerAuthentications resolve them for this workload.
+	Modes map[uint32]MTLSMode
 }
 
 // WorkloadAt finds the workload of cluster at the first of ips that an
@@ -219,8 +224,11 @@ func (m *Mesh) WorkloadAt(cluster ClusterID, ips []netip.Addr, namespace, servic
 			}
 		}
 	}
+	policy := m.peerAuth.ForWorkload(found.Namespace, found.Labels)
+	w.Modes = make(map[uint32]MTLSMode, len(http))
 	for port, isHTTP := range http {
 		w.Ports = append(w.Ports, port)
+		w.Modes[port] = policy.Port(port)
 		if !isHTTP {
 			w.TCP = append(w.TCP, port)
 		}
