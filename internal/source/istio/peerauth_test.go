@@ -184,7 +184,7 @@ func (s *paSink) PeerAuthenticationError(object, msg string) {
 	s.mu.Unlock()
 }
 
-// waitFor waits until the last set satisfies ok.
+// waitFor waits until the last set satisfies ok (called with s.mu held).
 func (s *paSink) waitFor(t *testing.T, what string, ok func([]*model.PeerAuthentication) bool) {
 	t.Helper()
 	deadline := time.After(10 * time.Second)
@@ -258,8 +258,6 @@ func TestWatchPeerAuthentications(t *testing.T) {
 		t.Fatal(err)
 	}
 	sink.waitFor(t, "the valid one only, after the invalid one came", func(p []*model.PeerAuthentication) bool {
-		sink.mu.Lock()
-		defer sink.mu.Unlock()
 		return len(p) == 1 && p[0].Name == "finance" && len(sink.errs) > 0
 	})
 	sink.mu.Lock()
