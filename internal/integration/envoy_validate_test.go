@@ -48,19 +48,39 @@ func envoyBinary(t *testing.T) string {
 // Envoy would at run time).
 func TestEnvoyAcceptsGeneratedConfig(t *testing.T) {
 	envoy := envoyBinary(t)
-	walkthrough, protocols := walkthroughMesh(t), protocolsMesh(t)
+	walkthrough, protocols, strict := walkthroughMesh(t), protocolsMesh(t, "protocols"), protocolsMesh(t, "protocols-strict")
+	http := func(ports ...uint32) []translate.WorkloadPort {
+		var out []translate.WorkloadPort
+		for _, p := range ports {
+			out = append(out, translate.WorkloadPort{Port: p, Mode: model.DefaultMTLSMode})
+		}
+		return out
+	}
+	// The golden protocols cases' sidecar (the workload at 10.1.0.5): its
+	// ports' protocols and mTLS modes as discovery resolves them.
+	goldenSidecar := func(m *model.Mesh) translate.SidecarView {
+		p, _ := translate.ProxyOf(m, translate.Claim{Cluster: "cluster1", IPs: []netip.Addr{netip.MustParseAddr("10.1.0.5")}})
+		if len(p.Inbound) != 6 {
+			t.Fatalf("the golden protocols workload serves %v, want 6 ports", p.Inbound)
+		}
+		return translate.SidecarView{Cluster: "cluster1", Inbound: p.Inbound}
+	}
+	tcpStrict := translate.WorkloadPort{Port: 9080, TCP: true, Mode: model.MTLSStrict}
 	for _, c := range []struct {
 		m    *model.Mesh
 		view translate.SidecarView
 		opts translate.Options
 	}{
-		{walkthrough, translate.SidecarView{Cluster: "cluster1", InboundPorts: []uint32{5000}}, translate.Options{}},
-		{walkthrough, translate.SidecarView{Cluster: "cluster1"}, translate.Options{}},                                           // a client-only workload, like sleep
-		{walkthrough, translate.SidecarView{Cluster: "remote_kubecfg", InboundPorts: []uint32{5000, 9080}}, translate.Options{}}, // a TCP service (the gateway) too
-		// The golden case with a port of every protocol family, from the
-		// cluster that has the service and from the one that does not.
-		{protocols, translate.SidecarView{Cluster: "cluster1", InboundPorts: []uint32{5000, 7000, 8080, 8443, 9000, 9090},
-			InboundTCP: []uint32{7000, 8443, 9000}}, translate.Options{}},
+		{walkthrough, translate.SidecarView{Cluster: "cluster1", Inbound: http(5000)}, translate.Options{}},
+		{walkthrough, translate.SidecarView{Cluster: "cluster1"}, translate.Options{}}, // a client-only workload, like sleep
+		// A TCP service (the gateway) too, STRICT beside PERMISSIVE.
+		{walkthrough, translate.SidecarView{Cluster: "remote_kubecfg", Inbound: append(http(5000), tcpStrict)}, translate.Options{}},
+		// The golden cases with a port of every protocol family:
+		// PERMISSIVE with a DISABLE HTTP port, STRICT with a DISABLE TCP
+		// port; from the cluster that has the service and from the one
+		// that does not.
+		{protocols, goldenSidecar(protocols), translate.Options{}},
+		{strict, goldenSidecar(strict), translate.Options{}},
 		{protocols, translate.SidecarView{Cluster: "cluster2"}, translate.Options{}},
 		// REGISTRY_ONLY: unknown destinations to BlackHoleCluster.
 		{protocols, translate.SidecarView{Cluster: "cluster1", RegistryOnly: true}, translate.Options{OutboundTrafficPolicy: translate.RegistryOnly}},
@@ -166,12 +186,12 @@ func validate(t *testing.T, envoy string, b *bootstrapv3.Bootstrap) {
 // protocolsMesh is the translate golden case with one service having a
 // port of each protocol (http, grpc, h2c, tcp, tls, unnamed) and a
 // remote-only TCP service.
-func protocolsMesh(t *testing.T) *model.Mesh {
+func protocolsMesh(t *testing.T, golden string) *model.Mesh {
 	t.Helper()
-	dir := "../xds/translate/testdata/golden/protocols/clusters"
+	dir := "../xds/translate/testdata/golden/" + golden
 	m, diags := offline.Load(context.Background(), offline.Options{Clusters: []manifest.ClusterSource{
-		{ID: "cluster1", Path: dir + "/cluster1"}, {ID: "cluster2", Path: dir + "/cluster2"},
-	}})
+		{ID: "cluster1", Path: dir + "/clusters/cluster1"}, {ID: "cluster2", Path: dir + "/clusters/cluster2"},
+	}, PeerAuthenticationsFile: dir + "/peerauthentications.yaml"})
 	if err := diags.Err(); err != nil {
 		t.Fatal(err)
 	}

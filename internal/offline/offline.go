@@ -1,5 +1,5 @@
-// Package offline assembles a mesh from files: cluster manifest directories
-// and a meshNetworks file. `horizon translate` and the golden tests use it; the
+// Package offline assembles a mesh from files: cluster manifest directories,
+// a meshNetworks file and PeerAuthentications. `horizon translate` and the golden tests use it; the
 // live server assembles the same model from informers instead.
 package offline
 
@@ -9,6 +9,7 @@ import (
 
 	"github.com/horizonmesh/horizon/internal/dnscache"
 	"github.com/horizonmesh/horizon/internal/model"
+	"github.com/horizonmesh/horizon/internal/source/istio"
 	"github.com/horizonmesh/horizon/internal/source/kube"
 	"github.com/horizonmesh/horizon/internal/source/manifest"
 	"github.com/horizonmesh/horizon/internal/source/meshnetworks"
@@ -21,6 +22,14 @@ type Options struct {
 	DomainSuffix     string // default cluster.local
 	SystemNamespace  string // default istio-system
 	Resolver         model.Resolver
+	// PeerAuthenticationsFile holds Istio PeerAuthentications (optional).
+	PeerAuthenticationsFile string
+	// RootNamespace holds the mesh-wide PeerAuthentications (discovery's
+	// --namespace); default istio-system.
+	RootNamespace string
+	// DefaultMTLSMode applies where no PeerAuthentication does (discovery's
+	// --default-mtls-mode); default model.DefaultMTLSMode.
+	DefaultMTLSMode model.MTLSMode
 }
 
 // Load reads every input and builds the mesh. All problems found are
@@ -52,12 +61,21 @@ func Load(ctx context.Context, opts Options) (*model.Mesh, model.Diagnostics) {
 		nets, d = meshnetworks.ParseFile(opts.MeshNetworksFile)
 		diags = append(diags, d...)
 	}
+	pa := &model.PeerAuthentications{RootNamespace: opts.RootNamespace, Default: opts.DefaultMTLSMode}
+	if pa.RootNamespace == "" {
+		pa.RootNamespace = "istio-system"
+	}
+	if opts.PeerAuthenticationsFile != "" {
+		var d model.Diagnostics
+		pa.Policies, d = istio.LoadPeerAuthenticationsFile(opts.PeerAuthenticationsFile)
+		diags = append(diags, d...)
+	}
 	if diags.Err() != nil {
 		return nil, diags
 	}
 	// Build is pure: a first build says which gateway names it needs; they
 	// are resolved (each bounded) and the mesh built again with the answers.
-	in := model.BuildInput{Clusters: snaps, Networks: nets, DomainSuffix: opts.DomainSuffix}
+	in := model.BuildInput{Clusters: snaps, Networks: nets, DomainSuffix: opts.DomainSuffix, PeerAuth: pa}
 	m, d := model.Build(in)
 	if names := m.GatewayNames(); len(names) > 0 && opts.Resolver != nil {
 		in.Names = dnscache.ResolveAll(ctx, opts.Resolver, names)
