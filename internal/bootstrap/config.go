@@ -42,6 +42,9 @@ type Config struct {
 	// OutboundTrafficPolicy is ALLOW_ANY or REGISTRY_ONLY
 	// (translate.Options.OutboundTrafficPolicy).
 	OutboundTrafficPolicy string
+	// DefaultMTLSMode is how sidecars accept inbound connections where no
+	// PeerAuthentication says: PERMISSIVE (Istio's default) or STRICT.
+	DefaultMTLSMode string
 
 	// TokenReview sizes the bearer-token path of both (its own client
 	// per cluster, cache, per-peer back-off).
@@ -76,7 +79,7 @@ func DefaultConfig() Config {
 		HTTPIdleTimeout: ops.DefaultIdleTimeout, MaxViews: server.DefaultMaxViews, MaxStreams: 10000, ProxyImage: "horizon/proxy:latest",
 		Debounce: 10 * time.Millisecond, DebounceMax: time.Second, RemoteSyncTimeout: 30 * time.Second,
 		DomainSuffix: model.DefaultDomainSuffix, PollInterval: 2 * time.Second, DNSRefresh: 30 * time.Second,
-		TrustDomain: "cluster.local", OutboundTrafficPolicy: "ALLOW_ANY", TokenAudiences: []string{"istio-ca"}, CertTTL: 24 * time.Hour, MaxCertTTL: 7 * 24 * time.Hour,
+		TrustDomain: "cluster.local", OutboundTrafficPolicy: "ALLOW_ANY", DefaultMTLSMode: string(model.DefaultMTLSMode), TokenAudiences: []string{"istio-ca"}, CertTTL: 24 * time.Hour, MaxCertTTL: 7 * 24 * time.Hour,
 		TokenReview: authn.DefaultConfig(),
 	}
 }
@@ -112,6 +115,9 @@ func (c Config) validate() ([]manifest.ClusterSource, error) {
 	}
 	if err := translate.ValidateOutboundTrafficPolicy(c.OutboundTrafficPolicy); err != nil {
 		return nil, usageErrorf("--outbound-traffic-policy: %v", err)
+	}
+	if err := model.ValidateDefaultMTLSMode(c.DefaultMTLSMode); err != nil {
+		return nil, usageErrorf("--default-mtls-mode: %v", err)
 	}
 	if c.InjectAddr != "" {
 		if err := c.InjectConfig().Validate(); err != nil {

@@ -72,6 +72,8 @@ func settingsFlags(fl *pflag.FlagSet, s *install.Settings, values, meshNetworks 
 	fl.BoolVar(&s.ExposeServices, "expose-services", d.ExposeServices, "add the AUTO_PASSTHROUGH Gateway exposing mesh services on 15443 (needs --gateway)")
 	fl.StringVar(meshNetworks, "mesh-networks", "", "meshNetworks file, published in the istio ConfigMap")
 	fl.StringVar(&s.TrustDomain, "trust-domain", d.TrustDomain, "SPIFFE trust domain")
+	fl.StringVar(&s.DefaultMTLSMode, "default-mtls-mode", d.DefaultMTLSMode, "how sidecars accept inbound connections where no PeerAuthentication says: PERMISSIVE (mTLS and plaintext, Istio's default) or STRICT (mTLS only)")
+	fl.StringVar(&s.OutboundTrafficPolicy, "outbound-traffic-policy", d.OutboundTrafficPolicy, "where sidecars send traffic to destinations the mesh does not know: ALLOW_ANY or REGISTRY_ONLY (BlackHoleCluster), as Istio's meshConfig.outboundTrafficPolicy")
 	fl.StringVar(&s.DiscoveryImage, "discovery-image", d.DiscoveryImage, "discovery's container image")
 	fl.StringVar(&s.ProxyImage, "proxy-image", d.ProxyImage, "the proxy's container image (agent + Envoy)")
 	fl.StringVar(&s.ImagePullPolicy, "image-pull-policy", d.ImagePullPolicy, "Always, IfNotPresent or Never")
@@ -96,12 +98,14 @@ func resolveSettings(fl *pflag.FlagSet, fromFlags install.Settings, values, mesh
 		"namespace": func() { s.Namespace = fromFlags.Namespace }, "remote": func() { s.Remote = fromFlags.Remote },
 		"discovery-address": func() { s.DiscoveryAddress = fromFlags.DiscoveryAddress },
 		"replicas":          func() { s.Replicas = fromFlags.Replicas }, "gateway": func() { s.Gateway = fromFlags.Gateway },
-		"plaintext-xds":     func() { s.PlaintextXDS = fromFlags.PlaintextXDS },
-		"injection-webhook": func() { s.InjectionWebhook = fromFlags.InjectionWebhook },
-		"istiod-service":    func() { s.IstiodService = fromFlags.IstiodService },
-		"expose-services":   func() { s.ExposeServices = fromFlags.ExposeServices },
-		"trust-domain":      func() { s.TrustDomain = fromFlags.TrustDomain },
-		"discovery-image":   func() { s.DiscoveryImage = fromFlags.DiscoveryImage }, "proxy-image": func() { s.ProxyImage = fromFlags.ProxyImage },
+		"plaintext-xds":           func() { s.PlaintextXDS = fromFlags.PlaintextXDS },
+		"injection-webhook":       func() { s.InjectionWebhook = fromFlags.InjectionWebhook },
+		"istiod-service":          func() { s.IstiodService = fromFlags.IstiodService },
+		"expose-services":         func() { s.ExposeServices = fromFlags.ExposeServices },
+		"trust-domain":            func() { s.TrustDomain = fromFlags.TrustDomain },
+		"default-mtls-mode":       func() { s.DefaultMTLSMode = fromFlags.DefaultMTLSMode },
+		"outbound-traffic-policy": func() { s.OutboundTrafficPolicy = fromFlags.OutboundTrafficPolicy },
+		"discovery-image":         func() { s.DiscoveryImage = fromFlags.DiscoveryImage }, "proxy-image": func() { s.ProxyImage = fromFlags.ProxyImage },
 		"image-pull-policy": func() { s.ImagePullPolicy = fromFlags.ImagePullPolicy },
 	}
 	fl.Visit(func(f *pflag.Flag) {

@@ -33,6 +33,12 @@ type Options struct {
 	// changed answer triggers a push (default 30s).
 	RefreshInterval time.Duration
 	Translate       translate.Options
+	// RootNamespace holds the mesh-wide PeerAuthentications (discovery's
+	// --namespace; default istio-system).
+	RootNamespace string
+	// DefaultMTLSMode applies where no PeerAuthentication does
+	// (--default-mtls-mode; default model.DefaultMTLSMode, PERMISSIVE).
+	DefaultMTLSMode model.MTLSMode
 	// MaxViews bounds the xDS views held at once (0: server.DefaultMaxViews).
 	MaxViews int
 	// Limits bound the streams clients can open.
@@ -52,8 +58,9 @@ type ControlPlane struct {
 	failed   map[model.ClusterID]*ClusterStatus // clusters that could not join
 	networks *model.MeshNetworks
 	netsErr  string
-	gateways []*model.IstioGateway // Istio Gateways of the config cluster
-	pending  time.Time             // first change not yet pushed (zero: none)
+	gateways []*model.IstioGateway      // Istio Gateways of the config cluster
+	peerAuth *model.PeerAuthentications // never nil: the default applies before any policy
+	pending  time.Time                  // first change not yet pushed (zero: none)
 	gates    map[string]func() bool
 
 	kick  chan struct{}
@@ -87,6 +94,12 @@ func New(opts Options) *ControlPlane {
 	if opts.DebounceMax < opts.Debounce {
 		opts.DebounceMax = 10 * opts.Debounce
 	}
+	if opts.RootNamespace == "" {
+		opts.RootNamespace = "istio-system"
+	}
+	if opts.DefaultMTLSMode == model.MTLSUnset {
+		opts.DefaultMTLSMode = model.DefaultMTLSMode
+	}
 	cp := &ControlPlane{
 		opts: opts, log: opts.Logger,
 		clusters: map[model.ClusterID]*clusterState{},
@@ -94,6 +107,7 @@ func New(opts Options) *ControlPlane {
 		gates:    map[string]func() bool{},
 		kick:     make(chan struct{}, 1),
 		eds:      map[server.View]edsBuild{},
+		peerAuth: &model.PeerAuthentications{RootNamespace: opts.RootNamespace, Default: opts.DefaultMTLSMode},
 	}
 	cp.seq.init()
 	if opts.Resolver != nil {

@@ -84,14 +84,14 @@ func (cp *ControlPlane) push(ctx context.Context) {
 		}
 		snaps = append(snaps, c.snap)
 	}
-	nets := cp.networks
+	nets, peerAuth := cp.networks, cp.peerAuth
 	gatesOK := true
 	for _, ok := range cp.gates {
 		gatesOK = gatesOK && ok()
 	}
 	cp.mu.Unlock()
 
-	in := model.BuildInput{Clusters: snaps, Networks: nets, DomainSuffix: cp.opts.DomainSuffix, Previous: cp.mesh.Load()}
+	in := model.BuildInput{Clusters: snaps, Networks: nets, DomainSuffix: cp.opts.DomainSuffix, PeerAuth: peerAuth, Previous: cp.mesh.Load()}
 	if cp.names != nil {
 		in.Names = cp.names
 	}

@@ -85,6 +85,9 @@ func TestSettingsErrorsNameTheField(t *testing.T) {
 		{"clusterID: c\nimagePullPolicy: Sometimes\n", "imagePullPolicy:"},
 		{"clusterID: c\ntrustDomain: a/b\n", "trustDomain: invalid trust domain"},
 		{"clusterID: c\ntrustDomain: 'evil\"domain'\n", "trustDomain: invalid trust domain"},
+		{"clusterID: c\ndefaultMTLSMode: DISABLE\n", "defaultMTLSMode:"},
+		{"clusterID: c\ndefaultMTLSMode: strict\n", "defaultMTLSMode:"},
+		{"clusterID: c\noutboundTrafficPolicy: DENY\n", "outboundTrafficPolicy:"},
 	} {
 		s, err := LoadValues(Defaults(), "values.yaml", []byte(tt.values))
 		if err == nil {

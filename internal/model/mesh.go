@@ -63,6 +63,10 @@ type Mesh struct {
 // (resolved or not): what a name table must keep resolving.
 func (m *Mesh) GatewayNames() []string { return m.gatewayNames }
 
+// PeerAuth returns the PeerAuthentications the mesh was built with (nil:
+// none, the default everywhere); the pointer tells a change.
+func (m *Mesh) PeerAuth() *PeerAuthentications { return m.peerAuth }
+
 // Services returns every service, sorted by hostname.
 func (m *Mesh) Services() []*Service { return m.services }
 
