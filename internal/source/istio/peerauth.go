@@ -36,7 +36,7 @@ func ConvertPeerAuthentication(meta metav1.ObjectMeta, spec *securityapi.PeerAut
 	}
 	mode, err := convertMode(spec.GetMtls())
 	if err != nil {
-		return nil, fmt.Errorf("%s: spec.mtls.mode: %v", obj, err)
+		return nil, fmt.Errorf("%s: spec.mtls.mode: %w", obj, err)
 	}
 	out.Mode = mode
 	if len(spec.GetPortLevelMtls()) > 0 && len(sel) == 0 {
@@ -48,7 +48,7 @@ func ConvertPeerAuthentication(meta metav1.ObjectMeta, spec *securityapi.PeerAut
 		}
 		m, err := convertMode(spec.GetPortLevelMtls()[port])
 		if err != nil {
-			return nil, fmt.Errorf("%s: spec.portLevelMtls[%d].mode: %v", obj, port, err)
+			return nil, fmt.Errorf("%s: spec.portLevelMtls[%d].mode: %w", obj, port, err)
 		}
 		if out.PortLevel == nil {
 			out.PortLevel = map[uint32]model.MTLSMode{}
