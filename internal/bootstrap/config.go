@@ -48,6 +48,9 @@ type Config struct {
 	// LocalityFailover applies Istio's locality failover (and its outlier
 	// detection defaults) to every service without a DestinationRule.
 	LocalityFailover bool
+	// DefaultMTLSMode is how sidecars accept inbound connections where no
+	// PeerAuthentication says: PERMISSIVE (Istio's default) or STRICT.
+	DefaultMTLSMode string
 
 	// TokenReview sizes the bearer-token path of both (its own client
 	// per cluster, cache, per-peer back-off).
@@ -87,7 +90,7 @@ func DefaultConfig() Config {
 		HTTPIdleTimeout: ops.DefaultIdleTimeout, MaxViews: server.DefaultMaxViews, MaxStreams: 10000, ProxyImage: "horizon/proxy:latest",
 		Debounce: 10 * time.Millisecond, DebounceMax: time.Second, RemoteSyncTimeout: 30 * time.Second,
 		DomainSuffix: model.DefaultDomainSuffix, PollInterval: 2 * time.Second, DNSRefresh: 30 * time.Second,
-		TrustDomain: "cluster.local", OutboundTrafficPolicy: "ALLOW_ANY", TokenAudiences: []string{"istio-ca"}, CertTTL: 24 * time.Hour, MaxCertTTL: 7 * 24 * time.Hour,
+		TrustDomain: "cluster.local", OutboundTrafficPolicy: "ALLOW_ANY", DefaultMTLSMode: string(model.DefaultMTLSMode), TokenAudiences: []string{"istio-ca"}, CertTTL: 24 * time.Hour, MaxCertTTL: 7 * 24 * time.Hour,
 		TokenReview: authn.DefaultConfig(),
 	}
 }
@@ -126,6 +129,9 @@ func (c Config) validate() ([]manifest.ClusterSource, error) {
 	}
 	if err := translate.ValidateOutboundTrafficPolicy(c.OutboundTrafficPolicy); err != nil {
 		return nil, usageErrorf("--outbound-traffic-policy: %v", err)
+	}
+	if err := model.ValidateDefaultMTLSMode(c.DefaultMTLSMode); err != nil {
+		return nil, usageErrorf("--default-mtls-mode: %v", err)
 	}
 	if c.InjectAddr != "" {
 		if err := c.InjectConfig().Validate(); err != nil {

@@ -42,16 +42,19 @@ func TestSidecarListenersRoutesAndInboundClusters(t *testing.T) {
 		}
 		names[l.Name] = true
 		if l.Name == "virtualInbound" {
+			// PERMISSIVE, the default: mTLS terminated on TLS offering
+			// the mesh ALPN; other TLS and plaintext without a TLS context.
 			for _, fc := range l.FilterChains {
-				inboundPorts = append(inboundPorts, fc.FilterChainMatch.GetDestinationPort().GetValue())
-				if fc.TransportSocket == nil {
-					t.Error("inbound chain without TLS")
+				m := fc.FilterChainMatch
+				inboundPorts = append(inboundPorts, m.GetDestinationPort().GetValue())
+				if mtls := m.TransportProtocol == "tls" && len(m.ApplicationProtocols) > 0; mtls != (fc.TransportSocket != nil) {
+					t.Errorf("inbound chain %s: TLS context %v, match %v", fc.Name, fc.TransportSocket != nil, m)
 				}
 			}
 		}
 	}
-	if !names["virtualOutbound"] || !names["virtualInbound"] || !slices.Equal(inboundPorts, []uint32{5000}) {
-		t.Errorf("listeners %v, inbound ports %v (the workload at 10.10.0.5 serves 5000)", names, inboundPorts)
+	if !names["virtualOutbound"] || !names["virtualInbound"] || !slices.Equal(inboundPorts, []uint32{5000, 5000, 5000}) {
+		t.Errorf("listeners %v, inbound chains' ports %v (the workload at 10.10.0.5 serves 5000: mTLS, TLS passthrough, plaintext)", names, inboundPorts)
 	}
 
 	r, err = c.Wait(resource.ClusterType, 5*time.Second, any)

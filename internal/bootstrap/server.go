@@ -62,6 +62,8 @@ func Run(ctx context.Context, c Config, log *slog.Logger, lis *Listeners) error 
 		MaxViews: c.MaxViews, Limits: server.Limits{MaxStreams: c.MaxStreams, MaxStreamsPerClient: c.MaxStreamsPerClient},
 		Translate:        translate.Options{TrustDomain: c.TrustDomain, OutboundTrafficPolicy: c.OutboundTrafficPolicy},
 		LocalityFailover: c.LocalityFailover,
+		// Istio's root namespace is the control plane's.
+		RootNamespace: c.Namespace, DefaultMTLSMode: model.MTLSMode(c.DefaultMTLSMode),
 	})
 
 	restCfg, err := LocalConfig(c.Kubeconfig)
@@ -102,6 +104,9 @@ func Run(ctx context.Context, c Config, log *slog.Logger, lis *Listeners) error 
 		}
 		startLocal(ctx, c, local, contact, clients, cp, log)
 		if err := startGateways(ctx, restCfg, local, cp, log); err != nil {
+			return err
+		}
+		if err := startPeerAuthentications(ctx, restCfg, local, cp, log); err != nil {
 			return err
 		}
 	}

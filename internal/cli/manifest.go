@@ -75,6 +75,8 @@ func settingsFlags(fl *pflag.FlagSet, s *install.Settings, values, meshNetworks 
 	fl.DurationVar(&s.StaleEndpointTTL.Duration, "stale-endpoint-ttl", d.StaleEndpointTTL.Duration,
 		"discovery withdraws a remote cluster's endpoints once its API server has not answered that long (0: never, they keep serving); primary only")
 	fl.BoolVar(&s.LocalityFailover, "locality-failover", d.LocalityFailover, "discovery orders every service's endpoints by the client's locality, with Istio's outlier detection defaults (services with a DestinationRule follow it); primary only")
+	fl.StringVar(&s.DefaultMTLSMode, "default-mtls-mode", d.DefaultMTLSMode, "how sidecars accept inbound connections where no PeerAuthentication says: PERMISSIVE (mTLS and plaintext, Istio's default) or STRICT (mTLS only)")
+	fl.StringVar(&s.OutboundTrafficPolicy, "outbound-traffic-policy", d.OutboundTrafficPolicy, "where sidecars send traffic to destinations the mesh does not know: ALLOW_ANY or REGISTRY_ONLY (BlackHoleCluster), as Istio's meshConfig.outboundTrafficPolicy")
 	fl.StringVar(&s.DiscoveryImage, "discovery-image", d.DiscoveryImage, "discovery's container image")
 	fl.StringVar(&s.ProxyImage, "proxy-image", d.ProxyImage, "the proxy's container image (agent + Envoy)")
 	fl.StringVar(&s.ImagePullPolicy, "image-pull-policy", d.ImagePullPolicy, "Always, IfNotPresent or Never")
@@ -106,8 +108,10 @@ func resolveSettings(fl *pflag.FlagSet, fromFlags install.Settings, values, mesh
 		"trust-domain":       func() { s.TrustDomain = fromFlags.TrustDomain },
 		"stale-endpoint-ttl": func() { s.StaleEndpointTTL = fromFlags.StaleEndpointTTL },
 		"discovery-image":    func() { s.DiscoveryImage = fromFlags.DiscoveryImage }, "proxy-image": func() { s.ProxyImage = fromFlags.ProxyImage },
-		"locality-failover": func() { s.LocalityFailover = fromFlags.LocalityFailover },
-		"image-pull-policy": func() { s.ImagePullPolicy = fromFlags.ImagePullPolicy },
+		"locality-failover":       func() { s.LocalityFailover = fromFlags.LocalityFailover },
+		"default-mtls-mode":       func() { s.DefaultMTLSMode = fromFlags.DefaultMTLSMode },
+		"outbound-traffic-policy": func() { s.OutboundTrafficPolicy = fromFlags.OutboundTrafficPolicy },
+		"image-pull-policy":       func() { s.ImagePullPolicy = fromFlags.ImagePullPolicy },
 	}
 	fl.Visit(func(f *pflag.Flag) {
 		if set, ok := explicit[f.Name]; ok {

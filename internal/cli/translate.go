@@ -43,6 +43,9 @@ type translateFlags struct {
 	systemNamespace string
 	trustDomain     string
 	outboundPolicy  string
+	peerAuth        string
+	defaultMTLS     string
+	rootNamespace   string
 }
 
 func newTranslateCommand(stdout io.Writer, logger *slog.Logger) *cobra.Command {
@@ -52,7 +55,7 @@ func newTranslateCommand(stdout io.Writer, logger *slog.Logger) *cobra.Command {
 		Short: "Print the xDS resources a proxy would receive, offline — built as discovery builds them",
 		Long: `translate reads cluster snapshots (directories or multi-document YAML files of
 Namespaces, Services, EndpointSlices, Pods and Nodes), an optional meshNetworks
-file, optional Istio Gateways and DestinationRules, and prints what a proxy would receive from
+file, optional Istio Gateways, DestinationRules and PeerAuthentications, and prints what a proxy would receive from
 horizon discovery — the same classification into views and the same build —
 as Envoy proto3 JSON (or YAML): EDS load assignments (split horizon applied),
 CDS clusters, LDS listeners, RDS routes, or all of them.
@@ -95,6 +98,9 @@ on no network.`,
 	fl.StringVar(&f.domainSuffix, "domain-suffix", model.DefaultDomainSuffix, "domain suffix of service hostnames")
 	fl.StringVar(&f.trustDomain, "trust-domain", translate.DefaultTrustDomain, "SPIFFE trust domain (CDS: the identities servers are checked against)")
 	fl.StringVar(&f.outboundPolicy, "outbound-traffic-policy", translate.AllowAny, "where a sidecar sends traffic to destinations the mesh does not know: ALLOW_ANY (to the original destination) or REGISTRY_ONLY (BlackHoleCluster), as Istio's meshConfig.outboundTrafficPolicy")
+	fl.StringVar(&f.peerAuth, "peer-authentications", "", "file of Istio PeerAuthentication resources (security.istio.io v1 or v1beta1): the inbound mTLS mode per workload port")
+	fl.StringVar(&f.defaultMTLS, "default-mtls-mode", string(model.DefaultMTLSMode), "the mode where no PeerAuthentication says: PERMISSIVE (Istio's default) or STRICT, as discovery's --default-mtls-mode")
+	fl.StringVar(&f.rootNamespace, "root-namespace", "istio-system", "namespace whose PeerAuthentications without selector are mesh-wide (discovery's --namespace)")
 	fl.StringVar(&f.systemNamespace, "system-namespace", "istio-system", "namespace whose topology.istio.io/network label names a cluster's network")
 	return cmd
 }
@@ -127,6 +133,9 @@ func (f translateFlags) validate() ([]manifest.ClusterSource, error) {
 	}
 	if err := translate.ValidateOutboundTrafficPolicy(f.outboundPolicy); err != nil {
 		return nil, cmdutil.Usagef("--outbound-traffic-policy: %v", err)
+	}
+	if err := model.ValidateDefaultMTLSMode(f.defaultMTLS); err != nil {
+		return nil, cmdutil.Usagef("--default-mtls-mode: %v", err)
 	}
 	if f.name != "" && (f.typ == "cds" || f.typ == "eds") {
 		podCluster := f.typ == "cds" && translate.IsPodClusterName(f.name) // a headless service's
@@ -172,13 +181,16 @@ func runTranslate(ctx context.Context, f translateFlags, stdout io.Writer, logge
 		return err
 	}
 	m, diags := offline.Load(ctx, offline.Options{
-		Clusters:             clusters,
-		MeshNetworksFile:     f.meshNetworks,
-		DomainSuffix:         f.domainSuffix,
-		SystemNamespace:      f.systemNamespace,
-		Resolver:             net.DefaultResolver,
-		DestinationRulesFile: f.rules,
-		LocalityFailover:     f.localityFO,
+		Clusters:                clusters,
+		MeshNetworksFile:        f.meshNetworks,
+		DomainSuffix:            f.domainSuffix,
+		SystemNamespace:         f.systemNamespace,
+		Resolver:                net.DefaultResolver,
+		DestinationRulesFile:    f.rules,
+		LocalityFailover:        f.localityFO,
+		PeerAuthenticationsFile: f.peerAuth,
+		RootNamespace:           f.rootNamespace,
+		DefaultMTLSMode:         model.MTLSMode(f.defaultMTLS),
 	})
 	for _, d := range diags.Warnings() {
 		logger.Warn(d.String())

@@ -86,7 +86,7 @@ func TestViewsAreKeyedByWhatTheMeshVerifies(t *testing.T) {
 		}
 		return v
 	}
-	if v := verified("ns", "sa3", ips[0], ips[3]); v.Inbound != "8003/tcp" {
+	if v := verified("ns", "sa3", ips[0], ips[3]); v.Inbound != "8003/tcp/permissive" {
 		t.Errorf("sa3 stating w0's address first got inbound %q, want w3's 8003/tcp (a port named tcp)", v.Inbound)
 	}
 	if v := verified("ns", "nobody", ips...); v.Inbound != "" {

@@ -45,6 +45,12 @@ type Options struct {
 	// (model.DefaultLocalityPolicy) to every service without a
 	// DestinationRule.
 	LocalityFailover bool
+	// RootNamespace holds the mesh-wide PeerAuthentications (discovery's
+	// --namespace; default istio-system).
+	RootNamespace string
+	// DefaultMTLSMode applies where no PeerAuthentication does
+	// (--default-mtls-mode; default model.DefaultMTLSMode, PERMISSIVE).
+	DefaultMTLSMode model.MTLSMode
 	// MaxViews bounds the xDS views held at once (0: server.DefaultMaxViews).
 	MaxViews int
 	// Limits bound the streams clients can open.
@@ -66,6 +72,7 @@ type ControlPlane struct {
 	netsErr  string
 	gateways []*model.IstioGateway // Istio Gateways of the config cluster
 	rules    []*model.DestinationRule
+	peerAuth *model.PeerAuthentications // never nil: the default applies before any policy
 	// defaultPolicy is the mesh default (nil: none), one pointer for the
 	// process's life.
 	defaultPolicy *model.TrafficPolicy
@@ -110,6 +117,12 @@ func New(opts Options) *ControlPlane {
 	if opts.DebounceMax < opts.Debounce {
 		opts.DebounceMax = 10 * opts.Debounce
 	}
+	if opts.RootNamespace == "" {
+		opts.RootNamespace = "istio-system"
+	}
+	if opts.DefaultMTLSMode == model.MTLSUnset {
+		opts.DefaultMTLSMode = model.DefaultMTLSMode
+	}
 	cp := &ControlPlane{
 		opts: opts, log: opts.Logger,
 		clusters: map[model.ClusterID]*clusterState{},
@@ -118,6 +131,7 @@ func New(opts Options) *ControlPlane {
 		kick:     make(chan struct{}, 1),
 		eds:      map[server.View]edsBuild{},
 		plain:    map[string]*plainBuild{},
+		peerAuth: &model.PeerAuthentications{RootNamespace: opts.RootNamespace, Default: opts.DefaultMTLSMode},
 	}
 	if opts.LocalityFailover {
 		cp.defaultPolicy = model.DefaultLocalityPolicy()

@@ -92,7 +92,7 @@ func (cp *ControlPlane) push(ctx context.Context) {
 		}
 		snaps = append(snaps, c.snap)
 	}
-	nets, rules := cp.networks, cp.rules
+	nets, rules, peerAuth := cp.networks, cp.rules, cp.peerAuth
 	gatesOK := true
 	for _, ok := range cp.gates {
 		gatesOK = gatesOK && ok()
@@ -100,7 +100,7 @@ func (cp *ControlPlane) push(ctx context.Context) {
 	cp.mu.Unlock()
 
 	in := model.BuildInput{Clusters: snaps, Networks: nets, DomainSuffix: cp.opts.DomainSuffix, Previous: cp.mesh.Load(),
-		DestinationRules: rules, DefaultPolicy: cp.defaultPolicy}
+		DestinationRules: rules, DefaultPolicy: cp.defaultPolicy, PeerAuth: peerAuth}
 	if cp.names != nil {
 		in.Names = cp.names
 	}

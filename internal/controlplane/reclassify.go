@@ -29,6 +29,15 @@ func (cp *ControlPlane) reclassify(prev, m *model.Mesh) {
 	if prev == nil {
 		return // the first mesh: no stream can have connected before it
 	}
+	if prev.PeerAuth() != m.PeerAuth() {
+		// The PeerAuthentications changed (SetPeerAuthentications keeps
+		// the same pointer for an equal set): any sidecar's inbound modes
+		// may have, which its view carries. Rare; O(streams).
+		if n := cp.Views.Reclassify(func(p server.Proxy) bool { return !p.Router }); n > 0 {
+			cp.metrics.reclassified.Add(float64(n))
+		}
+		return
+	}
 	touched := changedEndpointAddrs(prev, m)
 	namespaces := changedNamespaces(prev, m)
 	if len(touched) == 0 && len(namespaces) == 0 {

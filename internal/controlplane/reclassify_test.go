@@ -83,7 +83,7 @@ func TestSidecarFollowsItsServedPorts(t *testing.T) {
 	}); err != nil {
 		t.Fatalf("no inbound listener chain for 8080: %v (views: %s)", err, views())
 	}
-	if v := views(); !strings.Contains(v, "sidecar~10.1.0.9~new.ns~ns.svc.cluster.local sidecar;cluster=c1;inbound=8080/http sidecar;cluster=c1;inbound=8080/http") {
+	if v := views(); !strings.Contains(v, "sidecar~10.1.0.9~new.ns~ns.svc.cluster.local sidecar;cluster=c1;inbound=8080/http/permissive sidecar;cluster=c1;inbound=8080/http/permissive") {
 		t.Errorf("syncz does not show the moved view: %s", v)
 	}
 	// The endpoint goes: so do the inbound cluster and listener.

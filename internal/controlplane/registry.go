@@ -1,4 +1,5 @@
-// The mesh sources report clusters, meshNetworks and Istio Gateways here.
+// The mesh sources report clusters, meshNetworks, Istio Gateways and
+// PeerAuthentications here.
 
 package controlplane
 
@@ -50,6 +51,28 @@ func (cp *ControlPlane) SetDestinationRules(rules []*model.DestinationRule) {
 // DestinationRuleError reports an invalid DestinationRule (left out).
 func (cp *ControlPlane) DestinationRuleError(object, msg string) {
 	cp.log.Error("DestinationRule ignored", "destinationRule", object, "error", msg)
+}
+
+// SetPeerAuthentications applies the config cluster's valid
+// PeerAuthentications. A set that resolves every workload as before (an
+// informer resync, a status update) changes nothing and pushes nothing.
+func (cp *ControlPlane) SetPeerAuthentications(ps []*model.PeerAuthentication) {
+	cp.mu.Lock()
+	next := &model.PeerAuthentications{RootNamespace: cp.opts.RootNamespace, Default: cp.opts.DefaultMTLSMode, Policies: ps}
+	same := next.Equal(cp.peerAuth)
+	if !same {
+		cp.peerAuth = next
+	}
+	cp.mu.Unlock()
+	if !same {
+		cp.changed()
+	}
+}
+
+// PeerAuthenticationError reports an invalid PeerAuthentication (left out:
+// the workloads it would select resolve as if it did not exist).
+func (cp *ControlPlane) PeerAuthenticationError(object, msg string) {
+	cp.log.Error("PeerAuthentication ignored", "peerauthentication", object, "error", msg)
 }
 
 // SetCluster adds or replaces a cluster. Replacing is how a kubeconfig

@@ -71,6 +71,7 @@ func discoveryClusterRole(s Settings) *rbacv1.ClusterRole {
 		{APIGroups: []string{""}, Resources: []string{"services", "endpoints", "pods", "nodes", "namespaces"}, Verbs: read},
 		{APIGroups: []string{"discovery.k8s.io"}, Resources: []string{"endpointslices"}, Verbs: read},
 		{APIGroups: []string{"networking.istio.io"}, Resources: []string{"gateways", "destinationrules"}, Verbs: read},
+		{APIGroups: []string{"security.istio.io"}, Resources: []string{"peerauthentications"}, Verbs: read},
 		{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"tokenreviews"}, Verbs: []string{"create"}},
 		{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get", "list", "watch", "create", "update"}},
 	}
@@ -147,6 +148,7 @@ func discoveryDeployment(s Settings) *appsv1.Deployment {
 	args := []string{"discovery", "--cluster-id", s.ClusterID, "--namespace", s.Namespace,
 		"--xds-addr", xdsAddr, "--secure-addr", ":15012", "--http-addr", ":15014",
 		"--trust-domain", s.TrustDomain,
+		"--default-mtls-mode", s.DefaultMTLSMode, "--outbound-traffic-policy", s.OutboundTrafficPolicy,
 		"--inject-addr", injectAddr, "--proxy-image", s.ProxyImage,
 		"--secure-san", svc + "," + svc + ".cluster.local,istiod." + s.Namespace + ".svc," +
 			"outbound_.15012_._." + DiscoveryName + "." + s.Namespace + ".svc.cluster.local"}

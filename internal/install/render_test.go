@@ -91,6 +91,9 @@ func TestSettingsErrorsNameTheField(t *testing.T) {
 		{"clusterID: c\nstaleEndpointTTL: -1m\n", "staleEndpointTTL: -1m0s: must be 0"},
 		{"clusterID: c\nstaleEndpointTTL: ten\n", "invalid duration"},
 		{"clusterID: c\nremote: true\ndiscoveryAddress: gw:15443\nstaleEndpointTTL: 5m\n", "staleEndpointTTL: only for a primary"},
+		{"clusterID: c\ndefaultMTLSMode: DISABLE\n", "defaultMTLSMode:"},
+		{"clusterID: c\ndefaultMTLSMode: strict\n", "defaultMTLSMode:"},
+		{"clusterID: c\noutboundTrafficPolicy: DENY\n", "outboundTrafficPolicy:"},
 	} {
 		s, err := LoadValues(Defaults(), "values.yaml", []byte(tt.values))
 		if err == nil {

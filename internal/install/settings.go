@@ -78,6 +78,16 @@ type Settings struct {
 	// LocalityFailover is discovery's --locality-failover: Istio's
 	// locality failover for every service without a DestinationRule.
 	LocalityFailover bool `json:"localityFailover,omitempty"`
+	// DefaultMTLSMode is how sidecars accept inbound connections where no
+	// PeerAuthentication says: PERMISSIVE (Istio's default: mTLS and
+	// plaintext) or STRICT (mTLS only) (discovery's --default-mtls-mode;
+	// primary only).
+	DefaultMTLSMode string `json:"defaultMTLSMode,omitempty"`
+	// OutboundTrafficPolicy is where sidecars send traffic to destinations
+	// the mesh does not know: ALLOW_ANY or REGISTRY_ONLY, as Istio's
+	// meshConfig.outboundTrafficPolicy.mode (discovery's
+	// --outbound-traffic-policy; primary only).
+	OutboundTrafficPolicy string `json:"outboundTrafficPolicy,omitempty"`
 	// Images of discovery and of the proxy (agent + Envoy).
 	DiscoveryImage  string `json:"discoveryImage,omitempty"`
 	ProxyImage      string `json:"proxyImage,omitempty"`
@@ -88,6 +98,7 @@ type Settings struct {
 func Defaults() Settings {
 	return Settings{
 		ClusterID: "Kubernetes", Namespace: "istio-system", Replicas: 2, TrustDomain: "cluster.local", InjectionWebhook: true,
+		DefaultMTLSMode: string(model.DefaultMTLSMode), OutboundTrafficPolicy: "ALLOW_ANY",
 		DiscoveryImage: "horizon/discovery:latest", ProxyImage: "horizon/proxy:latest", ImagePullPolicy: "IfNotPresent",
 	}
 }
@@ -150,6 +161,14 @@ func (s Settings) Validate() error {
 	}
 	if s.Remote && s.StaleEndpointTTL.Duration != 0 {
 		bad("staleEndpointTTL", "only for a primary cluster (a remote cluster runs no discovery)")
+	}
+	if err := model.ValidateDefaultMTLSMode(s.DefaultMTLSMode); err != nil {
+		bad("defaultMTLSMode", "%v", err)
+	}
+	switch s.OutboundTrafficPolicy {
+	case "ALLOW_ANY", "REGISTRY_ONLY":
+	default:
+		bad("outboundTrafficPolicy", "%q is neither ALLOW_ANY nor REGISTRY_ONLY", s.OutboundTrafficPolicy)
 	}
 	if s.DiscoveryImage == "" || s.ProxyImage == "" {
 		bad("discoveryImage/proxyImage", "must not be empty")

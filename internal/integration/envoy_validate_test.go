@@ -54,9 +54,27 @@ func envoyBinary(t *testing.T) string {
 // Envoy would at run time).
 func TestEnvoyAcceptsGeneratedConfig(t *testing.T) {
 	envoy := envoyBinary(t)
-	walkthrough, protocols := walkthroughMesh(t), goldenMesh(t, "protocols", "cluster1", "cluster2")
+	walkthrough := walkthroughMesh(t)
+	protocols, strict := goldenMesh(t, "protocols", "cluster1", "cluster2"), goldenMesh(t, "protocols-strict", "cluster1", "cluster2")
 	names, headless := goldenMesh(t, "namespace-local-names", "cluster1"), goldenMesh(t, "headless", "cluster1", "cluster2")
-	inbound := func(ports ...uint32) translate.Ports { return translate.PortsOf(ports, nil) }
+	inbound := func(ports ...translate.WorkloadPort) translate.Ports { return translate.PortsOf(ports) }
+	http := func(ports ...uint32) []translate.WorkloadPort {
+		var out []translate.WorkloadPort
+		for _, p := range ports {
+			out = append(out, translate.WorkloadPort{Port: p, Mode: model.DefaultMTLSMode})
+		}
+		return out
+	}
+	// The golden protocols cases' sidecar (the workload at 10.1.0.5): its
+	// ports' protocols and mTLS modes as discovery resolves them.
+	goldenSidecar := func(m *model.Mesh) translate.View {
+		p, _ := translate.ProxyOf(m, translate.Claim{Cluster: "cluster1", IPs: []netip.Addr{netip.MustParseAddr("10.1.0.5")}})
+		if len(p.Inbound) != 6 {
+			t.Fatalf("the golden protocols workload serves %v, want 6 ports", p.Inbound)
+		}
+		return translate.View{Cluster: "cluster1", Namespace: p.Namespace, Inbound: translate.PortsOf(p.Inbound)}
+	}
+	tcpStrict := translate.WorkloadPort{Port: 9080, TCP: true, Mode: model.MTLSStrict}
 	for _, c := range []struct {
 		m    *model.Mesh
 		view translate.View
@@ -66,23 +84,26 @@ func TestEnvoyAcceptsGeneratedConfig(t *testing.T) {
 		// (its pods' chains route inline), which Envoy never asks RDS for.
 		unusedRoutes int
 	}{
-		{walkthrough, translate.View{Cluster: "cluster1", Inbound: inbound(5000)}, translate.Options{}, 0},
-		{walkthrough, translate.View{Cluster: "cluster1"}, translate.Options{}, 0},                                     // a client-only workload, like sleep
-		{walkthrough, translate.View{Cluster: "remote_kubecfg", Inbound: inbound(5000, 9080)}, translate.Options{}, 0}, // a TCP service (the gateway) too
-		// The golden case with a port of every protocol family, from the
-		// cluster that has the service and from the one that does not.
-		{protocols, translate.View{Cluster: "cluster1", Namespace: "sample",
-			Inbound: translate.PortsOf([]uint32{5000, 7000, 8080, 8443, 9000, 9090}, []uint32{7000, 8443, 9000})}, translate.Options{}, 0},
+		{walkthrough, translate.View{Cluster: "cluster1", Inbound: inbound(http(5000)...)}, translate.Options{}, 0},
+		{walkthrough, translate.View{Cluster: "cluster1"}, translate.Options{}, 0}, // a client-only workload, like sleep
+		// A TCP service (the gateway) too, STRICT beside PERMISSIVE.
+		{walkthrough, translate.View{Cluster: "remote_kubecfg", Inbound: inbound(append(http(5000), tcpStrict)...)}, translate.Options{}, 0},
+		// The golden cases with a port of every protocol family:
+		// PERMISSIVE with a DISABLE HTTP port, STRICT with a DISABLE TCP
+		// port; from the cluster that has the service and from the one
+		// that does not.
+		{protocols, goldenSidecar(protocols), translate.Options{}, 0},
+		{strict, goldenSidecar(strict), translate.Options{}, 0},
 		{protocols, translate.View{Cluster: "cluster2"}, translate.Options{}, 0},
 		// REGISTRY_ONLY: unknown destinations to BlackHoleCluster.
 		{protocols, translate.View{Cluster: "cluster1"}, translate.Options{OutboundTrafficPolicy: translate.RegistryOnly}, 0},
 		// Bare names of a namespace (two namespaces have a "web"), IPv6
 		// ClusterIPs in brackets.
-		{names, translate.View{Cluster: "cluster1", Namespace: "a", Inbound: inbound(8080)}, translate.Options{}, 0},
-		{names, translate.View{Cluster: "cluster1", Namespace: "b", Inbound: inbound(8080)}, translate.Options{}, 0},
+		{names, translate.View{Cluster: "cluster1", Namespace: "a", Inbound: inbound(http(8080)...)}, translate.Options{}, 0},
+		{names, translate.View{Cluster: "cluster1", Namespace: "b", Inbound: inbound(http(8080)...)}, translate.Options{}, 0},
 		// A headless service's pods, one with a sidecar and one without,
 		// on TCP, HTTP and unknown-protocol ports.
-		{headless, translate.View{Cluster: "cluster1", Namespace: "sample", Inbound: inbound(5000)}, translate.Options{}, 1},
+		{headless, translate.View{Cluster: "cluster1", Namespace: "sample", Inbound: inbound(http(5000)...)}, translate.Options{}, 1},
 	} {
 		view := c.view
 		b, err := agent.Bootstrap(agent.BootstrapConfig{NodeID: "sidecar~10.10.0.5~sleep.sample~sample.svc.cluster.local",
@@ -196,15 +217,20 @@ func validate(t *testing.T, envoy string, b *bootstrapv3.Bootstrap) {
 	}
 }
 
-// goldenMesh is the mesh of a translate golden case, of the named clusters.
+// goldenMesh is the mesh of a translate golden case, of the named clusters
+// (with the case's PeerAuthentications, if it has any).
 func goldenMesh(t *testing.T, name string, clusters ...string) *model.Mesh {
 	t.Helper()
-	dir := "../xds/translate/testdata/golden/" + name + "/clusters/"
+	dir := "../xds/translate/testdata/golden/" + name + "/"
 	var srcs []manifest.ClusterSource
 	for _, c := range clusters {
-		srcs = append(srcs, manifest.ClusterSource{ID: model.ClusterID(c), Path: dir + c})
+		srcs = append(srcs, manifest.ClusterSource{ID: model.ClusterID(c), Path: dir + "clusters/" + c})
 	}
-	m, diags := offline.Load(context.Background(), offline.Options{Clusters: srcs})
+	opts := offline.Options{Clusters: srcs}
+	if _, err := os.Stat(dir + "peerauthentications.yaml"); err == nil {
+		opts.PeerAuthenticationsFile = dir + "peerauthentications.yaml"
+	}
+	m, diags := offline.Load(context.Background(), opts)
 	if err := diags.Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -249,7 +275,7 @@ func TestEnvoyAcceptsLocalityFailover(t *testing.T) {
 		if cluster == "" {
 			cluster = "cluster3" // a workload the mesh does not know
 		}
-		view := translate.SidecarView{Cluster: cluster, InboundPorts: []uint32{8080}}
+		view := translate.SidecarView{Cluster: cluster, Inbound: []translate.WorkloadPort{{Port: 8080, Mode: model.DefaultMTLSMode}}}
 		b, err := agent.Bootstrap(agent.BootstrapConfig{NodeID: "sidecar~10.0.0.1~app.ns~ns.svc.cluster.local",
 			Cluster: string(cluster), Network: ev.Network, Namespace: "ns", ServiceAccount: "app",
 			IPs: []netip.Addr{netip.MustParseAddr("10.0.0.1")}, Discovery: "127.0.0.1:15012", DiscoverySNI: "localhost",

@@ -87,6 +87,7 @@ func TestIstioSidecarTrafficOneNetwork(t *testing.T) {
 	d := startDiscoveryWith(t, c1, nil, true, func(c *bootstrap.Config) {
 		c.SecureAddr, c.XDSAddr = discoveryIP+":15012", ""
 		c.SecureSANs = []string{discoveryIP, "istiod.istio-system.svc"}
+		c.DefaultMTLSMode = "STRICT" // plaintext callers are refused below
 	})
 	t.Logf("network, API server and discovery ready in %s", time.Since(start).Round(time.Millisecond))
 

@@ -100,9 +100,12 @@ func TestSidecarsMutualTLSEndToEnd(t *testing.T) {
 	_, err = c1.Client.DiscoveryV1().EndpointSlices("sample").Create(ctx, slice, metav1.CreateOptions{})
 	must(t, err)
 
-	// Discovery, TLS only, on the lab's root address.
+	// Discovery, TLS only, on the lab's root address; STRICT mTLS by
+	// default (PERMISSIVE, the default default, is
+	// TestPeerAuthenticationEndToEnd's).
 	d := startDiscoveryWith(t, c1, nil, true, func(c *bootstrap.Config) {
 		c.SecureAddr, c.SecureSANs, c.XDSAddr = "10.44.0.254:15012", []string{"10.44.0.254"}, ""
+		c.DefaultMTLSMode = "STRICT"
 	})
 
 	rootFile := filepath.Join(dir, "root-cert.pem")
@@ -171,7 +174,8 @@ func TestSidecarsMutualTLSEndToEnd(t *testing.T) {
 		t.Errorf("helloworld's inbound log should show sleep's identity:\n%s", hwLog)
 	}
 	// A client without a mesh certificate (the proxy uid is not captured,
-	// so this is plain HTTP to the pod) is refused by the pod's sidecar.
+	// so this is plain HTTP to the pod) is refused by the pod's sidecar
+	// (STRICT).
 	if out, err := lab.Try(ns["sleep"], proxyUID, "curl", "-s", "-f", "-m", "3", "http://10.44.0.11:5000/hello"); err == nil {
 		t.Errorf("a plaintext client was answered: %s", out)
 	}

@@ -46,6 +46,11 @@ type BuildInput struct {
 	// Names answers gateway DNS names; nil: every name is unknown (no
 	// gateway, until resolved).
 	Names NameTable
+	// PeerAuth are the PeerAuthentications and the install default (nil:
+	// none, DefaultMTLSMode everywhere). An endpoint whose workload port
+	// resolves to DISABLE is not mTLS-capable: clients send it plaintext,
+	// and no gateway stands for it.
+	PeerAuth *PeerAuthentications
 	// Previous, the mesh of the previous Build, lets this one reuse every
 	// merged Service whose inputs are the same (the same ClusterService
 	// pointers of the same clusters, the same meshNetworks and suffix):
@@ -69,6 +74,7 @@ type serviceInput struct {
 // mergeKey is what every merged Service depends on besides its inputs.
 type mergeKey struct {
 	nets     *MeshNetworks
+	peerAuth *PeerAuthentications
 	suffix   string
 	clusters string // IDs and system-namespace networks, in order
 }
@@ -103,7 +109,7 @@ func Build(in BuildInput) (*Mesh, Diagnostics) {
 	clusters := uniqueClusters(in.Clusters, &diags)
 	netOf := newNetworkResolver(nets)
 
-	m := &Mesh{inputs: map[string][]serviceInput{}}
+	m := &Mesh{inputs: map[string][]serviceInput{}, peerAuth: in.PeerAuth}
 	var ck strings.Builder
 	byID := map[ClusterID]*ClusterSnapshot{}
 	var hosts []string
@@ -118,7 +124,7 @@ func Build(in BuildInput) (*Mesh, Diagnostics) {
 			m.inputs[host] = append(m.inputs[host], serviceInput{c.ID, cs})
 		}
 	}
-	m.merge = mergeKey{nets: in.Networks, suffix: suffix, clusters: ck.String()}
+	m.merge = mergeKey{nets: in.Networks, peerAuth: in.PeerAuth, suffix: suffix, clusters: ck.String()}
 	prev := in.Previous
 	reuse := prev != nil && prev.merge == m.merge
 	for _, host := range hosts {
@@ -127,7 +133,7 @@ func Build(in BuildInput) (*Mesh, Diagnostics) {
 			m.services = append(m.services, prev.byHost[host])
 			continue
 		}
-		m.services = append(m.services, mergeService(host, ins, byID, netOf))
+		m.services = append(m.services, mergeService(host, ins, byID, netOf, in.PeerAuth))
 	}
 
 	gb := gatewayBuilder{names: in.Names, diags: &diags, suffix: suffix, clusters: clusters, asked: map[string]bool{}}
@@ -141,7 +147,8 @@ func Build(in BuildInput) (*Mesh, Diagnostics) {
 }
 
 // mergeService merges one hostname's ClusterServices, cluster by cluster.
-func mergeService(host string, ins []serviceInput, byID map[ClusterID]*ClusterSnapshot, netOf *networkResolver) *Service {
+func mergeService(host string, ins []serviceInput, byID map[ClusterID]*ClusterSnapshot, netOf *networkResolver, pa *PeerAuthentications) *Service {
+	disabled := disabledPorts(pa)
 	first := ins[0].svc
 	svc := &Service{Hostname: host, Name: first.Name, Namespace: first.Namespace,
 		Endpoints: map[uint32][]*Endpoint{}, ClusterIPs: map[ClusterID][]string{}}
@@ -159,6 +166,9 @@ func mergeService(host string, ins []serviceInput, byID map[ClusterID]*ClusterSn
 				cp := *e // never mutate the source's snapshot
 				cp.Cluster = c.ID
 				cp.Network = netOf.network(&cp, c)
+				if cp.MTLS && disabled(&cp) {
+					cp.MTLS = false
+				}
 				svc.Endpoints[port] = append(svc.Endpoints[port], &cp)
 			}
 		}
@@ -172,6 +182,17 @@ func mergeService(host string, ins []serviceInput, byID map[ClusterID]*ClusterSn
 	}
 	svc.networks = slices.Sorted(maps.Keys(nets))
 	return svc
+}
+
+// disabledPorts returns whether an endpoint's workload port resolves to
+// DISABLE; without any DISABLE policy it answers no without resolving.
+func disabledPorts(pa *PeerAuthentications) func(*Endpoint) bool {
+	if !pa.MayDisable() {
+		return func(*Endpoint) bool { return false }
+	}
+	return func(e *Endpoint) bool {
+		return e.PodName != "" && pa.ForWorkload(e.Namespace, e.Labels).Port(e.Port) == MTLSDisable
+	}
 }
 
 // uniqueClusters drops snapshots whose ID was already seen, with an error,

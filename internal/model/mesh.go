@@ -64,11 +64,17 @@ type Mesh struct {
 	// defaultPolicy applies to the other services.
 	policies      map[string]*TrafficPolicy
 	defaultPolicy *TrafficPolicy
+	// peerAuth resolves workloads' inbound mTLS modes.
+	peerAuth *PeerAuthentications
 }
 
 // GatewayNames returns, sorted, the DNS names Build looked up for gateways
 // (resolved or not): what a name table must keep resolving.
 func (m *Mesh) GatewayNames() []string { return m.gatewayNames }
+
+// PeerAuth returns the PeerAuthentications the mesh was built with (nil:
+// none, the default everywhere); the pointer tells a change.
+func (m *Mesh) PeerAuth() *PeerAuthentications { return m.peerAuth }
 
 // Services returns every service, sorted by hostname.
 func (m *Mesh) Services() []*Service { return m.services }
@@ -194,6 +200,9 @@ type Workload struct {
 	// or selected by services that disagree, is TCP, which carries any
 	// protocol (HTTP included, without per-request handling).
 	TCP []uint32
+	// Modes are the inbound mTLS modes of Ports (never MTLSUnset), as the
+	// PeerAuthentications resolve them for this workload.
+	Modes map[uint32]MTLSMode
 }
 
 // WorkloadAt finds the workload of cluster at the first of ips that an
@@ -237,8 +246,11 @@ func (m *Mesh) WorkloadAt(cluster ClusterID, ips []netip.Addr, namespace, servic
 			}
 		}
 	}
+	policy := m.peerAuth.ForWorkload(found.Namespace, found.Labels)
+	w.Modes = make(map[uint32]MTLSMode, len(http))
 	for port, isHTTP := range http {
 		w.Ports = append(w.Ports, port)
+		w.Modes[port] = policy.Port(port)
 		if !isHTTP {
 			w.TCP = append(w.TCP, port)
 		}

@@ -70,8 +70,11 @@ type Endpoint struct {
 	PodName        string
 	ServiceAccount string
 	Labels         map[string]string
-	// MTLS reports whether the workload accepts Istio mutual TLS
-	// (Pod label security.istio.io/tlsMode=istio).
+	// MTLS reports whether the workload accepts Istio mutual TLS on this
+	// port: a source sets it from the Pod label
+	// security.istio.io/tlsMode=istio; Build clears it where the
+	// PeerAuthentications resolve the workload port to DISABLE, so every
+	// consumer (EDS metadata, gateways, SPIFFE SANs) reads one truth.
 	MTLS bool
 }
 

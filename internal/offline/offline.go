@@ -1,5 +1,5 @@
-// Package offline assembles a mesh from files: cluster manifest directories
-// and a meshNetworks file. `horizon translate` and the golden tests use it; the
+// Package offline assembles a mesh from files: cluster manifest directories,
+// a meshNetworks file and PeerAuthentications. `horizon translate` and the golden tests use it; the
 // live server assembles the same model from informers instead.
 package offline
 
@@ -26,6 +26,14 @@ type Options struct {
 	DestinationRulesFile string
 	// LocalityFailover is the mesh default (model.DefaultLocalityPolicy).
 	LocalityFailover bool
+	// PeerAuthenticationsFile holds Istio PeerAuthentications (optional).
+	PeerAuthenticationsFile string
+	// RootNamespace holds the mesh-wide PeerAuthentications (discovery's
+	// --namespace); default istio-system.
+	RootNamespace string
+	// DefaultMTLSMode applies where no PeerAuthentication does (discovery's
+	// --default-mtls-mode); default model.DefaultMTLSMode.
+	DefaultMTLSMode model.MTLSMode
 }
 
 // Load reads every input and builds the mesh. All problems found are
@@ -63,12 +71,21 @@ func Load(ctx context.Context, opts Options) (*model.Mesh, model.Diagnostics) {
 		rules, d = istio.LoadDestinationRulesFile(opts.DestinationRulesFile)
 		diags = append(diags, d...)
 	}
+	pa := &model.PeerAuthentications{RootNamespace: opts.RootNamespace, Default: opts.DefaultMTLSMode}
+	if pa.RootNamespace == "" {
+		pa.RootNamespace = "istio-system"
+	}
+	if opts.PeerAuthenticationsFile != "" {
+		var d model.Diagnostics
+		pa.Policies, d = istio.LoadPeerAuthenticationsFile(opts.PeerAuthenticationsFile)
+		diags = append(diags, d...)
+	}
 	if diags.Err() != nil {
 		return nil, diags
 	}
 	// Build is pure: a first build says which gateway names it needs; they
 	// are resolved (each bounded) and the mesh built again with the answers.
-	in := model.BuildInput{Clusters: snaps, Networks: nets, DomainSuffix: opts.DomainSuffix, DestinationRules: rules}
+	in := model.BuildInput{Clusters: snaps, Networks: nets, DomainSuffix: opts.DomainSuffix, DestinationRules: rules, PeerAuth: pa}
 	if opts.LocalityFailover {
 		in.DefaultPolicy = model.DefaultLocalityPolicy()
 	}

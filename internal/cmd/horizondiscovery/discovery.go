@@ -78,6 +78,7 @@ A second signal exits at once.`,
 	fl.StringVar(&c.TrustDomain, "trust-domain", d.TrustDomain, "SPIFFE trust domain of workload identities")
 	fl.StringVar(&c.OutboundTrafficPolicy, "outbound-traffic-policy", d.OutboundTrafficPolicy, "where sidecars send traffic to destinations the mesh does not know: ALLOW_ANY (to the original destination) or REGISTRY_ONLY (BlackHoleCluster), as Istio's meshConfig.outboundTrafficPolicy")
 	fl.BoolVar(&c.LocalityFailover, "locality-failover", d.LocalityFailover, "order every service's endpoints by the client's locality (same zone, same region, same network, then other networks' gateways) with Istio's outlier detection defaults, as a DestinationRule localityLbSetting would; services with a DestinationRule follow it")
+	fl.StringVar(&c.DefaultMTLSMode, "default-mtls-mode", d.DefaultMTLSMode, "how sidecars accept inbound connections where no PeerAuthentication says: PERMISSIVE (mTLS and plaintext, Istio's default) or STRICT (mTLS only)")
 	fl.StringVar(&c.SecureAddr, "secure-addr", d.SecureAddr, "TLS address for xDS and the CSR service; empty disables it")
 	fl.StringSliceVar(&c.SecureSANs, "secure-san", nil, "names and IPs agents dial, put in the TLS port's certificate (default: localhost, loopback, this host's names and addresses)")
 	fl.StringSliceVar(&c.TokenAudiences, "token-audience", d.TokenAudiences, "audiences a CSR caller's token must carry")

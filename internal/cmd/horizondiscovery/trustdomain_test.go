@@ -28,6 +28,19 @@ func TestTrustDomainIsValidated(t *testing.T) {
 	}
 }
 
+// --default-mtls-mode takes PERMISSIVE or STRICT; anything else (DISABLE
+// included: mesh-wide plaintext is a PeerAuthentication's to say) stops
+// discovery before anything starts, naming the flag.
+func TestDefaultMTLSModeIsValidated(t *testing.T) {
+	for _, mode := range []string{"DISABLE", "strict", "", "UNSET"} {
+		var out, errb bytes.Buffer
+		code := Run([]string{"discovery", "--default-mtls-mode", mode}, &out, &errb)
+		if code != 2 || out.Len() != 0 || !strings.Contains(errb.String(), "--default-mtls-mode") {
+			t.Errorf("--default-mtls-mode %q: exit %d, stderr %.300q; want a usage error naming the flag", mode, code, errb.String())
+		}
+	}
+}
+
 // The program holds discovery, the injector and version, and nothing of
 // the CLI.
 func TestCommands(t *testing.T) {

@@ -9,6 +9,7 @@ import (
 	"os"
 
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 
@@ -21,17 +22,21 @@ import (
 // naming it and its field.
 func LoadGatewaysFile(path string) ([]*model.IstioGateway, model.Diagnostics) {
 	var out []*model.IstioGateway
-	diags := eachDocument(path, "Gateway", "--gateways", func(raw []byte) error {
+	diags := eachDocument(path, "--gateways", func(doc int, apiVersion, kind string, raw []byte, diags *model.Diagnostics) {
+		if kind != "Gateway" || !isNetworkingGroup(apiVersion) {
+			return
+		}
 		g := &networkingv1.Gateway{}
 		if err := yaml.Unmarshal(raw, g); err != nil {
-			return err
+			diags.AddError(path, fmt.Sprintf("document %d (Gateway)", doc), "spec", err.Error())
+			return
 		}
 		m, err := ConvertGateway(g)
 		if err != nil {
-			return err
+			diags.AddError(path, "", "", err.Error())
+			return
 		}
 		out = append(out, m)
-		return nil
 	})
 	return out, diags
 }
@@ -41,25 +46,54 @@ func LoadGatewaysFile(path string) ([]*model.IstioGateway, model.Diagnostics) {
 // --destination-rules`).
 func LoadDestinationRulesFile(path string) ([]*model.DestinationRule, model.Diagnostics) {
 	var out []*model.DestinationRule
-	diags := eachDocument(path, "DestinationRule", "--destination-rules", func(raw []byte) error {
+	diags := eachDocument(path, "--destination-rules", func(doc int, apiVersion, kind string, raw []byte, diags *model.Diagnostics) {
+		if kind != "DestinationRule" || !isNetworkingGroup(apiVersion) {
+			return
+		}
 		dr := &networkingv1.DestinationRule{}
 		if err := yaml.Unmarshal(raw, dr); err != nil {
-			return err
+			diags.AddError(path, fmt.Sprintf("document %d (DestinationRule)", doc), "spec", err.Error())
+			return
 		}
 		m, err := ConvertDestinationRule(dr)
 		if err != nil {
-			return err
+			diags.AddError(path, fmt.Sprintf("document %d (DestinationRule)", doc), "", err.Error())
+			return
 		}
 		out = append(out, m)
-		return nil
 	})
 	return out, diags
 }
 
-// eachDocument calls convert with every document of kind in the
-// networking.istio.io group (any served version) of a file; its errors
-// and the file's are diagnostics naming the document.
-func eachDocument(path, kind, flag string, convert func(raw []byte) error) model.Diagnostics {
+// LoadPeerAuthenticationsFile reads the PeerAuthentications
+// (security.istio.io v1 or v1beta1) of a YAML or JSON file for offline use
+// (`horizon translate --peer-authentications`, the golden tests); other
+// kinds are skipped. Every invalid one is an error naming it and its field.
+func LoadPeerAuthenticationsFile(path string) ([]*model.PeerAuthentication, model.Diagnostics) {
+	var out []*model.PeerAuthentication
+	diags := eachDocument(path, "--peer-authentications", func(doc int, apiVersion, kind string, raw []byte, diags *model.Diagnostics) {
+		if kind != "PeerAuthentication" || (apiVersion != "security.istio.io/v1" && apiVersion != "security.istio.io/v1beta1") {
+			return
+		}
+		// v1 and v1beta1 share the spec: one type reads both.
+		pa := &securityv1.PeerAuthentication{}
+		if err := yaml.Unmarshal(raw, pa); err != nil {
+			diags.AddError(path, fmt.Sprintf("document %d (PeerAuthentication)", doc), "spec", err.Error())
+			return
+		}
+		m, err := ConvertPeerAuthentication(pa.ObjectMeta, &pa.Spec)
+		if err != nil {
+			diags.AddError(path, "", "", err.Error())
+			return
+		}
+		out = append(out, m)
+	})
+	return out, diags
+}
+
+// eachDocument calls f with every non-empty document of a YAML or JSON
+// file and its apiVersion and kind; f adds its own problems to diags.
+func eachDocument(path, flag string, f func(doc int, apiVersion, kind string, raw []byte, diags *model.Diagnostics)) model.Diagnostics {
 	var diags model.Diagnostics
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -87,12 +121,7 @@ func eachDocument(path, kind, flag string, convert func(raw []byte) error) model
 			diags.AddError(path, fmt.Sprintf("document %d", doc), "", err.Error())
 			continue
 		}
-		if meta.Kind != kind || !isNetworkingGroup(meta.APIVersion) {
-			continue
-		}
-		if err := convert(raw); err != nil {
-			diags.AddError(path, fmt.Sprintf("document %d (%s)", doc, kind), "", err.Error())
-		}
+		f(doc, meta.APIVersion, meta.Kind, raw, &diags)
 	}
 	return diags
 }

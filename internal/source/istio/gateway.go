@@ -1,5 +1,6 @@
 // Package istio reads Istio configuration resources — the networking
-// Gateway — from the config cluster, with istio.io/client-go, into the model.
+// Gateway and the security PeerAuthentication — from the config cluster,
+// with istio.io/client-go, into the model (and from files, offline).
 package istio
 
 import (

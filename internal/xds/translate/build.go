@@ -49,8 +49,7 @@ func Build(in Input, typeURL string, v View) map[string]types.Resource {
 		}
 		return out
 	}
-	sv := SidecarView{Cluster: v.Cluster, Namespace: v.Namespace, RegistryOnly: in.Options.registryOnly()}
-	sv.InboundPorts, sv.InboundTCP = v.Inbound.List()
+	sv := SidecarView{Cluster: v.Cluster, Namespace: v.Namespace, Inbound: v.Inbound.List(), RegistryOnly: in.Options.registryOnly()}
 	switch typeURL {
 	case resource.ClusterType:
 		for _, c := range CDS(m, in.Options) {

@@ -43,7 +43,7 @@ func GatewayLDS(m *model.Mesh, v GatewayView) []*listenerv3.Listener {
 		out = append(out, &listenerv3.Listener{
 			Name:    "gateway_" + itoa(port),
 			Address: envoyconf.SocketAddress("0.0.0.0", port),
-			ListenerFilters: []*listenerv3.ListenerFilter{{Name: "envoy.filters.listener.tls_inspector",
+			ListenerFilters: []*listenerv3.ListenerFilter{{Name: tlsInspectorFilterName,
 				ConfigType: &listenerv3.ListenerFilter_TypedConfig{TypedConfig: mustAny(&tlsinspectorv3.TlsInspector{})}}},
 			FilterChains: chains,
 		})

@@ -39,6 +39,9 @@ var update = flag.Bool("update", false, "rewrite testdata/golden/*/out/ from the
 //	gateways.yaml       optional Istio Gateways (the config cluster's)
 //	destinationrules.yaml  optional Istio DestinationRules
 //	locality-failover   optional, empty: the mesh default --locality-failover
+//	peerauthentications.yaml  optional Istio PeerAuthentications (root
+//	                    namespace istio-system)
+//	default-mtls-mode   optional PERMISSIVE (the default) or STRICT
 //	out/                what translate.Build makes, one file per view and
 //	                    type (see goldenOutput); files it no longer makes
 //	                    are orphans: -update deletes them, otherwise they
@@ -132,6 +135,17 @@ func goldenOutput(t *testing.T, dir string) map[string][]byte {
 	}
 	opts.LocalityFailover = fileExists(filepath.Join(dir, "locality-failover"))
 	located := opts.DestinationRulesFile != "" || opts.LocalityFailover
+	if pa := filepath.Join(dir, "peerauthentications.yaml"); fileExists(pa) {
+		opts.PeerAuthenticationsFile = pa
+	}
+	defaultMode := model.DefaultMTLSMode
+	if b, err := os.ReadFile(filepath.Join(dir, "default-mtls-mode")); err == nil {
+		defaultMode = model.MTLSMode(bytes.TrimSpace(b))
+		if err := model.ValidateDefaultMTLSMode(string(defaultMode)); err != nil {
+			t.Fatalf("default-mtls-mode: %v", err)
+		}
+	}
+	opts.DefaultMTLSMode = defaultMode
 	m, diags := offline.Load(context.Background(), opts)
 	if err := diags.Err(); err != nil {
 		t.Fatal(err)
@@ -206,7 +220,7 @@ func goldenOutput(t *testing.T, dir string) map[string][]byte {
 			}
 		}
 	}
-	sidecar := translate.Proxy{Cluster: opts.Clusters[0].ID, Inbound: []uint32{5000}}
+	sidecar := translate.Proxy{Cluster: opts.Clusters[0].ID, Inbound: []translate.WorkloadPort{{Port: 5000, Mode: defaultMode}}}
 	if b, err := os.ReadFile(filepath.Join(dir, "sidecar-ip")); err == nil {
 		// The sidecar of the workload at that address: its ports and their
 		// protocols as discovery finds them.

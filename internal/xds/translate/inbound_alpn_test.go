@@ -13,7 +13,9 @@ import (
 // manager reads the client's first bytes for its codec (HTTP/2 from a
 // client sidecar to a gRPC port); TCP chains keep the mesh's.
 func TestInboundHTTPChainsNegotiateNoALPN(t *testing.T) {
-	v := SidecarView{Cluster: "cluster1", InboundPorts: []uint32{5000, 9000, 50051}, InboundTCP: []uint32{9000}}
+	// STRICT: every chain is a TLS one.
+	v := SidecarView{Cluster: "cluster1", Inbound: []WorkloadPort{
+		{Port: 5000, Mode: model.MTLSStrict}, {Port: 9000, TCP: true, Mode: model.MTLSStrict}, {Port: 50051, Mode: model.MTLSStrict}}}
 	m, _ := model.Build(model.BuildInput{})
 	ls := LDS(m, v)
 	if len(ls) != 2 || ls[1].GetName() != InboundListener {

@@ -2,7 +2,6 @@ package translate
 
 import (
 	"net/netip"
-	"slices"
 	"sort"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	httpinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/http_inspector/v3"
 	originaldstv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/original_dst/v3"
+	tlsinspectorv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
@@ -42,14 +42,13 @@ const AccessLogFormat = `[%START_TIME%] "%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PA
 
 // SidecarView is what decides a sidecar's listeners and clusters besides the
 // shared outbound part: its cluster (whose ClusterIPs it routes on) and the
-// ports its own workload serves, with those of them that are TCP.
+// ports its own workload serves, each with its protocol and mTLS mode.
 type SidecarView struct {
 	Cluster model.ClusterID
 	// Namespace is the sidecar's verified namespace (View.Namespace), only
 	// for routes: its services are routed by their bare names too.
-	Namespace    string
-	InboundPorts []uint32 // sorted
-	InboundTCP   []uint32 // of InboundPorts, proxied as TCP (the others HTTP)
+	Namespace string
+	Inbound   []WorkloadPort // sorted by port
 	// RegistryOnly: unknown destinations go to BlackHoleCluster, not
 	// PassthroughCluster (Options.OutboundTrafficPolicy).
 	RegistryOnly bool
@@ -66,11 +65,11 @@ func (v SidecarView) unknownDestination() string {
 
 // LDS returns a sidecar's two listeners: outbound on 15001 (captured
 // traffic, dispatched on the original destination port) and inbound on
-// 15006 (mutual TLS required and terminated, forwarded to the workload on
-// localhost: through the HTTP connection manager on HTTP ports, tcp_proxy on
-// TCP ports).
+// 15006 (per port as its mTLS mode says: mutual TLS terminated, plaintext,
+// or either; forwarded to the workload on localhost through the HTTP
+// connection manager on HTTP ports, tcp_proxy on TCP ports).
 func LDS(m *model.Mesh, v SidecarView) []*listenerv3.Listener {
-	if len(v.InboundPorts) == 0 {
+	if len(v.Inbound) == 0 {
 		// A workload serving nothing through the mesh gets no inbound
 		// listener (Envoy rejects one without filter chains): captured
 		// inbound connections are refused.
@@ -188,6 +187,14 @@ func outboundListener(m *model.Mesh, v SidecarView) *listenerv3.Listener {
 // httpInspector detects plaintext HTTP on the given destination ports only:
 // elsewhere it would delay server-first protocols for nothing.
 func httpInspector(ports []uint32) *listenerv3.ListenerFilter {
+	return &listenerv3.ListenerFilter{Name: "envoy.filters.listener.http_inspector",
+		ConfigType:     &listenerv3.ListenerFilter_TypedConfig{TypedConfig: mustAny(&httpinspectorv3.HttpInspector{})},
+		FilterDisabled: onlyOnPorts(ports)}
+}
+
+// onlyOnPorts is a listener filter's filter_disabled predicate that leaves
+// it enabled on the given destination ports only.
+func onlyOnPorts(ports []uint32) *listenerv3.ListenerFilterChainMatchPredicate {
 	rules := make([]*listenerv3.ListenerFilterChainMatchPredicate, 0, len(ports))
 	for _, p := range ports {
 		rules = append(rules, &listenerv3.ListenerFilterChainMatchPredicate{Rule: &listenerv3.ListenerFilterChainMatchPredicate_DestinationPortRange{
@@ -198,41 +205,96 @@ func httpInspector(ports []uint32) *listenerv3.ListenerFilter {
 		on = &listenerv3.ListenerFilterChainMatchPredicate{Rule: &listenerv3.ListenerFilterChainMatchPredicate_OrMatch{
 			OrMatch: &listenerv3.ListenerFilterChainMatchPredicate_MatchSet{Rules: rules}}}
 	}
-	return &listenerv3.ListenerFilter{Name: "envoy.filters.listener.http_inspector",
-		ConfigType:     &listenerv3.ListenerFilter_TypedConfig{TypedConfig: mustAny(&httpinspectorv3.HttpInspector{})},
-		FilterDisabled: &listenerv3.ListenerFilterChainMatchPredicate{Rule: &listenerv3.ListenerFilterChainMatchPredicate_NotMatch{NotMatch: on}}}
+	return &listenerv3.ListenerFilterChainMatchPredicate{Rule: &listenerv3.ListenerFilterChainMatchPredicate_NotMatch{NotMatch: on}}
 }
 
+// InboundDetectionTimeout is how long the inbound listener's TLS
+// inspector waits for a client's first bytes before it gives up and the
+// connection is matched as not TLS: on a PERMISSIVE port a server-first
+// protocol's plaintext client then reaches the workload; on a STRICT port
+// it matches no chain and is closed. (Istio's inbound default was 1 s too.)
+const InboundDetectionTimeout = time.Second
+
+// Inbound filter chain names: the mTLS chain keeps the cluster's name.
+const (
+	plaintextChainSuffix   = "plaintext"
+	tlsPassthroughSuffix   = "tls-passthrough"
+	transportProtocolTLS   = "tls"
+	tlsInspectorFilterName = "envoy.filters.listener.tls_inspector"
+)
+
+// inboundListener has, per port, the chains its mTLS mode calls for. The
+// TLS inspector (on the ports that are not DISABLE only) tells TLS from
+// plaintext and reads the ALPN; Envoy then picks the port's chain by
+// destination port, then transport protocol (an exact "tls" before a chain
+// with none), then application protocols (any listed before none), with no
+// fallback to a less specific transport protocol once "tls" matched:
+//   - STRICT: TLS offering a mesh ALPN (MeshALPN), mutual TLS terminated
+//     (a client certificate required); anything else matches nothing and
+//     is closed;
+//   - PERMISSIVE: that chain; TLS without a mesh ALPN (the application's
+//     own TLS) passed through untouched by tcp_proxy; and a chain with no
+//     transport protocol for plaintext;
+//   - DISABLE: the plaintext chain only, whatever the client sends.
+//
+// HTTP ports get the HTTP connection manager on the mTLS and plaintext
+// chains, TCP ports tcp_proxy; the access log's peer_san is the client's
+// SPIFFE id under mTLS, empty otherwise.
 func inboundListener(v SidecarView) *listenerv3.Listener {
 	var chains []*listenerv3.FilterChain
-	tls := envoyconf.DownstreamTLS(&tlsv3.DownstreamTlsContext{
+	var inspected []uint32
+	mtls := envoyconf.DownstreamTLS(&tlsv3.DownstreamTlsContext{
 		RequireClientCertificate: wrapperspb.Bool(true),
 		CommonTlsContext:         meshTLSContext(nil),
 	})
 	httpTLS := inboundHTTPTLS()
-	for _, port := range v.InboundPorts {
+	for _, p := range v.Inbound {
+		port := p.Port
 		cluster := "inbound|" + itoa(port) + "||"
-		if slices.Contains(v.InboundTCP, port) {
+		filters := func() []*listenerv3.Filter {
+			if p.TCP {
+				return []*listenerv3.Filter{tcpProxy("inbound_"+itoa(port), cluster)}
+			}
+			route := &routev3.RouteConfiguration{Name: cluster, VirtualHosts: []*routev3.VirtualHost{{
+				Name: "inbound|http|" + itoa(port), Domains: []string{"*"},
+				Routes: []*routev3.Route{routeTo(cluster)},
+			}}}
+			return []*listenerv3.Filter{httpManager("inbound_"+itoa(port), "", route)}
+		}
+		mode := p.Mode
+		if mode == model.MTLSUnset {
+			mode = model.DefaultMTLSMode
+		}
+		if mode != model.MTLSDisable {
+			inspected = append(inspected, port)
+			socket := mtls
+			if !p.TCP {
+				socket = httpTLS // see inboundHTTPTLS
+			}
 			chains = append(chains, &listenerv3.FilterChain{
-				Name:             cluster,
-				FilterChainMatch: &listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(port)},
-				TransportSocket:  tls,
+				Name: cluster,
+				FilterChainMatch: &listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(port),
+					TransportProtocol: transportProtocolTLS, ApplicationProtocols: MeshALPN},
+				TransportSocket: socket,
+				Filters:         filters(),
+			})
+		}
+		if mode == model.MTLSPermissive {
+			chains = append(chains, &listenerv3.FilterChain{
+				Name:             cluster + tlsPassthroughSuffix,
+				FilterChainMatch: &listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(port), TransportProtocol: transportProtocolTLS},
 				Filters:          []*listenerv3.Filter{tcpProxy("inbound_"+itoa(port), cluster)},
 			})
-			continue
 		}
-		route := &routev3.RouteConfiguration{Name: cluster, VirtualHosts: []*routev3.VirtualHost{{
-			Name: "inbound|http|" + itoa(port), Domains: []string{"*"},
-			Routes: []*routev3.Route{routeTo(cluster)},
-		}}}
-		chains = append(chains, &listenerv3.FilterChain{
-			Name:             cluster,
-			FilterChainMatch: &listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(port)},
-			TransportSocket:  httpTLS,
-			Filters:          []*listenerv3.Filter{httpManager("inbound_"+itoa(port), "", route)},
-		})
+		if mode != model.MTLSStrict {
+			chains = append(chains, &listenerv3.FilterChain{
+				Name:             cluster + plaintextChainSuffix,
+				FilterChainMatch: &listenerv3.FilterChainMatch{DestinationPort: wrapperspb.UInt32(port)},
+				Filters:          filters(),
+			})
+		}
 	}
-	return &listenerv3.Listener{
+	l := &listenerv3.Listener{
 		Name:            InboundListener,
 		Address:         envoyconf.SocketAddress("0.0.0.0", InboundPort),
 		ListenerFilters: []*listenerv3.ListenerFilter{originalDst()},
@@ -240,6 +302,14 @@ func inboundListener(v SidecarView) *listenerv3.Listener {
 		// A port the workload does not serve through the mesh: refuse rather
 		// than forward unauthenticated traffic.
 	}
+	if len(inspected) > 0 {
+		l.ListenerFilters = append(l.ListenerFilters, &listenerv3.ListenerFilter{Name: tlsInspectorFilterName,
+			ConfigType:     &listenerv3.ListenerFilter_TypedConfig{TypedConfig: mustAny(&tlsinspectorv3.TlsInspector{})},
+			FilterDisabled: onlyOnPorts(inspected)})
+		l.ListenerFiltersTimeout = durationpb.New(InboundDetectionTimeout)
+		l.ContinueOnListenerFiltersTimeout = true
+	}
+	return l
 }
 
 // inboundHTTPTLS is the mutual TLS of inbound HTTP chains: as the TCP
@@ -257,10 +327,10 @@ func inboundHTTPTLS() *corev3.TransportSocket {
 
 // InboundClusters are the clusters of a sidecar's own ports.
 func InboundClusters(v SidecarView) []*clusterv3.Cluster {
-	out := make([]*clusterv3.Cluster, 0, len(v.InboundPorts))
-	for _, p := range v.InboundPorts {
-		c := InboundCluster(p)
-		if !slices.Contains(v.InboundTCP, p) {
+	out := make([]*clusterv3.Cluster, 0, len(v.Inbound))
+	for _, p := range v.Inbound {
+		c := InboundCluster(p.Port)
+		if !p.TCP {
 			// HTTP: to the workload in the protocol the client spoke (the
 			// client's sidecar speaks HTTP/2 to HTTP/2 and gRPC ports).
 			c.TypedExtensionProtocolOptions = map[string]*anypb.Any{httpProtocolOptionsName: mustAny(useDownstreamProtocol())}

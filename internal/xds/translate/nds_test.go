@@ -63,7 +63,7 @@ func TestNDSRemoteOnlyService(t *testing.T) {
 // the type URL Istio's agent asks for; routers get no NDS view.
 func TestBuildNDS(t *testing.T) {
 	m := ndsMesh(t)
-	v, ok := ViewOf(NameTableType, Proxy{Network: "n1", Cluster: "cluster1", Inbound: []uint32{5000}, Labels: map[string]string{"app": "a"}})
+	v, ok := ViewOf(NameTableType, Proxy{Network: "n1", Cluster: "cluster1", Inbound: []WorkloadPort{{Port: 5000}}, Labels: map[string]string{"app": "a"}})
 	if !ok || v != (View{Cluster: "cluster1"}) {
 		t.Fatalf("sidecar NDS view: %+v ok=%v", v, ok)
 	}

@@ -1,6 +1,7 @@
 package translate
 
 import (
+	"cmp"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -88,10 +89,10 @@ type Proxy struct {
 	Role    Role
 	Network string
 	Cluster model.ClusterID
-	Inbound []uint32 // sidecars: the ports its workload serves (model.Mesh.WorkloadAt)
-	// InboundTCP are those of Inbound proxied as opaque TCP (model.Workload.TCP).
-	InboundTCP []uint32
-	Labels     map[string]string // routers: its workload labels
+	// Inbound are, for a sidecar, the ports its workload serves
+	// (model.Mesh.WorkloadAt), each with its protocol class and mTLS mode.
+	Inbound []WorkloadPort
+	Labels  map[string]string // routers: its workload labels
 	// Namespace is a sidecar's namespace as the mesh verified it (ProxyOf):
 	// its routes carry the bare names of that namespace's services.
 	Namespace string
@@ -146,7 +147,10 @@ func ProxyOf(m *model.Mesh, c Claim) (p Proxy, claimed bool) {
 		return p, claimed
 	}
 	if found {
-		p.Inbound, p.InboundTCP = w.Ports, w.TCP
+		p.Inbound = make([]WorkloadPort, 0, len(w.Ports))
+		for _, port := range w.Ports {
+			p.Inbound = append(p.Inbound, WorkloadPort{Port: port, TCP: slices.Contains(w.TCP, port), Mode: w.Modes[port]})
+		}
 		p.Located, p.Locality = true, w.Locality
 	}
 	ns := c.Namespace // proved by the connection
@@ -182,7 +186,7 @@ func ViewOf(typeURL string, p Proxy) (View, bool) {
 		}
 		return View{Network: p.Network}, true
 	case resource.ClusterType, resource.ListenerType:
-		return View{Cluster: p.Cluster, Inbound: PortsOf(p.Inbound, p.InboundTCP)}, true
+		return View{Cluster: p.Cluster, Inbound: PortsOf(p.Inbound)}, true
 	case resource.RouteType:
 		return View{Cluster: p.Cluster, Namespace: p.Namespace}, true
 	case NameTableType:
@@ -198,49 +202,66 @@ func ViewOf(typeURL string, p Proxy) (View, bool) {
 	return View{}, false
 }
 
-// Ports is a set of inbound ports with their protocol in one comparable
-// value: sorted, comma-separated port/protocol pairs, the protocol "http" or
-// "tcp" ("5000/http,9000/tcp"). Two classes keep the views bounded as
-// before: one per distinct set of (port, HTTP or not). Make one with PortsOf.
+// WorkloadPort is one port a sidecar's workload serves, as its inbound
+// listener takes it.
+type WorkloadPort struct {
+	Port uint32
+	// TCP: proxied as opaque TCP (model.Workload.TCP), else through the
+	// HTTP connection manager.
+	TCP bool
+	// Mode is the port's mTLS mode (model.Workload.Modes); MTLSUnset is
+	// taken as model.DefaultMTLSMode.
+	Mode model.MTLSMode
+}
+
+// Ports is a set of inbound ports with their protocol and mTLS mode in one
+// comparable value: sorted, comma-separated port/protocol/mode triples, the
+// protocol "http" or "tcp", the mode "strict", "permissive" or "disable"
+// ("5000/http/strict,9000/tcp/permissive"). The views stay bounded: one per
+// distinct set the mesh resolves for a real workload (ProxyOf), never a
+// proxy's claim. Make one with PortsOf.
 type Ports string
 
-// PortsOf returns the set of ps (any order, duplicates allowed), those also
-// in tcp proxied as TCP, the others as HTTP.
-func PortsOf(ps, tcp []uint32) Ports {
+// PortsOf returns the set of ps (any order; of a port listed twice, the
+// first counts).
+func PortsOf(ps []WorkloadPort) Ports {
 	s := slices.Clone(ps)
-	slices.Sort(s)
-	s = slices.Compact(s)
+	slices.SortStableFunc(s, func(a, b WorkloadPort) int { return cmp.Compare(a.Port, b.Port) })
+	s = slices.CompactFunc(s, func(a, b WorkloadPort) bool { return a.Port == b.Port })
 	var b strings.Builder
 	for i, p := range s {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		b.WriteString(strconv.FormatUint(uint64(p), 10))
-		if slices.Contains(tcp, p) {
-			b.WriteString("/tcp")
+		b.WriteString(strconv.FormatUint(uint64(p.Port), 10))
+		if p.TCP {
+			b.WriteString("/tcp/")
 		} else {
-			b.WriteString("/http")
+			b.WriteString("/http/")
 		}
+		mode := p.Mode
+		if mode == model.MTLSUnset {
+			mode = model.DefaultMTLSMode
+		}
+		b.WriteString(strings.ToLower(string(mode)))
 	}
 	return Ports(b.String())
 }
 
-// List returns the ports, sorted, and those of them proxied as TCP.
-func (p Ports) List() (ports, tcp []uint32) {
+// List returns the ports, sorted.
+func (p Ports) List() []WorkloadPort {
 	if p == "" {
-		return nil, nil
+		return nil
 	}
 	parts := strings.Split(string(p), ",")
-	ports = make([]uint32, 0, len(parts))
+	out := make([]WorkloadPort, 0, len(parts))
 	for _, s := range parts {
-		num, proto, _ := strings.Cut(s, "/")
+		num, rest, _ := strings.Cut(s, "/")
+		proto, mode, _ := strings.Cut(rest, "/")
 		n, _ := strconv.ParseUint(num, 10, 32) // PortsOf wrote it
-		ports = append(ports, uint32(n))
-		if proto == "tcp" {
-			tcp = append(tcp, uint32(n))
-		}
+		out = append(out, WorkloadPort{Port: uint32(n), TCP: proto == "tcp", Mode: model.MTLSMode(strings.ToUpper(mode))})
 	}
-	return ports, tcp
+	return out
 }
 
 // Labels is a set of workload labels in one comparable value: sorted

@@ -6,15 +6,20 @@ import (
 	"testing"
 
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+
+	"github.com/horizonmesh/horizon/internal/model"
 )
 
 func TestPortsAndLabelsRoundTrip(t *testing.T) {
-	got := PortsOf([]uint32{9080, 5000, 9080, 7000}, []uint32{9080})
-	ports, tcp := got.List()
-	if got != "5000/http,7000/http,9080/tcp" || !slices.Equal(ports, []uint32{5000, 7000, 9080}) || !slices.Equal(tcp, []uint32{9080}) {
-		t.Errorf("PortsOf: %q %v %v", got, ports, tcp)
+	in := []WorkloadPort{{Port: 9080, TCP: true, Mode: model.MTLSStrict}, {Port: 5000, Mode: model.MTLSPermissive},
+		{Port: 9080, Mode: model.MTLSDisable}, {Port: 7000, Mode: model.MTLSDisable}, {Port: 8000}}
+	got := PortsOf(in)
+	want := []WorkloadPort{{Port: 5000, Mode: model.MTLSPermissive}, {Port: 7000, Mode: model.MTLSDisable},
+		{Port: 8000, Mode: model.DefaultMTLSMode}, {Port: 9080, TCP: true, Mode: model.MTLSStrict}}
+	if got != "5000/http/permissive,7000/http/disable,8000/http/permissive,9080/tcp/strict" || !slices.Equal(got.List(), want) {
+		t.Errorf("PortsOf: %q %v", got, got.List())
 	}
-	if ports, tcp := PortsOf(nil, nil).List(); PortsOf(nil, nil) != "" || ports != nil || tcp != nil {
+	if PortsOf(nil) != "" || PortsOf(nil).List() != nil {
 		t.Error("no ports is the empty set")
 	}
 	ls := map[string]string{"istio": "eastwestgateway", "topology.istio.io/network": "network1"}
@@ -29,7 +34,7 @@ func TestPortsAndLabelsRoundTrip(t *testing.T) {
 
 // Which proxies share a view, type by type.
 func TestViewOf(t *testing.T) {
-	sidecar := Proxy{Network: "n1", Cluster: "c1", Inbound: []uint32{5000, 9000}, InboundTCP: []uint32{9000}, Labels: map[string]string{"app": "a"}, Namespace: "sample"}
+	sidecar := Proxy{Network: "n1", Cluster: "c1", Inbound: []WorkloadPort{{Port: 5000, Mode: model.MTLSStrict}, {Port: 9000, TCP: true, Mode: model.MTLSPermissive}}, Labels: map[string]string{"app": "a"}, Namespace: "sample"}
 	router := Proxy{Role: RoleRouter, Network: "n1", Cluster: "c1", Labels: map[string]string{"istio": "eastwestgateway"}}
 	for _, c := range []struct {
 		typ  string
@@ -38,8 +43,8 @@ func TestViewOf(t *testing.T) {
 		str  string
 	}{
 		{resource.EndpointType, sidecar, View{Network: "n1"}, "network=n1"},
-		{resource.ClusterType, sidecar, View{Cluster: "c1", Inbound: "5000/http,9000/tcp"}, "sidecar;cluster=c1;inbound=5000/http,9000/tcp"},
-		{resource.ListenerType, sidecar, View{Cluster: "c1", Inbound: "5000/http,9000/tcp"}, "sidecar;cluster=c1;inbound=5000/http,9000/tcp"},
+		{resource.ClusterType, sidecar, View{Cluster: "c1", Inbound: "5000/http/strict,9000/tcp/permissive"}, "sidecar;cluster=c1;inbound=5000/http/strict,9000/tcp/permissive"},
+		{resource.ListenerType, sidecar, View{Cluster: "c1", Inbound: "5000/http/strict,9000/tcp/permissive"}, "sidecar;cluster=c1;inbound=5000/http/strict,9000/tcp/permissive"},
 		{resource.RouteType, sidecar, View{Cluster: "c1", Namespace: "sample"}, "sidecar;cluster=c1;inbound=;namespace=sample"},
 		{resource.EndpointType, router, View{Role: RoleRouter, Network: "n1"}, "router;network=n1"},
 		{resource.ClusterType, router, View{Role: RoleRouter, Network: "n1", Labels: "istio=eastwestgateway"}, "router;network=n1;labels=istio=eastwestgateway"},
