@@ -116,7 +116,9 @@ type endpointRow struct {
 	Behind                      string
 }
 
-func endpointKey(cluster, locality, addr string) string { return cluster + "\x00" + locality + "\x00" + addr }
+func endpointKey(cluster, locality, addr string) string {
+	return cluster + "\x00" + locality + "\x00" + addr
+}
 
 func localityString(region, zone, subzone string) string {
 	if region+zone+subzone == "" {

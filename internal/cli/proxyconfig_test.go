@@ -41,7 +41,7 @@ func golden(t *testing.T, path string, got []byte) {
 func walkthroughGateways(t *testing.T, network string) []translate.GatewayEndpoint {
 	t.Helper()
 	m, diags := offline.Load(context.Background(), offline.Options{
-		Clusters: []manifest.ClusterSource{{ID: "cluster1", Path: walkthrough + "/cluster1"}, {ID: "remote_kubecfg", Path: walkthrough + "/remote"}},
+		Clusters:         []manifest.ClusterSource{{ID: "cluster1", Path: walkthrough + "/cluster1"}, {ID: "remote_kubecfg", Path: walkthrough + "/remote"}},
 		MeshNetworksFile: walkthrough + "/meshnetworks.yaml",
 	})
 	if err := diags.Err(); err != nil {

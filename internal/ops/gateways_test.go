@@ -82,7 +82,7 @@ func TestDebugGatewaysSaysWhatStandsBehindEachGateway(t *testing.T) {
 		t.Errorf("past the end: %+v", a)
 	}
 	for path, code := range map[string]int{
-		"/debug/gateways?network=nowhere":          http.StatusNotFound,
+		"/debug/gateways?network=nowhere":  http.StatusNotFound,
 		"/debug/gateways?network=&limit=0": http.StatusBadRequest,
 		"/debug/gateways?network=&after=x": http.StatusBadRequest,
 	} {
