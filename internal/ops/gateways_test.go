@@ -18,6 +18,7 @@ import (
 	"github.com/horizonmesh/horizon/internal/source/manifest"
 	"github.com/horizonmesh/horizon/internal/source/meshnetworks"
 	"github.com/horizonmesh/horizon/internal/testing/testkit"
+	"github.com/horizonmesh/horizon/internal/topology"
 	"github.com/horizonmesh/horizon/internal/xds/translate"
 )
 
@@ -27,26 +28,8 @@ import (
 // in the remote cluster; pages and names narrow it; bad queries are
 // refused.
 func TestDebugGatewaysSaysWhatStandsBehindEachGateway(t *testing.T) {
-	const walkthrough = "../../examples/walkthrough"
-	cp := controlplane.New(controlplane.Options{Logger: testkit.Logger(), Debounce: time.Millisecond})
-	for id, dir := range map[string]string{"cluster1": "cluster1", "remote_kubecfg": "remote"} {
-		store, diags := manifest.Load(filepath.Join(walkthrough, dir))
-		if err := diags.Err(); err != nil {
-			t.Fatal(err)
-		}
-		cp.SetCluster(source.Cluster{ID: model.ClusterID(id), Origin: "test", Local: id == "cluster1", Source: &kube.Source{Store: store, IsSynced: func() bool { return true }}})
-	}
-	nets, diags := meshnetworks.ParseFile(walkthrough + "/meshnetworks.yaml")
-	if err := diags.Err(); err != nil {
-		t.Fatal(err)
-	}
-	cp.SetMeshNetworks(nets, nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go cp.Run(ctx)
-	testkit.WaitFor(t, "a mesh with the walkthrough's gateway", func() bool { return cp.Mesh() != nil && len(cp.Mesh().Gateways()) > 0 })
-	m := &mesh{cp: cp, h: Handler(cp, prometheus.NewRegistry())}
-
+	m := walkthroughMesh(t)
+	cp := m.cp
 	decode := func(path string) GatewaysAnswer {
 		t.Helper()
 		rec := m.get(path)
@@ -89,5 +72,61 @@ func TestDebugGatewaysSaysWhatStandsBehindEachGateway(t *testing.T) {
 		if rec := m.get(path); rec.Code != code {
 			t.Errorf("GET %s: %d %s, want %d", path, rec.Code, rec.Body, code)
 		}
+	}
+}
+
+// walkthroughMesh is a control plane of the walkthrough's two clusters.
+func walkthroughMesh(t *testing.T) *mesh {
+	t.Helper()
+	const walkthrough = "../../examples/walkthrough"
+	cp := controlplane.New(controlplane.Options{Logger: testkit.Logger(), Debounce: time.Millisecond})
+	for id, dir := range map[string]string{"cluster1": "cluster1", "remote_kubecfg": "remote"} {
+		store, diags := manifest.Load(filepath.Join(walkthrough, dir))
+		if err := diags.Err(); err != nil {
+			t.Fatal(err)
+		}
+		cp.SetCluster(source.Cluster{ID: model.ClusterID(id), Origin: "test", Local: id == "cluster1", Source: &kube.Source{Store: store, IsSynced: func() bool { return true }}})
+	}
+	nets, diags := meshnetworks.ParseFile(walkthrough + "/meshnetworks.yaml")
+	if err := diags.Err(); err != nil {
+		t.Fatal(err)
+	}
+	cp.SetMeshNetworks(nets, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go cp.Run(ctx)
+	testkit.WaitFor(t, "a mesh with the walkthrough's gateway", func() bool { return cp.Mesh() != nil && len(cp.Mesh().Gateways()) > 0 })
+	return &mesh{cp: cp, h: Handler(cp, prometheus.NewRegistry())}
+}
+
+// /debug/topology is topology.Of the current mesh with the clusters'
+// states; /ui/topology.svg its picture; /ui/topology the page that
+// fetches it again and again.
+func TestTopologyEndpoints(t *testing.T) {
+	m := walkthroughMesh(t)
+	rec := m.get("/debug/topology")
+	var top topology.Topology
+	if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &top) != nil {
+		t.Fatalf("/debug/topology: %d %s", rec.Code, rec.Body)
+	}
+	if len(top.Clusters) != 2 || !top.Clusters[0].Reported || !top.Clusters[0].Local || !top.Clusters[0].Synced {
+		t.Errorf("clusters: %+v", top.Clusters)
+	}
+	var gw *topology.Network
+	for i := range top.Networks {
+		if top.Networks[i].Name == "network2" {
+			gw = &top.Networks[i]
+		}
+	}
+	if gw == nil || len(gw.Gateways) != 1 || gw.Gateways[0].Address != "203.0.113.20:443" || gw.Gateways[0].Found == "" {
+		t.Errorf("network2: %+v", gw)
+	}
+	rec = m.get("/ui/topology.svg")
+	if rec.Code != http.StatusOK || rec.Header().Get("Content-Type") != "image/svg+xml" || !strings.Contains(rec.Body.String(), "203.0.113.20:443") {
+		t.Errorf("/ui/topology.svg: %d %s %s", rec.Code, rec.Header(), rec.Body)
+	}
+	rec = m.get("/ui/topology")
+	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `fetch("/ui/topology.svg"`) {
+		t.Errorf("/ui/topology: %d %s", rec.Code, rec.Body)
 	}
 }
