@@ -100,49 +100,61 @@ func (a *podAccess) runningPod(ctx context.Context, namespace, selector, what st
 	return best, nil
 }
 
+// forward opens a port-forward to port inside pod on a free local port of
+// 127.0.0.1; stop closes it.
+func (a *podAccess) forward(ctx context.Context, pod *corev1.Pod, port int) (local uint16, stop func(), err error) {
+	transport, upgrader, err := spdy.RoundTripperFor(a.cfg)
+	if err != nil {
+		return 0, nil, err
+	}
+	u := a.cs.CoreV1().RESTClient().Post().Resource("pods").Namespace(pod.Namespace).Name(pod.Name).SubResource("portforward").URL()
+	dialer := spdy.NewDialer(upgrader, &http.Client{Transport: transport}, http.MethodPost, u)
+	stopCh, ready := make(chan struct{}), make(chan struct{})
+	var errOut bytes.Buffer
+	fw, err := portforward.NewOnAddresses(dialer, []string{"127.0.0.1"}, []string{fmt.Sprintf("0:%d", port)}, stopCh, ready, io.Discard, &errOut)
+	if err != nil {
+		return 0, nil, err
+	}
+	done := make(chan error, 1)
+	go func() { done <- fw.ForwardPorts() }()
+	stop = func() {
+		close(stopCh)
+		<-done
+	}
+	select {
+	case <-ready:
+	case err := <-done:
+		return 0, nil, fmt.Errorf("port-forward to %s/%s:%d: %v %s", pod.Namespace, pod.Name, port, err, strings.TrimSpace(errOut.String()))
+	case <-ctx.Done():
+		stop()
+		return 0, nil, ctx.Err()
+	}
+	ports, err := fw.GetPorts()
+	if err != nil || len(ports) != 1 {
+		stop()
+		return 0, nil, fmt.Errorf("port-forward to %s/%s:%d: no local port: %v", pod.Namespace, pod.Name, port, err)
+	}
+	return ports[0].Local, stop, nil
+}
+
 // get fetches http://127.0.0.1:PORT/PATH inside pod through a
 // port-forward opened for this request; a status other than 200 is an
 // error carrying the answer's first line.
 func (a *podAccess) get(ctx context.Context, pod *corev1.Pod, port int, path string) ([]byte, error) {
-	transport, upgrader, err := spdy.RoundTripperFor(a.cfg)
+	local, stop, err := a.forward(ctx, pod, port)
 	if err != nil {
 		return nil, err
 	}
-	u := a.cs.CoreV1().RESTClient().Post().Resource("pods").Namespace(pod.Namespace).Name(pod.Name).SubResource("portforward").URL()
-	dialer := spdy.NewDialer(upgrader, &http.Client{Transport: transport}, http.MethodPost, u)
-	stop, ready := make(chan struct{}), make(chan struct{})
-	var errOut bytes.Buffer
-	fw, err := portforward.NewOnAddresses(dialer, []string{"127.0.0.1"}, []string{fmt.Sprintf("0:%d", port)}, stop, ready, io.Discard, &errOut)
-	if err != nil {
-		return nil, err
-	}
-	done := make(chan error, 1)
-	go func() { done <- fw.ForwardPorts() }()
-	defer func() {
-		close(stop)
-		<-done
-	}()
-	select {
-	case <-ready:
-	case err := <-done:
-		done <- err // for the deferred wait
-		return nil, fmt.Errorf("port-forward to %s/%s:%d: %v %s", pod.Namespace, pod.Name, port, err, strings.TrimSpace(errOut.String()))
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	ports, err := fw.GetPorts()
-	if err != nil || len(ports) != 1 {
-		return nil, fmt.Errorf("port-forward to %s/%s:%d: no local port: %v", pod.Namespace, pod.Name, port, err)
-	}
+	defer stop()
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d%s", ports[0].Local, path), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d%s", local, path), nil)
 	if err != nil {
 		return nil, err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("GET %s in %s/%s (port %d): %w %s", path, pod.Namespace, pod.Name, port, err, strings.TrimSpace(errOut.String()))
+		return nil, fmt.Errorf("GET %s in %s/%s (port %d): %w", path, pod.Namespace, pod.Name, port, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxHTTPBody+1))

@@ -232,10 +232,8 @@ func writeTable(w io.Writer, header []string, rows [][]string) error {
 
 // discoveryPod is discovery's ops port, reached in its pod.
 type discoveryPod struct {
-	acc  *podAccess
-	pod  string
-	port int
-	get  func(ctx context.Context, path string) ([]byte, error)
+	pod string // namespace/name
+	get func(ctx context.Context, path string) ([]byte, error)
 }
 
 func (f proxyConfigFlags) discovery(ctx context.Context, proxyCluster *podAccess) (*discoveryPod, error) {
@@ -250,7 +248,7 @@ func (f proxyConfigFlags) discovery(ctx context.Context, proxyCluster *podAccess
 	if err != nil {
 		return nil, fmt.Errorf("%w (is discovery in another cluster? --discovery-context names it)", err)
 	}
-	return &discoveryPod{acc: acc, pod: pod.Namespace + "/" + pod.Name, port: f.opsPort,
+	return &discoveryPod{pod: pod.Namespace + "/" + pod.Name,
 		get: func(ctx context.Context, path string) ([]byte, error) { return acc.get(ctx, pod, f.opsPort, path) }}, nil
 }
 
