@@ -79,4 +79,3 @@ func fetchTopology(ctx context.Context, f proxyConfigFlags) (topology.Topology, 
 	}
 	return top, nil
 }
-
