@@ -317,7 +317,15 @@ func (d *demo) run(ctx context.Context) (*DemoResult, error) {
 
 	// 5. The requests.
 	step(5, fmt.Sprintf("%d requests from sleep in cluster1", d.o.Requests))
-	return res, d.requests(ctx, res)
+	if err := d.requests(ctx, res); err != nil {
+		return res, err
+	}
+
+	// 6. What sleep's proxy holds, and who stands behind the gateway.
+	step(6, "What sleep's proxy holds: its endpoints, and what stands behind cluster2's gateway")
+	pc := []string{"proxy-config", "endpoints", "deploy/sleep.sample", "--context", c1.Name}
+	_, err = d.horizon(strings.Join(pc, " "), false, append(pc, "--kubeconfig", d.kc)...)
+	return res, err
 }
 
 // namespace creates ns in cluster (kept if it exists) and sets label
