@@ -190,7 +190,11 @@ func runChecks(ctx context.Context, f checkFlags) ([]checkResult, error) {
 		return nil, fmt.Errorf("--contexts %v: the primary %s is not among them", f.contexts, primary)
 	}
 	rs = append(rs, checkCACerts(ctx, clusters, f.istioNamespace)...)
-	rs = append(rs, checkRemoteSecrets(ctx, p.cs, primary, f.istioNamespace)...)
+	byName := map[string]*rest.Config{}
+	for _, c := range clusters {
+		byName[c.name] = c.cfg
+	}
+	rs = append(rs, checkRemoteSecrets(ctx, p.cs, primary, f.istioNamespace, byName)...)
 	rs = append(rs, checkDiscovery(ctx, p, f)...)
 	for _, c := range clusters {
 		rs = append(rs, checkWebhook(ctx, c)...)
@@ -274,8 +278,12 @@ var (
 )
 
 // checkRemoteSecrets checks every key of every remote Secret of the
-// primary as discovery would use it.
-func checkRemoteSecrets(ctx context.Context, cs kubernetes.Interface, primary, ns string) []checkResult {
+// primary as discovery would use it. The Secret's server address is the
+// one discovery dials, which may not be reachable from here (a private
+// network, the lab's pod network): then its credentials are tried at the
+// address of the kubeconfig context named as the key, if there is one
+// (that discovery reaches it shows in "discovery cluster ID").
+func checkRemoteSecrets(ctx context.Context, cs kubernetes.Interface, primary, ns string, contexts map[string]*rest.Config) []checkResult {
 	secrets, err := cs.CoreV1().Secrets(ns).List(ctx, metav1.ListOptions{LabelSelector: labels.Set{remote.MultiClusterLabel: "true"}.String()})
 	if err != nil {
 		return []checkResult{fail("remote-secrets", "check the primary's API server and your credentials", "listing Secrets labelled %s=true in %s/%s: %v", remote.MultiClusterLabel, primary, ns, err)}
@@ -294,28 +302,35 @@ func checkRemoteSecrets(ctx context.Context, cs kubernetes.Interface, primary, n
 		}) {
 			name := fmt.Sprintf("remote-secret %s/%s[%s]", s.Namespace, s.Name, key)
 			remedy := fmt.Sprintf("make it again: horizon create-remote-secret --context <%s's context> --name %s > s.yaml; kubectl --context %s apply -f s.yaml", key, key, primary)
-			rs = append(rs, checkRemoteKubeconfig(ctx, name, remedy, s.Data[key]))
+			rs = append(rs, checkRemoteKubeconfig(ctx, name, remedy, s.Data[key], contexts[key]))
 		}
 	}
 	return rs
 }
 
-func checkRemoteKubeconfig(ctx context.Context, name, remedy string, data []byte) checkResult {
+func checkRemoteKubeconfig(ctx context.Context, name, remedy string, data []byte, sameCluster *rest.Config) checkResult {
 	cfg, err := remote.ParseKubeconfig(data, false)
 	if err != nil {
 		return fail(name, remedy, "refused as discovery refuses it: %v", err)
 	}
 	cfg.Timeout = 10 * time.Second
-	rc, err := kubernetes.NewForConfig(cfg)
-	if err != nil {
-		return fail(name, remedy, "%v", err)
+	rc, who, err := selfReview(ctx, cfg)
+	if err != nil && !apierrors.IsUnauthorized(err) && sameCluster != nil {
+		// Not reachable from here: the same credentials at the context's
+		// address, verified with the context's CA.
+		alt := rest.CopyConfig(cfg)
+		alt.Host = sameCluster.Host
+		alt.TLSClientConfig.CAData, alt.TLSClientConfig.CAFile = sameCluster.TLSClientConfig.CAData, sameCluster.TLSClientConfig.CAFile
+		alt.TLSClientConfig.ServerName = sameCluster.TLSClientConfig.ServerName
+		if rc2, who2, err2 := selfReview(ctx, alt); err2 == nil || apierrors.IsUnauthorized(err2) {
+			rc, who, err, cfg = rc2, who2, err2, alt
+		}
 	}
-	who, err := rc.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authnv1.SelfSubjectReview{}, metav1.CreateOptions{})
 	if err != nil {
 		if apierrors.IsUnauthorized(err) {
 			return fail(name, remedy, "API server %s does not authenticate its credentials (revoked token or deleted service account?): %v", cfg.Host, err)
 		}
-		return fail(name, "check that "+cfg.Host+" is reachable from here and from discovery", "API server %s: %v", cfg.Host, err)
+		return fail(name, "check that "+cfg.Host+" is reachable from here and from discovery (a kubeconfig context named as the key is tried too)", "API server %s: %v", cfg.Host, err)
 	}
 	user := who.Status.UserInfo.Username
 	var missing, extra []string
@@ -555,4 +570,14 @@ func checkClock(ctx context.Context, c checkCluster, maxSkew time.Duration) chec
 			"%s is %s off this machine's clock (more than %s)", c.cfg.Host, skew.Round(time.Second), maxSkew)
 	}
 	return pass(name, "%s within %s of this machine's clock", c.cfg.Host, maxSkew)
+}
+
+// selfReview asks the API server of cfg who its credentials are.
+func selfReview(ctx context.Context, cfg *rest.Config) (kubernetes.Interface, *authnv1.SelfSubjectReview, error) {
+	rc, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	who, err := rc.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authnv1.SelfSubjectReview{}, metav1.CreateOptions{})
+	return rc, who, err
 }

@@ -75,7 +75,7 @@ func TestCheckCACerts(t *testing.T) {
 // named by Secret and key, with how to make it again; none at all passes.
 func TestCheckRemoteSecretsRefusedAsDiscoveryRefuses(t *testing.T) {
 	cs := fake.NewClientset()
-	if got := checkRemoteSecrets(context.Background(), cs, "cluster1", "istio-system"); len(got) != 1 || !got[0].OK {
+	if got := checkRemoteSecrets(context.Background(), cs, "cluster1", "istio-system", nil); len(got) != 1 || !got[0].OK {
 		t.Errorf("no remote Secret: %+v", got)
 	}
 	kc := `apiVersion: v1
@@ -91,7 +91,7 @@ current-context: c2
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
-	n := writeChecks(&out, checkRemoteSecrets(context.Background(), cs, "cluster1", "istio-system"))
+	n := writeChecks(&out, checkRemoteSecrets(context.Background(), cs, "cluster1", "istio-system", nil))
 	if n != 1 || !strings.Contains(out.String(), "FAIL remote-secret istio-system/istio-remote-secret-cluster2[cluster2]: refused as discovery refuses it: ") ||
 		!strings.Contains(out.String(), "remedy: make it again: horizon create-remote-secret --context <cluster2's context> --name cluster2") {
 		t.Errorf("%d failed:\n%s", n, &out)

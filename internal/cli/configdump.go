@@ -109,6 +109,26 @@ func (d *configDump) loadAssignments(keys ...string) (map[string]*endpointv3.Clu
 	return out, nil
 }
 
+// edsClusters are the names of the proxy's clusters that take their
+// endpoints from EDS (the others carry theirs inline: static clusters,
+// inbound and passthrough clusters from CDS).
+func (d *configDump) edsClusters() map[string]bool {
+	out := map[string]bool{}
+	for _, key := range []string{"static_clusters", "dynamic_active_clusters"} {
+		for _, raw := range d.list("ClustersConfigDump", key, "cluster") {
+			var c struct {
+				Name string `json:"name"`
+				Type string `json:"type"`
+				EDS  any    `json:"eds_cluster_config"`
+			}
+			if json.Unmarshal(raw, &c) == nil && (c.Type == "EDS" || c.EDS != nil) {
+				out[c.Name] = true
+			}
+		}
+	}
+	return out
+}
+
 // endpointRow is one endpoint a proxy holds.
 type endpointRow struct {
 	Cluster, Endpoint, Locality string

@@ -50,8 +50,9 @@ endpoints also asks discovery (the running pod labelled app=horizon in
 --istio-namespace of --discovery-context, its ops port, /debug/gateways) what
 stands behind each gateway endpoint the proxy holds: the network, the
 cluster(s), the pods and how many of them its weight stands for. With --diff it
-compares, load assignment by load assignment, what the proxy holds with what
-discovery sends its network now (/debug/eds) and exits 1 on a difference.`,
+compares, load assignment by load assignment, what the proxy holds of its EDS
+clusters with what discovery sends its network now (/debug/eds) and exits 1
+on a difference.`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) != 2 {
 				return cmdutil.Usagef("want TYPE and POD: proxy-config endpoints|clusters|listeners|routes|secrets POD[.NAMESPACE]")
@@ -148,6 +149,12 @@ func runProxyConfig(ctx context.Context, f proxyConfigFlags, typ, ref string, st
 	dynamic, err := dump.loadAssignments("dynamic_endpoint_configs")
 	if err != nil {
 		return err
+	}
+	eds := dump.edsClusters()
+	for name := range dynamic {
+		if !eds[name] {
+			delete(dynamic, name) // its endpoints came inline with CDS, not from EDS
+		}
 	}
 	if f.name != "" {
 		dynamic = map[string]*endpointv3.ClusterLoadAssignment{f.name: dynamic[f.name]}

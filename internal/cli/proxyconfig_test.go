@@ -120,6 +120,9 @@ func TestProxyConfigDiff(t *testing.T) {
 	if err := diags.Err(); err != nil {
 		t.Fatal(err)
 	}
+	if eds := d.edsClusters(); len(eds) != 1 || !eds[helloworld] {
+		t.Errorf("EDS clusters: %v, want only helloworld's (xds-grpc is static, PassthroughCluster ORIGINAL_DST)", eds)
+	}
 	want := map[string]*endpointv3.ClusterLoadAssignment{}
 	for _, cla := range translate.EDS(m, translate.EDSView{}) {
 		want[cla.GetClusterName()] = cla
