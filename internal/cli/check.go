@@ -339,7 +339,7 @@ func checkRemoteKubeconfig(ctx context.Context, name, remedy string, data []byte
 			a := need
 			a.Verb = verb
 			if allowed, err := canI(ctx, rc, a); err != nil {
-				return fail(name, remedy, "API server %s: access review: %v", cfg.Host, err)
+				return accessReviewFailed(name, remedy, cfg.Host, err)
 			} else if !allowed {
 				missing = append(missing, verb+" "+accessName(a))
 			}
@@ -347,7 +347,7 @@ func checkRemoteKubeconfig(ctx context.Context, name, remedy string, data []byte
 	}
 	for _, a := range beyondNeeds {
 		if allowed, err := canI(ctx, rc, a); err != nil {
-			return fail(name, remedy, "API server %s: access review: %v", cfg.Host, err)
+			return accessReviewFailed(name, remedy, cfg.Host, err)
 		} else if allowed {
 			extra = append(extra, a.Verb+" "+accessName(a))
 		}
@@ -580,4 +580,11 @@ func selfReview(ctx context.Context, cfg *rest.Config) (kubernetes.Interface, *a
 	}
 	who, err := rc.AuthenticationV1().SelfSubjectReviews().Create(ctx, &authnv1.SelfSubjectReview{}, metav1.CreateOptions{})
 	return rc, who, err
+}
+
+func accessReviewFailed(name, remedy, host string, err error) checkResult {
+	if apierrors.IsUnauthorized(err) { // revoked between the two calls
+		return fail(name, remedy, "API server %s does not authenticate its credentials (revoked token or deleted service account?): %v", host, err)
+	}
+	return fail(name, remedy, "API server %s: access review: %v", host, err)
 }

@@ -143,8 +143,15 @@ func SVG(w io.Writer, t Topology) error {
 		}
 		for _, g := range n.Gateways {
 			fmt.Fprintf(&inner, `<g><title>%s</title><text x="%d" y="%d" class="gw">⇄ %s %s</text>`+"\n", esc(g.Found), x+boxPad, cy+lineH-4, esc(g.Address), esc(dash(g.Cluster)))
-			fmt.Fprintf(&inner, `<text x="%d" y="%d" class="small">%s</text></g>`+"\n", x+2*boxPad, cy+2*lineH-6, esc(clip(g.Found, maxChars)))
-			cy += 2 * lineH
+			cy += lineH
+			// How it was found, a part a line ("label … on Service …",
+			// "LoadBalancer status", "DNS name").
+			for _, part := range strings.Split(g.Found, ", ") {
+				fmt.Fprintf(&inner, `<text x="%d" y="%d" class="small">%s</text>`+"\n", x+2*boxPad, cy+lineH-6, esc(clip(part, maxChars)))
+				cy += lineH - 4
+			}
+			inner.WriteString("</g>\n")
+			cy += 4
 		}
 		cy += boxPad
 		fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%d" height="%d" rx="8" class="network"/>`+"\n", x, top, colWidth-boxPad, cy-top)
