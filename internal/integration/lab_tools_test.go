@@ -189,7 +189,7 @@ func topologyInBrowser(t *testing.T, k labKubectl, chromium string) {
 		// Root in a container: no sandbox; the budget lets the page's
 		// fetch and script run before the DOM or pixels are taken.
 		c := exec.CommandContext(ctx, chromium, append([]string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-			"--user-data-dir=" + filepath.Join(dir, "profile"), "--virtual-time-budget=10000", "--window-size=1400,640"}, append(args, url)...)...)
+			"--user-data-dir=" + filepath.Join(dir, "profile"), "--virtual-time-budget=10000", "--window-size=1040,400"}, append(args, url)...)...)
 		var errOut bytes.Buffer
 		c.Stderr = &errOut
 		out, err := c.Output()

@@ -64,7 +64,7 @@ func (b *gatewayBuilder) fromRegistryService(n *NetworkConfig, spec GatewaySpec,
 		found = true
 		for _, a := range b.serviceAddresses(c, s, obj, field) {
 			out = append(out, Gateway{Network: n.Name, Cluster: c.ID, Address: a.addr, Port: spec.Port,
-				Found: "meshNetworks registryServiceName " + spec.RegistryServiceName + ", " + a.found})
+				Found: "meshNetworks registryServiceName, " + spec.RegistryServiceName + ", " + a.found})
 		}
 	}
 	if !found {
@@ -96,7 +96,7 @@ func (b *gatewayBuilder) fromLabelledServices() []Gateway {
 			}
 			for _, a := range b.serviceAddresses(c, s, obj, "status.loadBalancer.ingress") {
 				out = append(out, Gateway{Network: network, Cluster: c.ID, Address: a.addr, Port: port,
-					Found: "label " + NetworkLabel + " on Service " + s.Namespace + "/" + s.Name + ", " + a.found})
+					Found: "label " + NetworkLabel + ", Service " + s.Namespace + "/" + s.Name + ", " + a.found})
 			}
 		}
 	}

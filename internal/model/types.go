@@ -143,10 +143,11 @@ type Gateway struct {
 	Cluster ClusterID
 	Address netip.Addr
 	Port    uint32
-	// Found says how the gateway was found: "meshNetworks address",
-	// "meshNetworks registryServiceName NAME, LoadBalancer status", "label
-	// topology.istio.io/network on Service NS/NAME, externalIPs", with ",
-	// DNS NAME" when a name was resolved to the address.
+	// Found says how the gateway was found, in parts joined by ", ":
+	// "meshNetworks address", "meshNetworks registryServiceName, NAME,
+	// LoadBalancer status", "label topology.istio.io/network, Service
+	// NS/NAME, externalIPs"; ", DNS NAME" ends it when a name was resolved
+	// to the address.
 	Found string
 }
 
