@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 
+	"sigs.k8s.io/yaml"
+
 	"github.com/horizonmesh/horizon/internal/model"
 	"github.com/horizonmesh/horizon/internal/offline"
 	"github.com/horizonmesh/horizon/internal/source/manifest"
@@ -43,7 +45,13 @@ func load(t *testing.T, name string) *model.Mesh {
 	if err != nil {
 		t.Fatal(err)
 	}
-	opts := offline.Options{Resolver: dns{"gw.example.com": {"198.51.100.7"}}}
+	names := dns{}
+	if b, err := os.ReadFile(filepath.Join(dir, "dns.yaml")); err == nil {
+		if err := yaml.Unmarshal(b, &names); err != nil {
+			t.Fatal(err)
+		}
+	}
+	opts := offline.Options{Resolver: names}
 	for _, e := range entries {
 		opts.Clusters = append(opts.Clusters, manifest.ClusterSource{ID: model.ClusterID(e.Name()), Path: filepath.Join(dir, "clusters", e.Name())})
 	}
