@@ -25,8 +25,8 @@ import (
 	"github.com/horizonmesh/horizon/internal/testing/netlab"
 )
 
-// ScreenshotEnv, when set, is where TestLabTools copies its screenshot of
-// /ui/topology (docs/topology.png is one).
+// screenshotEnv, when set, is where TestLabTools copies its screenshot of
+// /ui/topology (docs/topology.png is one: HORIZON_TOPOLOGY_SCREENSHOT=$PWD/docs/topology.png).
 const screenshotEnv = "HORIZON_TOPOLOGY_SCREENSHOT"
 
 // The tools against the lab the demo leaves: the demo ends with sleep's
