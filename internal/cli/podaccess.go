@@ -3,7 +3,6 @@ package cli
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -116,15 +115,19 @@ func (a *podAccess) forward(ctx context.Context, pod *corev1.Pod, port int) (loc
 		return 0, nil, err
 	}
 	done := make(chan error, 1)
-	go func() { done <- fw.ForwardPorts() }()
+	go func() {
+		done <- fw.ForwardPorts()
+		close(done)
+	}()
 	stop = func() {
 		close(stopCh)
-		<-done
+		for range done { // ForwardPorts returns nil once stopped
+		}
 	}
 	select {
 	case <-ready:
 	case err := <-done:
-		return 0, nil, fmt.Errorf("port-forward to %s/%s:%d: %v %s", pod.Namespace, pod.Name, port, err, strings.TrimSpace(errOut.String()))
+		return 0, nil, fmt.Errorf("port-forward to %s/%s:%d: %w %s", pod.Namespace, pod.Name, port, err, strings.TrimSpace(errOut.String()))
 	case <-ctx.Done():
 		stop()
 		return 0, nil, ctx.Err()
@@ -132,7 +135,7 @@ func (a *podAccess) forward(ctx context.Context, pod *corev1.Pod, port int) (loc
 	ports, err := fw.GetPorts()
 	if err != nil || len(ports) != 1 {
 		stop()
-		return 0, nil, fmt.Errorf("port-forward to %s/%s:%d: no local port: %v", pod.Namespace, pod.Name, port, err)
+		return 0, nil, fmt.Errorf("port-forward to %s/%s:%d: no local port (%d ports): %w", pod.Namespace, pod.Name, port, len(ports), err)
 	}
 	return ports[0].Local, stop, nil
 }
@@ -166,19 +169,7 @@ func (a *podAccess) get(ctx context.Context, pod *corev1.Pod, port int, path str
 	}
 	if resp.StatusCode != http.StatusOK {
 		line, _, _ := strings.Cut(strings.TrimSpace(string(body)), "\n")
-		return body, &httpStatusError{code: resp.StatusCode, msg: fmt.Sprintf("GET %s in %s/%s (port %d): %s: %s", path, pod.Namespace, pod.Name, port, resp.Status, line)}
+		return body, fmt.Errorf("GET %s in %s/%s (port %d): %s: %s", path, pod.Namespace, pod.Name, port, resp.Status, line)
 	}
 	return body, nil
-}
-
-type httpStatusError struct {
-	code int
-	msg  string
-}
-
-func (e *httpStatusError) Error() string { return e.msg }
-
-func isHTTPStatus(err error, code int) bool {
-	var h *httpStatusError
-	return errors.As(err, &h) && h.code == code
 }

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/xml"
+	"errors"
 	"io"
 	"os"
 	"os/exec"
@@ -158,7 +159,7 @@ func TestLabTools(t *testing.T) {
 func wellFormed(svg string) bool {
 	dec := xml.NewDecoder(strings.NewReader(svg))
 	for {
-		if _, err := dec.Token(); err == io.EOF {
+		if _, err := dec.Token(); errors.Is(err, io.EOF) {
 			return true
 		} else if err != nil {
 			return false

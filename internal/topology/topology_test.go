@@ -116,7 +116,7 @@ func TestTopologyGolden(t *testing.T) {
 			golden(t, c.name+".svg", svg.Bytes())
 			dec := xml.NewDecoder(bytes.NewReader(svg.Bytes()))
 			for {
-				if _, err := dec.Token(); err == io.EOF {
+				if _, err := dec.Token(); errors.Is(err, io.EOF) {
 					break
 				} else if err != nil {
 					t.Fatalf("the SVG is not well-formed: %v", err)
