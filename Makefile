@@ -92,6 +92,8 @@ bench-hostile: build ## legitimate proxies' service while attackers run each hos
 
 golden: ## refresh golden files after a deliberate output change; review the diff
 	$(GO) test ./internal/xds/translate/ -run TestGolden -update
+	$(GO) test ./internal/topology/ -run TestTopologyGolden -update
+	$(GO) test ./internal/cli/ -run 'TestProxyConfig' -update
 
 demo: setup build ## the walkthrough on this machine: two real clusters (horizon lab up), then horizon lab demo
 	dir=$$(./scripts/k8s-bins.sh | tail -1); envoy=$$(./scripts/envoy.sh | tail -1); \

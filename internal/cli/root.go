@@ -26,5 +26,6 @@ func NewRootCommand(stdout, stderr io.Writer) *cobra.Command {
 		newInstallCommand(stdout), newUninstallCommand(stdout))
 	root.AddCommand(newCreateRemoteSecretCommand(stdout))
 	root.AddCommand(newLabCommand(stdout))
+	root.AddCommand(newProxyConfigCommand(stdout, logger), newTopologyCommand(stdout), newCheckCommand(stdout))
 	return root
 }

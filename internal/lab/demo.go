@@ -350,7 +350,14 @@ func (d *demo) run(ctx context.Context) (*DemoResult, error) {
 
 	// 6. TCP and gRPC.
 	step(6, "TCP and gRPC from sleep in cluster1 to tcp-echo and grpc-health, which run in cluster2 only")
-	return res, d.otherProtocols(ctx, res)
+	if err := d.otherProtocols(ctx, res); err != nil {
+		return res, err
+	}
+	// 7. What sleep's proxy holds, and who stands behind the gateway.
+	step(7, "What sleep's proxy holds: its endpoints, and what stands behind cluster2's gateway")
+	pc := []string{"proxy-config", "endpoints", "deploy/sleep.sample", "--context", c1.Name}
+	_, err = d.horizon(strings.Join(pc, " "), false, append(pc, "--kubeconfig", d.kc)...)
+	return res, err
 }
 
 // namespace creates ns in cluster (kept if it exists) and sets label

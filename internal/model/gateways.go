@@ -31,8 +31,12 @@ func (b *gatewayBuilder) build(nets *MeshNetworks) []Gateway {
 			field := fmt.Sprintf("gateways[%d]", i)
 			switch {
 			case spec.Address != "":
+				found := "meshNetworks address"
+				if _, err := netip.ParseAddr(spec.Address); err != nil {
+					found += ", DNS " + spec.Address
+				}
 				for _, a := range b.resolve(spec.Address, obj, field+".address") {
-					out = append(out, Gateway{Network: n.Name, Address: a, Port: spec.Port})
+					out = append(out, Gateway{Network: n.Name, Address: a, Port: spec.Port, Found: found})
 				}
 			case spec.RegistryServiceName != "":
 				out = append(out, b.fromRegistryService(n, spec, obj, field+".registryServiceName")...)
@@ -58,9 +62,9 @@ func (b *gatewayBuilder) fromRegistryService(n *NetworkConfig, spec GatewaySpec,
 			continue
 		}
 		found = true
-		addrs := b.serviceAddresses(c, s, obj, field)
-		for _, a := range addrs {
-			out = append(out, Gateway{Network: n.Name, Cluster: c.ID, Address: a, Port: spec.Port})
+		for _, a := range b.serviceAddresses(c, s, obj, field) {
+			out = append(out, Gateway{Network: n.Name, Cluster: c.ID, Address: a.addr, Port: spec.Port,
+				Found: "meshNetworks registryServiceName, " + spec.RegistryServiceName + ", " + a.found})
 		}
 	}
 	if !found {
@@ -91,22 +95,37 @@ func (b *gatewayBuilder) fromLabelledServices() []Gateway {
 				}
 			}
 			for _, a := range b.serviceAddresses(c, s, obj, "status.loadBalancer.ingress") {
-				out = append(out, Gateway{Network: network, Cluster: c.ID, Address: a, Port: port})
+				out = append(out, Gateway{Network: network, Cluster: c.ID, Address: a.addr, Port: port,
+					Found: "label " + NetworkLabel + ", Service " + s.Namespace + "/" + s.Name + ", " + a.found})
 			}
 		}
 	}
 	return out
 }
 
+// foundAddr is an address of a gateway Service and where it came from.
+type foundAddr struct {
+	addr  netip.Addr
+	found string
+}
+
 // serviceAddresses returns the IPs of a gateway Service: its load-balancer
 // ingress IPs and hostnames (resolved), then its external IPs.
-func (b *gatewayBuilder) serviceAddresses(c *ClusterSnapshot, s *ClusterService, obj, field string) []netip.Addr {
-	var out []netip.Addr
+func (b *gatewayBuilder) serviceAddresses(c *ClusterSnapshot, s *ClusterService, obj, field string) []foundAddr {
+	var out []foundAddr
 	for _, a := range s.LoadBalancer {
-		out = append(out, b.resolve(a, obj, field)...)
+		found := "LoadBalancer status"
+		if _, err := netip.ParseAddr(a); err != nil {
+			found += ", DNS " + a
+		}
+		for _, ip := range b.resolve(a, obj, field) {
+			out = append(out, foundAddr{ip, found})
+		}
 	}
 	for _, a := range s.ExternalIPs {
-		out = append(out, b.resolve(a, obj, "spec.externalIPs")...)
+		for _, ip := range b.resolve(a, obj, "spec.externalIPs") {
+			out = append(out, foundAddr{ip, "externalIPs"})
+		}
 	}
 	if len(out) == 0 {
 		b.diags.AddWarning("", obj, field, "gateway service has no load-balancer address or external IP yet; no gateway")

@@ -149,6 +149,12 @@ type Gateway struct {
 	Cluster ClusterID
 	Address netip.Addr
 	Port    uint32
+	// Found says how the gateway was found, in parts joined by ", ":
+	// "meshNetworks address", "meshNetworks registryServiceName, NAME,
+	// LoadBalancer status", "label topology.istio.io/network, Service
+	// NS/NAME, externalIPs"; ", DNS NAME" ends it when a name was resolved
+	// to the address.
+	Found string
 }
 
 func (g Gateway) String() string {

@@ -66,6 +66,10 @@ func Handler(cp *controlplane.ControlPlane, gatherer prometheus.Gatherer) http.H
 		writeJSON(w, map[string]any{"streams": cp.Tracker.Streams(), "viewVersions": versions})
 	}))
 	mux.Handle("GET /debug/eds", debug(func(w http.ResponseWriter, r *http.Request) { eds(cp, w, r) }))
+	mux.Handle("GET /debug/gateways", debug(func(w http.ResponseWriter, r *http.Request) { gateways(cp, w, r) }))
+	mux.Handle("GET /debug/topology", debug(func(w http.ResponseWriter, r *http.Request) { topologyJSON(cp, w, r) }))
+	mux.Handle("GET /ui/topology.svg", debug(func(w http.ResponseWriter, r *http.Request) { topologySVG(cp, w, r) }))
+	mux.HandleFunc("GET /ui/topology", topologyHTML)
 	return mux
 }
 

@@ -192,20 +192,23 @@ func sortedGateways(acc map[*model.Gateway]uint64) []*model.Gateway {
 	for g := range acc {
 		out = append(out, g)
 	}
-	sort.Slice(out, func(i, j int) bool {
-		a, b := out[i], out[j]
-		if c := a.Address.Compare(b.Address); c != 0 {
-			return c < 0
-		}
-		if a.Port != b.Port {
-			return a.Port < b.Port
-		}
-		if a.Network != b.Network {
-			return a.Network < b.Network
-		}
-		return a.Cluster < b.Cluster
-	})
+	sort.Slice(out, func(i, j int) bool { return gatewayEndpointLess(out[i], out[j]) })
 	return out
+}
+
+// gatewayEndpointLess is the order of gateways in a locality: address,
+// port, then network and cluster.
+func gatewayEndpointLess(a, b *model.Gateway) bool {
+	if c := a.Address.Compare(b.Address); c != 0 {
+		return c < 0
+	}
+	if a.Port != b.Port {
+		return a.Port < b.Port
+	}
+	if a.Network != b.Network {
+		return a.Network < b.Network
+	}
+	return a.Cluster < b.Cluster
 }
 
 // lbArena allocates the messages of many LbEndpoints in a few slices rather

@@ -109,6 +109,8 @@ type meshDoc struct {
 //	                           the mesh default: the EDS of a sidecar whose
 //	                           workload the mesh knows, for every (network,
 //	                           cluster, locality) an endpoint stands in
+//	behind.<network>.json      what each gateway endpoint of that EDS stands
+//	                           for (translate.GatewayEndpoints; with gateways)
 //	sidecar.{cds,lds,rds}.json a sidecar of the first cluster serving port 5000
 //	                           (HTTP), or with a file sidecar-ip, that of the
 //	                           workload at that address
@@ -205,6 +207,17 @@ func goldenOutput(t *testing.T, dir string) map[string][]byte {
 	}
 	for _, network := range append([]string{""}, m.Networks()...) {
 		put("eds."+fileNet(network)+".json", resource.EndpointType, translate.View{Network: network})
+		if !m.HasGateways() {
+			continue
+		}
+		behind := translate.GatewayEndpoints(m, translate.EDSView{Network: network})
+		checkBehind(t, m, network, behind, translate.Build(in, resource.EndpointType, translate.View{Network: network}))
+		if behind == nil {
+			behind = []translate.GatewayEndpoint{}
+		}
+		if out["behind."+fileNet(network)+".json"], err2 = render.Document("json", behind); err2 != nil {
+			t.Fatal(err2)
+		}
 	}
 	if located {
 		seen := map[translate.View]bool{}

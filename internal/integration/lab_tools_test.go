@@ -1,0 +1,218 @@
+//go:build integration
+
+package integration
+
+import (
+	"bytes"
+	"context"
+	"encoding/xml"
+	"errors"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/horizonmesh/horizon/internal/ca/catest"
+	"github.com/horizonmesh/horizon/internal/cli"
+	"github.com/horizonmesh/horizon/internal/lab"
+	"github.com/horizonmesh/horizon/internal/testing/kubeharness"
+	"github.com/horizonmesh/horizon/internal/testing/netlab"
+)
+
+// screenshotEnv, when set, is where TestLabTools copies its screenshot of
+// /ui/topology (docs/topology.png is one: HORIZON_TOPOLOGY_SCREENSHOT=$PWD/docs/topology.png).
+const screenshotEnv = "HORIZON_TOPOLOGY_SCREENSHOT"
+
+// The tools against the lab the demo leaves: the demo ends with sleep's
+// endpoints, cluster2's gateway standing for helloworld-v2's pod;
+// proxy-config's tables and --diff; topology as text, SVG and the live page
+// in headless Chromium; check passes, then names cluster2's cacerts when
+// its root differs and cluster2's remote Secret when its service account
+// (hence its token) is deleted.
+func TestLabTools(t *testing.T) {
+	bin := kubeharness.Binaries(t)
+	if err := lab.CheckBinaries(bin); err != nil {
+		if kubeharness.Required() {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
+	netlab.Require(t)
+	chromium, err := exec.LookPath("chromium")
+	if err != nil {
+		if kubeharness.Required() {
+			t.Fatalf("chromium (Debian's package; scripts/setup.sh installs it): %v", err)
+		}
+		t.Skip(err)
+	}
+	envoy := envoyBinary(t)
+	bin2 := buildBinaries(t)
+	t.Setenv(lab.EnvoyEnv, "")
+	t.Setenv(lab.EnvoyVenvEnv, filepath.Dir(envoy))
+	state := filepath.Join(t.TempDir(), "lab")
+	t.Cleanup(func() {
+		if code, out, errOut := horizonLab(t, state, "down"); code != 0 {
+			t.Errorf("lab down: exit %d\n%s%s", code, out, errOut)
+		}
+	})
+	if code, out, errOut := horizonLab(t, state, "up", "--horizon", filepath.Join(bin2, "horizon")); code != 0 {
+		t.Fatalf("lab up: exit %d\n%s%s", code, out, errOut)
+	}
+	code, out, errOut := horizonLab(t, state, "demo", "--requests", "4")
+	t.Logf("demo:\n%s%s", out, errOut)
+	if code != 0 {
+		t.Fatalf("lab demo: exit %d", code)
+	}
+	behind := regexp.MustCompile(`(?m)^outbound\|5000\|\|helloworld\.sample\.svc\.cluster\.local\s+203\.0\.113\.2\d:15443\s.*\snetwork2 / cluster2: helloworld-v2-\S+ \(1 pod\)$`)
+	if !strings.Contains(out, "$ horizon proxy-config endpoints deploy/sleep.sample --context cluster1") || !behind.MatchString(out) {
+		t.Errorf("the demo does not end with sleep's endpoints saying what stands behind cluster2's gateway")
+	}
+
+	kc := lab.KubeconfigPath(state)
+	horizon := func(args ...string) (int, string, string) {
+		var o, e bytes.Buffer
+		code := cli.Run(append(args, "--kubeconfig", kc), &o, &e)
+		t.Logf("$ horizon %s\n%s%s(exit %d)", strings.Join(args, " "), &o, &e, code)
+		return code, o.String(), e.String()
+	}
+
+	// proxy-config: every table; endpoints say what stands behind the
+	// gateway; --diff finds nothing.
+	code, out, _ = horizon("proxy-config", "endpoints", "deploy/sleep.sample", "--context", "cluster1", "--diff")
+	if code != 0 || !behind.MatchString(out) || !strings.Contains(out, "none: the proxy holds what discovery sends") {
+		t.Errorf("proxy-config endpoints --diff: exit %d", code)
+	}
+	for typ, want := range map[string]string{"clusters": "outbound|5000||helloworld.sample.svc.cluster.local", "listeners": "0.0.0.0:15001",
+		"routes": "helloworld.sample.svc.cluster.local", "secrets": "spiffe://cluster.local/ns/sample/sa/sleep"} {
+		if code, out, _ := horizon("proxy-config", typ, "deploy/sleep.sample", "--context", "cluster1"); code != 0 || !strings.Contains(out, want) {
+			t.Errorf("proxy-config %s: exit %d, want %q in it", typ, code, want)
+		}
+	}
+
+	// topology: text, SVG; then the live page in a real browser.
+	code, out, _ = horizon("topology", "--context", "cluster1")
+	for _, want := range []string{"network1", "network2", "cluster2  remote  synced", "LoadBalancer status", "helloworld.sample.svc.cluster.local"} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("topology: exit %d, want %q in it", code, want)
+		}
+	}
+	code, out, _ = horizon("topology", "--context", "cluster1", "-o", "svg")
+	if code != 0 || !wellFormed(out) || !strings.Contains(out, "network2") {
+		t.Errorf("topology -o svg: exit %d, well-formed %v", code, wellFormed(out))
+	}
+	topologyInBrowser(t, newLabKubectl(bin, state), chromium)
+
+	// check: all pass on the lab.
+	code, out, _ = horizon("check", "--context", "cluster1")
+	if code != 0 || !strings.Contains(out, "checks passed") || strings.Contains(out, "FAIL") {
+		t.Fatalf("check on the lab: exit %d", code)
+	}
+	for _, want := range []string{"OK   cacerts one root", "OK   remote-secret istio-system/", "[cluster2]", "OK   gateways",
+		"OK   meshNetworks", "OK   webhook cluster1", "OK   webhook cluster2", "OK   clock cluster2", "OK   discovery cluster cluster2"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("check: want %q in its output", want)
+		}
+	}
+
+	clients, err := lab.Clients(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	// cluster2's cacerts from another root.
+	other, err := catest.New("another mesh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2 := clients["cluster2"]
+	if err := c2.CoreV1().Secrets("istio-system").Delete(ctx, "cacerts", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c2.CoreV1().Secrets("istio-system").Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "cacerts", Namespace: "istio-system"},
+		Data: other}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	code, out, _ = horizon("check", "--context", "cluster1")
+	if code != 1 || !regexp.MustCompile(`(?m)^FAIL cacerts one root: cluster1's root is SHA256:\S+ .*cluster2's is SHA256:`).MatchString(out) ||
+		!strings.Contains(out, "     remedy: ") {
+		t.Errorf("check with cluster2's cacerts of another root: exit %d; want it named", code)
+	}
+	// cluster2's remote Secret's service account deleted: its token no
+	// longer authenticates.
+	if err := c2.CoreV1().ServiceAccounts("istio-system").Delete(ctx, "horizon-reader-cluster2", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	revoked := regexp.MustCompile(`(?m)^FAIL remote-secret istio-system/\S+\[cluster2\]: API server \S+ does not authenticate its credentials`)
+	waitFor(t, time.Minute, "check to name cluster2's remote Secret", func() bool {
+		code, out, _ = horizon("check", "--context", "cluster1")
+		return code == 1 && revoked.MatchString(out)
+	})
+}
+
+func wellFormed(svg string) bool {
+	dec := xml.NewDecoder(strings.NewReader(svg))
+	for {
+		if _, err := dec.Token(); errors.Is(err, io.EOF) {
+			return true
+		} else if err != nil {
+			return false
+		}
+	}
+}
+
+// topologyInBrowser opens discovery's /ui/topology (through kubectl
+// port-forward) in headless Chromium: the page has loaded the picture
+// (cluster2's gateway in it), and a screenshot of it is a PNG.
+func topologyInBrowser(t *testing.T, k labKubectl, chromium string) {
+	pf := k.start(t, "port-forward", "--context=cluster1", "-n", "istio-system", "deploy/horizon", ":15014")
+	forwarding := regexp.MustCompile(`Forwarding from 127\.0\.0\.1:(\d+) -> 15014`)
+	var port string
+	waitFor(t, 30*time.Second, "kubectl port-forward to listen", func() bool {
+		if m := forwarding.FindStringSubmatch(pf.output()); m != nil {
+			port = m[1]
+			return true
+		}
+		return false
+	})
+	url := "http://127.0.0.1:" + port + "/ui/topology"
+	dir := t.TempDir()
+	browser := func(args ...string) []byte {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		// Root in a container: no sandbox; the budget lets the page's
+		// fetch and script run before the DOM or pixels are taken.
+		c := exec.CommandContext(ctx, chromium, append([]string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+			"--user-data-dir=" + filepath.Join(dir, "profile"), "--virtual-time-budget=10000", "--window-size=1040,400"}, append(args, url)...)...)
+		var errOut bytes.Buffer
+		c.Stderr = &errOut
+		out, err := c.Output()
+		if err != nil {
+			t.Fatalf("chromium %s: %v\n%s", strings.Join(args, " "), err, &errOut)
+		}
+		return out
+	}
+	dom := string(browser("--dump-dom"))
+	if !strings.Contains(dom, `data-loaded="true"`) || !strings.Contains(dom, "<svg") || !strings.Contains(dom, "network2") ||
+		!regexp.MustCompile(`203\.0\.113\.2\d:15443`).MatchString(dom) {
+		t.Errorf("/ui/topology in Chromium did not show the picture with cluster2's gateway:\n%s", dom)
+	}
+	shot := filepath.Join(dir, "topology.png")
+	browser("--screenshot=" + shot)
+	png, err := os.ReadFile(shot)
+	if err != nil || len(png) < 1000 || !bytes.HasPrefix(png, []byte("\x89PNG")) {
+		t.Fatalf("screenshot: %v, %d bytes", err, len(png))
+	}
+	if out := os.Getenv(screenshotEnv); out != "" {
+		if err := os.WriteFile(out, png, 0o644); err != nil {
+			t.Error(err)
+		}
+	}
+}
