@@ -34,7 +34,8 @@ type conn struct {
 	// its types.
 	names nameBudget
 	// debugPace paces the stream's answers of Istio's debug type (csds.go).
-	debugPace *rate.Limiter
+	debugPace  *rate.Limiter
+	debugNonce string // of the stream's last answer of Istio's debug type
 }
 
 // applyMoves moves the stream's subscriptions as Reclassify asked: out of

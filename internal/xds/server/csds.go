@@ -157,12 +157,14 @@ func (t *Tracker) debugRequest(k streamKey, node *corev3.Node) (statusScope, err
 
 // debugStatus answers Istio's istio.io/debug/syncz on a state-of-the-world
 // ADS stream, as istiod does: every proxy's ClientConfig (status only).
-// An ACK or NACK of an answer (it carries the answer's nonce) is not
-// answered.
+// The stream's first request of the type is answered whatever its nonce
+// (istioctl's client sets one on every request), and so is a request
+// without a nonce; an ACK or NACK of an answer, or a request naming an
+// older one, is not.
 func (c *conn) debugStatus(r *sotwRequest) error {
 	req := &r.req
 	scope, err := c.a.tracker.debugRequest(c.k, req.GetNode())
-	if err != nil || req.GetResponseNonce() != "" {
+	if err != nil || (c.debugNonce != "" && req.GetResponseNonce() != "") {
 		return err
 	}
 	if c.debugPace == nil {
@@ -187,6 +189,7 @@ func (c *conn) debugStatus(r *sotwRequest) error {
 	}
 	c.nonces++
 	resp.Nonce = "debug." + strconv.FormatInt(c.k.id, 10) + "." + strconv.FormatUint(c.nonces, 10)
+	c.debugNonce = resp.Nonce
 	return c.st.SendMsg(resp)
 }
 

@@ -330,7 +330,7 @@ func TestCSDSBounds(t *testing.T) {
 // Istio's istioctl proxy-status asks ADS for istio.io/debug/syncz: the
 // answer lists every proxy's ClientConfig (status only) but not the asking
 // stream, names the control plane as istiod does, and its ACK is not
-// answered.
+// answered; a request without a nonce is.
 func TestDebugSyncOnADS(t *testing.T) {
 	env, _ := csdsEnv(t, Limits{})
 	env.tr.ServeStatus(StatusOptions{ID: "horizon-0", Version: "1.2.3"})
@@ -341,7 +341,9 @@ func TestDebugSyncOnADS(t *testing.T) {
 	a.mustBlock(t)
 
 	c := env.sotw(t, "sidecar~10.0.0.9~istioctl.istio-system~istio-system.svc.cluster.local", "")
-	c.send(t, &discovery.DiscoveryRequest{TypeUrl: DebugSyncType})
+	// istioctl's client (Istio's adsc) sets a nonce on every request,
+	// its first too.
+	c.send(t, &discovery.DiscoveryRequest{TypeUrl: DebugSyncType, ResponseNonce: time.Now().String()})
 	r := c.recv(t, DebugSyncType)
 	if len(r.GetResources()) != 1 {
 		t.Fatalf("syncz: %d resources, want a's alone", len(r.GetResources()))
@@ -363,5 +365,11 @@ func TestDebugSyncOnADS(t *testing.T) {
 		t.Errorf("control plane %q: %+v, %v", r.GetControlPlane().GetIdentifier(), cp, err)
 	}
 	c.ack(t, DebugSyncType)
+	c.send(t, &discovery.DiscoveryRequest{TypeUrl: DebugSyncType, ResponseNonce: "an older answer's"})
 	c.mustBlock(t)
+	// Asked again without a nonce: answered again.
+	c.send(t, &discovery.DiscoveryRequest{TypeUrl: DebugSyncType})
+	if r := c.recv(t, DebugSyncType); len(r.GetResources()) != 2 { // a, and c itself now that it asked for a probe type
+		t.Errorf("syncz asked again: %d resources", len(r.GetResources()))
+	}
 }
