@@ -1,0 +1,134 @@
+//go:build integration
+
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	osexec "os/exec"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/horizonmesh/horizon/internal/lab"
+	"github.com/horizonmesh/horizon/internal/proxystatus"
+)
+
+// labProxies lists the pods of both lab clusters that run a proxy
+// (an istio-proxy container), as "name.namespace".
+func labProxies(t *testing.T, k labKubectl) []string {
+	t.Helper()
+	var out []string
+	for _, ctx := range []string{"cluster1", "cluster2"} {
+		var pods struct {
+			Items []struct {
+				Metadata struct{ Name, Namespace string }
+				Spec     struct {
+					Containers []struct{ Name string }
+				}
+				Status struct{ Phase string }
+			}
+		}
+		if err := json.Unmarshal([]byte(k.ok(t, "--context", ctx, "get", "pods", "-A", "-o", "json")), &pods); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range pods.Items {
+			if p.Status.Phase == "Running" && slices.ContainsFunc(p.Spec.Containers, func(c struct{ Name string }) bool { return c.Name == "istio-proxy" }) {
+				out = append(out, p.Metadata.Name+"."+p.Metadata.Namespace)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// proxyStatusOnLab runs `horizon proxy-status --context cluster1` on the
+// lab the demo left: through the API server it port-forwards to each
+// discovery replica's TLS port and authenticates with a token of
+// istio-system's default ServiceAccount; every proxy of both clusters
+// (the primary-remote lab's proxies all use cluster1's discovery) is
+// listed once, SYNCED for every type it asks for. With Istio's istioctl
+// at hand, its proxy-status (pointed at Horizon's pods, over its own
+// port-forward and token) lists them too.
+func proxyStatusOnLab(t *testing.T, k labKubectl, state, horizon string) {
+	t.Helper()
+	want := labProxies(t, k)
+	if len(want) < 3 {
+		t.Fatalf("the lab's proxies: %v", want)
+	}
+	var rows []proxystatus.Row
+	var out, errOut string
+	waitFor(t, 2*time.Minute, "horizon proxy-status to list every proxy of the lab SYNCED", func() bool {
+		c := osexec.Command(horizon, "proxy-status", "--kubeconfig", lab.KubeconfigPath(state), "--context", "cluster1", "-o", "json")
+		var eb strings.Builder
+		c.Stderr = &eb
+		b, err := c.Output()
+		out, errOut = string(b), eb.String()
+		if err != nil {
+			return false
+		}
+		rows = nil
+		if err := json.Unmarshal(b, &rows); err != nil {
+			t.Fatalf("proxy-status -o json: %v\n%s", err, out)
+		}
+		var got []string
+		for _, r := range rows {
+			for _, ts := range r.Types {
+				if ts.Status != proxystatus.Synced {
+					return false
+				}
+			}
+			if len(r.Types) < 3 {
+				return false
+			}
+			got = append(got, podOfNodeID(r.Proxy))
+		}
+		slices.Sort(got)
+		return slices.Equal(got, want)
+	})
+	if t.Failed() {
+		t.Logf("proxy-status: %s%s", out, errOut)
+		return
+	}
+	table, err := osexec.Command(horizon, "proxy-status", "--kubeconfig", lab.KubeconfigPath(state), "--context", "cluster1").CombinedOutput()
+	t.Logf("$ horizon proxy-status --context cluster1\n%s", table)
+	if err != nil {
+		t.Errorf("proxy-status (table): %v", err)
+	}
+	for _, r := range rows {
+		if r.Cluster == "" || r.Network == "" || r.Replica == "" || (r.Role != "sidecar" && r.Role != "router") {
+			t.Errorf("row %+v", r)
+		}
+	}
+
+	istioctl := os.Getenv("HORIZON_ISTIOCTL")
+	if istioctl == "" {
+		t.Log("HORIZON_ISTIOCTL is not set: istioctl proxy-status not checked on the lab")
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	b, err := osexec.CommandContext(ctx, istioctl, "proxy-status", "--kubeconfig", lab.KubeconfigPath(state), "--context", "cluster1",
+		"--revision", "default", "--xds-label", "app=horizon", "--xds-port", "15012").CombinedOutput()
+	t.Logf("$ istioctl proxy-status --context cluster1 --xds-label app=horizon --xds-port 15012\n%s", b)
+	if err != nil {
+		t.Fatalf("istioctl proxy-status: %v", err)
+	}
+	for _, p := range want {
+		if !strings.Contains(string(b), "~"+p+"~") {
+			t.Errorf("istioctl proxy-status lacks %s", p)
+		}
+	}
+}
+
+// podOfNodeID is "pod.namespace" of an Istio-style node id
+// (role~ip~pod.namespace~namespace.svc.domain).
+func podOfNodeID(id string) string {
+	parts := strings.Split(id, "~")
+	if len(parts) != 4 {
+		return id
+	}
+	return parts[2]
+}
