@@ -14,11 +14,11 @@ import (
 	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/httpstream"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/portforward"
 	"k8s.io/client-go/transport/spdy"
+	"k8s.io/streaming/pkg/httpstream"
 
 	"google.golang.org/grpc/credentials"
 
@@ -92,14 +92,14 @@ func (c Cluster) Forward(ctx context.Context, pod string, port int) (string, err
 	if err != nil {
 		return "", err
 	}
-	var dialer httpstream.Dialer = spdy.NewDialer(upgrader, &http.Client{Transport: transport}, http.MethodPost, url)
-	if ws, err := portforward.NewSPDYOverWebsocketDialer(url, c.Config); err == nil {
-		dialer = portforward.NewFallbackDialer(ws, dialer, func(err error) bool {
+	dialer := spdy.NewDialerForStreaming(upgrader, &http.Client{Transport: transport}, http.MethodPost, url)
+	if ws, err := portforward.NewSPDYOverWebsocketDialerForStreaming(url, c.Config); err == nil {
+		dialer = portforward.NewFallbackDialerForStreaming(ws, dialer, func(err error) bool {
 			return httpstream.IsUpgradeFailure(err) || httpstream.IsHTTPSProxyError(err)
 		})
 	}
 	ready := make(chan struct{})
-	fw, err := portforward.NewOnAddressesWithContext(ctx, dialer, []string{"127.0.0.1"}, []string{"0:" + strconv.Itoa(port)}, ready, io.Discard, io.Discard)
+	fw, err := portforward.NewOnAddressesForStreamingWithContext(ctx, dialer, []string{"127.0.0.1"}, []string{"0:" + strconv.Itoa(port)}, ready, io.Discard, io.Discard)
 	if err != nil {
 		return "", err
 	}
@@ -116,8 +116,11 @@ func (c Cluster) Forward(ctx context.Context, pod string, port int) (string, err
 		return "", ctx.Err()
 	}
 	ports, err := fw.GetPorts()
-	if err != nil || len(ports) == 0 {
-		return "", fmt.Errorf("port-forward to pod %s/%s: no local port: %v", c.Namespace, pod, err)
+	if err != nil {
+		return "", fmt.Errorf("port-forward to pod %s/%s: %w", c.Namespace, pod, err)
+	}
+	if len(ports) == 0 {
+		return "", fmt.Errorf("port-forward to pod %s/%s: no local port", c.Namespace, pod)
 	}
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(int(ports[0].Local))), nil
 }
