@@ -160,6 +160,18 @@ func TestClientStatusScope(t *testing.T) {
 	if _, _, err := f.tr.callerScope(tlsPeer("")); !strings.Contains(err.Error(), "Unauthenticated") {
 		t.Errorf("a TLS caller without certificate or token: %v", err)
 	}
+	// With tokens accepted, a token proves an identity as a certificate does.
+	rv := &fakeReviewer{tokens: map[string][3]string{"admin": {"cluster1", "istio-system", "default"}, "sleep": {"cluster1", "sample", "sleep"}}}
+	f.tr.AcceptTokens(&TokenAuth{Review: rv.review, LocalCluster: "cluster1"})
+	if got := seen(tokenPeer("authorization", "Bearer admin")); !slices.Equal(got, all) {
+		t.Errorf("a token of the control plane's namespace sees %q", got)
+	}
+	if got := seen(tokenPeer("authorization", "Bearer sleep")); !slices.Equal(got, []string{"sleep-1", "sleep-2"}) {
+		t.Errorf("sleep's token sees %q", got)
+	}
+	if _, _, err := f.tr.callerScope(tokenPeer("authorization", "Bearer junk")); !strings.Contains(err.Error(), "Unauthenticated") {
+		t.Errorf("a bad token: %v", err)
+	}
 	// The debug stream's node must match its identity, as any request's.
 	scope, err := f.tr.debugRequest(f.port.key(9, false), node("istioctl", "", "istio-system", "default"))
 	if err != nil || !scope.all {
