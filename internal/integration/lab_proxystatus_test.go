@@ -60,6 +60,11 @@ func proxyStatusOnLab(t *testing.T, k labKubectl, state, horizon string) {
 	}
 	var rows []proxystatus.Row
 	var out, errOut string
+	defer func() {
+		if t.Failed() {
+			t.Logf("the lab's proxies: %v\nlast proxy-status -o json: %s%s", want, out, errOut)
+		}
+	}()
 	waitFor(t, 2*time.Minute, "horizon proxy-status to list every proxy of the lab SYNCED", func() bool {
 		c := osexec.Command(horizon, "proxy-status", "--kubeconfig", lab.KubeconfigPath(state), "--context", "cluster1", "-o", "json")
 		var eb strings.Builder
@@ -88,10 +93,6 @@ func proxyStatusOnLab(t *testing.T, k labKubectl, state, horizon string) {
 		slices.Sort(got)
 		return slices.Equal(got, want)
 	})
-	if t.Failed() {
-		t.Logf("proxy-status: %s%s", out, errOut)
-		return
-	}
 	table, err := osexec.Command(horizon, "proxy-status", "--kubeconfig", lab.KubeconfigPath(state), "--context", "cluster1").CombinedOutput()
 	t.Logf("$ horizon proxy-status --context cluster1\n%s", table)
 	if err != nil {
