@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"os"
 	osexec "os/exec"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -16,8 +17,9 @@ import (
 	"github.com/horizonmesh/horizon/internal/proxystatus"
 )
 
-// labProxies lists the pods of both lab clusters that run a proxy
-// (an istio-proxy container), as "name.namespace".
+// labProxies lists the addresses of the pods of both lab clusters that
+// run a proxy (an istio-proxy container): the agent's node id is
+// role~IP~namespace~serviceaccount, so a proxy is known by its address.
 func labProxies(t *testing.T, k labKubectl) []string {
 	t.Helper()
 	var out []string
@@ -28,7 +30,7 @@ func labProxies(t *testing.T, k labKubectl) []string {
 				Spec     struct {
 					Containers []struct{ Name string }
 				}
-				Status struct{ Phase string }
+				Status struct{ Phase, PodIP string }
 			}
 		}
 		if err := json.Unmarshal([]byte(k.ok(t, "--context", ctx, "get", "pods", "-A", "-o", "json")), &pods); err != nil {
@@ -36,7 +38,7 @@ func labProxies(t *testing.T, k labKubectl) []string {
 		}
 		for _, p := range pods.Items {
 			if p.Status.Phase == "Running" && slices.ContainsFunc(p.Spec.Containers, func(c struct{ Name string }) bool { return c.Name == "istio-proxy" }) {
-				out = append(out, p.Metadata.Name+"."+p.Metadata.Namespace)
+				out = append(out, p.Status.PodIP)
 			}
 		}
 	}
@@ -50,8 +52,8 @@ func labProxies(t *testing.T, k labKubectl) []string {
 // istio-system's default ServiceAccount; every proxy of both clusters
 // (the primary-remote lab's proxies all use cluster1's discovery) is
 // listed once, SYNCED for every type it asks for. With Istio's istioctl
-// at hand, its proxy-status (pointed at Horizon's pods, over its own
-// port-forward and token) lists them too.
+// at hand, its proxy-status (over a port-forward to discovery's TLS port,
+// with its own token) lists them too.
 func proxyStatusOnLab(t *testing.T, k labKubectl, state, horizon string) {
 	t.Helper()
 	want := labProxies(t, k)
@@ -88,7 +90,7 @@ func proxyStatusOnLab(t *testing.T, k labKubectl, state, horizon string) {
 			if len(r.Types) < 3 {
 				return false
 			}
-			got = append(got, podOfNodeID(r.Proxy))
+			got = append(got, ipOfNodeID(r.Proxy))
 		}
 		slices.Sort(got)
 		return slices.Equal(got, want)
@@ -109,27 +111,51 @@ func proxyStatusOnLab(t *testing.T, k labKubectl, state, horizon string) {
 		t.Log("HORIZON_ISTIOCTL is not set: istioctl proxy-status not checked on the lab")
 		return
 	}
+	// istioctl's own way through the cluster looks for pods labelled
+	// istio.io/rev, which Horizon's do not carry; so: a port-forward to
+	// discovery's TLS port and --xds-address, where istioctl brings its
+	// token of istio-system's default ServiceAccount (TokenRequest,
+	// audience istio-ca) and discovery lets that namespace see every proxy.
+	pf := k.start(t, "port-forward", "--context=cluster1", "-n", "istio-system", "deploy/horizon", ":15012")
+	forwarding := regexp.MustCompile(`Forwarding from 127\.0\.0\.1:(\d+) -> 15012`)
+	var port string
+	waitFor(t, 30*time.Second, "kubectl port-forward to listen", func() bool {
+		if m := forwarding.FindStringSubmatch(pf.output()); m != nil {
+			port = m[1]
+			return true
+		}
+		return false
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	b, err := osexec.CommandContext(ctx, istioctl, "proxy-status", "--kubeconfig", lab.KubeconfigPath(state), "--context", "cluster1",
-		"--revision", "default", "--xds-label", "app=horizon", "--xds-port", "15012").CombinedOutput()
-	t.Logf("$ istioctl proxy-status --context cluster1 --xds-label app=horizon --xds-port 15012\n%s", b)
+		"--xds-address", "127.0.0.1:"+port, "-v", "1").CombinedOutput()
+	t.Logf("$ istioctl proxy-status --context cluster1 --xds-address 127.0.0.1:%s -v 1   # kubectl port-forward deploy/horizon :15012\n%s", port, b)
 	if err != nil {
 		t.Fatalf("istioctl proxy-status: %v", err)
 	}
-	for _, p := range want {
-		if !strings.Contains(string(b), "~"+p+"~") {
-			t.Errorf("istioctl proxy-status lacks %s", p)
+	replicas := map[string]bool{}
+	for _, r := range rows {
+		replicas[r.Replica] = true
+	}
+	if len(replicas) != 1 {
+		return // the port-forward reached one replica of several: it lists only its own proxies
+	}
+	for _, ip := range want {
+		if !strings.Contains(string(b), "~"+ip+"~") { // its node id
+			t.Errorf("istioctl proxy-status lacks the proxy at %s", ip)
 		}
+	}
+	if strings.Count(string(b), "SYNCED") < 3*len(want) {
+		t.Errorf("istioctl proxy-status: want every proxy SYNCED for CDS, LDS and EDS")
 	}
 }
 
-// podOfNodeID is "pod.namespace" of an Istio-style node id
-// (role~ip~pod.namespace~namespace.svc.domain).
-func podOfNodeID(id string) string {
+// ipOfNodeID is the address in a node id (role~ip~...).
+func ipOfNodeID(id string) string {
 	parts := strings.Split(id, "~")
 	if len(parts) != 4 {
 		return id
 	}
-	return parts[2]
+	return parts[1]
 }
