@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"sync/atomic"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
+	"github.com/horizonmesh/horizon/internal/cmdutil"
 	"github.com/horizonmesh/horizon/internal/controlplane"
 	"github.com/horizonmesh/horizon/internal/model"
 	"github.com/horizonmesh/horizon/internal/source"
@@ -65,6 +67,11 @@ func Run(ctx context.Context, c Config, log *slog.Logger, lis *Listeners) error 
 		// Istio's root namespace is the control plane's.
 		RootNamespace: c.Namespace, DefaultMTLSMode: model.MTLSMode(c.DefaultMTLSMode),
 	})
+
+	// CSDS and istioctl's debug status: identities of the control plane's
+	// namespace read every proxy's on the TLS port.
+	hostname, _ := os.Hostname()
+	cp.Tracker.ServeStatus(server.StatusOptions{Namespace: c.Namespace, ID: hostname, Version: cmdutil.Version})
 
 	restCfg, err := LocalConfig(c.Kubeconfig)
 	if err != nil {

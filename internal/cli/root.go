@@ -1,6 +1,6 @@
 // Package cli holds the horizon command, Horizon's CLI (as Istio's
 // istioctl): translate, manifest generate, install, uninstall,
-// create-remote-secret, lab and version. The control plane and the proxy
+// create-remote-secret, proxy-status, lab and version. The control plane and the proxy
 // agent are programs of their own (internal/cmd/horizondiscovery,
 // internal/cmd/horizonagent).
 package cli
@@ -27,5 +27,6 @@ func NewRootCommand(stdout, stderr io.Writer) *cobra.Command {
 	root.AddCommand(newCreateRemoteSecretCommand(stdout))
 	root.AddCommand(newLabCommand(stdout))
 	root.AddCommand(newProxyConfigCommand(stdout, logger), newTopologyCommand(stdout), newCheckCommand(stdout))
+	root.AddCommand(newProxyStatusCommand(stdout, stderr))
 	return root
 }

@@ -128,6 +128,7 @@ func TestLabDemo(t *testing.T) {
 		return
 	}
 	k := newLabKubectl(bin, state)
+	proxyStatusOnLab(t, k, state, filepath.Join(bin2, "horizon"))
 	walkthroughByKubectl(t, k)
 	replayByHand(t, k)
 }

@@ -53,6 +53,7 @@ type adsEnv struct {
 	w      *vcWorld
 	tr     *Tracker
 	client discovery.AggregatedDiscoveryServiceClient
+	conn   *grpc.ClientConn // client's, for the server's other services
 	// stop ends the context given to NewGRPC; served reports Serve's end.
 	stop       context.CancelFunc
 	served     chan error
@@ -84,7 +85,7 @@ func newADSWith(t *testing.T, w *vcWorld, limits Limits) *adsEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	env.client = discovery.NewAggregatedDiscoveryServiceClient(cc)
+	env.client, env.conn = discovery.NewAggregatedDiscoveryServiceClient(cc), cc
 	t.Cleanup(func() {
 		stop()
 		cc.Close()

@@ -7,6 +7,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -32,6 +33,9 @@ type conn struct {
 	// names bounds the resource names the stream subscribes to over all
 	// its types.
 	names nameBudget
+	// debugPace paces the stream's answers of Istio's debug type (csds.go).
+	debugPace  *rate.Limiter
+	debugNonce string // of the stream's last answer of Istio's debug type
 }
 
 // applyMoves moves the stream's subscriptions as Reclassify asked: out of
@@ -108,6 +112,9 @@ func (c *conn) sotwRequest(r *sotwRequest) error {
 	typeURL := req.GetTypeUrl()
 	if typeURL == "" {
 		return status.Error(codes.InvalidArgument, "type URL is required for ADS")
+	}
+	if typeURL == DebugSyncType {
+		return c.debugStatus(r)
 	}
 	node := req.GetNode()
 	if err := c.a.tracker.request(c.k, &node, typeURL, req.GetVersionInfo(), req.GetResponseNonce(), req.GetErrorDetail().GetMessage()); err != nil {

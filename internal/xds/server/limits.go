@@ -35,6 +35,21 @@ type Limits struct {
 	// (its ACK) and a few at start. 0: 100 per second, bursts of 200.
 	RequestsPerSecond float64
 	RequestBurst      int
+
+	// Client status (CSDS, and Istio's istio.io/debug/syncz on ADS): each
+	// answer costs O(proxies), so they are bounded apart from ADS.
+	// MaxStatusCalls bounds the CSDS calls (streams and fetches) open at
+	// once, MaxStatusCallsPerClient those of one client. 0: 16 and 4.
+	MaxStatusCalls          int
+	MaxStatusCallsPerClient int
+	// MaxStatusResponseBytes bounds one answer: past it the call fails
+	// with ResourceExhausted, naming how to ask for fewer proxies. 0: 16 MiB.
+	MaxStatusResponseBytes int
+	// MaxStatusConfigBytes bounds the resources (xds_config) one answer
+	// carries; the proxies past it are listed without their resources.
+	// 0: 3 MiB, so that an answer with config fits the 4 MiB a gRPC
+	// client receives by default.
+	MaxStatusConfigBytes int
 }
 
 // MaxTypeURLBytes bounds a request's type URL: Envoy's longest is under
@@ -68,6 +83,18 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.RequestBurst <= 0 {
 		l.RequestBurst = 200
+	}
+	if l.MaxStatusCalls <= 0 {
+		l.MaxStatusCalls = 16
+	}
+	if l.MaxStatusCallsPerClient <= 0 {
+		l.MaxStatusCallsPerClient = 4
+	}
+	if l.MaxStatusResponseBytes <= 0 {
+		l.MaxStatusResponseBytes = 16 << 20
+	}
+	if l.MaxStatusConfigBytes <= 0 {
+		l.MaxStatusConfigBytes = 3 << 20
 	}
 	return l
 }

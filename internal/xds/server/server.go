@@ -7,6 +7,7 @@ import (
 	"time"
 
 	discoverygrpc "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	statusv3 "github.com/envoyproxy/go-control-plane/envoy/service/status/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/keepalive"
 )
@@ -28,7 +29,7 @@ const (
 var handshakeTimeout = 10 * time.Second
 
 // NewGRPC returns a gRPC server serving ADS (state of the world and delta)
-// from c, reporting to t.
+// from c, reporting to t, and CSDS, the client status t keeps.
 func NewGRPC(ctx context.Context, c *ViewCache, t *Tracker, opts ...grpc.ServerOption) *grpc.Server {
 	opts = append([]grpc.ServerOption{
 		// What one client can make the server buffer: a request is read
@@ -52,6 +53,7 @@ func NewGRPC(ctx context.Context, c *ViewCache, t *Tracker, opts ...grpc.ServerO
 	}, opts...)
 	g := grpc.NewServer(opts...)
 	discoverygrpc.RegisterAggregatedDiscoveryServiceServer(g, &ads{ctx: ctx, views: c, tracker: t, server: t.servers.Add(1)})
+	statusv3.RegisterClientStatusDiscoveryServiceServer(g, &csds{ctx: ctx, t: t})
 	return g
 }
 

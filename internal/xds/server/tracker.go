@@ -46,7 +46,9 @@ type TypeState struct {
 	View        string    `json:"view"`
 	Unsupported bool      `json:"unsupported,omitempty"` // a type Horizon does not serve: never answered
 	Sent        string    `json:"sent"`                  // version (or nonce, for delta) last sent
-	Acked       string    `json:"acked"`                 // version last accepted
+	SentAt      time.Time `json:"sentAt,omitzero"`
+	Acked       string    `json:"acked"` // version last accepted
+	AckedAt     time.Time `json:"ackedAt,omitzero"`
 	LastNACK    string    `json:"lastNACK,omitempty"`
 	NACKAt      time.Time `json:"nackAt,omitzero"`
 	NACKs       int       `json:"nacks,omitempty"`
@@ -78,6 +80,10 @@ type stream struct {
 	counted bool
 	// client is who the stream counts against (Proxy.Client).
 	client string
+	// debugNode is the node of a stream's first debug request (csds.go),
+	// kept while it has asked for no xDS type: a client that sends its
+	// node only once may ask for xDS types after.
+	debugNode *corev3.Node
 }
 
 // Tracker is what the ADS server reports every stream to: it refuses streams
@@ -96,17 +102,25 @@ type Tracker struct {
 
 	servers atomic.Uint32             // gRPC servers numbered (NewGRPC), for stream keys
 	tokens  atomic.Pointer[TokenAuth] // nil: TLS streams need a client certificate
+	// statusOpts: who may read the client status (clientstatus.go).
+	statusOpts atomic.Pointer[StatusOptions]
+	// statusBuilds bounds the client status answers built at once.
+	statusBuilds chan struct{}
 
 	mu      sync.Mutex
 	streams map[streamKey]*stream
 	clients map[string]int // open streams per client
+	// statusCalls are the open client status calls, statusByClient per client.
+	statusCalls    int
+	statusByClient map[string]int
 }
 
 // NewTracker returns a Tracker binding streams to views of vc.
 func NewTracker(hooks Hooks, vc *ViewCache, limits Limits, log *slog.Logger) *Tracker {
 	return &Tracker{hooks: hooks, views: vc, limits: limits.withDefaults(), log: log,
 		clog:   ratelog.New(log, ratelog.Options{Every: 10 * time.Second, KeyAttrs: []string{"client"}}),
-		logged: newOnceSet(64), streams: map[streamKey]*stream{}, clients: map[string]int{}}
+		logged: newOnceSet(64), streams: map[streamKey]*stream{}, clients: map[string]int{},
+		statusBuilds: make(chan struct{}, maxStatusBuilds), statusByClient: map[string]int{}}
 }
 
 // AcceptTokens lets TLS streams without a client certificate authenticate
@@ -229,27 +243,17 @@ func (t *Tracker) request(k streamKey, node **corev3.Node, typeURL, version, non
 		return status.Errorf(codes.InvalidArgument, "type URL %s is longer than %d bytes", quote(typeURL), MaxTypeURLBytes)
 	}
 	first := s.node == nil
-	p := s.proxy
-	if first {
-		var err error
-		if p, err = ProxyFromNode(*node); err != nil {
-			t.mu.Unlock()
-			return status.Error(codes.InvalidArgument, err.Error())
-		}
-	} else if *node != nil && *node != s.node && !proto.Equal(KeptNode(*node), s.first) {
-		t.mu.Unlock()
-		return status.Errorf(codes.PermissionDenied, "node %s: a stream's node may not change; open a new stream", quote(p.ID))
+	if first && *node == nil && s.debugNode != nil {
+		*node = s.debugNode
 	}
-	if s.status.Secure {
-		id := s.status.Identity
-		if s.token != nil {
-			id = ""
+	p, refused, err := t.checkNode(s, *node)
+	if err != nil {
+		client := s.client
+		t.mu.Unlock()
+		if refused != nil {
+			t.clog.Warn("proxy refused", "client", client, "proxy", quote(p.ID), "stream", k.id, "delta", k.delta, "error", refused)
 		}
-		if err := checkIdentity(id, s.token, p); err != nil {
-			t.mu.Unlock()
-			t.clog.Warn("proxy refused", "client", s.client, "proxy", quote(p.ID), "stream", k.id, "delta", k.delta, "error", err)
-			return status.Error(codes.PermissionDenied, err.Error())
-		}
+		return err
 	}
 	if first {
 		// Only what Horizon reads of the node is kept (KeptNode): the
@@ -275,7 +279,7 @@ func (t *Tracker) request(k streamKey, node **corev3.Node, typeURL, version, non
 		logNACK = detail != ts.LastNACK // once per (stream, type, error)
 		ts.LastNACK, ts.NACKAt = detail, time.Now()
 	} else if nonce != "" {
-		ts.Acked = cut(version, maxNACKDetail)
+		ts.Acked, ts.AckedAt = cut(version, maxNACKDetail), time.Now()
 	}
 	client := s.client
 	t.mu.Unlock()
@@ -293,6 +297,32 @@ func (t *Tracker) request(k streamKey, node **corev3.Node, typeURL, version, non
 		}
 	}
 	return nil
+}
+
+// checkNode checks a request's node: valid, the stream's own (a stream's
+// node may not change), and on the TLS port the identity the stream
+// proved. It returns what the node says of the proxy. Called with t.mu
+// held; refused reports an identity that does not match, for the caller
+// to log once it has released the lock.
+func (t *Tracker) checkNode(s *stream, node *corev3.Node) (p Proxy, refused, err error) {
+	p = s.proxy
+	if s.node == nil {
+		if p, err = ProxyFromNode(node); err != nil {
+			return Proxy{}, nil, status.Error(codes.InvalidArgument, err.Error())
+		}
+	} else if node != nil && node != s.node && !proto.Equal(KeptNode(node), s.first) {
+		return Proxy{}, nil, status.Errorf(codes.PermissionDenied, "node %s: a stream's node may not change; open a new stream", quote(p.ID))
+	}
+	if s.status.Secure {
+		id := s.status.Identity
+		if s.token != nil {
+			id = ""
+		}
+		if err := checkIdentity(id, s.token, p); err != nil {
+			return p, err, status.Error(codes.PermissionDenied, err.Error())
+		}
+	}
+	return p, nil, nil
 }
 
 // bind returns the stream's state for typeURL, binding the stream to its
@@ -350,7 +380,7 @@ func (t *Tracker) sent(k streamKey, typeURL, version string) {
 	t.mu.Lock()
 	if s, ok := t.streams[k]; ok {
 		if ts := s.status.Types[typeURL]; ts != nil {
-			ts.Sent = version
+			ts.Sent, ts.SentAt = version, time.Now()
 		}
 	}
 	t.mu.Unlock()
