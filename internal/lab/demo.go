@@ -41,6 +41,8 @@ type DemoOptions struct {
 	Timeout time.Duration
 	// Out receives the walkthrough: each command and its result.
 	Out io.Writer
+	// Failover adds the locality failover step (demo_failover.go).
+	Failover bool
 }
 
 // DemoResult is what the requests of Demo got.
@@ -55,7 +57,9 @@ type DemoResult struct {
 	// TCP and GRPC are sleep's calls to tcp-echo and grpc-health, which
 	// run in cluster2 only.
 	TCP, GRPC DemoCall
-	Elapsed   time.Duration
+	// Failover is the failover step's (nil without DemoOptions.Failover).
+	Failover *DemoFailover
+	Elapsed  time.Duration
 }
 
 // DemoCall is one call from sleep in cluster1 and what sleep's proxy
@@ -350,7 +354,13 @@ func (d *demo) run(ctx context.Context) (*DemoResult, error) {
 
 	// 6. TCP and gRPC.
 	step(6, "TCP and gRPC from sleep in cluster1 to tcp-echo and grpc-health, which run in cluster2 only")
-	return res, d.otherProtocols(ctx, res)
+	if err := d.otherProtocols(ctx, res); err != nil || !d.o.Failover {
+		return res, err
+	}
+
+	// 7. Locality failover.
+	step(7, "Locality failover: helloworld's DestinationRule keeps sleep's calls in its zone (v1) until v1 is gone")
+	return res, d.failover(ctx, res)
 }
 
 // namespace creates ns in cluster (kept if it exists) and sets label
