@@ -141,10 +141,10 @@ func (d *demo) until(ctx context.Context, version, why string) (time.Duration, i
 		at := time.Now()
 		v, out := d.curl(ctx, "horizon-demo-wait", false)
 		last = out
-		switch {
-		case v == version:
+		switch v {
+		case version:
 			run = append(run, at)
-		case v == "":
+		case "":
 			failed++
 			run = nil
 		default:
