@@ -97,7 +97,7 @@ golden: ## refresh golden files after a deliberate output change; review the dif
 
 demo: setup build ## the walkthrough on this machine: two real clusters (horizon lab up), then horizon lab demo
 	dir=$$(./scripts/k8s-bins.sh | tail -1); envoy=$$(./scripts/envoy.sh | tail -1); \
-	  $(BIN) lab up --bin-dir "$$dir" --envoy "$$envoy" && $(BIN) lab demo
+	  $(BIN) lab up --bin-dir "$$dir" --envoy "$$envoy" && $(BIN) lab demo --failover
 
 quickstart: build ## split-horizon EDS of the walkthrough, as each side sees it
 	./scripts/quickstart.sh

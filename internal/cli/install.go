@@ -37,7 +37,8 @@ func newInstallCommand(stdout io.Writer) *cobra.Command {
 		Short: "Apply what `manifest generate` renders to a cluster (server-side apply), and wait for it to roll out",
 		Long: `install renders the same objects as ` + "`horizon manifest generate`" + ` (same flags, same -f values
 file) and applies them with server-side apply (field manager "horizon"), adding Istio's
-Gateway CRD (from istio.io/api) when the cluster lacks it and a Gateway is rendered. It is
+CRDs (from istio.io/api) the cluster lacks: Gateway when a Gateway is rendered, and
+DestinationRule on a primary (its discovery follows DestinationRules). It is
 idempotent: a second run reports every object unchanged. Nothing is applied when the
 settings are invalid. It never takes over an object it did not create: an existing
 namespace or istio ConfigMap gets only Horizon's fields (no force, no managed-by label, so
@@ -61,10 +62,17 @@ Deployments to roll out.`,
 			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
 			defer cancel()
+			// Discovery looks the CRDs up when it starts: they must be
+			// there first (a primary's discovery follows DestinationRules).
+			var crds []string
 			if settings.ExposeServices {
-				if objs, err = c.WithGatewayCRD(ctx, objs); err != nil {
-					return err
-				}
+				crds = append(crds, install.GatewayCRDName)
+			}
+			if !settings.Remote {
+				crds = append(crds, install.DestinationRuleCRDName)
+			}
+			if objs, err = c.WithIstioCRDs(ctx, objs, crds...); err != nil {
+				return err
 			}
 			res, err := c.Apply(ctx, objs, dryRun, stdout)
 			if err != nil {

@@ -172,7 +172,10 @@ sleep and shows each answer's version with the upstream sleep's proxy logged
 for it, then calls tcp-echo (TCP) and grpc-health (a gRPC health check) from
 sleep. It fails unless both versions answer, v1 from its pod's address and v2
 only through cluster2's gateway public address, and tcp-echo and
-grpc-health answer through that gateway.`,
+grpc-health answer through that gateway. With --failover it then applies
+helloworld's DestinationRule (locality failover) and shows v1 answering
+alone, v2 (through cluster2's gateway) once v1 is scaled to 0, and v1 again
+once it is back; then it deletes the rule.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
@@ -186,6 +189,7 @@ grpc-health answer through that gateway.`,
 	}
 	demoCmd.Flags().StringVar(&demo.Samples, "samples", "", "a samples directory (helloworld/, sleep/, tcp-echo/, grpc-health/) instead of the samples built into this binary")
 	demoCmd.Flags().IntVar(&demo.Requests, "requests", 20, "how many requests sleep sends")
+	demoCmd.Flags().BoolVar(&demo.Failover, "failover", false, "add the locality failover step: helloworld's DestinationRule, v1 scaled to 0 and back")
 	demoCmd.Flags().DurationVar(&demo.Timeout, "timeout", 3*time.Minute, "bound on each wait (rollouts, addresses, the mesh converging)")
 	cmd.AddCommand(up, down, env, status, nodeCmd, demoCmd)
 	return cmd

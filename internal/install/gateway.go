@@ -15,21 +15,36 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
-// gatewayCRD is Istio's Gateway CRD as istio.io/api ships it
-// (scripts/gateway-crd.sh extracts it; a test keeps it in step).
-//
-//go:embed gateway-crd.yaml
-var gatewayCRD []byte
+// gatewayCRD and destinationRuleCRD are Istio's CRDs as istio.io/api
+// ships them (scripts/istio-crds.sh extracts them; a test keeps them in
+// step).
+var (
+	//go:embed gateway-crd.yaml
+	gatewayCRD []byte
+	//go:embed destinationrule-crd.yaml
+	destinationRuleCRD []byte
+)
 
-// GatewayCRD returns Istio's Gateway CustomResourceDefinition
-// (unstructured: Horizon does not otherwise need the apiextensions types).
-func GatewayCRD() (*unstructured.Unstructured, error) {
-	crd := &unstructured.Unstructured{}
-	if err := yaml.Unmarshal(gatewayCRD, &crd.Object); err != nil {
-		return nil, fmt.Errorf("embedded Gateway CRD: %w", err)
+// Names of the Istio CRDs install can apply.
+const (
+	GatewayCRDName         = "gateways.networking.istio.io"
+	DestinationRuleCRDName = "destinationrules.networking.istio.io"
+)
+
+// IstioCRD returns one of Istio's CustomResourceDefinitions install
+// carries (GatewayCRDName, DestinationRuleCRDName), unstructured: Horizon
+// does not otherwise need the apiextensions types.
+func IstioCRD(name string) (*unstructured.Unstructured, error) {
+	raw := map[string][]byte{GatewayCRDName: gatewayCRD, DestinationRuleCRDName: destinationRuleCRD}[name]
+	if raw == nil {
+		return nil, fmt.Errorf("no embedded CRD %s", name)
 	}
-	if crd.GetKind() != "CustomResourceDefinition" || crd.GetName() != "gateways.networking.istio.io" {
-		return nil, fmt.Errorf("embedded Gateway CRD: found %s %s", crd.GetKind(), crd.GetName())
+	crd := &unstructured.Unstructured{}
+	if err := yaml.Unmarshal(raw, &crd.Object); err != nil {
+		return nil, fmt.Errorf("embedded CRD %s: %w", name, err)
+	}
+	if crd.GetKind() != "CustomResourceDefinition" || crd.GetName() != name {
+		return nil, fmt.Errorf("embedded CRD %s: found %s %s", name, crd.GetKind(), crd.GetName())
 	}
 	return crd, nil
 }

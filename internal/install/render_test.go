@@ -130,15 +130,8 @@ func TestDiscoveryRBACIsLeastPrivilege(t *testing.T) {
 	}
 }
 
-// The embedded Gateway CRD is the one the pinned istio.io/api ships.
-func TestGatewayCRDMatchesPinnedModule(t *testing.T) {
-	crd, err := GatewayCRD()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if crd.GetName() != "gateways.networking.istio.io" {
-		t.Fatal(crd.GetName())
-	}
+// The embedded Istio CRDs are the ones the pinned istio.io/api ships.
+func TestIstioCRDsMatchPinnedModule(t *testing.T) {
 	dir, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "istio.io/api").Output()
 	if err != nil {
 		t.Fatalf("go list: %v", err)
@@ -147,7 +140,12 @@ func TestGatewayCRDMatchesPinnedModule(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Contains(all, bytes.TrimSpace(gatewayCRD)) {
-		t.Fatal("internal/install/gateway-crd.yaml differs from istio.io/api's; run scripts/gateway-crd.sh")
+	for name, raw := range map[string][]byte{GatewayCRDName: gatewayCRD, DestinationRuleCRDName: destinationRuleCRD} {
+		if _, err := IstioCRD(name); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Contains(all, bytes.TrimSpace(raw)) {
+			t.Errorf("the embedded %s differs from istio.io/api's; run scripts/istio-crds.sh", name)
+		}
 	}
 }

@@ -11,26 +11,31 @@ import (
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 )
 
-// WithGatewayCRD prepends Istio's Gateway CRD to objs when the cluster
-// does not serve it yet and objs need it. The CRD is not labelled as the
-// installer's: uninstall must not delete every Gateway of the cluster.
-func (c *Client) WithGatewayCRD(ctx context.Context, objs []*unstructured.Unstructured) ([]*unstructured.Unstructured, error) {
-	crd, err := GatewayCRD()
-	if err != nil {
-		return nil, err
+// WithIstioCRDs prepends the named Istio CRDs (IstioCRD) that the cluster
+// does not serve yet to objs. The CRDs are not labelled as the
+// installer's: uninstall must not delete every Gateway or DestinationRule
+// of the cluster.
+func (c *Client) WithIstioCRDs(ctx context.Context, objs []*unstructured.Unstructured, names ...string) ([]*unstructured.Unstructured, error) {
+	var missing []*unstructured.Unstructured
+	for _, name := range names {
+		crd, err := IstioCRD(name)
+		if err != nil {
+			return nil, err
+		}
+		ri, err := c.resource(crd)
+		if err != nil {
+			return nil, err
+		}
+		_, err = ri.Get(ctx, crd.GetName(), metav1.GetOptions{})
+		switch {
+		case err == nil:
+			continue
+		case !apierrors.IsNotFound(err):
+			return nil, fmt.Errorf("CustomResourceDefinition %s: %w", crd.GetName(), err)
+		}
+		missing = append(missing, crd)
 	}
-	ri, err := c.resource(crd)
-	if err != nil {
-		return nil, err
-	}
-	_, err = ri.Get(ctx, crd.GetName(), metav1.GetOptions{})
-	switch {
-	case err == nil:
-		return objs, nil
-	case !apierrors.IsNotFound(err):
-		return nil, fmt.Errorf("CustomResourceDefinition %s: %w", crd.GetName(), err)
-	}
-	return append([]*unstructured.Unstructured{crd}, objs...), nil
+	return append(missing, objs...), nil
 }
 
 // WaitRollout waits until every Deployment in objs has rolled out (its

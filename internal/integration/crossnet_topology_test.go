@@ -16,13 +16,6 @@ import (
 	"testing"
 	"time"
 
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/apimachinery/pkg/runtime/schema"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	"k8s.io/client-go/dynamic"
-
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
 	"github.com/horizonmesh/horizon/internal/bootstrap"
 	"github.com/horizonmesh/horizon/internal/ca"
 	"github.com/horizonmesh/horizon/internal/ca/catest"
@@ -87,6 +80,7 @@ type crossnet struct {
 	sub                  *discoverySub  // subprocess discovery (nil without)
 	httpAddr, xdsAddr    string         // discovery's ops HTTP and plaintext xDS
 	localKubeconfig      string
+	apps, sidecars       map[string]*netlab.Proc // by workload: its app's and its sidecar's (agent and Envoy) process
 }
 
 // startCrossnet builds the topology, starts discovery and every proxy, and
@@ -102,7 +96,8 @@ func startCrossnet(t *testing.T, opts crossnetOptions) *crossnet {
 		opts.Net1, opts.Net2 = "10.1.0", "10.2.0"
 	}
 	netlab.Require(t)
-	x := &crossnet{t: t, opts: opts, envoy: envoyBinary(t), ns: map[string]string{}}
+	x := &crossnet{t: t, opts: opts, envoy: envoyBinary(t), ns: map[string]string{},
+		apps: map[string]*netlab.Proc{}, sidecars: map[string]*netlab.Proc{}}
 	x.dir = buildBinaries(t)
 	x.discovery, x.agent, x.hello = filepath.Join(x.dir, "horizon-discovery"), filepath.Join(x.dir, "horizon-agent"), filepath.Join(x.dir, "helloworld")
 	n1net, n2net := opts.Net1, opts.Net2
@@ -184,14 +179,8 @@ func startCrossnet(t *testing.T, opts crossnetOptions) *crossnet {
 	meshNetworksConfigMap(t, x.c1, "networks:\n  network1:\n    endpoints: [{fromRegistry: cluster1}]\n    gateways: [{registryServiceName: istio-eastwestgateway.istio-system.svc.cluster.local, port: 15443}]\n"+
 		"  network2:\n    endpoints: [{fromRegistry: cluster2}]\n    gateways: [{registryServiceName: istio-eastwestgateway.istio-system.svc.cluster.local, port: 15443}]\n")
 	applyIstioCRDs(t, x.c1)
-	gw := &unstructured.Unstructured{}
-	must(t, utilyaml.Unmarshal([]byte("apiVersion: networking.istio.io/v1alpha3\nkind: Gateway\nmetadata: {name: cross-network-gateway, namespace: istio-system}\n"+
-		"spec:\n  selector: {istio: eastwestgateway}\n  servers:\n  - port: {number: 15443, name: tls, protocol: TLS}\n    tls: {mode: AUTO_PASSTHROUGH}\n    hosts: [\"*\"]\n"), &gw.Object))
-	dyn, err := dynamic.NewForConfig(x.c1.AdminConfig)
-	must(t, err)
-	_, err = dyn.Resource(schema.GroupVersionResource{Group: "networking.istio.io", Version: "v1alpha3", Resource: "gateways"}).
-		Namespace("istio-system").Create(ctx, gw, metav1.CreateOptions{})
-	must(t, err)
+	applyObject(t, x.c1, "gateways", "apiVersion: networking.istio.io/v1alpha3\nkind: Gateway\nmetadata: {name: cross-network-gateway, namespace: istio-system}\n"+
+		"spec:\n  selector: {istio: eastwestgateway}\n  servers:\n  - port: {number: 15443, name: tls, protocol: TLS}\n    tls: {mode: AUTO_PASSTHROUGH}\n    hosts: [\"*\"]\n")
 	must(t, x.c2.CreateRemoteReader(ctx, "istio-system", "istio-multi"))
 	kc, err := x.c2.KubeconfigFor(ctx, "istio-system", "istio-multi", time.Hour)
 	must(t, err)
@@ -275,10 +264,29 @@ func (x *crossnet) addWorkload(w crossWorkload, apps ...[]string) {
 }
 
 // startWorkload starts a workload of the topology in its namespace
-// (x.ns[w.name]): capture, app (if it has a version) and `horizon-agent agent`
-// with the real Envoy; a gateway (w.public set) as a router.
+// (x.ns[w.name]): capture, app (if it has a version) and its sidecar; a
+// gateway (w.public set) as a router.
 func (x *crossnet) startWorkload(w crossWorkload) {
-	t, lab := x.t, x.lab
+	x.t.Helper()
+	if w.public == "" {
+		x.lab.In(x.ns[w.name], x.agent, "agent", "iptables", "--proxy-uid", fmt.Sprint(proxyUID))
+	}
+	if w.version != "" {
+		x.startApp(w)
+	}
+	x.startSidecar(w)
+}
+
+// startApp starts a workload's helloworld (again, after a kill).
+func (x *crossnet) startApp(w crossWorkload) {
+	x.t.Helper()
+	x.apps[w.name] = x.lab.Start(x.ns[w.name], 0, filepath.Join(x.dir, w.name+".app.log"), x.hello, "-version", w.version, "-instance", w.name)
+}
+
+// startSidecar starts a workload's `horizon-agent agent` with the real
+// Envoy (again, after a kill: its log is started anew).
+func (x *crossnet) startSidecar(w crossWorkload) {
+	t := x.t
 	t.Helper()
 	rootFile := filepath.Join(x.dir, "root-cert.pem")
 	work := filepath.Join(x.dir, w.name)
@@ -300,13 +308,9 @@ func (x *crossnet) startWorkload(w crossWorkload) {
 	if w.public != "" {
 		args = append(args, "--router", "--label", "istio=eastwestgateway")
 	} else {
-		lab.In(x.ns[w.name], x.agent, "agent", "iptables", "--proxy-uid", fmt.Sprint(proxyUID))
 		args = append(args, "--label", "app="+w.name)
 	}
-	if w.version != "" {
-		lab.Start(x.ns[w.name], 0, filepath.Join(x.dir, w.name+".app.log"), x.hello, "-version", w.version, "-instance", w.name)
-	}
-	lab.Start(x.ns[w.name], proxyUID, filepath.Join(x.dir, w.name+".agent.log"), args...)
+	x.sidecars[w.name] = x.lab.Start(x.ns[w.name], proxyUID, filepath.Join(x.dir, w.name+".agent.log"), args...)
 }
 
 // admin asks a workload's Envoy admin port ("" when it does not answer).

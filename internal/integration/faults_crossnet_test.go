@@ -25,6 +25,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/horizonmesh/horizon/internal/testing/adsclient"
+	"github.com/horizonmesh/horizon/internal/testing/kubeharness"
 )
 
 // TestFaultsAcrossNetworks: faults a mesh must survive, on the two-network
@@ -301,16 +302,7 @@ func (x *crossnet) faultRestartWithoutLocalAPIServer(t *testing.T, envoys []stri
 func (x *crossnet) setZone2(t *testing.T, zone string) time.Duration {
 	t.Helper()
 	begin := time.Now()
-	nodes := x.c2.Client.CoreV1().Nodes()
-	labels := map[string]string{"topology.kubernetes.io/region": "region2", "topology.kubernetes.io/zone": zone}
-	if n, err := nodes.Get(ctx, "node2", metav1.GetOptions{}); err == nil {
-		n.Labels = labels
-		_, err = nodes.Update(ctx, n, metav1.UpdateOptions{})
-		must(t, err)
-	} else {
-		_, err = nodes.Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node2", Labels: labels}}, metav1.CreateOptions{})
-		must(t, err)
-	}
+	nodeLocality(t, x.c2, "node2", "region2", zone)
 	host := hw + "::" + x.gw2Public + ":15443::zone::" + zone
 	// The bound is generous: after an API server outage, each informer
 	// comes back after its own back-off (client-go: up to 30 s, jittered).
@@ -318,6 +310,22 @@ func (x *crossnet) setZone2(t *testing.T, zone string) time.Duration {
 		return strings.Contains(x.admin("sleep1", "/clusters"), host)
 	})
 	return time.Since(begin)
+}
+
+// nodeLocality creates or relabels a Node with a region and zone (the
+// locality of the pods on it).
+func nodeLocality(t *testing.T, c *kubeharness.Cluster, node, region, zone string) {
+	t.Helper()
+	nodes := c.Client.CoreV1().Nodes()
+	labels := map[string]string{"topology.kubernetes.io/region": region, "topology.kubernetes.io/zone": zone}
+	if n, err := nodes.Get(ctx, node, metav1.GetOptions{}); err == nil {
+		n.Labels = labels
+		_, err = nodes.Update(ctx, n, metav1.UpdateOptions{})
+		must(t, err)
+		return
+	}
+	_, err := nodes.Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node, Labels: labels}}, metav1.CreateOptions{})
+	must(t, err)
 }
 
 // updateSuccesses are every Envoy's counts of accepted CDS and LDS updates.
@@ -468,7 +476,19 @@ type load struct {
 	answers  map[string]int
 	begin    time.Time
 	end      time.Time
+	samples  []loadSample
 }
+
+// loadSample is one request of the loop: when it started, how long it
+// took, and its answer or, failed, "error: " and curl's message.
+type loadSample struct {
+	at     time.Time
+	took   time.Duration
+	text   string
+	failed bool
+}
+
+func (s loadSample) done() time.Time { return s.at.Add(s.took) }
 
 type loadResult struct {
 	total    int
@@ -506,12 +526,15 @@ func (x *crossnet) startLoad(from string, maxRequests int, maxTime time.Duration
 			}
 			at := time.Now()
 			out, err := x.call(from)
+			took := time.Since(at)
 			l.mu.Lock()
 			l.total++
 			if err != nil {
 				l.failures = append(l.failures, fmt.Sprintf("#%d at +%s: %v: %s", i, at.Sub(l.begin).Round(time.Millisecond), err, out))
+				l.samples = append(l.samples, loadSample{at: at, took: took, text: fmt.Sprintf("error: %v: %s", err, out), failed: true})
 			} else {
 				l.answers[out]++
+				l.samples = append(l.samples, loadSample{at: at, took: took, text: out})
 			}
 			l.end = time.Now()
 			l.mu.Unlock()

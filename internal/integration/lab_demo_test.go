@@ -15,11 +15,13 @@ import (
 	"github.com/horizonmesh/horizon/internal/testing/netlab"
 )
 
-// `horizon lab up` then `horizon lab demo`: the walkthrough Horizon's way
-// (shared cacerts, install on cluster1 with discovery as a Pod, --remote
-// on cluster2, cluster2's remote Secret, the samples injected) ends with
-// helloworld answering from v1 at its pod address and from v2 through
-// cluster2's gateway; `lab down` leaves no process behind.
+// `horizon lab up` then `horizon lab demo --failover`: the walkthrough
+// Horizon's way (shared cacerts, install on cluster1 with discovery as a
+// Pod, --remote on cluster2, cluster2's remote Secret, the samples
+// injected) ends with helloworld answering from v1 at its pod address and
+// from v2 through cluster2's gateway; with helloworld's DestinationRule v1
+// answers alone, v2 once v1 is scaled to 0, v1 again once it is back;
+// `lab down` leaves no process behind.
 func TestLabDemo(t *testing.T) {
 	bin := kubeharness.Binaries(t)
 	if err := lab.CheckBinaries(bin); err != nil {
@@ -63,7 +65,7 @@ func TestLabDemo(t *testing.T) {
 	up := time.Since(begin)
 
 	// The samples built into the binary: this directory has none.
-	code, out, errOut = horizonLab(t, state, "demo")
+	code, out, errOut = horizonLab(t, state, "demo", "--failover")
 	t.Logf("lab up in %s, demo in %s:\n%s%s", up.Round(100*time.Millisecond), (time.Since(begin) - up).Round(100*time.Millisecond), out, errOut)
 	if code != 0 {
 		t.Fatalf("lab demo: exit %d", code)
@@ -119,6 +121,18 @@ func TestLabDemo(t *testing.T) {
 		"$ kubectl --context cluster1 -n sample apply -f " + filepath.Join(state, "demo", "samples", "tcp-echo", "tcp-echo.yaml") + " -l service=tcp-echo",
 		"$ kubectl --context cluster1 -n sample exec deploy/sleep -c sleep -- helloworld tcp-echo-client tcp-echo.sample:9000 'hello from sleep'",
 		"$ kubectl --context cluster1 -n sample exec deploy/sleep -c sleep -- helloworld grpc-health-probe grpc-health.sample:50051",
+		"$ kubectl --context cluster1 -n sample apply -f " + filepath.Join(state, "demo", "samples", "helloworld", "helloworld-failover.yaml"),
+		"$ kubectl --context cluster1 -n sample scale deploy helloworld-v1 --replicas=0",
+		"$ kubectl --context cluster1 -n sample scale deploy helloworld-v1 --replicas=1",
+		"$ kubectl --context cluster1 -n sample delete -f " + filepath.Join(state, "demo", "samples", "helloworld", "helloworld-failover.yaml"),
+		// Locality failover: v1 (sleep's zone) alone, v2 through cluster2's
+		// gateway while v1 is at 0 replicas, v1 alone once it is back.
+		"\nfailover healthy: v1=5 v2=0 failed=0\n",
+		"\nfailover v1-at-0: v1=0 v2=5 failed=0 (moved ",
+		"\nfailover v1-back: v1=5 v2=0 failed=0 (moved ",
+		// Last, what stands behind cluster2's gateway in sleep's proxy.
+		"$ horizon proxy-config endpoints deploy/sleep.sample --context cluster1",
+		"network2 / cluster2: helloworld-v2-",
 		"demo: OK in "} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the demo's output lacks %q", want)

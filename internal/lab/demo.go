@@ -41,6 +41,8 @@ type DemoOptions struct {
 	Timeout time.Duration
 	// Out receives the walkthrough: each command and its result.
 	Out io.Writer
+	// Failover adds the locality failover step (demo_failover.go).
+	Failover bool
 }
 
 // DemoResult is what the requests of Demo got.
@@ -55,7 +57,9 @@ type DemoResult struct {
 	// TCP and GRPC are sleep's calls to tcp-echo and grpc-health, which
 	// run in cluster2 only.
 	TCP, GRPC DemoCall
-	Elapsed   time.Duration
+	// Failover is the failover step's (nil without DemoOptions.Failover).
+	Failover *DemoFailover
+	Elapsed  time.Duration
 }
 
 // DemoCall is one call from sleep in cluster1 and what sleep's proxy
@@ -353,8 +357,17 @@ func (d *demo) run(ctx context.Context) (*DemoResult, error) {
 	if err := d.otherProtocols(ctx, res); err != nil {
 		return res, err
 	}
-	// 7. What sleep's proxy holds, and who stands behind the gateway.
-	step(7, "What sleep's proxy holds: its endpoints, and what stands behind cluster2's gateway")
+	last := 7
+	if d.o.Failover {
+		// 7. Locality failover.
+		step(7, "Locality failover: helloworld's DestinationRule keeps sleep's calls in its zone (v1) until v1 is gone")
+		if err := d.failover(ctx, res); err != nil {
+			return res, err
+		}
+		last = 8
+	}
+	// Last: what sleep's proxy holds, and who stands behind the gateway.
+	step(last, "What sleep's proxy holds: its endpoints, and what stands behind cluster2's gateway")
 	pc := []string{"proxy-config", "endpoints", "deploy/sleep.sample", "--context", c1.Name}
 	_, err = d.horizon(strings.Join(pc, " "), false, append(pc, "--kubeconfig", d.kc)...)
 	return res, err

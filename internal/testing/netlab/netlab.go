@@ -45,7 +45,7 @@ type Lab struct {
 	t       testing.TB
 	prefix  string
 	bridge  string // namespace holding the bridge
-	procs   []*exec.Cmd
+	procs   []*Proc
 	ns      []string
 	links   int
 	bridges int
@@ -155,8 +155,10 @@ func (l *Lab) nsArgs(ns string, uid int, args []string) []string {
 }
 
 // Start starts a long-running process in a namespace (as uid when uid > 0),
-// its output to logFile; it is killed when the test ends.
-func (l *Lab) Start(ns string, uid int, logFile string, args ...string) {
+// its output to logFile; it is killed when the test ends. The process is
+// the command itself (ip netns exec and setpriv exec it), the leader of
+// its own process group: Kill ends it and what it started.
+func (l *Lab) Start(ns string, uid int, logFile string, args ...string) *Proc {
 	l.t.Helper()
 	out, err := os.Create(logFile)
 	if err != nil {
@@ -168,7 +170,23 @@ func (l *Lab) Start(ns string, uid int, logFile string, args ...string) {
 	if err := cmd.Start(); err != nil {
 		l.t.Fatal(err)
 	}
-	l.procs = append(l.procs, cmd)
+	p := &Proc{cmd: cmd, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); close(p.done) }()
+	l.procs = append(l.procs, p)
+	return p
+}
+
+// Proc is a process Start started.
+type Proc struct {
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// Kill SIGKILLs the process's group (a crash: no drain, no goodbye) and
+// waits until the process is gone.
+func (p *Proc) Kill() {
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	<-p.done
 }
 
 // apply runs a plan's commands, failing the test at the first that fails.
@@ -190,12 +208,10 @@ func (l *Lab) run(args ...string) string {
 
 func (l *Lab) close() {
 	for _, p := range l.procs {
-		if p.Process != nil {
-			_ = syscall.Kill(-p.Process.Pid, syscall.SIGTERM)
-		}
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
 	}
 	for _, p := range l.procs {
-		_ = p.Wait()
+		<-p.done
 	}
 	ctx := context.Background()
 	for i := len(l.ns) - 1; i >= 0; i-- {

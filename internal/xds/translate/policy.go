@@ -36,6 +36,14 @@ func applyPolicy(c *clusterv3.Cluster, pol *model.TrafficPolicy, proto model.Pro
 			MaxEjectionPercent: wrapperspb.UInt32(o.MaxEjectionPercent),
 			// Success-rate ejection is Envoy's default, not Istio's.
 			EnforcingSuccessRate: wrapperspb.UInt32(0),
+			// Since Envoy 1.27 max_ejection_percent is a hard limit: with
+			// the default 10 % a cluster of fewer than ten hosts (a local
+			// endpoint and a remote network's gateway) never ejects one
+			// (ejections_overflow), and failover rests on retries alone,
+			// each request paying for the dead endpoint again. As Envoy
+			// did before, and as Istio's documentation promises, one host
+			// may always be ejected.
+			AlwaysEjectOneHost: wrapperspb.Bool(true),
 		}
 		od.Consecutive_5Xx, od.EnforcingConsecutive_5Xx = threshold(o.Consecutive5xx)
 		od.ConsecutiveGatewayFailure, od.EnforcingConsecutiveGatewayFailure = threshold(o.ConsecutiveGatewayErrors)
