@@ -49,6 +49,7 @@ type dumpNode struct {
 	ID       string
 	Network  string
 	Cluster  string
+	IPs      string // INSTANCE_IPS, comma-separated
 	Metadata map[string]any
 }
 
@@ -66,6 +67,7 @@ func (d *configDump) node() dumpNode {
 	n := dumpNode{ID: b.Bootstrap.Node.ID, Metadata: b.Bootstrap.Node.Metadata}
 	n.Network, _ = n.Metadata["NETWORK"].(string)
 	n.Cluster, _ = n.Metadata["CLUSTER_ID"].(string)
+	n.IPs, _ = n.Metadata["INSTANCE_IPS"].(string)
 	return n
 }
 

@@ -142,7 +142,7 @@ func runProxyConfig(ctx context.Context, f proxyConfigFlags, typ, ref string, st
 	if derr != nil {
 		return fmt.Errorf("--diff: discovery: %w", derr)
 	}
-	want, err := disc.eds(ctx, node.Network, node.Cluster)
+	want, err := disc.eds(ctx, node.Network, node.Cluster, node.IPs)
 	if err != nil {
 		return fmt.Errorf("--diff: %w", err)
 	}
@@ -285,14 +285,19 @@ func (d *discoveryPod) gateways(ctx context.Context, network string) ([]translat
 	return nil, fmt.Errorf("discovery %s: /debug/gateways: more than 1000 pages", d.pod)
 }
 
-// eds pages through /debug/eds for the view of network.
-func (d *discoveryPod) eds(ctx context.Context, network, cluster string) (map[string]*endpointv3.ClusterLoadAssignment, error) {
+// eds pages through /debug/eds for the view of a proxy of network and
+// cluster at ips (its INSTANCE_IPS: the view of a workload the mesh knows
+// carries its locality).
+func (d *discoveryPod) eds(ctx context.Context, network, cluster, ips string) (map[string]*endpointv3.ClusterLoadAssignment, error) {
 	out := map[string]*endpointv3.ClusterLoadAssignment{}
 	after := ""
 	for range 10000 {
 		q := url.Values{"network": {network}, "limit": {strconv.Itoa(ops.MaxEDSLimit)}}
 		if cluster != "" {
 			q.Set("cluster", cluster)
+		}
+		if ips != "" {
+			q.Set("ips", ips)
 		}
 		if after != "" {
 			q.Set("after", after)

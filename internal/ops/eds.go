@@ -30,14 +30,17 @@ const (
 
 // eds shows what the proxies of ?network=N receive: the EDS view the
 // control plane already holds for them, never a rebuild. ?cluster=C is
-// validated as a proxy's CLUSTER_ID would be; EDS does not depend on it.
+// validated as a proxy's CLUSTER_ID would be; with ?ips=A[,B] (a sidecar's
+// INSTANCE_IPS) the view is the one of the workload the mesh has at those
+// addresses in that cluster (its locality: see docs/architecture.md
+// "Locality failover"), else the network's.
 // ?name=CLUSTER gives one resource; otherwise resources come sorted by name,
 // ?limit=N at a time (default DefaultEDSLimit); the answer's "next" is the
 // ?after= of the following page. Resources are written one by one (a load
 // assignment endpoint by endpoint), never built into one document.
 func eds(cp *controlplane.ControlPlane, w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	p, err := server.ProxyFromNode(nodeFor(q.Get("network"), q.Get("cluster")))
+	p, err := server.ProxyFromNode(nodeFor(q.Get("network"), q.Get("cluster"), q.Get("ips")))
 	if err != nil {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/structpb"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -268,5 +269,41 @@ func TestDebugRequestsAreBoundedTo2AtOnce(t *testing.T) {
 	}
 	if rec := m.get("/debug/clusters"); rec.Code != http.StatusOK {
 		t.Errorf("after the others finished: %d", rec.Code)
+	}
+}
+
+// A sidecar whose workload the mesh knows has an EDS view of its locality;
+// /debug/eds finds that view from the proxy's INSTANCE_IPS (?ips=), as the
+// xDS server classifies the proxy (what `horizon proxy-config --diff`
+// asks for), and the network's view without it.
+func TestDebugEDSFindsAWorkloadsView(t *testing.T) {
+	m := startMesh(t, 2, 3)
+	node := adsclient.Node("p2", "n1", "c1")
+	// 10.0.0.1 is svc0's first endpoint, on node0 (zone z0).
+	node.Metadata.Fields[server.MetaInstanceIPs] = structpb.NewStringValue("10.0.0.1")
+	// The mesh's gRPC server is not kept: serve its views on another.
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := server.NewGRPC(ctx, m.cp.Views, m.cp.Tracker)
+	go func() { _ = server.Serve(ctx, g, l) }()
+	c, err := adsclient.Dial(l.Addr().String(), node)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	if err := c.Request(resource.EndpointType, nil, "", "", ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Wait(resource.EndpointType, 30*time.Second, func(r *discovery.DiscoveryResponse) bool { return len(r.GetResources()) == 2 }); err != nil {
+		t.Fatal(err)
+	}
+	located, _ := decodePage(t, m.get("/debug/eds?network=n1&cluster=c1&ips=10.0.0.1"))
+	plain, _ := decodePage(t, m.get("/debug/eds?network=n1&cluster=c1"))
+	if !strings.Contains(located.View, "locality=r/z0/") || plain.View != "eds/network=n1" {
+		t.Errorf("views: with the proxy's address %q, without %q; want its locality's, then the network's", located.View, plain.View)
 	}
 }
