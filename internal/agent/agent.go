@@ -2,8 +2,10 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -28,9 +30,12 @@ type Config struct {
 	EnvoyPath      string
 	WorkDir        string // bootstrap, SDS socket, Envoy log
 	AdminPort      uint32
-	CertTTL        time.Duration
-	Drain          time.Duration
-	LogLevel       string
+	// StatusPort serves ReadyPath for the kubelet's readiness probe (0:
+	// off).
+	StatusPort uint32
+	CertTTL    time.Duration
+	Drain      time.Duration
+	LogLevel   string
 	// EnvoyLog is where Envoy's output (its access log included) goes:
 	// a file, "-" for the agent's own stdout (a container's log), or ""
 	// for envoy.log in WorkDir.
@@ -51,6 +56,13 @@ func Run(ctx context.Context, c Config, log *slog.Logger) error {
 	}
 	if err := os.MkdirAll(c.WorkDir, 0o755); err != nil {
 		return err
+	}
+	if c.StatusPort != 0 {
+		stop, err := serveStatus(c.StatusPort, StatusHandler(readyCheck(ctx, c.AdminPort)), log)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	certs := &CertClient{Addr: c.Discovery, ServerName: c.DiscoverySNI, RootPEM: root, TokenFile: c.TokenFile,
 		ClusterID: c.ClusterID, TTL: c.CertTTL}
@@ -91,6 +103,20 @@ func Run(ctx context.Context, c Config, log *slog.Logger) error {
 	defer closeOut()
 	e := &Envoy{Binary: envoyBin, Bootstrap: bootstrap, AdminPort: c.AdminPort, LogLevel: c.LogLevel, Drain: c.Drain, Stdout: out, Log: log}
 	return e.Run(ctx)
+}
+
+// readyCheck is the status port's check: Envoy's readiness until the agent
+// stops (ctx ends), then not ready while Envoy drains, so that no new
+// caller is sent here.
+func readyCheck(agentCtx context.Context, adminPort uint32) func(context.Context) error {
+	r := &Readiness{Admin: fmt.Sprintf("127.0.0.1:%d", adminPort),
+		Client: &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}}
+	return func(ctx context.Context) error {
+		if agentCtx.Err() != nil {
+			return errors.New("the agent is stopping; Envoy drains")
+		}
+		return r.Check(ctx)
+	}
 }
 
 // envoyOutput opens where Envoy's output goes (Config.EnvoyLog).

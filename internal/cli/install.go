@@ -45,7 +45,8 @@ namespace or istio ConfigMap gets only Horizon's fields (no force, no managed-by
 uninstall keeps it; a field another manager set otherwise fails the install), and any other
 existing object without app.kubernetes.io/managed-by=horizon (such as Istio's istiod Service
 with --istiod-service) is refused before anything is applied. With --wait it waits for the
-Deployments to roll out.`,
+Deployments to roll out (a remote cluster's gateway excepted: it is Ready only once
+the primary has joined the cluster).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			settings, err := resolveSettings(cmd.Flags(), s, values, meshNetworks)
@@ -80,7 +81,12 @@ Deployments to roll out.`,
 			}
 			fmt.Fprintf(stdout, "%d created, %d configured, %d unchanged\n", res.Created, res.Changed, res.Unchanged)
 			if wait && !dryRun {
-				return c.WaitRollout(ctx, objs, timeout, stdout)
+				waitFor, awaiting := install.AwaitingJoin(settings, objs)
+				for _, u := range awaiting {
+					fmt.Fprintf(stdout, "Deployment %s/%s: not waited for; it becomes Ready once the primary has joined this cluster (horizon create-remote-secret)\n",
+						u.GetNamespace(), u.GetName())
+				}
+				return c.WaitRollout(ctx, waitFor, timeout, stdout)
 			}
 			return nil
 		},

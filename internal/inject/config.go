@@ -77,6 +77,33 @@ const (
 	WorkDir       = "/var/run/horizon"
 	TokenAudience = "istio-ca"
 	TokenTTL      = 43200 // seconds
+
+	// StatusPort and ReadyPath are where the agent answers the sidecar's
+	// readiness probe (Istio's status port; agent.DefaultStatusPort and
+	// agent.ReadyPath). StatusPort is never captured inbound.
+	StatusPort = 15021
+	ReadyPath  = "/healthz/ready"
+)
+
+// The sidecar's readiness probe (ReadinessProbe): the pod is Ready, and its endpoint
+// reaches callers, only once Envoy has its config and serves inbound;
+// without it the pod was Ready as soon as the containers started, its
+// first callers were refused and ejected it (found by the lab's
+// failover demo). A first check 1 s after start, then every 2 s: Envoy
+// usually has its config within a few seconds, and readiness is seen at
+// the first check after that. The agent answers within 2 s (it bounds its
+// calls to Envoy's admin), under the 3 s timeout. A readiness failure
+// never restarts anything, it only takes the pod out of its Services'
+// endpoints: 4 failures in a row (about 8 s) do that for a pod whose Envoy
+// died or restarted without config, while a single slow answer under
+// load does not. Istio's injector long used failureThreshold 30 (a minute
+// of a dead proxy still receiving calls); the first Ready needs one
+// success whatever the threshold.
+const (
+	ProbeInitialDelaySeconds = 1
+	ProbePeriodSeconds       = 2
+	ProbeTimeoutSeconds      = 3
+	ProbeFailureThreshold    = 4
 )
 
 // Config is what the injector puts into pods. Start from Defaults.

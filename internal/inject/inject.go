@@ -95,7 +95,9 @@ func inject(pod *corev1.Pod, ns *corev1.Namespace, cfg Config) (result, error) {
 	var warnings []string
 	probePorts, w := probePorts(pod)
 	warnings = append(warnings, w...)
-	inbound = sortedUnique(slices.Concat(cfg.ExcludeInboundPorts, inbound, probePorts))
+	// The sidecar's own probe port too, whatever the Config says: the
+	// kubelet reaches the agent there without mTLS.
+	inbound = sortedUnique(slices.Concat(cfg.ExcludeInboundPorts, inbound, probePorts, []int32{StatusPort}))
 	outbound = sortedUnique(outbound)
 	for _, c := range pod.Spec.Containers {
 		if uid := runAsUser(pod, c); uid != nil && *uid == cfg.ProxyUID {
@@ -401,13 +403,25 @@ func proxyContainer(cfg Config, labels map[string]string, network string) corev1
 			{Name: RootCertVolume, MountPath: RootCertDir, ReadOnly: true},
 			{Name: WorkVolume, MountPath: WorkDir},
 		},
-		Resources: cfg.Resources,
+		Resources:      cfg.Resources,
+		ReadinessProbe: ReadinessProbe(),
 		SecurityContext: &corev1.SecurityContext{
 			RunAsUser: &uid, RunAsGroup: &uid, RunAsNonRoot: ptr(true),
 			Privileged: ptr(false), AllowPrivilegeEscalation: ptr(false), ReadOnlyRootFilesystem: ptr(true),
 			Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
 		},
 		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+	}
+}
+
+// ReadinessProbe is the sidecar's readiness probe (see ProbePeriodSeconds
+// for the choice of its numbers); a gateway's agent is probed the same way.
+func ReadinessProbe() *corev1.Probe {
+	return &corev1.Probe{
+		ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
+			Path: ReadyPath, Port: intstr.FromInt32(StatusPort), Scheme: corev1.URISchemeHTTP}},
+		InitialDelaySeconds: ProbeInitialDelaySeconds, PeriodSeconds: ProbePeriodSeconds,
+		TimeoutSeconds: ProbeTimeoutSeconds, FailureThreshold: ProbeFailureThreshold, SuccessThreshold: 1,
 	}
 }
 

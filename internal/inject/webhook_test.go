@@ -238,6 +238,11 @@ func checkInjected(t *testing.T, p *corev1.Pod, cfg Config, ns string) {
 			t.Errorf("proxy args lack --label %s: %v", l, proxy.Args)
 		}
 	}
+	// Ready once Envoy serves: the agent's status port, outside capture.
+	if rp := proxy.ReadinessProbe; rp == nil || rp.HTTPGet == nil || rp.HTTPGet.Path != "/healthz/ready" || rp.HTTPGet.Port != intstr.FromInt32(15021) ||
+		rp.InitialDelaySeconds != 1 || rp.PeriodSeconds != 2 || rp.TimeoutSeconds != 3 || rp.FailureThreshold != 4 {
+		t.Errorf("proxy readiness probe %+v", rp)
+	}
 	psc := proxy.SecurityContext
 	if psc == nil || *psc.RunAsUser != 1337 || *psc.RunAsGroup != 1337 || !*psc.RunAsNonRoot || !*psc.ReadOnlyRootFilesystem ||
 		*psc.AllowPrivilegeEscalation || len(psc.Capabilities.Add) != 0 || !slices.Equal(psc.Capabilities.Drop, []corev1.Capability{"ALL"}) {
@@ -374,6 +379,7 @@ func TestExcludedPorts(t *testing.T) {
 		name          string
 		ann           map[string]string
 		probes        func(*corev1.Container)
+		cfg           func(*Config)
 		inbound       string
 		outbound      string
 		warnings      int
@@ -393,6 +399,8 @@ func TestExcludedPorts(t *testing.T) {
 			c.LivenessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(8081)}}}
 			c.StartupProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{GRPC: &corev1.GRPCAction{Port: 9000}}}
 		}, inbound: "5000,8081,9000,15021,15090", noOutboundArg: true, warnings: 1},
+		{name: "status port whatever the config", cfg: func(c *Config) { c.ExcludeInboundPorts = []int32{9090} },
+			inbound: "9090,15021", noOutboundArg: true},
 		{name: "probe on an unknown named port", probes: func(c *corev1.Container) {
 			c.ReadinessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Port: intstr.FromString("nope")}}}
 			c.LivenessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{Exec: &corev1.ExecAction{Command: []string{"true"}}}}
@@ -405,7 +413,11 @@ func TestExcludedPorts(t *testing.T) {
 					tc.probes(&p.Spec.Containers[0])
 				}
 			})
-			a := admit(t, cluster1(), pod, nil)
+			cfg := cluster1()
+			if tc.cfg != nil {
+				tc.cfg(&cfg)
+			}
+			a := admit(t, cfg, pod, nil)
 			if !a.resp.Allowed || len(a.resp.Patch) == 0 {
 				t.Fatalf("not injected: %+v", a.resp)
 			}

@@ -13,6 +13,8 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/yaml"
+
+	"github.com/horizonmesh/horizon/internal/inject"
 )
 
 // gatewayCRD and destinationRuleCRD are Istio's CRDs as istio.io/api
@@ -114,8 +116,12 @@ func gatewayDeployment(s Settings) *appsv1.Deployment {
 					Containers: []corev1.Container{{
 						Name: "istio-proxy", Image: s.ProxyImage, ImagePullPolicy: corev1.PullPolicy(s.ImagePullPolicy),
 						Command: []string{"horizon-agent"}, Args: args,
-						Env:             []corev1.EnvVar{fieldEnv("INSTANCE_IP", "status.podIP")},
-						Ports:           []corev1.ContainerPort{{Name: "tls", ContainerPort: PortMTLS}},
+						Env:   []corev1.EnvVar{fieldEnv("INSTANCE_IP", "status.podIP")},
+						Ports: []corev1.ContainerPort{{Name: "tls", ContainerPort: PortMTLS}},
+						// Ready once its Envoy has its listeners (the agent's
+						// status port, as in an injected sidecar): a rollout
+						// replaces the old gateway only then.
+						ReadinessProbe:  inject.ReadinessProbe(),
 						SecurityContext: restricted(1337),
 						VolumeMounts: []corev1.VolumeMount{
 							{Name: "istio-token", MountPath: "/var/run/secrets/tokens", ReadOnly: true},

@@ -38,6 +38,24 @@ func (c *Client) WithIstioCRDs(ctx context.Context, objs []*unstructured.Unstruc
 	return append(missing, objs...), nil
 }
 
+// AwaitingJoin splits the Deployments of objs that install can wait for
+// from those that cannot roll out before the primary has joined this
+// cluster (horizon create-remote-secret): a remote cluster's gateway is
+// Ready once its Envoy has its config, which needs its certificate, which
+// the primary's discovery signs only once it can review the gateway's
+// token with this cluster's API server, i.e. once it has the remote
+// Secret. Other objects stay in wait.
+func AwaitingJoin(s Settings, objs []*unstructured.Unstructured) (wait, awaiting []*unstructured.Unstructured) {
+	for _, u := range objs {
+		if s.Remote && u.GetKind() == "Deployment" && u.GetName() == GatewayName {
+			awaiting = append(awaiting, u)
+			continue
+		}
+		wait = append(wait, u)
+	}
+	return wait, awaiting
+}
+
 // WaitRollout waits until every Deployment in objs has rolled out (its
 // new ReplicaSet's pods available), printing a progress line every few
 // seconds, or until timeout.

@@ -1,6 +1,7 @@
 package install
 
 import (
+	"fmt"
 	"testing"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -29,6 +30,53 @@ func TestRolledOut(t *testing.T) {
 	} {
 		if got, status := rolledOut(tt.dep); got != tt.want {
 			t.Errorf("%s: rolledOut = %v (%s), want %v", tt.name, got, status, tt.want)
+		}
+	}
+}
+
+// A remote cluster's gateway cannot be Ready before the primary has
+// joined the cluster, so install does not wait for it; a primary's is
+// waited for like every other Deployment.
+func TestAwaitingJoin(t *testing.T) {
+	deployments := func(objs []*unstructured.Unstructured) []string {
+		var out []string
+		for _, u := range objs {
+			if u.GetKind() == "Deployment" {
+				out = append(out, u.GetName())
+			}
+		}
+		return out
+	}
+	primary := Defaults()
+	primary.ClusterID, primary.Network, primary.Gateway = "cluster1", "network1", true
+	remote := Defaults()
+	remote.ClusterID, remote.Network, remote.Remote, remote.Gateway = "cluster2", "network2", true, true
+	remote.DiscoveryAddress = "203.0.113.10:15443"
+	for _, tt := range []struct {
+		name           string
+		s              Settings
+		wait, awaiting string
+	}{
+		{"primary", primary, "[horizon horizon-eastwestgateway]", "[]"},
+		{"remote", remote, "[horizon-injector]", "[horizon-eastwestgateway]"},
+	} {
+		objs, err := Render(tt.s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u, err := Unstructured(objs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wait, awaiting := AwaitingJoin(tt.s, u)
+		if got := fmt.Sprint(deployments(wait)); got != tt.wait {
+			t.Errorf("%s: waits for %s, want %s", tt.name, got, tt.wait)
+		}
+		if got := fmt.Sprint(deployments(awaiting)); got != tt.awaiting {
+			t.Errorf("%s: awaiting join %s, want %s", tt.name, got, tt.awaiting)
+		}
+		if len(wait)+len(awaiting) != len(u) {
+			t.Errorf("%s: %d + %d objects of %d", tt.name, len(wait), len(awaiting), len(u))
 		}
 	}
 }

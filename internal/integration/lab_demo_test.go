@@ -5,6 +5,7 @@ package integration
 import (
 	"fmt"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -136,6 +137,15 @@ func TestLabDemo(t *testing.T) {
 		"demo: OK in "} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the demo's output lacks %q", want)
+		}
+	}
+	// v1's sidecar is Ready only once its Envoy serves (its readiness
+	// probe): its first calls are answered, not refused, so it is not
+	// ejected and answers right after its rollout, well within one
+	// baseEjectionTime (5 s; 5.3-6.5 s before the probe).
+	if m := regexp.MustCompile(`\nfailover v1-back: .*\(moved ([^ ]+) after v1's rollout\)`).FindStringSubmatch(out); m != nil {
+		if d, err := time.ParseDuration(m[1]); err != nil || d >= 4*time.Second {
+			t.Errorf("v1 answered alone %s after its rollout (%v): want well under baseEjectionTime (5s), no ejection", m[1], err)
 		}
 	}
 	if t.Failed() {

