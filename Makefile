@@ -11,7 +11,7 @@ LDFLAGS := -X github.com/horizonmesh/horizon/internal/cmdutil.Version=$(VERSION)
 FUZZTIME  ?= 10s
 FUZZFLAGS ?= -fuzzminimizetime 1s
 
-.PHONY: help build demo check setup test unit fuzz integration k8s-bins envoy lint bench quickstart golden images clean
+.PHONY: help build demo test setup quick unit fuzz integration k8s-bins envoy lint bench quickstart golden images clean
 
 help: ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -25,12 +25,12 @@ build: ## build bin/horizon (the CLI), bin/horizon-discovery, bin/horizon-agent 
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(dir $(BIN))horizon-agent ./cmd/horizon-agent
 	$(GO) build -o $(dir $(BIN))helloworld ./cmd/helloworld
 
-check: setup lint unit fuzz integration ## the full test command (what .ci/run runs)
+test: setup lint unit fuzz integration ## the test command: everything, end-to-end tests included (what .ci/run runs)
 
 setup: ## install what the end-to-end tests need (Debian packages as root, Envoy, k8s binaries)
 	./scripts/setup.sh
 
-test: lint unit ## fast: lint, then unit tests with the race detector
+quick: lint unit ## the quick loop while coding: lint, then unit tests with the race detector (not the test command)
 
 unit: ## go test -race ./...
 	$(GO) test -race -count=1 ./...

