@@ -3,9 +3,7 @@ package istio
 import (
 	"context"
 	"fmt"
-	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -14,7 +12,6 @@ import (
 	versioned "istio.io/client-go/pkg/clientset/versioned"
 	istioinformers "istio.io/client-go/pkg/informers/externalversions"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/client-go/tools/cache"
 
 	"github.com/horizonmesh/horizon/internal/model"
 )
@@ -218,29 +215,8 @@ type DestinationRuleSink interface {
 func WatchDestinationRules(ctx context.Context, client versioned.Interface, sink DestinationRuleSink) {
 	factory := istioinformers.NewSharedInformerFactory(client, 0)
 	inf := factory.Networking().V1().DestinationRules()
-	var mu sync.Mutex
-	push := func(any) {
-		mu.Lock()
-		defer mu.Unlock()
-		list, _ := inf.Lister().List(labels.Everything())
-		sort.Slice(list, func(i, j int) bool {
-			return list[i].Namespace+"/"+list[i].Name < list[j].Namespace+"/"+list[j].Name
-		})
-		var out []*model.DestinationRule
-		for _, dr := range list {
-			m, err := ConvertDestinationRule(dr)
-			if err != nil {
-				sink.DestinationRuleError(dr.Namespace+"/"+dr.Name, err.Error())
-				continue
-			}
-			out = append(out, m)
-		}
-		sink.SetDestinationRules(out)
-	}
-	_, _ = inf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: push, UpdateFunc: func(_, o any) { push(o) }, DeleteFunc: push,
-	})
-	factory.Start(ctx.Done())
-	cache.WaitForCacheSync(ctx.Done(), inf.Informer().HasSynced)
-	push(nil)
+	follow(ctx, factory.Start, inf.Informer(),
+		func() []*networkingv1.DestinationRule { l, _ := inf.Lister().List(labels.Everything()); return l },
+		func(dr *networkingv1.DestinationRule) string { return dr.Namespace + "/" + dr.Name },
+		ConvertDestinationRule, sink.SetDestinationRules, sink.DestinationRuleError)
 }

@@ -6,14 +6,11 @@ package istio
 import (
 	"context"
 	"fmt"
-	"sort"
-	"sync"
 
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	versioned "istio.io/client-go/pkg/clientset/versioned"
 	istioinformers "istio.io/client-go/pkg/informers/externalversions"
 	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/client-go/tools/cache"
 
 	"github.com/horizonmesh/horizon/internal/model"
 )
@@ -55,29 +52,8 @@ type Sink interface {
 func WatchGateways(ctx context.Context, client versioned.Interface, sink Sink) {
 	factory := istioinformers.NewSharedInformerFactory(client, 0)
 	inf := factory.Networking().V1().Gateways()
-	var mu sync.Mutex
-	push := func(any) {
-		mu.Lock()
-		defer mu.Unlock()
-		list, _ := inf.Lister().List(labels.Everything())
-		sort.Slice(list, func(i, j int) bool {
-			return list[i].Namespace+"/"+list[i].Name < list[j].Namespace+"/"+list[j].Name
-		})
-		var out []*model.IstioGateway
-		for _, g := range list {
-			mg, err := ConvertGateway(g)
-			if err != nil {
-				sink.IstioGatewayError(g.Namespace+"/"+g.Name, err.Error())
-				continue
-			}
-			out = append(out, mg)
-		}
-		sink.SetIstioGateways(out)
-	}
-	_, _ = inf.Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: push, UpdateFunc: func(_, o any) { push(o) }, DeleteFunc: push,
-	})
-	factory.Start(ctx.Done())
-	cache.WaitForCacheSync(ctx.Done(), inf.Informer().HasSynced)
-	push(nil) // a defined state even with no Gateway at all
+	follow(ctx, factory.Start, inf.Informer(),
+		func() []*networkingv1.Gateway { l, _ := inf.Lister().List(labels.Everything()); return l },
+		func(g *networkingv1.Gateway) string { return g.Namespace + "/" + g.Name },
+		ConvertGateway, sink.SetIstioGateways, sink.IstioGatewayError)
 }

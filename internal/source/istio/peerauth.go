@@ -5,9 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"sort"
 	"strings"
-	"sync"
 
 	securityapi "istio.io/api/security/v1beta1"
 	versioned "istio.io/client-go/pkg/clientset/versioned"
@@ -114,31 +112,10 @@ func WatchPeerAuthentications(ctx context.Context, client versioned.Interface, v
 	default:
 		return fmt.Errorf("PeerAuthentication version %q is not one of %s", version, strings.Join(PeerAuthVersions, ", "))
 	}
-	var mu sync.Mutex
-	push := func(any) {
-		mu.Lock()
-		defer mu.Unlock()
-		all := list()
-		sort.Slice(all, func(i, j int) bool {
-			return all[i].meta.Namespace+"/"+all[i].meta.Name < all[j].meta.Namespace+"/"+all[j].meta.Name
-		})
-		var out []*model.PeerAuthentication
-		for _, o := range all {
-			p, err := ConvertPeerAuthentication(o.meta, o.spec)
-			if err != nil {
-				sink.PeerAuthenticationError(o.meta.Namespace+"/"+o.meta.Name, err.Error())
-				continue
-			}
-			out = append(out, p)
-		}
-		sink.SetPeerAuthentications(out)
-	}
-	_, _ = inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc: push, UpdateFunc: func(_, o any) { push(o) }, DeleteFunc: push,
-	})
-	factory.Start(ctx.Done())
-	cache.WaitForCacheSync(ctx.Done(), inf.HasSynced)
-	push(nil) // a defined state even with no PeerAuthentication at all
+	follow(ctx, factory.Start, inf, list,
+		func(o namedSpec) string { return o.meta.Namespace + "/" + o.meta.Name },
+		func(o namedSpec) (*model.PeerAuthentication, error) { return ConvertPeerAuthentication(o.meta, o.spec) },
+		sink.SetPeerAuthentications, sink.PeerAuthenticationError)
 	return nil
 }
 
