@@ -666,12 +666,15 @@ func (p *podRun) terminate(grace time.Duration, inAPI, nodeDown bool) {
 	p.n.dying[p] = struct{}{}
 	p.n.mu.Unlock()
 	go func() {
+		// Cancel before signalling: a container that exits on SIGTERM must
+		// find the pod ending (runOnce reports !ok), not restart and leave
+		// its status as a restarted, unknown container.
+		p.cancel()
 		if nodeDown {
 			p.signalAll(syscall.SIGTERM)
 		} else {
 			p.signal(syscall.SIGTERM)
 		}
-		p.cancel()
 		done := make(chan struct{})
 		go func() { p.wg.Wait(); close(done) }()
 		select {
