@@ -29,6 +29,9 @@ type Row struct {
 	Network  string `json:"network"`
 	Role     string `json:"role"` // sidecar or router
 	Locality string `json:"locality,omitempty"`
+	// Version is the proxy's Istio version (an Istio sidecar's
+	// ISTIO_VERSION), else its Envoy build ("envoy/1.40.0").
+	Version string `json:"version,omitempty"`
 	// Types is the status per resource type, by its short name (cds,
 	// lds, eds, rds, nds) or, for another type, its URL.
 	Types map[string]TypeStatus `json:"types"`
@@ -58,7 +61,7 @@ func Rows(replica string, resp *statusv3.ClientStatusResponse) []Row {
 	for _, cc := range resp.GetConfig() {
 		n := cc.GetNode()
 		r := Row{Proxy: n.GetId(), Replica: replica, Cluster: meta(n, server.MetaClusterID), Network: meta(n, server.MetaNetwork),
-			Role: "sidecar", Locality: locality(n.GetLocality()), Types: map[string]TypeStatus{}}
+			Role: "sidecar", Locality: locality(n.GetLocality()), Version: version(n), Types: map[string]TypeStatus{}}
 		if strings.HasPrefix(r.Proxy, "router~") {
 			r.Role = "router"
 		}
@@ -87,6 +90,21 @@ func Rows(replica string, resp *statusv3.ClientStatusResponse) []Row {
 
 func meta(n *corev3.Node, key string) string {
 	return n.GetMetadata().GetFields()[key].GetStringValue()
+}
+
+func version(n *corev3.Node) string {
+	if v := meta(n, server.MetaIstioVersion); v != "" {
+		return v
+	}
+	v := n.GetUserAgentBuildVersion().GetVersion()
+	if v == nil {
+		return ""
+	}
+	name := n.GetUserAgentName()
+	if name == "" {
+		name = "envoy"
+	}
+	return fmt.Sprintf("%s/%d.%d.%d", name, v.GetMajorNumber(), v.GetMinorNumber(), v.GetPatch())
 }
 
 func locality(l *corev3.Locality) string {
@@ -138,13 +156,13 @@ func Render(w io.Writer, format string, rows []Row, now time.Time) error {
 		return fmt.Errorf("unknown output format %q (table, json or yaml)", format)
 	}
 	tw := tabwriter.NewWriter(w, 0, 8, 3, ' ', 0)
-	header := []string{"PROXY", "CLUSTER", "NETWORK", "ROLE", "LOCALITY"}
+	header := []string{"PROXY", "CLUSTER", "NETWORK", "ROLE", "LOCALITY", "VERSION"}
 	for _, t := range tableTypes {
 		header = append(header, strings.ToUpper(t))
 	}
 	fmt.Fprintln(tw, strings.Join(append(header, "REPLICA"), "\t"))
 	for _, r := range rows {
-		cells := []string{r.Proxy, dash(r.Cluster), dash(r.Network), r.Role, dash(r.Locality)}
+		cells := []string{r.Proxy, dash(r.Cluster), dash(r.Network), r.Role, dash(r.Locality), dash(r.Version)}
 		for _, t := range tableTypes {
 			cells = append(cells, cell(r.Types[t], r.Types[t] != TypeStatus{}, now))
 		}

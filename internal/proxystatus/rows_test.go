@@ -12,6 +12,7 @@ import (
 	adminv3 "github.com/envoyproxy/go-control-plane/envoy/admin/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	statusv3 "github.com/envoyproxy/go-control-plane/envoy/service/status/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -43,9 +44,16 @@ func replicas() []Row {
 	nack.ErrorState = &adminv3.UpdateFailureState{Details: "endpoint weight 0"}
 	withRes := entry(resource.ClusterType, statusv3.ConfigStatus_SYNCED, "cluster=cluster2@x-3", ago(90*time.Minute))
 	withRes.Name, withRes.XdsConfig = "outbound|5000||helloworld.sample.svc.cluster.local", &anypb.Any{}
+	// Horizon's sidecar shows its Envoy build; an Istio gateway its
+	// ISTIO_VERSION.
+	sleep := testNode("sidecar~10.51.0.7~sleep-5d7.sample~sample.svc.cluster.local", "cluster1", "network1",
+		&corev3.Locality{Region: "region1", Zone: "zone1"})
+	sleep.UserAgentName, sleep.UserAgentVersionType = "envoy", &corev3.Node_UserAgentBuildVersion{
+		UserAgentBuildVersion: &corev3.BuildVersion{Version: &typev3.SemanticVersion{MajorNumber: 1, MinorNumber: 40}}}
+	gw := testNode("router~10.51.0.9~eastwest.istio-system~istio-system.svc.cluster.local", "cluster1", "network1", nil)
+	gw.Metadata.Fields["ISTIO_VERSION"] = structpb.NewStringValue("1.28.0")
 	r1 := Rows("horizon-7d9f-abcde", &statusv3.ClientStatusResponse{Config: []*statusv3.ClientConfig{
-		{Node: testNode("sidecar~10.51.0.7~sleep-5d7.sample~sample.svc.cluster.local", "cluster1", "network1",
-			&corev3.Locality{Region: "region1", Zone: "zone1"}),
+		{Node: sleep,
 			GenericXdsConfigs: []*statusv3.ClientConfig_GenericXdsConfig{
 				entry(resource.ClusterType, statusv3.ConfigStatus_SYNCED, "cluster=cluster1@x-1", ago(2*time.Minute)),
 				entry(resource.EndpointType, statusv3.ConfigStatus_SYNCED, "network=network1@x-4", ago(5*time.Second)),
@@ -53,7 +61,7 @@ func replicas() []Row {
 				entry(resource.RouteType, statusv3.ConfigStatus_SYNCED, "cluster=cluster1@x-3", ago(2*time.Minute)),
 				entry(translate.NameTableType, statusv3.ConfigStatus_SYNCED, "cluster=cluster1@x-5", ago(26*time.Hour)),
 			}},
-		{Node: testNode("router~10.51.0.9~eastwest.istio-system~istio-system.svc.cluster.local", "cluster1", "network1", nil),
+		{Node: gw,
 			GenericXdsConfigs: []*statusv3.ClientConfig_GenericXdsConfig{
 				entry(resource.ClusterType, statusv3.ConfigStatus_SYNCED, "router@x-1", ago(time.Minute)),
 				nack,

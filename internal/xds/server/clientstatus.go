@@ -10,6 +10,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	statusv3 "github.com/envoyproxy/go-control-plane/envoy/service/status/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -284,7 +285,7 @@ func (t *Tracker) clientConfigs(ps []proxyStatus, config bool) ([]*statusv3.Clie
 	out := make([]*statusv3.ClientConfig, 0, len(ps))
 	size, configLeft := 0, t.limits.MaxStatusConfigBytes
 	for _, p := range ps {
-		cc := &statusv3.ClientConfig{Node: p.node}
+		cc := &statusv3.ClientConfig{Node: t.views.verifiedNode(p.node, p.bound)}
 		typeURLs := make([]string, 0, len(p.types))
 		for typeURL := range p.types {
 			typeURLs = append(typeURLs, typeURL)
@@ -363,4 +364,26 @@ func (c *ViewCache) boundResources(node *corev3.Node, typeURL string, budget int
 		out = append(out, namedAny{name: n, any: e.res[n].any})
 	}
 	return out, e.versionInfo()
+}
+
+// verifiedNode is kept with, as its locality, the one the mesh verified for
+// the proxy (its workload's Pod's Node, as its EDS view is keyed) when it
+// has one: what proxy-status shows is where the proxy's endpoints are
+// ordered from, not what its node claims (Horizon's agent claims none).
+// kept itself is shared and never changed: a copy carries the locality.
+func (c *ViewCache) verifiedNode(kept, bound *corev3.Node) *corev3.Node {
+	c.mu.Lock()
+	e := c.bindings[bound][resource.EndpointType]
+	c.mu.Unlock()
+	if e == nil || !e.view.Key.Located {
+		return kept
+	}
+	l := e.view.Key.Locality
+	loc := &corev3.Locality{Region: l.Region, Zone: l.Zone, SubZone: l.Subzone}
+	if proto.Equal(loc, kept.GetLocality()) {
+		return kept
+	}
+	n := proto.Clone(kept).(*corev3.Node)
+	n.Locality = loc
+	return n
 }

@@ -185,6 +185,40 @@ func TestClientStatusScope(t *testing.T) {
 	}
 }
 
+// A proxy's CSDS node carries the locality the mesh verified for it (its
+// EDS view's), not the one it claims; one the mesh did not locate keeps
+// its own. The stream's kept node is not changed.
+func TestClientStatusShowsVerifiedLocality(t *testing.T) {
+	f := newFixture(t, 0, Limits{})
+	claimed := &corev3.Locality{Region: "claimed", Zone: "zone"}
+	located, other := node("located-1", "located", "", ""), node("other-1", "n1", "", "")
+	located.Locality, other.Locality = claimed, claimed
+	for i, n := range []*corev3.Node{located, other} {
+		if err := f.port.open(context.Background(), int64(i+1)); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.port.request(int64(i+1), sotw(n, resource.EndpointType)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ps := f.tr.proxyStatuses(statusScope{all: true}, nil)
+	ccs, err := f.tr.clientConfigs(ps, false)
+	if err != nil || len(ccs) != 2 {
+		t.Fatalf("%d configs, %v", len(ccs), err)
+	}
+	want := map[string]*corev3.Locality{"located-1": {Region: "r1", Zone: "z1"}, "other-1": claimed}
+	for _, cc := range ccs {
+		if got := cc.GetNode().GetLocality(); !proto.Equal(got, want[cc.GetNode().GetId()]) {
+			t.Errorf("%s: locality %v, want %v", cc.GetNode().GetId(), got, want[cc.GetNode().GetId()])
+		}
+	}
+	for _, p := range ps {
+		if !proto.Equal(p.node.GetLocality(), claimed) {
+			t.Errorf("%s: the kept node changed: %v", p.node.GetId(), p.node.GetLocality())
+		}
+	}
+}
+
 // csdsEnv is an ADS server over a vcWorld with CDS views holding two
 // clusters, and a CSDS client of it.
 func csdsEnv(t *testing.T, limits Limits) (*adsEnv, statusv3.ClientStatusDiscoveryServiceClient) {

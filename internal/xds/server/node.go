@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 
@@ -25,6 +26,9 @@ const (
 	MetaServiceAccount = "SERVICE_ACCOUNT"
 	MetaInstanceIPs    = "INSTANCE_IPS"
 	MetaLabels         = "LABELS"
+	// MetaIstioVersion is an Istio proxy's version; kept (not read) so
+	// that proxy-status and istioctl can show it.
+	MetaIstioVersion = "ISTIO_VERSION"
 )
 
 // Proxy is what the control plane knows of a connected proxy from its node.
@@ -71,12 +75,21 @@ const MaxNodeBytes = 1 << 20
 // only these of its node (see KeptNode), whatever else the proxy sends.
 var keptMetadata = []string{MetaNetwork, MetaClusterID, MetaNamespace, MetaServiceAccount, MetaInstanceIPs, MetaLabels}
 
+// maxVersionLen bounds the version strings a stream keeps.
+const maxVersionLen = 64
+
 // KeptNode returns the part of a node a stream keeps: its id, cluster,
-// locality and the metadata fields Horizon reads. A node's other metadata
-// (megabytes, if a client wants) is dropped with the request that carried
-// it, and later requests are compared with this, not with the whole node.
+// locality, the metadata fields Horizon reads and, for the tools that show
+// proxies, its versions (Envoy's build, Istio's ISTIO_VERSION) cut to
+// maxVersionLen. A node's other metadata (megabytes, if a client wants) is
+// dropped with the request that carried it, and later requests are
+// compared with this, not with the whole node.
 func KeptNode(n *corev3.Node) *corev3.Node {
-	out := &corev3.Node{Id: n.GetId(), Cluster: cut(n.GetCluster(), maxNameLen)}
+	out := &corev3.Node{Id: n.GetId(), Cluster: cut(n.GetCluster(), maxNameLen), UserAgentName: cut(n.GetUserAgentName(), maxVersionLen)}
+	if v := n.GetUserAgentBuildVersion().GetVersion(); v != nil {
+		out.UserAgentVersionType = &corev3.Node_UserAgentBuildVersion{UserAgentBuildVersion: &corev3.BuildVersion{
+			Version: &typev3.SemanticVersion{MajorNumber: v.GetMajorNumber(), MinorNumber: v.GetMinorNumber(), Patch: v.GetPatch()}}}
+	}
 	if l := n.GetLocality(); l != nil {
 		out.Locality = &corev3.Locality{Region: cut(l.GetRegion(), maxNameLen), Zone: cut(l.GetZone(), maxNameLen),
 			SubZone: cut(l.GetSubZone(), maxNameLen)}
@@ -87,6 +100,9 @@ func KeptNode(n *corev3.Node) *corev3.Node {
 			if v, ok := f[k]; ok {
 				md.Fields[k] = v
 			}
+		}
+		if v := f[MetaIstioVersion].GetStringValue(); v != "" {
+			md.Fields[MetaIstioVersion] = structpb.NewStringValue(cut(v, maxVersionLen))
 		}
 		out.Metadata = md
 	}

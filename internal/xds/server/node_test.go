@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
@@ -46,5 +48,34 @@ func TestProxyFromNode(t *testing.T) {
 				t.Fatalf("got %+v, %v; want %+v", got, err, tt.want)
 			}
 		})
+	}
+}
+
+// A stream keeps of a node only what Horizon reads and, for the tools that
+// show proxies, its versions, cut: Envoy's build version (not its
+// metadata) and a string ISTIO_VERSION.
+func TestKeptNodeKeepsVersions(t *testing.T) {
+	md, _ := structpb.NewStruct(map[string]any{"NETWORK": "n1", "ISTIO_VERSION": "1.28.0", "POD_NAME": "sleep-1", "ANNOTATIONS": map[string]any{"a": "b"}})
+	n := &corev3.Node{Id: "sidecar~x", Metadata: md, UserAgentName: "envoy",
+		UserAgentVersionType: &corev3.Node_UserAgentBuildVersion{UserAgentBuildVersion: &corev3.BuildVersion{
+			Version:  &typev3.SemanticVersion{MajorNumber: 1, MinorNumber: 40},
+			Metadata: md}}}
+	kept := KeptNode(n)
+	want := &corev3.Node{Id: "sidecar~x", UserAgentName: "envoy",
+		UserAgentVersionType: &corev3.Node_UserAgentBuildVersion{UserAgentBuildVersion: &corev3.BuildVersion{
+			Version: &typev3.SemanticVersion{MajorNumber: 1, MinorNumber: 40}}},
+		Metadata: &structpb.Struct{Fields: map[string]*structpb.Value{"NETWORK": structpb.NewStringValue("n1"), "ISTIO_VERSION": structpb.NewStringValue("1.28.0")}}}
+	if !proto.Equal(kept, want) {
+		t.Errorf("kept %v\nwant %v", kept, want)
+	}
+	md.Fields["ISTIO_VERSION"] = structpb.NewStringValue(strings.Repeat("9", 1000))
+	n.UserAgentName = strings.Repeat("e", 1000)
+	kept = KeptNode(n)
+	if v := kept.GetMetadata().GetFields()["ISTIO_VERSION"].GetStringValue(); len(v) != maxVersionLen+3 || len(kept.GetUserAgentName()) != maxVersionLen+3 {
+		t.Errorf("long versions kept as %d and %d bytes", len(v), len(kept.GetUserAgentName()))
+	}
+	md.Fields["ISTIO_VERSION"] = structpb.NewNumberValue(1)
+	if _, ok := KeptNode(n).GetMetadata().GetFields()["ISTIO_VERSION"]; ok {
+		t.Errorf("a number ISTIO_VERSION was kept")
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/horizonmesh/horizon/internal/model"
 	"github.com/horizonmesh/horizon/internal/xds/translate"
 )
 
@@ -64,6 +65,11 @@ func newFixture(t *testing.T, maxViews int, limits Limits) *fixture {
 		}
 		if p.Network == "refused" {
 			return translate.View{}, false, status.Error(codes.FailedPrecondition, "network refused")
+		}
+		// A network named "located" stands for a sidecar EDS view of a
+		// workload the mesh located (in r1/z1).
+		if p.Network == "located" && typeURL == resource.EndpointType {
+			return translate.View{Network: p.Network, Cluster: "c1", Located: true, Locality: model.Locality{Region: "r1", Zone: "z1"}}, false, nil
 		}
 		// A network named "claimed-..." stands for a view keyed by what
 		// the proxy claims.
