@@ -83,9 +83,9 @@ func TestProxyStatusAgainstDiscovery(t *testing.T) {
 		t.Fatalf("table: exit %d\n%s%s", code, out, errOut)
 	}
 	f := strings.Fields(lines[1])
-	// PROXY CLUSTER NETWORK ROLE LOCALITY CDS(2) LDS EDS(2) RDS NDS REPLICA
-	if len(f) != 13 || f[0] != id || f[1] != "cluster1" || f[3] != "sidecar" || f[5] != "SYNCED" || f[7] != "-" || f[8] != "SYNCED" ||
-		f[10] != "-" || f[11] != "-" || f[12] != lis.Addr().String() {
+	// PROXY CLUSTER NETWORK ROLE LOCALITY VERSION CDS(2) LDS EDS(2) RDS NDS REPLICA
+	if len(f) != 14 || f[0] != id || f[1] != "cluster1" || f[3] != "sidecar" || f[6] != "SYNCED" || f[8] != "-" || f[9] != "SYNCED" ||
+		f[11] != "-" || f[12] != "-" || f[13] != lis.Addr().String() {
 		t.Errorf("table row %q", lines[1])
 	}
 }

@@ -21,8 +21,12 @@ import (
 // Pod, --remote on cluster2, cluster2's remote Secret, the samples
 // injected) ends with helloworld answering from v1 at its pod address and
 // from v2 through cluster2's gateway; with helloworld's DestinationRule v1
-// answers alone, v2 once v1 is scaled to 0, v1 again once it is back;
-// `lab down` leaves no process behind.
+// answers alone, v2 once v1 is scaled to 0, v1 again once it is back.
+// Then, on the lab it left, the tools (toolsOnLab, proxyStatusOnLab),
+// kubectl (walkthroughByKubectl, replayByHand: cluster2's remote Secret
+// deleted) and cluster2 joined again, its credentials then revoked
+// (rejoinAndRevoke); `lab down` leaves no process behind. One lab for all:
+// bringing one up and running the demo costs a minute.
 func TestLabDemo(t *testing.T) {
 	bin := kubeharness.Binaries(t)
 	if err := lab.CheckBinaries(bin); err != nil {
@@ -152,9 +156,11 @@ func TestLabDemo(t *testing.T) {
 		return
 	}
 	k := newLabKubectl(bin, state)
+	toolsOnLab(t, k, state, out)
 	proxyStatusOnLab(t, k, state, filepath.Join(bin2, "horizon"))
 	walkthroughByKubectl(t, k)
 	replayByHand(t, k)
+	rejoinAndRevoke(t, k, state)
 }
 
 // replayByHand is what a person does next with kubectl on the lab the demo

@@ -100,9 +100,19 @@ func proxyStatusOnLab(t *testing.T, k labKubectl, state, horizon string) {
 	if err != nil {
 		t.Errorf("proxy-status (table): %v", err)
 	}
+	// Every proxy shows its Envoy build; a sidecar the locality the mesh
+	// verified for it (its Pod's lab node's labels), not a claim: Horizon's
+	// agent states none.
+	wantLocality := map[string]string{"cluster1": "region1/zone1", "cluster2": "region2/zone2"}
 	for _, r := range rows {
 		if r.Cluster == "" || r.Network == "" || r.Replica == "" || (r.Role != "sidecar" && r.Role != "router") {
 			t.Errorf("row %+v", r)
+		}
+		if !strings.HasPrefix(r.Version, "envoy/1.40.") {
+			t.Errorf("%s: version %q, want Envoy's build", r.Proxy, r.Version)
+		}
+		if r.Role == "sidecar" && r.Locality != wantLocality[r.Cluster] {
+			t.Errorf("%s: locality %q, want %q", r.Proxy, r.Locality, wantLocality[r.Cluster])
 		}
 	}
 
