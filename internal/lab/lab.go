@@ -45,6 +45,10 @@ type Options struct {
 	// Envoy is the Envoy binary of horizon/proxy images ($HORIZON_ENVOY
 	// when "").
 	Envoy string
+	// OwnerFile records which state directory's lab holds the machine's
+	// lab networks, so that a lab of another one is stopped before they
+	// are rebuilt; DefaultOwnerFile when "".
+	OwnerFile string
 }
 
 func (o Options) normalized() (Options, error) {
@@ -63,6 +67,9 @@ func (o Options) normalized() (Options, error) {
 	}
 	if o.Progress == nil {
 		o.Progress = io.Discard
+	}
+	if o.OwnerFile == "" {
+		o.OwnerFile = DefaultOwnerFile
 	}
 	o.Progress = &lineWriter{w: o.Progress}
 	if o.Timeout <= 0 {
@@ -168,6 +175,17 @@ func cleanEarlierLab(o Options, prev *State) error {
 			return fmt.Errorf("cleaning up the earlier lab in %s: %w", o.StateDir, err)
 		}
 	}
+	// One lab per machine: its networks' names and addresses (and this
+	// machine's routes to them) are machine-wide. A lab of another state
+	// directory that still runs (`make demo` leaves one up; the tests
+	// bring up their own) is stopped whole, rather than left running
+	// without its networks.
+	if owner, procs := otherLab(o); len(procs) > 0 {
+		o.logf("stopping the lab in %s (%d processes): one lab runs per machine, its networks are machine-wide", owner, len(procs))
+		if err := stopTiered(procs, o.StopGrace); err != nil {
+			return fmt.Errorf("stopping the lab in %s: %w", owner, err)
+		}
+	}
 	if nss, _ := LabNamespaces(context.Background()); len(nss) > 0 {
 		o.logf("removing %d leftover network namespaces (%s)", len(nss), strings.Join(nss, ", "))
 	}
@@ -181,6 +199,18 @@ func cleanEarlierLab(o Options, prev *State) error {
 		}
 	}
 	return nil
+}
+
+// otherLab is the state directory of the lab that holds the machine's lab
+// networks when it is not o's, and its running processes (none: it is
+// down, or there is no other).
+func otherLab(o Options) (string, []Process) {
+	owner := readOwner(o.OwnerFile)
+	if owner == "" || owner == o.StateDir {
+		return "", nil
+	}
+	st, _ := LoadState(owner)
+	return owner, leftovers(owner, st)
 }
 
 // leftovers are the running processes recorded in st and those found in
@@ -222,6 +252,11 @@ func Down(ctx context.Context, opts Options) (stopped int, err error) {
 	}
 	procs := leftovers(o.StateDir, st)
 	nss, _ := LabNamespaces(ctx)
+	// The networks are another running lab's: they stay.
+	owner, others := otherLab(o)
+	if len(others) > 0 {
+		nss = nil
+	}
 	if len(procs) == 0 && !hasRuntime(o.StateDir) && len(nss) == 0 {
 		o.logf("the lab is not up (nothing in %s)", o.StateDir)
 		return 0, nil
@@ -229,7 +264,9 @@ func Down(ctx context.Context, opts Options) (stopped int, err error) {
 	if err := stopTiered(procs, o.StopGrace); err != nil {
 		return 0, err
 	}
-	if err := TeardownNetworks(context.WithoutCancel(ctx)); err != nil {
+	if len(others) > 0 {
+		o.logf("leaving the lab networks to the lab in %s, which runs", owner)
+	} else if err := TeardownNetworks(context.WithoutCancel(ctx)); err != nil {
 		return len(procs), err
 	}
 	if err := removeRuntime(o.StateDir); err != nil {

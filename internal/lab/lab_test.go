@@ -641,3 +641,80 @@ func TestUpSteps(t *testing.T) {
 		}
 	}
 }
+
+// otherRunningLab is a lab in another state directory with one running
+// (fake) process, recorded as the owner of the machine's lab networks in
+// a file of the test's; it returns that directory, the process and the
+// owner file.
+func otherRunningLab(t *testing.T, bin string) (string, *child, string) {
+	t.Helper()
+	other := filepath.Join(t.TempDir(), "other-lab")
+	dir := clusterDir(filepath.Join(other, "cluster1"))
+	if err := os.MkdirAll(string(dir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv(fakeEnv, "sleep")
+	p, err := spawn(command{Component: k8sproc.KubeAPIServer, Path: filepath.Join(bin, k8sproc.KubeAPIServer), Args: []string{dir.pki("ca.crt")}}, string(dir), dir.log("api"), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = syscall.Kill(p.PID, syscall.SIGKILL) })
+	st := &State{StateDir: other, BinDir: bin}
+	st.cluster("cluster1").Processes = []Process{p.Process}
+	if err := st.save(); err != nil {
+		t.Fatal(err)
+	}
+	owner := filepath.Join(t.TempDir(), "lab-owner")
+	if err := writeOwner(owner, other); err != nil {
+		t.Fatal(err)
+	}
+	return other, p, owner
+}
+
+// One lab per machine: Up stops, whole, the running lab of another state
+// directory that holds the lab networks (rather than rebuilding them under
+// it), and records itself as their owner.
+func TestUpStopsTheLabOfAnotherStateDir(t *testing.T) {
+	bin := t.TempDir()
+	fakeBins(t, bin, append(Components, k8sproc.Kubectl)...)
+	other, p, owner := otherRunningLab(t, bin)
+	state := filepath.Join(t.TempDir(), "lab")
+	t.Setenv(fakeEnv, "exit") // this lab's fake etcds fail at once: Up stops after its networks
+	var progress bytes.Buffer
+	if _, err := Up(context.Background(), testPrograms(t, Options{StateDir: state, BinDir: bin, Progress: &progress, Timeout: 20 * time.Second, OwnerFile: owner})); err == nil {
+		t.Fatal("Up passed with failing processes")
+	}
+	select {
+	case <-p.proc.Done():
+	case <-time.After(5 * time.Second):
+		t.Error("the other lab's process still runs")
+	}
+	if want := "stopping the lab in " + other + " (1 processes)"; !strings.Contains(progress.String(), want) {
+		t.Errorf("progress lacks %q:\n%s", want, &progress)
+	}
+	if got := readOwner(owner); got != state {
+		t.Errorf("owner %q, want %q", got, state)
+	}
+}
+
+// Down leaves the lab networks alone while another state directory's lab
+// that holds them runs, and stops only its own processes.
+func TestDownLeavesARunningOtherLabsNetworks(t *testing.T) {
+	bin := t.TempDir()
+	fakeBins(t, bin, append(Components, k8sproc.Kubectl)...)
+	other, p, owner := otherRunningLab(t, bin)
+	mine, _, _ := otherRunningLab(t, bin) // this lab: one process of its own
+	var progress bytes.Buffer
+	n, err := Down(context.Background(), Options{StateDir: mine, BinDir: bin, Progress: &progress, OwnerFile: owner, StopGrace: time.Second})
+	if err != nil || n != 1 {
+		t.Fatalf("Down = %d, %v", n, err)
+	}
+	if want := "leaving the lab networks to the lab in " + other + ", which runs"; !strings.Contains(progress.String(), want) {
+		t.Errorf("progress lacks %q:\n%s", want, &progress)
+	}
+	select {
+	case <-p.proc.Done():
+		t.Error("Down stopped the other lab's process")
+	default:
+	}
+}

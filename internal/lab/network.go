@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -120,6 +121,27 @@ func SetupNetworks(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// DefaultOwnerFile records which state directory's lab holds the
+// machine's lab networks (Options.OwnerFile).
+const DefaultOwnerFile = "/run/horizon/lab-owner"
+
+// readOwner is the state directory the owner file names ("" without one).
+func readOwner(file string) string {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// writeOwner records stateDir as the networks' owner.
+func writeOwner(file, stateDir string) error {
+	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(file, []byte(stateDir+"\n"), 0o644)
 }
 
 // LabNamespaces lists the network namespaces whose name starts with

@@ -142,6 +142,9 @@ func (buildNetworks) Execute(ctx context.Context, r *run) error {
 	if err := SetupNetworks(ctx); err != nil {
 		return err
 	}
+	if err := writeOwner(r.o.OwnerFile, r.o.StateDir); err != nil {
+		return fmt.Errorf("recording the lab's networks' owner: %w", err)
+	}
 	r.o.logf("networks: %s", networkSummary())
 	return nil
 }
