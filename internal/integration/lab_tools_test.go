@@ -127,22 +127,15 @@ func labHorizon(t *testing.T, state string) func(args ...string) (int, string, s
 }
 
 // rejoinAndRevoke, after cluster2's remote Secret was deleted, joins
-// cluster2 again the walkthrough's way (create-remote-secret on cluster2,
-// applied on cluster1): v2 answers sleep again. Then the Secret's service
-// account is deleted on cluster2, so its token no longer authenticates,
-// and check names that Secret.
+// cluster2 again as a person replaying the walkthrough does: kubectl apply
+// of the remote Secret the demo wrote (create-remote-secret --server with
+// cluster2's address as discovery's pod reaches it): v2 answers sleep
+// again. Then the Secret's service account is deleted on cluster2, so its
+// token no longer authenticates, and check names that Secret.
 func rejoinAndRevoke(t *testing.T, k labKubectl, state string) {
 	t.Helper()
 	horizon := labHorizon(t, state)
-	code, secret, _ := horizon("create-remote-secret", "--context", "cluster2", "--name", "cluster2")
-	if code != 0 {
-		t.Fatalf("create-remote-secret: exit %d", code)
-	}
-	apply := k.command("--context", "cluster1", "apply", "-f", "-")
-	apply.Stdin = strings.NewReader(secret)
-	if out, err := apply.CombinedOutput(); err != nil {
-		t.Fatalf("kubectl apply the remote Secret: %v\n%s", err, out)
-	}
+	k.ok(t, "--context", "cluster1", "apply", "-f", filepath.Join(state, "demo", "remote-secret-cluster2.yaml"))
 	waitFor(t, time.Minute, "v2 to answer again once cluster2 joined again", func() bool { return requests(t, k, 1).v2 == 1 })
 
 	clients, err := lab.Clients(state)
