@@ -15,9 +15,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
 
 	"github.com/horizonmesh/horizon/internal/ca"
 	"github.com/horizonmesh/horizon/internal/ca/catest"
@@ -57,12 +55,7 @@ func podOnNode(t *testing.T, c *kubeharness.Cluster, ns, name, ip, sa, node stri
 	for k, v := range labels {
 		l[k] = v
 	}
-	p, err := c.Client.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: l},
-		Spec: corev1.PodSpec{ServiceAccountName: sa, NodeName: node, Containers: []corev1.Container{{Name: "app", Image: "x"}}}}, metav1.CreateOptions{})
-	must(t, err)
-	p.Status.PodIP = ip
-	_, err = c.Client.CoreV1().Pods(ns).UpdateStatus(ctx, p, metav1.UpdateOptions{})
-	must(t, err)
+	createPod(t, c, ns, name, ip, sa, node, l)
 }
 
 func serviceWith(t *testing.T, c *kubeharness.Cluster, ns, name, clusterIP, portName string, port int32, labels map[string]string, lb string) {
@@ -84,22 +77,7 @@ func serviceWith(t *testing.T, c *kubeharness.Cluster, ns, name, clusterIP, port
 // endpoints writes a Service's EndpointSlice: pod name → IP on port.
 func endpoints(t *testing.T, c *kubeharness.Cluster, ns, svc, portName string, port int32, pods map[string]string) {
 	t.Helper()
-	sl := &discoveryv1.EndpointSlice{ObjectMeta: metav1.ObjectMeta{Name: svc + "-1", Namespace: ns,
-		Labels: map[string]string{"kubernetes.io/service-name": svc}}, AddressType: discoveryv1.AddressTypeIPv4,
-		Ports: []discoveryv1.EndpointPort{{Name: ptr.To(portName), Port: ptr.To(port)}}}
-	for name, ip := range pods {
-		sl.Endpoints = append(sl.Endpoints, discoveryv1.Endpoint{Addresses: []string{ip}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)},
-			TargetRef: &corev1.ObjectReference{Kind: "Pod", Namespace: ns, Name: name}})
-	}
-	api := c.Client.DiscoveryV1().EndpointSlices(ns)
-	if old, err := api.Get(ctx, sl.Name, metav1.GetOptions{}); err == nil {
-		sl.ResourceVersion = old.ResourceVersion
-		_, err = api.Update(ctx, sl, metav1.UpdateOptions{})
-		must(t, err)
-		return
-	}
-	_, err := api.Create(ctx, sl, metav1.CreateOptions{})
-	must(t, err)
+	endpointSlice(t, c, ns, svc, []corev1.ServicePort{{Name: portName, Port: port}}, pods)
 }
 
 // TestAcrossIsolatedNetworks is the walkthrough for real: network1

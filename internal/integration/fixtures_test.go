@@ -77,14 +77,37 @@ func pod(t testing.TB, c *kubeharness.Cluster, ns, name, ip string, labels map[s
 	must(t, err)
 }
 
+// createPod creates a Pod with exactly these labels, running as sa on
+// node ("": none), and writes its IP through UpdateStatus, as a kubelet
+// would.
+func createPod(t testing.TB, c *kubeharness.Cluster, ns, name, ip, sa, node string, labels map[string]string) {
+	t.Helper()
+	p, err := c.Client.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: labels},
+		Spec: corev1.PodSpec{ServiceAccountName: sa, NodeName: node, Containers: []corev1.Container{{Name: "app", Image: "x"}}}}, metav1.CreateOptions{})
+	must(t, err)
+	p.Status.PodIP = ip
+	_, err = c.Client.CoreV1().Pods(ns).UpdateStatus(ctx, p, metav1.UpdateOptions{})
+	must(t, err)
+}
+
 // slice writes the EndpointSlice of a Service (no controller-manager runs):
-// one ready endpoint per pod name → IP.
+// one ready endpoint per pod name → IP, on port http 5000.
 func slice(t testing.TB, c *kubeharness.Cluster, ns, svc string, pods map[string]string) {
+	t.Helper()
+	endpointSlice(t, c, ns, svc, []corev1.ServicePort{{Name: "http", Port: 5000}}, pods)
+}
+
+// endpointSlice creates or updates a Service's EndpointSlice (svc-1):
+// one ready endpoint per pod name → IP, on every port (by the Service
+// port's name and number).
+func endpointSlice(t testing.TB, c *kubeharness.Cluster, ns, svc string, ports []corev1.ServicePort, pods map[string]string) {
 	t.Helper()
 	sl := &discoveryv1.EndpointSlice{
 		ObjectMeta:  metav1.ObjectMeta{Name: svc + "-1", Namespace: ns, Labels: map[string]string{"kubernetes.io/service-name": svc}},
 		AddressType: discoveryv1.AddressTypeIPv4,
-		Ports:       []discoveryv1.EndpointPort{{Name: ptr.To("http"), Port: ptr.To[int32](5000)}},
+	}
+	for _, p := range ports {
+		sl.Ports = append(sl.Ports, discoveryv1.EndpointPort{Name: ptr.To(p.Name), Port: ptr.To(p.Port)})
 	}
 	for name, ip := range pods {
 		sl.Endpoints = append(sl.Endpoints, discoveryv1.Endpoint{Addresses: []string{ip},

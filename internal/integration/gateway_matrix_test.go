@@ -21,7 +21,6 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -191,7 +190,7 @@ func TestGatewayMatrixOnlyMeshMTLSToSidecarsPasses(t *testing.T) {
 	serviceWith(t, c1, "sample", "helloworld", "10.96.0.50", "http", 5000, nil, "")
 	serviceWith(t, c1, "sample", "plain", "10.96.0.51", "http", 5000, nil, "")
 	podWith(t, c1, "sample", "hw", hwIP, "helloworld", map[string]string{"app": "helloworld"})
-	gmPlainPod(t, c1, "sample", "plain", plainIP, "plain")
+	createPod(t, c1, "sample", "plain", plainIP, "plain", "", map[string]string{"app": "plain"}) // no tlsMode label: not mTLS-capable
 	endpoints(t, c1, "sample", "helloworld", "http", 5000, map[string]string{"hw": hwIP})
 	endpoints(t, c1, "sample", "plain", "http", 5000, map[string]string{"plain": plainIP})
 	applyIstioCRDs(t, c1)
@@ -333,15 +332,4 @@ func TestGatewayMatrixOnlyMeshMTLSToSidecarsPasses(t *testing.T) {
 			}
 		})
 	}
-}
-
-// gmPlainPod is a Pod without the mesh's tlsMode label: not mTLS-capable.
-func gmPlainPod(t *testing.T, c *kubeharness.Cluster, ns, name, ip, sa string) {
-	t.Helper()
-	p, err := c.Client.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: map[string]string{"app": name}},
-		Spec: corev1.PodSpec{ServiceAccountName: sa, Containers: []corev1.Container{{Name: "app", Image: "x"}}}}, metav1.CreateOptions{})
-	must(t, err)
-	p.Status.PodIP = ip
-	_, err = c.Client.CoreV1().Pods(ns).UpdateStatus(ctx, p, metav1.UpdateOptions{})
-	must(t, err)
 }
