@@ -44,6 +44,8 @@ func main() {
 	alpn := flag.String("alpn", "istio", "probe: ALPN protocol to offer")
 	cert := flag.String("cert", "", "probe: client certificate chain (PEM file)")
 	key := flag.String("key", "", "probe: client key (PEM file)")
+	tlsCert := flag.String("tls-cert", "", "serve HTTPS with this certificate chain (PEM file; with -tls-key)")
+	tlsKey := flag.String("tls-key", "", "serve HTTPS with this key (PEM file)")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "helloworld: unknown command %q (commands: tcp-echo, tcp-echo-client, grpc-health, grpc-health-probe)\n", flag.Arg(0))
@@ -60,6 +62,15 @@ func main() {
 		fmt.Fprintf(w, "Hello version: %s, instance: %s\n", *version, *name)
 	})
 	srv := &http.Server{Addr: *addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	if (*tlsCert == "") != (*tlsKey == "") {
+		fmt.Fprintln(os.Stderr, "helloworld: -tls-cert and -tls-key go together")
+		os.Exit(2)
+	}
+	if *tlsCert != "" {
+		// An application's own TLS (an https port), which the mesh passes
+		// through rather than terminates.
+		log.Fatal(srv.ListenAndServeTLS(*tlsCert, *tlsKey))
+	}
 	log.Fatal(srv.ListenAndServe())
 }
 

@@ -3,6 +3,15 @@
 package integration
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,13 +21,17 @@ import (
 
 // TestPeerAuthenticationEndToEnd: real PeerAuthentication objects on a
 // real kube-apiserver decide how a workload's sidecar (agent, real Envoy,
-// capture) takes inbound connections. web serves HTTP on 5000 and TCP on
-// 9000; sleep is in the mesh (sidecar); outsider is a bare process in its
-// own network namespace, not in the mesh (no sidecar, no capture).
-//   - no policy (the default, PERMISSIVE): outsider reaches both ports in
-//     plaintext; sleep reaches both over mTLS (its identity in web's log);
-//   - namespace policy STRICT: outsider is refused on both; sleep still
-//     gets through over mTLS;
+// capture) takes inbound connections. web serves HTTP on 5000, TCP on
+// 9000, and HTTPS with its own certificate on 8443 (an `https` port);
+// sleep is in the mesh (sidecar); outsider is a bare process in its own
+// network namespace, not in the mesh (no sidecar, no capture).
+//   - no policy (the default, PERMISSIVE): outsider reaches all three
+//     ports, 5000 and 9000 in plaintext and 8443 with TLS to web's own
+//     certificate (passed through, not terminated, by web's sidecar);
+//     sleep reaches all three over mTLS (its identity in web's log), on
+//     8443 web's own TLS inside the mesh's;
+//   - namespace policy STRICT: outsider is refused on all three; sleep
+//     still gets through over mTLS;
 //   - plus a workload policy with port 9000 DISABLE: outsider reaches 9000
 //     (not 5000); sleep reaches 9000 too, sent plaintext by its sidecar
 //     (auto mTLS respects DISABLE: there is no mTLS chain left there).
@@ -34,7 +47,8 @@ func TestPeerAuthenticationEndToEnd(t *testing.T) {
 		_, err := m.c1.Client.Discovery().ServerResourcesForGroupVersion("security.istio.io/v1")
 		return err == nil
 	})
-	m.service("web", clusterIP, []corev1.ServicePort{{Name: "http", Port: 5000}, {Name: "tcp", Port: 9000}}, "web")
+	m.service("web", clusterIP, []corev1.ServicePort{{Name: "http", Port: 5000}, {Name: "tcp", Port: 9000}, {Name: "https", Port: 8443}}, "web")
+	appCA, appCert, appKey := appTLSFiles(t, "web.sample")
 
 	// Discovery as installed: the default mode, PERMISSIVE.
 	m.startDiscovery(nil)
@@ -43,6 +57,7 @@ func TestPeerAuthenticationEndToEnd(t *testing.T) {
 	for _, port := range []string{"5000", "9000"} {
 		m.startApp("web", "web."+port+".log", "-addr", ":"+port, "-version", "v1", "-instance", "web-"+port)
 	}
+	m.startApp("web", "web.8443.log", "-addr", ":8443", "-version", "v1", "-instance", "web-8443", "-tls-cert", appCert, "-tls-key", appKey)
 	waitFor(t, 60*time.Second, "both Envoys to get their config", func() bool {
 		return strings.Contains(m.admin("sleep", "/clusters"), "outbound|9000||web.sample.svc.cluster.local::"+webIP+":9000") &&
 			strings.Contains(m.admin("web", "/listeners"), "virtualInbound")
@@ -50,7 +65,16 @@ func TestPeerAuthenticationEndToEnd(t *testing.T) {
 
 	// get fetches /hello from a port as a client: the outsider straight to
 	// the pod, sleep by the Service name through its sidecar.
+	// On 8443 curl speaks TLS and verifies web's own certificate (only the
+	// app holds its key): the TLS is the app's end to end.
 	get := func(from, port string) (string, error) {
+		if port == "8443" {
+			args := []string{"curl", "-s", "-f", "-m", "5", "--cacert", appCA}
+			if from == "outsider" {
+				args = append(args, "--resolve", "web.sample:8443:"+webIP)
+			}
+			return m.lab.Try(m.ns[from], 0, append(args, "https://web.sample:8443/hello")...)
+		}
 		url := "http://web.sample:" + port + "/hello"
 		if from == "outsider" {
 			url = "http://" + webIP + ":" + port + "/hello"
@@ -76,8 +100,8 @@ func TestPeerAuthenticationEndToEnd(t *testing.T) {
 		waitFor(t, 10*time.Second, phase+": web's log of sleep's mTLS connection to "+port, func() bool { return logged(port) > before })
 	}
 
-	// PERMISSIVE (no policy): both clients on both ports.
-	for _, port := range []string{"5000", "9000"} {
+	// PERMISSIVE (no policy): both clients on every port.
+	for _, port := range []string{"5000", "9000", "8443"} {
 		waitFor(t, 30*time.Second, "PERMISSIVE: the outsider's plaintext to "+port, func() bool { return reaches("outsider", port) })
 		meshedTLS("PERMISSIVE", port)
 	}
@@ -88,7 +112,7 @@ kind: PeerAuthentication
 metadata: {name: default, namespace: sample}
 spec: {mtls: {mode: STRICT}}
 `)
-	for _, port := range []string{"5000", "9000"} {
+	for _, port := range []string{"5000", "9000", "8443"} {
 		waitFor(t, 30*time.Second, "STRICT: the outsider refused on "+port, func() bool { return !reaches("outsider", port) })
 		meshedTLS("STRICT", port)
 	}
@@ -111,4 +135,31 @@ spec:
 		t.Error("DISABLE on 9000: the outsider reached the STRICT port 5000")
 	}
 	meshedTLS("STRICT beside DISABLE", "5000")
+}
+
+// appTLSFiles writes an application's own TLS files for name: a CA
+// certificate, and a server certificate it signed with its key; their
+// paths.
+func appTLSFiles(t *testing.T, name string) (caFile, certFile, keyFile string) {
+	t.Helper()
+	dir := t.TempDir()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	must(t, err)
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "app CA"}, IsCA: true, BasicConstraintsValid: true,
+		KeyUsage: x509.KeyUsageCertSign, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour)}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	must(t, err)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	must(t, err)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, caTmpl, &key.PublicKey, caKey)
+	must(t, err)
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	must(t, err)
+	caFile, certFile, keyFile = filepath.Join(dir, "app-ca.pem"), filepath.Join(dir, "app.pem"), filepath.Join(dir, "app-key.pem")
+	must(t, os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o644))
+	must(t, os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644))
+	must(t, os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600))
+	return caFile, certFile, keyFile
 }
