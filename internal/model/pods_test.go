@@ -104,7 +104,7 @@ func TestPodTableChanges(t *testing.T) {
 	t1 := t0.Apply([]PodUpdate{
 		{Ref: PodRef{"ns", "a"}, Pod: testPod("ns", "a", "sa", "z2", "10.0.0.1")}, // moved node
 		{Ref: PodRef{"ns", "c"}, Pod: testPod("ns", "c", "sa", "z1", "10.0.0.3")}, // appeared
-		{Ref: PodRef{"ns", "b"}},                                                 // went
+		{Ref: PodRef{"ns", "b"}}, // went
 	})
 	if t1.Len() != 2 || t0.Len() != 2 || len(t0.At(netip.MustParseAddr("10.0.0.2"))) != 1 {
 		t.Fatalf("lengths %d %d: Apply must not modify its table", t1.Len(), t0.Len())
