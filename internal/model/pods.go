@@ -155,6 +155,14 @@ func (t *PodTable) clone() *PodTable {
 	return n
 }
 
+// Get returns the Pod ref names, or nil.
+func (t *PodTable) Get(ref PodRef) *Pod {
+	if t == nil {
+		return nil
+	}
+	return t.byRef[ref]
+}
+
 // Refs returns the references of every Pod in t, in no order.
 func (t *PodTable) Refs() []PodRef {
 	if t == nil {
