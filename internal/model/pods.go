@@ -1,9 +1,12 @@
 package model
 
 import (
+	"hash/maphash"
 	"maps"
 	"net/netip"
+	"reflect"
 	"slices"
+	"strings"
 	"sync/atomic"
 )
 
@@ -51,23 +54,41 @@ type PodUpdate struct {
 // remembers the addresses whose Pods differ from its base's, so that the
 // control plane finds the proxies a Pod change concerns without comparing
 // whole tables (ChangedPodAddrs).
+//
+// Its maps are split into shards by hash, and Apply copies only the
+// shards it changes: a push that changes one Pod of a large cluster copies
+// two small maps and the shard arrays, not the table.
 type PodTable struct {
-	byRef  map[PodRef]*Pod
-	byAddr map[netip.Addr][]*Pod // each sorted by namespace, name
-	gen    uint64                // unique per table
-	base   uint64                // the gen of the table Apply was called on
-	// changed are the addresses whose Pods differ from base's table.
+	byRef  [podShards]map[PodRef]*Pod
+	byAddr [podShards]map[netip.Addr][]*Pod // each sorted by namespace, name
+	n      int
+	gen    uint64 // unique per table
+	base   uint64 // the gen of the table Apply was called on
+	// changed are the addresses whose Pods differ from base's table (and
+	// any a batch changed and changed back).
 	changed []netip.Addr
 }
 
-var podTableGen atomic.Uint64
+const podShards = 256
+
+var (
+	podTableGen atomic.Uint64
+	podSeed     = maphash.MakeSeed()
+)
+
+func refShard(r PodRef) int { return int(maphash.Comparable(podSeed, r) % podShards) }
+
+func addrShard(a netip.Addr) int {
+	b := a.As16()
+	return int(maphash.Bytes(podSeed, b[:]) % podShards)
+}
 
 // Len returns the number of Pods in t (nil: none).
 func (t *PodTable) Len() int {
 	if t == nil {
 		return 0
 	}
-	return len(t.byRef)
+	return t.n
 }
 
 // At returns the Pods at addr, sorted by namespace and name (usually one;
@@ -77,46 +98,96 @@ func (t *PodTable) At(addr netip.Addr) []*Pod {
 	if t == nil {
 		return nil
 	}
-	return t.byAddr[addr]
+	return t.byAddr[addrShard(addr)][addr]
+}
+
+// Get returns the Pod ref names, or nil.
+func (t *PodTable) Get(ref PodRef) *Pod {
+	if t == nil {
+		return nil
+	}
+	return t.byRef[refShard(ref)][ref]
+}
+
+// Refs returns the references of every Pod in t, in no order.
+func (t *PodTable) Refs() []PodRef {
+	if t == nil {
+		return nil
+	}
+	out := make([]PodRef, 0, t.n)
+	for _, m := range t.byRef {
+		for r := range m {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // Apply returns the table with updates applied (the last update of a Pod
 // counts). A Pod equal to the one t holds keeps that one; when no update
 // changes anything, t itself is returned. t may be nil (an empty table).
-// The cost is that of the updates plus, when something changed, one copy
-// of t's maps.
+// The cost is that of the updates and the shards they change.
 func (t *PodTable) Apply(updates []PodUpdate) *PodTable {
 	var next *PodTable
+	// The shards next has copied already (the others are t's).
+	ownRef, ownAddr := map[int]bool{}, map[int]bool{}
+	refs := func(i int) map[PodRef]*Pod {
+		if !ownRef[i] {
+			ownRef[i] = true
+			next.byRef[i] = maps.Clone(next.byRef[i])
+			if next.byRef[i] == nil {
+				next.byRef[i] = map[PodRef]*Pod{}
+			}
+		}
+		return next.byRef[i]
+	}
+	addrs := func(i int) map[netip.Addr][]*Pod {
+		if !ownAddr[i] {
+			ownAddr[i] = true
+			next.byAddr[i] = maps.Clone(next.byAddr[i])
+			if next.byAddr[i] == nil {
+				next.byAddr[i] = map[netip.Addr][]*Pod{}
+			}
+		}
+		return next.byAddr[i]
+	}
 	changed := map[netip.Addr]bool{}
 	for _, u := range updates {
-		var old *Pod
+		cur := t
 		if next != nil {
-			old = next.byRef[u.Ref]
-		} else if t != nil {
-			old = t.byRef[u.Ref]
+			cur = next
 		}
+		old := cur.Get(u.Ref)
 		if old.Equal(u.Pod) {
 			continue
 		}
 		if next == nil {
-			next = t.clone()
+			next = &PodTable{gen: podTableGen.Add(1)}
+			if t != nil {
+				next.byRef, next.byAddr, next.n, next.base = t.byRef, t.byAddr, t.n, t.gen
+			}
 		}
 		if old != nil {
-			delete(next.byRef, u.Ref)
+			delete(refs(refShard(u.Ref)), u.Ref)
+			next.n--
 			for _, a := range old.Addresses {
-				next.byAddr[a] = slices.DeleteFunc(slices.Clone(next.byAddr[a]), func(p *Pod) bool { return p == old })
-				if len(next.byAddr[a]) == 0 {
-					delete(next.byAddr, a)
+				m := addrs(addrShard(a))
+				if at := slices.DeleteFunc(slices.Clone(m[a]), func(p *Pod) bool { return p == old }); len(at) > 0 {
+					m[a] = at
+				} else {
+					delete(m, a)
 				}
 				changed[a] = true
 			}
 		}
 		if p := u.Pod; p != nil {
-			next.byRef[u.Ref] = p
+			refs(refShard(u.Ref))[u.Ref] = p
+			next.n++
 			for _, a := range p.Addresses {
-				at := append(slices.Clone(next.byAddr[a]), p)
+				m := addrs(addrShard(a))
+				at := append(slices.Clone(m[a]), p)
 				slices.SortFunc(at, podCompare)
-				next.byAddr[a] = at
+				m[a] = at
 				changed[a] = true
 			}
 		}
@@ -129,50 +200,15 @@ func (t *PodTable) Apply(updates []PodUpdate) *PodTable {
 }
 
 func podCompare(a, b *Pod) int {
-	if a.Namespace != b.Namespace {
-		if a.Namespace < b.Namespace {
-			return -1
-		}
-		return 1
+	if c := strings.Compare(a.Namespace, b.Namespace); c != 0 {
+		return c
 	}
-	if a.Name < b.Name {
-		return -1
-	}
-	if a.Name > b.Name {
-		return 1
-	}
-	return 0
-}
-
-// clone returns a new table holding t's Pods, based on t.
-func (t *PodTable) clone() *PodTable {
-	n := &PodTable{gen: podTableGen.Add(1)}
-	if t == nil {
-		n.byRef, n.byAddr = map[PodRef]*Pod{}, map[netip.Addr][]*Pod{}
-		return n
-	}
-	n.byRef, n.byAddr, n.base = maps.Clone(t.byRef), maps.Clone(t.byAddr), t.gen
-	return n
-}
-
-// Get returns the Pod ref names, or nil.
-func (t *PodTable) Get(ref PodRef) *Pod {
-	if t == nil {
-		return nil
-	}
-	return t.byRef[ref]
-}
-
-// Refs returns the references of every Pod in t, in no order.
-func (t *PodTable) Refs() []PodRef {
-	if t == nil {
-		return nil
-	}
-	return slices.Collect(maps.Keys(t.byRef))
+	return strings.Compare(a.Name, b.Name)
 }
 
 // changedSince returns the addresses whose Pods differ between old and t:
-// what Apply recorded when t was made from old, else a comparison of both.
+// what Apply recorded when t was made from old, else a comparison of both
+// (of the shards they do not share).
 func (t *PodTable) changedSince(old *PodTable) []netip.Addr {
 	switch {
 	case t == old:
@@ -180,20 +216,38 @@ func (t *PodTable) changedSince(old *PodTable) []netip.Addr {
 	case t != nil && old != nil && t.base == old.gen:
 		return t.changed
 	}
-	seen := map[netip.Addr]bool{}
 	var out []netip.Addr
-	for _, pair := range [2][2]*PodTable{{t, old}, {old, t}} {
-		if pair[0] == nil {
-			continue
+	for i := range podShards {
+		var a, b map[netip.Addr][]*Pod
+		if t != nil {
+			a = t.byAddr[i]
 		}
-		for a, pods := range pair[0].byAddr {
-			if !seen[a] && !slices.EqualFunc(pods, pair[1].At(a), (*Pod).Equal) {
-				seen[a] = true
-				out = append(out, a)
+		if old != nil {
+			b = old.byAddr[i]
+		}
+		if sameMap(a, b) {
+			continue // one shard: no change in it
+		}
+		for addr, pods := range a {
+			if !slices.EqualFunc(pods, b[addr], (*Pod).Equal) {
+				out = append(out, addr)
+			}
+		}
+		for addr := range b {
+			if _, ok := a[addr]; !ok {
+				out = append(out, addr)
 			}
 		}
 	}
 	return out
+}
+
+// sameMap reports whether a and b are one map (or both nil).
+func sameMap(a, b map[netip.Addr][]*Pod) bool {
+	if a == nil || b == nil {
+		return a == nil && b == nil
+	}
+	return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
 }
 
 // Pods returns the Pod table of cluster (nil: none).

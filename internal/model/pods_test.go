@@ -1,6 +1,9 @@
 package model
 
 import (
+	"fmt"
+	"maps"
+	"math/rand/v2"
 	"net/netip"
 	"slices"
 	"testing"
@@ -132,5 +135,106 @@ func TestPodTableChanges(t *testing.T) {
 	}
 	if got := changed(m0, mesh(nil)); !slices.Equal(got, []string{"c1/10.0.0.1", "c1/10.0.0.2"}) {
 		t.Errorf("a cluster's pods gone: %v", got)
+	}
+}
+
+// One Pod's change in a cluster of 10,000: what a push pays for the Pod
+// table (the cost is one copy of its maps).
+func BenchmarkPodTableApplyOne(b *testing.B) {
+	var ups []PodUpdate
+	for i := range 10000 {
+		p := testPod("ns", fmt.Sprintf("p%d", i), "sa", "z1", netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}).String())
+		ups = append(ups, PodUpdate{Ref: PodRef{p.Namespace, p.Name}, Pod: p})
+	}
+	t := (*PodTable)(nil).Apply(ups)
+	b.ResetTimer()
+	for i := range b.N {
+		p := testPod("ns", "p1", "sa", fmt.Sprintf("z%d", i%2+2), "10.0.0.1")
+		t = t.Apply([]PodUpdate{{Ref: PodRef{"ns", "p1"}, Pod: p}})
+	}
+}
+
+// Whatever updates a table goes through, it holds what a table made at
+// once from the same Pods holds, the tables it was made from are left as
+// they were, and the changes Apply records hold every one a whole
+// comparison finds.
+func TestPodTableApplyRandom(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	var tab *PodTable
+	want := map[PodRef]*Pod{}
+	type kept struct {
+		t    *PodTable
+		pods map[PodRef]*Pod
+	}
+	var history []kept
+	for step := range 300 {
+		var ups []PodUpdate
+		for range 1 + r.IntN(20) {
+			ref := PodRef{"ns", fmt.Sprintf("p%d", r.IntN(600))}
+			var p *Pod
+			if r.IntN(4) != 0 {
+				p = testPod(ref.Namespace, ref.Name, "sa", fmt.Sprintf("z%d", r.IntN(2)), fmt.Sprintf("10.0.%d.%d", r.IntN(3), r.IntN(250)))
+			}
+			ups = append(ups, PodUpdate{Ref: ref, Pod: p})
+			if p == nil {
+				delete(want, ref)
+			} else {
+				want[ref] = p
+			}
+		}
+		next := tab.Apply(ups)
+		// Recorded may hold more (a Pod changed and back in one batch).
+		got, whole := next.changedSince(tab), (&PodTable{}).compare(next, tab)
+		for _, a := range whole {
+			if !slices.Contains(got, a) {
+				t.Fatalf("step %d: recorded changes %v lack %s (compared: %v)", step, sortAddrs(got), a, sortAddrs(whole))
+			}
+		}
+		tab = next
+		history = append(history, kept{tab, maps.Clone(want)})
+		for _, h := range history[max(0, len(history)-5):] {
+			checkPodTable(t, step, h.t, h.pods)
+		}
+	}
+}
+
+func sortAddrs(a []netip.Addr) []netip.Addr {
+	a = slices.Clone(a)
+	slices.SortFunc(a, netip.Addr.Compare)
+	return a
+}
+
+// compare is changedSince's whole comparison of t and old.
+func (*PodTable) compare(t, old *PodTable) []netip.Addr {
+	if t == old {
+		return nil
+	}
+	cp := *t
+	cp.base = ^uint64(0)
+	return cp.changedSince(old)
+}
+
+func checkPodTable(t *testing.T, step int, tab *PodTable, want map[PodRef]*Pod) {
+	t.Helper()
+	if tab.Len() != len(want) {
+		t.Fatalf("step %d: %d pods, want %d", step, tab.Len(), len(want))
+	}
+	byAddr := map[netip.Addr][]*Pod{}
+	for ref, p := range want {
+		if !tab.Get(ref).Equal(p) {
+			t.Fatalf("step %d: %v is %+v, want %+v", step, ref, tab.Get(ref), p)
+		}
+		for _, a := range p.Addresses {
+			byAddr[a] = append(byAddr[a], p)
+		}
+	}
+	for a, pods := range byAddr {
+		slices.SortFunc(pods, podCompare)
+		if !slices.EqualFunc(tab.At(a), pods, (*Pod).Equal) {
+			t.Fatalf("step %d: at %s %v, want %v", step, a, tab.At(a), pods)
+		}
+	}
+	if n := len(tab.Refs()); n != len(want) {
+		t.Fatalf("step %d: %d refs", step, n)
 	}
 }
