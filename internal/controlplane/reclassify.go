@@ -18,6 +18,13 @@ import (
 // still costs what changed. A namespace that gains its first service or
 // loses its last moves the streams of its proved proxies too: only a
 // namespace with services keys routes (translate.ProxyOf).
+//
+// A proxy at addresses no endpoint has is classified by its Pod
+// (model.Mesh.WorkloadAt's fallback: its Node's locality keys its EDS
+// view, its namespace its routes). A Pod appearing, getting its IP,
+// changing or going moves the streams at its addresses only: the Pod
+// tables record which addresses changed (model.ChangedPodAddrs), and such
+// a change touches no Service, so no load assignment is built again.
 
 // endpointAddr is one workload address of one cluster.
 type endpointAddr struct {
@@ -39,6 +46,7 @@ func (cp *ControlPlane) reclassify(prev, m *model.Mesh) {
 		return
 	}
 	touched := changedEndpointAddrs(prev, m)
+	model.ChangedPodAddrs(prev, m, func(c model.ClusterID, a netip.Addr) { touched[endpointAddr{c, a}] = true })
 	namespaces := changedNamespaces(prev, m)
 	if len(touched) == 0 && len(namespaces) == 0 {
 		return

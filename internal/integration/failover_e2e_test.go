@@ -51,16 +51,12 @@ spec:
 func TestLocalityFailoverAcrossNetworks(t *testing.T) {
 	x := startCrossnet(t, crossnetOptions{Prefix: "hzfo", Net1: "10.71.0", Net2: "10.72.0"})
 	hw1, gw2 := x.workloads[1], x.workloads[5]
-	sleep1IP := x.workloads[0].ip
 	gw2Addr := x.gw2Public + ":15443"
 
-	// Localities: the pods' Nodes. Sleep becomes a Service's endpoint, as
-	// in Istio's samples: where a proxy stands is its workload's Node, and
-	// the mesh knows a workload by its endpoints.
+	// Localities: the pods' Nodes. No Service selects sleep1 (a client
+	// only): where its proxy stands is its Pod's Node all the same.
 	nodeLocality(t, x.c1, "node1", "region1", "zone1")
 	nodeLocality(t, x.c2, "node2", "region2", "zone2")
-	serviceWith(t, x.c1, "sample", "sleep", "10.96.0.60", "http", 80, nil, "")
-	endpoints(t, x.c1, "sample", "sleep", "http", 80, map[string]string{"sleep1": sleep1IP})
 	applyObject(t, x.c1, "destinationrules", failoverRule)
 	applied := time.Now()
 	waitFor(t, 60*time.Second, "sleep1's Envoy to hold v1 in priority 0 and cluster2's gateway in priority 1, with outlier detection", func() bool {

@@ -109,13 +109,16 @@ func Build(in BuildInput) (*Mesh, Diagnostics) {
 	clusters := uniqueClusters(in.Clusters, &diags)
 	netOf := newNetworkResolver(nets)
 
-	m := &Mesh{inputs: map[string][]serviceInput{}, peerAuth: in.PeerAuth}
+	m := &Mesh{inputs: map[string][]serviceInput{}, peerAuth: in.PeerAuth, pods: map[ClusterID]*PodTable{}}
 	var ck strings.Builder
 	byID := map[ClusterID]*ClusterSnapshot{}
 	var hosts []string
 	for _, c := range clusters {
 		fmt.Fprintf(&ck, "%q=%q;", c.ID, c.SystemNamespaceNetwork)
 		byID[c.ID] = c
+		if c.Pods.Len() > 0 {
+			m.pods[c.ID] = c.Pods // shared: Pods change no Service (merge key)
+		}
 		for _, cs := range c.Services {
 			host := Hostname(cs.Name, cs.Namespace, suffix)
 			if _, ok := m.inputs[host]; !ok {

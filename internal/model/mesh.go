@@ -66,6 +66,9 @@ type Mesh struct {
 	defaultPolicy *TrafficPolicy
 	// peerAuth resolves workloads' inbound mTLS modes.
 	peerAuth *PeerAuthentications
+	// pods are the clusters' Pod tables (ClusterSnapshot.Pods), by
+	// cluster: WorkloadAt's fallback.
+	pods map[ClusterID]*PodTable
 }
 
 // GatewayNames returns, sorted, the DNS names Build looked up for gateways
@@ -208,6 +211,10 @@ type Workload struct {
 // WorkloadAt finds the workload of cluster at the first of ips that an
 // endpoint has. With namespace and serviceAccount set, only a Pod running
 // as that identity counts (an endpoint with no known Pod never does).
+// When no endpoint is at any of ips, it falls back to the cluster's Pods
+// (ClusterSnapshot.Pods) by the same rules: a Pod no Service selects, or
+// whose endpoints are not ready yet, is a workload with its Node's
+// locality, its namespace and labels, and no ports.
 //
 // A proxy's views are keyed by what this returns, not by the addresses it
 // states: the result is one real workload, so however a client combines
@@ -226,7 +233,7 @@ func (m *Mesh) WorkloadAt(cluster ClusterID, ips []netip.Addr, namespace, servic
 		found, rank = e, i
 	})
 	if found == nil {
-		return Workload{}, false
+		return m.podAt(cluster, ips, namespace, serviceAccount)
 	}
 	w := Workload{Namespace: found.Namespace, PodName: found.PodName, ServiceAccount: found.ServiceAccount, Labels: found.Labels, Locality: found.Locality}
 	http := map[uint32]bool{} // port: every service port it serves is HTTP

@@ -112,6 +112,10 @@ type ClusterSnapshot struct {
 	// cluster's system namespace (istio-system by default), if any.
 	SystemNamespaceNetwork string
 	Services               []*ClusterService
+	// Pods are the cluster's Pods that run a workload at their own
+	// addresses (nil: none known), for WorkloadAt to find a proxy whose
+	// Pod no Service selects. The table is shared, never modified.
+	Pods *PodTable
 }
 
 // MeshNetworks is the validated meshNetworks configuration.

@@ -1,6 +1,8 @@
 package kube
 
 import (
+	"sort"
+
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 )
@@ -20,7 +22,22 @@ type changes struct {
 	sliceSvc   map[objectKey]objectKey              // slice → the service its label names
 	svcSlices  map[objectKey]map[objectKey]struct{} // service → its slices
 	podSvcs    map[objectKey]map[objectKey]struct{} // pod → services whose slices name it
+	// podLog lists the Pods changed, in gen order, for the Pod table's
+	// incremental conversion (convertPods); podLogFrom is the gen of the
+	// newest change trimmed from it; podsAll that of the last change that
+	// may change every Pod's conversion (a Node: their localities).
+	podLog     []podChange
+	podLogFrom uint64
+	podsAll    uint64
 }
+
+type podChange struct {
+	gen uint64
+	pod objectKey
+}
+
+// minPodLog is the length the Pod log may always reach before trimming.
+const minPodLog = 1024
 
 func newChanges() changes {
 	return changes{svcGen: map[objectKey]uint64{}, sliceSvc: map[objectKey]objectKey{},
@@ -68,12 +85,40 @@ func (c *changes) slice(k objectKey, sl *discoveryv1.EndpointSlice) {
 	}
 }
 
-// pod records a Pod changed: the services whose slices name it.
+// pod records a Pod changed: the services whose slices name it, and the
+// Pod itself for the Pod table.
 func (c *changes) pod(k objectKey) {
 	c.gen++
 	for svc := range c.podSvcs[k] {
 		c.touch(svc)
 	}
+	c.podLog = append(c.podLog, podChange{c.gen, k})
+}
+
+// trimPodLog keeps the Pod log within twice the number of Pods (pods), at
+// least minPodLog: a conversion older than what it keeps converts every
+// Pod again, which costs about as much as reading that many changes.
+func (c *changes) trimPodLog(pods int) {
+	if len(c.podLog) <= max(minPodLog, 2*pods) {
+		return
+	}
+	half := len(c.podLog) / 2
+	c.podLogFrom = c.podLog[half-1].gen
+	c.podLog = append([]podChange(nil), c.podLog[half:]...) // frees the dropped half
+}
+
+// podsSince returns the Pods changed after gen, and false when those are
+// not all known (trimmed, or a change that may change every Pod).
+func (c *changes) podsSince(gen uint64) (map[objectKey]struct{}, bool) {
+	if gen < c.podsAll || gen < c.podLogFrom {
+		return nil, false
+	}
+	i := sort.Search(len(c.podLog), func(i int) bool { return c.podLog[i].gen > gen })
+	out := make(map[objectKey]struct{}, len(c.podLog)-i)
+	for _, pc := range c.podLog[i:] {
+		out[pc.pod] = struct{}{}
+	}
+	return out, true
 }
 
 // service records a Service changed.
@@ -91,8 +136,11 @@ func (c *changes) global() {
 // record dispatches an upsert (obj set) or deletion of obj.
 func (c *changes) record(obj any, deleted bool) {
 	switch o := obj.(type) {
-	case *corev1.Namespace, *corev1.Node:
+	case *corev1.Namespace:
 		c.global()
+	case *corev1.Node:
+		c.global()
+		c.podsAll = c.gen
 	case *corev1.Service:
 		c.service(objectKey{o.Namespace, o.Name})
 	case *discoveryv1.EndpointSlice:

@@ -28,6 +28,7 @@ type convertCache struct {
 	services   map[objectKey]convertedService
 	serviceSet uint64      // changes.serviceSet when order was sorted
 	order      []objectKey // the Service keys, sorted
+	pods       podsCache
 }
 
 type convertedService struct {
@@ -38,7 +39,7 @@ type convertedService struct {
 
 // convertStore converts the store service by service: a Service and its
 // EndpointSlices (and the Pods and Nodes they name) make one
-// ClusterService. With a cache, a service no change has touched since the
+// ClusterService; and its Pods into the Pod table (convertPods). With a cache, a service no change has touched since the
 // cache's conversion (changes.svcGen) is reused as it was — the same
 // pointer — so a conversion costs what changed, not the cluster; the
 // result is what a conversion without cache gives.
@@ -91,9 +92,16 @@ func convertStore(id model.ClusterID, s *Store, opts Options, cache *convertCach
 		c.slice(e.obj, e.origin, nil)
 	}
 	diags = append(diags, c.diags...)
+	var podsFrom *podsCache
+	if cache != nil && cache.store == s {
+		podsFrom = &cache.pods
+	}
+	pods, podDiags := c.convertPods(podsFrom)
+	snap.Pods = pods.table
+	diags = append(diags, podDiags...)
 	if cache != nil {
 		*cache = convertCache{store: s, id: id, opts: opts, everything: s.changes.everything, services: next,
-			serviceSet: s.changes.serviceSet, order: order}
+			serviceSet: s.changes.serviceSet, order: order, pods: pods}
 	}
 	return snap, diags
 }

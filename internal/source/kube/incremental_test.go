@@ -41,7 +41,18 @@ func TestIncrementalSnapshotEqualsConvert(t *testing.T) {
 				if r.IntN(2) == 0 {
 					labels[LabelTLSMode] = TLSModeIstio
 				}
-				obj = pod(pods[r.IntN(len(pods))], fmt.Sprintf("n%d", r.IntN(2)), labels, fmt.Sprintf("sa%d", r.IntN(2)))
+				p := pod(pods[r.IntN(len(pods))], fmt.Sprintf("n%d", r.IntN(2)), labels, fmt.Sprintf("sa%d", r.IntN(2)))
+				// Some run at an address of their own (the Pod table),
+				// some have none yet, finished or on the host network.
+				switch r.IntN(5) {
+				case 0, 1:
+					p.Status.PodIP = fmt.Sprintf("10.0.0.%d", r.IntN(6))
+				case 2:
+					p.Status.PodIP, p.Status.Phase = "10.0.0.1", corev1.PodSucceeded
+				case 3:
+					p.Status.PodIP, p.Spec.HostNetwork = "192.0.2.1", true
+				}
+				obj = p
 			case 4:
 				obj = node(fmt.Sprintf("n%d", r.IntN(2)), fmt.Sprintf("r%d", r.IntN(2)), "z", "")
 			case 5:
@@ -54,6 +65,10 @@ func TestIncrementalSnapshotEqualsConvert(t *testing.T) {
 			}
 			got, gotDiags := src.Snapshot("c1")
 			want, wantDiags := Convert("c1", s, Options{})
+			if g, w := podsOf(got.Pods), podsOf(want.Pods); !reflect.DeepEqual(g, w) {
+				t.Fatalf("seed %d step %d (%T, deleted %v): incremental pods %v, whole conversion %v", seed, step, obj, del, g, w)
+			}
+			got.Pods, want.Pods = nil, nil // tables made differently hold different change records
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("seed %d step %d (%T, deleted %v): incremental snapshot\n%s\nwhole conversion\n%s", seed, step, obj, del, dump(got), dump(want))
 			}
@@ -87,6 +102,20 @@ func TestIncrementalSnapshotReusesUntouchedServices(t *testing.T) {
 	if third.Services[0] == second.Services[0] {
 		t.Error("after a Node change service a was reused")
 	}
+}
+
+// podsOf returns the Pods of a table by reference, as strings.
+func podsOf(t *model.PodTable) map[model.PodRef]string {
+	out := map[model.PodRef]string{}
+	for _, ref := range t.Refs() {
+		out[ref] = fmt.Sprintf("%+v", *t.Get(ref))
+		for _, a := range t.Get(ref).Addresses {
+			if !slices.Contains(t.At(a), t.Get(ref)) {
+				out[ref] += " (not at " + a.String() + ")"
+			}
+		}
+	}
+	return out
 }
 
 func diagStrings(d model.Diagnostics) []string {

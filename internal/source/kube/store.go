@@ -100,6 +100,7 @@ func (s *Store) Upsert(obj runtime.Object, origin string) bool {
 		return false
 	}
 	s.changes.record(obj, false)
+	s.changes.trimPodLog(len(s.pods))
 	return true
 }
 
@@ -154,6 +155,7 @@ func (s *Store) Delete(obj runtime.Object) {
 		return
 	}
 	s.changes.record(obj, true)
+	s.changes.trimPodLog(len(s.pods))
 }
 
 // isNil reports whether obj is nil or a nil pointer of a supported type, so

@@ -96,8 +96,9 @@ type Proxy struct {
 	// Namespace is a sidecar's namespace as the mesh verified it (ProxyOf):
 	// its routes carry the bare names of that namespace's services.
 	Namespace string
-	// Located reports a sidecar whose workload the mesh knows; Locality
-	// is then its workload's.
+	// Located reports a sidecar whose workload the mesh knows (an
+	// endpoint's or, for one no Service selects, its Pod's); Locality is
+	// then its workload's.
 	Located  bool
 	Locality model.Locality
 }
@@ -123,11 +124,13 @@ type Claim struct {
 // only reach the views of workloads that exist. A sidecar's namespace is
 // its proved identity's, else that of the workload at its addresses, and
 // only one the mesh has services in (Mesh.HasNamespace): any other would
-// name no bare service name, so it never makes a view of its own. A
-// router whose workload
-// the mesh does not know (a gateway run outside any Service) keeps the
-// labels it claims; claimed then reports that its view rests on a claim,
-// which the caller must bound per client. The live control plane and
+// name no bare service name, so it never makes a view of its own. The
+// workload is an endpoint's, else the Pod's at those addresses (a Pod no
+// Service selects, or not ready yet: located by its Node, serving no
+// port; model.Mesh.WorkloadAt). A router whose workload the mesh does not
+// know (a gateway outside the clusters' Pods, or whose Pod it has not
+// seen yet) keeps the labels it claims; claimed then reports that its
+// view rests on a claim, which the caller must bound per client. The live control plane and
 // `horizon translate` classify with it alike.
 func ProxyOf(m *model.Mesh, c Claim) (p Proxy, claimed bool) {
 	p = Proxy{Network: c.Network, Cluster: c.Cluster}

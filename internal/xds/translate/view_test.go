@@ -2,6 +2,7 @@ package translate
 
 import (
 	"maps"
+	"net/netip"
 	"slices"
 	"testing"
 
@@ -59,5 +60,33 @@ func TestViewOf(t *testing.T) {
 	}
 	if _, ok := ViewOf(resource.SecretType, sidecar); ok {
 		t.Error("secrets are served by the agent, not discovery")
+	}
+}
+
+// A sidecar whose Pod no Service selects is located by its Pod: its EDS
+// view carries its Node's locality, while its clusters and listeners are
+// those of a proxy whose workload serves nothing — the same views as a
+// proxy the mesh does not know at all.
+func TestProxyOfServicelessPod(t *testing.T) {
+	pods := (*model.PodTable)(nil).Apply([]model.PodUpdate{{Ref: model.PodRef{Namespace: "sample", Name: "client"},
+		Pod: &model.Pod{Namespace: "sample", Name: "client", ServiceAccount: "sa",
+			Addresses: []netip.Addr{netip.MustParseAddr("10.0.0.7")}, Locality: model.Locality{Region: "r1", Zone: "z2"}}}})
+	m, _ := model.Build(model.BuildInput{Clusters: []*model.ClusterSnapshot{{ID: "c1", Pods: pods,
+		Services: []*model.ClusterService{{Name: "svc", Namespace: "sample", Ports: []model.ServicePort{{Name: "http", Port: 80}}}}}}})
+	claim := Claim{Network: "n1", Cluster: "c1", IPs: []netip.Addr{netip.MustParseAddr("10.0.0.7")}}
+	p, claimed := ProxyOf(m, claim)
+	if claimed || !p.Located || p.Locality.Zone != "z2" || p.Namespace != "sample" {
+		t.Fatalf("proxy %+v (claimed %v): want located in r1/z2, namespace sample", p, claimed)
+	}
+	unknown, _ := ProxyOf(m, Claim{Network: "n1", Cluster: "c1", IPs: []netip.Addr{netip.MustParseAddr("10.0.0.99")}})
+	for _, typ := range []string{resource.ClusterType, resource.ListenerType} {
+		v, _ := ViewOf(typ, p)
+		u, _ := ViewOf(typ, unknown)
+		if v != u {
+			t.Errorf("%s: view %v, want that of a workload serving nothing, %v", typ, v, u)
+		}
+	}
+	if v, _ := ViewOf(resource.EndpointType, p); v != (View{Network: "n1", Cluster: "c1", Locality: model.Locality{Region: "r1", Zone: "z2"}, Located: true}) {
+		t.Errorf("EDS view %v", v)
 	}
 }
