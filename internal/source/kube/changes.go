@@ -21,7 +21,12 @@ type changes struct {
 	svcGen     map[objectKey]uint64
 	sliceSvc   map[objectKey]objectKey              // slice → the service its label names
 	svcSlices  map[objectKey]map[objectKey]struct{} // service → its slices
-	podSvcs    map[objectKey]map[objectKey]struct{} // pod → services whose slices name it
+	// podSvcs: pod → the services whose slices name it, with how many of
+	// each service's slices do; slicePods: slice → the pods it names. Both
+	// hold only what the current slices say, so Pod churn does not grow
+	// them.
+	podSvcs   map[objectKey]map[objectKey]int
+	slicePods map[objectKey][]objectKey
 	// podLog lists the Pods changed, in gen order, for the Pod table's
 	// incremental conversion (convertPods); podLogFrom is the gen of the
 	// newest change trimmed from it; podsAll that of the last change that
@@ -41,7 +46,8 @@ const minPodLog = 1024
 
 func newChanges() changes {
 	return changes{svcGen: map[objectKey]uint64{}, sliceSvc: map[objectKey]objectKey{},
-		svcSlices: map[objectKey]map[objectKey]struct{}{}, podSvcs: map[objectKey]map[objectKey]struct{}{}}
+		svcSlices: map[objectKey]map[objectKey]struct{}{}, podSvcs: map[objectKey]map[objectKey]int{},
+		slicePods: map[objectKey][]objectKey{}}
 }
 
 func (c *changes) touch(k objectKey) { c.svcGen[k] = c.gen }
@@ -54,7 +60,19 @@ func (c *changes) slice(k objectKey, sl *discoveryv1.EndpointSlice) {
 	if old, ok := c.sliceSvc[k]; ok {
 		c.touch(old)
 		delete(c.svcSlices[old], k)
+		if len(c.svcSlices[old]) == 0 {
+			delete(c.svcSlices, old)
+		}
 		delete(c.sliceSvc, k)
+		for _, pk := range c.slicePods[k] {
+			if c.podSvcs[pk][old]--; c.podSvcs[pk][old] <= 0 {
+				delete(c.podSvcs[pk], old)
+			}
+			if len(c.podSvcs[pk]) == 0 {
+				delete(c.podSvcs, pk)
+			}
+		}
+		delete(c.slicePods, k)
 	}
 	if sl == nil {
 		return
@@ -66,6 +84,7 @@ func (c *changes) slice(k objectKey, sl *discoveryv1.EndpointSlice) {
 	}
 	c.svcSlices[svc][k] = struct{}{}
 	c.touch(svc)
+	named := make(map[objectKey]struct{}, len(sl.Endpoints))
 	for i := range sl.Endpoints {
 		ref := sl.Endpoints[i].TargetRef
 		if ref == nil || (ref.Kind != "" && ref.Kind != "Pod") {
@@ -76,12 +95,15 @@ func (c *changes) slice(k objectKey, sl *discoveryv1.EndpointSlice) {
 			ns = sl.Namespace
 		}
 		pk := objectKey{ns, ref.Name}
-		if c.podSvcs[pk] == nil {
-			c.podSvcs[pk] = map[objectKey]struct{}{}
+		if _, dup := named[pk]; dup {
+			continue // named twice by one slice: counted once
 		}
-		// Stale entries (a slice that no longer names the pod) only cost
-		// an extra conversion.
-		c.podSvcs[pk][svc] = struct{}{}
+		named[pk] = struct{}{}
+		c.slicePods[k] = append(c.slicePods[k], pk)
+		if c.podSvcs[pk] == nil {
+			c.podSvcs[pk] = map[objectKey]int{}
+		}
+		c.podSvcs[pk][svc]++
 	}
 }
 

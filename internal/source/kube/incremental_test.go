@@ -140,3 +140,41 @@ func dump(s *model.ClusterSnapshot) string {
 	}
 	return out
 }
+
+// The index of which services' slices name a Pod holds only what the
+// current slices say: Pods churning through a service's slices, and the
+// slices going, leave nothing behind; a Pod another slice of the service
+// still names keeps its entry, and its change still reconverts the
+// service.
+func TestPodServiceIndexFollowsSlices(t *testing.T) {
+	s := NewStore()
+	s.Upsert(service("a", corev1.ServicePort{Name: "http", Port: 80}), "")
+	s.Upsert(slice("a-2", "a", map[string]int32{"http": 8080}, sliceEP{addr: "10.0.9.1", pod: "steady"}), "")
+	for i := range 500 {
+		s.Upsert(slice("a-1", "a", map[string]int32{"http": 8080},
+			sliceEP{addr: fmt.Sprintf("10.0.1.%d", i%200), pod: fmt.Sprintf("web-%d", i)},
+			sliceEP{addr: "10.0.9.1", pod: "steady"}), "")
+	}
+	want := map[objectKey]map[objectKey]int{
+		{"sample", "web-499"}: {{"sample", "a"}: 1},
+		{"sample", "steady"}:  {{"sample", "a"}: 2},
+	}
+	if !reflect.DeepEqual(s.changes.podSvcs, want) {
+		t.Errorf("after 500 Pods through a-1: %v, want %v", s.changes.podSvcs, want)
+	}
+	s.Delete(slice("a-1", "a", nil))
+	want = map[objectKey]map[objectKey]int{{"sample", "steady"}: {{"sample", "a"}: 1}}
+	if !reflect.DeepEqual(s.changes.podSvcs, want) || len(s.changes.slicePods) != 1 {
+		t.Errorf("after a-1 went: %v (%d slices), want %v", s.changes.podSvcs, len(s.changes.slicePods), want)
+	}
+	src := &Source{Store: s}
+	first, _ := src.Snapshot("c1")
+	s.Upsert(pod("steady", "", map[string]string{"v": "2"}, "sa"), "")
+	if second, _ := src.Snapshot("c1"); second.Services[0] == first.Services[0] {
+		t.Error("a change of a Pod a-2 names did not convert service a again")
+	}
+	s.Delete(slice("a-2", "a", nil))
+	if len(s.changes.podSvcs) != 0 || len(s.changes.slicePods) != 0 || len(s.changes.svcSlices) != 0 {
+		t.Errorf("after every slice went: %v %v %v", s.changes.podSvcs, s.changes.slicePods, s.changes.svcSlices)
+	}
+}
