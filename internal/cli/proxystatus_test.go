@@ -8,8 +8,8 @@ import (
 	"testing"
 
 	"github.com/horizonmesh/horizon/internal/proxystatus"
+	"github.com/horizonmesh/horizon/internal/testing/cptest"
 	"github.com/horizonmesh/horizon/internal/testing/testkit"
-	"github.com/horizonmesh/horizon/internal/testing/walkthroughcp"
 )
 
 // `horizon proxy-status --xds-address --plaintext` against a live control
@@ -17,8 +17,8 @@ import (
 // clusters and endpoints is listed SYNCED for both, with its cluster and
 // role, and "-" for the types it did not ask for.
 func TestProxyStatusAgainstDiscovery(t *testing.T) {
-	addr := walkthroughcp.ServeWithSidecar(t, filepath.Join(walkthrough, "cluster1"), nil)
-	id := walkthroughcp.SidecarID
+	addr := cptest.ServeWithSidecar(t, filepath.Join(walkthrough, "cluster1"), nil)
+	id := cptest.SidecarID
 
 	args := []string{"proxy-status", "--xds-address", addr, "--plaintext"}
 	var rows []proxystatus.Row

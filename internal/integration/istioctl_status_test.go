@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/horizonmesh/horizon/internal/testing/cptest"
 	"github.com/horizonmesh/horizon/internal/testing/testkit"
-	"github.com/horizonmesh/horizon/internal/testing/walkthroughcp"
 	"github.com/horizonmesh/horizon/internal/xds/server"
 )
 
@@ -24,9 +24,9 @@ import (
 // replica's ID; istioctl's own stream is not listed.
 func TestIstioctlProxyStatus(t *testing.T) {
 	istioctl := istioctlBinary(t)
-	addr := walkthroughcp.ServeWithSidecar(t, filepath.Join("..", "..", "examples", "walkthrough", "cluster1"),
+	addr := cptest.ServeWithSidecar(t, filepath.Join("..", "..", "examples", "walkthrough", "cluster1"),
 		&server.StatusOptions{Namespace: "istio-system", ID: "horizon-test-0", Version: "test"})
-	id := walkthroughcp.SidecarID
+	id := cptest.SidecarID
 
 	// istioctl builds a Kubernetes client before it looks at
 	// --xds-address; with --plaintext and a --revision it never uses it

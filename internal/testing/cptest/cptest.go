@@ -1,8 +1,8 @@
-// Package walkthroughcp serves, for tests, a live control plane of one
-// store-backed cluster (the walkthrough's cluster1) on a plaintext gRPC
-// port, with one sidecar connected over ADS: what `proxy-status` clients,
-// Horizon's and istioctl, are tested against.
-package walkthroughcp
+// Package cptest serves live control planes' xDS to tests over plaintext
+// gRPC on a loopback port, the way Envoy and istioctl reach discovery; and,
+// for the `proxy-status` clients (Horizon's and istioctl), one such
+// control plane of the walkthrough's cluster1 with a sidecar connected.
+package cptest
 
 import (
 	"context"
@@ -48,17 +48,12 @@ func ServeWithSidecar(t testing.TB, dir string, status *server.StatusOptions) st
 		cp.Tracker.ServeStatus(*status)
 	}
 	go cp.Run(ctx)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := server.NewGRPC(ctx, cp.Views, cp.Tracker)
-	go func() { _ = server.Serve(ctx, g, lis) }()
+	addr := ServeXDS(t, cp)
 	testkit.WaitFor(t, "the control plane ready", func() bool { return cp.Ready() && cp.Mesh() != nil })
 
 	node := adsclient.Node(SidecarID, "", "cluster1")
 	node.Metadata.Fields["INSTANCE_IPS"] = structpb.NewStringValue("10.10.0.5")
-	client, err := adsclient.Dial(lis.Addr().String(), node)
+	client, err := adsclient.Dial(addr, node)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,5 +63,21 @@ func ServeWithSidecar(t testing.TB, dir string, status *server.StatusOptions) st
 			t.Fatal(err)
 		}
 	}
+	return addr
+}
+
+// ServeXDS serves cp's views and client status over plaintext gRPC on a
+// loopback port until t ends and returns the address. Running cp is the
+// caller's.
+func ServeXDS(t testing.TB, cp *controlplane.ControlPlane) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := server.NewGRPC(ctx, cp.Views, cp.Tracker)
+	go func() { _ = server.Serve(ctx, g, lis) }()
 	return lis.Addr().String()
 }
