@@ -152,22 +152,25 @@ type client struct {
 
 // istioNode is adsclient.Node plus the metadata istiod wants of a sidecar
 // (its ID names type~IP~pod.namespace~domain); Horizon ignores the extras.
-func istioNode(i int, network string) (id string, md *structpb.Struct) {
+func istioNode(i int, network string) *corev3.Node {
 	ip := fmt.Sprintf("10.250.%d.%d", i/250, i%250+1)
-	id = fmt.Sprintf("sidecar~%s~bench-client-%d.bench~bench.svc.cluster.local", ip, i)
+	id := fmt.Sprintf("sidecar~%s~bench-client-%d.bench~bench.svc.cluster.local", ip, i)
 	n := adsclient.NodeWithIdentity(id, network, "cluster1", "bench", "default")
 	f := n.Metadata.Fields
 	f["ISTIO_VERSION"] = structpb.NewStringValue("1.99.0")
 	f["INSTANCE_IPS"] = structpb.NewStringValue(ip)
 	f["NAME"] = structpb.NewStringValue(fmt.Sprintf("bench-client-%d", i))
 	f["LABELS"] = structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{"app": structpb.NewStringValue("bench-client")}})
-	return id, n.Metadata
+	return n
 }
 
 // envoyWindow is Envoy's default HTTP/2 stream and connection window.
 const envoyWindow = 256 << 20
 
-func dial(ctx context.Context, addr string, idx int, network string, names []string, delta bool, t *tracker) (*client, error) {
+// dial connects a lean client as node, requesting CDS (all) and EDS for
+// names, ACKing every response, reporting to t, reconnecting (counted) when
+// its stream ends.
+func dial(ctx context.Context, addr string, idx int, node *corev3.Node, names []string, delta bool, t *tracker) (*client, error) {
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithStatsHandler(byteCounter{&t.bytes}),
 		// Envoy's HTTP/2 windows for its xDS cluster default to 256 MiB
@@ -180,10 +183,7 @@ func dial(ctx context.Context, addr string, idx int, network string, names []str
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	c := &client{idx: idx, t: t, names: names, delta: delta, ctx: ctx, conn: conn, cancel: cancel, sums: map[string]uint32{}}
-	id, md := istioNode(idx, network)
-	c.node = adsclient.Node(id, network, "cluster1")
-	c.node.Metadata = md
+	c := &client{idx: idx, t: t, names: names, delta: delta, ctx: ctx, conn: conn, cancel: cancel, sums: map[string]uint32{}, node: node}
 	if err := c.open(); err != nil {
 		c.close()
 		return nil, err

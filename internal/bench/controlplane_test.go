@@ -74,6 +74,27 @@ func startCP(t *testing.T, cp, dir, kubeconfig string) *cpProc {
 	default:
 		t.Fatalf("-cp %q: horizon or istiod", cp)
 	}
+	p.run(t, func() error {
+		resp, err := http.Get(ready)
+		if err != nil {
+			return err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("%s: %s", ready, resp.Status)
+		}
+		return nil
+	})
+	return p
+}
+
+// run starts p.cmd with -cp-env added to its environment, its stdout and
+// stderr in p.log, killed with the benchmark and stopped when t ends, and
+// waits until ready reports nil; it fails t when the process exits first
+// or is not ready within -ready-timeout.
+func (p *cpProc) run(t *testing.T, ready func() error) {
+	t.Helper()
 	if *cpEnv != "" {
 		if p.cmd.Env == nil {
 			p.cmd.Env = os.Environ()
@@ -88,27 +109,23 @@ func startCP(t *testing.T, cp, dir, kubeconfig string) *cpProc {
 	p.cmd.Stdout, p.cmd.Stderr = log, log
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", cp, err)
+		t.Fatalf("start %s: %v", p.name, err)
 	}
 	go func() { _ = p.cmd.Wait(); close(p.done) }()
 	t.Cleanup(p.stop)
 	deadline := time.Now().Add(*readyTimeout)
 	for {
-		resp, err := http.Get(ready)
+		err := ready()
 		if err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return p
-			}
+			return
 		}
 		select {
 		case <-p.done:
-			t.Fatalf("%s exited before ready: %s", cp, tail(p.log))
+			t.Fatalf("%s exited before ready: %s", p.name, tail(p.log))
 		case <-time.After(100 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s not ready after %s: %v; log: %s", cp, *readyTimeout, err, tail(p.log))
+			t.Fatalf("%s not ready after %s: %v; log: %s", p.name, *readyTimeout, err, tail(p.log))
 		}
 	}
 }

@@ -162,40 +162,12 @@ func populate(ctx context.Context, t *testing.T, cs kubernetes.Interface, servic
 			t.Fatal(err)
 		}
 	}
-	_, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "istio-system",
-		Labels: map[string]string{"topology.istio.io/network": "network1"}}}, metav1.CreateOptions{})
-	must(err)
-	_, err = cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: benchNS}}, metav1.CreateOptions{})
-	must(err)
-	_, err = cs.CoreV1().ConfigMaps("istio-system").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "istio", Namespace: "istio-system"},
-		Data: map[string]string{"mesh": "defaultConfig: {}\ntrustDomain: cluster.local\n", "meshNetworks": meshNetworks}}, metav1.CreateOptions{})
-	must(err)
-	// The default ServiceAccount istiod's injector-free sidecars would run as.
-	_, _ = cs.CoreV1().ServiceAccounts(benchNS).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{})
-
+	must(writeMeshConfig(ctx, cs))
 	start := time.Now()
-	must(parallel(services, func(i int) error {
-		_, err := cs.CoreV1().Services(benchNS).Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: svcName(i), Namespace: benchNS},
-			Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: servicePort}}, Selector: map[string]string{"app": svcName(i)}}},
-			metav1.CreateOptions{})
-		return err
-	}))
+	must(createServices(ctx, cs, services, func(int) int32 { return servicePort }))
 	perPod := perSvc + 1 // the last one is the spare
-	must(parallel(services*perPod, func(k int) error {
-		i, j := k/perPod, k%perPod
-		name := fmt.Sprintf("%s-%d", svcName(i), j)
-		p, err := cs.CoreV1().Pods(benchNS).Create(ctx, &corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: benchNS,
-				Labels: map[string]string{"app": svcName(i), "security.istio.io/tlsMode": "istio"}},
-			Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "example/app"}}},
-		}, metav1.CreateOptions{})
-		if err != nil {
-			return err
-		}
-		p.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: ip(k + 1), PodIPs: []corev1.PodIP{{IP: ip(k + 1)}},
-			Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}}
-		_, err = cs.CoreV1().Pods(benchNS).UpdateStatus(ctx, p, metav1.UpdateOptions{})
-		return err
+	must(createPods(ctx, cs, services, perPod, func(int) corev1.PodSpec {
+		return corev1.PodSpec{Containers: []corev1.Container{{Name: "app", Image: "example/app"}}}
 	}))
 	f := &fixture{cs: cs, services: services, perSvc: perSvc, last: make([]*discoveryv1.EndpointSlice, services)}
 	nSlices := (perSvc + sliceSize - 1) / sliceSize
@@ -303,7 +275,7 @@ func run(t *testing.T, clients, services, perSvc int) string {
 	conns := make([]*client, clients)
 	err = parallel(clients, func(i int) error {
 		network := []string{"network1", "network2"}[i%2]
-		c, err := dial(ctx, cp.xds, i, network, names, *deltaFlag, tr)
+		c, err := dial(ctx, cp.xds, i, istioNode(i, network), names, *deltaFlag, tr)
 		conns[i] = c
 		return err
 	})

@@ -46,27 +46,6 @@ func legitNode(i int) *corev3.Node {
 	return n
 }
 
-// dialLegit is the convergence benchmark's dial with a node of our
-// choosing: a lean client requesting CDS and EDS for names, ACKing every
-// response, reporting to t, reconnecting (counted) when its stream ends.
-func dialLegit(ctx context.Context, addr string, idx int, node *corev3.Node, names []string, t *tracker) (*client, error) {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithStatsHandler(byteCounter{&t.bytes}),
-		grpc.WithInitialWindowSize(envoyWindow), grpc.WithInitialConnWindowSize(envoyWindow),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(1<<30)))
-	if err != nil {
-		return nil, err
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	c := &client{idx: idx, t: t, names: names, ctx: ctx, conn: conn, cancel: cancel, sums: map[string]uint32{}, node: node}
-	if err := c.open(); err != nil {
-		c.close()
-		return nil, err
-	}
-	go c.recv()
-	return c, nil
-}
-
 // fullConfig connects a sidecar on a new connection and stream and returns
 // how long it took until it had received and ACKed its whole config, in
 // Envoy's order: CDS; EDS for every EDS cluster; then LDS; then RDS for

@@ -16,7 +16,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -28,7 +27,6 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/horizonmesh/horizon/internal/ca"
-	"github.com/horizonmesh/horizon/internal/testing/adsclient"
 	"github.com/horizonmesh/horizon/internal/testing/kubeharness"
 )
 
@@ -244,41 +242,15 @@ func (h *hostile) populate() {
 			t.Fatal(err)
 		}
 	}
-	_, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "istio-system",
-		Labels: map[string]string{"topology.istio.io/network": "network1"}}}, metav1.CreateOptions{})
-	must(err)
-	_, err = cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: benchNS}}, metav1.CreateOptions{})
-	must(err)
-	_, err = cs.CoreV1().ConfigMaps("istio-system").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "istio", Namespace: "istio-system"},
-		Data: map[string]string{"mesh": "defaultConfig: {}\ntrustDomain: cluster.local\n", "meshNetworks": meshNetworks}}, metav1.CreateOptions{})
-	must(err)
-	_, err = cs.CoreV1().ServiceAccounts(benchNS).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default"}}, metav1.CreateOptions{})
-	must(err)
+	must(writeMeshConfig(ctx, cs))
 
 	n := *hostileServices
 	start := time.Now()
-	must(parallel(n, func(i int) error {
-		_, err := cs.CoreV1().Services(benchNS).Create(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: svcName(i), Namespace: benchNS},
-			Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "http", Port: hostilePort(i)}}, Selector: map[string]string{"app": svcName(i)}}},
-			metav1.CreateOptions{})
-		return err
-	}))
+	must(createServices(ctx, cs, n, hostilePort))
 	const perPod = 2 // the endpoint's Pod and the spare
-	must(parallel(n*perPod, func(k int) error {
-		i, j := k/perPod, k%perPod
-		p, err := cs.CoreV1().Pods(benchNS).Create(ctx, &corev1.Pod{
-			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s-%d", svcName(i), j), Namespace: benchNS,
-				Labels: map[string]string{"app": svcName(i), "security.istio.io/tlsMode": "istio"}},
-			Spec: corev1.PodSpec{ServiceAccountName: "default", Containers: []corev1.Container{{Name: "app", Image: "example/app",
-				Ports: []corev1.ContainerPort{{ContainerPort: hostilePort(i)}}}}},
-		}, metav1.CreateOptions{})
-		if err != nil {
-			return err
-		}
-		p.Status = corev1.PodStatus{Phase: corev1.PodRunning, PodIP: ip(k + 1), PodIPs: []corev1.PodIP{{IP: ip(k + 1)}},
-			Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}}
-		_, err = cs.CoreV1().Pods(benchNS).UpdateStatus(ctx, p, metav1.UpdateOptions{})
-		return err
+	must(createPods(ctx, cs, n, perPod, func(i int) corev1.PodSpec {
+		return corev1.PodSpec{ServiceAccountName: "default", Containers: []corev1.Container{{Name: "app", Image: "example/app",
+			Ports: []corev1.ContainerPort{{ContainerPort: hostilePort(i)}}}}}
 	}))
 	h.mesh = &fixture{cs: cs, services: n, perSvc: 1, last: make([]*discoveryv1.EndpointSlice, n)}
 	must(parallel(n, func(i int) error {
@@ -311,33 +283,8 @@ func (h *hostile) startDiscovery(logPath string) {
 		"--xds-addr", p.xds, "--secure-addr", h.secure, "--http-addr", h.ops)
 	p.cmd.Args = append(p.cmd.Args, strings.Fields(*cpArgs)...)
 	h.args = p.cmd.Args[1:]
-	if *cpEnv != "" {
-		p.cmd.Env = append(os.Environ(), strings.Fields(*cpEnv)...)
-	}
-	log, err := os.Create(p.log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer log.Close()
-	p.cmd.Stdout, p.cmd.Stderr = log, log
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start discovery: %v", err)
-	}
-	go func() { _ = p.cmd.Wait(); close(p.done) }()
-	t.Cleanup(p.stop)
 	h.cp = p
-	deadline := time.Now().Add(*readyTimeout)
-	for !h.ready() {
-		select {
-		case <-p.done:
-			t.Fatalf("discovery exited before ready: %s", tail(p.log))
-		case <-time.After(100 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("discovery not ready after %s: %s", *readyTimeout, tail(p.log))
-		}
-	}
+	p.run(t, h.ready)
 	// The self-signed root the legitimate token client trusts.
 	s, err := h.cs.CoreV1().Secrets("istio-system").Get(h.ctx, "horizon-ca-root", metav1.GetOptions{})
 	if err != nil {
@@ -349,23 +296,23 @@ func (h *hostile) startDiscovery(logPath string) {
 	}
 }
 
-// ready reports /ready answering 200 and the TLS port accepting.
-func (h *hostile) ready() bool {
+// ready reports nil once /ready answers 200 and the TLS port accepts.
+func (h *hostile) ready() error {
 	resp, err := http.Get("http://" + h.ops + "/ready")
 	if err != nil {
-		return false
+		return err
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return false
+		return fmt.Errorf("/ready: %s", resp.Status)
 	}
 	c, err := net.DialTimeout("tcp", h.secure, time.Second)
 	if err != nil {
-		return false
+		return err
 	}
 	c.Close()
-	return true
+	return nil
 }
 
 func (h *hostile) exited() bool {
@@ -395,11 +342,9 @@ func (h *hostile) connectProxies() {
 		// network2 (its endpoints through network1's gateway).
 		node := legitNode(i % h.mesh.services)
 		if i%2 == 1 {
-			id, md := istioNode(i, "network2")
-			node = adsclient.Node(id, "network2", "cluster1")
-			node.Metadata = md
+			node = istioNode(i, "network2")
 		}
-		c, err := dialLegit(h.ctx, h.cp.xds, i, node, h.names, h.tr)
+		c, err := dial(h.ctx, h.cp.xds, i, node, h.names, false, h.tr)
 		if err != nil {
 			t.Fatalf("legitimate proxy %d: %v", i, err)
 		}

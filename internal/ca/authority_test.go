@@ -23,6 +23,16 @@ func cacerts(t *testing.T) catest.Files {
 	return f
 }
 
+// testCA is an Authority loaded from fresh cacerts.
+func testCA(t *testing.T) *Authority {
+	t.Helper()
+	a, err := Load(cacerts(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
 func TestLoadVerifiesCACerts(t *testing.T) {
 	good := cacerts(t)
 	other := cacerts(t)
@@ -76,10 +86,7 @@ func csrFor(t *testing.T, dns string, uri string) ([]byte, *ecdsa.PrivateKey) {
 }
 
 func TestSignWorkloadCarriesOnlyTheCallersIdentity(t *testing.T) {
-	a, err := Load(cacerts(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := testCA(t)
 	csr, key := csrFor(t, "evil.example.com", "spiffe://cluster.local/ns/kube-system/sa/admin")
 	id := Identity("cluster.local", "sample", "sleep")
 	leafPEM, err := a.SignWorkload(csr, id, 24*time.Hour)

@@ -11,12 +11,9 @@ import (
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"encoding/pem"
-	"net"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/structpb"
 	securityv1alpha1 "istio.io/api/security/v1alpha1"
@@ -56,10 +53,7 @@ func istioAgentCSR(t *testing.T, key crypto.Signer, spiffeID string) string {
 // With a self-signed root (no cacerts) too, where the chain is the leaf and
 // the root only.
 func TestIstioAgentRequestIsSigned(t *testing.T) {
-	plugin, err := Load(cacerts(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	plugin := testCA(t)
 	self, err := SelfSigned("cluster.local")
 	if err != nil {
 		t.Fatal(err)
@@ -150,21 +144,7 @@ func cluster1Service(a *Authority, cluster kubernetes.Interface) *Service {
 // "good" is sample/sleep with audience istio-ca.
 func serveCSR(t *testing.T, a *Authority) securityv1alpha1.IstioCertificateServiceClient {
 	t.Helper()
-	svc := cluster1Service(a, reviewingCluster("system:serviceaccount:sample:sleep"))
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := grpc.NewServer()
-	securityv1alpha1.RegisterIstioCertificateServiceServer(g, svc)
-	go func() { _ = g.Serve(lis) }()
-	t.Cleanup(g.Stop)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return securityv1alpha1.NewIstioCertificateServiceClient(conn)
+	return serveCSRService(t, cluster1Service(a, reviewingCluster("system:serviceaccount:sample:sleep")))
 }
 
 // TestCallerNamingNoClusterIsReviewedByTheLocalCluster: pilot-agent without
@@ -173,10 +153,7 @@ func serveCSR(t *testing.T, a *Authority) securityv1alpha1.IstioCertificateServi
 // The token is still reviewed: one the local cluster did not issue, or not
 // for istio-ca, is refused; a cluster named explicitly is never replaced.
 func TestCallerNamingNoClusterIsReviewedByTheLocalCluster(t *testing.T) {
-	a, err := Load(cacerts(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := testCA(t)
 	svc := cluster1Service(a, reviewingCluster("system:serviceaccount:sample:sleep"))
 	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	csr := istioAgentCSR(t, key, "spiffe://cluster.local/ns/sample/sa/sleep")

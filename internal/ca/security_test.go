@@ -16,9 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	securityv1alpha1 "istio.io/api/security/v1alpha1"
@@ -67,10 +65,7 @@ func secServiceAccount(ns, sa string, audiences ...string) authenticationv1.Toke
 // each know only their own tokens.
 func secService(t *testing.T, clusters map[model.ClusterID]*secCluster) (securityv1alpha1.IstioCertificateServiceClient, *Authority) {
 	t.Helper()
-	a, err := Load(cacerts(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := testCA(t)
 	svc := &Service{CA: a, TrustDomain: "cluster.local", DefaultTTL: time.Hour, MaxTTL: 24 * time.Hour,
 		Log: testkit.Logger(),
 		Auth: &TokenReviewer{Audiences: []string{"istio-ca"}, Clients: func(id model.ClusterID) kubernetes.Interface {
@@ -79,20 +74,7 @@ func secService(t *testing.T, clusters map[model.ClusterID]*secCluster) (securit
 			}
 			return nil
 		}}}
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := grpc.NewServer()
-	securityv1alpha1.RegisterIstioCertificateServiceServer(g, svc)
-	go func() { _ = g.Serve(lis) }()
-	t.Cleanup(g.Stop)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return securityv1alpha1.NewIstioCertificateServiceClient(conn), a
+	return serveCSRService(t, svc), a
 }
 
 func secCall(client securityv1alpha1.IstioCertificateServiceClient, token, cluster, csr string) (*securityv1alpha1.IstioCertificateResponse, error) {

@@ -71,10 +71,7 @@ func csrFrom(ip, token string) context.Context {
 // authnService is the CSR service as discovery wires it: an authn.Reviewer
 // over a TokenReviewer.
 func authnService(t *testing.T, client kubernetes.Interface, log *slog.Logger) *Service {
-	a, err := Load(cacerts(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := testCA(t)
 	backend := &TokenReviewer{Audiences: []string{"istio-ca"}, Clients: func(id model.ClusterID) kubernetes.Interface {
 		if id == "cluster1" {
 			return client

@@ -45,11 +45,28 @@ func reviewingCluster(username string) kubernetes.Interface {
 	return c
 }
 
-func TestCSRService(t *testing.T) {
-	a, err := Load(cacerts(t))
+// serveCSRService serves svc over real gRPC (no TLS) on a loopback port
+// until t ends and returns a client of it.
+func serveCSRService(t *testing.T, svc *Service) securityv1alpha1.IstioCertificateServiceClient {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	g := grpc.NewServer()
+	securityv1alpha1.RegisterIstioCertificateServiceServer(g, svc)
+	go func() { _ = g.Serve(lis) }()
+	t.Cleanup(g.Stop)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return securityv1alpha1.NewIstioCertificateServiceClient(conn)
+}
+
+func TestCSRService(t *testing.T) {
+	a := testCA(t)
 	clusters := map[model.ClusterID]kubernetes.Interface{
 		"cluster1": reviewingCluster("system:serviceaccount:sample:sleep"),
 		"cluster9": reviewingCluster("alice"),
@@ -57,17 +74,7 @@ func TestCSRService(t *testing.T) {
 	svc := &Service{CA: a, TrustDomain: "cluster.local", DefaultTTL: 24 * time.Hour, MaxTTL: 48 * time.Hour,
 		Log:  testkit.Logger(),
 		Auth: &TokenReviewer{Audiences: []string{"istio-ca"}, Clients: func(id model.ClusterID) kubernetes.Interface { return clusters[id] }}}
-	lis, _ := net.Listen("tcp", "127.0.0.1:0")
-	g := grpc.NewServer()
-	securityv1alpha1.RegisterIstioCertificateServiceServer(g, svc)
-	go func() { _ = g.Serve(lis) }()
-	defer g.Stop()
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	client := securityv1alpha1.NewIstioCertificateServiceClient(conn)
+	client := serveCSRService(t, svc)
 	csr, _ := csrFor(t, "evil.example.com", "spiffe://x")
 
 	call := func(token, cluster string, validity int64) (*securityv1alpha1.IstioCertificateResponse, error) {

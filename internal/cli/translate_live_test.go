@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"maps"
-	"net"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -24,9 +23,9 @@ import (
 	"github.com/horizonmesh/horizon/internal/source/manifest"
 	"github.com/horizonmesh/horizon/internal/source/meshnetworks"
 	"github.com/horizonmesh/horizon/internal/testing/adsclient"
+	"github.com/horizonmesh/horizon/internal/testing/cptest"
 	"github.com/horizonmesh/horizon/internal/testing/testkit"
 	"github.com/horizonmesh/horizon/internal/xds/render"
-	"github.com/horizonmesh/horizon/internal/xds/server"
 )
 
 const crossNetworkGateway = `apiVersion: networking.istio.io/v1
@@ -67,12 +66,7 @@ func TestTranslateIsWhatDiscoveryServes(t *testing.T) {
 	}
 	cp.SetIstioGateways(gws)
 	go cp.Run(ctx)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := server.NewGRPC(ctx, cp.Views, cp.Tracker)
-	go func() { _ = server.Serve(ctx, g, lis) }()
+	addr := cptest.ServeXDS(t, cp)
 	testkit.WaitFor(t, "the control plane ready with the walkthrough's gateway", func() bool {
 		return cp.Ready() && cp.Mesh() != nil && len(cp.Mesh().Gateways()) > 0
 	})
@@ -106,7 +100,7 @@ func TestTranslateIsWhatDiscoveryServes(t *testing.T) {
 			if len(printed) != len(c.types) {
 				t.Errorf("translate printed types %v, want %v", slices.Sorted(maps.Keys(printed)), c.types)
 			}
-			client, err := adsclient.Dial(lis.Addr().String(), c.node)
+			client, err := adsclient.Dial(addr, c.node)
 			if err != nil {
 				t.Fatal(err)
 			}

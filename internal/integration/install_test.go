@@ -61,13 +61,53 @@ func managed(t *testing.T, c *kubeharness.Cluster) []string {
 	return out
 }
 
-func TestInstallIdempotentAndUninstall(t *testing.T) {
-	c := kubeharness.Start(t, kubeharness.Options{Name: "install"})
-	dir := t.TempDir()
+// installCluster starts an API server named name and writes its admin
+// kubeconfig into a temporary directory; it returns the cluster, that
+// directory and the kubeconfig's path.
+func installCluster(t *testing.T, name string) (c *kubeharness.Cluster, dir, kubeconfig string) {
+	t.Helper()
+	c = kubeharness.Start(t, kubeharness.Options{Name: name})
+	dir = t.TempDir()
 	kc, err := c.Kubeconfig()
 	must(t, err)
-	kubeconfig := filepath.Join(dir, "kubeconfig")
+	kubeconfig = filepath.Join(dir, "kubeconfig")
 	must(t, os.WriteFile(kubeconfig, kc, 0o600))
+	return c, dir, kubeconfig
+}
+
+// horizonOK runs the CLI in-process like horizon and fails t unless it
+// exits 0; it returns the output.
+func horizonOK(t *testing.T, args ...string) string {
+	t.Helper()
+	code, out, stderr := horizon(args...)
+	if code != 0 {
+		t.Fatalf("%s: exit %d\n%s\n%s", args[0], code, out, stderr)
+	}
+	return out
+}
+
+// installAgainChangesNothing runs the install args a second time: it must
+// succeed and neither create nor configure anything.
+func installAgainChangesNothing(t *testing.T, args []string) {
+	t.Helper()
+	code, out, stderr := horizon(args...)
+	if code != 0 || !strings.Contains(out, "\n0 created, 0 configured,") {
+		t.Fatalf("second install changed something: exit %d\n%s\n%s", code, out, stderr)
+	}
+}
+
+// uninstallLeavesNothing runs uninstall against kubeconfig: it must
+// succeed and leave no object labelled as the installer's in c.
+func uninstallLeavesNothing(t *testing.T, c *kubeharness.Cluster, kubeconfig string) {
+	t.Helper()
+	horizonOK(t, "uninstall", "--kubeconfig", kubeconfig)
+	if left := managed(t, c); len(left) != 0 {
+		t.Fatalf("uninstall left %v", left)
+	}
+}
+
+func TestInstallIdempotentAndUninstall(t *testing.T) {
+	c, dir, kubeconfig := installCluster(t, "install")
 	mn := filepath.Join(dir, "meshnetworks.yaml")
 	must(t, os.WriteFile(mn, []byte("networks:\n  network1:\n    endpoints:\n    - fromRegistry: cluster1\n"), 0o644))
 
@@ -88,18 +128,12 @@ func TestInstallIdempotentAndUninstall(t *testing.T) {
 
 	args := []string{"install", "--kubeconfig", kubeconfig, "--cluster-id", "cluster1", "--network", "network1",
 		"--gateway", "--expose-services", "--mesh-networks", mn, "--wait=false"}
-	code, out, stderr := horizon(args...)
-	if code != 0 {
-		t.Fatalf("install: exit %d\n%s\n%s", code, out, stderr)
-	}
+	horizonOK(t, args...)
 	first := managed(t, c)
 	if len(first) < 12 {
 		t.Fatalf("install created only %v", first)
 	}
-	code, out, stderr = horizon(args...)
-	if code != 0 || !strings.Contains(out, "\n0 created, 0 configured,") {
-		t.Fatalf("second install changed something: exit %d\n%s\n%s", code, out, stderr)
-	}
+	installAgainChangesNothing(t, args)
 
 	// What manifest generate prints is accepted by the real API server.
 	code, yaml, stderr := horizon(append([]string{"manifest", "generate"}, args[3:len(args)-1]...)...)
@@ -113,13 +147,7 @@ func TestInstallIdempotentAndUninstall(t *testing.T) {
 		t.Fatalf("kubectl apply --dry-run=server: %v\n%s", err, b)
 	}
 
-	code, out, stderr = horizon("uninstall", "--kubeconfig", kubeconfig)
-	if code != 0 {
-		t.Fatalf("uninstall: exit %d\n%s\n%s", code, out, stderr)
-	}
-	if left := managed(t, c); len(left) != 0 {
-		t.Fatalf("uninstall left %v", left)
-	}
+	uninstallLeavesNothing(t, c, kubeconfig)
 }
 
 // An API server that cannot be reached fails the install with a clear
@@ -152,17 +180,12 @@ current-context: gone
 // fields to the existing namespace and istio ConfigMap, is idempotent, and
 // uninstall deletes what it created and nothing Istio created.
 func TestInstallNeverTakesOverIstiosObjects(t *testing.T) {
-	c := kubeharness.Start(t, kubeharness.Options{Name: "install-istio"})
-	dir := t.TempDir()
-	kc, err := c.Kubeconfig()
-	must(t, err)
-	kubeconfig := filepath.Join(dir, "kubeconfig")
-	must(t, os.WriteFile(kubeconfig, kc, 0o600))
+	c, dir, kubeconfig := installCluster(t, "install-istio")
 	ctx := context.Background()
 	cs := c.Client
 
 	// What Istio's chart leaves (created by another field manager).
-	_, err = cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "istio-system",
+	_, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "istio-system",
 		Labels: map[string]string{"team": "mesh"}}}, metav1.CreateOptions{FieldManager: "kubectl-create"})
 	must(t, err)
 	istioMesh := "defaultConfig:\n  discoveryAddress: istiod.istio-system.svc:15012\n"
@@ -222,11 +245,7 @@ func TestInstallNeverTakesOverIstiosObjects(t *testing.T) {
 	// The migration step: Istio's istiod Service goes; Horizon's comes.
 	must(t, cs.CoreV1().Services("istio-system").Delete(ctx, install.IstiodName, metav1.DeleteOptions{}))
 	args := []string{"install", "--kubeconfig", kubeconfig, "--network", "network1", "--istiod-service", "--injection-webhook=false", "--wait=false"}
-	code, out, stderr = horizon(args...)
-	if code != 0 {
-		t.Fatalf("install: exit %d\n%s\n%s", code, out, stderr)
-	}
-	if !strings.Contains(out, "Namespace istio-system configured (not Horizon's") {
+	if out := horizonOK(t, args...); !strings.Contains(out, "Namespace istio-system configured (not Horizon's") {
 		t.Errorf("install output does not say the namespace is not Horizon's:\n%s", out)
 	}
 	svc, err = cs.CoreV1().Services("istio-system").Get(ctx, install.IstiodName, metav1.GetOptions{})
@@ -246,18 +265,9 @@ func TestInstallNeverTakesOverIstiosObjects(t *testing.T) {
 	if ns.Labels["topology.istio.io/network"] != "network1" {
 		t.Errorf("namespace labels %v: want Horizon's network label", ns.Labels)
 	}
-	code, out, stderr = horizon(args...)
-	if code != 0 || !strings.Contains(out, "\n0 created, 0 configured,") {
-		t.Fatalf("second install changed something: exit %d\n%s\n%s", code, out, stderr)
-	}
+	installAgainChangesNothing(t, args)
 
-	code, out, stderr = horizon("uninstall", "--kubeconfig", kubeconfig)
-	if code != 0 {
-		t.Fatalf("uninstall: exit %d\n%s\n%s", code, out, stderr)
-	}
-	if left := managed(t, c); len(left) != 0 {
-		t.Fatalf("uninstall left %v", left)
-	}
+	uninstallLeavesNothing(t, c, kubeconfig)
 	if _, err := cs.CoreV1().Services("istio-system").Get(ctx, install.IstiodName, metav1.GetOptions{}); err == nil {
 		t.Error("uninstall left Horizon's istiod Service")
 	}
@@ -268,15 +278,10 @@ func TestInstallNeverTakesOverIstiosObjects(t *testing.T) {
 // Horizon's meshNetworks: Horizon owns that key alone, Istio's mesh and
 // labels stay, and uninstall keeps the ConfigMap.
 func TestInstallAddsMeshNetworksToIstiosConfigMap(t *testing.T) {
-	c := kubeharness.Start(t, kubeharness.Options{Name: "install-mesh"})
-	dir := t.TempDir()
-	kc, err := c.Kubeconfig()
-	must(t, err)
-	kubeconfig := filepath.Join(dir, "kubeconfig")
-	must(t, os.WriteFile(kubeconfig, kc, 0o600))
+	c, dir, kubeconfig := installCluster(t, "install-mesh")
 	ctx := context.Background()
 	cs := c.Client
-	_, err = cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "istio-system"}}, metav1.CreateOptions{})
+	_, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "istio-system"}}, metav1.CreateOptions{})
 	must(t, err)
 	_, err = cs.CoreV1().ConfigMaps("istio-system").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: install.MeshConfigMap,
 		Labels: map[string]string{install.ManagedByLabel: "Helm"}},
@@ -285,10 +290,7 @@ func TestInstallAddsMeshNetworksToIstiosConfigMap(t *testing.T) {
 	mnYAML := "networks:\n  network1:\n    endpoints:\n    - fromRegistry: Kubernetes\n"
 	mn := filepath.Join(dir, "meshnetworks.yaml")
 	must(t, os.WriteFile(mn, []byte(mnYAML), 0o644))
-	code, out, stderr := horizon("install", "--kubeconfig", kubeconfig, "--mesh-networks", mn, "--wait=false")
-	if code != 0 {
-		t.Fatalf("install: exit %d\n%s\n%s", code, out, stderr)
-	}
+	horizonOK(t, "install", "--kubeconfig", kubeconfig, "--mesh-networks", mn, "--wait=false")
 	cm, err := cs.CoreV1().ConfigMaps("istio-system").Get(ctx, install.MeshConfigMap, metav1.GetOptions{})
 	must(t, err)
 	if cm.Data["mesh"] != "trustDomain: cluster.local\n" || cm.Data["meshNetworks"] != mnYAML || cm.Labels[install.ManagedByLabel] != "Helm" {
@@ -303,10 +305,7 @@ func TestInstallAddsMeshNetworksToIstiosConfigMap(t *testing.T) {
 			t.Errorf("helm lost its fields: %s", fields)
 		}
 	}
-	code, out, stderr = horizon("uninstall", "--kubeconfig", kubeconfig)
-	if code != 0 {
-		t.Fatalf("uninstall: exit %d\n%s\n%s", code, out, stderr)
-	}
+	horizonOK(t, "uninstall", "--kubeconfig", kubeconfig)
 	cm, err = cs.CoreV1().ConfigMaps("istio-system").Get(ctx, install.MeshConfigMap, metav1.GetOptions{})
 	if err != nil || cm.Data["mesh"] == "" {
 		t.Fatalf("uninstall deleted or changed Istio's ConfigMap: %v, %v", cm, err)

@@ -4,7 +4,6 @@ package integration
 
 import (
 	"context"
-	"net"
 	"os"
 	osexec "os/exec"
 	"path/filepath"
@@ -12,15 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	"google.golang.org/protobuf/types/known/structpb"
-
-	"github.com/horizonmesh/horizon/internal/controlplane"
-	"github.com/horizonmesh/horizon/internal/model"
-	"github.com/horizonmesh/horizon/internal/source"
-	"github.com/horizonmesh/horizon/internal/source/kube"
-	"github.com/horizonmesh/horizon/internal/source/manifest"
-	"github.com/horizonmesh/horizon/internal/testing/adsclient"
+	"github.com/horizonmesh/horizon/internal/testing/cptest"
 	"github.com/horizonmesh/horizon/internal/testing/testkit"
 	"github.com/horizonmesh/horizon/internal/xds/server"
 )
@@ -33,38 +24,9 @@ import (
 // replica's ID; istioctl's own stream is not listed.
 func TestIstioctlProxyStatus(t *testing.T) {
 	istioctl := istioctlBinary(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	cp := controlplane.New(controlplane.Options{Logger: testkit.Logger(), Debounce: time.Millisecond})
-	store, diags := manifest.Load(filepath.Join("..", "..", "examples", "walkthrough", "cluster1"))
-	if err := diags.Err(); err != nil {
-		t.Fatal(err)
-	}
-	cp.SetCluster(source.Cluster{ID: "cluster1", Origin: "test", Local: true, Source: &kube.Source{Store: store, IsSynced: func() bool { return true }}})
-	cp.SetMeshNetworks(&model.MeshNetworks{}, nil)
-	cp.Tracker.ServeStatus(server.StatusOptions{Namespace: "istio-system", ID: "horizon-test-0", Version: "test"})
-	go cp.Run(ctx)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := server.NewGRPC(ctx, cp.Views, cp.Tracker)
-	go func() { _ = server.Serve(ctx, g, lis) }()
-	testkit.WaitFor(t, "the control plane ready", func() bool { return cp.Ready() && cp.Mesh() != nil })
-
-	id := "sidecar~10.10.0.5~hw.sample~sample.svc.cluster.local"
-	node := adsclient.Node(id, "", "cluster1")
-	node.Metadata.Fields["INSTANCE_IPS"] = structpb.NewStringValue("10.10.0.5")
-	client, err := adsclient.Dial(lis.Addr().String(), node)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	for _, typeURL := range []string{resource.ClusterType, resource.EndpointType} {
-		if err := client.Request(typeURL, nil, "", "", ""); err != nil {
-			t.Fatal(err)
-		}
-	}
+	addr := cptest.ServeWithSidecar(t, filepath.Join("..", "..", "examples", "walkthrough", "cluster1"),
+		&server.StatusOptions{Namespace: "istio-system", ID: "horizon-test-0", Version: "test"})
+	id := cptest.SidecarID
 
 	// istioctl builds a Kubernetes client before it looks at
 	// --xds-address; with --plaintext and a --revision it never uses it
@@ -81,9 +43,9 @@ current-context: none
 	}
 	var out string
 	testkit.WaitFor(t, "istioctl proxy-status to show the sidecar SYNCED for CDS and EDS", func() bool {
-		cctx, ccancel := context.WithTimeout(ctx, time.Minute)
+		cctx, ccancel := context.WithTimeout(t.Context(), time.Minute)
 		defer ccancel()
-		cmd := osexec.CommandContext(cctx, istioctl, "proxy-status", "--kubeconfig", kubeconfig, "--xds-address", lis.Addr().String(), "--plaintext", "-v", "1", "--revision", "default")
+		cmd := osexec.CommandContext(cctx, istioctl, "proxy-status", "--kubeconfig", kubeconfig, "--xds-address", addr, "--plaintext", "-v", "1", "--revision", "default")
 		b, err := cmd.CombinedOutput()
 		out = string(b)
 		if err != nil {
@@ -103,7 +65,7 @@ current-context: none
 		return strings.HasPrefix(status["CDS"], "SYNCED") && strings.HasPrefix(status["EDS"], "SYNCED") &&
 			status["ISTIOD"] == "horizon-test-0" && status["CLUSTER"] == "cluster1"
 	})
-	t.Logf("$ istioctl proxy-status --xds-address %s --plaintext -v 1\n%s", lis.Addr(), out)
+	t.Logf("$ istioctl proxy-status --xds-address %s --plaintext -v 1\n%s", addr, out)
 }
 
 // splitColumns cuts a tabwriter row at its header's column starts (cells

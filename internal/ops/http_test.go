@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -29,6 +28,7 @@ import (
 	"github.com/horizonmesh/horizon/internal/source"
 	"github.com/horizonmesh/horizon/internal/source/kube"
 	"github.com/horizonmesh/horizon/internal/testing/adsclient"
+	"github.com/horizonmesh/horizon/internal/testing/cptest"
 	"github.com/horizonmesh/horizon/internal/testing/testkit"
 	"github.com/horizonmesh/horizon/internal/xds/server"
 )
@@ -76,14 +76,9 @@ func startMesh(t testing.TB, services, endpoints int) *mesh {
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	go cp.Run(ctx)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := server.NewGRPC(ctx, cp.Views, cp.Tracker)
-	go func() { _ = server.Serve(ctx, g, lis) }()
+	addr := cptest.ServeXDS(t, cp)
 	testkit.Eventually(t, 30*time.Second, "ready with a mesh", func() bool { return cp.Ready() && cp.Mesh() != nil })
-	c, err := adsclient.Dial(lis.Addr().String(), adsclient.Node("p1", "n1", "c1"))
+	c, err := adsclient.Dial(addr, adsclient.Node("p1", "n1", "c1"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -282,15 +277,7 @@ func TestDebugEDSFindsAWorkloadsView(t *testing.T) {
 	// 10.0.0.1 is svc0's first endpoint, on node0 (zone z0).
 	node.Metadata.Fields[server.MetaInstanceIPs] = structpb.NewStringValue("10.0.0.1")
 	// The mesh's gRPC server is not kept: serve its views on another.
-	ctx, cancel := context.WithCancel(context.Background())
-	t.Cleanup(cancel)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := server.NewGRPC(ctx, m.cp.Views, m.cp.Tracker)
-	go func() { _ = server.Serve(ctx, g, l) }()
-	c, err := adsclient.Dial(l.Addr().String(), node)
+	c, err := adsclient.Dial(cptest.ServeXDS(t, m.cp), node)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/ptr"
 
 	"github.com/horizonmesh/horizon/internal/model"
@@ -25,36 +26,27 @@ func TestEdgeDiagnostics(t *testing.T) {
 	dns := service("dns", corev1.ServicePort{Name: "dns", Port: 53, Protocol: corev1.ProtocolUDP}, corev1.ServicePort{Name: "dns-tcp", Port: 53})
 	tests := []struct {
 		name string
-		objs []any
+		objs []runtime.Object
 		want []string // diagnostics, as severity + " " + String()
 	}{
-		{"headless service without ports", []any{headless, slice("headless-1", "headless", nil, sliceEP{addr: "10.0.0.1"})},
+		{"headless service without ports", []runtime.Object{headless, slice("headless-1", "headless", nil, sliceEP{addr: "10.0.0.1"})},
 			[]string{"warning f: Service sample/headless: spec.ports: headless or ExternalName service has no ports; ignored"}},
-		{"ExternalName service without ports", []any{extName},
+		{"ExternalName service without ports", []runtime.Object{extName},
 			[]string{"warning f: Service sample/ext: spec.ports: headless or ExternalName service has no ports; ignored"}},
-		{"slice of an invalid service: only the service's error", []any{service("bad"), slice("bad-1", "bad", nil)},
+		{"slice of an invalid service: only the service's error", []runtime.Object{service("bad"), slice("bad-1", "bad", nil)},
 			[]string{"error f: Service sample/bad: spec.ports: service has no ports"}},
-		{"duplicate number and protocol", []any{service("d", corev1.ServicePort{Name: "a", Port: 80}, corev1.ServicePort{Name: "b", Port: 80, Protocol: corev1.ProtocolTCP})},
+		{"duplicate number and protocol", []runtime.Object{service("d", corev1.ServicePort{Name: "a", Port: 80}, corev1.ServicePort{Name: "b", Port: 80, Protocol: corev1.ProtocolTCP})},
 			[]string{"error f: Service sample/d: spec.ports[1].port: duplicate port 80/TCP"}},
-		{"invalid address, slice has only the second service port", []any{twoPorts, slice("two-1", "two", map[string]int32{"grpc": 91}, sliceEP{addr: "bogus"})},
+		{"invalid address, slice has only the second service port", []runtime.Object{twoPorts, slice("two-1", "two", map[string]int32{"grpc": 91}, sliceEP{addr: "bogus"})},
 			[]string{`error f: EndpointSlice sample/two-1: endpoints[0].addresses[0]: invalid IP "bogus"; address ignored`}},
-		{"invalid address, two service ports share a number", []any{dns, slice("dns-1", "dns", map[string]int32{"dns": 53, "dns-tcp": 53}, sliceEP{addr: "bogus"})},
+		{"invalid address, two service ports share a number", []runtime.Object{dns, slice("dns-1", "dns", map[string]int32{"dns": 53, "dns-tcp": 53}, sliceEP{addr: "bogus"})},
 			[]string{`error f: EndpointSlice sample/dns-1: endpoints[0].addresses[0]: invalid IP "bogus"; address ignored`}},
-		{"address with a zone", []any{service("z", corev1.ServicePort{Port: 80}), slice("z-1", "z", map[string]int32{"": 80}, sliceEP{addr: "fe80::1%eth0"})},
+		{"address with a zone", []runtime.Object{service("z", corev1.ServicePort{Port: 80}), slice("z-1", "z", map[string]int32{"": 80}, sliceEP{addr: "fe80::1%eth0"})},
 			[]string{`error f: EndpointSlice sample/z-1: endpoints[0].addresses[0]: invalid IP "fe80::1%eth0"; address ignored`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := NewStore()
-			for _, o := range tt.objs {
-				switch o := o.(type) {
-				case *corev1.Service:
-					s.Upsert(o, "f")
-				case *discoveryv1.EndpointSlice:
-					s.Upsert(o, "f")
-				}
-			}
-			_, diags := convert(t, s)
+			_, diags := convert(t, storeOf("f", tt.objs...))
 			var got []string
 			for _, d := range diags {
 				got = append(got, d.Severity.String()+" "+d.String())

@@ -9,6 +9,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/utils/ptr"
 
 	"github.com/horizonmesh/horizon/internal/model"
@@ -59,6 +60,15 @@ func slice(name, svc string, ports map[string]int32, eps ...sliceEP) *discoveryv
 		sl.Endpoints = append(sl.Endpoints, ep)
 	}
 	return sl
+}
+
+// storeOf is a Store holding objs, each upserted from origin.
+func storeOf(origin string, objs ...runtime.Object) *Store {
+	s := NewStore()
+	for _, o := range objs {
+		s.Upsert(o, origin)
+	}
+	return s
 }
 
 func convert(t *testing.T, s *Store) (*model.ClusterSnapshot, model.Diagnostics) {
@@ -210,30 +220,21 @@ func TestBadObjects(t *testing.T) {
 	badIP := slice("bad-ip", "ok", map[string]int32{"": 80}, sliceEP{addr: "10.0.0.300"}, sliceEP{addr: "10.0.0.7"})
 	tests := []struct {
 		name     string
-		objs     []any
+		objs     []runtime.Object
 		severity model.Severity
 		contains []string
 	}{
-		{"service without ports", []any{service("empty")}, model.Error, []string{"Service sample/empty", "spec.ports", "no ports"}},
-		{"port out of range", []any{service("big", corev1.ServicePort{Port: 70000})}, model.Error, []string{"spec.ports[0].port", "70000"}},
-		{"duplicate port name", []any{service("dup", corev1.ServicePort{Name: "a", Port: 1}, corev1.ServicePort{Name: "a", Port: 2})}, model.Error, []string{"spec.ports[1].name", "duplicate"}},
-		{"slice without service", []any{slice("orphan", "missing", map[string]int32{"": 80}, sliceEP{addr: "10.0.0.1"})}, model.Warning, []string{"EndpointSlice sample/orphan", "kubernetes.io/service-name", "sample/missing does not exist"}},
-		{"slice without service label", []any{noSvcLabel}, model.Warning, []string{"EndpointSlice sample/orphan-2", "no service-name label"}},
-		{"FQDN slice", []any{service("ok", corev1.ServicePort{Port: 80}), fqdn}, model.Warning, []string{"addressType", "FQDN"}},
-		{"invalid address", []any{service("ok", corev1.ServicePort{Port: 80}), badIP}, model.Error, []string{"endpoints[0].addresses[0]", "10.0.0.300"}},
+		{"service without ports", []runtime.Object{service("empty")}, model.Error, []string{"Service sample/empty", "spec.ports", "no ports"}},
+		{"port out of range", []runtime.Object{service("big", corev1.ServicePort{Port: 70000})}, model.Error, []string{"spec.ports[0].port", "70000"}},
+		{"duplicate port name", []runtime.Object{service("dup", corev1.ServicePort{Name: "a", Port: 1}, corev1.ServicePort{Name: "a", Port: 2})}, model.Error, []string{"spec.ports[1].name", "duplicate"}},
+		{"slice without service", []runtime.Object{slice("orphan", "missing", map[string]int32{"": 80}, sliceEP{addr: "10.0.0.1"})}, model.Warning, []string{"EndpointSlice sample/orphan", "kubernetes.io/service-name", "sample/missing does not exist"}},
+		{"slice without service label", []runtime.Object{noSvcLabel}, model.Warning, []string{"EndpointSlice sample/orphan-2", "no service-name label"}},
+		{"FQDN slice", []runtime.Object{service("ok", corev1.ServicePort{Port: 80}), fqdn}, model.Warning, []string{"addressType", "FQDN"}},
+		{"invalid address", []runtime.Object{service("ok", corev1.ServicePort{Port: 80}), badIP}, model.Error, []string{"endpoints[0].addresses[0]", "10.0.0.300"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := NewStore()
-			for _, o := range tt.objs {
-				switch o := o.(type) {
-				case *corev1.Service:
-					s.Upsert(o, "file.yaml")
-				case *discoveryv1.EndpointSlice:
-					s.Upsert(o, "file.yaml")
-				}
-			}
-			_, diags := convert(t, s)
+			_, diags := convert(t, storeOf("file.yaml", tt.objs...))
 			if len(diags) != 1 {
 				t.Fatalf("want one diagnostic, got %v", diags)
 			}

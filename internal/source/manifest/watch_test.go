@@ -17,72 +17,23 @@ import (
 	"github.com/horizonmesh/horizon/internal/source"
 	"github.com/horizonmesh/horizon/internal/source/filewatch"
 	"github.com/horizonmesh/horizon/internal/source/kube"
+	"github.com/horizonmesh/horizon/internal/testing/testkit"
 )
 
 // registry records every call in order: "set [endpoints]", "error MSG",
 // "clear", and hands each to the test.
-type registry struct {
-	mu     sync.Mutex
-	events []string
-	ch     chan string
+type registry struct{ *testkit.Events }
+
+func (r registry) SetCluster(c source.Cluster) {
+	r.Add("set " + endpoints(c.Source.(*kube.Source).Store))
 }
 
-func (r *registry) SetCluster(c source.Cluster) {
-	r.add("set " + endpoints(c.Source.(*kube.Source).Store))
-}
-
-func (r *registry) ClusterError(_ model.ClusterID, _, msg string) {
+func (r registry) ClusterError(_ model.ClusterID, _, msg string) {
 	if msg == "" {
-		r.add("clear")
+		r.Add("clear")
 		return
 	}
-	r.add("error " + msg)
-}
-
-func (r *registry) add(e string) {
-	r.mu.Lock()
-	r.events = append(r.events, e)
-	r.mu.Unlock()
-	r.ch <- e
-}
-
-// expect waits for the next events, each starting with its want, in order.
-func (r *registry) expect(t *testing.T, want ...string) string {
-	t.Helper()
-	var got string
-	for _, w := range want {
-		select {
-		case got = <-r.ch:
-		case <-time.After(5 * time.Second):
-			r.mu.Lock()
-			defer r.mu.Unlock()
-			t.Fatalf("no event within 5s, want %q; so far %q", w, r.events)
-		}
-		if !strings.HasPrefix(got, w) {
-			r.mu.Lock()
-			defer r.mu.Unlock()
-			t.Fatalf("event %q, want %q; all events %q", got, w, r.events)
-		}
-	}
-	return got
-}
-
-// expectSet waits for want to be set, passing over errors and clears (a
-// writer's intermediate states may be refused) but failing on any other
-// state set first.
-func (r *registry) expectSet(t *testing.T, want string) {
-	t.Helper()
-	for {
-		got := r.expect(t, "")
-		if got == want {
-			return
-		}
-		if strings.HasPrefix(got, "set ") {
-			r.mu.Lock()
-			defer r.mu.Unlock()
-			t.Fatalf("%q before %q; all events %q", got, want, r.events)
-		}
-	}
+	r.Add("error " + msg)
 }
 
 // endpoints lists the addresses of every endpoint of the store, sorted.
@@ -118,11 +69,11 @@ func (b *syncBuffer) String() string {
 	return b.buf.String()
 }
 
-func startWatch(t *testing.T, path string, opts filewatch.Options) *registry {
+func startWatch(t *testing.T, path string, opts filewatch.Options) registry {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	r := &registry{ch: make(chan string, 1000)}
+	r := registry{testkit.NewEvents()}
 	if err := watch(ctx, ClusterSource{ID: "c1", Path: path}, opts, kube.Options{}, r); err != nil {
 		t.Fatal(err)
 	}
@@ -160,15 +111,15 @@ func TestWatchLogsAndReportsRejectedChanges(t *testing.T) {
 	opts := quick
 	opts.Logger = slog.New(slog.NewTextHandler(logs, nil))
 	r := startWatch(t, dir, opts)
-	r.expect(t, "set [10.0.0.1]")
+	r.Expect(t, "set [10.0.0.1]")
 
 	replaceFile(t, file, svcDoc+"---\nkind: [\n")
-	r.expect(t, "error change rejected")
+	r.Expect(t, "error change rejected")
 	if l := logs.String(); !strings.Contains(l, "level=ERROR") || !strings.Contains(l, "cluster=c1") || !strings.Contains(l, "all.yaml#2") {
 		t.Errorf("rejection not logged with cluster and file:\n%s", l)
 	}
 	replaceFile(t, file, svcDoc+"---\n"+sliceWith("10.0.0.2"))
-	r.expect(t, "set [10.0.0.2]", "clear")
+	r.Expect(t, "set [10.0.0.2]", "clear")
 }
 
 // A manifest cut after `endpoints:` still decodes (an EndpointSlice with no
@@ -179,7 +130,7 @@ func TestWatchValidPrefixIsNotAppliedWhileWriterPausesWithinSettle(t *testing.T)
 	dir := t.TempDir()
 	file := write(t, dir, "all.yaml", svcDoc+"---\n"+sliceWith("10.0.0.1", "10.0.0.2"))
 	r := startWatch(t, dir, filewatch.Options{Settle: time.Second, Poll: 10 * time.Millisecond})
-	r.expect(t, "set [10.0.0.1 10.0.0.2]")
+	r.Expect(t, "set [10.0.0.1 10.0.0.2]")
 
 	full := svcDoc + "---\n" + sliceWith("10.0.0.1", "10.0.0.3")
 	prefix := full[:strings.Index(full, "endpoints:")+len("endpoints:\n")]
@@ -190,7 +141,7 @@ func TestWatchValidPrefixIsNotAppliedWhileWriterPausesWithinSettle(t *testing.T)
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
-	r.expectSet(t, "set [10.0.0.1 10.0.0.3]")
+	r.ExpectReached(t, "set [10.0.0.1 10.0.0.3]", "set ")
 }
 
 // A prefix that does not decode is never applied, however long the writer
@@ -199,18 +150,18 @@ func TestWatchInvalidPrefixIsNeverApplied(t *testing.T) {
 	dir := t.TempDir()
 	file := write(t, dir, "all.yaml", svcDoc+"---\n"+sliceWith("10.0.0.1"))
 	r := startWatch(t, dir, quick)
-	r.expect(t, "set [10.0.0.1]")
+	r.Expect(t, "set [10.0.0.1]")
 
 	full := svcDoc + "---\n" + sliceWith("10.0.0.1", "10.0.0.3")
 	cut := strings.LastIndex(full, "[10.0.0.3") + len("[10.0")
 	f := openTruncated(t, file)
 	writeTo(t, f, full[:cut])
-	r.expect(t, "error change rejected")
+	r.Expect(t, "error change rejected")
 	writeTo(t, f, full[cut:])
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
-	r.expectSet(t, "set [10.0.0.1 10.0.0.3]")
+	r.ExpectReached(t, "set [10.0.0.1 10.0.0.3]", "set ")
 }
 
 // A file replaced by a dangling symlink is rejected; once the symlink is
@@ -221,7 +172,7 @@ func TestWatchDanglingSymlinkRemovedIsRetried(t *testing.T) {
 	write(t, dir, "svc.yaml", svcDoc)
 	slice := write(t, dir, "slice.yaml", sliceWith("10.0.0.1"))
 	r := startWatch(t, dir, quick)
-	r.expect(t, "set [10.0.0.1]")
+	r.Expect(t, "set [10.0.0.1]")
 
 	if err := os.Symlink("missing.yaml", filepath.Join(dir, ".link")); err != nil {
 		t.Fatal(err)
@@ -229,13 +180,13 @@ func TestWatchDanglingSymlinkRemovedIsRetried(t *testing.T) {
 	if err := os.Rename(filepath.Join(dir, ".link"), slice); err != nil {
 		t.Fatal(err)
 	}
-	r.expect(t, "error change rejected")
+	r.Expect(t, "error change rejected")
 	if err := os.Remove(slice); err != nil {
 		t.Fatal(err)
 	}
-	r.expect(t, "set []", "clear")
+	r.Expect(t, "set []", "clear")
 	replaceFile(t, slice, sliceWith("10.0.0.4"))
-	r.expect(t, "set [10.0.0.4]", "clear")
+	r.Expect(t, "set [10.0.0.4]", "clear")
 }
 
 // Manifests mounted from a ConfigMap: files are symlinks into ..data, which
@@ -258,9 +209,9 @@ func TestWatchFollowsConfigMapVolumeSwaps(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := startWatch(t, dir, filewatch.Options{Settle: 50 * time.Millisecond, Poll: time.Hour})
-	r.expect(t, "set [10.0.0.1]")
+	r.Expect(t, "set [10.0.0.1]")
 	swap("..2026_01_01_00_00_01.000000002", svcDoc+"---\n"+sliceWith("10.0.0.5"))
-	r.expect(t, "set [10.0.0.5]", "clear")
+	r.Expect(t, "set [10.0.0.5]", "clear")
 }
 
 func openTruncated(t *testing.T, path string) *os.File {

@@ -49,7 +49,7 @@ func replaceFile(t *testing.T, path, content string) {
 	}
 }
 
-func startWatch(t *testing.T, path string, opts filewatch.Options) *recorder {
+func startWatch(t *testing.T, path string, opts filewatch.Options) recorder {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -68,11 +68,11 @@ func TestWatchFileAppliesValidChangesAndRejectsInvalidOnes(t *testing.T) {
 	}
 	writeFile(t, path, net2)
 	r := startWatch(t, path, quick)
-	r.expect(t, "applied network2[c2] gw 192.0.2.1:443")
+	r.Expect(t, "applied network2[c2] gw 192.0.2.1:443")
 	replaceFile(t, path, strings.Replace(net2, "port: 443", "port: 0", 1))
-	r.expect(t, "rejected")
+	r.Expect(t, "rejected")
 	replaceFile(t, path, strings.Replace(net2, "192.0.2.1", "192.0.2.2", 1))
-	r.expect(t, "applied network2[c2] gw 192.0.2.2:443")
+	r.Expect(t, "applied network2[c2] gw 192.0.2.2:443")
 }
 
 // One rule for empty files, at start and live: rejected, naming the file and
@@ -88,11 +88,11 @@ func TestWatchFileEmptyIsRejectedAtStartAndLive(t *testing.T) {
 	}
 	writeFile(t, path, "networks: {}\n")
 	r := startWatch(t, path, quick)
-	r.expect(t, "applied (no networks)")
+	r.Expect(t, "applied (no networks)")
 	replaceFile(t, path, net2)
-	r.expect(t, "applied network2")
+	r.Expect(t, "applied network2")
 	replaceFile(t, path, "\n  \n")
-	if got := r.expect(t, "rejected"); !strings.Contains(got, path) || !strings.Contains(got, "networks: {}") {
+	if got := r.Expect(t, "rejected"); !strings.Contains(got, path) || !strings.Contains(got, "networks: {}") {
 		t.Errorf("live: %q", got)
 	}
 }
@@ -103,15 +103,15 @@ func TestWatchFileDeletedIsReportedAndAppliedWhenBack(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "mn.yaml")
 	writeFile(t, path, net2)
 	r := startWatch(t, path, quick)
-	r.expect(t, "applied network2")
+	r.Expect(t, "applied network2")
 	if err := os.Remove(path); err != nil {
 		t.Fatal(err)
 	}
-	if got := r.expect(t, "rejected"); !strings.Contains(got, path) || !strings.Contains(got, "cannot be read") {
+	if got := r.Expect(t, "rejected"); !strings.Contains(got, path) || !strings.Contains(got, "cannot be read") {
 		t.Errorf("deleted: %q", got)
 	}
 	replaceFile(t, path, net2)
-	r.expect(t, "applied network2[c2] gw 192.0.2.1:443")
+	r.Expect(t, "applied network2[c2] gw 192.0.2.1:443")
 }
 
 // A symlink whose target goes missing is reported; once the target is back
@@ -124,17 +124,17 @@ func TestWatchFileDanglingSymlinkIsRetriedWhenFixed(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := startWatch(t, path, quick)
-	r.expect(t, "applied network2")
+	r.Expect(t, "applied network2")
 	if err := os.Rename(target, target+".away"); err != nil {
 		t.Fatal(err)
 	}
-	if got := r.expect(t, "rejected"); !strings.Contains(got, path) {
+	if got := r.Expect(t, "rejected"); !strings.Contains(got, path) {
 		t.Errorf("dangling: %q", got)
 	}
 	if err := os.Rename(target+".away", target); err != nil {
 		t.Fatal(err)
 	}
-	r.expect(t, "applied network2[c2] gw 192.0.2.1:443")
+	r.Expect(t, "applied network2[c2] gw 192.0.2.1:443")
 }
 
 // A writer that stops after a prefix that parses (network1 only) for longer
@@ -144,14 +144,14 @@ func TestWatchFileValidPrefixIsNotAppliedWhileWriterPausesWithinSettle(t *testin
 	path := filepath.Join(t.TempDir(), "mn.yaml")
 	writeFile(t, path, net2)
 	r := startWatch(t, path, filewatch.Options{Settle: time.Second, Poll: 10 * time.Millisecond})
-	r.expect(t, "applied network2")
+	r.Expect(t, "applied network2")
 
 	prefix := twoNets[:strings.Index(twoNets, "  network2:")]
 	if _, diags := Parse(path, []byte(prefix)); diags.Err() != nil {
 		t.Fatalf("the prefix should be valid on its own: %v", diags.Err())
 	}
 	writeSlowly(t, path, prefix, twoNets[len(prefix):], 200*time.Millisecond)
-	r.expectApplied(t, "applied network1[c1] gw 192.0.2.1:443; network2[c2] gw 192.0.2.2:443")
+	r.ExpectReached(t, "applied network1[c1] gw 192.0.2.1:443; network2[c2] gw 192.0.2.2:443", "applied ")
 }
 
 // A prefix that does not validate is never applied, however long the
@@ -160,17 +160,17 @@ func TestWatchFileInvalidPrefixIsNeverApplied(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "mn.yaml")
 	writeFile(t, path, net2)
 	r := startWatch(t, path, quick)
-	r.expect(t, "applied network2")
+	r.Expect(t, "applied network2")
 
 	cut := strings.LastIndex(twoNets, "port:") + len("port:")
 	f := openTruncated(t, path)
 	write(t, f, twoNets[:cut])
-	r.expect(t, "rejected") // seen, settled, and refused
+	r.Expect(t, "rejected") // seen, settled, and refused
 	write(t, f, twoNets[cut:])
 	if err := f.Close(); err != nil {
 		t.Fatal(err)
 	}
-	r.expectApplied(t, "applied network1[c1] gw 192.0.2.1:443; network2[c2] gw 192.0.2.2:443")
+	r.ExpectReached(t, "applied network1[c1] gw 192.0.2.1:443; network2[c2] gw 192.0.2.2:443", "applied ")
 }
 
 // The Kubernetes ConfigMap volume: the visible file is a symlink into
@@ -183,11 +183,11 @@ func TestWatchFileFollowsConfigMapVolumeSwaps(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := startWatch(t, filepath.Join(dir, ConfigMapKey), filewatch.Options{Settle: 50 * time.Millisecond, Poll: time.Hour})
-	r.expect(t, "applied network2[c2] gw 192.0.2.1:443")
+	r.Expect(t, "applied network2[c2] gw 192.0.2.1:443")
 	configMapVersion(t, dir, "..2026_01_01_00_00_01.000000002", strings.Replace(net2, "c2", "c3", 1))
-	r.expect(t, "applied network2[c3] gw 192.0.2.1:443")
+	r.Expect(t, "applied network2[c3] gw 192.0.2.1:443")
 	configMapVersion(t, dir, "..2026_01_01_00_00_02.000000003", "networks: {n: {gateways: [{address: 1.2.3.4}]}}")
-	r.expect(t, "rejected")
+	r.Expect(t, "rejected")
 }
 
 // configMapVersion does what the kubelet does on a ConfigMap update: a new

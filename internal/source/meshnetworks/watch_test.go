@@ -22,7 +22,7 @@ func TestWatchConfigMap(t *testing.T) {
 	if err := WatchConfigMap(ctx, client, "istio-system", "istio", r); err != nil {
 		t.Fatal(err)
 	}
-	r.expect(t, "applied network2[c2] gw 192.0.2.1:443")
+	r.Expect(t, "applied network2[c2] gw 192.0.2.1:443")
 
 	cms := client.CoreV1().ConfigMaps("istio-system")
 	update := func(data map[string]string) {
@@ -35,11 +35,11 @@ func TestWatchConfigMap(t *testing.T) {
 	}
 	update(map[string]string{ConfigMapKey: net2, "mesh": "y"}) // another key: nothing to apply
 	update(map[string]string{ConfigMapKey: "networks: {n: {gateways: [{address: 1.2.3.4}]}}"})
-	r.expect(t, "rejected")
+	r.Expect(t, "rejected")
 	update(map[string]string{ConfigMapKey: strings.Replace(net2, "c2", "c3", 1)})
-	r.expect(t, "applied network2[c3] gw 192.0.2.1:443")
+	r.Expect(t, "applied network2[c3] gw 192.0.2.1:443")
 	if err := cms.Delete(ctx, "istio", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	r.expect(t, "applied (no networks)")
+	r.Expect(t, "applied (no networks)")
 }

@@ -1,5 +1,6 @@
 // Package testkit is what tests across Horizon share: one way to wait for
-// an observable condition, one free port, one throwaway logger. (Istio's
+// an observable condition, one ordered log of reported events to wait on,
+// one free port, one throwaway logger. (Istio's
 // pkg/test/util/retry and Envoy Gateway's internal/utils/test play this
 // part there.)
 package testkit

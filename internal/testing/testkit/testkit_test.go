@@ -2,6 +2,7 @@ package testkit
 
 import (
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -50,4 +51,40 @@ func TestFreePort(t *testing.T) {
 	}
 	l.Close()
 	Logger().Info("nothing is written")
+}
+
+// fails reports how f failed r (its Fatalf format), "" if it did not.
+func fails(t *testing.T, f func(r *recorder)) string {
+	t.Helper()
+	r := &recorder{TB: t}
+	func() {
+		defer func() {
+			if p := recover(); p != nil && p != r {
+				panic(p)
+			}
+		}()
+		f(r)
+	}()
+	return r.failed
+}
+
+func TestEvents(t *testing.T) {
+	e := NewEvents()
+	all := []string{"set a", "error x", "clear", "set b", "error y", "set c"}
+	for _, ev := range all {
+		e.Add(ev)
+	}
+	if got := e.Expect(t, "set", "error"); got != "error x" {
+		t.Fatalf("Expect returned %q, want the last event awaited", got)
+	}
+	e.ExpectReached(t, "set b", "set ") // passes over "clear"
+	if f := fails(t, func(r *recorder) { e.Expect(r, "set") }); !strings.Contains(f, "want %q") {
+		t.Fatalf(`Expect("set") of "error y": failure %q`, f)
+	}
+	if f := fails(t, func(r *recorder) { e.ExpectReached(r, "set d", "set ") }); !strings.Contains(f, "before") {
+		t.Fatalf(`ExpectReached("set d") of "set c": failure %q`, f)
+	}
+	if got := e.All(); !slices.Equal(got, all) {
+		t.Fatalf("All() = %q, want %q", got, all)
+	}
 }
