@@ -13,6 +13,8 @@ import (
 
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/horizonmesh/horizon/internal/xds/translate"
 )
 
 // configDump is an Envoy admin /config_dump?include_eds answer, read
@@ -131,11 +133,16 @@ func (d *configDump) edsClusters() map[string]bool {
 	return out
 }
 
-// endpointRow is one endpoint a proxy holds.
+// endpointRow is one endpoint a proxy holds; Gateway is what stands behind
+// it when it is a gateway endpoint discovery knows.
 type endpointRow struct {
-	Cluster, Endpoint, Locality string
-	Priority, Weight            uint32
-	Behind                      string
+	Cluster  string                     `json:"cluster"`
+	Endpoint string                     `json:"endpoint"`
+	Locality string                     `json:"locality,omitempty"`
+	Priority uint32                     `json:"priority"`
+	Weight   uint32                     `json:"weight"`
+	Behind   string                     `json:"behind"`
+	Gateway  *translate.GatewayEndpoint `json:"gateway,omitempty"`
 }
 
 func endpointKey(cluster, locality, addr string) string {
@@ -151,8 +158,9 @@ func localityString(region, zone, subzone string) string {
 
 // endpointRows lists every endpoint of the proxy's load assignments, sorted
 // by cluster, priority, locality and address; behind(cluster, locality,
-// address) says what stands behind it ("" for nothing known).
-func endpointRows(clas map[string]*endpointv3.ClusterLoadAssignment, behind func(cluster, locality, addr string) string) []endpointRow {
+// address) says what stands behind it ("" for nothing known) and, for a
+// gateway endpoint, the gateway endpoint discovery describes.
+func endpointRows(clas map[string]*endpointv3.ClusterLoadAssignment, behind behindFunc) []endpointRow {
 	var rows []endpointRow
 	for name, cla := range clas {
 		for _, le := range cla.GetEndpoints() {
@@ -164,8 +172,9 @@ func endpointRows(clas map[string]*endpointv3.ClusterLoadAssignment, behind func
 				if lb.GetLoadBalancingWeight() == nil {
 					w = 1
 				}
+				text, gw := behind(name, loc, addr)
 				rows = append(rows, endpointRow{Cluster: name, Endpoint: addr, Locality: loc, Priority: le.GetPriority(), Weight: w,
-					Behind: behind(name, loc, addr)})
+					Behind: text, Gateway: gw})
 			}
 		}
 	}
@@ -355,4 +364,27 @@ func shortList(s []string, n int) string {
 
 func sortRows(rows [][]string) {
 	sort.SliceStable(rows, func(i, j int) bool { return strings.Join(rows[i], "\x00") < strings.Join(rows[j], "\x00") })
+}
+
+// resources are the proxy's resources of a proxy-config type (clusters,
+// listeners, routes, secrets), static first, as Envoy dumped them.
+func (d *configDump) resources(typ string) []json.RawMessage {
+	var lists [][]json.RawMessage
+	switch typ {
+	case "clusters":
+		lists = [][]json.RawMessage{d.list("ClustersConfigDump", "static_clusters", "cluster"), d.list("ClustersConfigDump", "dynamic_active_clusters", "cluster")}
+	case "listeners":
+		lists = [][]json.RawMessage{d.list("ListenersConfigDump", "static_listeners", "listener"),
+			d.list("ListenersConfigDump", "dynamic_listeners", "active_state", "listener")}
+	case "routes":
+		lists = [][]json.RawMessage{d.list("RoutesConfigDump", "static_route_configs", "route_config"),
+			d.list("RoutesConfigDump", "dynamic_route_configs", "route_config")}
+	case "secrets":
+		lists = [][]json.RawMessage{d.list("SecretsConfigDump", "static_secrets", "secret"), d.list("SecretsConfigDump", "dynamic_active_secrets", "secret")}
+	}
+	out := []json.RawMessage{}
+	for _, l := range lists {
+		out = append(out, l...)
+	}
+	return out
 }

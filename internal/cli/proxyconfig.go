@@ -20,6 +20,7 @@ import (
 	"github.com/horizonmesh/horizon/internal/cmdutil"
 	"github.com/horizonmesh/horizon/internal/install"
 	"github.com/horizonmesh/horizon/internal/ops"
+	"github.com/horizonmesh/horizon/internal/xds/render"
 	"github.com/horizonmesh/horizon/internal/xds/translate"
 )
 
@@ -34,6 +35,7 @@ type proxyConfigFlags struct {
 	opsPort          int
 	diff             bool
 	name             string
+	output           string
 	timeout          time.Duration
 }
 
@@ -63,6 +65,12 @@ on a difference.`,
 			if f.diff && args[0] != "endpoints" {
 				return cmdutil.Usagef("--diff: only for endpoints")
 			}
+			if !slices.Contains([]string{"table", "json", "yaml"}, f.output) {
+				return cmdutil.Usagef("-o %q: want table, json or yaml", f.output)
+			}
+			if f.diff && f.output != "table" {
+				return cmdutil.Usagef("--diff: only with -o table")
+			}
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -81,6 +89,7 @@ on a difference.`,
 	fl.IntVar(&f.opsPort, "ops-port", 15014, "discovery's ops (HTTP) port in its pod")
 	fl.BoolVar(&f.diff, "diff", false, "endpoints: compare with what discovery sends the proxy's network now; exit 1 when they differ")
 	fl.StringVar(&f.name, "name", "", "endpoints: only this Envoy cluster, e.g. 'outbound|5000||helloworld.sample.svc.cluster.local'")
+	fl.StringVarP(&f.output, "output", "o", "table", "table, or json/yaml: the resources as Envoy holds them (endpoints: one object per endpoint, with discovery's gateway description)")
 	fl.DurationVar(&f.timeout, "timeout", 2*time.Minute, "bound on the whole command")
 	return cmd
 }
@@ -101,6 +110,9 @@ func runProxyConfig(ctx context.Context, f proxyConfigFlags, typ, ref string, st
 	dump, err := parseConfigDump(raw)
 	if err != nil {
 		return fmt.Errorf("pod %s/%s: %w", pod.Namespace, pod.Name, err)
+	}
+	if typ != "endpoints" && f.output != "table" {
+		return writeDocument(stdout, f.output, dump.resources(typ))
 	}
 	switch typ {
 	case "clusters":
@@ -132,8 +144,12 @@ func runProxyConfig(ctx context.Context, f proxyConfigFlags, typ, ref string, st
 	if derr != nil {
 		logger.Warn("what stands behind gateway endpoints is unknown", "error", derr)
 	}
+	rows := endpointRows(clas, behindText(behind, derr == nil))
+	if f.output != "table" {
+		return writeDocument(stdout, f.output, rows)
+	}
 	fmt.Fprintf(stdout, "proxy %s/%s (node %s, network %q, cluster %q)\n", pod.Namespace, pod.Name, node.ID, node.Network, node.Cluster)
-	if err := writeEndpoints(stdout, endpointRows(clas, behindText(behind, derr == nil))); err != nil {
+	if err := writeEndpoints(stdout, rows); err != nil {
 		return err
 	}
 	if !f.diff {
@@ -172,23 +188,26 @@ func runProxyConfig(ctx context.Context, f proxyConfigFlags, typ, ref string, st
 	return fmt.Errorf("the proxy's endpoints differ from discovery's in %d lines", len(lines))
 }
 
+// behindFunc says what stands behind an endpoint (endpointRows).
+type behindFunc func(cluster, locality, addr string) (string, *translate.GatewayEndpoint)
+
 // behindText says what stands behind an endpoint: for a gateway endpoint
-// "NETWORK / CLUSTER: POD, ... (N pods)"; "direct" for the others when
-// discovery answered, "?" when it did not.
-func behindText(gws []translate.GatewayEndpoint, known bool) func(cluster, locality, addr string) string {
-	by := map[string]translate.GatewayEndpoint{}
-	for _, g := range gws {
-		by[endpointKey(g.ClusterName, g.Locality, g.Address)] = g
+// "NETWORK / CLUSTER: POD, ... (N pods)" and discovery's description of it;
+// "direct" for the others when discovery answered, "?" when it did not.
+func behindText(gws []translate.GatewayEndpoint, known bool) behindFunc {
+	by := map[string]*translate.GatewayEndpoint{}
+	for i, g := range gws {
+		by[endpointKey(g.ClusterName, g.Locality, g.Address)] = &gws[i]
 	}
-	return func(cluster, locality, addr string) string {
+	return func(cluster, locality, addr string) (string, *translate.GatewayEndpoint) {
 		if !known {
-			return "?"
+			return "?", nil
 		}
 		g, ok := by[endpointKey(cluster, locality, addr)]
 		if !ok {
-			return "direct"
+			return "direct", nil
 		}
-		return describeGatewayEndpoint(g)
+		return describeGatewayEndpoint(*g), g
 	}
 }
 
@@ -226,6 +245,19 @@ func writeEndpoints(w io.Writer, rows []endpointRow) error {
 		table[i] = []string{r.Cluster, r.Endpoint, loc, strconv.Itoa(int(r.Priority)), strconv.Itoa(int(r.Weight)), r.Behind}
 	}
 	return writeTable(w, []string{"CLUSTER", "ENDPOINT", "LOCALITY", "PRIORITY", "WEIGHT", "BEHIND"}, table)
+}
+
+// writeDocument writes v as indented JSON or as YAML.
+func writeDocument(w io.Writer, format string, v any) error {
+	if rows, ok := v.([]endpointRow); ok && rows == nil {
+		v = []endpointRow{}
+	}
+	b, err := render.Document(format, v)
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(b)
+	return err
 }
 
 func writeTable(w io.Writer, header []string, rows [][]string) error {
@@ -334,7 +366,7 @@ func (d *discoveryPod) eds(ctx context.Context, network, cluster, ips string) (m
 func diffEndpoints(proxy, discovery map[string]*endpointv3.ClusterLoadAssignment) []string {
 	flat := func(clas map[string]*endpointv3.ClusterLoadAssignment) map[string]bool {
 		out := map[string]bool{}
-		for _, r := range endpointRows(clas, func(string, string, string) string { return "" }) {
+		for _, r := range endpointRows(clas, func(string, string, string) (string, *translate.GatewayEndpoint) { return "", nil }) {
 			loc := r.Locality
 			if loc == "" {
 				loc = "-"

@@ -3,9 +3,11 @@ package cli
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -150,4 +152,68 @@ func hasRow(table, endpoint, behind string) bool {
 		}
 	}
 	return false
+}
+
+// -o json and -o yaml: endpoints as objects, the gateway endpoint with
+// discovery's description of what stands behind it; the other types as
+// Envoy holds the resources (static, then dynamic).
+func TestProxyConfigDocuments(t *testing.T) {
+	d := loadDump(t)
+	clas, err := d.loadAssignments("static_endpoint_configs", "dynamic_endpoint_configs")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := writeDocument(&out, "json", endpointRows(clas, behindText(walkthroughGateways(t, ""), true))); err != nil {
+		t.Fatal(err)
+	}
+	golden(t, "proxyconfig/endpoints.json", out.Bytes())
+	var rows []endpointRow
+	if err := json.Unmarshal(out.Bytes(), &rows); err != nil {
+		t.Fatal(err)
+	}
+	gateways := 0
+	for _, r := range rows {
+		if r.Gateway != nil {
+			gateways++
+			if r.Endpoint != "203.0.113.20:443" || r.Gateway.Network != "network2" || len(r.Gateway.Members) != 1 {
+				t.Errorf("gateway row %+v", r)
+			}
+		}
+	}
+	if gateways != 1 {
+		t.Errorf("%d rows with a gateway, want 1", gateways)
+	}
+	for typ, table := range map[string][][]string{"clusters": d.clusterRows(), "listeners": d.listenerRows(), "secrets": d.secretRows()} {
+		var docs []map[string]any
+		out.Reset()
+		if err := writeDocument(&out, "json", d.resources(typ)); err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal(out.Bytes(), &docs); err != nil || len(docs) != len(table) {
+			t.Errorf("%s: %d resources (%v), want one per table row (%d)", typ, len(docs), err, len(table))
+		}
+		for _, doc := range docs {
+			if name, _ := doc["name"].(string); !slices.ContainsFunc(table, func(r []string) bool { return r[0] == name }) {
+				t.Errorf("%s: resource %q is not in the table", typ, name)
+			}
+		}
+	}
+	out.Reset()
+	if err := writeDocument(&out, "yaml", d.resources("routes")); err != nil || !strings.Contains(out.String(), "virtual_hosts:") {
+		t.Errorf("routes as YAML: %v\n%s", err, &out)
+	}
+}
+
+func TestProxyConfigUsage(t *testing.T) {
+	for _, args := range [][]string{
+		{"proxy-config", "clusters", "sleep", "-o", "xml"},
+		{"proxy-config", "endpoints", "sleep", "--diff", "-o", "json"},
+		{"proxy-config", "clusters", "sleep", "--diff"},
+		{"proxy-config", "pods", "sleep"},
+	} {
+		if code, _, errOut := run(t, args...); code != 2 {
+			t.Errorf("%v: exit %d, want 2 (usage): %s", args, code, errOut)
+		}
+	}
 }

@@ -5,6 +5,7 @@ package integration
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"encoding/xml"
 	"errors"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -47,6 +49,25 @@ func toolsOnLab(t *testing.T, k labKubectl, state, demoOut string) {
 	code, out, _ := horizon("proxy-config", "endpoints", "deploy/sleep.sample", "--context", "cluster1", "--diff")
 	if code != 0 || !behind.MatchString(out) || !strings.Contains(out, "none: the proxy holds what discovery sends") {
 		t.Errorf("proxy-config endpoints --diff: exit %d", code)
+	}
+	// -o json: the gateway endpoint with discovery's description of it.
+	code, out, _ = horizon("proxy-config", "endpoints", "deploy/sleep.sample", "--context", "cluster1", "-o", "json")
+	type endpointDoc struct {
+		Endpoint string
+		Gateway  *struct {
+			Network string
+			Members []struct{ Pod string }
+		}
+	}
+	var rows []endpointDoc
+	if err := json.Unmarshal([]byte(out), &rows); code != 0 || err != nil {
+		t.Errorf("proxy-config endpoints -o json: exit %d, %v", code, err)
+	}
+	if !slices.ContainsFunc(rows, func(r endpointDoc) bool {
+		return r.Gateway != nil && r.Gateway.Network == "network2" && len(r.Gateway.Members) == 1 &&
+			strings.HasPrefix(r.Gateway.Members[0].Pod, "sample/helloworld-v2-")
+	}) {
+		t.Errorf("proxy-config endpoints -o json: no gateway endpoint standing for helloworld-v2's pod on network2")
 	}
 	for typ, want := range map[string]string{"clusters": "outbound|5000||helloworld.sample.svc.cluster.local", "listeners": "0.0.0.0:15001",
 		"routes": "helloworld.sample.svc.cluster.local", "secrets": "spiffe://cluster.local/ns/sample/sa/sleep"} {
