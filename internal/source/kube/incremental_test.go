@@ -145,7 +145,7 @@ func dump(s *model.ClusterSnapshot) string {
 // current slices say: Pods churning through a service's slices, and the
 // slices going, leave nothing behind; a Pod another slice of the service
 // still names keeps its entry, and its change still reconverts the
-// service.
+// service. A service whose Service and slices are gone is not tracked.
 func TestPodServiceIndexFollowsSlices(t *testing.T) {
 	s := NewStore()
 	s.Upsert(service("a", corev1.ServicePort{Name: "http", Port: 80}), "")
@@ -176,5 +176,16 @@ func TestPodServiceIndexFollowsSlices(t *testing.T) {
 	s.Delete(slice("a-2", "a", nil))
 	if len(s.changes.podSvcs) != 0 || len(s.changes.slicePods) != 0 || len(s.changes.svcSlices) != 0 {
 		t.Errorf("after every slice went: %v %v %v", s.changes.podSvcs, s.changes.slicePods, s.changes.svcSlices)
+	}
+	// The Service gone too: nothing of a is tracked; back, it converts.
+	s.Delete(service("a"))
+	if len(s.changes.svcGen) != 0 {
+		t.Errorf("after service a went: %v", s.changes.svcGen)
+	}
+	s.Upsert(service("a", corev1.ServicePort{Name: "http", Port: 81}), "")
+	back, _ := src.Snapshot("c1")
+	fresh, _ := Convert("c1", s, Options{})
+	if dump(back) != dump(fresh) {
+		t.Errorf("service a back:\n%s\nwant\n%s", dump(back), dump(fresh))
 	}
 }

@@ -144,9 +144,15 @@ func (s *Store) Delete(obj runtime.Object) {
 		delete(s.namespaces, objectKey{"", o.Name})
 	case *corev1.Service:
 		s.changes.serviceSet++
-		delete(s.services, objectKey{o.Namespace, o.Name})
+		k := objectKey{o.Namespace, o.Name}
+		delete(s.services, k)
+		defer s.forgetService(k)
 	case *discoveryv1.EndpointSlice:
-		delete(s.slices, objectKey{o.Namespace, o.Name})
+		k := objectKey{o.Namespace, o.Name}
+		delete(s.slices, k)
+		if svc, ok := s.changes.sliceSvc[k]; ok {
+			defer s.forgetService(svc)
+		}
 	case *corev1.Pod:
 		delete(s.pods, objectKey{o.Namespace, o.Name})
 	case *corev1.Node:
@@ -156,6 +162,17 @@ func (s *Store) Delete(obj runtime.Object) {
 	}
 	s.changes.record(obj, true)
 	s.changes.trimPodLog(len(s.pods))
+}
+
+// forgetService drops what the change tracking holds of service k once
+// neither its Service nor any slice of it is stored (called after the
+// deletion is recorded): services that come and go do not grow it. A
+// conversion caches only stored Services, and one that comes back is
+// touched anew.
+func (s *Store) forgetService(k objectKey) {
+	if _, ok := s.services[k]; !ok && len(s.changes.svcSlices[k]) == 0 {
+		delete(s.changes.svcGen, k)
+	}
 }
 
 // isNil reports whether obj is nil or a nil pointer of a supported type, so
