@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bytes"
 	"context"
 	"crypto/x509"
 	"errors"
@@ -220,7 +219,7 @@ func TestRenewalRetriesWhileTheCAIsUnreachable(t *testing.T) {
 				t.Fatalf("Envoy starts with %q", got)
 			}
 
-			var logs syncBuffer
+			var logs testkit.SyncBuffer
 			backoff := Backoff{Initial: 100 * time.Millisecond, Max: time.Second, Jitter: 0.2}
 			r := &Renewer{Certs: ca, SDS: sds, Backoff: backoff, Now: clock.Now, After: clock.After,
 				Log: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))}
@@ -377,7 +376,7 @@ func TestRenewalBacksOffWhenPublishingFails(t *testing.T) {
 	clock := &fakeClock{ctx: ctx, waits: make(chan fakeWait), now: t0}
 	ca := &flakyCA{next: testIdentity("2", t0, t0.Add(2*time.Hour))}
 	sds := &flakySDS{}
-	var logs syncBuffer
+	var logs testkit.SyncBuffer
 	r := &Renewer{Certs: ca, SDS: sds, Now: clock.Now, After: clock.After, Backoff: Backoff{Initial: time.Second, Max: time.Minute},
 		Log: slog.New(slog.NewTextHandler(&logs, nil))}
 	done := make(chan struct{})
@@ -397,23 +396,6 @@ func TestRenewalBacksOffWhenPublishingFails(t *testing.T) {
 	if !strings.Contains(logs.String(), "SDS update: cache closed") {
 		t.Errorf("log:\n%s", logs.String())
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // TestShortLivedBackdatedCertificateIsNotRenewedAtOnce: the CA backdates

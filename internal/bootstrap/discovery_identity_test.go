@@ -5,9 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -19,9 +16,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/horizonmesh/horizon/internal/ca"
 	"github.com/horizonmesh/horizon/internal/ca/catest"
-	"github.com/horizonmesh/horizon/internal/controlplane"
 	"github.com/horizonmesh/horizon/internal/testing/adsclient"
 	"github.com/horizonmesh/horizon/internal/testing/testkit"
 )
@@ -34,67 +29,23 @@ import (
 
 const hwEDS = "outbound|5000||helloworld.sample.svc.cluster.local"
 
-// identityDiscovery is a fresh discovery (stream counters from 1) serving
-// the walkthrough's cluster1 on its TLS port only.
-type identityDiscovery struct {
-	addr string
-	xds  string // the plaintext port, when started with one
-	ca   *ca.Authority
-	cp   *controlplane.ControlPlane
-}
-
-func startIdentityDiscovery(t *testing.T) *identityDiscovery {
+// startIdentityDiscovery is startSecureDiscovery with a fresh mesh CA.
+func startIdentityDiscovery(t *testing.T) *secureDiscovery {
 	return startIdentityDiscoveryWith(t, false)
 }
 
 // startIdentityDiscoveryWith also serves the plaintext xDS port when asked.
-func startIdentityDiscoveryWith(t *testing.T, plaintext bool) *identityDiscovery {
+func startIdentityDiscoveryWith(t *testing.T, plaintext bool) *secureDiscovery {
 	t.Helper()
 	files, err := catest.New("mesh")
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	for name, b := range files {
-		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	a, err := ca.LoadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sl, _ := net.Listen("tcp", "127.0.0.1:0")
-	hl, _ := net.Listen("tcp", "127.0.0.1:0")
-	cfg := DefaultConfig()
-	cfg.Clusters = []string{"cluster1=" + walkthrough + "/cluster1"}
-	cfg.XDSAddr, cfg.HTTPAddr, cfg.SecureAddr, cfg.CACertsDir = "", hl.Addr().String(), sl.Addr().String(), dir
-	cfg.SecureSANs = []string{"localhost", "127.0.0.1"}
-	lis := &Listeners{HTTP: hl, Secure: sl}
-	d := &identityDiscovery{addr: sl.Addr().String(), ca: a}
-	if plaintext {
-		xl, _ := net.Listen("tcp", "127.0.0.1:0")
-		lis.XDS, cfg.XDSAddr, d.xds = xl, xl.Addr().String(), xl.Addr().String()
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	started := make(chan *controlplane.ControlPlane, 1)
-	lis.Started = func(cp *controlplane.ControlPlane) { started <- cp }
-	go func() {
-		done <- Run(ctx, cfg, testkit.Logger(), lis)
-	}()
-	t.Cleanup(func() { cancel(); <-done }) //nolint:errcheck // its result is the test's own concern
-	select {
-	case d.cp = <-started:
-	case err := <-done:
-		t.Fatalf("discovery: %v", err)
-	}
-	testkit.WaitFor(t, "discovery ready", d.cp.Ready)
-	return d
+	return startSecureDiscovery(t, files, plaintext)
 }
 
 // openStreams counts the tracker's streams of one kind.
-func (d *identityDiscovery) openStreams(delta bool) int {
+func (d *secureDiscovery) openStreams(delta bool) int {
 	n := 0
 	for _, s := range d.cp.Tracker.Streams() {
 		if s.Delta == delta {
@@ -110,7 +61,7 @@ func sleepNode(ns, sa string) *corev3.Node {
 
 // sotw opens a state-of-the-world stream with a certificate for certNS/certSA
 // (none when certNS is "").
-func (d *identityDiscovery) sotw(t *testing.T, certNS, certSA string, node *corev3.Node) *adsclient.Client {
+func (d *secureDiscovery) sotw(t *testing.T, certNS, certSA string, node *corev3.Node) *adsclient.Client {
 	t.Helper()
 	c, err := adsclient.DialWith(d.addr, node, workloadTLS(t, d.ca, certNS, certSA))
 	if err != nil {
@@ -135,7 +86,7 @@ func (c *deltaClient) send(r *discovery.DeltaDiscoveryRequest) error {
 	return c.stream.Send(r)
 }
 
-func (d *identityDiscovery) delta(t *testing.T, certNS, certSA string) *deltaClient {
+func (d *secureDiscovery) delta(t *testing.T, certNS, certSA string) *deltaClient {
 	t.Helper()
 	conn, err := grpc.NewClient(d.addr, workloadTLS(t, d.ca, certNS, certSA))
 	if err != nil {

@@ -31,9 +31,19 @@ import (
 	"github.com/horizonmesh/horizon/internal/testing/testkit"
 )
 
+// secureDiscovery is a fresh discovery (stream counters from 1) serving
+// the walkthrough's cluster1 on its TLS port.
+type secureDiscovery struct {
+	addr string
+	xds  string // the plaintext port, when started with one
+	ca   *ca.Authority
+	cp   *controlplane.ControlPlane
+}
+
 // startSecureDiscovery runs discovery on the walkthrough manifests with a
-// plug-in CA and the TLS port; it returns the TLS address and the CA.
-func startSecureDiscovery(t *testing.T, files catest.Files) (string, *ca.Authority) {
+// plug-in CA of files and the TLS port, and the plaintext xDS port too when
+// asked; it returns once discovery is ready.
+func startSecureDiscovery(t *testing.T, files catest.Files, plaintext bool) *secureDiscovery {
 	t.Helper()
 	dir := t.TempDir()
 	for name, b := range files {
@@ -51,23 +61,27 @@ func startSecureDiscovery(t *testing.T, files catest.Files) (string, *ca.Authori
 	cfg.Clusters = []string{"cluster1=" + walkthrough + "/cluster1"}
 	cfg.XDSAddr, cfg.HTTPAddr, cfg.SecureAddr, cfg.CACertsDir = "", hl.Addr().String(), sl.Addr().String(), dir
 	cfg.SecureSANs = []string{"localhost", "127.0.0.1"}
+	lis := &Listeners{HTTP: hl, Secure: sl}
+	d := &secureDiscovery{addr: sl.Addr().String(), ca: a}
+	if plaintext {
+		xl, _ := net.Listen("tcp", "127.0.0.1:0")
+		lis.XDS, cfg.XDSAddr, d.xds = xl, xl.Addr().String(), xl.Addr().String()
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	started := make(chan *controlplane.ControlPlane, 1)
+	lis.Started = func(cp *controlplane.ControlPlane) { started <- cp }
 	go func() {
-		done <- Run(ctx, cfg, testkit.Logger(),
-			&Listeners{HTTP: hl, Secure: sl, Started: func(cp *controlplane.ControlPlane) { started <- cp }})
+		done <- Run(ctx, cfg, testkit.Logger(), lis)
 	}()
 	t.Cleanup(func() { cancel(); <-done }) //nolint:errcheck // its result is the test's own concern
 	select {
-	case cp := <-started:
-		for !cp.Ready() {
-			time.Sleep(5 * time.Millisecond)
-		}
+	case d.cp = <-started:
 	case err := <-done:
 		t.Fatalf("discovery: %v", err)
 	}
-	return sl.Addr().String(), a
+	testkit.WaitFor(t, "discovery ready", d.cp.Ready)
+	return d
 }
 
 // workloadTLS returns TLS dial options with a mesh certificate for ns/sa
@@ -99,7 +113,8 @@ func TestSecurePortChecksProxyIdentity(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr, a := startSecureDiscovery(t, files)
+	d := startSecureDiscovery(t, files, false)
+	addr, a := d.addr, d.ca
 	tests := []struct {
 		name           string
 		certNS, certSA string

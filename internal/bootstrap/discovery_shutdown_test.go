@@ -2,7 +2,6 @@ package bootstrap
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -11,7 +10,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -25,24 +23,6 @@ import (
 	"github.com/horizonmesh/horizon/internal/testing/adsclient"
 	"github.com/horizonmesh/horizon/internal/testing/testkit"
 )
-
-// syncBuffer is a log sink safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // wantShutdownStatus waits for c's stream to end and checks that it ended
 // with a gRPC status a proxy retries, not a bare EOF or transport error.
@@ -75,7 +55,7 @@ func TestDiscoveryShutdownEndsStreamsWithUnavailable(t *testing.T) {
 	cfg.XDSAddr, cfg.HTTPAddr, cfg.SecureAddr = xl.Addr().String(), hl.Addr().String(), ""
 	cfg.Debounce, cfg.DebounceMax, cfg.RemoteSyncTimeout = 10*time.Millisecond, 100*time.Millisecond, time.Second
 	cfg.ShutdownGrace = 5 * time.Second
-	logs := &syncBuffer{}
+	logs := &testkit.SyncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	started := make(chan *controlplane.ControlPlane, 1)
@@ -157,7 +137,7 @@ func TestDiscoverySIGTERMExitsZero(t *testing.T) {
 		t.Fatal(err)
 	}
 	exited := make(chan error, 1)
-	logs := &syncBuffer{}
+	logs := &testkit.SyncBuffer{}
 	xdsAddr, ready := make(chan string, 1), make(chan struct{})
 	go func() {
 		addr := regexp.MustCompile(`msg="serving xDS" addr=(\S+)`)

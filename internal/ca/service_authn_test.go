@@ -1,7 +1,6 @@
 package ca
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -50,18 +49,6 @@ func countingCluster(reviews *atomic.Int64, apiErr error) kubernetes.Interface {
 	return c
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
 // csrFrom is a CSR call's context: the token in its metadata, from ip.
 func csrFrom(ip, token string) context.Context {
 	ctx := peer.NewContext(context.Background(), &peer.Peer{Addr: &net.TCPAddr{IP: net.ParseIP(ip), Port: 50000}})
@@ -87,7 +74,7 @@ func authnService(t *testing.T, client kubernetes.Interface, log *slog.Logger) *
 // once; a legitimate CSR from another peer is signed.
 func TestCSRFloodFromOnePeerIsBounded(t *testing.T) {
 	var reviews atomic.Int64
-	var logs syncBuffer
+	var logs testkit.SyncBuffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	svc := authnService(t, countingCluster(&reviews, nil), log)
 	csr, _ := csrFor(t, "", "")

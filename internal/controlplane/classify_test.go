@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/netip"
 	"testing"
-	"time"
 
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	corev1 "k8s.io/api/core/v1"
@@ -12,9 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
-	"github.com/horizonmesh/horizon/internal/source"
 	"github.com/horizonmesh/horizon/internal/source/kube"
-	"github.com/horizonmesh/horizon/internal/testing/testkit"
 	"github.com/horizonmesh/horizon/internal/xds/server"
 	"github.com/horizonmesh/horizon/internal/xds/translate"
 )
@@ -43,7 +40,6 @@ func podService(st *kube.Store, name, ip, sa string, port int32, labels map[stri
 // claims, and such a view is marked claimed (bounded per client by the
 // ViewCache).
 func TestViewsAreKeyedByWhatTheMeshVerifies(t *testing.T) {
-	cp := New(Options{Logger: testkit.Logger(), Debounce: time.Millisecond, DebounceMax: 5 * time.Millisecond})
 	st := kube.NewStore()
 	const pods = 6
 	var ips []netip.Addr
@@ -53,9 +49,8 @@ func TestViewsAreKeyedByWhatTheMeshVerifies(t *testing.T) {
 		podService(st, fmt.Sprintf("w%d", i), ip, fmt.Sprintf("sa%d", i), int32(8000+i), map[string]string{"app": fmt.Sprint(i)})
 	}
 	podService(st, "gw", "10.1.0.100", "gw", 15443, map[string]string{"istio": "eastwestgateway"})
-	cp.SetCluster(source.Cluster{ID: "c1", Origin: "test", Local: true, Source: &kube.Source{Store: st, IsSynced: func() bool { return true }}})
-	serve(t, cp)
-	testkit.WaitFor(t, "ready", cp.Ready)
+	cp := newLocal(st)
+	serveReady(t, cp)
 
 	// Every non-empty combination of the pods' addresses, as a flood of
 	// plaintext clients would state them: at most one view per pod.

@@ -7,10 +7,12 @@ import (
 	"testing"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/horizonmesh/horizon/internal/model"
 	"github.com/horizonmesh/horizon/internal/source"
@@ -33,6 +35,42 @@ func serve(t testing.TB, cp *ControlPlane) string {
 	g := server.NewGRPC(ctx, cp.Views, cp.Tracker)
 	go func() { _ = server.Serve(ctx, g, lis) }()
 	return lis.Addr().String()
+}
+
+// newLocal is a control plane whose one cluster, c1, is local and read from
+// st (always synced), debounced briefly so that tests see pushes at once.
+func newLocal(st *kube.Store) *ControlPlane {
+	cp := New(Options{Logger: testkit.Logger(), Debounce: time.Millisecond, DebounceMax: 5 * time.Millisecond})
+	cp.SetCluster(source.Cluster{ID: "c1", Origin: "test", Local: true, Source: &kube.Source{Store: st, IsSynced: func() bool { return true }}})
+	return cp
+}
+
+// serveReady serves cp (see serve), waits until it is ready and returns
+// the address.
+func serveReady(t testing.TB, cp *ControlPlane) string {
+	t.Helper()
+	addr := serve(t, cp)
+	testkit.WaitFor(t, "ready", cp.Ready)
+	return addr
+}
+
+// dialSidecar connects to addr as node n stating ip as its INSTANCE_IPS (as
+// pilot-agent does) and requests every resource of each of types; the
+// client closes with the test.
+func dialSidecar(t testing.TB, addr string, n *corev3.Node, ip string, types ...string) *adsclient.Client {
+	t.Helper()
+	n.Metadata.Fields["INSTANCE_IPS"] = structpb.NewStringValue(ip)
+	c, err := adsclient.Dial(addr, n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	for _, typ := range types {
+		if err := c.Request(typ, nil, "", "", ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return c
 }
 
 func TestUnavailableUntilLocalClusterSyncs(t *testing.T) {

@@ -45,15 +45,13 @@ func incrementalSlice(name string, addrs ...string) *discoveryv1.EndpointSlice {
 // others are reused) and no listener, route or cluster; a ClusterIP change
 // rebuilds listeners and routes.
 func TestEndpointChangeRebuildsOnlyItsService(t *testing.T) {
-	cp := New(Options{Logger: testkit.Logger(), Debounce: time.Millisecond, DebounceMax: 5 * time.Millisecond, RemoteSyncTimeout: time.Second})
 	store := kube.NewStore()
 	for i, name := range []string{"a", "b", "c"} {
 		store.Upsert(incrementalService(name, fmt.Sprintf("10.96.0.%d", i+1)), "")
 		store.Upsert(incrementalSlice(name, fmt.Sprintf("10.1.%d.1", i)), "")
 	}
-	cp.SetCluster(source.Cluster{ID: "c1", Origin: "test", Local: true, Source: &kube.Source{Store: store, IsSynced: func() bool { return true }}})
-	addr := serve(t, cp)
-	testkit.WaitFor(t, "ready", cp.Ready)
+	cp := newLocal(store)
+	addr := serveReady(t, cp)
 	c, err := adsclient.Dial(addr, adsclient.Node("p0", "", "c1"))
 	if err != nil {
 		t.Fatal(err)

@@ -11,17 +11,14 @@ import (
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	"google.golang.org/protobuf/types/known/structpb"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 
 	"github.com/horizonmesh/horizon/internal/model"
-	"github.com/horizonmesh/horizon/internal/source"
 	"github.com/horizonmesh/horizon/internal/source/kube"
 	"github.com/horizonmesh/horizon/internal/testing/adsclient"
-	"github.com/horizonmesh/horizon/internal/testing/testkit"
 	"github.com/horizonmesh/horizon/internal/xds/server"
 	"github.com/horizonmesh/horizon/internal/xds/translate"
 )
@@ -48,13 +45,11 @@ func webIn(st *kube.Store, ns, clusterIP, podIP string) {
 // beyond the cluster's one without bare names; a sidecar of each of two
 // namespaces with a "web" gets its own namespace's "web".
 func TestClaimedNamespacesMakeNoRouteViews(t *testing.T) {
-	cp := New(Options{Logger: testkit.Logger(), Debounce: time.Millisecond, DebounceMax: 5 * time.Millisecond})
 	st := kube.NewStore()
 	webIn(st, "a", "10.96.0.1", "10.1.0.1")
 	webIn(st, "b", "10.96.0.2", "10.1.0.2")
-	cp.SetCluster(source.Cluster{ID: "c1", Origin: "test", Local: true, Source: &kube.Source{Store: st, IsSynced: func() bool { return true }}})
-	addr := serve(t, cp)
-	testkit.WaitFor(t, "ready", cp.Ready)
+	cp := newLocal(st)
+	addr := serveReady(t, cp)
 
 	views := map[translate.View]bool{}
 	for i := range 1000 {
@@ -78,13 +73,7 @@ func TestClaimedNamespacesMakeNoRouteViews(t *testing.T) {
 	// The same over real streams: the claimants share one view; each web
 	// pod's sidecar gets its namespace's.
 	dial := func(id, ns, ip string) *adsclient.Client {
-		n := adsclient.NodeWithIdentity(id, "", "c1", ns, "default")
-		n.Metadata.Fields["INSTANCE_IPS"] = structpb.NewStringValue(ip)
-		c, err := adsclient.Dial(addr, n)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(c.Close)
+		c := dialSidecar(t, addr, adsclient.NodeWithIdentity(id, "", "c1", ns, "default"), ip)
 		if err := c.Request(resource.RouteType, []string{"8080"}, "", "", ""); err != nil {
 			t.Fatal(err)
 		}

@@ -9,12 +9,10 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	"google.golang.org/protobuf/types/known/structpb"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/horizonmesh/horizon/internal/model"
-	"github.com/horizonmesh/horizon/internal/source"
 	"github.com/horizonmesh/horizon/internal/source/kube"
 	"github.com/horizonmesh/horizon/internal/testing/adsclient"
 	"github.com/horizonmesh/horizon/internal/testing/testkit"
@@ -26,7 +24,6 @@ import (
 // they call for), and a DISABLE port's endpoint loses its tlsMode metadata
 // in every proxy's EDS. An equal set pushes nothing.
 func TestPeerAuthenticationChangesPush(t *testing.T) {
-	cp := New(Options{Logger: testkit.Logger(), Debounce: time.Millisecond, DebounceMax: 5 * time.Millisecond})
 	st := kube.NewStore()
 	st.Upsert(incrementalService("helloworld", "10.96.0.10"), "")
 	slice := incrementalSlice("helloworld", "10.1.0.1")
@@ -35,22 +32,11 @@ func TestPeerAuthenticationChangesPush(t *testing.T) {
 	st.Upsert(&corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "hw-1", Namespace: "ns",
 		Labels: map[string]string{"app": "hw", "security.istio.io/tlsMode": "istio"}},
 		Spec: corev1.PodSpec{ServiceAccountName: "hw"}, Status: corev1.PodStatus{PodIP: "10.1.0.1"}}, "")
-	cp.SetCluster(source.Cluster{ID: "c1", Origin: "test", Local: true, Source: &kube.Source{Store: st, IsSynced: func() bool { return true }}})
-	addr := serve(t, cp)
-	testkit.WaitFor(t, "ready", cp.Ready)
+	cp := newLocal(st)
+	addr := serveReady(t, cp)
 
-	n := adsclient.Node("sidecar~10.1.0.1~hw-1.ns~ns.svc.cluster.local", "", "c1")
-	n.Metadata.Fields["INSTANCE_IPS"] = structpb.NewStringValue("10.1.0.1")
-	c, err := adsclient.Dial(addr, n)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	for _, typ := range []string{resource.ListenerType, resource.EndpointType} {
-		if err := c.Request(typ, nil, "", "", ""); err != nil {
-			t.Fatal(err)
-		}
-	}
+	c := dialSidecar(t, addr, adsclient.Node("sidecar~10.1.0.1~hw-1.ns~ns.svc.cluster.local", "", "c1"), "10.1.0.1",
+		resource.ListenerType, resource.EndpointType)
 	has := func(typ string, want bool, text ...string) {
 		t.Helper()
 		if _, err := c.Wait(typ, 10*time.Second, func(r *discovery.DiscoveryResponse) bool {

@@ -12,11 +12,8 @@ import (
 
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/horizonmesh/horizon/internal/model"
-	"github.com/horizonmesh/horizon/internal/source"
-	"github.com/horizonmesh/horizon/internal/source/kube"
 	"github.com/horizonmesh/horizon/internal/testing/adsclient"
 	"github.com/horizonmesh/horizon/internal/testing/testkit"
 )
@@ -29,27 +26,14 @@ import (
 // network's. Its clusters and listeners are those of a proxy whose
 // workload serves nothing, and the other streams hear nothing of it.
 func TestServicelessPodGetsItsLocality(t *testing.T) {
-	cp := New(Options{Logger: testkit.Logger(), Debounce: time.Millisecond, DebounceMax: 5 * time.Millisecond})
 	st := zonedStore() // Pods p-z1 (10.1.0.1) and p-z2 (10.1.0.2) serve a and b
-	cp.SetCluster(source.Cluster{ID: "c1", Origin: "test", Local: true, Source: &kube.Source{Store: st, IsSynced: func() bool { return true }}})
+	cp := newLocal(st)
 	cp.SetDestinationRules([]*model.DestinationRule{{Name: "a", Namespace: "ns", Host: "a", Policy: model.TrafficPolicy{Locality: &model.LocalityLB{}}.Seal()}})
-	addr := serve(t, cp)
-	testkit.WaitFor(t, "ready", cp.Ready)
+	addr := serveReady(t, cp)
 
 	const a = "outbound|80||a.ns.svc.cluster.local"
 	dial := func(id, ip string) *adsclient.Client {
-		n := adsclient.Node(id, "", "c1")
-		n.Metadata.Fields["INSTANCE_IPS"] = structpb.NewStringValue(ip)
-		c, err := adsclient.Dial(addr, n)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(c.Close)
-		for _, typ := range []string{resource.ClusterType, resource.ListenerType} {
-			if err := c.Request(typ, nil, "", "", ""); err != nil {
-				t.Fatal(err)
-			}
-		}
+		c := dialSidecar(t, addr, adsclient.Node(id, "", "c1"), ip, resource.ClusterType, resource.ListenerType)
 		if err := c.Request(resource.EndpointType, []string{a}, "", "", ""); err != nil {
 			t.Fatal(err)
 		}

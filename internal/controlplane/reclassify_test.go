@@ -7,12 +7,9 @@ import (
 
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
-	"google.golang.org/protobuf/types/known/structpb"
 
-	"github.com/horizonmesh/horizon/internal/source"
 	"github.com/horizonmesh/horizon/internal/source/kube"
 	"github.com/horizonmesh/horizon/internal/testing/adsclient"
-	"github.com/horizonmesh/horizon/internal/testing/testkit"
 )
 
 // A sidecar whose workload starts serving a port after its proxy connected
@@ -21,28 +18,14 @@ import (
 // endpoint goes, they go. Only the streams of the workloads whose
 // endpoints changed are classified again.
 func TestSidecarFollowsItsServedPorts(t *testing.T) {
-	cp := New(Options{Logger: testkit.Logger(), Debounce: time.Millisecond, DebounceMax: 5 * time.Millisecond})
 	st := kube.NewStore()
 	st.Upsert(incrementalService("helloworld", "10.96.0.10"), "")
 	st.Upsert(incrementalSlice("helloworld", "10.1.0.1"), "")
-	cp.SetCluster(source.Cluster{ID: "c1", Origin: "test", Local: true, Source: &kube.Source{Store: st, IsSynced: func() bool { return true }}})
-	addr := serve(t, cp)
-	testkit.WaitFor(t, "ready", cp.Ready)
+	cp := newLocal(st)
+	addr := serveReady(t, cp)
 
 	dial := func(id, ip string) *adsclient.Client {
-		n := adsclient.Node(id, "", "c1")
-		n.Metadata.Fields["INSTANCE_IPS"] = structpb.NewStringValue(ip)
-		c, err := adsclient.Dial(addr, n)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(c.Close)
-		for _, typ := range []string{resource.ClusterType, resource.ListenerType} {
-			if err := c.Request(typ, nil, "", "", ""); err != nil {
-				t.Fatal(err)
-			}
-		}
-		return c
+		return dialSidecar(t, addr, adsclient.Node(id, "", "c1"), ip, resource.ClusterType, resource.ListenerType)
 	}
 	hasInbound := func(want bool) func(*discovery.DiscoveryResponse) bool {
 		return func(r *discovery.DiscoveryResponse) bool {

@@ -1,11 +1,9 @@
 package controlplane
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -62,24 +60,6 @@ func newStaleSource(addr string) *staleSource {
 	return &staleSource{Source: &kube.Source{Store: st, IsSynced: func() bool { return true }}}
 }
 
-// syncBuffer is a log sink the push and the test may use at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) count(s string) int {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return strings.Count(b.b.String(), s)
-}
-
 // webAddrs are the addresses the mesh has for ns/web.
 func webAddrs(cp *ControlPlane) []string {
 	var out []string
@@ -126,7 +106,7 @@ func clusterStatus(cp *ControlPlane, id string) ClusterStatus {
 // are, and when the API server answers again they come back (logged once).
 func TestStaleRemoteClusterWithdrawnAfterTTLAndBack(t *testing.T) {
 	clk := &fakeClock{now: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)}
-	logs := &syncBuffer{}
+	logs := &testkit.SyncBuffer{}
 	reg := prometheus.NewRegistry()
 	cp := New(Options{Logger: slog.New(slog.NewTextHandler(logs, nil)), Registry: reg, Now: clk.Now,
 		StaleEndpointTTL: time.Minute, RemoteSyncTimeout: time.Hour})
@@ -200,11 +180,11 @@ func TestStaleRemoteClusterWithdrawnAfterTTLAndBack(t *testing.T) {
 	if s := clusterStatus(cp, "remote"); s.Withdrawn || s.StaleSeconds != 0 || !s.UnreachableSince.IsZero() {
 		t.Errorf("remote status after the return: %+v", s)
 	}
-	if n := logs.count("endpoints are withdrawn"); n != 1 {
-		t.Errorf("%d withdrawal lines, want 1:\n%s", n, logs.b.String())
+	if n := logs.Count("endpoints are withdrawn"); n != 1 {
+		t.Errorf("%d withdrawal lines, want 1:\n%s", n, logs.String())
 	}
-	if n := logs.count("remote cluster back"); n != 1 {
-		t.Errorf("%d return lines, want 1:\n%s", n, logs.b.String())
+	if n := logs.Count("remote cluster back"); n != 1 {
+		t.Errorf("%d return lines, want 1:\n%s", n, logs.String())
 	}
 }
 

@@ -1,7 +1,6 @@
 package labnode
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -15,7 +14,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -24,6 +22,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	utilexec "k8s.io/utils/exec"
+
+	"github.com/horizonmesh/horizon/internal/testing/testkit"
 )
 
 // testNode is a Node with one pod, ns/p, of one container c, and no
@@ -174,34 +174,16 @@ func TestGetContainerLogsFollow(t *testing.T) {
 	}
 }
 
-// syncBuffer is an io.WriteCloser safe to read while written.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) Close() error { return nil }
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // fakeIO is the streams of one exec or attach.
 type fakeIO struct {
 	in       io.Reader
-	out, err *syncBuffer
+	out, err *testkit.SyncBuffer
 	tty      bool
 	resize   chan api.TermSize
 }
 
 func newFakeIO(in io.Reader, tty bool) *fakeIO {
-	return &fakeIO{in: in, out: &syncBuffer{}, err: &syncBuffer{}, tty: tty, resize: make(chan api.TermSize, 1)}
+	return &fakeIO{in: in, out: &testkit.SyncBuffer{}, err: &testkit.SyncBuffer{}, tty: tty, resize: make(chan api.TermSize, 1)}
 }
 func (f *fakeIO) Stdin() io.Reader { return f.in }
 func (f *fakeIO) Stdout() io.WriteCloser {

@@ -25,6 +25,16 @@ func fakeNames(ok map[string][]string, failed ...string) Names {
 	return out
 }
 
+// mustBuild is Build of in, failing t on any diagnostic.
+func mustBuild(t *testing.T, in BuildInput) *Mesh {
+	t.Helper()
+	m, diags := Build(in)
+	if len(diags) != 0 {
+		t.Fatalf("diagnostics: %v", diags)
+	}
+	return m
+}
+
 func svcWithEndpoint(name, ns string, e *Endpoint) *ClusterService {
 	return &ClusterService{Name: name, Namespace: ns, Ports: []ServicePort{{Name: "http", Port: 80}},
 		Endpoints: map[uint32][]*Endpoint{80: {e}}}
@@ -56,10 +66,7 @@ func TestEndpointNetworkPrecedence(t *testing.T) {
 			e := &Endpoint{Address: netip.MustParseAddr(tt.addr), Port: 8080, PodNetwork: tt.pod}
 			snap := &ClusterSnapshot{ID: tt.cluster, SystemNamespaceNetwork: tt.nsNetwork,
 				Services: []*ClusterService{svcWithEndpoint("a", "ns", e)}}
-			m, diags := Build(BuildInput{Clusters: []*ClusterSnapshot{snap}, Networks: nets})
-			if len(diags) != 0 {
-				t.Fatalf("diagnostics: %v", diags)
-			}
+			m := mustBuild(t, BuildInput{Clusters: []*ClusterSnapshot{snap}, Networks: nets})
 			got := m.Service("a.ns.svc.cluster.local").Endpoints[80][0]
 			if got.Network != tt.want {
 				t.Errorf("network = %q, want %q", got.Network, tt.want)
@@ -78,10 +85,7 @@ func TestServicesMergeAcrossClusters(t *testing.T) {
 	a := &ClusterSnapshot{ID: "c1", Services: []*ClusterService{svcWithEndpoint("hello", "sample", &Endpoint{Address: netip.MustParseAddr("10.0.0.1"), Port: 5000})}}
 	b := &ClusterSnapshot{ID: "c2", Services: []*ClusterService{svcWithEndpoint("hello", "sample", &Endpoint{Address: netip.MustParseAddr("10.0.0.1"), Port: 5000})}}
 	b.Services[0].Ports = append(b.Services[0].Ports, ServicePort{Name: "grpc", Port: 9090})
-	m, diags := Build(BuildInput{Clusters: []*ClusterSnapshot{b, a}, DomainSuffix: "example.org"})
-	if len(diags) != 0 {
-		t.Fatal(diags)
-	}
+	m := mustBuild(t, BuildInput{Clusters: []*ClusterSnapshot{b, a}, DomainSuffix: "example.org"})
 	if len(m.Services()) != 1 {
 		t.Fatalf("services: %d", len(m.Services()))
 	}

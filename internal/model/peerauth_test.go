@@ -141,10 +141,7 @@ func TestBuildAppliesPeerAuthentication(t *testing.T) {
 		Endpoints: map[uint32][]*Endpoint{80: {ep(8080)}, 90: {ep(9090)}}}}}
 	pa := &PeerAuthentications{RootNamespace: "istio-system", Default: MTLSStrict, Policies: []*PeerAuthentication{
 		{Namespace: "ns", Name: "web", Selector: map[string]string{"app": "web"}, PortLevel: map[uint32]MTLSMode{9090: MTLSDisable}}}}
-	m, diags := Build(BuildInput{Clusters: []*ClusterSnapshot{c1}, PeerAuth: pa})
-	if len(diags) != 0 {
-		t.Fatal(diags)
-	}
+	m := mustBuild(t, BuildInput{Clusters: []*ClusterSnapshot{c1}, PeerAuth: pa})
 	svc := m.Service("web.ns.svc.cluster.local")
 	if !svc.Endpoints[80][0].MTLS || svc.Endpoints[90][0].MTLS {
 		t.Fatalf("MTLS of 8080 %v (want true), of 9090 %v (want false: DISABLE)", svc.Endpoints[80][0].MTLS, svc.Endpoints[90][0].MTLS)

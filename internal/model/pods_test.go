@@ -10,12 +10,17 @@ import (
 )
 
 func testPod(ns, name, sa, zone string, addrs ...string) *Pod {
-	p := &Pod{Namespace: ns, Name: name, ServiceAccount: sa, Labels: map[string]string{"app": name},
-		Locality: Locality{Region: "r1", Zone: zone}}
-	for _, a := range addrs {
-		p.Addresses = append(p.Addresses, netip.MustParseAddr(a))
+	return &Pod{Namespace: ns, Name: name, ServiceAccount: sa, Labels: map[string]string{"app": name},
+		Locality: Locality{Region: "r1", Zone: zone}, Addresses: ips(addrs...)}
+}
+
+// ips parses each of s (nil for none).
+func ips(s ...string) []netip.Addr {
+	var out []netip.Addr
+	for _, a := range s {
+		out = append(out, netip.MustParseAddr(a))
 	}
-	return p
+	return out
 }
 
 func podTable(pods ...*Pod) *PodTable {
@@ -44,17 +49,7 @@ func TestWorkloadAtFallsBackToPods(t *testing.T) {
 			testPod("ms", "new", "sa", "z2", "10.0.0.4"),
 		)}
 	c2 := &ClusterSnapshot{ID: "c2", Pods: podTable(testPod("ns", "elsewhere", "sa", "z9", "10.0.0.2"))}
-	m, diags := Build(BuildInput{Clusters: []*ClusterSnapshot{c1, c2}})
-	if len(diags) != 0 {
-		t.Fatal(diags)
-	}
-	ips := func(s ...string) []netip.Addr {
-		var out []netip.Addr
-		for _, a := range s {
-			out = append(out, netip.MustParseAddr(a))
-		}
-		return out
-	}
+	m := mustBuild(t, BuildInput{Clusters: []*ClusterSnapshot{c1, c2}})
 	for _, tc := range []struct {
 		name      string
 		cluster   ClusterID

@@ -25,17 +25,7 @@ func TestWorkloadAt(t *testing.T) {
 		svc("c", 70, ep("10.0.0.2", 7070, "ns", "p2", "sa2")),
 	}}
 	c2 := &ClusterSnapshot{ID: "c2", Services: []*ClusterService{svc("a", 80, ep("10.0.0.1", 1111, "ns", "q", "sa1"))}}
-	m, diags := Build(BuildInput{Clusters: []*ClusterSnapshot{c1, c2}})
-	if len(diags) != 0 {
-		t.Fatal(diags)
-	}
-	ips := func(s ...string) []netip.Addr {
-		var out []netip.Addr
-		for _, a := range s {
-			out = append(out, netip.MustParseAddr(a))
-		}
-		return out
-	}
+	m := mustBuild(t, BuildInput{Clusters: []*ClusterSnapshot{c1, c2}})
 	for _, tc := range []struct {
 		name      string
 		cluster   ClusterID
@@ -89,10 +79,7 @@ func TestWorkloadAtTCPPorts(t *testing.T) {
 		svc("db", ServicePort{Port: 90}, 9090),                // unknown: TCP
 		svc("tls", ServicePort{Name: "x", AppProtocol: "tls", Port: 91}, 9443),
 	}}
-	m, diags := Build(BuildInput{Clusters: []*ClusterSnapshot{c1}})
-	if len(diags) != 0 {
-		t.Fatal(diags)
-	}
+	m := mustBuild(t, BuildInput{Clusters: []*ClusterSnapshot{c1}})
 	w, ok := m.WorkloadAt("c1", []netip.Addr{ep.Address}, "", "")
 	if !ok || !slices.Equal(w.Ports, []uint32{7070, 8080, 9090, 9443}) || !slices.Equal(w.TCP, []uint32{7070, 9090, 9443}) {
 		t.Fatalf("ports %v tcp %v (found %v), want [7070 8080 9090 9443] tcp [7070 9090 9443]", w.Ports, w.TCP, ok)

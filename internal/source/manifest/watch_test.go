@@ -1,7 +1,6 @@
 package manifest
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -9,7 +8,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -51,24 +49,6 @@ func endpoints(s *kube.Store) string {
 	return fmt.Sprint(addrs)
 }
 
-// syncBuffer is a log destination safe for the watcher's goroutine.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func startWatch(t *testing.T, path string, opts filewatch.Options) registry {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -107,7 +87,7 @@ func replaceFile(t *testing.T, path, content string) {
 func TestWatchLogsAndReportsRejectedChanges(t *testing.T) {
 	dir := t.TempDir()
 	file := write(t, dir, "all.yaml", svcDoc+"---\n"+sliceWith("10.0.0.1"))
-	logs := &syncBuffer{}
+	logs := &testkit.SyncBuffer{}
 	opts := quick
 	opts.Logger = slog.New(slog.NewTextHandler(logs, nil))
 	r := startWatch(t, dir, opts)

@@ -1,6 +1,7 @@
 // Package testkit is what tests across Horizon share: one way to wait for
 // an observable condition, one ordered log of reported events to wait on,
-// one free port, one throwaway logger. (Istio's
+// one free port, one throwaway logger, one buffer goroutines may write
+// while the test reads it. (Istio's
 // pkg/test/util/retry and Envoy Gateway's internal/utils/test play this
 // part there.)
 package testkit

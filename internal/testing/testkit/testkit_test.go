@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -86,5 +87,34 @@ func TestEvents(t *testing.T) {
 	}
 	if got := e.All(); !slices.Equal(got, all) {
 		t.Fatalf("All() = %q, want %q", got, all)
+	}
+}
+
+func TestSyncBuffer(t *testing.T) {
+	var b SyncBuffer
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 100 {
+				_, _ = b.Write([]byte("line\n"))
+			}
+		}()
+	}
+	for range 10 { // reads while the writers write: -race checks the lock
+		if n := b.Count("line"); n > 800 {
+			t.Fatalf("Count = %d of at most 800 writes", n)
+		}
+	}
+	wg.Wait()
+	if n := b.Count("line"); n != 800 {
+		t.Fatalf("Count = %d after 800 writes", n)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := b.String(), strings.Repeat("line\n", 800); got != want {
+		t.Fatalf("String() has %d bytes, want %d", len(got), len(want))
 	}
 }

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -25,6 +24,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/horizonmesh/horizon/internal/model"
+	"github.com/horizonmesh/horizon/internal/testing/testkit"
 	"github.com/horizonmesh/horizon/internal/xds/translate"
 )
 
@@ -35,30 +35,13 @@ type fixture struct {
 	tr        *Tracker
 	port      adsPort
 	vc        *ViewCache
-	logs      *syncBuffer
+	logs      *testkit.SyncBuffer
 	mu        sync.Mutex
 	connected map[string]int
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) count(substr string) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return strings.Count(s.b.String(), substr)
-}
-
 func newFixture(t *testing.T, maxViews int, limits Limits) *fixture {
-	f := &fixture{t: t, logs: &syncBuffer{}, connected: map[string]int{}}
+	f := &fixture{t: t, logs: &testkit.SyncBuffer{}, connected: map[string]int{}}
 	classify := func(typeURL string, p Proxy) (translate.View, bool, error) {
 		if typeURL != resource.EndpointType && typeURL != resource.ClusterType {
 			return translate.View{}, false, UnsupportedType(typeURL)
@@ -301,8 +284,8 @@ func TestUnsupportedTypeKeepsTheStream(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n := f.logs.count("does not serve"); n != 1 {
-		t.Fatalf("%d log lines for the unsupported type, want 1:\n%s", n, f.logs.b.String())
+	if n := f.logs.Count("does not serve"); n != 1 {
+		t.Fatalf("%d log lines for the unsupported type, want 1:\n%s", n, f.logs.String())
 	}
 	if st := f.tr.Streams()[0].Types[nds]; st == nil || !st.Unsupported {
 		t.Fatalf("syncz does not show the unsupported type: %+v", f.tr.Streams()[0].Types)
@@ -336,7 +319,7 @@ func TestNACKsAreLoggedOncePerError(t *testing.T) {
 	for i := range 20000 {
 		nack("another problem " + strconv.Itoa(i) + strings.Repeat("x", 1024))
 	}
-	if got := f.logs.count("proxy rejected config"); got != 1 {
+	if got := f.logs.Count("proxy rejected config"); got != 1 {
 		t.Fatalf("%d NACK log lines, want 1 (one per client per interval)", got)
 	}
 	if nacks != 21000 {
@@ -354,7 +337,7 @@ func TestNACKsAreLoggedOncePerError(t *testing.T) {
 	if err := f.port.request(2, r); err != nil {
 		t.Fatal(err)
 	}
-	if got := f.logs.count("proxy rejected config"); got != 2 {
+	if got := f.logs.Count("proxy rejected config"); got != 2 {
 		t.Fatalf("%d NACK log lines, want 2 (the other client's too)", got)
 	}
 	if st := f.tr.Streams()[0].Types[resource.ClusterType]; st.NACKs != 21000 {
