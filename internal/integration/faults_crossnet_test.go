@@ -121,11 +121,17 @@ func (x *crossnet) faultRemoteAPIServerDown(t *testing.T) {
 	visible := time.Since(stopped)
 	t.Logf("cluster2 down: status after %s: %s", visible.Round(time.Millisecond), st2)
 	l.waitRequests(t, l.count()+60)
-	// Its endpoints are still served: network1's view still has v2
-	// through network2's gateway, network2's has v2 directly.
-	for network, want := range map[string]string{"network1": x.gw2Public, "network2": strings.Split(x.hwPod2, ":")[0]} {
-		if code, body, err := x.get("/debug/eds?network=" + network); err != nil || code != 200 || !strings.Contains(body, want) {
-			t.Errorf("/debug/eds?network=%s with cluster2 down lacks %s: %d %v\n%.2000s", network, want, code, err, body)
+	// Its endpoints are still served: sleep1's view (network1) still has v2
+	// through network2's gateway, sleep2's (network2) has v2 directly.
+	// Each is asked for as that sidecar's view (?ips=: located by its Pod).
+	for _, w := range x.workloads {
+		want := map[string]string{"sleep1": x.gw2Public, "sleep2": strings.Split(x.hwPod2, ":")[0]}[w.name]
+		if want == "" {
+			continue
+		}
+		q := "/debug/eds?network=" + w.network + "&cluster=" + w.cluster + "&ips=" + w.ip
+		if code, body, err := x.get(q); err != nil || code != 200 || !strings.Contains(body, want) {
+			t.Errorf("%s with cluster2 down lacks %s: %d %v\n%.2000s", q, want, code, err, body)
 		}
 	}
 	c2, _ := x.clusterStatus("cluster2")
