@@ -140,6 +140,20 @@ func TestLocalityFailoverAcrossNetworks(t *testing.T) {
 			r.failed, r.failedAfter, r.total, r.slowest.Round(time.Millisecond))
 	}
 	t.Logf("locality failover, sleep1 → helloworld, %.1f requests/s:\n%s", l.rate(), table.String())
+
+	// A change of the rule's outlier detection alone changes helloworld's
+	// cluster, not its endpoints: Envoy keeps the updated cluster warming
+	// until its load assignment comes again, which discovery sends after
+	// the cluster (else Envoy waits out its initial_fetch_timeout, 15 s).
+	changed := time.Now()
+	rules := schema.GroupVersionResource{Group: "networking.istio.io", Version: "v1", Resource: "destinationrules"}
+	updateObject(t, x.c1, rules, "sample", "helloworld", func(o *unstructured.Unstructured) {
+		must(t, unstructured.SetNestedField(o.Object, int64(3), "spec", "trafficPolicy", "outlierDetection", "consecutive5xxErrors"))
+	})
+	waitFor(t, 10*time.Second, "sleep1's Envoy to serve with the rule's new outlier detection (not a warming cluster)", func() bool {
+		return strings.Contains(x.admin("sleep1", "/config_dump?resource=dynamic_active_clusters"), `"consecutive_5xx": 3`)
+	})
+	t.Logf("an outlier-detection-only change was active in sleep1's Envoy after %s", time.Since(changed).Round(time.Millisecond))
 	if syncz := x.d.get(t, "/debug/syncz"); strings.Contains(syncz, "lastNACK") {
 		t.Errorf("a proxy rejected config:\n%s", syncz)
 	}
@@ -156,6 +170,20 @@ func applyObject(t *testing.T, c *kubeharness.Cluster, resource, doc string) {
 	dyn, err := dynamic.NewForConfig(c.AdminConfig)
 	must(t, err)
 	_, err = dyn.Resource(gv.WithResource(resource)).Namespace(obj.GetNamespace()).Create(ctx, obj, metav1.CreateOptions{})
+	must(t, err)
+}
+
+// updateObject changes one namespaced object of gvr (an Istio
+// DestinationRule, say) on a cluster's API server with edit.
+func updateObject(t *testing.T, c *kubeharness.Cluster, gvr schema.GroupVersionResource, namespace, name string, edit func(*unstructured.Unstructured)) {
+	t.Helper()
+	dyn, err := dynamic.NewForConfig(c.AdminConfig)
+	must(t, err)
+	ri := dyn.Resource(gvr).Namespace(namespace)
+	obj, err := ri.Get(ctx, name, metav1.GetOptions{})
+	must(t, err)
+	edit(obj)
+	_, err = ri.Update(ctx, obj, metav1.UpdateOptions{})
 	must(t, err)
 }
 

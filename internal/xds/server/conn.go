@@ -206,12 +206,15 @@ func (c *conn) pushAll() error {
 	return nil
 }
 
-// push sends ts what it lacks of its view, if anything.
+// push sends ts what it lacks of its view, if anything. After clusters
+// the proxy already had changed, their load assignments follow even when
+// they did not change (warmAfter).
 func (c *conn) push(ts *typeStream) error {
 	e := ts.e
 	e.mu.Lock()
 	var out outgoing
 	var send bool
+	wasStarted, from := ts.started, ts.at
 	if c.k.delta {
 		out, send = ts.planDelta()
 	} else {
@@ -220,6 +223,13 @@ func (c *conn) push(ts *typeStream) error {
 	if !send {
 		e.mu.Unlock()
 		return nil
+	}
+	var warming []string
+	var warmAll bool
+	if ts.typeURL == resource.ClusterType && wasStarted {
+		var ok bool
+		warming, _, ok = e.since(from)
+		warmAll = !ok
 	}
 	var msg any
 	var nonce string
@@ -246,5 +256,29 @@ func (c *conn) push(ts *typeStream) error {
 		ts.nonce = nonce
 		c.a.tracker.sent(c.k, ts.typeURL, out.version)
 	}
+	if warming != nil || warmAll {
+		return c.warmAfter(warming, warmAll)
+	}
 	return nil
+}
+
+// warmAfter sends the load assignments of clusters just sent again
+// (changed), or of all clusters when which is unknown: Envoy keeps an
+// updated EDS cluster warming, the old one serving, until its load
+// assignment arrives — also when it did not change (xDS "resource
+// warming"), which it would otherwise do only after its
+// initial_fetch_timeout (15 s). A DestinationRule that changes only a
+// cluster's outlier detection or connection pool is such a change.
+func (c *conn) warmAfter(clusters []string, all bool) error {
+	eds := c.types[resource.EndpointType]
+	if eds == nil || !eds.started {
+		return nil // its first response is still to come
+	}
+	eds.e.mu.Lock()
+	if all {
+		clusters = eds.existing()
+	}
+	eds.sub.resend(clusters)
+	eds.e.mu.Unlock()
+	return c.push(eds)
 }

@@ -85,6 +85,22 @@ func (s *subscription) moved() {
 	}
 }
 
+// resend asks for the subscribed ones of names to be sent again with the
+// next response, though they did not change: a cluster Envoy received
+// again (changed) warms until its load assignment arrives, unchanged or
+// not.
+func (s *subscription) resend(names []string) {
+	for _, n := range names {
+		if !s.subscribed(n) {
+			continue
+		}
+		s.added = append(s.added, n)
+		if _, held := s.sent[n]; held {
+			s.sent[n] = heldUnknown
+		}
+	}
+}
+
 // heldUnknown marks, on a delta stream that moved to another view, a
 // resource the proxy holds at a version of the old view: never equal to a
 // version of the new one.
