@@ -73,6 +73,23 @@ type background struct {
 	done chan struct{}
 }
 
+// portForward runs kubectl port-forward to target's port in namespace of
+// context, on a free local port, and returns it once kubectl listens.
+func (k labKubectl) portForward(t *testing.T, context, namespace, target string, port int) (*background, string) {
+	t.Helper()
+	pf := k.start(t, "port-forward", "--context="+context, "-n", namespace, target, ":"+strconv.Itoa(port))
+	forwarding := regexp.MustCompile(`Forwarding from 127\.0\.0\.1:(\d+) -> ` + strconv.Itoa(port))
+	var local string
+	waitFor(t, 30*time.Second, "kubectl port-forward to listen", func() bool {
+		if m := forwarding.FindStringSubmatch(pf.output()); m != nil {
+			local = m[1]
+			return true
+		}
+		return false
+	})
+	return pf, local
+}
+
 func (k labKubectl) start(t *testing.T, args ...string) *background {
 	t.Helper()
 	b := &background{cmd: k.command(args...), done: make(chan struct{})}
@@ -207,16 +224,7 @@ func walkthroughByKubectl(t *testing.T, k labKubectl) {
 	k.ok(t, "exec", "--context=cluster1", "-n", "sample", "-c", "sleep", pod, "--", "rm", remote)
 
 	// port-forward to discovery's ops port: /ready.
-	pf := k.start(t, "port-forward", "--context=cluster1", "-n", "istio-system", "deploy/horizon", ":15014")
-	forwarding := regexp.MustCompile(`Forwarding from 127\.0\.0\.1:(\d+) -> 15014`)
-	var port string
-	waitFor(t, 30*time.Second, "kubectl port-forward to listen", func() bool {
-		if m := forwarding.FindStringSubmatch(pf.output()); m != nil {
-			port = m[1]
-			return true
-		}
-		return false
-	})
+	pf, port := k.portForward(t, "cluster1", "istio-system", "deploy/horizon", 15014)
 	resp, err := http.Get("http://127.0.0.1:" + port + "/ready")
 	if err != nil {
 		t.Fatalf("GET /ready through port-forward: %v\n%s", err, pf.output())

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"os"
 	osexec "os/exec"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -126,16 +125,7 @@ func proxyStatusOnLab(t *testing.T, k labKubectl, state, horizon string) {
 	// discovery's TLS port and --xds-address, where istioctl brings its
 	// token of istio-system's default ServiceAccount (TokenRequest,
 	// audience istio-ca) and discovery lets that namespace see every proxy.
-	pf := k.start(t, "port-forward", "--context=cluster1", "-n", "istio-system", "deploy/horizon", ":15012")
-	forwarding := regexp.MustCompile(`Forwarding from 127\.0\.0\.1:(\d+) -> 15012`)
-	var port string
-	waitFor(t, 30*time.Second, "kubectl port-forward to listen", func() bool {
-		if m := forwarding.FindStringSubmatch(pf.output()); m != nil {
-			port = m[1]
-			return true
-		}
-		return false
-	})
+	_, port := k.portForward(t, "cluster1", "istio-system", "deploy/horizon", 15012)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	b, err := osexec.CommandContext(ctx, istioctl, "proxy-status", "--kubeconfig", lab.KubeconfigPath(state), "--context", "cluster1",

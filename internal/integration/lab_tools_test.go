@@ -188,16 +188,7 @@ func wellFormed(svg string) bool {
 // port-forward) in headless Chromium: the page has loaded the picture
 // (cluster2's gateway in it), and a screenshot of it is a PNG.
 func topologyInBrowser(t *testing.T, k labKubectl, chromium string) {
-	pf := k.start(t, "port-forward", "--context=cluster1", "-n", "istio-system", "deploy/horizon", ":15014")
-	forwarding := regexp.MustCompile(`Forwarding from 127\.0\.0\.1:(\d+) -> 15014`)
-	var port string
-	waitFor(t, 30*time.Second, "kubectl port-forward to listen", func() bool {
-		if m := forwarding.FindStringSubmatch(pf.output()); m != nil {
-			port = m[1]
-			return true
-		}
-		return false
-	})
+	_, port := k.portForward(t, "cluster1", "istio-system", "deploy/horizon", 15014)
 	url := "http://127.0.0.1:" + port + "/ui/topology"
 	dir := t.TempDir()
 	browser := func(args ...string) []byte {

@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	securityapi "istio.io/api/security/v1beta1"
+	securityv1 "istio.io/client-go/pkg/apis/security/v1"
+	securityv1beta1 "istio.io/client-go/pkg/apis/security/v1beta1"
 	versioned "istio.io/client-go/pkg/clientset/versioned"
 	istioinformers "istio.io/client-go/pkg/informers/externalversions"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -92,22 +94,14 @@ func WatchPeerAuthentications(ctx context.Context, client versioned.Interface, v
 		inf = i.Informer()
 		list = func() []namedSpec {
 			objs, _ := i.Lister().List(labels.Everything())
-			out := make([]namedSpec, 0, len(objs))
-			for _, o := range objs {
-				out = append(out, namedSpec{o.ObjectMeta, &o.Spec})
-			}
-			return out
+			return namedSpecs(objs, func(o *securityv1.PeerAuthentication) namedSpec { return namedSpec{o.ObjectMeta, &o.Spec} })
 		}
 	case "v1beta1":
 		i := factory.Security().V1beta1().PeerAuthentications()
 		inf = i.Informer()
 		list = func() []namedSpec {
 			objs, _ := i.Lister().List(labels.Everything())
-			out := make([]namedSpec, 0, len(objs))
-			for _, o := range objs {
-				out = append(out, namedSpec{o.ObjectMeta, &o.Spec})
-			}
-			return out
+			return namedSpecs(objs, func(o *securityv1beta1.PeerAuthentication) namedSpec { return namedSpec{o.ObjectMeta, &o.Spec} })
 		}
 	default:
 		return fmt.Errorf("PeerAuthentication version %q is not one of %s", version, strings.Join(PeerAuthVersions, ", "))
@@ -123,4 +117,13 @@ func WatchPeerAuthentications(ctx context.Context, client versioned.Interface, v
 type namedSpec struct {
 	meta metav1.ObjectMeta
 	spec *securityapi.PeerAuthentication
+}
+
+// namedSpecs lists objects of either served version as namedSpecs.
+func namedSpecs[O any](objs []O, named func(O) namedSpec) []namedSpec {
+	out := make([]namedSpec, 0, len(objs))
+	for _, o := range objs {
+		out = append(out, named(o))
+	}
+	return out
 }
