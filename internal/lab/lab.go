@@ -204,12 +204,20 @@ func cleanEarlierLab(o Options, prev *State) error {
 // otherLab is the state directory of the lab that holds the machine's lab
 // networks when it is not o's, and its running processes (none: it is
 // down, or there is no other).
+//
+// The owner file is only believed when it names an absolute directory
+// whose lab.json says it is that lab: its processes are then looked for
+// by that path, and a stale or damaged file must not make Up stop
+// processes that merely name some other directory.
 func otherLab(o Options) (string, []Process) {
 	owner := readOwner(o.OwnerFile)
-	if owner == "" || owner == o.StateDir {
+	if owner == "" || owner == o.StateDir || !filepath.IsAbs(owner) {
 		return "", nil
 	}
-	st, _ := LoadState(owner)
+	st, err := LoadState(owner)
+	if err != nil || st == nil || st.StateDir != owner {
+		return "", nil
+	}
 	return owner, leftovers(owner, st)
 }
 

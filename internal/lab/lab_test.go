@@ -718,3 +718,29 @@ func TestDownLeavesARunningOtherLabsNetworks(t *testing.T) {
 	default:
 	}
 }
+
+// The owner file is believed only when it names a lab's state directory:
+// a relative path, a directory without lab.json, or one whose lab.json is
+// another lab's, names no other lab (and so nothing is stopped).
+func TestOtherLabBelievesOnlyALabsStateDir(t *testing.T) {
+	bin := t.TempDir()
+	fakeBins(t, bin, append(Components, k8sproc.Kubectl)...)
+	other, _, owner := otherRunningLab(t, bin)
+	o := Options{StateDir: filepath.Join(t.TempDir(), "lab"), OwnerFile: owner}
+	if got, procs := otherLab(o); got != other || len(procs) != 1 {
+		t.Fatalf("a running lab's owner file: %q, %d processes", got, len(procs))
+	}
+	notALab := t.TempDir()
+	moved := filepath.Join(t.TempDir(), "moved")
+	if err := os.Rename(other, moved); err != nil {
+		t.Fatal(err)
+	}
+	for _, bad := range []string{"relative/dir", notALab, moved, "/"} {
+		if err := writeOwner(owner, bad); err != nil {
+			t.Fatal(err)
+		}
+		if got, procs := otherLab(o); got != "" || procs != nil {
+			t.Errorf("owner %q: %q, %d processes; want none", bad, got, len(procs))
+		}
+	}
+}
